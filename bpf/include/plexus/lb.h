@@ -1,0 +1,84 @@
+/* Service load-balancing maps (kube-proxy replacement). Layout follows the shape of Cilium's lb4 maps
+ * (service slot 0 is the master entry; slots 1..count point at backends). */
+#pragma once
+#include "plexus/types.h"
+
+#define PLEXUS_LB_SERVICES_MAX 65536
+#define PLEXUS_LB_BACKENDS_MAX 65536
+#define PLEXUS_LB_REVNAT_MAX 65536
+#define PLEXUS_LB_MAGLEV_OUTER_MAX 65536
+#define PLEXUS_LB_AFFINITY_MAX 65536
+#define PLEXUS_MAGLEV_DEFAULT_M 16381
+
+/* plexus_lb4_services_v1: HASH, {frontend, slot} -> service/backend pointer. Written by the agent. */
+struct plexus_lb4_key {
+  __be32 address;     /* frontend IP, network order */
+  __be16 dport;       /* frontend port, network order */
+  __u16 backend_slot; /* 0 = master entry, 1..count = backends (host order) */
+  __u8 proto;         /* IPPROTO_TCP / IPPROTO_UDP */
+  __u8 scope;         /* enum plexus_lb_scope */
+  __u8 pad[2];        /* zero */
+};
+
+enum plexus_lb_scope {
+  PLEXUS_LB_SCOPE_EXTERNAL = 0, /* lookups for traffic from outside the node */
+  PLEXUS_LB_SCOPE_INTERNAL = 1, /* lookups for traffic from local pods/host (internalTrafficPolicy) */
+};
+
+enum plexus_lb_flags {
+  PLEXUS_SVC_F_CLUSTERIP = 1 << 0,
+  PLEXUS_SVC_F_NODEPORT = 1 << 1,
+  PLEXUS_SVC_F_EXTERNAL_IP = 1 << 2,
+  PLEXUS_SVC_F_LOADBALANCER = 1 << 3,
+  PLEXUS_SVC_F_ETP_LOCAL = 1 << 4,  /* externalTrafficPolicy: Local */
+  PLEXUS_SVC_F_ITP_LOCAL = 1 << 5,  /* internalTrafficPolicy: Local */
+  PLEXUS_SVC_F_AFFINITY = 1 << 6,   /* sessionAffinity: ClientIP */
+  PLEXUS_SVC_F_MAGLEV = 1 << 7,     /* backend selection through the per-service Maglev table */
+};
+
+struct plexus_lb4_service {
+  __u32 backend_id;       /* slot > 0: the backend id; slot 0: 0 */
+  __u16 count;            /* slot 0: number of active backend slots */
+  __u16 rev_nat_index;    /* service id; key of revnat, maglev and affinity maps (host order) */
+  __u32 affinity_timeout; /* seconds, slot 0 only (host order) */
+  __u16 flags;            /* enum plexus_lb_flags */
+  __u16 pad;              /* zero */
+};
+
+enum plexus_backend_state {
+  PLEXUS_BACKEND_ACTIVE = 0,
+  PLEXUS_BACKEND_TERMINATING = 1, /* existing connections only */
+  PLEXUS_BACKEND_QUARANTINED = 2,
+  PLEXUS_BACKEND_MAINTENANCE = 3,
+};
+
+/* plexus_lb4_backends_v1: HASH, backend id (u32) -> backend. Written by the agent. */
+struct plexus_lb4_backend {
+  __be32 address; /* network order */
+  __be16 port;    /* network order */
+  __u8 proto;
+  __u8 state;     /* enum plexus_backend_state */
+};
+
+/* plexus_lb4_reverse_nat_v1: HASH, rev_nat_index (u16) -> original frontend. Written by the agent. */
+struct plexus_lb4_reverse_nat {
+  __be32 address; /* network order */
+  __be16 port;    /* network order */
+  __u16 pad;      /* zero */
+};
+
+/* plexus_lb4_maglev_v1: HASH_OF_MAPS, rev_nat_index (u32) -> ARRAY[M] of backend id (u32).
+ * Inner tables are built in userspace and swapped in whole. */
+
+/* plexus_lb4_affinity_v1: LRU_HASH, {client, service} -> {backend, last use}. Written by BPF. */
+struct plexus_lb4_affinity_key {
+  __be32 client_ip;    /* network order */
+  __u16 rev_nat_index; /* host order */
+  __u16 pad;           /* zero */
+};
+
+struct plexus_lb4_affinity_value {
+  __u64 last_used_ns; /* bpf_ktime_get_ns() */
+  __u32 backend_id;
+  __u32 pad;          /* zero */
+};

@@ -1,0 +1,33 @@
+/* Per-endpoint policy maps. Each endpoint owns one LPM trie (inner map) reached through
+ * plexus_policy_v1 (ARRAY_OF_MAPS indexed by endpoint id). An entry matches
+ * (peer identity, direction) exactly, then protocol and destination port as an LPM prefix, so a
+ * port range is a handful of prefixes and ANY protocol is a shorter prefix. A packet needs two
+ * lookups: its peer identity, and the wildcard identity 0. */
+#pragma once
+#include "plexus/types.h"
+
+#define PLEXUS_POLICY_ENDPOINTS_MAX 65536
+/* Bits of the key data covered by the fixed part: identity (32) + direction (8). Protocol adds 8,
+ * the destination port up to 16 more. */
+#define PLEXUS_POLICY_FIXED_PREFIX 40
+#define PLEXUS_POLICY_PROTO_PREFIX (PLEXUS_POLICY_FIXED_PREFIX + 8)
+#define PLEXUS_POLICY_FULL_PREFIX (PLEXUS_POLICY_PROTO_PREFIX + 16)
+
+struct plexus_policy_key {
+  __u32 prefixlen;  /* LPM prefix length over the bytes that follow */
+  __u32 identity;   /* peer identity, host order; 0 = any peer */
+  __u8 direction;   /* enum plexus_direction */
+  __u8 protocol;    /* IPPROTO_*; covered only when prefixlen >= PROTO_PREFIX (else: any protocol) */
+  __be16 dport;     /* network order; covered by the last 0..16 prefix bits (0 bits: any port) */
+};
+
+enum plexus_policy_flags {
+  PLEXUS_POLICY_F_DENY = 1 << 0, /* explicit deny: beats any allow */
+};
+
+struct plexus_policy_value {
+  __be16 proxy_port; /* reserved for L7 redirection; 0 today */
+  __u8 flags;        /* enum plexus_policy_flags */
+  __u8 pad;          /* zero */
+  __u32 rule_id;     /* id of the deciding rule, for flow events and explain (host order) */
+};

@@ -1,0 +1,43 @@
+/* Verdict and drop reasons, defined once (STYLE.md rule 7).
+ *
+ * X(name, value, hubble_name, description)
+ *   name         -> PLEXUS_REASON_<name> in BPF C, plexus::Reason::k<Name>-style via toString() in C++
+ *   value        -> the number in metrics keys and events (stable: never renumber, only append)
+ *   hubble_name  -> the drop_reason_desc string Hubble users know
+ *   description  -> human text for logs and the CLI
+ *
+ * BPF helpers return 0 or -PLEXUS_REASON_<drop>; the program's single exit turns that into
+ * TC_ACT_SHOT, a per-CPU counter and an event. */
+#pragma once
+
+#define PLEXUS_REASONS(X)                                                                        \
+  X(FORWARDED, 0, "FORWARDED", "forwarded")                                                     \
+  X(INVALID_PACKET, 1, "INVALID_PACKET_DROPPED", "invalid or truncated packet")                 \
+  X(UNSUPPORTED_L3, 2, "UNSUPPORTED_L3_PROTOCOL", "unsupported L3 protocol")                    \
+  X(INVALID_SOURCE_IP, 3, "INVALID_SOURCE_IP", "source IP does not belong to the endpoint")     \
+  X(POLICY_DENIED, 4, "POLICY_DENIED", "policy denied (no allow rule)")                         \
+  X(POLICY_DENY, 5, "POLICY_DENY", "policy deny (explicit deny rule)")                          \
+  X(NO_SERVICE_BACKEND, 6, "NO_SERVICE", "service has no backends")                             \
+  X(CT_MAP_FULL, 7, "CT_MAP_INSERTION_FAILED", "conntrack map insertion failed")                \
+  X(REDIRECT_FAILED, 8, "ERROR_WRITING_TO_PACKET", "redirect or packet rewrite failed")         \
+  X(TTL_EXCEEDED, 9, "TTL_EXCEEDED", "TTL exceeded")                                            \
+  X(FIB_LOOKUP_FAILED, 10, "FIB_LOOKUP_FAILED", "FIB lookup failed")                            \
+  X(NAT_FAILED, 11, "SNAT_NO_MAP_FOUND", "NAT failed")                                           \
+  X(UNKNOWN_L4, 12, "UNKNOWN_L4_PROTOCOL", "unknown L4 protocol")                               \
+  X(ARP_REPLY, 13, "FORWARDED", "ARP request answered by the datapath")                         \
+  X(SERVICE_TRANSLATED, 14, "FORWARDED", "service address translated")
+
+enum plexus_reason {
+#define PLEXUS_REASON_ENUM_(name, value, hubble, desc) PLEXUS_REASON_##name = value,
+  PLEXUS_REASONS(PLEXUS_REASON_ENUM_)
+#undef PLEXUS_REASON_ENUM_
+  PLEXUS_REASON_MAX_,
+};
+
+/* Traffic direction relative to the endpoint. */
+enum plexus_direction {
+  PLEXUS_DIR_UNSPECIFIED = 0,
+  PLEXUS_DIR_INGRESS = 1, /* towards the endpoint (to-container) */
+  PLEXUS_DIR_EGRESS = 2,  /* from the endpoint (from-container) */
+  PLEXUS_DIR_MAX_,
+};

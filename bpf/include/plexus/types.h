@@ -1,0 +1,6 @@
+/* Fixed-width kernel types for ABI headers. BPF C includes vmlinux.h (which defines them) first;
+ * C++ gets them from the UAPI header. */
+#pragma once
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
