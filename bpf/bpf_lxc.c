@@ -1,4 +1,112 @@
-/* placeholder, replaced below */
+/* Programs on the host side of each pod's veth.
+ *   plexus_from_container: tc ingress of lxc* (packets leaving the pod)
+ *   plexus_to_container:   tc egress of lxc*  (packets the host stack delivers to the pod)
+ * Each entry parses, dispatches to lib/ helpers, and leaves through lxc_exit(): helpers return a
+ * TC action (>= 0) or a negative plexus_reason, and only lxc_exit() turns a reason into a drop,
+ * a counter and (later) an event. */
 #include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
+
+#include "lib/common.h"
+#include "lib/arp.h"
+#include "lib/endpoints.h"
+#include "lib/l3.h"
+#include "lib/metrics.h"
+
 char LICENSE[] SEC("license") = "GPL";
+
+/* Load-time switches, set through the skeleton's rodata before load (STYLE.md rule 6). */
+const volatile __u8 cfg_redirect_peer = 1; /* same-node pod-to-pod via bpf_redirect_peer */
+const volatile __u8 cfg_arp_responder = 1; /* answer pods' ARP requests in the datapath */
+
+struct lxc_ctx {
+  __u8 trace_reason; /* reason counted for a non-drop verdict */
+  __u8 direction;
+};
+
+static __always_inline int lxc_exit(struct __sk_buff *skb, const struct lxc_ctx *c, int ret) {
+  if (ret < 0) {
+    metrics_update((__u8)(-ret), c->direction, skb->len);
+    return TC_ACT_SHOT;
+  }
+  metrics_update(c->trace_reason, c->direction, skb->len);
+  return ret;
+}
+
+/* Same-node delivery: rewrite L2 for the peer's namespace and hand the packet straight to the
+ * peer device's ingress, skipping the host stack (kernel commit 9aa1206e8f48, bpf_redirect_peer). */
+static __always_inline int lxc_redirect_local(struct __sk_buff *skb, struct iphdr *ip,
+                                              const struct plexus_endpoint_value *dst) {
+  __u8 src_mac[ETH_ALEN];
+  __u8 dst_mac[ETH_ALEN];
+  __u32 ifindex = dst->ifindex;
+  __builtin_memcpy(src_mac, dst->node_mac, ETH_ALEN);
+  __builtin_memcpy(dst_mac, dst->pod_mac, ETH_ALEN);
+  int ret = ipv4_dec_ttl(skb, ip);
+  if (ret < 0) {
+    return ret;
+  }
+  ret = eth_store_addrs(skb, src_mac, dst_mac);
+  if (ret < 0) {
+    return ret;
+  }
+  return bpf_redirect_peer(ifindex, 0);
+}
+
+static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct lxc_ctx *c) {
+  struct iphdr *ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
+  if (!ip || ip->ihl < 5 || ip->version != 4) {
+    return PLEXUS_DROP(INVALID_PACKET);
+  }
+  /* Anti-spoofing: the source must be the address of the endpoint behind this veth. */
+  struct plexus_endpoint_value *src = endpoint_lookup(ip->saddr);
+  if (!src || src->ifindex != skb->ifindex) {
+    return PLEXUS_DROP(INVALID_SOURCE_IP);
+  }
+  struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
+  if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src->flags & PLEXUS_EP_F_CHAINED) ||
+      !cfg_redirect_peer) {
+    /* Host, remote and world destinations, and chained endpoints, go through the kernel stack. */
+    return TC_ACT_OK;
+  }
+  return lxc_redirect_local(skb, ip, dst);
+}
+
+SEC("tc")
+int plexus_from_container(struct __sk_buff *skb) {
+  struct lxc_ctx c = {.trace_reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_EGRESS};
+  int ret;
+  switch (bpf_ntohs(skb->protocol)) {
+    case ETH_P_IP:
+      ret = lxc_ipv4_from_container(skb, &c);
+      break;
+    case ETH_P_ARP:
+      if (!cfg_arp_responder) {
+        ret = TC_ACT_OK;
+        break;
+      }
+      ret = arp_respond(skb);
+      if (ret == TC_ACT_REDIRECT) {
+        c.trace_reason = PLEXUS_REASON_ARP_REPLY;
+      }
+      break;
+    default:
+      ret = PLEXUS_DROP(UNSUPPORTED_L3);
+      break;
+  }
+  return lxc_exit(skb, &c, ret);
+}
+
+SEC("tc")
+int plexus_to_container(struct __sk_buff *skb) {
+  struct lxc_ctx c = {.trace_reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_INGRESS};
+  int ret = TC_ACT_OK;
+  switch (bpf_ntohs(skb->protocol)) {
+    case ETH_P_IP:
+    case ETH_P_ARP:
+      break;
+    default:
+      ret = PLEXUS_DROP(UNSUPPORTED_L3);
+      break;
+  }
+  return lxc_exit(skb, &c, ret);
+}

@@ -1,0 +1,53 @@
+#include "plexus/datapath/bpf_map.h"
+
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+
+#include <fmt/format.h>
+
+namespace plexus::datapath {
+
+Result<MapInfo> mapInfo(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+    return errnoError("bpf map info", errno);
+  }
+  return MapInfo{info.name, info.type, info.key_size, info.value_size, info.max_entries, info.id};
+}
+
+const char* mapTypeName(uint32_t type) {
+  const char* name = libbpf_bpf_map_type_str(static_cast<bpf_map_type>(type));
+  return name ? name : "unknown";
+}
+
+int possibleCpus() {
+  int n = libbpf_num_possible_cpus();
+  return n > 0 ? n : 1;
+}
+
+namespace detail {
+
+Result<UniqueFd> openChecked(int borrowed_fd, uint32_t key_size, uint32_t value_size, uint32_t per_cpu) {
+  if (borrowed_fd < 0) {
+    return makeError(ErrorCode::kInvalidArgument, "bpf map: invalid fd");
+  }
+  auto info = mapInfo(borrowed_fd);
+  if (!info.ok()) {
+    return info.error();
+  }
+  if (info->key_size != key_size || info->value_size != value_size) {
+    return makeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("bpf map {}: layout mismatch: kernel key/value {}/{} bytes, expected {}/{}", info->name,
+                                 info->key_size, info->value_size, key_size, value_size));
+  }
+  (void)per_cpu;
+  int fd = fcntl(borrowed_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    return errnoError("bpf map dup", errno);
+  }
+  return UniqueFd(fd);
+}
+
+}  // namespace detail
+}  // namespace plexus::datapath

@@ -1,0 +1,31 @@
+#pragma once
+// Everything the agent owns, wired together. Built by main; handed by reference to the gRPC services.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "plexus/agent/config.h"
+#include "plexus/agent/endpoint_manager.h"
+#include "plexus/agent/ipam.h"
+#include "plexus/agent/reconciler.h"
+#include "plexus/agent/state_store.h"
+#include "plexus/datapath/lxc_datapath.h"
+
+namespace plexus::agent {
+
+struct AgentState {
+  AgentConfig config;
+  std::unique_ptr<datapath::LxcDatapath> lxc;
+  std::unique_ptr<StateStore> store;
+  std::unique_ptr<Ipam> ipam;
+  std::unique_ptr<EndpointManager> endpoints;
+  Reconciler reconciler;
+  std::atomic<bool> ready{false};
+  int64_t started_unix = 0;
+};
+
+// Loads the datapath, restores state, drains queued CNI deletes. Problems that do not stop the agent are logged.
+Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config);
+
+}  // namespace plexus::agent

@@ -1,0 +1,52 @@
+#pragma once
+// Agent configuration: command-line flags, optionally seeded from a YAML file (--config) whose keys are the
+// flag names (the Helm chart's ConfigMap renders that file). Flags given on the command line win.
+
+#include <string>
+#include <vector>
+
+#include "plexus/common/ipv4.h"
+#include "plexus/common/result.h"
+
+namespace plexus::agent {
+
+struct AgentConfig {
+  std::string config_file;
+  std::string state_dir = "/var/lib/plexus";
+  std::string bpf_root = "/sys/fs/bpf/plexus";
+  std::string socket = "/run/plexus/plexus.sock";
+  std::string pod_cidr = "10.244.0.0/24";
+  std::string node_name;
+  std::string cluster_name = "default";
+  std::string host_device = "plexus_host";
+  int mtu = 1500;
+  std::string ipam_mode = "standalone";
+  std::vector<std::string> cluster_pool_ipv4_cidr;
+  int cluster_pool_ipv4_mask_size = 24;
+  bool kube_proxy_replacement = true;
+  std::string k8s_service_host;
+  int k8s_service_port = 0;
+  std::string k8s_kubeconfig_path;
+  std::string routing_mode = "native";
+  bool enable_bpf_masquerade = false;
+  bool enable_hubble = true;
+  int hubble_flow_buffer_size = 4096;
+  std::string lb_algorithm = "maglev";
+  int maglev_table_size = 16381;
+  std::string maglev_hash_seed;
+  std::string prometheus_serve_addr;
+  std::string health_addr;
+  bool debug = false;
+  std::string cgroup_root = "/sys/fs/cgroup/unified";
+  std::vector<std::string> devices;
+  bool enable_socket_lb = true;
+  int ct_map_size = 262144;
+
+  Ipv4Prefix podCidr() const;
+};
+
+// Parses argv (and the YAML file it names). Returns InvalidArgument with a message naming the flag or key.
+// `help` is set when --help was asked for; the text is in the error message then.
+Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* help);
+
+}  // namespace plexus::agent

@@ -1,0 +1,41 @@
+#pragma once
+// Thin gRPC handlers (STYLE.md rule 17): translate proto to domain requests, run them on the reconcile thread,
+// map errors to canonical status codes. No logic lives here.
+
+#include <grpcpp/grpcpp.h>
+
+#include "plexus/agent/agent_state.h"
+#include "plexus/v1/cni.grpc.pb.h"
+#include "plexus/v1/daemon.grpc.pb.h"
+
+namespace plexus::agent {
+
+grpc::Status toGrpc(const Error& e);
+
+class CniService final : public plexus::v1::Cni::Service {
+ public:
+  explicit CniService(AgentState& state) : state_(state) {}
+  grpc::Status Add(grpc::ServerContext*, const v1::CniAddRequest*, v1::CniAddResponse*) override;
+  grpc::Status Del(grpc::ServerContext*, const v1::CniDelRequest*, v1::CniDelResponse*) override;
+  grpc::Status Check(grpc::ServerContext*, const v1::CniCheckRequest*, v1::CniCheckResponse*) override;
+  grpc::Status Gc(grpc::ServerContext*, const v1::CniGcRequest*, v1::CniGcResponse*) override;
+  grpc::Status Status(grpc::ServerContext*, const v1::CniStatusRequest*, v1::CniStatusResponse*) override;
+
+ private:
+  AgentState& state_;
+};
+
+class DaemonService final : public plexus::v1::Daemon::Service {
+ public:
+  explicit DaemonService(AgentState& state) : state_(state) {}
+  grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*, v1::GetStatusResponse*) override;
+  grpc::Status ListEndpoints(grpc::ServerContext*, const v1::ListEndpointsRequest*,
+                             v1::ListEndpointsResponse*) override;
+  grpc::Status GetEndpoint(grpc::ServerContext*, const v1::GetEndpointRequest*, v1::Endpoint*) override;
+  grpc::Status DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMapRequest*, v1::DumpBpfMapResponse*) override;
+
+ private:
+  AgentState& state_;
+};
+
+}  // namespace plexus::agent

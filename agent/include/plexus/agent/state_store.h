@@ -1,0 +1,47 @@
+#pragma once
+// The agent's state directory: IPAM allocations and endpoint records, written atomically (tmp + fsync +
+// rename) so that a crash at any point leaves either the old or the new file.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "plexus/agent/endpoint_record.h"
+#include "plexus/agent/ipam.h"
+#include "plexus/common/result.h"
+
+namespace plexus::agent {
+
+Status writeFileAtomic(const std::string& path, const std::string& content);
+
+struct PendingDelete {
+  std::string path;  // the queue file, removed once handled
+  std::string container_id;
+  std::string ifname;
+  std::string netns;
+};
+
+class StateStore {
+ public:
+  explicit StateStore(std::string dir);
+  Status init();
+
+  Status saveIpam(const IpamSnapshot& snapshot);
+  Result<std::optional<IpamSnapshot>> loadIpam() const;
+
+  Status saveEndpoint(const EndpointRecord& record);
+  Status removeEndpoint(uint16_t id);
+  // Loads every record; unreadable files are reported in problems and skipped (never fatal).
+  std::vector<EndpointRecord> loadEndpoints(std::vector<std::string>* problems) const;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string endpointPath(uint16_t id) const;
+  std::string dir_;
+};
+
+// Reads the DEL requests plexus-cni queued while the agent was down. Malformed files are reported and removed.
+std::vector<PendingDelete> loadPendingDeletes(const std::string& dir, std::vector<std::string>* problems);
+
+}  // namespace plexus::agent

@@ -1,0 +1,76 @@
+#include "plexus/agent/agent_state.h"
+
+#include <ctime>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/api/paths.h"
+
+namespace plexus::agent {
+
+Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
+  auto state = std::make_unique<AgentState>();
+  state->config = config;
+  state->started_unix = std::time(nullptr);
+  state->store = std::make_unique<StateStore>(config.state_dir);
+  PLEXUS_TRY(state->store->init(), "state dir");
+
+  datapath::LxcConfig lxc_cfg;
+  lxc_cfg.bpf_root = config.bpf_root;
+  auto lxc = datapath::LxcDatapath::load(lxc_cfg);
+  if (!lxc.ok()) {
+    return lxc.error();
+  }
+  state->lxc = std::move(lxc.value());
+
+  Ipv4Prefix cidr = config.podCidr();
+  state->ipam = std::make_unique<Ipam>(cidr, cidr.at(1));
+  auto snapshot = state->store->loadIpam();
+  if (!snapshot.ok()) {
+    // Never guess: a corrupt allocation file could hand out an address twice.
+    return snapshot.error().wrap("restore IPAM");
+  }
+  if (snapshot->has_value()) {
+    if ((*snapshot)->cidr != cidr.toString()) {
+      return makeError(ErrorCode::kFailedPrecondition,
+                       fmt::format("state dir {} holds allocations for {}, but --pod-cidr is {}", config.state_dir,
+                                   (*snapshot)->cidr, cidr.toString()));
+    }
+    for (const auto& p : state->ipam->restore(**snapshot)) {
+      spdlog::warn("ipam: {}", p);
+    }
+  }
+
+  EndpointManagerConfig em_cfg;
+  em_cfg.host_device = config.host_device;
+  em_cfg.default_mtu = config.mtu;
+  state->endpoints = std::make_unique<EndpointManager>(*state->lxc, *state->ipam, *state->store, em_cfg,
+                                                       [] { return static_cast<int64_t>(std::time(nullptr)); });
+  std::vector<std::string> problems;
+  PLEXUS_TRY(state->endpoints->start(&problems), "start endpoint manager");
+  for (const auto& p : problems) {
+    spdlog::warn("restore: {}", p);
+  }
+  spdlog::info("restored {} endpoints", state->endpoints->list().size());
+
+  // DELs that plexus-cni queued while we were down.
+  std::vector<std::string> queue_problems;
+  for (const auto& pending : loadPendingDeletes(api::pendingDeleteDir(config.socket), &queue_problems)) {
+    Status s = state->endpoints->del(pending.container_id, pending.ifname);
+    if (s.ok()) {
+      std::error_code ec;
+      std::filesystem::remove(pending.path, ec);
+      spdlog::info("finished queued CNI DEL for {}/{}", pending.container_id, pending.ifname);
+    } else {
+      spdlog::warn("queued CNI DEL for {}/{}: {}", pending.container_id, pending.ifname, s.error().message);
+    }
+  }
+  for (const auto& p : queue_problems) {
+    spdlog::warn("cni queue: {}", p);
+  }
+  return state;
+}
+
+}  // namespace plexus::agent

@@ -1,0 +1,138 @@
+#include "plexus/agent/config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <set>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+namespace plexus::agent {
+
+Ipv4Prefix AgentConfig::podCidr() const {
+  auto p = Ipv4Prefix::parse(pod_cidr);
+  return p ? *p : Ipv4Prefix();
+}
+
+namespace {
+
+void addOptions(CLI::App& app, AgentConfig& c) {
+  app.add_option("--config", c.config_file, "YAML file whose keys are these flag names");
+  app.add_option("--state-dir", c.state_dir, "persistent state directory");
+  app.add_option("--bpf-root", c.bpf_root, "directory on a bpffs for pinned maps");
+  app.add_option("--socket", c.socket, "gRPC unix socket (mode 0660)");
+  app.add_option("--pod-cidr", c.pod_cidr, "this node's pod CIDR (standalone IPAM)");
+  app.add_option("--node-name", c.node_name, "node name (default: $PLEXUS_NODE_NAME or the hostname)");
+  app.add_option("--cluster-name", c.cluster_name, "cluster name for identity labels");
+  app.add_option("--host-device", c.host_device, "dummy device that holds the pods' gateway address");
+  app.add_option("--mtu", c.mtu, "pod interface MTU");
+  app.add_option("--ipam-mode", c.ipam_mode, "standalone | kubernetes | cluster-pool")
+      ->check(CLI::IsMember({"standalone", "kubernetes", "cluster-pool"}));
+  app.add_option("--cluster-pool-ipv4-cidr", c.cluster_pool_ipv4_cidr, "cluster-pool CIDRs")->delimiter(',');
+  app.add_option("--cluster-pool-ipv4-mask-size", c.cluster_pool_ipv4_mask_size, "per-node mask size");
+  app.add_option("--kube-proxy-replacement", c.kube_proxy_replacement, "load-balance services in eBPF");
+  app.add_option("--k8s-service-host", c.k8s_service_host, "API server host (kube-proxy-free clusters)");
+  app.add_option("--k8s-service-port", c.k8s_service_port, "API server port");
+  app.add_option("--k8s-kubeconfig-path", c.k8s_kubeconfig_path, "kubeconfig file");
+  app.add_option("--routing-mode", c.routing_mode, "native | tunnel")->check(CLI::IsMember({"native", "tunnel"}));
+  app.add_option("--enable-bpf-masquerade", c.enable_bpf_masquerade, "masquerade pod egress in eBPF");
+  app.add_option("--enable-hubble", c.enable_hubble, "flow events and the flow store");
+  app.add_option("--hubble-flow-buffer-size", c.hubble_flow_buffer_size, "flows kept in memory");
+  app.add_option("--lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
+  app.add_option("--maglev-table-size", c.maglev_table_size, "Maglev table size (prime)");
+  app.add_option("--maglev-hash-seed", c.maglev_hash_seed, "base64 12-byte Maglev seed");
+  app.add_option("--prometheus-serve-addr", c.prometheus_serve_addr, "address for /metrics (empty: off)");
+  app.add_option("--health-addr", c.health_addr, "address for /healthz (empty: off)");
+  app.add_option("--debug", c.debug, "debug logging");
+  app.add_option("--cgroup-root", c.cgroup_root, "cgroup v2 root for socket load-balancing");
+  app.add_option("--devices", c.devices, "external devices for NodePort")->delimiter(',');
+  app.add_option("--enable-socket-lb", c.enable_socket_lb, "socket-level load-balancing");
+  app.add_option("--ct-map-size", c.ct_map_size, "conntrack map entries");
+}
+
+std::string scalarText(const YAML::Node& n) {
+  if (n.IsSequence()) {
+    std::string joined;
+    for (const auto& item : n) {
+      if (!joined.empty()) {
+        joined += ",";
+      }
+      joined += item.as<std::string>();
+    }
+    return joined;
+  }
+  return n.as<std::string>();
+}
+
+}  // namespace
+
+Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* help) {
+  *help = false;
+  // Find --config first: the file's values go in front of the command line so that flags win.
+  std::string config_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_file = argv[i + 1];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_file = a.substr(9);
+    }
+  }
+  std::vector<std::string> args;
+  if (!config_file.empty()) {
+    try {
+      YAML::Node root = YAML::LoadFile(config_file);
+      if (root && !root.IsNull() && !root.IsMap()) {
+        return makeError(ErrorCode::kInvalidArgument, fmt::format("config {}: top level must be a map", config_file));
+      }
+      for (const auto& kv : root) {
+        std::string key = kv.first.as<std::string>();
+        if (kv.second.IsMap()) {
+          return makeError(ErrorCode::kInvalidArgument, fmt::format("config {}: key {}: must be a scalar or list",
+                                                                    config_file, key));
+        }
+        if (kv.second.IsNull()) {
+          continue;
+        }
+        args.push_back(fmt::format("--{}={}", key, scalarText(kv.second)));
+      }
+    } catch (const YAML::Exception& e) {
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("config {}: {}", config_file, e.what()));
+    }
+  }
+  for (int i = 1; i < argc; ++i) {
+    args.emplace_back(argv[i]);
+  }
+
+  AgentConfig c;
+  CLI::App app{"plexus-agent: eBPF networking agent"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  addOptions(app, c);
+  try {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    *help = true;
+    return makeError(ErrorCode::kInvalidArgument, app.help());
+  } catch (const CLI::ParseError& e) {
+    return makeError(ErrorCode::kInvalidArgument, e.what());
+  }
+  if (c.node_name.empty()) {
+    const char* env = std::getenv("PLEXUS_NODE_NAME");
+    char host[256] = {};
+    c.node_name = env ? env : (gethostname(host, sizeof(host) - 1) == 0 ? host : "node");
+  }
+  auto cidr = Ipv4Prefix::parse(c.pod_cidr);
+  if (!cidr || cidr->length() > 30 || cidr->length() < 8) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--pod-cidr {}: must be an IPv4 CIDR between /8 and /30", c.pod_cidr));
+  }
+  if (c.state_dir.empty() || c.bpf_root.empty() || c.socket.empty()) {
+    return makeError(ErrorCode::kInvalidArgument, "--state-dir, --bpf-root and --socket must not be empty");
+  }
+  return c;
+}
+
+}  // namespace plexus::agent

@@ -1,0 +1,73 @@
+// plexus-agent: loads the datapath, restores state, serves the gRPC API until SIGTERM/SIGINT.
+// A graceful stop leaves programs attached and maps pinned: pods keep their connectivity.
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/agent_state.h"
+#include "plexus/agent/config.h"
+#include "plexus/agent/grpc_services.h"
+#include "plexus/api/paths.h"
+
+using namespace plexus;
+
+int main(int argc, char** argv) {
+  bool help = false;
+  auto config = agent::parseAgentConfig(argc, argv, &help);
+  if (!config.ok()) {
+    std::fprintf(help ? stdout : stderr, "%s\n", config.error().message.c_str());
+    return help ? 0 : 2;
+  }
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(config->debug ? spdlog::level::debug : spdlog::level::info);
+
+  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto state = agent::startAgent(*config);
+  if (!state.ok()) {
+    spdlog::error("start: {}", state.error().message);
+    return 1;
+  }
+  agent::AgentState& st = **state;
+
+  std::error_code ec;
+  std::filesystem::path sock(config->socket);
+  std::filesystem::create_directories(sock.parent_path(), ec);
+  std::filesystem::remove(sock, ec);  // a stale socket from a killed agent
+  agent::CniService cni(st);
+  agent::DaemonService daemon(st);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(api::grpcTarget(config->socket), grpc::InsecureServerCredentials());
+  builder.RegisterService(&cni);
+  builder.RegisterService(&daemon);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::error("gRPC: cannot listen on {}", config->socket);
+    return 1;
+  }
+  chmod(config->socket.c_str(), 0660);
+  st.ready = true;
+  spdlog::info("plexus-agent ready: node {} pod CIDR {} socket {} bpf root {}", config->node_name, config->pod_cidr,
+               config->socket, config->bpf_root);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: stopping (programs and pinned maps stay in place)", sig);
+  st.ready = false;
+  server->Shutdown();
+  st.reconciler.stop();
+  std::filesystem::remove(sock, ec);
+  return 0;
+}

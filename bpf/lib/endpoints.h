@@ -1,0 +1,39 @@
+/* Local endpoint table and the ipcache. */
+#pragma once
+
+#include "plexus/endpoint.h"
+#include "lib/common.h"
+
+/* plexus_endpoints_v1: pod IPv4 -> local endpoint; written by the agent's endpoint manager. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, PLEXUS_ENDPOINTS_MAX);
+  __type(key, struct plexus_endpoint_key);
+  __type(value, struct plexus_endpoint_value);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_endpoints_v1 SEC(".maps");
+
+/* plexus_ipcache_v1: IPv4 prefix -> identity; written by the agent. LPM tries must not preallocate. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, PLEXUS_IPCACHE_MAX);
+  __type(key, struct plexus_ipcache_key);
+  __type(value, struct plexus_ipcache_value);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_ipcache_v1 SEC(".maps");
+
+static __always_inline struct plexus_endpoint_value *endpoint_lookup(__be32 ip) {
+  struct plexus_endpoint_key key = {.ip = ip};
+  return bpf_map_lookup_elem(&plexus_endpoints_v1, &key);
+}
+
+/* Reserved identity 2 (world) for addresses the ipcache does not know. */
+#define PLEXUS_IDENTITY_WORLD 2
+
+static __always_inline __u32 ipcache_identity(__be32 ip) {
+  struct plexus_ipcache_key key = {.prefixlen = 32, .ip = ip};
+  struct plexus_ipcache_value *v = bpf_map_lookup_elem(&plexus_ipcache_v1, &key);
+  return v ? v->identity : PLEXUS_IDENTITY_WORLD;
+}
