@@ -1,0 +1,94 @@
+#pragma once
+// Crafted packets for BPF_PROG_TEST_RUN.
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "plexus/common/ipv4.h"
+
+namespace plexus::testing {
+
+inline uint16_t ipChecksum(const void* data, size_t len) {
+  uint32_t sum = 0;
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i + 1 < len; i += 2) {
+    sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  }
+  while (sum >> 16) {
+    sum = (sum & 0xffff) + (sum >> 16);
+  }
+  return htons(static_cast<uint16_t>(~sum));
+}
+
+struct PacketSpec {
+  Mac src_mac;
+  Mac dst_mac;
+  Ipv4 src;
+  Ipv4 dst;
+  uint8_t proto = IPPROTO_TCP;
+  uint16_t sport = 40000;
+  uint16_t dport = 80;
+  uint8_t ttl = 64;
+  uint8_t tcp_flags = 0x02;  // SYN
+};
+
+inline std::vector<uint8_t> ipv4Packet(const PacketSpec& s) {
+  size_t l4 = s.proto == IPPROTO_TCP ? sizeof(tcphdr) : sizeof(udphdr);
+  std::vector<uint8_t> pkt(sizeof(ethhdr) + sizeof(iphdr) + l4, 0);
+  auto* eth = reinterpret_cast<ethhdr*>(pkt.data());
+  std::memcpy(eth->h_dest, s.dst_mac.b, 6);
+  std::memcpy(eth->h_source, s.src_mac.b, 6);
+  eth->h_proto = htons(ETH_P_IP);
+  auto* ip = reinterpret_cast<iphdr*>(pkt.data() + sizeof(ethhdr));
+  ip->version = 4;
+  ip->ihl = 5;
+  ip->tot_len = htons(static_cast<uint16_t>(sizeof(iphdr) + l4));
+  ip->ttl = s.ttl;
+  ip->protocol = s.proto;
+  ip->saddr = s.src.networkOrder();
+  ip->daddr = s.dst.networkOrder();
+  ip->check = ipChecksum(ip, sizeof(iphdr));
+  uint8_t* l4p = pkt.data() + sizeof(ethhdr) + sizeof(iphdr);
+  if (s.proto == IPPROTO_TCP) {
+    auto* tcp = reinterpret_cast<tcphdr*>(l4p);
+    tcp->source = htons(s.sport);
+    tcp->dest = htons(s.dport);
+    tcp->doff = 5;
+    l4p[13] = s.tcp_flags;
+  } else {
+    auto* udp = reinterpret_cast<udphdr*>(l4p);
+    udp->source = htons(s.sport);
+    udp->dest = htons(s.dport);
+    udp->len = htons(sizeof(udphdr));
+  }
+  return pkt;
+}
+
+inline std::vector<uint8_t> arpRequest(const Mac& sender_mac, Ipv4 sender_ip, Ipv4 target_ip) {
+  std::vector<uint8_t> pkt(14 + 28, 0);
+  std::memset(pkt.data(), 0xff, 6);
+  std::memcpy(pkt.data() + 6, sender_mac.b, 6);
+  pkt[12] = 0x08;
+  pkt[13] = 0x06;
+  uint8_t* a = pkt.data() + 14;
+  a[0] = 0; a[1] = 1;        // htype ethernet
+  a[2] = 0x08; a[3] = 0x00;  // ptype IPv4
+  a[4] = 6; a[5] = 4;
+  a[6] = 0; a[7] = 1;        // request
+  std::memcpy(a + 8, sender_mac.b, 6);
+  uint32_t sip = sender_ip.networkOrder();
+  uint32_t tip = target_ip.networkOrder();
+  std::memcpy(a + 14, &sip, 4);
+  std::memcpy(a + 24, &tip, 4);
+  return pkt;
+}
+
+}  // namespace plexus::testing
