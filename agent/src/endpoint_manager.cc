@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "plexus/agent/map_encoding.h"
 #include "plexus/datapath/netlink.h"
 #include "plexus/datapath/tc.h"
 
@@ -14,21 +15,8 @@ namespace plexus::agent {
 namespace dp = plexus::datapath;
 
 namespace {
-constexpr uint32_t kIdentityHost = 1;
-constexpr uint32_t kIdentityInit = 5;
-
-plexus_endpoint_key endpointKey(Ipv4 ip) {
-  plexus_endpoint_key k{};
-  k.ip = ip.networkOrder();
-  return k;
-}
-
-plexus_ipcache_key ipcacheKey(Ipv4 ip) {
-  plexus_ipcache_key k{};
-  k.prefixlen = 32;
-  k.ip = ip.networkOrder();
-  return k;
-}
+plexus_endpoint_key endpointKey(Ipv4 ip) { return encodeEndpointKey(ip); }
+plexus_ipcache_key ipcacheKey(Ipv4 ip) { return encodeIpcacheKey(Ipv4Prefix(ip, 32)); }
 }  // namespace
 
 EndpointManager::EndpointManager(dp::LxcDatapath& dp, Ipam& ipam, StateStore& store, EndpointManagerConfig config,
@@ -48,13 +36,10 @@ Status EndpointManager::start(std::vector<std::string>* problems) {
   PLEXUS_TRY(dp::setLinkUp(host->ifindex), "gateway device up");
   PLEXUS_TRY(dp::addAddress(host->ifindex, ipam_.gateway(), 32), "gateway address");
   // The gateway is the node itself: identity host.
-  plexus_ipcache_value hv{};
-  hv.identity = kIdentityHost;
-  PLEXUS_TRY(dp_.ipcache().update(ipcacheKey(ipam_.gateway()), hv), "ipcache gateway entry");
-  plexus_endpoint_value gw{};
-  gw.flags = PLEXUS_EP_F_HOST;
-  gw.identity = kIdentityHost;
-  PLEXUS_TRY(dp_.endpoints().update(endpointKey(ipam_.gateway()), gw), "endpoint gateway entry");
+  PLEXUS_TRY(dp_.ipcache().update(ipcacheKey(ipam_.gateway()), encodeIpcacheValue(kIdentityHost)),
+             "ipcache gateway entry");
+  PLEXUS_TRY(dp_.endpoints().update(endpointKey(ipam_.gateway()), encodeHostEndpointValue()),
+             "endpoint gateway entry");
 
   std::set<uint32_t> live_ips{ipam_.gateway().networkOrder()};
   for (auto& rec : store_.loadEndpoints(problems)) {
@@ -88,10 +73,7 @@ Status EndpointManager::start(std::vector<std::string>* problems) {
     for (const auto& [key, value] : *entries) {
       if (live_ips.count(key.ip) == 0) {
         (void)dp_.endpoints().erase(key);
-        plexus_ipcache_key ck{};
-        ck.prefixlen = 32;
-        ck.ip = key.ip;
-        (void)dp_.ipcache().erase(ck);
+        (void)dp_.ipcache().erase(ipcacheKey(Ipv4::fromNetwork(key.ip)));
       }
     }
   }
@@ -287,17 +269,8 @@ Result<EndpointRecord> EndpointManager::addChained(const AddRequest& req) {
 }
 
 Status EndpointManager::writeMaps(const EndpointRecord& rec) {
-  plexus_endpoint_value v{};
-  v.ifindex = static_cast<uint32_t>(rec.host_ifindex);
-  v.identity = rec.identity;
-  v.ep_id = rec.id;
-  v.flags = rec.chained ? PLEXUS_EP_F_CHAINED : 0;
-  std::memcpy(v.pod_mac, rec.mac.b, 6);
-  std::memcpy(v.node_mac, rec.host_mac.b, 6);
-  PLEXUS_TRY(dp_.endpoints().update(endpointKey(rec.ip), v), "endpoints map");
-  plexus_ipcache_value c{};
-  c.identity = rec.identity;
-  PLEXUS_TRY(dp_.ipcache().update(ipcacheKey(rec.ip), c), "ipcache map");
+  PLEXUS_TRY(dp_.endpoints().update(endpointKey(rec.ip), encodeEndpointValue(rec)), "endpoints map");
+  PLEXUS_TRY(dp_.ipcache().update(ipcacheKey(rec.ip), encodeIpcacheValue(rec.identity)), "ipcache map");
   return Status::Ok();
 }
 

@@ -1,0 +1,25 @@
+#pragma once
+// Encoders from the agent's model to the BPF map structs (bpf/include/plexus/endpoint.h). Pure, so the byte
+// layout the datapath reads is unit-tested without a kernel.
+
+#include <cstdint>
+
+#include "plexus/agent/endpoint_record.h"
+#include "plexus/common/ipv4.h"
+#include "plexus/endpoint.h"
+
+namespace plexus::agent {
+
+// Reserved identities the endpoint layer needs before the identity allocator is wired (Cilium's numbers).
+inline constexpr uint32_t kIdentityHost = 1;
+inline constexpr uint32_t kIdentityInit = 5;
+
+plexus_endpoint_key encodeEndpointKey(Ipv4 ip);
+plexus_endpoint_value encodeEndpointValue(const EndpointRecord& rec);
+// The node's own gateway address: delivered to the host stack, identity host.
+plexus_endpoint_value encodeHostEndpointValue();
+
+plexus_ipcache_key encodeIpcacheKey(Ipv4Prefix prefix);
+plexus_ipcache_value encodeIpcacheValue(uint32_t identity, Ipv4 tunnel_endpoint = Ipv4{});
+
+}  // namespace plexus::agent
