@@ -26,7 +26,7 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--pod-cidr", c.pod_cidr, "this node's pod CIDR (standalone IPAM)");
   app.add_option("--node-name", c.node_name, "node name (default: $PLEXUS_NODE_NAME or the hostname)");
   app.add_option("--cluster-name", c.cluster_name, "cluster name for identity labels");
-  app.add_option("--host-device", c.host_device, "dummy device that holds the pods' gateway address");
+  app.add_option("--host-device", c.host_device, "device (veth pair <name> <-> <name>_net) that holds the pods' gateway address");
   app.add_option("--mtu", c.mtu, "pod interface MTU");
   app.add_option("--ipam-mode", c.ipam_mode, "standalone | kubernetes | cluster-pool")
       ->check(CLI::IsMember({"standalone", "kubernetes", "cluster-pool"}));

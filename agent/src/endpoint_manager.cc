@@ -29,7 +29,7 @@ Status EndpointManager::persistIpam() { return store_.saveIpam(ipam_.snapshot())
 Status EndpointManager::start(std::vector<std::string>* problems) {
   // The node routes between pods, the host and the world.
   PLEXUS_TRY(dp::writeSysctl("net/ipv4/ip_forward", "1"), "enable forwarding");
-  auto host = dp::ensureDummy(config_.host_device);
+  auto host = dp::ensureHostDevice(config_.host_device, config_.host_device + "_net");
   if (!host.ok()) {
     return host.error().wrap("gateway device");
   }

@@ -196,23 +196,22 @@ Status createVeth(const VethSpec& spec) {
   return Status::Ok();
 }
 
-Result<LinkInfo> ensureDummy(const std::string& name) {
+Result<LinkInfo> ensureHostDevice(const std::string& name, const std::string& peer_name) {
   auto existing = linkByName(name);
   if (existing.ok() || existing.error().code != ErrorCode::kNotFound) {
     return existing;
   }
-  auto sock = connect();
-  if (!sock.ok()) {
-    return sock.error();
+  // A veth pair rather than a dummy: it needs no extra kernel module (some kernels ship without dummy).
+  VethSpec spec;
+  spec.host_name = name;
+  spec.peer_name = peer_name;
+  Status s = createVeth(spec);
+  if (!s.ok() && s.error().code != ErrorCode::kAlreadyExists) {
+    return s.error().wrap(fmt::format("host device {}", name));
   }
-  NlLink link(rtnl_link_alloc());
-  rtnl_link_set_name(link.get(), name.c_str());
-  int err = rtnl_link_set_type(link.get(), "dummy");
-  if (err >= 0) {
-    err = rtnl_link_add(sock->get(), link.get(), NLM_F_CREATE);
-  }
-  if (err < 0 && -err != NLE_EXIST) {
-    return nlError(fmt::format("create dummy {}", name), err);
+  auto peer = linkByName(peer_name);
+  if (peer.ok()) {
+    PLEXUS_TRY(setLinkUp(peer->ifindex), "host device peer up");
   }
   return linkByName(name);
 }

@@ -41,8 +41,9 @@ Result<LinkInfo> linkByIndex(int ifindex);
 Result<std::string> linkNameByIndex(int ifindex);
 
 Status createVeth(const VethSpec& spec);
-// Creates a dummy device if it does not exist yet; returns its info either way.
-Result<LinkInfo> ensureDummy(const std::string& name);
+// Creates the node's gateway device (a veth pair `name` <-> `peer_name`, like Cilium's cilium_host/cilium_net)
+// if it does not exist yet, with the peer up; returns the info of `name` either way.
+Result<LinkInfo> ensureHostDevice(const std::string& name, const std::string& peer_name);
 // Deleting an absent link is NotFound.
 Status deleteLink(const std::string& name);
 Status setLinkUp(int ifindex);
