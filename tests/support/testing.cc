@@ -258,7 +258,10 @@ CommandResult execPlugin(const std::string& binary, const CniCall& call, const n
       {"CNI_ARGS", call.args},
       {"CNI_PATH", call.path.empty() ? buildCniDir() + ":/usr/lib/cni" : call.path},
   };
-  return runCommand({binary}, config.dump(), env);
+  if (call.runtime_netns.empty()) {
+    return runCommand({binary}, config.dump(), env);
+  }
+  return runCommand({"ip", "netns", "exec", call.runtime_netns, binary}, config.dump(), env);
 }
 
 namespace {

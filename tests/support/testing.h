@@ -119,6 +119,7 @@ struct CniCall {
   std::string ifname = "eth0";
   std::string args;          // CNI_ARGS
   std::string path;          // CNI_PATH (default: build dir + /usr/lib/cni)
+  std::string runtime_netns; // named netns the runtime runs in (the simulated node); empty: ours
 };
 
 // Executes one plugin exactly as a runtime does: env vars, config on stdin, result on stdout.

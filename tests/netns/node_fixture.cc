@@ -1,0 +1,139 @@
+#include "node_fixture.h"
+
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "plexus/datapath/bpf_map.h"
+#include "plexus/endpoint.h"
+
+namespace plexus::testing {
+
+NodeFixture::NodeFixture(const std::string& pod_cidr, std::vector<std::string> extra_args)
+    : state_dir_(tmp_.path() + "/state"), bpf_root_(tmp_.path() + "/bpffs/plexus"),
+      socket_(tmp_.path() + "/plexus.sock") {
+  bpffs_ = std::make_unique<BpffsMount>(tmp_.path() + "/bpffs");
+  node_ = std::make_unique<Netns>("nd");
+  AgentOptions opts;
+  opts.pod_cidr = pod_cidr;
+  opts.extra_args = std::move(extra_args);
+  agent_ = std::make_unique<AgentProcess>(*node_, state_dir_, bpf_root_, socket_, opts);
+  REQUIRE(agent_->start());
+}
+
+NodeFixture::~NodeFixture() {
+  // Stop the agent before the namespaces and the bpffs go away.
+  agent_.reset();
+  node_.reset();
+  bpffs_.reset();
+}
+
+nlohmann::json NodeFixture::cniConfig(const std::string& version) const {
+  return {{"cniVersion", version}, {"name", "plexus"}, {"type", "plexus-cni"}, {"socket", socket_},
+          {"timeout-seconds", 30}};
+}
+
+CniCall NodeFixture::call(const std::string& command, const Pod& pod) const {
+  CniCall c;
+  c.command = command;
+  c.container_id = pod.container_id;
+  c.netns = pod.netns ? pod.netns->path() : "";
+  c.ifname = pod.ifname;
+  c.runtime_netns = node_->name();
+  return c;
+}
+
+CommandResult NodeFixture::cni(const std::string& command, const Pod& pod, const nlohmann::json& config) const {
+  return execPlugin(cniBinary(), call(command, pod), config);
+}
+
+Pod NodeFixture::addPod(const std::string& name, const std::string& pod_namespace) {
+  Pod pod;
+  pod.netns = std::make_unique<Netns>("pd");
+  pod.container_id = uniqueName("ctr-" + name);
+  CniCall c = call("ADD", pod);
+  c.args = "K8S_POD_UID=uid-" + name + ";K8S_POD_NAMESPACE=" + pod_namespace + ";K8S_POD_NAME=" + name +
+           ";K8S_POD_INFRA_CONTAINER_ID=" + pod.container_id;
+  auto r = execPlugin(cniBinary(), c, cniConfig());
+  INFO("plexus-cni ADD: " << r.out << r.err << "\nagent log:\n" << agent_->log());
+  REQUIRE(r.exit_code == 0);
+  pod.result = nlohmann::json::parse(r.out);
+  std::string cidr = pod.result.at("ips").at(0).at("address");
+  pod.ip = cidr.substr(0, cidr.find('/'));
+  for (const auto& itf : pod.result.at("interfaces")) {
+    if (!itf.contains("sandbox")) {
+      pod.host_veth = itf.at("name");
+    }
+  }
+  return pod;
+}
+
+CommandResult NodeFixture::cli(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {cliBinary(), "--socket", socket_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return runCommand(argv, "", {}, std::chrono::seconds(20));
+}
+
+nlohmann::json NodeFixture::cliJson(const std::vector<std::string>& args) const {
+  auto argv = args;
+  argv.push_back("-o");
+  argv.push_back("json");
+  auto r = cli(argv);
+  INFO("plexus " << args.front() << ": " << r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+namespace {
+template <typename K, typename V>
+std::optional<datapath::BpfMap<K, V>> openPinned(const std::string& path, datapath::UniqueFd* holder) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) {
+    return std::nullopt;
+  }
+  *holder = datapath::UniqueFd(fd);
+  auto m = datapath::BpfMap<K, V>::fromFd(fd);
+  if (!m.ok()) {
+    return std::nullopt;
+  }
+  return std::move(*m);
+}
+}  // namespace
+
+std::optional<uint32_t> NodeFixture::endpointIfindex(const std::string& ip) const {
+  datapath::UniqueFd holder;
+  auto m = openPinned<plexus_endpoint_key, plexus_endpoint_value>(bpf_root_ + "/plexus_endpoints_v1", &holder);
+  REQUIRE(m.has_value());
+  plexus_endpoint_key k{};
+  k.ip = Ipv4::parse(ip)->networkOrder();
+  auto v = m->lookup(k);
+  if (!v.ok() || !v->has_value()) {
+    return std::nullopt;
+  }
+  return (*v)->ifindex;
+}
+
+bool NodeFixture::ipcacheHas(const std::string& ip) const {
+  datapath::UniqueFd holder;
+  auto m = openPinned<plexus_ipcache_key, plexus_ipcache_value>(bpf_root_ + "/plexus_ipcache_v1", &holder);
+  REQUIRE(m.has_value());
+  plexus_ipcache_key k{};
+  k.prefixlen = 32;
+  k.ip = Ipv4::parse(ip)->networkOrder();
+  auto v = m->lookup(k);
+  return v.ok() && v->has_value();
+}
+
+bool NodeFixture::hostLinkExists(const std::string& name) const {
+  return node_->exec("ip link show dev " + name).exit_code == 0;
+}
+
+size_t NodeFixture::hostLxcCount() const {
+  auto r = node_->exec("ip -o link show | grep -c ' lxc' || true");
+  return static_cast<size_t>(std::stoul(r.out.empty() ? "0" : r.out));
+}
+
+}  // namespace plexus::testing

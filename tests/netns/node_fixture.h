@@ -1,0 +1,65 @@
+#pragma once
+// One simulated node for [netns] tests: a node namespace running a real plexus-agent with private state,
+// bpffs and socket, and pods (namespaces) wired by executing plexus-cni exactly as kubelet does.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "plexus/common/ipv4.h"
+#include "support/testing.h"
+
+namespace plexus::testing {
+
+struct Pod {
+  std::unique_ptr<Netns> netns;
+  std::string container_id;
+  std::string ifname = "eth0";
+  std::string ip;        // without prefix
+  std::string host_veth; // from the CNI result
+  nlohmann::json result;
+};
+
+class NodeFixture {
+ public:
+  explicit NodeFixture(const std::string& pod_cidr = "10.244.0.0/24", std::vector<std::string> extra_args = {});
+  ~NodeFixture();
+
+  Netns& node() { return *node_; }
+  AgentProcess& agent() { return *agent_; }
+  const std::string& socket() const { return socket_; }
+  const std::string& bpfRoot() const { return bpf_root_; }
+  const std::string& stateDir() const { return state_dir_; }
+  const std::string& dir() const { return tmp_.path(); }
+
+  // The plexus-cni network config (one conflist entry) for this node.
+  nlohmann::json cniConfig(const std::string& version = "1.0.0") const;
+  CniCall call(const std::string& command, const Pod& pod) const;
+
+  // Creates a pod namespace and runs ADD; REQUIREs success.
+  Pod addPod(const std::string& name, const std::string& pod_namespace = "default");
+  CommandResult cni(const std::string& command, const Pod& pod, const nlohmann::json& config) const;
+  CommandResult cli(const std::vector<std::string>& args) const;
+  // `plexus <args> -o json`, parsed; REQUIREs success.
+  nlohmann::json cliJson(const std::vector<std::string>& args) const;
+
+  // Reads the pinned maps directly (the kernel's view, not the agent's).
+  std::optional<uint32_t> endpointIfindex(const std::string& ip) const;
+  bool ipcacheHas(const std::string& ip) const;
+  bool hostLinkExists(const std::string& name) const;
+  size_t hostLxcCount() const;
+
+ private:
+  TempDir tmp_;
+  std::string state_dir_;
+  std::string bpf_root_;
+  std::string socket_;
+  std::unique_ptr<BpffsMount> bpffs_;
+  std::unique_ptr<Netns> node_;
+  std::unique_ptr<AgentProcess> agent_;
+};
+
+}  // namespace plexus::testing
