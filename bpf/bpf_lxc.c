@@ -10,6 +10,7 @@
 #include "lib/arp.h"
 #include "lib/endpoints.h"
 #include "lib/l3.h"
+#include "lib/lb_xlate.h"
 #include "lib/metrics.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -17,6 +18,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Load-time switches, set through the skeleton's rodata before load (STYLE.md rule 6). */
 const volatile __u8 cfg_redirect_peer = 1; /* same-node pod-to-pod via bpf_redirect_peer */
 const volatile __u8 cfg_arp_responder = 1; /* answer pods' ARP requests in the datapath */
+const volatile __u8 cfg_lb_per_packet = 1; /* translate services at tc too (needed when socket LB is off) */
 
 struct lxc_ctx {
   __u8 trace_reason; /* reason counted for a non-drop verdict */
@@ -61,6 +63,35 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   struct plexus_endpoint_value *src = endpoint_lookup(ip->saddr);
   if (!src || src->ifindex != skb->ifindex) {
     return PLEXUS_DROP(INVALID_SOURCE_IP);
+  }
+  if (cfg_lb_per_packet) {
+    struct flow4 f = {};
+    int ret = flow4_parse(skb, ip, &f);
+    if (ret < 0) {
+      return ret;
+    }
+    if (ret > 0) {
+      ret = lb4_rev_nat(skb, &f);
+      if (ret < 0) {
+        return ret;
+      }
+      if (ret == 0) {
+        __u8 translated = 0;
+        ret = lb4_xlate(skb, &f, 1, &translated);
+        if (ret != 0) {
+          c->trace_reason = PLEXUS_REASON_NO_SERVICE_BACKEND;
+          return ret;
+        }
+        if (translated) {
+          c->trace_reason = PLEXUS_REASON_SERVICE_TRANSLATED;
+        }
+      }
+      /* The rewrites invalidated packet pointers. */
+      ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
+      if (!ip) {
+        return PLEXUS_DROP(INVALID_PACKET);
+      }
+    }
   }
   struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
   if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src->flags & PLEXUS_EP_F_CHAINED) ||

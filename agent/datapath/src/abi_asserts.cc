@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "plexus/conntrack.h"
 #include "plexus/endpoint.h"
 #include "plexus/lb.h"
 #include "plexus/metrics.h"
@@ -43,7 +44,13 @@ PLEXUS_ABI(plexus_lb4_backend, 8);
 PLEXUS_OFF(plexus_lb4_backend, port, 4);
 PLEXUS_OFF(plexus_lb4_backend, state, 7);
 PLEXUS_ABI(plexus_lb4_reverse_nat, 8);
-PLEXUS_ABI(plexus_lb4_affinity_key, 8);
+PLEXUS_ABI(plexus_lb4_affinity_key, 16);
+PLEXUS_OFF(plexus_lb4_affinity_key, rev_nat_index, 8);
+PLEXUS_ABI(plexus_lb4_sock_revnat_key, 16);
+PLEXUS_ABI(plexus_lb4_sock_revnat_value, 8);
+PLEXUS_ABI(plexus_ct4_key, 16);
+PLEXUS_OFF(plexus_ct4_key, proto, 12);
+PLEXUS_ABI(plexus_ct4_value, 16);
 PLEXUS_ABI(plexus_lb4_affinity_value, 16);
 
 PLEXUS_ABI(plexus_policy_key, 12);

@@ -70,15 +70,32 @@ struct plexus_lb4_reverse_nat {
 /* plexus_lb4_maglev_v1: HASH_OF_MAPS, rev_nat_index (u32) -> ARRAY[M] of backend id (u32).
  * Inner tables are built in userspace and swapped in whole. */
 
-/* plexus_lb4_affinity_v1: LRU_HASH, {client, service} -> {backend, last use}. Written by BPF. */
+/* plexus_lb4_affinity_v1: LRU_HASH, {client, service} -> {backend, last use}. Written by BPF.
+ * The client is the source IPv4 (tc path) or the network-namespace cookie (socket path), as in Cilium. */
 struct plexus_lb4_affinity_key {
-  __be32 client_ip;    /* network order */
+  __u64 client;        /* IPv4 in network order (zero-extended), or netns cookie */
   __u16 rev_nat_index; /* host order */
-  __u16 pad;           /* zero */
+  __u8 netns_cookie;   /* 1: client is a netns cookie */
+  __u8 pad[5];         /* zero */
 };
 
 struct plexus_lb4_affinity_value {
   __u64 last_used_ns; /* bpf_ktime_get_ns() */
   __u32 backend_id;
   __u32 pad;          /* zero */
+};
+
+/* plexus_lb4_sock_revnat_v1: LRU_HASH, {socket cookie, backend} -> frontend. Written by the socket programs at
+ * connect/sendmsg so that recvmsg and getpeername report the service address the application asked for. */
+struct plexus_lb4_sock_revnat_key {
+  __u64 cookie;    /* bpf_get_socket_cookie() */
+  __be32 address;  /* backend, network order */
+  __be16 port;     /* backend, network order */
+  __u16 pad;       /* zero */
+};
+
+struct plexus_lb4_sock_revnat_value {
+  __be32 address;        /* frontend, network order */
+  __be16 port;           /* frontend, network order */
+  __u16 rev_nat_index;   /* host order */
 };

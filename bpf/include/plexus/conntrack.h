@@ -1,0 +1,34 @@
+/* Connection tracking for per-packet service translation (tc path). */
+#pragma once
+#include "plexus/types.h"
+
+/* Default size; the agent sets max_entries from --ct-map-size before load. */
+#define PLEXUS_CT4_DEFAULT_MAX 262144
+
+enum plexus_ct_dir {
+  PLEXUS_CT_SERVICE = 1, /* client -> frontend: which backend this flow was given */
+  PLEXUS_CT_REVERSE = 2, /* backend -> client: which frontend to restore as the source */
+};
+
+/* plexus_ct4_v1: LRU_HASH. Written by BPF; read by the agent for `plexus bpf ct list`. */
+struct plexus_ct4_key {
+  __be32 saddr;  /* network order */
+  __be32 daddr;  /* network order */
+  __be16 sport;  /* network order */
+  __be16 dport;  /* network order */
+  __u8 proto;
+  __u8 dir;      /* enum plexus_ct_dir */
+  __u8 pad[2];   /* zero */
+};
+
+enum plexus_ct_flags {
+  PLEXUS_CT_F_CLOSING = 1 << 0, /* FIN or RST seen */
+};
+
+struct plexus_ct4_value {
+  __u64 last_seen_ns;    /* bpf_ktime_get_ns() */
+  __u32 backend_id;      /* SERVICE entries */
+  __u16 rev_nat_index;   /* both kinds */
+  __u8 tcp_flags;        /* union of the TCP flags seen */
+  __u8 flags;            /* enum plexus_ct_flags */
+};

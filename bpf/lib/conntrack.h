@@ -1,0 +1,67 @@
+/* Connection tracking for translated service flows: which backend a flow got (SERVICE entries) and
+ * which frontend its replies must carry (REVERSE entries). LRU, so a full table evicts the oldest flows
+ * instead of refusing new ones. */
+#pragma once
+#include "plexus/conntrack.h"
+#include "lib/common.h"
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, PLEXUS_CT4_DEFAULT_MAX); /* resized by the agent before load (--ct-map-size) */
+  __type(key, struct plexus_ct4_key);
+  __type(value, struct plexus_ct4_value);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_ct4_v1 SEC(".maps");
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+/* The flow a packet belongs to, in the packet's own direction. */
+struct flow4 {
+  __be32 saddr;
+  __be32 daddr;
+  __be16 sport;
+  __be16 dport;
+  __u8 proto;
+  __u8 tcp_flags;
+  __u16 l4_off; /* from the start of the frame */
+};
+
+static __always_inline struct plexus_ct4_value *ct4_lookup(const struct flow4 *f, __u8 dir) {
+  struct plexus_ct4_key key = {
+      .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
+  return bpf_map_lookup_elem(&plexus_ct4_v1, &key);
+}
+
+/* Refreshes an entry on each packet: last use, TCP flags, and the closing mark on FIN or RST. */
+static __always_inline void ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags) {
+  v->last_seen_ns = bpf_ktime_get_ns();
+  if (tcp_flags) {
+    v->tcp_flags |= tcp_flags;
+    if (tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) {
+      v->flags |= PLEXUS_CT_F_CLOSING;
+    }
+  }
+}
+
+/* Records a new translated flow: client->frontend gets the backend, backend->client gets the frontend. */
+static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr, __be16 backend_port, __u32 backend_id,
+                                      __u16 rev_nat_index) {
+  struct plexus_ct4_key fwd = {
+      .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto,
+      .dir = PLEXUS_CT_SERVICE};
+  struct plexus_ct4_value v = {.last_seen_ns = bpf_ktime_get_ns(), .backend_id = backend_id,
+                               .rev_nat_index = rev_nat_index, .tcp_flags = f->tcp_flags};
+  if (bpf_map_update_elem(&plexus_ct4_v1, &fwd, &v, BPF_ANY) < 0) {
+    return PLEXUS_DROP(CT_MAP_FULL);
+  }
+  struct plexus_ct4_key rev = {
+      .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = f->sport, .proto = f->proto,
+      .dir = PLEXUS_CT_REVERSE};
+  if (bpf_map_update_elem(&plexus_ct4_v1, &rev, &v, BPF_ANY) < 0) {
+    return PLEXUS_DROP(CT_MAP_FULL);
+  }
+  return 0;
+}

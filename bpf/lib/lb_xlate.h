@@ -1,0 +1,81 @@
+/* Per-packet service translation at tc, for the paths the socket programs do not see: NodePort and
+ * LoadBalancer traffic from outside the node (bpf_host.c), and pods when socket LB is off (bpf_lxc.c).
+ * New flows pick a backend and are recorded in conntrack; later packets reuse the recorded backend, so a
+ * terminating backend keeps its existing flows; replies get the frontend restored as their source. */
+#pragma once
+#include "lib/common.h"
+#include "lib/conntrack.h"
+#include "lib/lb.h"
+#include "lib/nat.h"
+#include "lib/reject.h"
+
+/* Replies of translated flows: the backend's address becomes the frontend again. Returns 1 when rewritten. */
+static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f) {
+  struct plexus_ct4_value *rev = ct4_lookup(f, PLEXUS_CT_REVERSE);
+  if (!rev) {
+    return 0;
+  }
+  __u16 idx = rev->rev_nat_index;
+  struct plexus_lb4_reverse_nat *rn = bpf_map_lookup_elem(&plexus_lb4_reverse_nat_v1, &idx);
+  if (!rn) {
+    return 0;
+  }
+  ct4_touch(rev, f->tcp_flags);
+  __be32 addr = rn->address;
+  __be16 port = rn->port;
+  int ret = nat4_rewrite(skb, f, 1, addr, port);
+  if (ret < 0) {
+    return ret;
+  }
+  f->saddr = addr;
+  f->sport = port;
+  return 1;
+}
+
+/* Packets to a frontend. Returns 0 when there is nothing to do or the destination was rewritten
+ * (*translated set), a TC action when the packet was answered with a refusal, or a negative reason. */
+static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int internal, __u8 *translated) {
+  struct plexus_lb4_key key;
+  struct plexus_lb4_service *svc = lb4_lookup_service(&key, f->daddr, f->dport, f->proto, internal);
+  if (!svc) {
+    return 0;
+  }
+  struct plexus_lb4_backend *be = 0;
+  __u32 id = 0;
+  struct plexus_ct4_value *ct = ct4_lookup(f, PLEXUS_CT_SERVICE);
+  if (ct) {
+    be = lb4_backend(ct->backend_id);
+    int new_syn = (f->tcp_flags & TCP_FLAG_SYN) && !(f->tcp_flags & TCP_FLAG_ACK);
+    /* A fresh SYN on a closed flow, or on a backend that no longer takes new flows, picks again. */
+    if (be && new_syn && ((ct->flags & PLEXUS_CT_F_CLOSING) || be->state != PLEXUS_BACKEND_ACTIVE)) {
+      be = 0;
+    }
+    if (be) {
+      id = ct->backend_id;
+      ct4_touch(ct, f->tcp_flags);
+    }
+  }
+  if (!be) {
+    __u32 hash = (svc->flags & PLEXUS_SVC_F_MAGLEV) ? lb4_flow_hash(f->saddr, f->daddr, f->sport, f->dport, f->proto)
+                                                    : bpf_get_prandom_u32();
+    id = lb4_select_backend(&key, svc, (__u64)f->saddr, 0, hash);
+    be = id ? lb4_backend(id) : 0;
+    if (!be) {
+      return reject_no_backend(skb, f);
+    }
+    int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index);
+    if (ret < 0) {
+      return ret;
+    }
+  }
+  __be32 addr = be->address;
+  __be16 port = be->port;
+  int ret = nat4_rewrite(skb, f, 0, addr, port);
+  if (ret < 0) {
+    return ret;
+  }
+  f->daddr = addr;
+  f->dport = port;
+  *translated = 1;
+  return 0;
+}
