@@ -32,6 +32,93 @@ Status ensureBpfRoot(const std::string& path) {
   return Status::Ok();
 }
 
+namespace {
+Result<std::unique_ptr<LbMaps>> openLbMaps(plexus_lxc* skel, uint32_t maglev_m) {
+  auto svc = BpfMap<plexus_lb4_key, plexus_lb4_service>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_services_v1));
+  auto be = BpfMap<uint32_t, plexus_lb4_backend>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_backends_v1));
+  auto rn = BpfMap<uint16_t, plexus_lb4_reverse_nat>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_reverse_nat_v1));
+  auto ct = BpfMap<plexus_ct4_key, plexus_ct4_value>::fromFd(bpf_map__fd(skel->maps.plexus_ct4_v1));
+  auto aff = BpfMap<plexus_lb4_affinity_key, plexus_lb4_affinity_value>::fromFd(
+      bpf_map__fd(skel->maps.plexus_lb4_affinity_v1));
+  if (!svc.ok() || !be.ok() || !rn.ok() || !ct.ok() || !aff.ok()) {
+    const Error& e = !svc.ok() ? svc.error()
+                     : !be.ok() ? be.error()
+                     : !rn.ok() ? rn.error()
+                     : !ct.ok() ? ct.error()
+                                : aff.error();
+    return e.wrap("service maps");
+  }
+  int outer = dup(bpf_map__fd(skel->maps.plexus_lb4_maglev_v1));
+  if (outer < 0) {
+    return errnoError("service maps: maglev outer map", errno);
+  }
+  return std::make_unique<LbMaps>(LbMaps{std::move(svc.value()), std::move(be.value()), std::move(rn.value()),
+                                         std::move(ct.value()), std::move(aff.value()), UniqueFd(outer), maglev_m});
+}
+}  // namespace
+
+Status LbMaps::setMaglevTable(uint16_t rev_nat_index, const std::vector<uint32_t>& table) {
+  if (table.size() != maglev_table_size) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("maglev table for service {} has {} slots, the datapath expects {}", rev_nat_index,
+                                 table.size(), maglev_table_size));
+  }
+  // Inner maps must carry the template's flags (the kernel compares them on insert).
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
+  int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "plexus_maglev_i", sizeof(uint32_t), sizeof(uint32_t),
+                             maglev_table_size, &opts);
+  if (inner < 0) {
+    return errnoError(fmt::format("maglev table for service {}: create", rev_nat_index), errno);
+  }
+  UniqueFd inner_fd(inner);
+  // One batched write of the whole table (keys 0..M-1).
+  std::vector<uint32_t> keys(table.size());
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    keys[i] = i;
+  }
+  uint32_t count = static_cast<uint32_t>(table.size());
+  if (bpf_map_update_batch(inner_fd.get(), keys.data(), table.data(), &count, nullptr) != 0) {
+    return errnoError(fmt::format("maglev table for service {}: fill", rev_nat_index), errno);
+  }
+  uint32_t key = rev_nat_index;
+  int fd_value = inner_fd.get();
+  if (bpf_map_update_elem(maglev_outer.get(), &key, &fd_value, BPF_ANY) != 0) {
+    return errnoError(fmt::format("maglev table for service {}: swap", rev_nat_index), errno);
+  }
+  return Status::Ok();
+}
+
+Status LbMaps::eraseMaglevTable(uint16_t rev_nat_index) {
+  uint32_t key = rev_nat_index;
+  if (bpf_map_delete_elem(maglev_outer.get(), &key) != 0 && errno != ENOENT) {
+    return errnoError(fmt::format("maglev table for service {}: delete", rev_nat_index), errno);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<uint32_t>> LbMaps::maglevTable(uint16_t rev_nat_index) const {
+  uint32_t key = rev_nat_index;
+  uint32_t inner_id = 0;
+  if (bpf_map_lookup_elem(maglev_outer.get(), &key, &inner_id) != 0) {
+    if (errno == ENOENT) {
+      return std::vector<uint32_t>{};
+    }
+    return errnoError("maglev outer lookup", errno);
+  }
+  int inner = bpf_map_get_fd_by_id(inner_id);
+  if (inner < 0) {
+    return errnoError("maglev inner map", errno);
+  }
+  UniqueFd inner_fd(inner);
+  std::vector<uint32_t> out(maglev_table_size);
+  for (uint32_t i = 0; i < maglev_table_size; ++i) {
+    if (bpf_map_lookup_elem(inner_fd.get(), &i, &out[i]) != 0) {
+      return errnoError("maglev inner lookup", errno);
+    }
+  }
+  return out;
+}
+
 Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) {
   PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load lxc programs");
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = config.bpf_root.c_str());
@@ -41,6 +128,10 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   }
   skel->rodata->cfg_redirect_peer = config.redirect_peer ? 1 : 0;
   skel->rodata->cfg_arp_responder = config.arp_responder ? 1 : 0;
+  skel->rodata->cfg_lb_per_packet = config.lb_per_packet ? 1 : 0;
+  skel->rodata->cfg_maglev_m = config.maglev_table_size;
+  bpf_map__set_max_entries(skel->maps.plexus_ct4_v1, config.ct_map_size);
+  // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.
   int err = plexus_lxc__load(skel);
   if (err != 0) {
     plexus_lxc__destroy(skel);
@@ -57,15 +148,21 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
     plexus_lxc__destroy(skel);
     return e.wrap("load lxc programs");
   }
+  auto lb = openLbMaps(skel, config.maglev_table_size);
+  if (!lb.ok()) {
+    plexus_lxc__destroy(skel);
+    return lb.error().wrap("load lxc programs");
+  }
   return std::unique_ptr<LxcDatapath>(new LxcDatapath(skel, config.bpf_root, std::move(eps.value()),
-                                                      std::move(ipc.value()), std::move(met.value())));
+                                                      std::move(ipc.value()), std::move(met.value()),
+                                                      std::move(lb.value())));
 }
 
 LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpoint_key, plexus_endpoint_value> eps,
                          BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipc,
-                         PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met)
+                         PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met, std::unique_ptr<LbMaps> lb)
     : skel_(skel), root_(std::move(root)), endpoints_(std::move(eps)), ipcache_(std::move(ipc)),
-      metrics_(std::move(met)) {}
+      metrics_(std::move(met)), lb_(std::move(lb)) {}
 
 // Destroying the skeleton closes our fds only: tc filters keep their programs and the maps stay pinned.
 LxcDatapath::~LxcDatapath() { plexus_lxc__destroy(skel_); }
@@ -101,7 +198,10 @@ std::vector<ProgramHandle> LxcDatapath::programs() const {
 
 std::vector<PinnedMapInfo> LxcDatapath::maps() const {
   std::vector<PinnedMapInfo> out;
-  for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1}) {
+  for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1,
+                     skel_->maps.plexus_lb4_services_v1, skel_->maps.plexus_lb4_backends_v1,
+                     skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
+                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
     PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{}};
     out.push_back(p);

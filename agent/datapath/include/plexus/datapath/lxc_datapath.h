@@ -8,7 +8,9 @@
 
 #include "plexus/common/result.h"
 #include "plexus/datapath/bpf_map.h"
+#include "plexus/conntrack.h"
 #include "plexus/endpoint.h"
+#include "plexus/lb.h"
 #include "plexus/metrics.h"
 
 struct plexus_lxc;
@@ -19,6 +21,27 @@ struct LxcConfig {
   std::string bpf_root;       // a directory on a bpffs; created if missing
   bool redirect_peer = true;  // same-node pod-to-pod with bpf_redirect_peer
   bool arp_responder = true;
+  bool lb_per_packet = true;  // translate services at tc as well as in the socket programs
+  uint32_t ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
+  uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
+};
+
+// The service maps (kube-proxy replacement), shared by the tc and the socket programs through pinning.
+struct LbMaps {
+  BpfMap<plexus_lb4_key, plexus_lb4_service> services;
+  BpfMap<uint32_t, plexus_lb4_backend> backends;
+  BpfMap<uint16_t, plexus_lb4_reverse_nat> revnat;
+  BpfMap<plexus_ct4_key, plexus_ct4_value> ct;
+  BpfMap<plexus_lb4_affinity_key, plexus_lb4_affinity_value> affinity;
+  UniqueFd maglev_outer;
+  uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
+
+  // Builds a complete inner table and swaps it in with one update of the outer map, so lookups see either
+  // the old table or the new one, never a half-written one.
+  Status setMaglevTable(uint16_t rev_nat_index, const std::vector<uint32_t>& table);
+  Status eraseMaglevTable(uint16_t rev_nat_index);
+  // The backend ids of the installed table (for `plexus service get`); empty when none.
+  Result<std::vector<uint32_t>> maglevTable(uint16_t rev_nat_index) const;
 };
 
 struct ProgramHandle {
@@ -47,6 +70,7 @@ class LxcDatapath {
   BpfMap<plexus_endpoint_key, plexus_endpoint_value>& endpoints() { return endpoints_; }
   BpfMap<plexus_ipcache_key, plexus_ipcache_value>& ipcache() { return ipcache_; }
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value>& metrics() { return metrics_; }
+  LbMaps& lb() { return *lb_; }
 
   int fromContainerFd() const;
   int toContainerFd() const;
@@ -56,13 +80,14 @@ class LxcDatapath {
  private:
   LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpoint_key, plexus_endpoint_value> eps,
               BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipc,
-              PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met);
+              PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met, std::unique_ptr<LbMaps> lb);
 
   plexus_lxc* skel_;
   std::string root_;
   BpfMap<plexus_endpoint_key, plexus_endpoint_value> endpoints_;
   BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipcache_;
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> metrics_;
+  std::unique_ptr<LbMaps> lb_;
 };
 
 // Checks that path is on a bpffs (statfs magic) and creates it if missing.

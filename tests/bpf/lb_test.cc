@@ -1,0 +1,262 @@
+// [bpf] tests of the per-packet service path in bpf_lxc: DNAT with conntrack, reverse NAT of replies, Maglev
+// and affinity selection, terminating backends, and the refusal of services without backends.
+#include <linux/icmp.h>
+
+#include "lxc_fixture.h"
+
+using namespace plexus;
+using namespace plexus::testing;
+
+namespace {
+
+const Ipv4 kVip = *Ipv4::parse("10.96.0.10");
+const Ipv4 kRemoteBackend = *Ipv4::parse("10.244.0.77");
+constexpr uint16_t kVipPort = 80;
+constexpr uint16_t kBackendPort = 8080;
+constexpr uint16_t kRevNat = 7;
+
+struct ServiceSpec {
+  std::vector<std::pair<uint32_t, Ipv4>> backends;  // id, address (all :8080)
+  std::vector<uint32_t> slots;                      // backend ids in the selectable slots
+  uint16_t flags = PLEXUS_SVC_F_CLUSTERIP;
+  uint32_t affinity_timeout = 0;
+  uint8_t proto = IPPROTO_TCP;
+};
+
+plexus_lb4_key svcKey(uint16_t slot, uint8_t proto) {
+  plexus_lb4_key k{};
+  k.address = kVip.networkOrder();
+  k.dport = htons(kVipPort);
+  k.backend_slot = slot;
+  k.proto = proto;
+  k.scope = PLEXUS_LB_SCOPE_EXTERNAL;
+  return k;
+}
+
+void installService(Fixture& f, const ServiceSpec& s) {
+  auto& lb = f.dp->lb();
+  for (const auto& [id, addr] : s.backends) {
+    plexus_lb4_backend b{};
+    b.address = addr.networkOrder();
+    b.port = htons(kBackendPort);
+    b.proto = s.proto;
+    b.state = PLEXUS_BACKEND_ACTIVE;
+    REQUIRE(lb.backends.update(id, b).ok());
+  }
+  plexus_lb4_service master{};
+  master.count = static_cast<uint16_t>(s.slots.size());
+  master.rev_nat_index = kRevNat;
+  master.flags = s.flags;
+  master.affinity_timeout = s.affinity_timeout;
+  REQUIRE(lb.services.update(svcKey(0, s.proto), master).ok());
+  for (size_t i = 0; i < s.slots.size(); ++i) {
+    plexus_lb4_service slot{};
+    slot.backend_id = s.slots[i];
+    slot.rev_nat_index = kRevNat;
+    REQUIRE(lb.services.update(svcKey(static_cast<uint16_t>(i + 1), s.proto), slot).ok());
+  }
+  plexus_lb4_reverse_nat rn{};
+  rn.address = kVip.networkOrder();
+  rn.port = htons(kVipPort);
+  REQUIRE(lb.revnat.update(kRevNat, rn).ok());
+}
+
+void setBackendState(Fixture& f, uint32_t id, uint8_t state) {
+  auto b = f.dp->lb().backends.lookup(id);
+  REQUIRE(b.ok());
+  REQUIRE(b->has_value());
+  auto v = **b;
+  v.state = state;
+  REQUIRE(f.dp->lb().backends.update(id, v).ok());
+}
+
+const iphdr* ipOf(const std::vector<uint8_t>& pkt) { return reinterpret_cast<const iphdr*>(pkt.data() + 14); }
+const tcphdr* tcpOf(const std::vector<uint8_t>& pkt) {
+  return reinterpret_cast<const tcphdr*>(pkt.data() + 14 + sizeof(iphdr));
+}
+
+// The L4 checksum over the pseudo header and the segment: zero for a correct packet.
+uint16_t l4Checksum(const std::vector<uint8_t>& pkt) {
+  const iphdr* ip = ipOf(pkt);
+  size_t l4_len = ntohs(ip->tot_len) - ip->ihl * 4;
+  std::vector<uint8_t> buf(12 + l4_len + 1, 0);
+  std::memcpy(buf.data(), &ip->saddr, 4);
+  std::memcpy(buf.data() + 4, &ip->daddr, 4);
+  buf[9] = ip->protocol;
+  buf[10] = static_cast<uint8_t>(l4_len >> 8);
+  buf[11] = static_cast<uint8_t>(l4_len);
+  std::memcpy(buf.data() + 12, pkt.data() + 14 + ip->ihl * 4, l4_len);
+  return ipChecksum(buf.data(), 12 + l4_len + (l4_len % 2));
+}
+
+std::vector<uint8_t> clientPacket(uint16_t sport, uint8_t flags, uint8_t proto = IPPROTO_TCP) {
+  PacketSpec s{kPodAMac, kNodeAMac, kPodA, kVip, proto};
+  s.sport = sport;
+  s.dport = kVipPort;
+  s.tcp_flags = flags;
+  auto pkt = ipv4Packet(s);
+  // Give the segment a real checksum so the rewrites can be checked to keep it valid.
+  auto* ip = reinterpret_cast<iphdr*>(pkt.data() + 14);
+  uint8_t* l4 = pkt.data() + 14 + sizeof(iphdr);
+  uint16_t* check = reinterpret_cast<uint16_t*>(l4 + (proto == IPPROTO_TCP ? 16 : 6));
+  *check = 0;
+  *check = l4Checksum(pkt);
+  (void)ip;
+  return pkt;
+}
+
+std::optional<plexus_ct4_value> ctEntry(Fixture& f, Ipv4 s, Ipv4 d, uint16_t sp, uint16_t dp, uint8_t dir) {
+  plexus_ct4_key k{};
+  k.saddr = s.networkOrder();
+  k.daddr = d.networkOrder();
+  k.sport = htons(sp);
+  k.dport = htons(dp);
+  k.proto = IPPROTO_TCP;
+  k.dir = dir;
+  auto v = f.dp->lb().ct.lookup(k);
+  REQUIRE(v.ok());
+  return *v;
+}
+
+}  // namespace
+
+TEST_CASE("a packet to a ClusterIP is translated to a backend with valid checksums and tracked", "[bpf][lb]") {
+  Fixture f;
+  installService(f, {{{1, kPodB}}, {1}});
+  auto r = f.run(f.dp->fromContainerFd(), clientPacket(40000, 0x02));
+  // The backend is pod B on this node: translated, then delivered with redirect_peer.
+  REQUIRE(r.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->daddr) == kPodB);
+  CHECK(ntohs(tcpOf(r.out)->dest) == kBackendPort);
+  CHECK(ipChecksum(ipOf(r.out), sizeof(iphdr)) == 0);
+  CHECK(l4Checksum(r.out) == 0);
+  CHECK(macAt(r.out, 0) == kPodBMac);
+  auto fwd = ctEntry(f, kPodA, kVip, 40000, kVipPort, PLEXUS_CT_SERVICE);
+  REQUIRE(fwd.has_value());
+  CHECK(fwd->backend_id == 1);
+  auto rev = ctEntry(f, kPodB, kPodA, kBackendPort, 40000, PLEXUS_CT_REVERSE);
+  REQUIRE(rev.has_value());
+  CHECK(rev->rev_nat_index == kRevNat);
+  CHECK(f.counter(PLEXUS_REASON_SERVICE_TRANSLATED, PLEXUS_DIR_EGRESS) == 1);
+}
+
+TEST_CASE("replies from the backend carry the frontend address again", "[bpf][lb]") {
+  Fixture f;
+  installService(f, {{{1, kPodB}}, {1}});
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40001, 0x02)).retval == TC_ACT_REDIRECT);
+  // The test runs every program on one ifindex; move pod B there so its reply passes anti-spoofing.
+  f.addEndpoint(kPodB, kPodAIfindex, 2, kPodBMac, kNodeBMac, 0);
+  f.addEndpoint(kPodA, kPodBIfindex, 1, kPodAMac, kNodeAMac, 0);
+  PacketSpec s{kPodBMac, kNodeBMac, kPodB, kPodA, IPPROTO_TCP};
+  s.sport = kBackendPort;
+  s.dport = 40001;
+  s.tcp_flags = 0x12;  // SYN-ACK
+  auto pkt = ipv4Packet(s);
+  uint16_t* check = reinterpret_cast<uint16_t*>(pkt.data() + 14 + sizeof(iphdr) + 16);
+  *check = l4Checksum(pkt);
+  auto r = f.run(f.dp->fromContainerFd(), pkt);
+  REQUIRE(r.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->saddr) == kVip);
+  CHECK(ntohs(tcpOf(r.out)->source) == kVipPort);
+  CHECK(ipChecksum(ipOf(r.out), sizeof(iphdr)) == 0);
+  CHECK(l4Checksum(r.out) == 0);
+}
+
+TEST_CASE("a service without backends refuses TCP with a RST at once", "[bpf][lb]") {
+  Fixture f;
+  installService(f, {{}, {}});
+  auto in = clientPacket(40002, 0x02);
+  auto r = f.run(f.dp->fromContainerFd(), in);
+  REQUIRE(r.retval == TC_ACT_REDIRECT);  // sent back to the pod
+  REQUIRE(r.out.size() == 14 + 40);
+  CHECK(macAt(r.out, 0) == kPodAMac);
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->saddr) == kVip);
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->daddr) == kPodA);
+  const tcphdr* t = tcpOf(r.out);
+  CHECK(ntohs(t->source) == kVipPort);
+  CHECK(ntohs(t->dest) == 40002);
+  CHECK(t->rst == 1);
+  CHECK(t->ack == 1);
+  CHECK(ntohl(t->ack_seq) == 1);  // the SYN's sequence number (0) plus one
+  CHECK(ipChecksum(ipOf(r.out), sizeof(iphdr)) == 0);
+  CHECK(l4Checksum(r.out) == 0);
+  CHECK(f.counter(PLEXUS_REASON_NO_SERVICE_BACKEND, PLEXUS_DIR_EGRESS) == 1);
+}
+
+TEST_CASE("a service without backends refuses UDP with ICMP port unreachable", "[bpf][lb]") {
+  Fixture f;
+  ServiceSpec spec{{}, {}};
+  spec.proto = IPPROTO_UDP;
+  installService(f, spec);
+  auto in = clientPacket(40003, 0, IPPROTO_UDP);
+  auto r = f.run(f.dp->fromContainerFd(), in);
+  REQUIRE(r.retval == TC_ACT_REDIRECT);
+  REQUIRE(r.out.size() == 14 + 56);
+  const iphdr* ip = ipOf(r.out);
+  CHECK(ip->protocol == IPPROTO_ICMP);
+  CHECK(Ipv4::fromNetwork(ip->daddr) == kPodA);
+  CHECK(ipChecksum(ip, sizeof(iphdr)) == 0);
+  const uint8_t* icmp = r.out.data() + 14 + 20;
+  CHECK(icmp[0] == 3);
+  CHECK(icmp[1] == 3);
+  CHECK(ipChecksum(icmp, 36) == 0);
+  // The quoted header is the original one, addressed to the service.
+  CHECK(std::memcmp(icmp + 8, in.data() + 14, 28) == 0);
+}
+
+TEST_CASE("a terminating backend keeps its flows but gets no new ones", "[bpf][lb]") {
+  Fixture f;
+  installService(f, {{{1, kPodB}, {2, kRemoteBackend}}, {1}});
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40004, 0x02)).retval == TC_ACT_REDIRECT);
+  // Backend 1 terminates: the planner takes it out of the slots and marks it.
+  setBackendState(f, 1, PLEXUS_BACKEND_TERMINATING);
+  plexus_lb4_service slot{};
+  slot.backend_id = 2;
+  slot.rev_nat_index = kRevNat;
+  REQUIRE(f.dp->lb().services.update(svcKey(1, IPPROTO_TCP), slot).ok());
+
+  auto established = f.run(f.dp->fromContainerFd(), clientPacket(40004, 0x10));  // ACK of the old flow
+  CHECK(Ipv4::fromNetwork(ipOf(established.out)->daddr) == kPodB);
+  auto fresh = f.run(f.dp->fromContainerFd(), clientPacket(40005, 0x02));
+  CHECK(fresh.retval == TC_ACT_OK);  // the remote backend goes through the stack
+  CHECK(Ipv4::fromNetwork(ipOf(fresh.out)->daddr) == kRemoteBackend);
+}
+
+TEST_CASE("services flagged for Maglev select through their table", "[bpf][lb][maglev]") {
+  Fixture f;
+  ServiceSpec spec{{{1, kPodB}, {2, kRemoteBackend}}, {1}};
+  spec.flags = PLEXUS_SVC_F_NODEPORT | PLEXUS_SVC_F_MAGLEV;
+  installService(f, spec);
+  auto& lb = f.dp->lb();
+  std::vector<uint32_t> table(lb.maglev_table_size, 2);
+  auto set = lb.setMaglevTable(kRevNat, table);
+  INFO((set.ok() ? std::string() : set.error().message));
+  REQUIRE(set.ok());
+  auto back = lb.maglevTable(kRevNat);
+  REQUIRE(back.ok());
+  CHECK(*back == table);
+  CHECK_FALSE(lb.setMaglevTable(kRevNat, std::vector<uint32_t>(13, 1)).ok());  // wrong size is refused
+  for (uint16_t port = 41000; port < 41010; ++port) {
+    auto r = f.run(f.dp->fromContainerFd(), clientPacket(port, 0x02));
+    CHECK(Ipv4::fromNetwork(ipOf(r.out)->daddr) == kRemoteBackend);
+  }
+  // Swapping the table moves new flows.
+  std::fill(table.begin(), table.end(), 1);
+  REQUIRE(lb.setMaglevTable(kRevNat, table).ok());
+  auto r = f.run(f.dp->fromContainerFd(), clientPacket(42000, 0x02));
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->daddr) == kPodB);
+}
+
+TEST_CASE("ClientIP affinity keeps a client on one backend across connections", "[bpf][lb]") {
+  Fixture f;
+  ServiceSpec spec{{{1, kPodB}, {2, kRemoteBackend}}, {1, 2}};
+  spec.flags = PLEXUS_SVC_F_CLUSTERIP | PLEXUS_SVC_F_AFFINITY;
+  spec.affinity_timeout = 600;
+  installService(f, spec);
+  auto first = f.run(f.dp->fromContainerFd(), clientPacket(43000, 0x02));
+  uint32_t chosen = ipOf(first.out)->daddr;
+  for (uint16_t port = 43001; port < 43020; ++port) {
+    auto r = f.run(f.dp->fromContainerFd(), clientPacket(port, 0x02));
+    CHECK(ipOf(r.out)->daddr == chosen);
+  }
+}

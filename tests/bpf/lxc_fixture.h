@@ -1,0 +1,98 @@
+#pragma once
+// Shared fixture for [bpf] tests: the real bpf_lxc programs loaded on a private bpffs, with two pods and the
+// gateway seeded in the endpoint map, and a BPF_PROG_TEST_RUN wrapper.
+#include <bpf/bpf.h>
+#include <linux/pkt_cls.h>
+
+#include <catch2/catch.hpp>
+
+#include <memory>
+
+#include "packet.h"
+#include "plexus/datapath/lxc_datapath.h"
+#include "plexus/reasons.h"
+#include "testing.h"
+
+namespace plexus::testing {
+
+inline const Mac kPodAMac = *Mac::parse("02:00:00:00:00:0a");
+inline const Mac kNodeAMac = *Mac::parse("02:00:00:00:01:0a");
+inline const Mac kPodBMac = *Mac::parse("02:00:00:00:00:0b");
+inline const Mac kNodeBMac = *Mac::parse("02:00:00:00:01:0b");
+inline const Ipv4 kPodA = *Ipv4::parse("10.244.0.5");
+inline const Ipv4 kPodB = *Ipv4::parse("10.244.0.6");
+inline const Ipv4 kGateway = *Ipv4::parse("10.244.0.1");
+// BPF_PROG_TEST_RUN runs on the loopback device unless told otherwise: pod A "lives" behind ifindex 1.
+inline constexpr uint32_t kPodAIfindex = 1;
+inline constexpr uint32_t kPodBIfindex = 4242;
+
+struct Fixture {
+  TempDir tmp;
+  BpffsMount bpffs{tmp.path() + "/bpffs"};
+  std::unique_ptr<datapath::LxcDatapath> dp;
+
+  explicit Fixture(datapath::LxcConfig cfg = {}) {
+    cfg.bpf_root = bpffs.path() + "/plexus";
+    auto loaded = datapath::LxcDatapath::load(cfg);
+    REQUIRE(loaded.ok());
+    dp = std::move(loaded.value());
+    addEndpoint(kPodA, kPodAIfindex, 1, kPodAMac, kNodeAMac, 0);
+    addEndpoint(kPodB, kPodBIfindex, 2, kPodBMac, kNodeBMac, 0);
+    addEndpoint(kGateway, 0, 0, Mac{}, Mac{}, PLEXUS_EP_F_HOST);
+  }
+
+  void addEndpoint(Ipv4 ip, uint32_t ifindex, uint16_t id, const Mac& pod, const Mac& node, uint16_t flags) {
+    plexus_endpoint_key k{};
+    k.ip = ip.networkOrder();
+    plexus_endpoint_value v{};
+    v.ifindex = ifindex;
+    v.ep_id = id;
+    v.identity = 256 + id;
+    v.flags = flags;
+    std::memcpy(v.pod_mac, pod.b, 6);
+    std::memcpy(v.node_mac, node.b, 6);
+    REQUIRE(dp->endpoints().update(k, v).ok());
+  }
+
+  struct Run {
+    int retval = -1;
+    std::vector<uint8_t> out;
+  };
+
+  Run run(int prog_fd, const std::vector<uint8_t>& pkt) {
+    Run r;
+    r.out.resize(pkt.size() + 256);
+    __sk_buff ctx{};
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = r.out.data(),
+                .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(r.out.size()),
+                .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+    int err = bpf_prog_test_run_opts(prog_fd, &opts);
+    REQUIRE(err == 0);
+    r.retval = static_cast<int>(opts.retval);
+    r.out.resize(opts.data_size_out);
+    return r;
+  }
+
+  uint64_t counter(uint8_t reason, uint8_t direction) {
+    auto entries = dp->metrics().entries();
+    REQUIRE(entries.ok());
+    uint64_t packets = 0;
+    for (const auto& [k, per_cpu] : *entries) {
+      if (k.reason == reason && k.direction == direction) {
+        for (const auto& v : per_cpu) {
+          packets += v.packets;
+        }
+      }
+    }
+    return packets;
+  }
+};
+
+inline Mac macAt(const std::vector<uint8_t>& pkt, size_t off) {
+  Mac m;
+  std::memcpy(m.b, pkt.data() + off, 6);
+  return m;
+}
+
+
+}  // namespace plexus::testing
