@@ -1,0 +1,115 @@
+#include "plexus/datapath/sock_datapath.h"
+
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "plexus/datapath/fd.h"
+#include "plexus_sock.skel.h"
+
+namespace plexus::datapath {
+
+namespace fs = std::filesystem;
+
+namespace {
+std::string linkDir(const std::string& bpf_root) { return bpf_root + "/links"; }
+
+// Attaches prog to the cgroup through a pinned link, or swaps the program of the link a previous run pinned.
+Status attachPinned(bpf_program* prog, int cgroup_fd, const std::string& pin) {
+  if (fs::exists(pin)) {
+    bpf_link* old = bpf_link__open(pin.c_str());
+    if (old) {
+      int err = bpf_link__update_program(old, prog);
+      bpf_link__disconnect(old);  // keep the pinned link when our handle goes
+      bpf_link__destroy(old);
+      if (err == 0) {
+        return Status::Ok();
+      }
+    }
+    // Stale or for another cgroup: replace it.
+    unlink(pin.c_str());
+  }
+  bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
+  if (!link) {
+    return errnoError(fmt::format("attach {} to cgroup", bpf_program__name(prog)), errno);
+  }
+  int err = bpf_link__pin(link, pin.c_str());
+  bpf_link__disconnect(link);
+  bpf_link__destroy(link);
+  if (err != 0) {
+    return errnoError(fmt::format("pin link {}", pin), -err);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Result<std::unique_ptr<SockDatapath>> SockDatapath::load(const SockConfig& config) {
+  PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load socket programs");
+  struct statfs st {};
+  if (statfs(config.cgroup_path.c_str(), &st) != 0 || static_cast<unsigned long>(st.f_type) != CGROUP2_SUPER_MAGIC) {
+    return makeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("cgroup root {} is not a cgroup v2 directory (--cgroup-root)", config.cgroup_path));
+  }
+  int cg = open(config.cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cg < 0) {
+    return errnoError(fmt::format("open cgroup {}", config.cgroup_path), errno);
+  }
+  UniqueFd cgroup_fd(cg);
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = config.bpf_root.c_str());
+  plexus_sock* skel = plexus_sock__open_opts(&opts);
+  if (!skel) {
+    return errnoError("load socket programs: open skeleton", errno);
+  }
+  skel->rodata->cfg_maglev_m = config.maglev_table_size;
+  int err = plexus_sock__load(skel);
+  if (err != 0) {
+    plexus_sock__destroy(skel);
+    return errnoError("load socket programs", -err);
+  }
+  std::error_code ec;
+  fs::create_directories(linkDir(config.bpf_root), ec);
+  for (bpf_program* p : {skel->progs.plexus_sock4_connect, skel->progs.plexus_sock4_sendmsg,
+                         skel->progs.plexus_sock4_recvmsg, skel->progs.plexus_sock4_getpeername}) {
+    Status s = attachPinned(p, cgroup_fd.get(), linkDir(config.bpf_root) + "/" + bpf_program__name(p));
+    if (!s.ok()) {
+      plexus_sock__destroy(skel);
+      return s.error().wrap("socket LB");
+    }
+  }
+  return std::unique_ptr<SockDatapath>(new SockDatapath(skel, config.cgroup_path));
+}
+
+SockDatapath::~SockDatapath() { plexus_sock__destroy(skel_); }
+
+std::vector<ProgramHandle> SockDatapath::programs() const {
+  std::vector<ProgramHandle> out;
+  for (bpf_program* p : {skel_->progs.plexus_sock4_connect, skel_->progs.plexus_sock4_sendmsg,
+                         skel_->progs.plexus_sock4_recvmsg, skel_->progs.plexus_sock4_getpeername}) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    ProgramHandle h{bpf_program__name(p), 0};
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0) {
+      h.id = info.id;
+    }
+    out.push_back(h);
+  }
+  return out;
+}
+
+Status detachSockPrograms(const std::string& bpf_root) {
+  std::error_code ec;
+  for (const char* name : {"plexus_sock4_connect", "plexus_sock4_sendmsg", "plexus_sock4_recvmsg",
+                           "plexus_sock4_getpeername"}) {
+    fs::remove(linkDir(bpf_root) + "/" + name, ec);
+  }
+  return Status::Ok();
+}
+
+}  // namespace plexus::datapath
