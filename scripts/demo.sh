@@ -13,6 +13,7 @@ work="$(mktemp -d /tmp/plexus-demo.XXXXXX)"
 node="plexus-demo-node-$$"
 pods=(frontend backend db)
 sock="${work}/plexus.sock"
+cgroup="/sys/fs/cgroup/unified/plexus-demo-$$"  # socket LB applies to this cgroup only
 agent_pid=""
 
 cleanup() {
@@ -20,6 +21,7 @@ cleanup() {
   for p in "${pods[@]}"; do ip netns del "plexus-demo-${p}-$$" 2>/dev/null; done
   if [ -n "${agent_pid}" ]; then kill "${agent_pid}" 2>/dev/null; wait "${agent_pid}" 2>/dev/null; fi
   ip netns del "${node}" 2>/dev/null
+  rmdir "${cgroup}" 2>/dev/null
   umount "${work}/bpffs" 2>/dev/null
   rm -rf "${work}"
 }
@@ -29,12 +31,12 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 plexus() { echo "\$ plexus $*"; "${cli}" --socket "${sock}" "$@"; }
 
 step "Start plexus-agent (standalone) in node namespace ${node}"
-mkdir -p "${work}/bpffs"
+mkdir -p "${work}/bpffs" "${cgroup}"
 mount -t bpf bpf "${work}/bpffs"
 ip netns add "${node}"
 ip -n "${node}" link set lo up
 ip netns exec "${node}" "${agent}" --state-dir "${work}/state" --bpf-root "${work}/bpffs/plexus" \
-  --socket "${sock}" --pod-cidr 10.244.0.0/24 --node-name demo-node >"${work}/agent.log" 2>&1 &
+  --socket "${sock}" --pod-cidr 10.244.0.0/24 --node-name demo-node --cgroup-root "${cgroup}" >"${work}/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 1 100); do
   if [ -S "${sock}" ] && "${cli}" --socket "${sock}" status >/dev/null 2>&1; then break; fi

@@ -19,11 +19,23 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
 
   datapath::LxcConfig lxc_cfg;
   lxc_cfg.bpf_root = config.bpf_root;
+  lxc_cfg.ct_map_size = static_cast<uint32_t>(config.ct_map_size);
+  lxc_cfg.maglev_table_size = static_cast<uint32_t>(config.maglev_table_size);
   auto lxc = datapath::LxcDatapath::load(lxc_cfg);
   if (!lxc.ok()) {
     return lxc.error();
   }
   state->lxc = std::move(lxc.value());
+  if (config.kube_proxy_replacement && config.enable_socket_lb) {
+    auto sock = datapath::SockDatapath::load(
+        {config.bpf_root, config.cgroup_root, static_cast<uint32_t>(config.maglev_table_size)});
+    if (!sock.ok()) {
+      return sock.error();
+    }
+    state->sock = std::move(sock.value());
+  } else {
+    PLEXUS_TRY(datapath::detachSockPrograms(config.bpf_root), "socket LB off");
+  }
 
   Ipv4Prefix cidr = config.podCidr();
   state->ipam = std::make_unique<Ipam>(cidr, cidr.at(1));

@@ -198,12 +198,20 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
           out->set_attach_point(p.name == "plexus_from_container" ? "tc ingress, lxc* (per endpoint)"
                                                                    : "tc egress, lxc* (per endpoint)");
         }
+        if (state_.sock) {
+          for (const auto& p : state_.sock->programs()) {
+            auto* out = resp->add_programs();
+            out->set_name(p.name);
+            out->set_id(p.id);
+            out->set_attach_point("cgroup " + state_.sock->cgroupPath());
+          }
+        }
         for (const auto& m : state_.lxc->maps()) {
           auto* out = resp->add_maps();
           out->set_name(m.name);
           out->set_type(datapath::mapTypeName(m.info.type));
           out->set_max_entries(m.info.max_entries);
-          out->set_entries(countEntries(*state_.lxc, m.name));
+          out->set_entries(m.entries);
           out->set_pin_path(m.pin_path);
         }
         resp->set_endpoint_count(static_cast<uint32_t>(state_.endpoints->list().size()));

@@ -41,22 +41,6 @@ void columns(v1::DumpBpfMapResponse* out, std::initializer_list<const char*> key
 }
 }  // namespace
 
-uint32_t countEntries(datapath::LxcDatapath& lxc, const std::string& map_name) {
-  if (map_name == "plexus_endpoints_v1") {
-    auto e = lxc.endpoints().entries();
-    return e.ok() ? static_cast<uint32_t>(e->size()) : 0;
-  }
-  if (map_name == "plexus_ipcache_v1") {
-    auto e = lxc.ipcache().entries();
-    return e.ok() ? static_cast<uint32_t>(e->size()) : 0;
-  }
-  if (map_name == "plexus_metrics_v1") {
-    auto e = lxc.metrics().entries();
-    return e.ok() ? static_cast<uint32_t>(e->size()) : 0;
-  }
-  return 0;
-}
-
 Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, v1::DumpBpfMapResponse* out) {
   switch (which) {
     case v1::BPF_MAP_ENDPOINTS: {

@@ -169,12 +169,16 @@ CommandResult Netns::exec(const std::string& command, std::chrono::milliseconds 
 AgentProcess::AgentProcess(const Netns& node, const std::string& state_dir, const std::string& bpf_root,
                            const std::string& socket, AgentOptions options)
     : node_(node), state_dir_(state_dir), bpf_root_(bpf_root), socket_(socket), log_(state_dir + ".log"),
-      options_(std::move(options)) {}
+      cgroup_("/sys/fs/cgroup/unified/" + uniqueName("plxa")), options_(std::move(options)) {
+  // Socket LB attaches to this cgroup only, never to the machine's root cgroup.
+  fs::create_directories(cgroup_);
+}
 
 AgentProcess::~AgentProcess() {
   if (pid_ > 0) {
     kill9();
   }
+  rmdir(cgroup_.c_str());
 }
 
 bool AgentProcess::start(std::chrono::milliseconds timeout) {
@@ -185,7 +189,7 @@ bool AgentProcess::start(std::chrono::milliseconds timeout) {
     dup2(fd, 2);
     std::vector<std::string> argv = {"ip",          "netns",       "exec",        node_.name(), agentBinary(),
                                      "--state-dir", state_dir_,    "--bpf-root",  bpf_root_,    "--socket",
-                                     socket_,       "--pod-cidr",  options_.pod_cidr, "--node-name", node_.name()};
+                                     socket_,       "--pod-cidr",  options_.pod_cidr, "--node-name", node_.name(), "--cgroup-root", cgroup_};
     for (const auto& a : options_.extra_args) {
       argv.push_back(a);
     }

@@ -99,6 +99,8 @@ class AgentProcess {
   bool running() const { return pid_ > 0; }
   const std::string& socket() const { return socket_; }
   const std::string& logPath() const { return log_; }
+  // The cgroup v2 directory the agent's socket-LB programs are attached to.
+  const std::string& cgroup() const { return cgroup_; }
   std::string log() const;
 
  private:
@@ -107,6 +109,7 @@ class AgentProcess {
   std::string bpf_root_;
   std::string socket_;
   std::string log_;
+  std::string cgroup_;
   AgentOptions options_;
   pid_t pid_ = -1;
 };

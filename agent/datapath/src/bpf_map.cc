@@ -50,4 +50,21 @@ Result<UniqueFd> openChecked(int borrowed_fd, uint32_t key_size, uint32_t value_
 }
 
 }  // namespace detail
+uint32_t countKeys(int fd) {
+  auto info = mapInfo(fd);
+  if (!info.ok()) {
+    return 0;
+  }
+  std::vector<uint8_t> key(info->key_size);
+  std::vector<uint8_t> next(info->key_size);
+  const void* prev = nullptr;
+  uint32_t n = 0;
+  while (n <= info->max_entries && bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    ++n;
+    key.swap(next);
+    prev = key.data();
+  }
+  return n;
+}
+
 }  // namespace plexus::datapath

@@ -203,7 +203,8 @@ std::vector<PinnedMapInfo> LxcDatapath::maps() const {
                      skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
                      skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
-    PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{}};
+    PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{},
+                    countKeys(bpf_map__fd(m))};
     out.push_back(p);
   }
   return out;

@@ -11,12 +11,14 @@
 #include "plexus/agent/reconciler.h"
 #include "plexus/agent/state_store.h"
 #include "plexus/datapath/lxc_datapath.h"
+#include "plexus/datapath/sock_datapath.h"
 
 namespace plexus::agent {
 
 struct AgentState {
   AgentConfig config;
   std::unique_ptr<datapath::LxcDatapath> lxc;
+  std::unique_ptr<datapath::SockDatapath> sock;  // null when socket LB is off
   std::unique_ptr<StateStore> store;
   std::unique_ptr<Ipam> ipam;
   std::unique_ptr<EndpointManager> endpoints;

@@ -10,7 +10,6 @@
 namespace plexus::agent {
 
 Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, v1::DumpBpfMapResponse* out);
-uint32_t countEntries(datapath::LxcDatapath& lxc, const std::string& map_name);
 // Names of reasons and directions, from the X-macro list in bpf/include/plexus/reasons.h.
 const char* reasonName(uint8_t reason);
 const char* directionName(uint8_t direction);

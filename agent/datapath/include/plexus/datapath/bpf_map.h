@@ -28,6 +28,9 @@ struct MapInfo {
 
 Result<MapInfo> mapInfo(int fd);
 const char* mapTypeName(uint32_t type);
+// Number of keys in any map, walked with get_next_key (bounded by max_entries). Works for every map type whose
+// keys can be iterated (arrays report max_entries).
+uint32_t countKeys(int fd);
 int possibleCpus();
 
 namespace detail {

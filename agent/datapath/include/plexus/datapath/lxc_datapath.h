@@ -53,6 +53,7 @@ struct PinnedMapInfo {
   std::string name;
   std::string pin_path;
   MapInfo info;
+  uint32_t entries = 0;
 };
 
 class LxcDatapath {
