@@ -3,6 +3,7 @@
 #include <linux/icmp.h>
 
 #include "lxc_fixture.h"
+#include "plexus/datapath/host_datapath.h"
 
 using namespace plexus;
 using namespace plexus::testing;
@@ -259,4 +260,46 @@ TEST_CASE("ClientIP affinity keeps a client on one backend across connections", 
     auto r = f.run(f.dp->fromContainerFd(), clientPacket(port, 0x02));
     CHECK(ipOf(r.out)->daddr == chosen);
   }
+}
+
+TEST_CASE("from-netdev translates NodePort traffic from outside and refuses it without backends", "[bpf][lb]") {
+  Fixture f;
+  datapath::LxcConfig cfg;
+  cfg.bpf_root = f.bpffs.path() + "/plexus";
+  auto host = datapath::HostDatapath::load(cfg);
+  INFO((host.ok() ? std::string() : host.error().message));
+  REQUIRE(host.ok());
+  ServiceSpec spec{{{1, kPodB}}, {1}};
+  spec.flags = PLEXUS_SVC_F_NODEPORT;
+  installService(f, spec);  // the "node address" here is kVip
+  const Ipv4 client = *Ipv4::parse("192.0.2.50");
+  PacketSpec s{*Mac::parse("02:aa:00:00:00:01"), *Mac::parse("02:bb:00:00:00:01"), client, kVip, IPPROTO_TCP};
+  s.sport = 50000;
+  s.dport = kVipPort;
+  auto pkt = ipv4Packet(s);
+  uint16_t* check = reinterpret_cast<uint16_t*>(pkt.data() + 14 + sizeof(iphdr) + 16);
+  *check = l4Checksum(pkt);
+  auto r = f.run((*host)->fromNetdevFd(), pkt);
+  CHECK(r.retval == TC_ACT_OK);  // the stack routes it to the pod
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->daddr) == kPodB);
+  CHECK(ipOf(r.out)->saddr == client.networkOrder());  // the client address is preserved
+  CHECK(l4Checksum(r.out) == 0);
+  CHECK(f.counter(PLEXUS_REASON_SERVICE_TRANSLATED, PLEXUS_DIR_INGRESS) == 1);
+
+  // Traffic to other destinations is none of our business.
+  s.dst = *Ipv4::parse("192.0.2.1");
+  auto other = f.run((*host)->fromNetdevFd(), ipv4Packet(s));
+  CHECK(other.retval == TC_ACT_OK);
+  CHECK(Ipv4::fromNetwork(ipOf(other.out)->daddr) == *Ipv4::parse("192.0.2.1"));
+
+  // Without backends the client gets a RST back out of the same device.
+  plexus_lb4_service master{};
+  master.rev_nat_index = kRevNat;
+  master.flags = PLEXUS_SVC_F_NODEPORT;
+  REQUIRE(f.dp->lb().services.update(svcKey(0, IPPROTO_TCP), master).ok());
+  s.dst = kVip;
+  s.sport = 50001;
+  auto refused = f.run((*host)->fromNetdevFd(), ipv4Packet(s));
+  CHECK(refused.retval == TC_ACT_REDIRECT);
+  CHECK(tcpOf(refused.out)->rst == 1);
 }

@@ -1,0 +1,53 @@
+#include "plexus/datapath/host_datapath.h"
+
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "plexus/datapath/tc.h"
+#include "plexus_host.skel.h"
+
+namespace plexus::datapath {
+
+Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config) {
+  PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load host programs");
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = config.bpf_root.c_str());
+  plexus_host* skel = plexus_host__open_opts(&opts);
+  if (!skel) {
+    return errnoError("load host programs: open skeleton", errno);
+  }
+  skel->rodata->cfg_maglev_m = config.maglev_table_size;
+  bpf_map__set_max_entries(skel->maps.plexus_ct4_v1, config.ct_map_size);
+  int err = plexus_host__load(skel);
+  if (err != 0) {
+    plexus_host__destroy(skel);
+    return errnoError("load host programs", -err);
+  }
+  return std::unique_ptr<HostDatapath>(new HostDatapath(skel));
+}
+
+HostDatapath::~HostDatapath() { plexus_host__destroy(skel_); }
+
+int HostDatapath::fromNetdevFd() const { return bpf_program__fd(skel_->progs.plexus_from_netdev); }
+
+Status HostDatapath::attachDevice(int ifindex) {
+  auto r = tcAttach(ifindex, TcDirection::kIngress, fromNetdevFd());
+  if (!r.ok()) {
+    return r.error().wrap(fmt::format("attach from-netdev on ifindex {}", ifindex));
+  }
+  return Status::Ok();
+}
+
+std::vector<ProgramHandle> HostDatapath::programs() const {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  ProgramHandle h{bpf_program__name(skel_->progs.plexus_from_netdev), 0};
+  if (bpf_obj_get_info_by_fd(fromNetdevFd(), &info, &len) == 0) {
+    h.id = info.id;
+  }
+  return {h};
+}
+
+}  // namespace plexus::datapath
