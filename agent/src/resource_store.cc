@@ -1,0 +1,213 @@
+#include "plexus/agent/resource_store.h"
+
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "plexus/common/manifest.h"
+
+namespace plexus::agent {
+
+const char* toString(ApplyAction action) {
+  switch (action) {
+    case ApplyAction::kCreated: return "created";
+    case ApplyAction::kConfigured: return "configured";
+    case ApplyAction::kUnchanged: return "unchanged";
+    case ApplyAction::kDeleted: return "deleted";
+    case ApplyAction::kRejected: return "rejected";
+    case ApplyAction::kNotFound: return "not found";
+  }
+  return "unknown";
+}
+
+namespace {
+// Kubernetes object names: DNS-1123 subdomain (RFC 1123), at most 253 characters.
+bool validName(const std::string& name) {
+  static const std::regex kSubdomain(R"(^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$)");
+  return !name.empty() && name.size() <= 253 && std::regex_match(name, kSubdomain);
+}
+
+// The part of an object that decides whether a re-apply changed anything.
+nlohmann::json comparable(const nlohmann::json& object) {
+  nlohmann::json c = object;
+  if (c.contains("metadata") && c["metadata"].is_object()) {
+    c["metadata"].erase("resourceVersion");
+    c["metadata"].erase("generation");
+    c["metadata"].erase("uid");
+    c["metadata"].erase("creationTimestamp");
+  }
+  return c;
+}
+}  // namespace
+
+void ResourceStore::setValidator(ResourceKind kind, Validator validator) { validators_[kind] = std::move(validator); }
+
+Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const {
+  std::string what = describeObject(*object);
+  if (!object->is_object()) {
+    return makeError(ErrorCode::kInvalidArgument, "object: must be a map");
+  }
+  auto& o = *object;
+  if (!o.contains("apiVersion") || !o["apiVersion"].is_string() || !o.contains("kind") || !o["kind"].is_string()) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: apiVersion and kind: required strings", what));
+  }
+  std::string api_version = o["apiVersion"];
+  std::string kind = o["kind"];
+  if (!resourceKindFromManifest(api_version, kind, &key->kind)) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{}: kind {} (apiVersion {}) is not supported", what, kind, api_version));
+  }
+  if (!o.contains("metadata") || !o["metadata"].is_object()) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata: required", what));
+  }
+  auto& md = o["metadata"];
+  if (!md.contains("name") || !md["name"].is_string() || !validName(md["name"].get<std::string>())) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{}: metadata.name: must be a lower-case DNS-1123 subdomain", what));
+  }
+  key->name = md["name"];
+  if (isClusterScoped(key->kind)) {
+    md.erase("namespace");  // cluster-scoped objects have none, as the API server treats them
+    key->namespace_name.clear();
+  } else {
+    if (!md.contains("namespace") || md["namespace"].is_null()) {
+      md["namespace"] = "default";
+    }
+    if (!md["namespace"].is_string() || !validName(md["namespace"].get<std::string>())) {
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata.namespace: invalid", what));
+    }
+    key->namespace_name = md["namespace"];
+  }
+  if (md.contains("labels") && !md["labels"].is_null()) {
+    if (!md["labels"].is_object()) {
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata.labels: must be a map", what));
+    }
+    for (const auto& [k, v] : md["labels"].items()) {
+      if (!v.is_string()) {
+        return makeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{}: metadata.labels.{}: must be a string", what, k));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<ApplyOutcome> ResourceStore::apply(const std::vector<nlohmann::json>& objects,
+                                               std::vector<ResourceEvent>* events) {
+  std::vector<ApplyOutcome> out;
+  for (const auto& in : objects) {
+    nlohmann::json o = in;
+    ResourceKey key;
+    ApplyOutcome outcome{describeObject(in), ApplyAction::kRejected, ""};
+    Status s = normalise(&o, &key);
+    if (s.ok()) {
+      outcome.object = describeObject(o);
+      auto v = validators_.find(key.kind);
+      if (v != validators_.end()) {
+        s = v->second(o);
+        if (!s.ok() && s.error().message.rfind(outcome.object, 0) != 0) {
+          s = Error{s.error().code, outcome.object + ": " + s.error().message};
+        }
+      }
+    }
+    if (!s.ok()) {
+      outcome.message = s.error().message;
+      out.push_back(outcome);
+      continue;
+    }
+    auto it = objects_.find(key);
+    if (it != objects_.end() && comparable(it->second) == comparable(o)) {
+      outcome.action = ApplyAction::kUnchanged;
+      out.push_back(outcome);
+      continue;
+    }
+    int64_t generation = 1;
+    if (it != objects_.end()) {
+      generation = it->second["metadata"].value("generation", int64_t{1}) + 1;
+    }
+    o["metadata"]["generation"] = generation;
+    o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
+    outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;
+    objects_[key] = o;
+    events->push_back(ResourceEvent{ResourceEventType::kUpsert, key, o});
+    out.push_back(outcome);
+  }
+  return out;
+}
+
+std::vector<ApplyOutcome> ResourceStore::remove(const std::vector<nlohmann::json>& objects,
+                                                std::vector<ResourceEvent>* events) {
+  std::vector<ApplyOutcome> out;
+  for (const auto& in : objects) {
+    nlohmann::json o = in;
+    ResourceKey key;
+    ApplyOutcome outcome{describeObject(in), ApplyAction::kRejected, ""};
+    Status s = normalise(&o, &key);
+    if (!s.ok()) {
+      outcome.message = s.error().message;
+      out.push_back(outcome);
+      continue;
+    }
+    outcome.object = describeObject(o);
+    auto it = objects_.find(key);
+    if (it == objects_.end()) {
+      outcome.action = ApplyAction::kNotFound;
+      out.push_back(outcome);
+      continue;
+    }
+    events->push_back(ResourceEvent{ResourceEventType::kDelete, key, it->second});
+    objects_.erase(it);
+    outcome.action = ApplyAction::kDeleted;
+    out.push_back(outcome);
+  }
+  return out;
+}
+
+std::vector<nlohmann::json> ResourceStore::list(ResourceKind kind) const {
+  std::vector<nlohmann::json> out;
+  for (const auto& [key, o] : objects_) {
+    if (key.kind == kind) {
+      out.push_back(o);
+    }
+  }
+  return out;
+}
+
+std::optional<nlohmann::json> ResourceStore::get(const ResourceKey& key) const {
+  auto it = objects_.find(key);
+  if (it == objects_.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+nlohmann::json ResourceStore::snapshot() const {
+  nlohmann::json items = nlohmann::json::array();
+  for (const auto& [key, o] : objects_) {
+    items.push_back(o);
+  }
+  return {{"resourceVersion", resource_version_}, {"items", items}};
+}
+
+Result<std::vector<ResourceEvent>> ResourceStore::restore(const nlohmann::json& snapshot) {
+  if (!snapshot.is_object() || !snapshot.contains("items") || !snapshot["items"].is_array()) {
+    return makeError(ErrorCode::kInvalidArgument, "resource snapshot: items: must be a list");
+  }
+  std::vector<ResourceEvent> events;
+  objects_.clear();
+  for (const auto& item : snapshot["items"]) {
+    nlohmann::json o = item;
+    ResourceKey key;
+    Status s = normalise(&o, &key);
+    if (!s.ok()) {
+      return s.error().wrap("resource snapshot");
+    }
+    objects_[key] = o;
+    events.push_back(ResourceEvent{ResourceEventType::kUpsert, key, o});
+  }
+  resource_version_ = snapshot.value("resourceVersion", uint64_t{0});
+  events.push_back(ResourceEvent{ResourceEventType::kSynced, {}, nullptr});
+  return events;
+}
+
+}  // namespace plexus::agent
