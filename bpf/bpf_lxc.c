@@ -11,6 +11,7 @@
 #include "lib/endpoints.h"
 #include "lib/l3.h"
 #include "lib/lb_xlate.h"
+#include "lib/policy.h"
 #include "lib/metrics.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -19,6 +20,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u8 cfg_redirect_peer = 1; /* same-node pod-to-pod via bpf_redirect_peer */
 const volatile __u8 cfg_arp_responder = 1; /* answer pods' ARP requests in the datapath */
 const volatile __u8 cfg_lb_per_packet = 1; /* translate services at tc too (needed when socket LB is off) */
+const volatile __u8 cfg_enable_policy = 1; /* enforce per-endpoint policy maps */
 
 struct lxc_ctx {
   __u8 trace_reason; /* reason counted for a non-drop verdict */
@@ -64,42 +66,83 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   if (!src || src->ifindex != skb->ifindex) {
     return PLEXUS_DROP(INVALID_SOURCE_IP);
   }
-  if (cfg_lb_per_packet) {
-    struct flow4 f = {};
-    int ret = flow4_parse(skb, ip, &f);
+  struct flow4 f = {.saddr = ip->saddr, .daddr = ip->daddr, .proto = ip->protocol};
+  int has_ports = flow4_parse(skb, ip, &f);
+  if (has_ports < 0) {
+    return has_ports;
+  }
+  int ret;
+  /* Services: a packet to a frontend is translated first, so that policy judges the real destination; a
+   * reply of a translated flow is judged on its own tuple and gets the frontend back afterwards. */
+  int service_reply = 0;
+  if (cfg_lb_per_packet && has_ports) {
+    if (ct4_lookup(&f, PLEXUS_CT_REVERSE)) {
+      service_reply = 1;
+    } else {
+      __u8 translated = 0;
+      ret = lb4_xlate(skb, &f, 1, &translated);
+      if (ret != 0) {
+        c->trace_reason = PLEXUS_REASON_NO_SERVICE_BACKEND;
+        return ret;
+      }
+      if (translated) {
+        c->trace_reason = PLEXUS_REASON_SERVICE_TRANSLATED;
+      }
+    }
+  }
+  struct flow4 judged = f;
+  __u32 src_identity = src->identity;
+  __u16 src_flags = src->flags;
+  if (cfg_enable_policy) {
+    ret = policy_egress(&judged, src);
     if (ret < 0) {
       return ret;
     }
-    if (ret > 0) {
-      ret = lb4_rev_nat(skb, &f);
-      if (ret < 0) {
-        return ret;
-      }
-      if (ret == 0) {
-        __u8 translated = 0;
-        ret = lb4_xlate(skb, &f, 1, &translated);
-        if (ret != 0) {
-          c->trace_reason = PLEXUS_REASON_NO_SERVICE_BACKEND;
-          return ret;
-        }
-        if (translated) {
-          c->trace_reason = PLEXUS_REASON_SERVICE_TRANSLATED;
-        }
-      }
-      /* The rewrites invalidated packet pointers. */
-      ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
-      if (!ip) {
-        return PLEXUS_DROP(INVALID_PACKET);
-      }
+  }
+  if (service_reply) {
+    ret = lb4_rev_nat(skb, &f);
+    if (ret < 0) {
+      return ret;
     }
   }
+  /* The rewrites invalidated packet pointers. */
+  ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
+  if (!ip) {
+    return PLEXUS_DROP(INVALID_PACKET);
+  }
   struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
-  if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src->flags & PLEXUS_EP_F_CHAINED) ||
+  if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src_flags & PLEXUS_EP_F_CHAINED) ||
       !cfg_redirect_peer) {
-    /* Host, remote and world destinations, and chained endpoints, go through the kernel stack. */
+    /* Host, remote and world destinations, and chained endpoints, go through the kernel stack (local pods
+     * reached that way are judged by their to-container program). */
     return TC_ACT_OK;
   }
+  /* Same-node delivery skips the destination's to-container program: judge its ingress policy here. */
+  if (cfg_enable_policy) {
+    ret = policy_ingress(&judged, dst, src_identity);
+    if (ret < 0) {
+      c->direction = PLEXUS_DIR_INGRESS;
+      return ret;
+    }
+  }
   return lxc_redirect_local(skb, ip, dst);
+}
+
+static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb) {
+  struct iphdr *ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
+  if (!ip || ip->ihl < 5 || ip->version != 4) {
+    return PLEXUS_DROP(INVALID_PACKET);
+  }
+  struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
+  if (!dst || (dst->flags & PLEXUS_EP_F_HOST) || dst->ifindex != skb->ifindex) {
+    return TC_ACT_OK;
+  }
+  struct flow4 f = {.saddr = ip->saddr, .daddr = ip->daddr, .proto = ip->protocol};
+  int ret = flow4_parse(skb, ip, &f);
+  if (ret < 0) {
+    return ret;
+  }
+  return policy_ingress(&f, dst, identity_of(f.saddr));
 }
 
 SEC("tc")
@@ -133,6 +176,10 @@ int plexus_to_container(struct __sk_buff *skb) {
   int ret = TC_ACT_OK;
   switch (bpf_ntohs(skb->protocol)) {
     case ETH_P_IP:
+      if (cfg_enable_policy) {
+        ret = lxc_ipv4_to_container(skb);
+      }
+      break;
     case ETH_P_ARP:
       break;
     default:

@@ -22,7 +22,8 @@ plexus_ipcache_key ipcacheKey(Ipv4 ip) { return encodeIpcacheKey(Ipv4Prefix(ip, 
 EndpointManager::EndpointManager(dp::LxcDatapath& dp, Ipam& ipam, StateStore& store, EndpointManagerConfig config,
                                  std::function<int64_t()> clock)
     : dp_(dp), ipam_(ipam), store_(store), config_(std::move(config)), clock_(std::move(clock)),
-      resolve_identity_([](const EndpointRecord&) { return kIdentityInit; }) {}
+      resolve_identity_([](const EndpointRecord&) { return kIdentityInit; }),
+      resolve_policy_([](const EndpointRecord&) { return dp::allowAllPolicy(); }) {}
 
 Status EndpointManager::persistIpam() { return store_.saveIpam(ipam_.snapshot()); }
 
@@ -269,6 +270,8 @@ Result<EndpointRecord> EndpointManager::addChained(const AddRequest& req) {
 }
 
 Status EndpointManager::writeMaps(const EndpointRecord& rec) {
+  // Policy first: the endpoint entry is what makes the datapath deliver to and from the pod.
+  PLEXUS_TRY(dp_.policy().set(rec.id, resolve_policy_(rec)), "policy map");
   PLEXUS_TRY(dp_.endpoints().update(endpointKey(rec.ip), encodeEndpointValue(rec)), "endpoints map");
   PLEXUS_TRY(dp_.ipcache().update(ipcacheKey(rec.ip), encodeIpcacheValue(rec.identity)), "ipcache map");
   return Status::Ok();
@@ -277,6 +280,7 @@ Status EndpointManager::writeMaps(const EndpointRecord& rec) {
 void EndpointManager::eraseMaps(const EndpointRecord& rec) {
   (void)dp_.endpoints().erase(endpointKey(rec.ip));
   (void)dp_.ipcache().erase(ipcacheKey(rec.ip));
+  (void)dp_.policy().clear(rec.id);
 }
 
 void EndpointManager::forget(const EndpointRecord& rec) {

@@ -47,11 +47,14 @@ struct Fixture {
     plexus_endpoint_value v{};
     v.ifindex = ifindex;
     v.ep_id = id;
-    v.identity = 256 + id;
+    v.identity = (flags & PLEXUS_EP_F_HOST) ? 1 : 256 + id;  // the node itself is identity host
     v.flags = flags;
     std::memcpy(v.pod_mac, pod.b, 6);
     std::memcpy(v.node_mac, node.b, 6);
     REQUIRE(dp->endpoints().update(k, v).ok());
+    if (id != 0) {
+      REQUIRE(dp->policy().set(id, datapath::allowAllPolicy()).ok());
+    }
   }
 
   struct Run {

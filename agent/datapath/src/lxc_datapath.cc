@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "plexus/datapath/tc.h"
+#include "plexus/reasons.h"
 #include "plexus_lxc.skel.h"
 
 namespace plexus::datapath {
@@ -119,6 +120,73 @@ Result<std::vector<uint32_t>> LbMaps::maglevTable(uint16_t rev_nat_index) const 
   return out;
 }
 
+PolicyEntries allowAllPolicy() {
+  PolicyEntries out;
+  for (uint8_t dir : {uint8_t{PLEXUS_DIR_INGRESS}, uint8_t{PLEXUS_DIR_EGRESS}}) {
+    plexus_policy_key k{};
+    k.prefixlen = PLEXUS_POLICY_FIXED_PREFIX;
+    k.identity = 0;
+    k.direction = dir;
+    out.emplace_back(k, plexus_policy_value{});
+  }
+  return out;
+}
+
+Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
+  if (entries.size() > PLEXUS_POLICY_INNER_MAX) {
+    return makeError(ErrorCode::kResourceExhausted,
+                     fmt::format("policy for endpoint {} needs {} entries, the map holds {}", endpoint_id,
+                                 entries.size(), PLEXUS_POLICY_INNER_MAX));
+  }
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  int inner = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_i", sizeof(plexus_policy_key),
+                             sizeof(plexus_policy_value), PLEXUS_POLICY_INNER_MAX, &opts);
+  if (inner < 0) {
+    return errnoError(fmt::format("policy for endpoint {}: create", endpoint_id), errno);
+  }
+  UniqueFd inner_fd(inner);
+  for (const auto& [k, v] : entries) {
+    if (bpf_map_update_elem(inner_fd.get(), &k, &v, BPF_ANY) != 0) {
+      return errnoError(fmt::format("policy for endpoint {}: fill", endpoint_id), errno);
+    }
+  }
+  uint32_t key = endpoint_id;
+  int fd_value = inner_fd.get();
+  if (bpf_map_update_elem(outer_.get(), &key, &fd_value, BPF_ANY) != 0) {
+    return errnoError(fmt::format("policy for endpoint {}: swap", endpoint_id), errno);
+  }
+  return Status::Ok();
+}
+
+Status PolicyMaps::clear(uint16_t endpoint_id) {
+  uint32_t key = endpoint_id;
+  if (bpf_map_delete_elem(outer_.get(), &key) != 0 && errno != ENOENT) {
+    return errnoError(fmt::format("policy for endpoint {}: clear", endpoint_id), errno);
+  }
+  return Status::Ok();
+}
+
+Result<PolicyEntries> PolicyMaps::get(uint16_t endpoint_id) const {
+  uint32_t key = endpoint_id;
+  uint32_t inner_id = 0;
+  if (bpf_map_lookup_elem(outer_.get(), &key, &inner_id) != 0) {
+    if (errno == ENOENT) {
+      return makeError(ErrorCode::kNotFound, fmt::format("endpoint {} has no policy map", endpoint_id));
+    }
+    return errnoError("policy outer lookup", errno);
+  }
+  int inner = bpf_map_get_fd_by_id(inner_id);
+  if (inner < 0) {
+    return errnoError("policy inner map", errno);
+  }
+  auto map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(inner);
+  close(inner);
+  if (!map.ok()) {
+    return map.error();
+  }
+  return map->entries();
+}
+
 Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) {
   PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load lxc programs");
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = config.bpf_root.c_str());
@@ -129,6 +197,7 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   skel->rodata->cfg_redirect_peer = config.redirect_peer ? 1 : 0;
   skel->rodata->cfg_arp_responder = config.arp_responder ? 1 : 0;
   skel->rodata->cfg_lb_per_packet = config.lb_per_packet ? 1 : 0;
+  skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v1, config.ct_map_size);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.
@@ -162,7 +231,8 @@ LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpo
                          BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipc,
                          PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met, std::unique_ptr<LbMaps> lb)
     : skel_(skel), root_(std::move(root)), endpoints_(std::move(eps)), ipcache_(std::move(ipc)),
-      metrics_(std::move(met)), lb_(std::move(lb)) {}
+      metrics_(std::move(met)), lb_(std::move(lb)),
+      policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v1))))) {}
 
 // Destroying the skeleton closes our fds only: tc filters keep their programs and the maps stay pinned.
 LxcDatapath::~LxcDatapath() { plexus_lxc__destroy(skel_); }
@@ -201,7 +271,7 @@ std::vector<PinnedMapInfo> LxcDatapath::maps() const {
   for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1,
                      skel_->maps.plexus_lb4_services_v1, skel_->maps.plexus_lb4_backends_v1,
                      skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
-                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v1}) {
+                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v1, skel_->maps.plexus_policy_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
     PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{},
                     countKeys(bpf_map__fd(m))};

@@ -8,6 +8,8 @@
 enum plexus_ct_dir {
   PLEXUS_CT_SERVICE = 1, /* client -> frontend: which backend this flow was given */
   PLEXUS_CT_REVERSE = 2, /* backend -> client: which frontend to restore as the source */
+  PLEXUS_CT_EGRESS = 3,  /* a connection an endpoint opened, allowed by its egress policy */
+  PLEXUS_CT_INGRESS = 4, /* a connection into an endpoint, allowed by its ingress policy */
 };
 
 /* plexus_ct4_v1: LRU_HASH. Written by BPF; read by the agent for `plexus bpf ct list`. */

@@ -2,11 +2,21 @@
  * plexus_policy_v1 (ARRAY_OF_MAPS indexed by endpoint id). An entry matches
  * (peer identity, direction) exactly, then protocol and destination port as an LPM prefix, so a
  * port range is a handful of prefixes and ANY protocol is a shorter prefix. A packet needs two
- * lookups: its peer identity, and the wildcard identity 0. */
+ * lookups: its peer identity, and the wildcard identity 0.
+ *
+ * Verdict contract (userspace resolves deny precedence inside each lookup's key space):
+ *   - a DENY entry found by either lookup drops the packet (POLICY_DENY);
+ *   - otherwise an entry found by either lookup allows it;
+ *   - otherwise the packet is dropped (POLICY_DENIED).
+ * A direction that no policy selects gets one allow-all entry: identity 0, prefix FIXED_PREFIX. An endpoint
+ * with no map at all drops everything: the datapath never fails open. */
 #pragma once
 #include "plexus/types.h"
 
 #define PLEXUS_POLICY_ENDPOINTS_MAX 65536
+/* Entries per endpoint. The tries are not preallocated, so memory follows the real entry count; the agent
+ * refuses (and reports) a policy that would need more, never truncating it. */
+#define PLEXUS_POLICY_INNER_MAX 65536
 /* Bits of the key data covered by the fixed part: identity (32) + direction (8). Protocol adds 8,
  * the destination port up to 16 more. */
 #define PLEXUS_POLICY_FIXED_PREFIX 40

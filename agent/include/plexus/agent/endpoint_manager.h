@@ -49,6 +49,8 @@ struct EndpointManagerConfig {
 // Resolves an endpoint's security identity and identity labels. Until the pod's labels are known the
 // answer is the reserved init identity (5), as in Cilium.
 using IdentityResolver = std::function<uint32_t(const EndpointRecord&)>;
+// The policy map state an endpoint must run with from its first packet (allow-all until a policy selects it).
+using PolicyResolver = std::function<datapath::PolicyEntries(const EndpointRecord&)>;
 
 class EndpointManager {
  public:
@@ -56,6 +58,7 @@ class EndpointManager {
                   std::function<int64_t()> clock);
 
   void setIdentityResolver(IdentityResolver resolver) { resolve_identity_ = std::move(resolver); }
+  void setPolicyResolver(PolicyResolver resolver) { resolve_policy_ = std::move(resolver); }
 
   // Prepares the host side (gateway device, sysctls) and re-adopts endpoints from the state dir and the
   // pinned maps: programs are replaced in place, endpoints whose veth is gone are cleaned up.
@@ -94,6 +97,7 @@ class EndpointManager {
   EndpointManagerConfig config_;
   std::function<int64_t()> clock_;
   IdentityResolver resolve_identity_;
+  PolicyResolver resolve_policy_;
   std::map<uint16_t, EndpointRecord> endpoints_;
 };
 

@@ -12,6 +12,7 @@
 #include "plexus/endpoint.h"
 #include "plexus/lb.h"
 #include "plexus/metrics.h"
+#include "plexus/policy.h"
 
 struct plexus_lxc;
 
@@ -22,6 +23,7 @@ struct LxcConfig {
   bool redirect_peer = true;  // same-node pod-to-pod with bpf_redirect_peer
   bool arp_responder = true;
   bool lb_per_packet = true;  // translate services at tc as well as in the socket programs
+  bool enable_policy = true;  // enforce the per-endpoint policy maps
   uint32_t ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
   uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
 };
@@ -56,6 +58,27 @@ struct PinnedMapInfo {
   uint32_t entries = 0;
 };
 
+using PolicyEntries = std::vector<std::pair<plexus_policy_key, plexus_policy_value>>;
+
+// The per-endpoint policy tries behind plexus_policy_v1 (ARRAY_OF_MAPS indexed by endpoint id).
+class PolicyMaps {
+ public:
+  explicit PolicyMaps(UniqueFd outer) : outer_(std::move(outer)) {}
+  // Builds a complete new trie and swaps it in with one update: the endpoint never runs with a half-written
+  // or empty map. Refuses (and changes nothing) when the entries exceed the trie's capacity.
+  Status set(uint16_t endpoint_id, const PolicyEntries& entries);
+  Status clear(uint16_t endpoint_id);
+  // The installed entries; NotFound when the endpoint has no trie.
+  Result<PolicyEntries> get(uint16_t endpoint_id) const;
+  int outerFd() const { return outer_.get(); }
+
+ private:
+  UniqueFd outer_;
+};
+
+// The state of an endpoint that no policy selects: one allow-all entry per direction.
+PolicyEntries allowAllPolicy();
+
 class LxcDatapath {
  public:
   // Loads the programs and creates or reuses the pinned maps. Fails with a clear error when a pinned map's
@@ -72,6 +95,7 @@ class LxcDatapath {
   BpfMap<plexus_ipcache_key, plexus_ipcache_value>& ipcache() { return ipcache_; }
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value>& metrics() { return metrics_; }
   LbMaps& lb() { return *lb_; }
+  PolicyMaps& policy() { return *policy_; }
 
   int fromContainerFd() const;
   int toContainerFd() const;
@@ -89,6 +113,7 @@ class LxcDatapath {
   BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipcache_;
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> metrics_;
   std::unique_ptr<LbMaps> lb_;
+  std::unique_ptr<PolicyMaps> policy_;
 };
 
 // Checks that path is on a bpffs (statfs magic) and creates it if missing.

@@ -1,0 +1,111 @@
+/* Per-endpoint policy enforcement: an O(1)-bounded verdict (two LPM lookups) plus conntrack, so that only the
+ * first packet of a connection is judged and replies of allowed connections pass. */
+#pragma once
+#include "plexus/policy.h"
+#include "lib/common.h"
+#include "lib/conntrack.h"
+#include "lib/endpoints.h"
+
+#define PLEXUS_IDENTITY_WORLD 2
+
+/* Sizes rather than __type: clang emits struct pointees of an inner-map template only as forward
+ * declarations, which libbpf cannot size. The tries themselves are created by the agent. */
+struct plexus_policy_inner {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, PLEXUS_POLICY_INNER_MAX);
+  __uint(key_size, sizeof(struct plexus_policy_key));
+  __uint(value_size, sizeof(struct plexus_policy_value));
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+};
+
+/* plexus_policy_v1: ARRAY_OF_MAPS, endpoint id -> that endpoint's trie. Inner tries are built whole and swapped
+ * in with one update (shadow then swap). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, PLEXUS_POLICY_ENDPOINTS_MAX);
+  __type(key, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+  __array(values, struct plexus_policy_inner);
+} plexus_policy_v1 SEC(".maps");
+
+/* The identity of any address: a local endpoint's, else the ipcache's longest prefix, else world. */
+static __always_inline __u32 identity_of(__be32 addr) {
+  struct plexus_endpoint_value *ep = endpoint_lookup(addr);
+  if (ep) {
+    return ep->identity;
+  }
+  struct plexus_ipcache_key k = {.prefixlen = 32, .ip = addr};
+  struct plexus_ipcache_value *v = bpf_map_lookup_elem(&plexus_ipcache_v1, &k);
+  return v ? v->identity : PLEXUS_IDENTITY_WORLD;
+}
+
+/* Returns 0 to allow, or the drop reason. */
+static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u8 proto, __be16 dport) {
+  __u32 idx = ep_id;
+  void *trie = bpf_map_lookup_elem(&plexus_policy_v1, &idx);
+  if (!trie) {
+    return PLEXUS_DROP(POLICY_DENIED);
+  }
+  struct plexus_policy_key k = {
+      .prefixlen = PLEXUS_POLICY_FULL_PREFIX, .identity = peer, .direction = dir, .protocol = proto, .dport = dport};
+  struct plexus_policy_value *exact = bpf_map_lookup_elem(trie, &k);
+  k.identity = 0;
+  struct plexus_policy_value *any = bpf_map_lookup_elem(trie, &k);
+  if ((exact && (exact->flags & PLEXUS_POLICY_F_DENY)) || (any && (any->flags & PLEXUS_POLICY_F_DENY))) {
+    return PLEXUS_DROP(POLICY_DENY);
+  }
+  if (exact || any) {
+    return 0;
+  }
+  return PLEXUS_DROP(POLICY_DENIED);
+}
+
+/* Is this packet part of a connection already allowed at this enforcement point? `own` is the point's own
+ * direction (a connection it admitted), `other` the opposite one (a connection whose replies this is). */
+static __always_inline int policy_ct_known(const struct flow4 *f, __u8 own, __u8 other) {
+  struct plexus_ct4_value *v = ct4_lookup(f, own);
+  if (!v) {
+    struct flow4 r = {.saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport, .proto = f->proto};
+    v = ct4_lookup(&r, other);
+  }
+  if (!v) {
+    return 0;
+  }
+  ct4_touch(v, f->tcp_flags);
+  return 1;
+}
+
+static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
+  struct plexus_ct4_key key = {
+      .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
+  struct plexus_ct4_value v = {.last_seen_ns = bpf_ktime_get_ns(), .tcp_flags = f->tcp_flags};
+  if (bpf_map_update_elem(&plexus_ct4_v1, &key, &v, BPF_ANY) < 0) {
+    return PLEXUS_DROP(CT_MAP_FULL);
+  }
+  return 0;
+}
+
+/* Egress enforcement for the endpoint that sent the packet. */
+static __always_inline int policy_egress(const struct flow4 *f, const struct plexus_endpoint_value *src) {
+  if (policy_ct_known(f, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS)) {
+    return 0;
+  }
+  int ret = policy_verdict(src->ep_id, identity_of(f->daddr), PLEXUS_DIR_EGRESS, f->proto, f->dport);
+  if (ret < 0) {
+    return ret;
+  }
+  return policy_ct_admit(f, PLEXUS_CT_EGRESS);
+}
+
+/* Ingress enforcement for the endpoint the packet is delivered to. */
+static __always_inline int policy_ingress(const struct flow4 *f, const struct plexus_endpoint_value *dst,
+                                          __u32 src_identity) {
+  if (policy_ct_known(f, PLEXUS_CT_INGRESS, PLEXUS_CT_EGRESS)) {
+    return 0;
+  }
+  int ret = policy_verdict(dst->ep_id, src_identity, PLEXUS_DIR_INGRESS, f->proto, f->dport);
+  if (ret < 0) {
+    return ret;
+  }
+  return policy_ct_admit(f, PLEXUS_CT_INGRESS);
+}

@@ -1,0 +1,149 @@
+// [bpf] policy enforcement in bpf_lxc: the verdict contract of bpf/include/plexus/policy.h, conntrack for
+// replies, ingress judged before redirect_peer, and the two drop reasons.
+#include "lxc_fixture.h"
+
+using namespace plexus;
+using namespace plexus::testing;
+
+namespace {
+
+constexpr uint32_t kIdA = 257;  // Fixture: identity = 256 + endpoint id
+constexpr uint32_t kIdB = 258;
+
+plexus_policy_key key(uint32_t identity, uint8_t dir, uint8_t proto = 0, uint16_t port = 0) {
+  plexus_policy_key k{};
+  k.identity = identity;
+  k.direction = dir;
+  k.protocol = proto;
+  k.dport = htons(port);
+  k.prefixlen = port ? PLEXUS_POLICY_FULL_PREFIX : proto ? PLEXUS_POLICY_PROTO_PREFIX : PLEXUS_POLICY_FIXED_PREFIX;
+  return k;
+}
+
+plexus_policy_value allow(uint32_t rule = 1) {
+  plexus_policy_value v{};
+  v.rule_id = rule;
+  return v;
+}
+
+plexus_policy_value deny(uint32_t rule = 2) {
+  plexus_policy_value v{};
+  v.flags = PLEXUS_POLICY_F_DENY;
+  v.rule_id = rule;
+  return v;
+}
+
+datapath::PolicyEntries allowEgressAll() { return {{key(0, PLEXUS_DIR_EGRESS), allow()}}; }
+
+std::vector<uint8_t> aToB(uint16_t sport, uint16_t dport, uint8_t flags = 0x02, uint8_t proto = IPPROTO_TCP) {
+  PacketSpec s{kPodAMac, kNodeAMac, kPodA, kPodB, proto};
+  s.sport = sport;
+  s.dport = dport;
+  s.tcp_flags = flags;
+  return ipv4Packet(s);
+}
+
+}  // namespace
+
+TEST_CASE("ingress policy of a same-node destination is enforced before redirect_peer", "[bpf][policy]") {
+  Fixture f;
+  // B admits TCP/80 from A only.
+  datapath::PolicyEntries b = allowEgressAll();
+  b.push_back({key(kIdA, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 80), allow(10)});
+  REQUIRE(f.dp->policy().set(2, b).ok());
+
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(1000, 80)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(1001, 81)).retval == TC_ACT_SHOT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(1002, 80, 0, IPPROTO_UDP)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) == 2);
+}
+
+TEST_CASE("egress policy of the sender is enforced, and the installed state reads back", "[bpf][policy]") {
+  Fixture f;
+  datapath::PolicyEntries a = {{key(0, PLEXUS_DIR_INGRESS), allow()},
+                               {key(kIdB, PLEXUS_DIR_EGRESS, IPPROTO_UDP), allow(11)}};
+  REQUIRE(f.dp->policy().set(1, a).ok());
+  auto back = f.dp->policy().get(1);
+  REQUIRE(back.ok());
+  CHECK(back->size() == 2);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(2000, 53, 0, IPPROTO_UDP)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(2001, 80)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_EGRESS) == 1);
+}
+
+TEST_CASE("deny beats allow, whichever lookup finds it", "[bpf][policy]") {
+  Fixture f;
+  // Allow everything from A, but deny TCP/22 from any peer.
+  datapath::PolicyEntries b = allowEgressAll();
+  b.push_back({key(kIdA, PLEXUS_DIR_INGRESS), allow(20)});
+  b.push_back({key(0, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 22), deny(21)});
+  REQUIRE(f.dp->policy().set(2, b).ok());
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3000, 80)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3001, 22)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENY, PLEXUS_DIR_INGRESS) == 1);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) == 0);
+}
+
+TEST_CASE("replies of an allowed connection pass although policy would not admit them", "[bpf][policy]") {
+  Fixture f;
+  // A may talk to B:80; B admits it. Nothing allows B to A in either direction.
+  REQUIRE(f.dp->policy().set(1, {{key(kIdB, PLEXUS_DIR_EGRESS, IPPROTO_TCP, 80), allow()}}).ok());
+  REQUIRE(f.dp->policy().set(2, {{key(kIdA, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 80), allow()}}).ok());
+  REQUIRE(f.run(f.dp->fromContainerFd(), aToB(4000, 80)).retval == TC_ACT_REDIRECT);
+  // The reply comes out of B's veth; move B onto the test ifindex for anti-spoofing.
+  f.addEndpoint(kPodB, kPodAIfindex, 2, kPodBMac, kNodeBMac, 0);
+  f.addEndpoint(kPodA, kPodBIfindex, 1, kPodAMac, kNodeAMac, 0);
+  REQUIRE(f.dp->policy().set(1, {{key(kIdB, PLEXUS_DIR_EGRESS, IPPROTO_TCP, 80), allow()}}).ok());
+  REQUIRE(f.dp->policy().set(2, {{key(kIdA, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 80), allow()}}).ok());
+  PacketSpec reply{kPodBMac, kNodeBMac, kPodB, kPodA, IPPROTO_TCP};
+  reply.sport = 80;
+  reply.dport = 4000;
+  reply.tcp_flags = 0x12;
+  CHECK(f.run(f.dp->fromContainerFd(), ipv4Packet(reply)).retval == TC_ACT_REDIRECT);
+  // A new connection from B to A is still refused.
+  reply.sport = 5555;
+  reply.tcp_flags = 0x02;
+  CHECK(f.run(f.dp->fromContainerFd(), ipv4Packet(reply)).retval == TC_ACT_SHOT);
+}
+
+TEST_CASE("an endpoint without a policy map drops everything: never fail open", "[bpf][policy]") {
+  Fixture f;
+  REQUIRE(f.dp->policy().clear(1).ok());
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(6000, 80)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_EGRESS) == 1);
+}
+
+TEST_CASE("to-container judges traffic the stack delivers, by the source's ipcache identity", "[bpf][policy]") {
+  Fixture f;
+  // A receives from the host (identity 1) on TCP/8080 only. The test runs on A's ifindex.
+  plexus_ipcache_key hk{};
+  hk.prefixlen = 32;
+  hk.ip = kGateway.networkOrder();
+  plexus_ipcache_value hv{};
+  hv.identity = 1;
+  REQUIRE(f.dp->ipcache().update(hk, hv).ok());
+  REQUIRE(f.dp->policy().set(1, {{key(1, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 8080), allow()}}).ok());
+  PacketSpec s{kNodeAMac, kPodAMac, kGateway, kPodA, IPPROTO_TCP};
+  s.dport = 8080;
+  CHECK(f.run(f.dp->toContainerFd(), ipv4Packet(s)).retval == TC_ACT_OK);
+  s.dport = 9090;
+  CHECK(f.run(f.dp->toContainerFd(), ipv4Packet(s)).retval == TC_ACT_SHOT);
+  // World traffic (no ipcache entry) is identity 2: not admitted.
+  PacketSpec w{kNodeAMac, kPodAMac, *Ipv4::parse("198.51.100.7"), kPodA, IPPROTO_TCP};
+  w.dport = 8080;
+  CHECK(f.run(f.dp->toContainerFd(), ipv4Packet(w)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) == 2);
+}
+
+TEST_CASE("port ranges are prefixes: a /8 port prefix covers 256 ports with one entry", "[bpf][policy]") {
+  Fixture f;
+  datapath::PolicyEntries b = allowEgressAll();
+  auto k = key(kIdA, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 0x1000);  // 4096..4351
+  k.prefixlen = PLEXUS_POLICY_PROTO_PREFIX + 8;
+  b.push_back({k, allow()});
+  REQUIRE(f.dp->policy().set(2, b).ok());
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(7000, 4096)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(7001, 4351)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(7002, 4352)).retval == TC_ACT_SHOT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(7003, 4095)).retval == TC_ACT_SHOT);
+}
