@@ -3,7 +3,7 @@
  *   plexus_to_container:   tc egress of lxc*  (packets the host stack delivers to the pod)
  * Each entry parses, dispatches to lib/ helpers, and leaves through lxc_exit(): helpers return a
  * TC action (>= 0) or a negative plexus_reason, and only lxc_exit() turns a reason into a drop,
- * a counter and (later) an event. */
+ * a counter and a flow event. */
 #include "vmlinux.h"
 
 #include "lib/common.h"
@@ -13,6 +13,7 @@
 #include "lib/lb_xlate.h"
 #include "lib/policy.h"
 #include "lib/metrics.h"
+#include "lib/events.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -25,14 +26,39 @@ const volatile __u8 cfg_enable_policy = 1; /* enforce per-endpoint policy maps *
 struct lxc_ctx {
   __u8 trace_reason; /* reason counted for a non-drop verdict */
   __u8 direction;
+  struct trace_info t;
 };
 
-static __always_inline int lxc_exit(struct __sk_buff *skb, const struct lxc_ctx *c, int ret) {
+/* Fills the event fields from the flow as it was judged. */
+static __always_inline void lxc_trace_flow(struct lxc_ctx *c, const struct flow4 *f, const struct policy_trace *pt) {
+  c->t.saddr = f->saddr;
+  c->t.daddr = f->daddr;
+  c->t.sport = f->sport;
+  c->t.dport = f->dport;
+  c->t.proto = f->proto;
+  c->t.tcp_flags = f->tcp_flags;
+  c->t.notify |= pt->notify;
+  c->t.is_reply = pt->is_reply;
+}
+
+static __always_inline int lxc_exit(struct __sk_buff *skb, struct lxc_ctx *c, int ret) {
   if (ret < 0) {
     metrics_update((__u8)(-ret), c->direction, skb->len);
+    if (c->t.saddr && !c->t.dst_identity) {
+      c->t.dst_identity = identity_of(c->t.daddr);
+    }
+    events_emit(&c->t, PLEXUS_VERDICT_DROPPED, (__u8)(-ret), c->direction, skb->len);
     return TC_ACT_SHOT;
   }
   metrics_update(c->trace_reason, c->direction, skb->len);
+  if (c->t.saddr) {
+    if (!c->t.dst_identity && (c->t.notify || cfg_monitor_aggregation == PLEXUS_AGGREGATION_NONE)) {
+      c->t.dst_identity = identity_of(c->t.daddr);
+    }
+    __u8 verdict = c->trace_reason == PLEXUS_REASON_SERVICE_TRANSLATED ? PLEXUS_VERDICT_TRANSLATED
+                                                                        : PLEXUS_VERDICT_FORWARDED;
+    events_emit(&c->t, verdict, c->trace_reason, c->direction, skb->len);
+  }
   return ret;
 }
 
@@ -71,6 +97,10 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   if (has_ports < 0) {
     return has_ports;
   }
+  c->t.endpoint_id = src->ep_id;
+  c->t.src_identity = src->identity;
+  struct policy_trace pt = {};
+  lxc_trace_flow(c, &f, &pt);
   int ret;
   /* Services: a packet to a frontend is translated first, so that policy judges the real destination; a
    * reply of a translated flow is judged on its own tuple and gets the frontend back afterwards. */
@@ -80,13 +110,19 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
       service_reply = 1;
     } else {
       __u8 translated = 0;
+      __be32 orig_daddr = f.daddr;
+      __be16 orig_dport = f.dport;
       ret = lb4_xlate(skb, &f, 1, &translated);
       if (ret != 0) {
         c->trace_reason = PLEXUS_REASON_NO_SERVICE_BACKEND;
+        c->t.notify = 1;
         return ret;
       }
       if (translated) {
         c->trace_reason = PLEXUS_REASON_SERVICE_TRANSLATED;
+        c->t.orig_daddr = orig_daddr;
+        c->t.orig_dport = orig_dport;
+        c->t.notify |= translated == 2;
       }
     }
   }
@@ -94,10 +130,13 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   __u32 src_identity = src->identity;
   __u16 src_flags = src->flags;
   if (cfg_enable_policy) {
-    ret = policy_egress(&judged, src);
+    ret = policy_egress(&judged, src, &pt);
+    lxc_trace_flow(c, &judged, &pt);
     if (ret < 0) {
       return ret;
     }
+  } else {
+    lxc_trace_flow(c, &judged, &pt);
   }
   if (service_reply) {
     ret = lb4_rev_nat(skb, &f);
@@ -118,17 +157,20 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     return TC_ACT_OK;
   }
   /* Same-node delivery skips the destination's to-container program: judge its ingress policy here. */
+  c->t.dst_identity = dst->identity;
   if (cfg_enable_policy) {
-    ret = policy_ingress(&judged, dst, src_identity);
+    ret = policy_ingress(&judged, dst, src_identity, &pt);
+    c->t.notify |= pt.notify;
     if (ret < 0) {
       c->direction = PLEXUS_DIR_INGRESS;
+      c->t.endpoint_id = dst->ep_id;
       return ret;
     }
   }
   return lxc_redirect_local(skb, ip, dst);
 }
 
-static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb) {
+static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct lxc_ctx *c) {
   struct iphdr *ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
   if (!ip || ip->ihl < 5 || ip->version != 4) {
     return PLEXUS_DROP(INVALID_PACKET);
@@ -142,7 +184,13 @@ static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb) {
   if (ret < 0) {
     return ret;
   }
-  return policy_ingress(&f, dst, identity_of(f.saddr));
+  struct policy_trace pt = {};
+  c->t.endpoint_id = dst->ep_id;
+  c->t.dst_identity = dst->identity;
+  c->t.src_identity = identity_of(f.saddr);
+  ret = policy_ingress(&f, dst, c->t.src_identity, &pt);
+  lxc_trace_flow(c, &f, &pt);
+  return ret;
 }
 
 SEC("tc")
@@ -177,7 +225,7 @@ int plexus_to_container(struct __sk_buff *skb) {
   switch (bpf_ntohs(skb->protocol)) {
     case ETH_P_IP:
       if (cfg_enable_policy) {
-        ret = lxc_ipv4_to_container(skb);
+        ret = lxc_ipv4_to_container(skb, &c);
       }
       break;
     case ETH_P_ARP:

@@ -35,15 +35,19 @@ static __always_inline struct plexus_ct4_value *ct4_lookup(const struct flow4 *f
   return bpf_map_lookup_elem(&plexus_ct4_v1, &key);
 }
 
-/* Refreshes an entry on each packet: last use, TCP flags, and the closing mark on FIN or RST. */
-static __always_inline void ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags) {
+/* Refreshes an entry on each packet: last use, TCP flags, and the closing mark on FIN or RST. Returns 1 when
+ * the packet carries a TCP flag the connection had not shown yet (monitor aggregation reports those). */
+static __always_inline __u8 ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags) {
   v->last_seen_ns = bpf_ktime_get_ns();
+  __u8 changed = 0;
   if (tcp_flags) {
+    changed = (tcp_flags & ~v->tcp_flags) != 0;
     v->tcp_flags |= tcp_flags;
     if (tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) {
       v->flags |= PLEXUS_CT_F_CLOSING;
     }
   }
+  return changed;
 }
 
 /* Records a new translated flow: client->frontend gets the backend, backend->client gets the frontend. */

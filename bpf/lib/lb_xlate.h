@@ -33,7 +33,8 @@ static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f) {
 }
 
 /* Packets to a frontend. Returns 0 when there is nothing to do or the destination was rewritten
- * (*translated set), a TC action when the packet was answered with a refusal, or a negative reason. */
+ * (*translated: 1 for a known flow, 2 for a new one), a TC action when the packet was answered with a
+ * refusal, or a negative reason. */
 static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int internal, __u8 *translated) {
   struct plexus_lb4_key key;
   struct plexus_lb4_service *svc = lb4_lookup_service(&key, f->daddr, f->dport, f->proto, internal);
@@ -67,6 +68,7 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
     if (ret < 0) {
       return ret;
     }
+    *translated = 2;
   }
   __be32 addr = be->address;
   __be16 port = be->port;
@@ -76,6 +78,8 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
   }
   f->daddr = addr;
   f->dport = port;
-  *translated = 1;
+  if (!*translated) {
+    *translated = 1;
+  }
   return 0;
 }

@@ -60,18 +60,27 @@ static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u
   return PLEXUS_DROP(POLICY_DENIED);
 }
 
+/* What policy enforcement tells the event layer. */
+struct policy_trace {
+  __u8 notify;   /* a new connection, or new TCP flags on a known one */
+  __u8 is_reply;
+};
+
 /* Is this packet part of a connection already allowed at this enforcement point? `own` is the point's own
  * direction (a connection it admitted), `other` the opposite one (a connection whose replies this is). */
-static __always_inline int policy_ct_known(const struct flow4 *f, __u8 own, __u8 other) {
+static __always_inline int policy_ct_known(const struct flow4 *f, __u8 own, __u8 other, struct policy_trace *pt) {
   struct plexus_ct4_value *v = ct4_lookup(f, own);
   if (!v) {
     struct flow4 r = {.saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport, .proto = f->proto};
     v = ct4_lookup(&r, other);
+    if (v) {
+      pt->is_reply = 1;
+    }
   }
   if (!v) {
     return 0;
   }
-  ct4_touch(v, f->tcp_flags);
+  pt->notify |= ct4_touch(v, f->tcp_flags);
   return 1;
 }
 
@@ -86,10 +95,12 @@ static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
 }
 
 /* Egress enforcement for the endpoint that sent the packet. */
-static __always_inline int policy_egress(const struct flow4 *f, const struct plexus_endpoint_value *src) {
-  if (policy_ct_known(f, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS)) {
+static __always_inline int policy_egress(const struct flow4 *f, const struct plexus_endpoint_value *src,
+                                         struct policy_trace *pt) {
+  if (policy_ct_known(f, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS, pt)) {
     return 0;
   }
+  pt->notify = 1;
   int ret = policy_verdict(src->ep_id, identity_of(f->daddr), PLEXUS_DIR_EGRESS, f->proto, f->dport);
   if (ret < 0) {
     return ret;
@@ -99,10 +110,11 @@ static __always_inline int policy_egress(const struct flow4 *f, const struct ple
 
 /* Ingress enforcement for the endpoint the packet is delivered to. */
 static __always_inline int policy_ingress(const struct flow4 *f, const struct plexus_endpoint_value *dst,
-                                          __u32 src_identity) {
-  if (policy_ct_known(f, PLEXUS_CT_INGRESS, PLEXUS_CT_EGRESS)) {
+                                          __u32 src_identity, struct policy_trace *pt) {
+  if (policy_ct_known(f, PLEXUS_CT_INGRESS, PLEXUS_CT_EGRESS, pt)) {
     return 0;
   }
+  pt->notify = 1;
   int ret = policy_verdict(dst->ep_id, src_identity, PLEXUS_DIR_INGRESS, f->proto, f->dport);
   if (ret < 0) {
     return ret;

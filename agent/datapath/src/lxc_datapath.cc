@@ -198,6 +198,8 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   skel->rodata->cfg_arp_responder = config.arp_responder ? 1 : 0;
   skel->rodata->cfg_lb_per_packet = config.lb_per_packet ? 1 : 0;
   skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
+  skel->rodata->cfg_enable_events = config.enable_events ? 1 : 0;
+  skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v1, config.ct_map_size);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.
@@ -237,6 +239,22 @@ LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpo
 // Destroying the skeleton closes our fds only: tc filters keep their programs and the maps stay pinned.
 LxcDatapath::~LxcDatapath() { plexus_lxc__destroy(skel_); }
 
+int LxcDatapath::eventsFd() const { return bpf_map__fd(skel_->maps.plexus_events_v1); }
+
+uint64_t LxcDatapath::lostEvents() const {
+  int ncpus = possibleCpus();
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(ncpus > 0 ? ncpus : 1));
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.plexus_events_lost_v1), &zero, per_cpu.data()) != 0) {
+    return 0;
+  }
+  uint64_t total = 0;
+  for (uint64_t v : per_cpu) {
+    total += v;
+  }
+  return total;
+}
+
 int LxcDatapath::fromContainerFd() const { return bpf_program__fd(skel_->progs.plexus_from_container); }
 int LxcDatapath::toContainerFd() const { return bpf_program__fd(skel_->progs.plexus_to_container); }
 
@@ -271,7 +289,8 @@ std::vector<PinnedMapInfo> LxcDatapath::maps() const {
   for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1,
                      skel_->maps.plexus_lb4_services_v1, skel_->maps.plexus_lb4_backends_v1,
                      skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
-                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v1, skel_->maps.plexus_policy_v1}) {
+                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v1, skel_->maps.plexus_policy_v1,
+                     skel_->maps.plexus_events_lost_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
     PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{},
                     countKeys(bpf_map__fd(m))};

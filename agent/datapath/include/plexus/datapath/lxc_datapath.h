@@ -10,6 +10,7 @@
 #include "plexus/datapath/bpf_map.h"
 #include "plexus/conntrack.h"
 #include "plexus/endpoint.h"
+#include "plexus/events.h"
 #include "plexus/lb.h"
 #include "plexus/metrics.h"
 #include "plexus/policy.h"
@@ -24,6 +25,8 @@ struct LxcConfig {
   bool arp_responder = true;
   bool lb_per_packet = true;  // translate services at tc as well as in the socket programs
   bool enable_policy = true;  // enforce the per-endpoint policy maps
+  bool enable_events = true;  // flow events into the ring buffer (hubble.enabled)
+  uint8_t monitor_aggregation = PLEXUS_AGGREGATION_MEDIUM;
   uint32_t ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
   uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
 };
@@ -96,6 +99,9 @@ class LxcDatapath {
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value>& metrics() { return metrics_; }
   LbMaps& lb() { return *lb_; }
   PolicyMaps& policy() { return *policy_; }
+  // The flow-event ring buffer and the count of events that did not fit it.
+  int eventsFd() const;
+  uint64_t lostEvents() const;
 
   int fromContainerFd() const;
   int toContainerFd() const;

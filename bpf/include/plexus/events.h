@@ -1,0 +1,41 @@
+/* Flow events: what the datapath tells the agent about forwards and drops (Hubble-style observability). */
+#pragma once
+#include "plexus/types.h"
+
+#define PLEXUS_EVENTS_RING_BYTES (1 << 22) /* 4 MiB ring buffer; a full ring counts lost events */
+
+enum plexus_verdict {
+  PLEXUS_VERDICT_FORWARDED = 1,
+  PLEXUS_VERDICT_DROPPED = 2,
+  PLEXUS_VERDICT_TRANSLATED = 3, /* a service frontend was rewritten to a backend */
+};
+
+/* Monitor aggregation (rodata cfg_monitor_aggregation), like Cilium's --monitor-aggregation. */
+enum plexus_aggregation {
+  PLEXUS_AGGREGATION_NONE = 0,   /* an event for every packet */
+  PLEXUS_AGGREGATION_MEDIUM = 1, /* new connections, TCP flag changes and every drop (default) */
+};
+
+/* plexus_events_v1: RINGBUF of struct plexus_flow_event. Written by BPF; read by the agent. */
+struct plexus_flow_event {
+  __u64 timestamp_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+  __u8 verdict;         /* enum plexus_verdict */
+  __u8 reason;          /* enum plexus_reason */
+  __u8 direction;       /* enum plexus_direction, relative to the endpoint */
+  __u8 proto;           /* IPPROTO_* */
+  __u8 tcp_flags;
+  __u8 is_reply;        /* the packet belongs to the reverse direction of a tracked connection */
+  __u16 endpoint_id;    /* where it was observed (0: host device) */
+  __u32 src_identity;
+  __u32 dst_identity;
+  __be32 saddr;
+  __be32 daddr;
+  __be16 sport;
+  __be16 dport;
+  __be32 orig_daddr;    /* service frontend before translation; 0 when none */
+  __be16 orig_dport;
+  __u16 pad;            /* zero */
+  __u32 len;            /* packet length in bytes */
+};
+
+/* plexus_events_lost_v1: PERCPU_ARRAY[1] of __u64, events that did not fit the ring. */

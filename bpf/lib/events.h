@@ -1,0 +1,77 @@
+/* Flow events into the ring buffer, bounded by monitor aggregation. A full ring never blocks forwarding: the
+ * event is counted as lost and the packet goes on. */
+#pragma once
+#include "plexus/events.h"
+#include "lib/common.h"
+
+const volatile __u8 cfg_enable_events = 1;                               /* hubble.enabled */
+const volatile __u8 cfg_monitor_aggregation = PLEXUS_AGGREGATION_MEDIUM;
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, PLEXUS_EVENTS_RING_BYTES);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_events_v1 SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_events_lost_v1 SEC(".maps");
+
+/* What a program learnt about a packet on its way to the exit. */
+struct trace_info {
+  __u8 notify;     /* aggregation says this packet deserves an event */
+  __u8 is_reply;
+  __u8 tcp_flags;
+  __u8 proto;
+  __u16 endpoint_id;
+  __u32 src_identity;
+  __u32 dst_identity;
+  __be32 saddr;
+  __be32 daddr;
+  __be16 sport;
+  __be16 dport;
+  __be32 orig_daddr;
+  __be16 orig_dport;
+};
+
+static __always_inline void events_emit(const struct trace_info *t, __u8 verdict, __u8 reason, __u8 direction,
+                                        __u32 len) {
+  if (!cfg_enable_events) {
+    return;
+  }
+  if (verdict != PLEXUS_VERDICT_DROPPED && cfg_monitor_aggregation != PLEXUS_AGGREGATION_NONE && !t->notify) {
+    return;
+  }
+  struct plexus_flow_event *e = bpf_ringbuf_reserve(&plexus_events_v1, sizeof(*e), 0);
+  if (!e) {
+    __u32 zero = 0;
+    __u64 *lost = bpf_map_lookup_elem(&plexus_events_lost_v1, &zero);
+    if (lost) {
+      *lost += 1;
+    }
+    return;
+  }
+  e->timestamp_ns = bpf_ktime_get_ns();
+  e->verdict = verdict;
+  e->reason = reason;
+  e->direction = direction;
+  e->proto = t->proto;
+  e->tcp_flags = t->tcp_flags;
+  e->is_reply = t->is_reply;
+  e->endpoint_id = t->endpoint_id;
+  e->src_identity = t->src_identity;
+  e->dst_identity = t->dst_identity;
+  e->saddr = t->saddr;
+  e->daddr = t->daddr;
+  e->sport = t->sport;
+  e->dport = t->dport;
+  e->orig_daddr = t->orig_daddr;
+  e->orig_dport = t->orig_dport;
+  e->pad = 0;
+  e->len = len;
+  bpf_ringbuf_submit(e, 0);
+}
