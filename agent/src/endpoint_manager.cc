@@ -274,6 +274,9 @@ Status EndpointManager::writeMaps(const EndpointRecord& rec) {
   PLEXUS_TRY(dp_.policy().set(rec.id, resolve_policy_(rec)), "policy map");
   PLEXUS_TRY(dp_.endpoints().update(endpointKey(rec.ip), encodeEndpointValue(rec)), "endpoints map");
   PLEXUS_TRY(dp_.ipcache().update(ipcacheKey(rec.ip), encodeIpcacheValue(rec.identity)), "ipcache map");
+  for (const auto& l : listeners_) {
+    l(rec, false);
+  }
   return Status::Ok();
 }
 
@@ -281,6 +284,9 @@ void EndpointManager::eraseMaps(const EndpointRecord& rec) {
   (void)dp_.endpoints().erase(endpointKey(rec.ip));
   (void)dp_.ipcache().erase(ipcacheKey(rec.ip));
   (void)dp_.policy().clear(rec.id);
+  for (const auto& l : listeners_) {
+    l(rec, true);
+  }
 }
 
 void EndpointManager::forget(const EndpointRecord& rec) {

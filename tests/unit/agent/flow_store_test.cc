@@ -1,9 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <thread>
 
+#include "plexus/agent/flow_decoder.h"
 #include "plexus/agent/flow_store.h"
 #include "plexus/events.h"
 
@@ -103,4 +105,35 @@ TEST_CASE("follow sees flows added after it started", "[unit][flows]") {
   producer.join();
   REQUIRE(got.size() == 1);
   CHECK(got[0].source.pod_name == "new");
+}
+
+TEST_CASE("decoded flows carry pod, labels and service, and keep them after the pod is gone", "[unit][flows]") {
+  FlowDirectory dir;
+  dir.upsertEndpoint(*Ipv4::parse("10.0.0.1"), {"default", "web", {"app=web"}, 3});
+  dir.setServices({{"10.96.0.10:80/TCP", "default/web-svc"}});
+  plexus_flow_event e{};
+  e.timestamp_ns = 1000;
+  e.verdict = PLEXUS_VERDICT_TRANSLATED;
+  e.proto = IPPROTO_TCP;
+  e.saddr = Ipv4::parse("10.0.0.1")->networkOrder();
+  e.daddr = Ipv4::parse("10.0.0.9")->networkOrder();
+  e.sport = htons(40000);
+  e.dport = htons(8080);
+  e.orig_daddr = Ipv4::parse("10.96.0.10")->networkOrder();
+  e.orig_dport = htons(80);
+  e.src_identity = 300;
+  FlowStore store(10);
+  store.add(decodeFlow(e, 5000, dir));
+  dir.removeEndpoint(*Ipv4::parse("10.0.0.1"));
+  auto flows = store.last(0, {});
+  REQUIRE(flows.size() == 1);
+  const auto& f = flows[0];
+  CHECK(f.time_unix_nano == 6000);
+  CHECK(f.source.pod_name == "web");
+  CHECK(f.source.labels == std::vector<std::string>{"app=web"});
+  CHECK(f.source.port == 40000);
+  CHECK(f.destination.port == 8080);
+  CHECK(f.destination.pod_name.empty());
+  CHECK(f.service == "default/web-svc");
+  CHECK(f.service_frontend == "10.96.0.10:80");
 }

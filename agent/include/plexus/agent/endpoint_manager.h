@@ -52,6 +52,9 @@ using IdentityResolver = std::function<uint32_t(const EndpointRecord&)>;
 // The policy map state an endpoint must run with from its first packet (allow-all until a policy selects it).
 using PolicyResolver = std::function<datapath::PolicyEntries(const EndpointRecord&)>;
 
+// Told about every endpoint the datapath starts or stops serving (flow enrichment, metrics, policy).
+using EndpointListener = std::function<void(const EndpointRecord& rec, bool removed)>;
+
 class EndpointManager {
  public:
   EndpointManager(datapath::LxcDatapath& dp, Ipam& ipam, StateStore& store, EndpointManagerConfig config,
@@ -59,6 +62,7 @@ class EndpointManager {
 
   void setIdentityResolver(IdentityResolver resolver) { resolve_identity_ = std::move(resolver); }
   void setPolicyResolver(PolicyResolver resolver) { resolve_policy_ = std::move(resolver); }
+  void addListener(EndpointListener listener) { listeners_.push_back(std::move(listener)); }
 
   // Prepares the host side (gateway device, sysctls) and re-adopts endpoints from the state dir and the
   // pinned maps: programs are replaced in place, endpoints whose veth is gone are cleaned up.
@@ -98,6 +102,7 @@ class EndpointManager {
   std::function<int64_t()> clock_;
   IdentityResolver resolve_identity_;
   PolicyResolver resolve_policy_;
+  std::vector<EndpointListener> listeners_;
   std::map<uint16_t, EndpointRecord> endpoints_;
 };
 

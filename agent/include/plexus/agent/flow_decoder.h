@@ -1,0 +1,43 @@
+#pragma once
+// Turns datapath flow events into enriched flow records. The directory is written by the reconcile thread
+// (endpoint and service changes) and read by the event reader thread, so it is thread-safe. Pure.
+
+#include <cstdint>
+#include <map>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "plexus/agent/flow_store.h"
+#include "plexus/common/ipv4.h"
+#include "plexus/events.h"
+
+namespace plexus::agent {
+
+struct PeerInfo {
+  std::string pod_namespace;
+  std::string pod_name;
+  std::vector<std::string> labels;
+  uint16_t endpoint_id = 0;
+};
+
+class FlowDirectory {
+ public:
+  void upsertEndpoint(Ipv4 ip, PeerInfo info);
+  void removeEndpoint(Ipv4 ip);
+  // "ip:port/proto" of a frontend -> "namespace/name".
+  void setServices(std::map<std::string, std::string> frontends);
+
+  bool lookupEndpoint(Ipv4 ip, PeerInfo* out) const;
+  std::string lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::map<Ipv4, PeerInfo> endpoints_;
+  std::map<std::string, std::string> services_;
+};
+
+// mono_to_real_ns: CLOCK_REALTIME - CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall-clock time.
+FlowRecord decodeFlow(const plexus_flow_event& e, int64_t mono_to_real_ns, const FlowDirectory& dir);
+
+}  // namespace plexus::agent

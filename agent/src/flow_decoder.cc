@@ -1,0 +1,79 @@
+#include "plexus/agent/flow_decoder.h"
+
+#include <arpa/inet.h>
+
+#include <fmt/format.h>
+
+namespace plexus::agent {
+
+void FlowDirectory::upsertEndpoint(Ipv4 ip, PeerInfo info) {
+  std::unique_lock lock(mu_);
+  endpoints_[ip] = std::move(info);
+}
+
+void FlowDirectory::removeEndpoint(Ipv4 ip) {
+  std::unique_lock lock(mu_);
+  endpoints_.erase(ip);
+}
+
+void FlowDirectory::setServices(std::map<std::string, std::string> frontends) {
+  std::unique_lock lock(mu_);
+  services_ = std::move(frontends);
+}
+
+bool FlowDirectory::lookupEndpoint(Ipv4 ip, PeerInfo* out) const {
+  std::shared_lock lock(mu_);
+  auto it = endpoints_.find(ip);
+  if (it == endpoints_.end()) {
+    return false;
+  }
+  *out = it->second;
+  return true;
+}
+
+std::string FlowDirectory::lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const {
+  std::shared_lock lock(mu_);
+  auto it = services_.find(fmt::format("{}:{}/{}", ip.toString(), port, protocolName(proto)));
+  return it == services_.end() ? std::string() : it->second;
+}
+
+namespace {
+FlowPeer peer(const FlowDirectory& dir, uint32_t be_addr, uint16_t be_port, uint32_t identity) {
+  FlowPeer p;
+  p.ip = Ipv4::fromNetwork(be_addr);
+  p.port = ntohs(be_port);
+  p.identity = identity;
+  PeerInfo info;
+  if (dir.lookupEndpoint(p.ip, &info)) {
+    p.pod_namespace = info.pod_namespace;
+    p.pod_name = info.pod_name;
+    p.labels = info.labels;
+    p.endpoint_id = info.endpoint_id;
+  }
+  return p;
+}
+}  // namespace
+
+FlowRecord decodeFlow(const plexus_flow_event& e, int64_t mono_to_real_ns, const FlowDirectory& dir) {
+  FlowRecord f;
+  f.time_unix_nano = static_cast<int64_t>(e.timestamp_ns) + mono_to_real_ns;
+  f.verdict = e.verdict;
+  f.reason = e.reason;
+  f.direction = e.direction;
+  f.protocol = e.proto;
+  f.tcp_flags = e.tcp_flags;
+  f.is_reply = e.is_reply != 0;
+  f.source = peer(dir, e.saddr, e.sport, e.src_identity);
+  f.destination = peer(dir, e.daddr, e.dport, e.dst_identity);
+  f.observed_endpoint = e.endpoint_id;
+  f.length = e.len;
+  if (e.orig_daddr != 0) {
+    Ipv4 fe = Ipv4::fromNetwork(e.orig_daddr);
+    uint16_t port = ntohs(e.orig_dport);
+    f.service_frontend = fmt::format("{}:{}", fe.toString(), port);
+    f.service = dir.lookupService(fe, port, e.proto);
+  }
+  return f;
+}
+
+}  // namespace plexus::agent
