@@ -13,7 +13,7 @@ work="$(mktemp -d /tmp/plexus-demo.XXXXXX)"
 node="plexus-demo-node-$$"
 pods=(frontend backend db)
 sock="${work}/plexus.sock"
-cgroup="/sys/fs/cgroup/unified/plexus-demo-$$"  # socket LB applies to this cgroup only
+cgroup="${work}/cgroup/plexus-demo"  # socket LB applies to this cgroup only, not to the whole machine
 agent_pid=""
 
 cleanup() {
@@ -22,6 +22,7 @@ cleanup() {
   if [ -n "${agent_pid}" ]; then kill "${agent_pid}" 2>/dev/null; wait "${agent_pid}" 2>/dev/null; fi
   ip netns del "${node}" 2>/dev/null
   rmdir "${cgroup}" 2>/dev/null
+  umount "${work}/cgroup" 2>/dev/null
   umount "${work}/bpffs" 2>/dev/null
   rm -rf "${work}"
 }
@@ -31,8 +32,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 plexus() { echo "\$ plexus $*"; "${cli}" --socket "${sock}" "$@"; }
 
 step "Start plexus-agent (standalone) in node namespace ${node}"
-mkdir -p "${work}/bpffs" "${cgroup}"
+mkdir -p "${work}/bpffs" "${work}/cgroup"
 mount -t bpf bpf "${work}/bpffs"
+mount -t cgroup2 none "${work}/cgroup"   # `ip netns exec` hides /sys/fs/cgroup from the agent
+mkdir -p "${cgroup}"
 ip netns add "${node}"
 ip -n "${node}" link set lo up
 ip netns exec "${node}" "${agent}" --state-dir "${work}/state" --bpf-root "${work}/bpffs/plexus" \

@@ -21,6 +21,9 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.bpf_root = config.bpf_root;
   lxc_cfg.ct_map_size = static_cast<uint32_t>(config.ct_map_size);
   lxc_cfg.maglev_table_size = static_cast<uint32_t>(config.maglev_table_size);
+  lxc_cfg.enable_events = config.enable_hubble;
+  lxc_cfg.monitor_aggregation =
+      config.monitor_aggregation == "none" ? PLEXUS_AGGREGATION_NONE : PLEXUS_AGGREGATION_MEDIUM;
   auto lxc = datapath::LxcDatapath::load(lxc_cfg);
   if (!lxc.ok()) {
     return lxc.error();
@@ -60,6 +63,17 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   em_cfg.default_mtu = config.mtu;
   state->endpoints = std::make_unique<EndpointManager>(*state->lxc, *state->ipam, *state->store, em_cfg,
                                                        [] { return static_cast<int64_t>(std::time(nullptr)); });
+  // Flow enrichment follows every endpoint the datapath serves.
+  state->endpoints->addListener([dir = &state->flow_dir](const EndpointRecord& rec, bool removed) {
+    if (removed) {
+      dir->removeEndpoint(rec.ip);
+    } else {
+      dir->upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, rec.labels, rec.id});
+    }
+  });
+  if (config.enable_hubble) {
+    state->flows = std::make_unique<FlowStore>(static_cast<size_t>(config.hubble_flow_buffer_size));
+  }
   std::vector<std::string> problems;
   PLEXUS_TRY(state->endpoints->start(&problems), "start endpoint manager");
   for (const auto& p : problems) {

@@ -40,10 +40,12 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--enable-bpf-masquerade", c.enable_bpf_masquerade, "masquerade pod egress in eBPF");
   app.add_option("--enable-hubble", c.enable_hubble, "flow events and the flow store");
   app.add_option("--hubble-flow-buffer-size", c.hubble_flow_buffer_size, "flows kept in memory");
+  app.add_option("--monitor-aggregation", c.monitor_aggregation,
+                 "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");
   app.add_option("--lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
   app.add_option("--maglev-table-size", c.maglev_table_size, "Maglev table size (prime)");
   app.add_option("--maglev-hash-seed", c.maglev_hash_seed, "base64 12-byte Maglev seed");
-  app.add_option("--prometheus-serve-addr", c.prometheus_serve_addr, "address for /metrics (empty: off)");
+  app.add_option("--prometheus-serve-addr", c.prometheus_serve_addr, "host:port for /metrics and /healthz (empty: off)");
   app.add_option("--health-addr", c.health_addr, "address for /healthz (empty: off)");
   app.add_option("--debug", c.debug, "debug logging");
   app.add_option("--cgroup-root", c.cgroup_root, "cgroup v2 root for socket load-balancing");
@@ -128,6 +130,17 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (!cidr || cidr->length() > 30 || cidr->length() < 8) {
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("--pod-cidr {}: must be an IPv4 CIDR between /8 and /30", c.pod_cidr));
+  }
+  if (c.hubble_flow_buffer_size < 1 || c.hubble_flow_buffer_size > 1 << 20) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--hubble-flow-buffer-size {}: must be 1-1048576", c.hubble_flow_buffer_size));
+  }
+  if (c.monitor_aggregation != "medium" && c.monitor_aggregation != "none") {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--monitor-aggregation {}: must be medium or none", c.monitor_aggregation));
+  }
+  if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));
   }
   if (c.state_dir.empty() || c.bpf_root.empty() || c.socket.empty()) {
     return makeError(ErrorCode::kInvalidArgument, "--state-dir, --bpf-root and --socket must not be empty");

@@ -4,6 +4,9 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <time.h>
+
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -13,6 +16,7 @@
 #include "plexus/agent/agent_state.h"
 #include "plexus/agent/config.h"
 #include "plexus/agent/grpc_services.h"
+#include "plexus/agent/metrics_server.h"
 #include "plexus/api/paths.h"
 
 using namespace plexus;
@@ -46,12 +50,41 @@ int main(int argc, char** argv) {
   std::filesystem::path sock(config->socket);
   std::filesystem::create_directories(sock.parent_path(), ec);
   std::filesystem::remove(sock, ec);  // a stale socket from a killed agent
+  // Flow events: decoded and enriched on the reader thread, stored in the flow ring.
+  if (st.flows) {
+    timespec real{};
+    timespec mono{};
+    clock_gettime(CLOCK_REALTIME, &real);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    int64_t offset = (real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
+    auto started = st.events.start(st.lxc->eventsFd(), [&st, offset](const plexus_flow_event& e) {
+      st.flows->add(agent::decodeFlow(e, offset, st.flow_dir));
+    });
+    if (!started.ok()) {
+      spdlog::error("start: {}", started.error().message);
+      return 1;
+    }
+  }
+  agent::MetricsServer metrics(st);
+  if (!config->prometheus_serve_addr.empty()) {
+    auto m = metrics.start(config->prometheus_serve_addr);
+    if (!m.ok()) {
+      spdlog::error("start: {}", m.error().message);
+      return 1;
+    }
+  }
+
   agent::CniService cni(st);
   agent::DaemonService daemon(st);
+  agent::ObserverService observer(st);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(api::grpcTarget(config->socket), grpc::InsecureServerCredentials());
   builder.RegisterService(&cni);
   builder.RegisterService(&daemon);
+  builder.RegisterService(&observer);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(agent::apiMetricsInterceptor(st.api_metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     spdlog::error("gRPC: cannot listen on {}", config->socket);
@@ -66,7 +99,9 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   spdlog::info("signal {}: stopping (programs and pinned maps stay in place)", sig);
   st.ready = false;
-  server->Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  metrics.stop();
+  st.events.stop();
   st.reconciler.stop();
   std::filesystem::remove(sock, ec);
   return 0;

@@ -7,26 +7,6 @@
 
 namespace plexus::agent {
 
-const char* reasonName(uint8_t reason) {
-  switch (reason) {
-#define PLEXUS_REASON_NAME_(name, value, hubble, desc) \
-  case value:                                          \
-    return #name;
-    PLEXUS_REASONS(PLEXUS_REASON_NAME_)
-#undef PLEXUS_REASON_NAME_
-    default:
-      return "UNKNOWN";
-  }
-}
-
-const char* directionName(uint8_t direction) {
-  switch (direction) {
-    case PLEXUS_DIR_INGRESS: return "INGRESS";
-    case PLEXUS_DIR_EGRESS: return "EGRESS";
-    default: return "UNSPECIFIED";
-  }
-}
-
 namespace {
 std::string macText(const uint8_t* b) { return Mac{{b[0], b[1], b[2], b[3], b[4], b[5]}}.toString(); }
 

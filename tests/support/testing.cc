@@ -169,8 +169,15 @@ CommandResult Netns::exec(const std::string& command, std::chrono::milliseconds 
 AgentProcess::AgentProcess(const Netns& node, const std::string& state_dir, const std::string& bpf_root,
                            const std::string& socket, AgentOptions options)
     : node_(node), state_dir_(state_dir), bpf_root_(bpf_root), socket_(socket), log_(state_dir + ".log"),
-      cgroup_("/sys/fs/cgroup/unified/" + uniqueName("plxa")), options_(std::move(options)) {
-  // Socket LB attaches to this cgroup only, never to the machine's root cgroup.
+      options_(std::move(options)) {
+  // Socket LB attaches to a cgroup of its own, never to the machine's root cgroup. The unified hierarchy is
+  // mounted in a temp dir because `ip netns exec` remounts /sys, hiding /sys/fs/cgroup from the agent.
+  cgroup_mount_ = cgroup_tmp_.path() + "/cg";
+  fs::create_directories(cgroup_mount_);
+  if (mount("none", cgroup_mount_.c_str(), "cgroup2", 0, nullptr) != 0) {
+    throw std::runtime_error("mount cgroup2 at " + cgroup_mount_ + ": " + std::strerror(errno));
+  }
+  cgroup_ = cgroup_mount_ + "/" + uniqueName("plxa");
   fs::create_directories(cgroup_);
 }
 
@@ -179,6 +186,7 @@ AgentProcess::~AgentProcess() {
     kill9();
   }
   rmdir(cgroup_.c_str());
+  umount2(cgroup_mount_.c_str(), MNT_DETACH);
 }
 
 bool AgentProcess::start(std::chrono::milliseconds timeout) {

@@ -109,6 +109,8 @@ class AgentProcess {
   std::string bpf_root_;
   std::string socket_;
   std::string log_;
+  TempDir cgroup_tmp_;
+  std::string cgroup_mount_;
   std::string cgroup_;
   AgentOptions options_;
   pid_t pid_ = -1;

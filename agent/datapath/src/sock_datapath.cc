@@ -3,6 +3,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/mount.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -17,6 +18,27 @@
 namespace plexus::datapath {
 
 namespace fs = std::filesystem;
+
+Status ensureCgroup2(const std::string& path) {
+  auto isCgroup2 = [&] {
+    struct statfs st {};
+    return statfs(path.c_str(), &st) == 0 && static_cast<unsigned long>(st.f_type) == CGROUP2_SUPER_MAGIC;
+  };
+  if (isCgroup2()) {
+    return Status::Ok();
+  }
+  // Like Cilium's /run/cilium/cgroupv2: mount the unified hierarchy where we were told to find it.
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec || !fs::is_empty(path, ec)) {
+    return makeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("cgroup root {} is neither cgroup v2 nor an empty directory to mount it on", path));
+  }
+  if (mount("none", path.c_str(), "cgroup2", 0, nullptr) != 0 || !isCgroup2()) {
+    return errnoError(fmt::format("mount cgroup2 on {}", path), errno);
+  }
+  return Status::Ok();
+}
 
 namespace {
 std::string linkDir(const std::string& bpf_root) { return bpf_root + "/links"; }
@@ -52,11 +74,7 @@ Status attachPinned(bpf_program* prog, int cgroup_fd, const std::string& pin) {
 
 Result<std::unique_ptr<SockDatapath>> SockDatapath::load(const SockConfig& config) {
   PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load socket programs");
-  struct statfs st {};
-  if (statfs(config.cgroup_path.c_str(), &st) != 0 || static_cast<unsigned long>(st.f_type) != CGROUP2_SUPER_MAGIC) {
-    return makeError(ErrorCode::kFailedPrecondition,
-                     fmt::format("cgroup root {} is not a cgroup v2 directory (--cgroup-root)", config.cgroup_path));
-  }
+  PLEXUS_TRY(ensureCgroup2(config.cgroup_path), "load socket programs");
   int cg = open(config.cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cg < 0) {
     return errnoError(fmt::format("open cgroup {}", config.cgroup_path), errno);

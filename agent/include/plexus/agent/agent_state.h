@@ -2,14 +2,21 @@
 // Everything the agent owns, wired together. Built by main; handed by reference to the gRPC services.
 
 #include <atomic>
+#include <functional>
+#include <vector>
 #include <memory>
 #include <string>
 
+#include "plexus/agent/api_metrics.h"
 #include "plexus/agent/config.h"
+#include "plexus/agent/flow_decoder.h"
+#include "plexus/agent/flow_store.h"
+#include "plexus/agent/prometheus.h"
 #include "plexus/agent/endpoint_manager.h"
 #include "plexus/agent/ipam.h"
 #include "plexus/agent/reconciler.h"
 #include "plexus/agent/state_store.h"
+#include "plexus/datapath/event_reader.h"
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/datapath/sock_datapath.h"
 
@@ -23,6 +30,12 @@ struct AgentState {
   std::unique_ptr<Ipam> ipam;
   std::unique_ptr<EndpointManager> endpoints;
   Reconciler reconciler;
+  // Observability: flows decoded from the datapath's events, and what /metrics reports.
+  std::unique_ptr<FlowStore> flows;  // null when hubble is off
+  FlowDirectory flow_dir;
+  datapath::EventReader events;
+  ApiMetrics api_metrics;
+  std::vector<std::function<void(Exposition&)>> metric_sources;  // called on the reconcile thread
   std::atomic<bool> ready{false};
   int64_t started_unix = 0;
 };

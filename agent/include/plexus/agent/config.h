@@ -31,13 +31,14 @@ struct AgentConfig {
   bool enable_bpf_masquerade = false;
   bool enable_hubble = true;
   int hubble_flow_buffer_size = 4096;
+  std::string monitor_aggregation = "medium";
   std::string lb_algorithm = "maglev";
   int maglev_table_size = 16381;
   std::string maglev_hash_seed;
-  std::string prometheus_serve_addr;
+  std::string prometheus_serve_addr = "127.0.0.1:9962";
   std::string health_addr;
   bool debug = false;
-  std::string cgroup_root = "/sys/fs/cgroup/unified";
+  std::string cgroup_root = "/run/plexus/cgroupv2";
   std::vector<std::string> devices;
   bool enable_socket_lb = true;
   int ct_map_size = 262144;

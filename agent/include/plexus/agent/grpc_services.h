@@ -7,6 +7,7 @@
 #include "plexus/agent/agent_state.h"
 #include "plexus/v1/cni.grpc.pb.h"
 #include "plexus/v1/daemon.grpc.pb.h"
+#include "plexus/v1/flows.grpc.pb.h"
 
 namespace plexus::agent {
 
@@ -33,6 +34,17 @@ class DaemonService final : public plexus::v1::Daemon::Service {
                              v1::ListEndpointsResponse*) override;
   grpc::Status GetEndpoint(grpc::ServerContext*, const v1::GetEndpointRequest*, v1::Endpoint*) override;
   grpc::Status DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMapRequest*, v1::DumpBpfMapResponse*) override;
+
+ private:
+  AgentState& state_;
+};
+
+class ObserverService final : public plexus::v1::Observer::Service {
+ public:
+  explicit ObserverService(AgentState& state) : state_(state) {}
+  grpc::Status GetFlows(grpc::ServerContext*, const v1::GetFlowsRequest*,
+                        grpc::ServerWriter<v1::GetFlowsResponse>*) override;
+  grpc::Status FlowStatus(grpc::ServerContext*, const v1::FlowStatusRequest*, v1::FlowStatusResponse*) override;
 
  private:
   AgentState& state_;

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "plexus/agent/reason_names.h"
 #include "plexus/common/result.h"
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/v1/daemon.pb.h"
@@ -10,8 +11,5 @@
 namespace plexus::agent {
 
 Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, v1::DumpBpfMapResponse* out);
-// Names of reasons and directions, from the X-macro list in bpf/include/plexus/reasons.h.
-const char* reasonName(uint8_t reason);
-const char* directionName(uint8_t direction);
 
 }  // namespace plexus::agent

@@ -36,6 +36,9 @@ class SockDatapath {
   std::string cgroup_;
 };
 
+// Makes sure path is a cgroup v2 directory, mounting the unified hierarchy on it when it is an empty dir.
+Status ensureCgroup2(const std::string& path);
+
 // Removes the pinned links (and so detaches the programs) of a bpf root; used when socket LB is turned off.
 Status detachSockPrograms(const std::string& bpf_root);
 

@@ -1,0 +1,14 @@
+#pragma once
+// Names of datapath reasons and directions, generated from the one list in bpf/include/plexus/reasons.h.
+
+#include <cstdint>
+
+namespace plexus::agent {
+
+const char* reasonName(uint8_t reason);        // e.g. "POLICY_DENIED"
+const char* hubbleReasonName(uint8_t reason);  // Hubble's drop_reason_desc, e.g. "POLICY_DENIED"
+const char* reasonDescription(uint8_t reason);
+const char* directionName(uint8_t direction);  // "INGRESS", "EGRESS"
+bool isDropReason(uint8_t reason);
+
+}  // namespace plexus::agent

@@ -1,0 +1,141 @@
+#include "plexus/agent/metrics_server.h"
+
+#include <httplib.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/agent_state.h"
+#include "plexus/agent/reason_names.h"
+
+namespace plexus::agent {
+
+std::string renderMetrics(AgentState& state) {
+  Exposition e;
+  // Datapath counters, named after Cilium's cilium_forward_* / cilium_drop_* families.
+  e.family("plexus_forward_count_total", "counter", "Packets forwarded by the datapath");
+  e.family("plexus_forward_bytes_total", "counter", "Bytes forwarded by the datapath");
+  e.family("plexus_drop_count_total", "counter", "Packets dropped by the datapath");
+  e.family("plexus_drop_bytes_total", "counter", "Bytes dropped by the datapath");
+  auto counters = state.lxc->metrics().entries();
+  if (counters.ok()) {
+    std::map<Labels, std::pair<uint64_t, uint64_t>> fwd;
+    std::map<Labels, std::pair<uint64_t, uint64_t>> drop;
+    for (const auto& [k, per_cpu] : *counters) {
+      uint64_t packets = 0;
+      uint64_t bytes = 0;
+      for (const auto& v : per_cpu) {
+        packets += v.packets;
+        bytes += v.bytes;
+      }
+      if (isDropReason(k.reason)) {
+        auto& d = drop[{{"reason", hubbleReasonName(k.reason)}, {"direction", directionName(k.direction)}}];
+        d.first += packets;
+        d.second += bytes;
+      } else {
+        auto& f = fwd[{{"reason", reasonName(k.reason)}, {"direction", directionName(k.direction)}}];
+        f.first += packets;
+        f.second += bytes;
+      }
+    }
+    for (const auto& [l, v] : fwd) {
+      e.sample("plexus_forward_count_total", l, static_cast<double>(v.first));
+      e.sample("plexus_forward_bytes_total", l, static_cast<double>(v.second));
+    }
+    for (const auto& [l, v] : drop) {
+      e.sample("plexus_drop_count_total", l, static_cast<double>(v.first));
+      e.sample("plexus_drop_bytes_total", l, static_cast<double>(v.second));
+    }
+  }
+
+  e.family("plexus_bpf_map_pressure", "gauge", "Fill ratio of each BPF map (entries / max entries)");
+  for (const auto& m : state.lxc->maps()) {
+    // Arrays always hold max_entries keys: their fill says nothing.
+    bool array = m.info.type == BPF_MAP_TYPE_PERCPU_ARRAY || m.info.type == BPF_MAP_TYPE_ARRAY ||
+                 m.info.type == BPF_MAP_TYPE_ARRAY_OF_MAPS;
+    if (m.info.max_entries > 0 && !array) {
+      e.sample("plexus_bpf_map_pressure", {{"map_name", m.name}},
+               static_cast<double>(m.entries) / static_cast<double>(m.info.max_entries));
+    }
+  }
+
+  e.family("plexus_hubble_lost_events_total", "counter", "Flow events that did not fit the ring buffer");
+  e.sample("plexus_hubble_lost_events_total", {{"source", "perf_event_ring_buffer"}},
+           static_cast<double>(state.lxc->lostEvents()));
+  e.family("plexus_hubble_flows_processed_total", "counter", "Flows decoded into the flow buffer");
+  if (state.flows) {
+    e.sample("plexus_hubble_flows_processed_total", {}, static_cast<double>(state.flows->seen()));
+  }
+
+  // Agent state, read on the reconcile thread so it is consistent.
+  state.reconciler
+      .submit([&] {
+        e.family("plexus_endpoint", "gauge", "Endpoints managed by this agent, by state");
+        e.sample("plexus_endpoint", {{"state", "ready"}}, static_cast<double>(state.endpoints->list().size()));
+        const Ipam& ipam = state.endpoints->ipam();
+        e.family("plexus_ipam_capacity", "gauge", "Assignable pod addresses in the node's pool");
+        e.sample("plexus_ipam_capacity", {{"pool", ipam.cidr().toString()}}, ipam.capacity());
+        e.family("plexus_ipam_addresses", "gauge", "Pod addresses by state");
+        e.sample("plexus_ipam_addresses", {{"state", "used"}}, ipam.used());
+        e.sample("plexus_ipam_addresses", {{"state", "free"}}, ipam.available());
+        for (const auto& source : state.metric_sources) {
+          source(e);
+        }
+      })
+      .get();
+
+  e.family("plexus_agent_api_process_time_seconds", "histogram", "Duration of the agent's API calls");
+  state.api_metrics.api_time.collect(e, "plexus_agent_api_process_time_seconds");
+  e.family("plexus_cni_request_duration_seconds", "histogram", "Duration of CNI ADD and DEL in the agent");
+  state.api_metrics.cni_time.collect(e, "plexus_cni_request_duration_seconds");
+  return e.text();
+}
+
+MetricsServer::MetricsServer(AgentState& state) : state_(state), server_(std::make_unique<httplib::Server>()) {}
+
+MetricsServer::~MetricsServer() { stop(); }
+
+Status MetricsServer::start(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--prometheus-serve-addr {}: must be host:port", address));
+  }
+  std::string host = address.substr(0, colon);
+  int port = 0;
+  try {
+    port = std::stoi(address.substr(colon + 1));
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port <= 0 || port > 65535) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("--prometheus-serve-addr {}: bad port", address));
+  }
+  if (host.empty()) {
+    host = "0.0.0.0";
+  }
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(renderMetrics(state_), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    res.status = state_.ready ? 200 : 503;
+    res.set_content(state_.ready ? "ok\n" : "starting\n", "text/plain");
+  });
+  if (!server_->bind_to_port(host.c_str(), port)) {
+    return makeError(ErrorCode::kUnavailable, fmt::format("metrics: cannot listen on {}", address));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  spdlog::info("metrics on http://{}/metrics", address);
+  return Status::Ok();
+}
+
+void MetricsServer::stop() {
+  if (server_) {
+    server_->stop();
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+}  // namespace plexus::agent

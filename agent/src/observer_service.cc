@@ -1,0 +1,103 @@
+// The Observer API: the flow store through gRPC, for `plexus observe`.
+#include <fmt/format.h>
+
+#include "plexus/agent/grpc_services.h"
+#include "plexus/agent/reason_names.h"
+
+namespace plexus::agent {
+
+namespace {
+
+void toProto(const FlowPeer& p, v1::FlowEndpoint* out) {
+  out->set_ip(p.ip.toString());
+  out->set_port(p.port);
+  out->set_identity(p.identity);
+  out->set_namespace_(p.pod_namespace);
+  out->set_pod_name(p.pod_name);
+  for (const auto& l : p.labels) {
+    out->add_labels(l);
+  }
+  out->set_endpoint_id(p.endpoint_id);
+}
+
+void toProto(const FlowRecord& f, const std::string& node, v1::Flow* out) {
+  out->set_time_unix_nano(f.time_unix_nano);
+  out->set_verdict(verdictName(f.verdict));
+  bool dropped = isDropReason(f.reason);
+  out->set_drop_reason(dropped ? f.reason : 0);
+  out->set_drop_reason_desc(dropped ? hubbleReasonName(f.reason) : "");
+  out->set_traffic_direction(directionName(f.direction));
+  out->set_protocol(protocolName(f.protocol));
+  out->set_tcp_flags(f.tcp_flags);
+  out->set_is_reply(f.is_reply);
+  toProto(f.source, out->mutable_source());
+  toProto(f.destination, out->mutable_destination());
+  out->set_service(f.service);
+  out->set_service_frontend(f.service_frontend);
+  out->set_observed_endpoint(f.observed_endpoint);
+  out->set_length(f.length);
+  out->set_node_name(node);
+}
+
+FlowFilterSpec specOf(const v1::FlowFilter& f) {
+  FlowFilterSpec s;
+  s.namespaces.assign(f.namespace_().begin(), f.namespace_().end());
+  s.pods.assign(f.pod().begin(), f.pod().end());
+  s.from_pods.assign(f.from_pod().begin(), f.from_pod().end());
+  s.to_pods.assign(f.to_pod().begin(), f.to_pod().end());
+  s.labels.assign(f.label().begin(), f.label().end());
+  s.ips.assign(f.ip().begin(), f.ip().end());
+  s.verdicts.assign(f.verdict().begin(), f.verdict().end());
+  s.protocols.assign(f.protocol().begin(), f.protocol().end());
+  s.identities.assign(f.identity().begin(), f.identity().end());
+  s.ports.assign(f.port().begin(), f.port().end());
+  s.since_unix_nano = f.since_unix_nano();
+  return s;
+}
+
+}  // namespace
+
+grpc::Status ObserverService::GetFlows(grpc::ServerContext* ctx, const v1::GetFlowsRequest* req,
+                                       grpc::ServerWriter<v1::GetFlowsResponse>* writer) {
+  if (!state_.flows) {
+    return grpc::Status(grpc::FAILED_PRECONDITION, "flow observability is off (--enable-hubble=false)");
+  }
+  auto filter = parseFlowFilter(specOf(req->filter()));
+  if (!filter.ok()) {
+    return grpc::Status(grpc::INVALID_ARGUMENT, "filter: " + filter.error().message);
+  }
+  const std::string& node = state_.config.node_name;
+  uint64_t after = state_.flows->sequence();
+  for (const auto& f : state_.flows->last(req->last(), *filter)) {
+    v1::GetFlowsResponse r;
+    toProto(f, node, r.mutable_flow());
+    if (!writer->Write(r)) {
+      return grpc::Status::OK;
+    }
+  }
+  // Follow until the client goes away or the agent stops; each wait is bounded so both are noticed.
+  while (req->follow() && !ctx->IsCancelled() && state_.ready) {
+    for (const auto& f : state_.flows->waitNewer(&after, *filter, std::chrono::milliseconds(200))) {
+      v1::GetFlowsResponse r;
+      toProto(f, node, r.mutable_flow());
+      if (!writer->Write(r)) {
+        return grpc::Status::OK;
+      }
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ObserverService::FlowStatus(grpc::ServerContext*, const v1::FlowStatusRequest*,
+                                         v1::FlowStatusResponse* resp) {
+  if (!state_.flows) {
+    return grpc::Status(grpc::FAILED_PRECONDITION, "flow observability is off (--enable-hubble=false)");
+  }
+  resp->set_capacity(static_cast<uint32_t>(state_.flows->capacity()));
+  resp->set_stored(static_cast<uint32_t>(state_.flows->size()));
+  resp->set_seen(state_.flows->seen());
+  resp->set_lost(state_.lxc->lostEvents());
+  return grpc::Status::OK;
+}
+
+}  // namespace plexus::agent

@@ -1,0 +1,56 @@
+#include "plexus/agent/reason_names.h"
+
+#include "plexus/reasons.h"
+
+namespace plexus::agent {
+
+const char* reasonName(uint8_t reason) {
+  switch (reason) {
+#define PLEXUS_REASON_NAME_(name, value, hubble, desc) \
+  case value:                                          \
+    return #name;
+    PLEXUS_REASONS(PLEXUS_REASON_NAME_)
+#undef PLEXUS_REASON_NAME_
+    default:
+      return "UNKNOWN";
+  }
+}
+
+const char* hubbleReasonName(uint8_t reason) {
+  switch (reason) {
+#define PLEXUS_REASON_HUBBLE_(name, value, hubble, desc) \
+  case value:                                            \
+    return hubble;
+    PLEXUS_REASONS(PLEXUS_REASON_HUBBLE_)
+#undef PLEXUS_REASON_HUBBLE_
+    default:
+      return "UNKNOWN_REASON";
+  }
+}
+
+const char* reasonDescription(uint8_t reason) {
+  switch (reason) {
+#define PLEXUS_REASON_DESC_(name, value, hubble, desc) \
+  case value:                                          \
+    return desc;
+    PLEXUS_REASONS(PLEXUS_REASON_DESC_)
+#undef PLEXUS_REASON_DESC_
+    default:
+      return "unknown";
+  }
+}
+
+const char* directionName(uint8_t direction) {
+  switch (direction) {
+    case PLEXUS_DIR_INGRESS: return "INGRESS";
+    case PLEXUS_DIR_EGRESS: return "EGRESS";
+    default: return "UNSPECIFIED";
+  }
+}
+
+bool isDropReason(uint8_t reason) {
+  return reason != PLEXUS_REASON_FORWARDED && reason != PLEXUS_REASON_ARP_REPLY &&
+         reason != PLEXUS_REASON_SERVICE_TRANSLATED;
+}
+
+}  // namespace plexus::agent
