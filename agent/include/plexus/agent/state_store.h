@@ -9,10 +9,9 @@
 #include "plexus/agent/endpoint_record.h"
 #include "plexus/agent/ipam.h"
 #include "plexus/common/result.h"
+#include "plexus/datapath/files.h"
 
 namespace plexus::agent {
-
-Status writeFileAtomic(const std::string& path, const std::string& content);
 
 struct PendingDelete {
   std::string path;  // the queue file, removed once handled

@@ -1,0 +1,52 @@
+#pragma once
+// What every plexus command shares: the agent socket, the output format, and error reporting.
+
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include "plexus/api/paths.h"
+#include "plexus/cli/format.h"
+
+namespace plexus::cli {
+
+struct Context {
+  std::string socket = api::kDefaultSocket;
+  std::string output = "table";
+  int timeout_seconds = 15;
+
+  std::shared_ptr<grpc::Channel> channel() const {
+    return grpc::CreateChannel(api::grpcTarget(socket), grpc::InsecureChannelCredentials());
+  }
+  void deadline(grpc::ClientContext* ctx) const {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_seconds));
+  }
+  Output format() const {
+    Output o = Output::kTable;
+    parseOutput(output, &o);
+    return o;
+  }
+};
+
+// Prints a gRPC failure the way an operator needs it and returns the exit code.
+inline int reportError(const Context& c, const grpc::Status& s) {
+  if (s.error_code() == grpc::UNAVAILABLE || s.error_code() == grpc::DEADLINE_EXCEEDED) {
+    std::cerr << "error: cannot reach the plexus agent on " << c.socket << " (" << s.error_message()
+              << "); is plexus-agent running?\n";
+    return 1;
+  }
+  std::cerr << "error: " << s.error_message() << "\n";
+  return 1;
+}
+
+// Each command group adds its subcommands; the callback sets the exit code.
+void addStatusCommands(CLI::App& app, Context& ctx, int& rc);
+void addBpfCommands(CLI::App& app, Context& ctx, int& rc);
+void addObserveCommand(CLI::App& app, Context& ctx, int& rc);
+void addResourceCommands(CLI::App& app, Context& ctx, int& rc);
+
+}  // namespace plexus::cli

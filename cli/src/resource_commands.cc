@@ -1,0 +1,166 @@
+// plexus apply -f / delete -f (standalone cluster state) and plexus service list|get.
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "context.h"
+#include "plexus/v1/resources.grpc.pb.h"
+
+namespace plexus::cli {
+
+namespace {
+
+bool readManifest(const std::string& path, std::string* out) {
+  if (path == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    *out = ss.str();
+    return true;
+  }
+  std::ifstream f(path);
+  if (!f) {
+    std::cerr << "error: cannot read " << path << "\n";
+    return false;
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+int applyOrDelete(const Context& c, const std::vector<std::string>& files, bool remove) {
+  auto stub = v1::Resources::NewStub(c.channel());
+  int rc = 0;
+  for (const auto& file : files) {
+    v1::ApplyRequest req;
+    if (!readManifest(file, req.mutable_manifest())) {
+      return 1;
+    }
+    req.set_source(file);
+    grpc::ClientContext ctx;
+    c.deadline(&ctx);
+    v1::ApplyResponse r;
+    grpc::Status s = remove ? stub->Delete(&ctx, req, &r) : stub->Apply(&ctx, req, &r);
+    if (!s.ok()) {
+      reportError(c, s);
+      rc = 1;
+      continue;
+    }
+    if (c.format() == Output::kJson) {
+      std::cout << toJson(r).dump(2) << "\n";
+    }
+    for (const auto& o : r.outcomes()) {
+      if (o.action() == "rejected") {
+        std::cerr << "error: " << o.message() << "\n";
+        rc = 1;
+      } else if (c.format() != Output::kJson) {
+        std::cout << fmt::format("{} {}\n", o.object(), o.action());
+      }
+    }
+  }
+  return rc;
+}
+
+std::string backendsText(const v1::ServiceFrontend& f) {
+  std::string out;
+  for (const auto& b : f.backends()) {
+    out += fmt::format("{}{}:{} ({})", out.empty() ? "" : ", ", b.address(), b.port(), b.state());
+  }
+  return out.empty() ? "(none)" : out;
+}
+
+int serviceList(const Context& c) {
+  auto stub = v1::Resources::NewStub(c.channel());
+  grpc::ClientContext ctx;
+  c.deadline(&ctx);
+  v1::ListServicesResponse r;
+  grpc::Status s = stub->ListServices(&ctx, v1::ListServicesRequest{}, &r);
+  if (!s.ok()) {
+    return reportError(c, s);
+  }
+  if (c.format() == Output::kJson) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& svc : r.services()) {
+      a.push_back(toJson(svc));
+    }
+    std::cout << a.dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& svc : r.services()) {
+    for (const auto& f : svc.frontends()) {
+      rows.push_back({svc.namespace_() + "/" + svc.name(), fmt::format("{}:{}/{}", f.address(), f.port(), f.protocol()),
+                      f.type(), backendsText(f)});
+    }
+  }
+  std::cout << renderTable({"SERVICE", "FRONTEND", "TYPE", "BACKENDS"}, rows);
+  return 0;
+}
+
+int serviceGet(const Context& c, const std::string& name) {
+  auto stub = v1::Resources::NewStub(c.channel());
+  grpc::ClientContext ctx;
+  c.deadline(&ctx);
+  v1::GetServiceRequest req;
+  req.set_name(name);
+  req.set_with_maglev(true);
+  v1::GetServiceResponse r;
+  grpc::Status s = stub->GetService(&ctx, req, &r);
+  if (!s.ok()) {
+    return reportError(c, s);
+  }
+  if (c.format() == Output::kJson) {
+    std::cout << toJson(r).dump(2) << "\n";
+    return 0;
+  }
+  const auto& svc = r.service();
+  std::cout << fmt::format("Service {}/{}  type {}  affinity {}  externalTrafficPolicy {}  endpoints from {}\n",
+                           svc.namespace_(), svc.name(), svc.type(), svc.session_affinity(),
+                           svc.external_traffic_policy(), svc.endpoints_source());
+  for (const auto& f : svc.frontends()) {
+    std::cout << fmt::format("  {}:{}/{} {} ({}){}  ->  {}\n", f.address(), f.port(), f.protocol(), f.type(),
+                             f.scope(), f.maglev() ? " maglev" : "", backendsText(f));
+  }
+  for (const auto& t : r.maglev()) {
+    std::map<std::string, int> share;
+    for (const auto& slot : t.slots()) {
+      share[slot]++;
+    }
+    std::cout << fmt::format("  Maglev table for {} ({} slots):", t.frontend(), t.slots_size());
+    for (const auto& [b, n] : share) {
+      std::cout << fmt::format(" {}={}", b, n);
+    }
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void addResourceCommands(CLI::App& app, Context& ctx, int& rc) {
+  static std::vector<std::string> apply_files;
+  auto* apply = app.add_subcommand("apply", "apply Kubernetes manifests to the standalone store");
+  apply->add_option("-f,--filename", apply_files, "manifest file (YAML or JSON, multi-document; - for stdin)")
+      ->required();
+  apply->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  apply->callback([&] { rc = applyOrDelete(ctx, apply_files, false); });
+
+  static std::vector<std::string> delete_files;
+  auto* del = app.add_subcommand("delete", "delete the objects a manifest names");
+  del->add_option("-f,--filename", delete_files, "manifest file (- for stdin)")->required();
+  del->callback([&] { rc = applyOrDelete(ctx, delete_files, true); });
+
+  auto* svc = app.add_subcommand("service", "services and their backends");
+  svc->require_subcommand(1);
+  auto* list = svc->add_subcommand("list", "frontends, types and backends with state");
+  list->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  list->callback([&] { rc = serviceList(ctx); });
+  static std::string name;
+  auto* get = svc->add_subcommand("get", "one service, with its Maglev tables");
+  get->add_option("name", name, "[namespace/]name")->required();
+  get->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  get->callback([&] { rc = serviceGet(ctx, name); });
+}
+
+}  // namespace plexus::cli

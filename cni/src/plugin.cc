@@ -1,0 +1,285 @@
+#include "plexus/cni/plugin.h"
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/api/paths.h"
+#include "plexus/datapath/files.h"
+#include "plexus/datapath/netlink.h"
+#include "plexus/v1/cni.grpc.pb.h"
+
+namespace plexus::cni {
+
+namespace {
+
+std::shared_ptr<spdlog::logger> logger(const NetConf& conf) {
+  if (!conf.log_file.empty()) {
+    try {
+      return spdlog::basic_logger_mt("plexus-cni-" + std::to_string(::getpid()), conf.log_file);
+    } catch (const spdlog::spdlog_ex&) {
+      // An unwritable log file must not fail the CNI call.
+    }
+  }
+  // Never stdout: it carries the result. stderr reaches the runtime's logs.
+  static auto null = std::make_shared<spdlog::logger>("plexus-cni-null");
+  return null;
+}
+
+PluginOutput fail(const CniError& e, const std::string& version) {
+  return PluginOutput{1, errorJson(e, version).dump()};
+}
+
+CniError fromGrpc(const grpc::Status& s, const std::string& socket, const std::string& what) {
+  switch (s.error_code()) {
+    case grpc::UNAVAILABLE:
+    case grpc::DEADLINE_EXCEEDED:
+      return CniError{kTryAgainLater, fmt::format("plexus agent unreachable on {}: {}", socket, s.error_message()),
+                      what};
+    case grpc::INVALID_ARGUMENT:
+      return CniError{kInvalidConfig, s.error_message(), what};
+    case grpc::NOT_FOUND:
+      return CniError{kUnknownContainer, s.error_message(), what};
+    default:
+      return CniError{kAgentError, fmt::format("plexus agent: {}", s.error_message()), what};
+  }
+}
+
+class AgentClient {
+ public:
+  AgentClient(const std::string& socket, int timeout_seconds)
+      : socket_(socket), timeout_(timeout_seconds),
+        stub_(v1::Cni::NewStub(grpc::CreateChannel(api::grpcTarget(socket), grpc::InsecureChannelCredentials()))) {}
+
+  template <typename Req, typename Resp, typename Call>
+  grpc::Status call(Call fn, const Req& req, Resp* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_));
+    // Fail fast when nothing listens rather than waiting out the deadline.
+    if (!std::filesystem::exists(socket_)) {
+      return grpc::Status(grpc::UNAVAILABLE, "no socket");
+    }
+    return ((*stub_).*fn)(&ctx, req, resp);
+  }
+
+ private:
+  std::string socket_;
+  int timeout_;
+  std::unique_ptr<v1::Cni::Stub> stub_;
+};
+
+PluginOutput doAdd(const CniEnv& env, const NetConf& conf, const CniArgs& args, spdlog::logger& log) {
+  v1::CniAddRequest req;
+  req.set_container_id(env.container_id);
+  req.set_netns(env.netns);
+  req.set_ifname(env.ifname);
+  req.set_pod_namespace(args.pod_namespace);
+  req.set_pod_name(args.pod_name);
+  req.set_pod_uid(args.pod_uid);
+  req.set_mtu(conf.mtu);
+  if (!args.ip.empty()) {
+    req.add_requested_ips(args.ip);
+  }
+  for (const auto& ip : conf.runtime_ips) {
+    req.add_requested_ips(ip);
+  }
+  req.set_requested_mac(!args.mac.empty() ? args.mac : conf.runtime_mac);
+  if (conf.chaining == ChainingMode::kGenericVeth) {
+    ChainedIface chained;
+    if (auto e = chainedFromPrevResult(conf.prev_result, env, &chained)) {
+      return fail(*e, conf.cni_version);
+    }
+    auto* c = req.mutable_chained();
+    c->set_host_ifname(chained.host_ifname);
+    c->set_container_ifname(chained.container_ifname);
+    c->set_container_mac(chained.container_mac);
+    for (const auto& ip : chained.ips) {
+      c->add_ips(ip);
+    }
+  }
+  AgentClient client(conf.socket, conf.timeout_seconds);
+  v1::CniAddResponse resp;
+  grpc::Status s = client.call(&v1::Cni::Stub::Add, req, &resp);
+  if (!s.ok()) {
+    log.error("ADD {}/{}: {}", env.container_id, env.ifname, s.error_message());
+    return fail(fromGrpc(s, conf.socket, "ADD"), conf.cni_version);
+  }
+  log.info("ADD {}/{}: endpoint {}", env.container_id, env.ifname, resp.endpoint_id());
+  if (conf.chaining == ChainingMode::kGenericVeth) {
+    // The previous plugin owns the interfaces and addresses: pass its result on unchanged.
+    return PluginOutput{0, convertResult(conf.prev_result, conf.cni_version).dump()};
+  }
+  Result r;
+  for (const auto& i : resp.interfaces()) {
+    r.interfaces.push_back({i.name(), i.mac(), i.sandbox()});
+  }
+  for (const auto& ip : resp.ips()) {
+    r.ips.push_back({ip.address(), ip.gateway(), ip.interface_index()});
+  }
+  for (const auto& rt : resp.routes()) {
+    r.routes.push_back({rt.dst(), rt.gw()});
+  }
+  nlohmann::json dns = nlohmann::json::object();
+  if (resp.dns().nameservers_size() > 0) {
+    dns["nameservers"] = std::vector<std::string>(resp.dns().nameservers().begin(), resp.dns().nameservers().end());
+  }
+  if (!resp.dns().domain().empty()) {
+    dns["domain"] = resp.dns().domain();
+  }
+  if (resp.dns().search_size() > 0) {
+    dns["search"] = std::vector<std::string>(resp.dns().search().begin(), resp.dns().search().end());
+  }
+  r.dns = dns;
+  return PluginOutput{0, resultJson(r, conf.cni_version).dump()};
+}
+
+// With the agent down: take the pod interface down ourselves and leave the rest for the agent's next start.
+Status delWithoutAgent(const CniEnv& env, const NetConf& conf) {
+  if (!env.netns.empty() && std::filesystem::exists(env.netns)) {
+    auto ns = datapath::openNetns(env.netns);
+    if (ns.ok()) {
+      Status s = datapath::inNetns(ns->get(), [&] {
+        Status d = datapath::deleteLink(env.ifname);
+        return (d.ok() || d.error().code == ErrorCode::kNotFound) ? Status::Ok() : d;
+      });
+      if (!s.ok()) {
+        return s;
+      }
+    }
+  }
+  std::string dir = api::pendingDeleteDir(conf.socket);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  nlohmann::json j = {{"container_id", env.container_id},
+                      {"ifname", env.ifname},
+                      {"netns", env.netns},
+                      {"queued_unix", static_cast<int64_t>(std::time(nullptr))}};
+  return writeFileAtomic(dir + "/" + env.container_id + "_" + env.ifname + ".json", j.dump());
+}
+
+PluginOutput doDel(const CniEnv& env, const NetConf& conf, spdlog::logger& log) {
+  v1::CniDelRequest req;
+  req.set_container_id(env.container_id);
+  req.set_netns(env.netns);
+  req.set_ifname(env.ifname);
+  AgentClient client(conf.socket, std::min(conf.timeout_seconds, 30));
+  v1::CniDelResponse resp;
+  grpc::Status s = client.call(&v1::Cni::Stub::Del, req, &resp);
+  if (s.ok()) {
+    return PluginOutput{0, ""};
+  }
+  if (s.error_code() == grpc::UNAVAILABLE || s.error_code() == grpc::DEADLINE_EXCEEDED) {
+    Status q = delWithoutAgent(env, conf);
+    if (!q.ok()) {
+      return fail(CniError{kIoFailure, fmt::format("agent down and local cleanup failed: {}", q.error().message), ""},
+                  conf.cni_version);
+    }
+    log.warn("DEL {}/{}: agent unreachable, queued for the agent", env.container_id, env.ifname);
+    return PluginOutput{0, ""};
+  }
+  return fail(fromGrpc(s, conf.socket, "DEL"), conf.cni_version);
+}
+
+PluginOutput doCheck(const CniEnv& env, const NetConf& conf) {
+  if (!versionAtLeast(conf.cni_version, "0.4.0")) {
+    return fail(CniError{kIncompatibleVersion, fmt::format("CHECK needs cniVersion 0.4.0 or later, config is {}",
+                                                           conf.cni_version), ""},
+                conf.cni_version);
+  }
+  v1::CniCheckRequest req;
+  req.set_container_id(env.container_id);
+  req.set_netns(env.netns);
+  req.set_ifname(env.ifname);
+  AgentClient client(conf.socket, std::min(conf.timeout_seconds, 30));
+  v1::CniCheckResponse resp;
+  grpc::Status s = client.call(&v1::Cni::Stub::Check, req, &resp);
+  if (!s.ok()) {
+    return fail(fromGrpc(s, conf.socket, "CHECK"), conf.cni_version);
+  }
+  return PluginOutput{0, ""};
+}
+
+PluginOutput doStatus(const NetConf& conf) {
+  AgentClient client(conf.socket, std::min(conf.timeout_seconds, 10));
+  v1::CniStatusResponse resp;
+  grpc::Status s = client.call(&v1::Cni::Stub::Status, v1::CniStatusRequest{}, &resp);
+  if (!s.ok() || !resp.ready()) {
+    std::string why = s.ok() ? resp.message() : s.error_message();
+    return fail(CniError{kPluginNotAvailable, fmt::format("plexus agent on {} is not ready: {}", conf.socket, why), ""},
+                conf.cni_version);
+  }
+  return PluginOutput{0, ""};
+}
+
+PluginOutput doGc(const NetConf& conf) {
+  v1::CniGcRequest req;
+  if (!conf.valid_attachments.is_array()) {
+    return fail(CniError{kInvalidConfig, "cni.dev/valid-attachments: must be a list", ""}, conf.cni_version);
+  }
+  for (const auto& a : conf.valid_attachments) {
+    if (!a.is_object() || !a.contains("containerID") || !a["containerID"].is_string()) {
+      return fail(CniError{kInvalidConfig, "cni.dev/valid-attachments: entries need containerID", ""}, conf.cni_version);
+    }
+    auto* out = req.add_valid_attachments();
+    out->set_container_id(a["containerID"].get<std::string>());
+    out->set_ifname(a.value("ifname", ""));
+  }
+  AgentClient client(conf.socket, conf.timeout_seconds);
+  v1::CniGcResponse resp;
+  grpc::Status s = client.call(&v1::Cni::Stub::Gc, req, &resp);
+  if (!s.ok()) {
+    return fail(fromGrpc(s, conf.socket, "GC"), conf.cni_version);
+  }
+  return PluginOutput{0, ""};
+}
+
+}  // namespace
+
+PluginOutput runPlugin(const EnvLookup& lookup, const std::string& stdin_text) {
+  const char* command = lookup("CNI_COMMAND");
+  NetConf conf;
+  auto conf_error = parseNetConf(stdin_text, api::kDefaultSocket, &conf);
+  std::string version = conf_error ? "1.1.0" : conf.cni_version;
+  if (command && std::string(command) == "VERSION") {
+    // Runtimes probe VERSION with dummy env and sometimes an empty or older config: always answer.
+    bool known = !conf_error;
+    return PluginOutput{0, versionJson(known ? conf.cni_version : "1.1.0").dump()};
+  }
+  if (conf_error) {
+    return fail(*conf_error, version);
+  }
+  CniEnv env;
+  if (auto e = readEnv(lookup, &env)) {
+    return fail(*e, version);
+  }
+  CniArgs args;
+  if (auto e = parseArgs(env.args, &args)) {
+    return fail(*e, version);
+  }
+  auto log = logger(conf);
+  if (env.command == "ADD") {
+    if (!std::filesystem::exists(env.netns)) {
+      return fail(CniError{kInvalidEnv, fmt::format("CNI_NETNS {}: no such network namespace", env.netns), ""}, version);
+    }
+    return doAdd(env, conf, args, *log);
+  }
+  if (env.command == "DEL") {
+    return doDel(env, conf, *log);
+  }
+  if (env.command == "CHECK") {
+    return doCheck(env, conf);
+  }
+  if (!versionAtLeast(conf.cni_version, "1.1.0")) {
+    return fail(CniError{kIncompatibleVersion, fmt::format("{} needs cniVersion 1.1.0, config is {}", env.command,
+                                                           conf.cni_version), ""},
+                version);
+  }
+  return env.command == "STATUS" ? doStatus(conf) : doGc(conf);
+}
+
+}  // namespace plexus::cni

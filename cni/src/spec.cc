@@ -1,0 +1,295 @@
+#include "plexus/cni/spec.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace plexus::cni {
+
+namespace {
+CniError err(int code, std::string msg, std::string details = "") {
+  return CniError{code, std::move(msg), std::move(details)};
+}
+
+std::vector<int> versionParts(const std::string& v) {
+  std::vector<int> parts;
+  std::stringstream ss(v);
+  std::string p;
+  while (std::getline(ss, p, '.')) {
+    try {
+      parts.push_back(std::stoi(p));
+    } catch (const std::exception&) {
+      parts.push_back(0);
+    }
+  }
+  parts.resize(3, 0);
+  return parts;
+}
+
+std::string stripPrefix(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+}  // namespace
+
+bool versionAtLeast(const std::string& version, const std::string& minimum) {
+  return versionParts(version) >= versionParts(minimum);
+}
+
+std::optional<CniError> readEnv(const EnvLookup& lookup, CniEnv* out) {
+  auto get = [&](const char* name) {
+    const char* v = lookup(name);
+    return v ? std::string(v) : std::string();
+  };
+  out->command = get("CNI_COMMAND");
+  out->container_id = get("CNI_CONTAINERID");
+  out->netns = get("CNI_NETNS");
+  out->ifname = get("CNI_IFNAME");
+  out->args = get("CNI_ARGS");
+  out->path = get("CNI_PATH");
+  std::vector<std::string> required;
+  const std::string& c = out->command;
+  if (c.empty()) {
+    return err(kInvalidEnv, "required env variables [CNI_COMMAND] missing");
+  }
+  if (c == "ADD") {
+    required = {"CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"};
+  } else if (c == "DEL") {
+    required = {"CNI_CONTAINERID", "CNI_IFNAME"};  // CNI_NETNS may be empty on repeated DELs
+  } else if (c == "CHECK") {
+    required = {"CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"};
+  } else if (c != "VERSION" && c != "STATUS" && c != "GC") {
+    return err(kInvalidEnv, fmt::format("unknown CNI_COMMAND: {}", c));
+  }
+  std::vector<std::string> missing;
+  for (const auto& r : required) {
+    if (get(r.c_str()).empty()) {
+      missing.push_back(r);
+    }
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& m : missing) {
+      list += (list.empty() ? "" : " ") + m;
+    }
+    return err(kInvalidEnv, fmt::format("required env variables [{}] missing", list));
+  }
+  return std::nullopt;
+}
+
+std::optional<CniError> parseArgs(const std::string& text, CniArgs* out) {
+  std::map<std::string, std::string> kv;
+  std::stringstream ss(text);
+  std::string pair;
+  while (std::getline(ss, pair, ';')) {
+    if (pair.empty()) {
+      continue;
+    }
+    auto eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return err(kInvalidEnv, fmt::format("CNI_ARGS: invalid pair {:?}", pair));
+    }
+    kv[pair.substr(0, eq)] = pair.substr(eq + 1);
+  }
+  bool ignore_unknown = false;
+  if (auto it = kv.find("IgnoreUnknown"); it != kv.end()) {
+    std::string v = it->second;
+    std::transform(v.begin(), v.end(), v.begin(), ::tolower);
+    ignore_unknown = v == "1" || v == "true";
+  }
+  for (const auto& [k, v] : kv) {
+    if (k == "IgnoreUnknown") {
+      continue;
+    } else if (k == "K8S_POD_NAMESPACE") {
+      out->pod_namespace = v;
+    } else if (k == "K8S_POD_NAME") {
+      out->pod_name = v;
+    } else if (k == "K8S_POD_UID") {
+      out->pod_uid = v;
+    } else if (k == "K8S_POD_INFRA_CONTAINER_ID") {
+      out->infra_container_id = v;
+    } else if (k == "IP") {
+      out->ip = stripPrefix(v);
+    } else if (k == "MAC") {
+      out->mac = v;
+    } else if (!ignore_unknown) {
+      return err(kInvalidEnv, fmt::format("CNI_ARGS: unknown key {:?} (set IgnoreUnknown=1 to allow)", k));
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<CniError> parseNetConf(const std::string& text, const std::string& default_socket, NetConf* out) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return err(kDecodeFailure, "network config: not a JSON object");
+  }
+  try {
+    out->cni_version = j.value("cniVersion", "");
+    if (out->cni_version.empty()) {
+      out->cni_version = "0.1.0";
+    }
+    if (std::find(kSupportedVersions.begin(), kSupportedVersions.end(), out->cni_version) ==
+        kSupportedVersions.end()) {
+      return err(kIncompatibleVersion,
+                 fmt::format("incompatible CNI versions: config is {:?}, plugin supports 0.3.1, 0.4.0, 1.0.0, 1.1.0",
+                             out->cni_version));
+    }
+    out->name = j.value("name", "");
+    out->type = j.value("type", "");
+    out->socket = j.value("socket", default_socket);
+    if (out->socket.empty()) {
+      return err(kInvalidConfig, "network config: socket: must not be empty");
+    }
+    std::string mode = j.value("chaining-mode", "none");
+    if (mode == "none" || mode.empty()) {
+      out->chaining = ChainingMode::kNone;
+    } else if (mode == "generic-veth") {
+      out->chaining = ChainingMode::kGenericVeth;
+    } else {
+      return err(kInvalidConfig, fmt::format("network config: chaining-mode {:?}: must be none or generic-veth", mode));
+    }
+    if (j.contains("mtu")) {
+      if (!j["mtu"].is_number_integer() || j["mtu"].get<int>() < 576 || j["mtu"].get<int>() > 65535) {
+        return err(kInvalidConfig, "network config: mtu: must be an integer 576-65535");
+      }
+      out->mtu = j["mtu"];
+    }
+    out->log_file = j.value("log-file", "");
+    if (j.contains("timeout-seconds")) {
+      if (!j["timeout-seconds"].is_number_integer() || j["timeout-seconds"].get<int>() < 1) {
+        return err(kInvalidConfig, "network config: timeout-seconds: must be a positive integer");
+      }
+      out->timeout_seconds = j["timeout-seconds"];
+    }
+    if (j.contains("runtimeConfig") && j["runtimeConfig"].is_object()) {
+      const auto& rc = j["runtimeConfig"];
+      if (rc.contains("ips") && rc["ips"].is_array()) {
+        for (const auto& ip : rc["ips"]) {
+          if (!ip.is_string()) {
+            return err(kInvalidConfig, "network config: runtimeConfig.ips: must be strings");
+          }
+          out->runtime_ips.push_back(stripPrefix(ip.get<std::string>()));
+        }
+      }
+      if (rc.contains("mac") && rc["mac"].is_string()) {
+        out->runtime_mac = rc["mac"];
+      }
+    }
+    out->prev_result = j.contains("prevResult") ? j["prevResult"] : nlohmann::json(nullptr);
+    out->valid_attachments = j.value("cni.dev/valid-attachments", nlohmann::json::array());
+  } catch (const nlohmann::json::exception& e) {
+    return err(kInvalidConfig, fmt::format("network config: {}", e.what()));
+  }
+  return std::nullopt;
+}
+
+nlohmann::json resultJson(const Result& r, const std::string& version) {
+  bool v0 = !versionAtLeast(version, "1.0.0");
+  nlohmann::json j = {{"cniVersion", version}};
+  nlohmann::json itfs = nlohmann::json::array();
+  for (const auto& i : r.interfaces) {
+    nlohmann::json o = {{"name", i.name}, {"mac", i.mac}};
+    if (!i.sandbox.empty()) {
+      o["sandbox"] = i.sandbox;
+    }
+    itfs.push_back(o);
+  }
+  j["interfaces"] = itfs;
+  nlohmann::json ips = nlohmann::json::array();
+  for (const auto& ip : r.ips) {
+    nlohmann::json o = {{"address", ip.address}};
+    if (v0) {
+      o["version"] = "4";  // 0.3.x and 0.4.0 carry the IP version; 1.0.0 dropped it
+    }
+    if (!ip.gateway.empty()) {
+      o["gateway"] = ip.gateway;
+    }
+    if (ip.interface >= 0) {
+      o["interface"] = ip.interface;
+    }
+    ips.push_back(o);
+  }
+  j["ips"] = ips;
+  nlohmann::json routes = nlohmann::json::array();
+  for (const auto& rt : r.routes) {
+    nlohmann::json o = {{"dst", rt.dst}};
+    if (!rt.gw.empty()) {
+      o["gw"] = rt.gw;
+    }
+    routes.push_back(o);
+  }
+  j["routes"] = routes;
+  j["dns"] = r.dns.is_object() ? r.dns : nlohmann::json::object();
+  return j;
+}
+
+nlohmann::json convertResult(const nlohmann::json& result, const std::string& version) {
+  nlohmann::json j = result;
+  j["cniVersion"] = version;
+  bool v0 = !versionAtLeast(version, "1.0.0");
+  if (j.contains("ips") && j["ips"].is_array()) {
+    for (auto& ip : j["ips"]) {
+      if (v0 && !ip.contains("version")) {
+        ip["version"] = ip.value("address", "").find(':') == std::string::npos ? "4" : "6";
+      } else if (!v0) {
+        ip.erase("version");
+      }
+    }
+  }
+  return j;
+}
+
+nlohmann::json errorJson(const CniError& e, const std::string& version) {
+  nlohmann::json j = {{"cniVersion", version}, {"code", e.code}, {"msg", e.msg}};
+  if (!e.details.empty()) {
+    j["details"] = e.details;
+  }
+  return j;
+}
+
+nlohmann::json versionJson(const std::string& version) {
+  nlohmann::json j = {{"cniVersion", version}, {"supportedVersions", kSupportedVersions}};
+  return j;
+}
+
+std::optional<CniError> chainedFromPrevResult(const nlohmann::json& prev, const CniEnv& env, ChainedIface* out) {
+  if (!prev.is_object() || !prev.contains("interfaces") || !prev["interfaces"].is_array()) {
+    return err(kInvalidConfig, "chaining-mode generic-veth needs a prevResult with interfaces from the previous plugin");
+  }
+  const auto& itfs = prev["interfaces"];
+  int container_index = -1;
+  for (size_t i = 0; i < itfs.size(); ++i) {
+    const auto& itf = itfs[i];
+    std::string sandbox = itf.value("sandbox", "");
+    std::string name = itf.value("name", "");
+    if (!sandbox.empty() && (sandbox == env.netns || name == env.ifname)) {
+      container_index = static_cast<int>(i);
+      out->container_ifname = name;
+      out->container_mac = itf.value("mac", "");
+    }
+  }
+  for (size_t i = 0; i < itfs.size(); ++i) {
+    const auto& itf = itfs[i];
+    if (itf.value("sandbox", "").empty() && out->host_ifname.empty()) {
+      out->host_ifname = itf.value("name", "");
+    }
+  }
+  if (container_index < 0 || out->host_ifname.empty()) {
+    return err(kInvalidConfig, fmt::format("prevResult has no host-side veth and container interface {} to chain on",
+                                           env.ifname));
+  }
+  if (prev.contains("ips") && prev["ips"].is_array()) {
+    for (const auto& ip : prev["ips"]) {
+      int idx = ip.value("interface", container_index);
+      std::string addr = ip.value("address", "");
+      if (idx == container_index && !addr.empty() && addr.find(':') == std::string::npos) {
+        out->ips.push_back(addr);
+      }
+    }
+  }
+  if (out->ips.empty()) {
+    return err(kInvalidConfig, "prevResult has no IPv4 address for the container interface");
+  }
+  return std::nullopt;
+}
+
+}  // namespace plexus::cni
