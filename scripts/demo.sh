@@ -64,15 +64,19 @@ plexus endpoint list
 
 step "Traffic: ping and TCP between pods (same-node, bpf_redirect_peer)"
 ip netns exec "plexus-demo-backend-$$" sh -c 'echo "hello from backend" | timeout 5 nc -l -p 8080 -q 1' >/dev/null &
+server_pid=$!
 sleep 0.3
 ip netns exec "plexus-demo-frontend-$$" ping -c 2 -W 2 "${ip[backend]}"
 echo "frontend -> backend:8080 says: $(ip netns exec "plexus-demo-frontend-$$" timeout 5 nc -w 2 "${ip[backend]}" 8080 </dev/null)"
 ip netns exec "plexus-demo-db-$$" ping -c 1 -W 2 "${ip[frontend]}"
-wait || true
+wait "${server_pid}" || true
 
 step "What the datapath counted"
 plexus bpf metrics list
 plexus bpf endpoint list
+
+step "Flows the datapath reported (new connections, TCP flag changes, drops)"
+plexus observe --last 12
 
 step "Delete pod db (CNI DEL)"
 echo '{"cniVersion":"1.0.0","name":"plexus","type":"plexus-cni","socket":"'"${sock}"'"}' |

@@ -30,15 +30,17 @@ int status(const Context& c) {
   std::cout << "Programs:\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : r.programs()) {
-    rows.push_back({p.name(), std::to_string(p.id()), p.attach_point()});
+    rows.push_back({"  " + p.name(), std::to_string(p.id()), p.attach_point()});
   }
   std::cout << renderTable({"  NAME", "ID", "ATTACHED"}, rows);
   std::cout << "Maps:\n";
   rows.clear();
   for (const auto& m : r.maps()) {
+    // Arrays always hold max_entries keys: their fill says nothing.
+    bool array = m.type().find("array") != std::string::npos;
     double fill = m.max_entries() ? 100.0 * m.entries() / m.max_entries() : 0;
-    rows.push_back({"  " + m.name(), m.type(), std::to_string(m.entries()), std::to_string(m.max_entries()),
-                    fmt::format("{:.1f}%", fill)});
+    rows.push_back({"  " + m.name(), m.type(), array ? "-" : std::to_string(m.entries()),
+                    std::to_string(m.max_entries()), array ? "-" : fmt::format("{:.1f}%", fill)});
   }
   std::cout << renderTable({"  NAME", "TYPE", "ENTRIES", "MAX", "FILL"}, rows);
   return r.healthy() ? 0 : 1;
