@@ -213,6 +213,8 @@ Status EndpointManager::configureHost(EndpointRecord* rec) {
   }
   rec->host_ifindex = link->ifindex;
   rec->host_mac = link->mac;
+  // IPv4 only: without this the host would send router and neighbour solicitations the pod cannot use.
+  (void)dp::writeSysctl(fmt::format("net/ipv6/conf/{}/disable_ipv6", rec->host_ifname), "1");
   PLEXUS_TRY(dp::setLinkUp(link->ifindex), "host veth up");
   PLEXUS_TRY(dp::replaceRoute({Ipv4Prefix(rec->ip, 32), std::nullopt, link->ifindex, true}), "host route to pod");
   // A permanent neighbour entry: the host never has to ARP for its pods.

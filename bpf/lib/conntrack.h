@@ -35,19 +35,19 @@ static __always_inline struct plexus_ct4_value *ct4_lookup(const struct flow4 *f
   return bpf_map_lookup_elem(&plexus_ct4_v1, &key);
 }
 
-/* Refreshes an entry on each packet: last use, TCP flags, and the closing mark on FIN or RST. Returns 1 when
- * the packet carries a TCP flag the connection had not shown yet (monitor aggregation reports those). */
-static __always_inline __u8 ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags) {
+/* Refreshes an entry on each packet: last use and the TCP flags of the packet's direction (replies are
+ * tracked apart, as in Cilium's tx/rx flags). Returns 1 when the packet carries a TCP flag its direction had
+ * not shown yet (monitor aggregation reports those). */
+static __always_inline __u8 ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags, int reply) {
   v->last_seen_ns = bpf_ktime_get_ns();
-  __u8 changed = 0;
-  if (tcp_flags) {
-    changed = (tcp_flags & ~v->tcp_flags) != 0;
-    v->tcp_flags |= tcp_flags;
-    if (tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) {
-      v->flags |= PLEXUS_CT_F_CLOSING;
-    }
-  }
+  __u8 *seen = reply ? &v->rx_flags : &v->tx_flags;
+  __u8 changed = (tcp_flags & ~*seen) != 0;
+  *seen |= tcp_flags;
   return changed;
+}
+
+static __always_inline int ct4_closing(const struct plexus_ct4_value *v) {
+  return ((v->tx_flags | v->rx_flags) & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0;
 }
 
 /* Records a new translated flow: client->frontend gets the backend, backend->client gets the frontend. */
@@ -57,7 +57,7 @@ static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto,
       .dir = PLEXUS_CT_SERVICE};
   struct plexus_ct4_value v = {.last_seen_ns = bpf_ktime_get_ns(), .backend_id = backend_id,
-                               .rev_nat_index = rev_nat_index, .tcp_flags = f->tcp_flags};
+                               .rev_nat_index = rev_nat_index, .tx_flags = f->tcp_flags};
   if (bpf_map_update_elem(&plexus_ct4_v1, &fwd, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
   }

@@ -20,7 +20,7 @@ static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f) {
   if (!rn) {
     return 0;
   }
-  ct4_touch(rev, f->tcp_flags);
+  ct4_touch(rev, f->tcp_flags, 0);
   __be32 addr = rn->address;
   __be16 port = rn->port;
   int ret = nat4_rewrite(skb, f, 1, addr, port);
@@ -48,12 +48,12 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
     be = lb4_backend(ct->backend_id);
     int new_syn = (f->tcp_flags & TCP_FLAG_SYN) && !(f->tcp_flags & TCP_FLAG_ACK);
     /* A fresh SYN on a closed flow, or on a backend that no longer takes new flows, picks again. */
-    if (be && new_syn && ((ct->flags & PLEXUS_CT_F_CLOSING) || be->state != PLEXUS_BACKEND_ACTIVE)) {
+    if (be && new_syn && (ct4_closing(ct) || be->state != PLEXUS_BACKEND_ACTIVE)) {
       be = 0;
     }
     if (be) {
       id = ct->backend_id;
-      ct4_touch(ct, f->tcp_flags);
+      ct4_touch(ct, f->tcp_flags, 0);
     }
   }
   if (!be) {

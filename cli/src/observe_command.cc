@@ -117,8 +117,11 @@ std::string compact(const v1::Flow& f) {
     flags = fmt::format(" ({})", f.protocol());
   }
   std::string svc = f.service_frontend().empty() ? "" : fmt::format(" via {}", f.service().empty() ? f.service_frontend() : f.service());
-  return fmt::format("{}: {} {} {} {}{} {}{}", timeText(f.time_unix_nano(), false), peerText(f.source()),
-                     f.is_reply() ? "<-" : "->", peerText(f.destination()), f.traffic_direction(), svc, what, flags);
+  // Like Hubble: a reply is printed from the client's side with the arrow reversed.
+  const auto& left = f.is_reply() ? f.destination() : f.source();
+  const auto& right = f.is_reply() ? f.source() : f.destination();
+  return fmt::format("{}: {} {} {} {}{} {}{}", timeText(f.time_unix_nano(), false), peerText(left),
+                     f.is_reply() ? "<-" : "->", peerText(right), f.traffic_direction(), svc, what, flags);
 }
 
 // "30s", "5m", "2h" before now, or an RFC 3339 UTC time.

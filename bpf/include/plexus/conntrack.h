@@ -23,14 +23,10 @@ struct plexus_ct4_key {
   __u8 pad[2];   /* zero */
 };
 
-enum plexus_ct_flags {
-  PLEXUS_CT_F_CLOSING = 1 << 0, /* FIN or RST seen */
-};
-
 struct plexus_ct4_value {
   __u64 last_seen_ns;    /* bpf_ktime_get_ns() */
   __u32 backend_id;      /* SERVICE entries */
   __u16 rev_nat_index;   /* both kinds */
-  __u8 tcp_flags;        /* union of the TCP flags seen */
-  __u8 flags;            /* enum plexus_ct_flags */
+  __u8 tx_flags;         /* TCP flags seen in the entry's own direction */
+  __u8 rx_flags;         /* TCP flags seen in replies; FIN or RST in either means closing */
 };
