@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Pod-to-pod TCP throughput (iperf3) and request/response latency (p50/p99) through plexus, against two plain veth
+# pairs routed by the kernel with no BPF (/32 routes and static neighbours, Calico-style). Both setups exist at once and
+# runs alternate between them, so machine noise hits both alike. Prints one JSON line per metric.
+set -euo pipefail
+BUILD="$(realpath "${1:-build}")"
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+RR_N="${RR_N:-20000}"
+source ./lib.sh
+trap bench_cleanup EXIT
+
+# --- plexus: agent + two pods
+pnode="bpn$BENCH_ID"; pa="bpa$BENCH_ID"; pb="bpb$BENCH_ID"
+bench_start_agent "$pnode" 10.201.0.0/24
+bench_netns "$pa"; bench_netns "$pb"
+pa_ip="$(bench_plexus_add "$pnode" "$pa")"
+pb_ip="$(bench_plexus_add "$pnode" "$pb")"
+
+# --- baseline: the same shape with plain kernel routing
+bnode="bbn$BENCH_ID"; ba="bba$BENCH_ID"; bb="bbb$BENCH_ID"
+bench_netns "$bnode"; bench_netns "$ba"; bench_netns "$bb"
+ip netns exec "$bnode" sysctl -qw net.ipv4.ip_forward=1
+i=0
+for pod in "$ba" "$bb"; do
+  i=$((i + 1)); ip="10.202.0.$((i + 1))"; host="bv$i$BENCH_ID"
+  ip link add "$host" netns "$bnode" type veth peer name eth0 netns "$pod"
+  ip -n "$pod" addr add "$ip/32" dev eth0
+  ip -n "$pod" link set eth0 up
+  ip -n "$pod" route add 169.254.1.1 dev eth0 scope link
+  ip -n "$pod" route add default via 169.254.1.1 dev eth0
+  ip -n "$bnode" link set "$host" up
+  ip -n "$bnode" route add "$ip/32" dev "$host"
+  # Static neighbours both ways, as plexus installs on the node (the pod's side it answers with its ARP responder).
+  host_mac="$(ip -n "$bnode" -o link show "$host" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+  pod_mac="$(ip -n "$pod" -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+  ip -n "$pod" neigh replace 169.254.1.1 lladdr "$host_mac" dev eth0 nud permanent
+  ip -n "$bnode" neigh replace "$ip" lladdr "$pod_mac" dev "$host" nud permanent
+done
+ba_ip=10.202.0.2; bb_ip=10.202.0.3
+
+throughput() {  # client-ns server-ns server-ip -> Gbit/s
+  ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+  local spid=$!
+  sleep 0.3
+  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -J |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
+  wait "$spid" || true
+}
+
+latency() {  # client-ns server-ns server-ip -> "p50 p99"
+  ip netns exec "$2" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" server 7000 64 &
+  local spid=$!
+  sleep 0.2
+  ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" 7000 "$RR_N" 64 |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
+  wait "$spid" || true
+}
+
+tp_p=(); tp_b=(); p50_p=(); p50_b=(); p99_p=(); p99_b=()
+for r in $(seq 1 "$ROUNDS"); do
+  tp_p+=("$(throughput "$pa" "$pb" "$pb_ip")"); tp_b+=("$(throughput "$ba" "$bb" "$bb_ip")")
+  read -r a b < <(latency "$pa" "$pb" "$pb_ip"); p50_p+=("$a"); p99_p+=("$b")
+  read -r a b < <(latency "$ba" "$bb" "$bb_ip"); p50_b+=("$a"); p99_b+=("$b")
+done
+med() { printf '%s\n' "$@" | bench_median; }
+emit() {  # metric plexus baseline better(higher|lower)
+  python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"datapath","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
+}
+emit "pod-to-pod TCP throughput (Gbit/s)" "$(med "${tp_p[@]}")" "$(med "${tp_b[@]}")" higher
+emit "TCP request/response p50 (us)" "$(med "${p50_p[@]}")" "$(med "${p50_b[@]}")" lower
+emit "TCP request/response p99 (us)" "$(med "${p99_p[@]}")" "$(med "${p99_b[@]}")" lower

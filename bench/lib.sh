@@ -1,0 +1,62 @@
+# Shared helpers for the benches: a plexus node (agent in its own netns, private bpffs and cgroup) and
+# kubelet-style CNI calls. Source it; call bench_cleanup from an EXIT trap.
+BENCH_ID="$$"
+BENCH_NETNS=()
+BENCH_PIDS=()
+BENCH_MOUNTS=()
+BENCH_DIRS=()
+
+bench_cleanup() {
+  set +e
+  for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  for n in "${BENCH_NETNS[@]}"; do ip netns del "$n" 2>/dev/null; done
+  for ((i=${#BENCH_MOUNTS[@]}-1; i>=0; i--)); do
+    m="${BENCH_MOUNTS[$i]}"
+    find "$m" -mindepth 1 -maxdepth 1 -type d -exec rmdir {} \; 2>/dev/null
+    umount "$m" 2>/dev/null
+  done
+  for d in "${BENCH_DIRS[@]}"; do rm -rf "$d"; done
+}
+
+bench_netns() {  # name
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  BENCH_NETNS+=("$1")
+}
+
+# Starts an agent in node netns $1 with pod CIDR $2; sets PLEXUS_SOCK and PLEXUS_WORK.
+bench_start_agent() {
+  local node="$1" cidr="$2"
+  PLEXUS_WORK="$(mktemp -d /tmp/plexus-bench.XXXXXX)"
+  BENCH_DIRS+=("$PLEXUS_WORK")
+  mkdir -p "$PLEXUS_WORK/bpffs" "$PLEXUS_WORK/cgroup"
+  mount -t bpf bpf "$PLEXUS_WORK/bpffs"
+  mount -t cgroup2 none "$PLEXUS_WORK/cgroup"
+  BENCH_MOUNTS+=("$PLEXUS_WORK/bpffs" "$PLEXUS_WORK/cgroup")
+  mkdir -p "$PLEXUS_WORK/cgroup/bench"
+  PLEXUS_SOCK="$PLEXUS_WORK/plexus.sock"
+  bench_netns "$node"
+  ip netns exec "$node" "$BUILD/agent/plexus-agent" --state-dir "$PLEXUS_WORK/state" \
+    --bpf-root "$PLEXUS_WORK/bpffs/plexus" --socket "$PLEXUS_SOCK" --pod-cidr "$cidr" --node-name "$node" \
+    --cgroup-root "$PLEXUS_WORK/cgroup/bench" ${PLEXUS_AGENT_ARGS:-} >"$PLEXUS_WORK/agent.log" 2>&1 &
+  BENCH_PIDS+=("$!")
+  for _ in $(seq 1 100); do
+    if "$BUILD/cli/plexus" --socket "$PLEXUS_SOCK" status >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: agent did not start:" >&2
+  cat "$PLEXUS_WORK/agent.log" >&2
+  return 1
+}
+
+# CNI ADD of pod netns $2 through plexus-cni, run inside node netns $1; prints the pod IP.
+bench_plexus_add() {
+  local node="$1" pod="$2"
+  echo '{"cniVersion":"1.0.0","name":"plexus","type":"plexus-cni","socket":"'"$PLEXUS_SOCK"'"}' |
+    ip netns exec "$node" env CNI_COMMAND=ADD CNI_CONTAINERID="$pod" CNI_NETNS="/run/netns/$pod" CNI_IFNAME=eth0 \
+      CNI_PATH="$BUILD/cni" CNI_ARGS="K8S_POD_NAMESPACE=bench;K8S_POD_NAME=$pod" "$BUILD/cni/plexus-cni" |
+    sed -n 's/.*"address":"\([0-9.]*\)\/32".*/\1/p'
+}
+
+# Median of numbers on stdin.
+bench_median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
