@@ -249,7 +249,7 @@ grpc::Status DaemonService::GetEndpoint(grpc::ServerContext*, const v1::GetEndpo
 
 grpc::Status DaemonService::DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMapRequest* req,
                                        v1::DumpBpfMapResponse* resp) {
-  auto result = state_.reconciler.submit([&] { return dumpMap(*state_.lxc, req->map(), resp); }).get();
+  auto result = state_.reconciler.submit([&] { return dumpMap(*state_.lxc, req->map(), req->endpoint(), resp); }).get();
   return result.ok() ? grpc::Status::OK : toGrpc(result.error());
 }
 

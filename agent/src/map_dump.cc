@@ -1,5 +1,9 @@
 #include "plexus/agent/map_dump.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <time.h>
+
 #include <fmt/format.h>
 
 #include "plexus/common/ipv4.h"
@@ -8,6 +12,16 @@
 namespace plexus::agent {
 
 namespace {
+const char* protoName(uint8_t p) {
+  switch (p) {
+    case IPPROTO_TCP: return "TCP";
+    case IPPROTO_UDP: return "UDP";
+    case IPPROTO_ICMP: return "ICMP";
+    case IPPROTO_SCTP: return "SCTP";
+    default: return "other";
+  }
+}
+
 std::string macText(const uint8_t* b) { return Mac{{b[0], b[1], b[2], b[3], b[4], b[5]}}.toString(); }
 
 void columns(v1::DumpBpfMapResponse* out, std::initializer_list<const char*> keys,
@@ -21,7 +35,8 @@ void columns(v1::DumpBpfMapResponse* out, std::initializer_list<const char*> key
 }
 }  // namespace
 
-Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, v1::DumpBpfMapResponse* out) {
+Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& endpoint,
+               v1::DumpBpfMapResponse* out) {
   switch (which) {
     case v1::BPF_MAP_ENDPOINTS: {
       out->set_name("plexus_endpoints_v1");
@@ -83,6 +98,114 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, v1::DumpBpfMapRespo
         row->add_key(directionName(k.direction));
         row->add_value(std::to_string(packets));
         row->add_value(std::to_string(bytes));
+      }
+      return Status::Ok();
+    }
+    case v1::BPF_MAP_LB_SERVICES: {
+      out->set_name("plexus_lb4_services_v1");
+      columns(out, {"frontend", "proto", "scope", "slot"}, {"backend_id", "count", "rev_nat_index", "flags"});
+      auto entries = lxc.lb().services.entries();
+      if (!entries.ok()) {
+        return entries.error();
+      }
+      for (const auto& [k, v] : *entries) {
+        auto* row = out->add_rows();
+        row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.address).toString(), ntohs(k.dport)));
+        row->add_key(protoName(k.proto));
+        row->add_key(k.scope == PLEXUS_LB_SCOPE_INTERNAL ? "internal" : "external");
+        row->add_key(std::to_string(k.backend_slot));
+        row->add_value(std::to_string(v.backend_id));
+        row->add_value(std::to_string(v.count));
+        row->add_value(std::to_string(v.rev_nat_index));
+        row->add_value(fmt::format("{:#x}", v.flags));
+      }
+      return Status::Ok();
+    }
+    case v1::BPF_MAP_LB_BACKENDS: {
+      out->set_name("plexus_lb4_backends_v1");
+      columns(out, {"id"}, {"backend", "proto", "state"});
+      auto entries = lxc.lb().backends.entries();
+      if (!entries.ok()) {
+        return entries.error();
+      }
+      for (const auto& [k, v] : *entries) {
+        auto* row = out->add_rows();
+        row->add_key(std::to_string(k));
+        row->add_value(fmt::format("{}:{}", Ipv4::fromNetwork(v.address).toString(), ntohs(v.port)));
+        row->add_value(protoName(v.proto));
+        row->add_value(v.state == PLEXUS_BACKEND_ACTIVE        ? "active"
+                       : v.state == PLEXUS_BACKEND_TERMINATING ? "terminating"
+                                                               : std::to_string(v.state));
+      }
+      return Status::Ok();
+    }
+    case v1::BPF_MAP_LB_REVNAT: {
+      out->set_name("plexus_lb4_reverse_nat_v1");
+      columns(out, {"rev_nat_index"}, {"frontend"});
+      auto entries = lxc.lb().revnat.entries();
+      if (!entries.ok()) {
+        return entries.error();
+      }
+      for (const auto& [k, v] : *entries) {
+        auto* row = out->add_rows();
+        row->add_key(std::to_string(k));
+        row->add_value(fmt::format("{}:{}", Ipv4::fromNetwork(v.address).toString(), ntohs(v.port)));
+      }
+      return Status::Ok();
+    }
+    case v1::BPF_MAP_CONNTRACK: {
+      out->set_name("plexus_ct4_v1");
+      columns(out, {"source", "destination", "proto", "kind"},
+              {"age_seconds", "backend_id", "rev_nat_index", "tx_flags", "rx_flags"});
+      auto entries = lxc.lb().ct.entries();
+      if (!entries.ok()) {
+        return entries.error();
+      }
+      timespec now{};
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
+      static const char* kKinds[] = {"?", "service", "reverse", "egress", "ingress"};
+      for (const auto& [k, v] : *entries) {
+        auto* row = out->add_rows();
+        row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.saddr).toString(), ntohs(k.sport)));
+        row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.daddr).toString(), ntohs(k.dport)));
+        row->add_key(protoName(k.proto));
+        row->add_key(k.dir < 5 ? kKinds[k.dir] : "?");
+        row->add_value(std::to_string(now_ns > v.last_seen_ns ? (now_ns - v.last_seen_ns) / 1000000000ULL : 0));
+        row->add_value(std::to_string(v.backend_id));
+        row->add_value(std::to_string(v.rev_nat_index));
+        row->add_value(fmt::format("{:#x}", v.tx_flags));
+        row->add_value(fmt::format("{:#x}", v.rx_flags));
+      }
+      return Status::Ok();
+    }
+    case v1::BPF_MAP_POLICY: {
+      out->set_name("plexus_policy_v1");
+      columns(out, {"identity", "direction", "proto", "ports"}, {"verdict", "rule_id"});
+      int id = 0;
+      try {
+        id = std::stoi(endpoint);
+      } catch (const std::exception&) {
+        id = -1;
+      }
+      if (id < 1 || id > 65535) {
+        return makeError(ErrorCode::kInvalidArgument, fmt::format("--endpoint {:?}: must be an endpoint id", endpoint));
+      }
+      auto entries = lxc.policy().get(static_cast<uint16_t>(id));
+      if (!entries.ok()) {
+        return entries.error();
+      }
+      for (const auto& [k, v] : *entries) {
+        auto* row = out->add_rows();
+        row->add_key(k.identity == 0 ? "any" : std::to_string(k.identity));
+        row->add_key(directionName(k.direction));
+        row->add_key(k.prefixlen >= PLEXUS_POLICY_PROTO_PREFIX ? protoName(k.protocol) : "any");
+        uint32_t port_bits = k.prefixlen > PLEXUS_POLICY_PROTO_PREFIX ? k.prefixlen - PLEXUS_POLICY_PROTO_PREFIX : 0;
+        uint32_t first = ntohs(k.dport);
+        uint32_t last = first + (port_bits >= 16 ? 0 : (1u << (16 - port_bits)) - 1);
+        row->add_key(port_bits == 0 ? "any" : first == last ? std::to_string(first) : fmt::format("{}-{}", first, last));
+        row->add_value(v.flags & PLEXUS_POLICY_F_DENY ? "deny" : "allow");
+        row->add_value(std::to_string(v.rule_id));
       }
       return Status::Ok();
     }

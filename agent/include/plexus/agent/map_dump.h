@@ -10,6 +10,8 @@
 
 namespace plexus::agent {
 
-Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, v1::DumpBpfMapResponse* out);
+// `endpoint` selects the endpoint for per-endpoint maps (policy).
+Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& endpoint,
+               v1::DumpBpfMapResponse* out);
 
 }  // namespace plexus::agent
