@@ -90,6 +90,9 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   /* Anti-spoofing: the source must be the address of the endpoint behind this veth. */
   struct plexus_endpoint_value *src = endpoint_lookup(ip->saddr);
   if (!src || src->ifindex != skb->ifindex) {
+    c->t.saddr = ip->saddr;
+    c->t.daddr = ip->daddr;
+    c->t.proto = ip->protocol;
     return PLEXUS_DROP(INVALID_SOURCE_IP);
   }
   struct flow4 f = {.saddr = ip->saddr, .daddr = ip->daddr, .proto = ip->protocol};

@@ -63,6 +63,9 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   em_cfg.default_mtu = config.mtu;
   state->endpoints = std::make_unique<EndpointManager>(*state->lxc, *state->ipam, *state->store, em_cfg,
                                                        [] { return static_cast<int64_t>(std::time(nullptr)); });
+  state->cluster = std::make_unique<ClusterState>(*state->endpoints, config.state_dir);
+  PLEXUS_TRY(state->cluster->restore(), "restore cluster state");
+  state->endpoints->setIdentityResolver([c = state->cluster.get()](EndpointRecord* rec) { c->resolve(rec); });
   // Flow enrichment follows every endpoint the datapath serves.
   state->endpoints->addListener([dir = &state->flow_dir](const EndpointRecord& rec, bool removed) {
     if (removed) {

@@ -22,7 +22,7 @@ plexus_ipcache_key ipcacheKey(Ipv4 ip) { return encodeIpcacheKey(Ipv4Prefix(ip, 
 EndpointManager::EndpointManager(dp::LxcDatapath& dp, Ipam& ipam, StateStore& store, EndpointManagerConfig config,
                                  std::function<int64_t()> clock)
     : dp_(dp), ipam_(ipam), store_(store), config_(std::move(config)), clock_(std::move(clock)),
-      resolve_identity_([](const EndpointRecord&) { return kIdentityInit; }),
+      resolve_identity_([](EndpointRecord* rec) { rec->identity = kIdentityInit; }),
       resolve_policy_([](const EndpointRecord&) { return dp::allowAllPolicy(); }) {}
 
 Status EndpointManager::persistIpam() { return store_.saveIpam(ipam_.snapshot()); }
@@ -161,7 +161,7 @@ Result<EndpointRecord> EndpointManager::addVeth(const AddRequest& req) {
   if (Status s = configureHost(&rec); !s.ok()) {
     return rollback(s.error().wrap(fmt::format("configure host side {}", rec.host_ifname)));
   }
-  rec.identity = resolve_identity_(rec);
+  resolve_identity_(&rec);
   if (Status s = writeMaps(rec); !s.ok()) {
     return rollback(s.error().wrap("write endpoint maps"));
   }
@@ -251,7 +251,7 @@ Result<EndpointRecord> EndpointManager::addChained(const AddRequest& req) {
   rec.host_mac = link->mac;
   rec.chained = true;
   rec.created_unix = clock_();
-  rec.identity = resolve_identity_(rec);
+  resolve_identity_(&rec);
   // The previous plugin owns the veth, addresses and routes; we only attach and register.
   if (Status s = dp_.attachEndpoint(link->ifindex); !s.ok()) {
     return s.error().wrap(fmt::format("chained ADD on {}", ch.host_ifname));

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "plexus/agent/api_metrics.h"
+#include "plexus/agent/cluster_state.h"
 #include "plexus/agent/config.h"
 #include "plexus/agent/flow_decoder.h"
 #include "plexus/agent/flow_store.h"
@@ -29,6 +30,7 @@ struct AgentState {
   std::unique_ptr<StateStore> store;
   std::unique_ptr<Ipam> ipam;
   std::unique_ptr<EndpointManager> endpoints;
+  std::unique_ptr<ClusterState> cluster;
   Reconciler reconciler;
   // Observability: flows decoded from the datapath's events, and what /metrics reports.
   std::unique_ptr<FlowStore> flows;  // null when hubble is off

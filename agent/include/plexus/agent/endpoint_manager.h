@@ -46,9 +46,9 @@ struct EndpointManagerConfig {
   int default_mtu = 1500;
 };
 
-// Resolves an endpoint's security identity and identity labels. Until the pod's labels are known the
-// answer is the reserved init identity (5), as in Cilium.
-using IdentityResolver = std::function<uint32_t(const EndpointRecord&)>;
+// Fills an endpoint's security identity and labels from what the agent knows of its pod. Until the pod's
+// labels are known the identity is the reserved init identity (5), as in Cilium.
+using IdentityResolver = std::function<void(EndpointRecord* rec)>;
 // The policy map state an endpoint must run with from its first packet (allow-all until a policy selects it).
 using PolicyResolver = std::function<datapath::PolicyEntries(const EndpointRecord&)>;
 

@@ -8,6 +8,7 @@
 #include "plexus/v1/cni.grpc.pb.h"
 #include "plexus/v1/daemon.grpc.pb.h"
 #include "plexus/v1/flows.grpc.pb.h"
+#include "plexus/v1/resources.grpc.pb.h"
 
 namespace plexus::agent {
 
@@ -47,6 +48,19 @@ class ObserverService final : public plexus::v1::Observer::Service {
   grpc::Status FlowStatus(grpc::ServerContext*, const v1::FlowStatusRequest*, v1::FlowStatusResponse*) override;
 
  private:
+  AgentState& state_;
+};
+
+class ResourcesService final : public plexus::v1::Resources::Service {
+ public:
+  explicit ResourcesService(AgentState& state) : state_(state) {}
+  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest*, v1::ApplyResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::ApplyRequest*, v1::ApplyResponse*) override;
+  grpc::Status ListServices(grpc::ServerContext*, const v1::ListServicesRequest*, v1::ListServicesResponse*) override;
+  grpc::Status GetService(grpc::ServerContext*, const v1::GetServiceRequest*, v1::GetServiceResponse*) override;
+
+ private:
+  grpc::Status run(const v1::ApplyRequest* req, v1::ApplyResponse* resp, bool remove);
   AgentState& state_;
 };
 

@@ -1,0 +1,41 @@
+#pragma once
+// Standalone cluster state: the objects `plexus apply` stores (ResourceStore), persisted in the state dir,
+// and what the agent derives from them. Pods give their endpoints labels (matched by K8S_POD_NAMESPACE and
+// K8S_POD_NAME from CNI); namespaces are kept for the identity labels. Kinds without a consumer in this build
+// are refused with a message rather than accepted and ignored. Runs on the reconcile thread.
+
+#include <string>
+#include <vector>
+
+#include "plexus/agent/endpoint_manager.h"
+#include "plexus/agent/resource_store.h"
+#include "plexus/common/result.h"
+
+namespace plexus::agent {
+
+class ClusterState {
+ public:
+  ClusterState(EndpointManager& endpoints, std::string state_dir);
+
+  // Reloads the persisted objects (a corrupt file is reported, never guessed at).
+  Status restore();
+  std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects);
+  std::vector<ApplyOutcome> remove(const std::vector<nlohmann::json>& objects);
+
+  // Fills an endpoint's labels from its pod (identity stays init until the identity allocator is wired).
+  void resolve(EndpointRecord* rec) const;
+  const ResourceStore& store() const { return store_; }
+
+ private:
+  void handle(const std::vector<ResourceEvent>& events);
+  Status persist() const;
+
+  EndpointManager& endpoints_;
+  std::string path_;
+  ResourceStore store_;
+};
+
+// "k8s:key=value" labels of a pod, plus its namespace label, as Cilium names them.
+std::vector<std::string> podLabels(const nlohmann::json& pod);
+
+}  // namespace plexus::agent

@@ -1,0 +1,154 @@
+#include "plexus/agent/cluster_state.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/map_encoding.h"
+#include "plexus/datapath/files.h"
+
+namespace plexus::agent {
+
+namespace {
+Status validatePod(const nlohmann::json& pod) {
+  if (!pod.contains("spec") || !pod["spec"].is_object()) {
+    return Status::Ok();
+  }
+  const auto& spec = pod["spec"];
+  if (spec.contains("containers")) {
+    if (!spec["containers"].is_array()) {
+      return makeError(ErrorCode::kInvalidArgument, "spec.containers: must be a list");
+    }
+    for (size_t i = 0; i < spec["containers"].size(); ++i) {
+      const auto& c = spec["containers"][i];
+      if (!c.is_object() || !c.contains("ports")) {
+        continue;
+      }
+      if (!c["ports"].is_array()) {
+        return makeError(ErrorCode::kInvalidArgument, fmt::format("spec.containers[{}].ports: must be a list", i));
+      }
+      for (size_t j = 0; j < c["ports"].size(); ++j) {
+        const auto& p = c["ports"][j];
+        if (!p.is_object() || !p.contains("containerPort") || !p["containerPort"].is_number_integer() ||
+            p["containerPort"].get<int64_t>() < 1 || p["containerPort"].get<int64_t>() > 65535) {
+          return makeError(ErrorCode::kInvalidArgument,
+                           fmt::format("spec.containers[{}].ports[{}].containerPort: must be 1-65535", i, j));
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+std::vector<std::string> podLabels(const nlohmann::json& pod) {
+  std::vector<std::string> out;
+  const auto& md = pod.at("metadata");
+  if (md.contains("labels") && md["labels"].is_object()) {
+    for (const auto& [k, v] : md["labels"].items()) {
+      out.push_back(fmt::format("k8s:{}={}", k, v.get<std::string>()));
+    }
+  }
+  out.push_back(fmt::format("k8s:io.kubernetes.pod.namespace={}", md.value("namespace", "default")));
+  return out;
+}
+
+ClusterState::ClusterState(EndpointManager& endpoints, std::string state_dir)
+    : endpoints_(endpoints), path_(state_dir + "/resources.json") {
+  store_.setValidator(ResourceKind::kPod, validatePod);
+  // Services, EndpointSlices and policies come with the kube-proxy-replacement and policy engines; until then
+  // they are refused, so nobody believes they are enforced.
+  for (ResourceKind k : {ResourceKind::kService, ResourceKind::kEndpointSlice, ResourceKind::kNetworkPolicy,
+                         ResourceKind::kCiliumNetworkPolicy, ResourceKind::kCiliumClusterwideNetworkPolicy,
+                         ResourceKind::kNode}) {
+    store_.setValidator(k, [k](const nlohmann::json&) -> Status {
+      return makeError(ErrorCode::kInvalidArgument,
+                       fmt::format("kind {} is not handled by this agent build yet", toString(k)));
+    });
+  }
+}
+
+Status ClusterState::restore() {
+  if (!std::filesystem::exists(path_)) {
+    return Status::Ok();
+  }
+  std::ifstream f(path_);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded()) {
+    return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: not JSON", path_));
+  }
+  auto events = store_.restore(j);
+  if (!events.ok()) {
+    return events.error().wrap(path_);
+  }
+  handle(*events);
+  return Status::Ok();
+}
+
+Status ClusterState::persist() const { return writeFileAtomic(path_, store_.snapshot().dump()); }
+
+std::vector<ApplyOutcome> ClusterState::apply(const std::vector<nlohmann::json>& objects) {
+  std::vector<ResourceEvent> events;
+  auto out = store_.apply(objects, &events);
+  if (!events.empty()) {
+    if (Status s = persist(); !s.ok()) {
+      spdlog::error("resources: persist: {}", s.error().message);
+    }
+    handle(events);
+  }
+  return out;
+}
+
+std::vector<ApplyOutcome> ClusterState::remove(const std::vector<nlohmann::json>& objects) {
+  std::vector<ResourceEvent> events;
+  auto out = store_.remove(objects, &events);
+  if (!events.empty()) {
+    if (Status s = persist(); !s.ok()) {
+      spdlog::error("resources: persist: {}", s.error().message);
+    }
+    handle(events);
+  }
+  return out;
+}
+
+void ClusterState::resolve(EndpointRecord* rec) const {
+  rec->identity = kIdentityInit;
+  rec->labels.clear();
+  if (rec->pod_name.empty()) {
+    return;
+  }
+  std::string ns = rec->pod_namespace.empty() ? "default" : rec->pod_namespace;
+  auto pod = store_.get({ResourceKind::kPod, ns, rec->pod_name});
+  if (pod) {
+    rec->labels = podLabels(*pod);
+  }
+}
+
+void ClusterState::handle(const std::vector<ResourceEvent>& events) {
+  for (const auto& e : events) {
+    if (e.type == ResourceEventType::kSynced || e.key.kind != ResourceKind::kPod) {
+      continue;
+    }
+    for (const auto& rec : endpoints_.list()) {
+      std::string ns = rec.pod_namespace.empty() ? "default" : rec.pod_namespace;
+      if (ns != e.key.namespace_name || rec.pod_name != e.key.name) {
+        continue;
+      }
+      EndpointRecord next = rec;
+      resolve(&next);
+      if (next.labels != rec.labels || next.identity != rec.identity) {
+        Status s = endpoints_.updateIdentity(rec.id, next.identity, next.labels);
+        if (!s.ok()) {
+          spdlog::warn("Pod {}/{}: endpoint {}: {}", ns, rec.pod_name, rec.id, s.error().message);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace plexus::agent
