@@ -108,3 +108,38 @@ TEST_CASE("VERSION answers as podman calls it, with dummy netns", "[netns][cni]"
     CHECK(std::find(versions.begin(), versions.end(), v) != versions.end());
   }
 }
+
+TEST_CASE("ADD honours a requested address from CNI_ARGS and from the ips capability", "[netns][cni]") {
+  NodeFixture node("10.237.0.0/24");
+  Pod a;
+  a.netns = std::make_unique<Netns>("pd");
+  a.container_id = uniqueName("ipa");
+  CniCall c = node.call("ADD", a);
+  c.args = "K8S_POD_NAME=a;IP=10.237.0.77;K8S_POD_NAMESPACE=default";
+  auto r = execPlugin(cniBinary(), c, node.cniConfig());
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.out)["ips"][0]["address"] == "10.237.0.77/32");
+
+  Pod b;
+  b.netns = std::make_unique<Netns>("pd");
+  b.container_id = uniqueName("ipb");
+  auto cfg = node.cniConfig();
+  cfg["runtimeConfig"] = {{"ips", {"10.237.0.88/24"}}};
+  auto rb = node.cni("ADD", b, cfg);
+  INFO(rb.out << rb.err);
+  REQUIRE(rb.exit_code == 0);
+  CHECK(nlohmann::json::parse(rb.out)["ips"][0]["address"] == "10.237.0.88/32");
+
+  // The same address for another pod is refused, and nothing leaks.
+  Pod c2;
+  c2.netns = std::make_unique<Netns>("pd");
+  c2.container_id = uniqueName("ipc");
+  CniCall cc = node.call("ADD", c2);
+  cc.args = "IP=10.237.0.77";
+  auto clash = execPlugin(cniBinary(), cc, node.cniConfig());
+  CHECK(clash.exit_code != 0);
+  CHECK(nlohmann::json::parse(clash.out)["msg"].get<std::string>().find("10.237.0.77") != std::string::npos);
+  CHECK(node.hostLxcCount() == 2);
+  CHECK(node.cliJson({"status"})["ipam"]["used"] == 2);
+}
