@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 out="$BUILD/bench-results.jsonl"
 : >"$out"
 failed=()
-for b in datapath cni_add; do
+for b in datapath cni_add events; do
   echo "=== bench $b"
   if bash "$b/run.sh" "$BUILD" | tee -a "$out"; then :; else failed+=("$b"); fi
 done
@@ -16,6 +16,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(f"\n{'metric':48} {'plexus':>10} {'baseline':>10} {'ratio':>7}")
 for r in rows:
-    print(f"{r['metric']:48} {r['plexus']:>10} {r['baseline']:>10} {r['ratio']:>7}  ({r['better']} is better)")
+    ratio = r['ratio'] if r['ratio'] is not None else '-'
+    print(f"{r['metric']:48} {r['plexus']:>10} {r['baseline']:>10} {ratio:>7}  ({r['better']} is better)")
 PY
 if [ ${#failed[@]} -gt 0 ]; then echo "bench: FAILED: ${failed[*]}"; exit 1; fi

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Flow events cost: pod-to-pod throughput and request/response latency with events on (default aggregation)
+# against events off (--enable-hubble=false), side by side; then the event rate the agent sustains with
+# aggregation off (every packet an event) under a UDP flood, and how many were lost.
+set -euo pipefail
+BUILD="$(realpath "${1:-build}")"
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+RR_N="${RR_N:-20000}"
+source ./lib.sh
+trap bench_cleanup EXIT
+
+setup() {  # tag cidr agent-args -> sets ${tag}_a ${tag}_b ${tag}_bip ${tag}_sock
+  local tag="$1" cidr="$2" args="$3"
+  PLEXUS_AGENT_ARGS="$args" bench_start_agent "be${tag}n$BENCH_ID" "$cidr"
+  bench_netns "be${tag}a$BENCH_ID"; bench_netns "be${tag}b$BENCH_ID"
+  bench_plexus_add "be${tag}n$BENCH_ID" "be${tag}a$BENCH_ID" >/dev/null
+  local ip
+  ip="$(bench_plexus_add "be${tag}n$BENCH_ID" "be${tag}b$BENCH_ID")"
+  eval "${tag}_bip=$ip ${tag}_sock=$PLEXUS_SOCK ${tag}_node=be${tag}n$BENCH_ID"
+}
+setup on 10.205.0.0/24 ""
+setup off 10.206.0.0/24 "--enable-hubble=false"
+
+throughput() {
+  ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+  local spid=$!
+  sleep 0.3
+  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -J |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
+  wait "$spid" || true
+}
+latency() {
+  ip netns exec "$2" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" server 7000 64 &
+  local spid=$!
+  sleep 0.2
+  ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" 7000 "$RR_N" 64 |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
+  wait "$spid" || true
+}
+tp_on=(); tp_off=(); p50_on=(); p50_off=()
+for r in $(seq 1 "$ROUNDS"); do
+  tp_on+=("$(throughput "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip")")
+  tp_off+=("$(throughput "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip")")
+  read -r a _ < <(latency "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip"); p50_on+=("$a")
+  read -r a _ < <(latency "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip"); p50_off+=("$a")
+done
+med() { printf '%s\n' "$@" | bench_median; }
+emit() {
+  python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"events","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
+}
+emit "throughput, events on vs off (Gbit/s)" "$(med "${tp_on[@]}")" "$(med "${tp_off[@]}")" higher
+emit "RR p50, events on vs off (us)" "$(med "${p50_on[@]}")" "$(med "${p50_off[@]}")" lower
+
+# Sustained event rate: aggregation off, a UDP flood for a few seconds, events processed and lost per second.
+setup flood 10.207.0.0/24 "--monitor-aggregation=none"
+scrape() { ip netns exec "$flood_node" curl -sf http://127.0.0.1:9962/metrics; }
+value() { awk -v s="$1" '$1==s {print $2}'; }
+before="$(scrape)"
+ip netns exec "beflooda$BENCH_ID" timeout 3 iperf3 -s -1 -p 5202 >/dev/null 2>&1 &
+sleep 0.3
+t0=$(date +%s%N)
+ip netns exec "befloodb$BENCH_ID" timeout 10 iperf3 -u -c "$(ip -n "beflooda$BENCH_ID" -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)" \
+  -p 5202 -b 0 -l 64 -t 2 >/dev/null 2>&1 || true
+t1=$(date +%s%N)
+sleep 1
+after="$(scrape)"
+seen=$(( $(echo "$after" | value plexus_hubble_flows_processed_total) - $(echo "$before" | value plexus_hubble_flows_processed_total) ))
+lost=$(( $(echo "$after" | value 'plexus_hubble_lost_events_total{source="perf_event_ring_buffer"}') - $(echo "$before" | value 'plexus_hubble_lost_events_total{source="perf_event_ring_buffer"}') ))
+python3 -c 'import json,sys; s,l,ns=map(int,sys.argv[1:]); secs=ns/1e9; print(json.dumps({"bench":"events","metric":"events processed per second, aggregation off (lost per second)","plexus":round(s/secs),"baseline":round(l/secs),"ratio":None,"better":"higher"}))' "$seen" "$lost" "$((t1 - t0))"
