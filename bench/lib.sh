@@ -60,3 +60,28 @@ bench_plexus_add() {
 
 # Median of numbers on stdin.
 bench_median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+
+# iperf3 throughput from client netns $1 to a server in netns $2 at $3; prints Gbit/s.
+bench_throughput() {
+  ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+  local spid=$!
+  sleep 0.3
+  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -J |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
+  wait "$spid" || true
+}
+
+# Request/response latency from netns $1 to netns $2 at $3 (RR_N round trips of 64 bytes); prints "p50 p99" in us.
+bench_latency() {
+  ip netns exec "$2" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" server 7000 64 &
+  local spid=$!
+  sleep 0.2
+  ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" 7000 "$RR_N" 64 |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
+  wait "$spid" || true
+}
+
+# One JSON result line: bench metric plexus baseline better(higher|lower).
+bench_emit() {
+  python3 -c 'import json,sys; n,m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":n,"metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
+}

@@ -36,8 +36,5 @@ pct() {  # percentile values...
   local p="$1"; shift
   printf '%s\n' "$@" | sort -g | awk -v p="$p" '{a[NR]=$1} END {i=int(p*NR); if (i<1) i=1; if (i>NR) i=NR; print a[i]}'
 }
-emit() {
-  python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"cni_add","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
-}
-emit "CNI ADD p50 over $PODS pods (ms)" "$(pct 0.50 "${plexus_ms[@]}")" "$(pct 0.50 "${bridge_ms[@]}")" lower
-emit "CNI ADD p99 over $PODS pods (ms)" "$(pct 0.99 "${plexus_ms[@]}")" "$(pct 0.99 "${bridge_ms[@]}")" lower
+bench_emit cni_add "CNI ADD p50 over $PODS pods (ms)" "$(pct 0.50 "${plexus_ms[@]}")" "$(pct 0.50 "${bridge_ms[@]}")" lower
+bench_emit cni_add "CNI ADD p99 over $PODS pods (ms)" "$(pct 0.99 "${plexus_ms[@]}")" "$(pct 0.99 "${bridge_ms[@]}")" lower

@@ -40,34 +40,15 @@ for pod in "$ba" "$bb"; do
 done
 ba_ip=10.202.0.2; bb_ip=10.202.0.3
 
-throughput() {  # client-ns server-ns server-ip -> Gbit/s
-  ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
-  local spid=$!
-  sleep 0.3
-  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -J |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
-  wait "$spid" || true
-}
 
-latency() {  # client-ns server-ns server-ip -> "p50 p99"
-  ip netns exec "$2" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" server 7000 64 &
-  local spid=$!
-  sleep 0.2
-  ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" 7000 "$RR_N" 64 |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
-  wait "$spid" || true
-}
 
 tp_p=(); tp_b=(); p50_p=(); p50_b=(); p99_p=(); p99_b=()
 for r in $(seq 1 "$ROUNDS"); do
-  tp_p+=("$(throughput "$pa" "$pb" "$pb_ip")"); tp_b+=("$(throughput "$ba" "$bb" "$bb_ip")")
-  read -r a b < <(latency "$pa" "$pb" "$pb_ip"); p50_p+=("$a"); p99_p+=("$b")
-  read -r a b < <(latency "$ba" "$bb" "$bb_ip"); p50_b+=("$a"); p99_b+=("$b")
+  tp_p+=("$(bench_throughput "$pa" "$pb" "$pb_ip")"); tp_b+=("$(bench_throughput "$ba" "$bb" "$bb_ip")")
+  read -r a b < <(bench_latency "$pa" "$pb" "$pb_ip"); p50_p+=("$a"); p99_p+=("$b")
+  read -r a b < <(bench_latency "$ba" "$bb" "$bb_ip"); p50_b+=("$a"); p99_b+=("$b")
 done
 med() { printf '%s\n' "$@" | bench_median; }
-emit() {  # metric plexus baseline better(higher|lower)
-  python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"datapath","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
-}
-emit "pod-to-pod TCP throughput (Gbit/s)" "$(med "${tp_p[@]}")" "$(med "${tp_b[@]}")" higher
-emit "TCP request/response p50 (us)" "$(med "${p50_p[@]}")" "$(med "${p50_b[@]}")" lower
-emit "TCP request/response p99 (us)" "$(med "${p99_p[@]}")" "$(med "${p99_b[@]}")" lower
+bench_emit datapath "pod-to-pod TCP throughput (Gbit/s)" "$(med "${tp_p[@]}")" "$(med "${tp_b[@]}")" higher
+bench_emit datapath "TCP request/response p50 (us)" "$(med "${p50_p[@]}")" "$(med "${p50_b[@]}")" lower
+bench_emit datapath "TCP request/response p99 (us)" "$(med "${p99_p[@]}")" "$(med "${p99_b[@]}")" lower

@@ -23,35 +23,16 @@ setup() {  # tag cidr agent-args -> sets ${tag}_a ${tag}_b ${tag}_bip ${tag}_soc
 setup on 10.205.0.0/24 ""
 setup off 10.206.0.0/24 "--enable-hubble=false"
 
-throughput() {
-  ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
-  local spid=$!
-  sleep 0.3
-  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -J |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
-  wait "$spid" || true
-}
-latency() {
-  ip netns exec "$2" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" server 7000 64 &
-  local spid=$!
-  sleep 0.2
-  ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" 7000 "$RR_N" 64 |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
-  wait "$spid" || true
-}
 tp_on=(); tp_off=(); p50_on=(); p50_off=()
 for r in $(seq 1 "$ROUNDS"); do
-  tp_on+=("$(throughput "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip")")
-  tp_off+=("$(throughput "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip")")
-  read -r a _ < <(latency "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip"); p50_on+=("$a")
-  read -r a _ < <(latency "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip"); p50_off+=("$a")
+  tp_on+=("$(bench_throughput "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip")")
+  tp_off+=("$(bench_throughput "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip")")
+  read -r a _ < <(bench_latency "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip"); p50_on+=("$a")
+  read -r a _ < <(bench_latency "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip"); p50_off+=("$a")
 done
 med() { printf '%s\n' "$@" | bench_median; }
-emit() {
-  python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"events","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
-}
-emit "throughput, events on vs off (Gbit/s)" "$(med "${tp_on[@]}")" "$(med "${tp_off[@]}")" higher
-emit "RR p50, events on vs off (us)" "$(med "${p50_on[@]}")" "$(med "${p50_off[@]}")" lower
+bench_emit events "throughput, events on vs off (Gbit/s)" "$(med "${tp_on[@]}")" "$(med "${tp_off[@]}")" higher
+bench_emit events "RR p50, events on vs off (us)" "$(med "${p50_on[@]}")" "$(med "${p50_off[@]}")" lower
 
 # Sustained event rate: aggregation off, a UDP flood for a few seconds, events processed and lost per second.
 setup flood 10.207.0.0/24 "--monitor-aggregation=none"

@@ -127,16 +127,7 @@ TEST_CASE("generic-veth chaining after ptp attaches our programs to ptp's veth",
   CHECK(node.cliJson({"endpoint", "list"}).size() == 2);
 
   CHECK(ping(*a.netns, b.ip));
-  auto [lfd, port] = tcpListen(b.netns->path());
-  REQUIRE(lfd >= 0);
-  int cfd = tcpConnect(a.netns->path(), b.ip, port);
-  REQUIRE(cfd >= 0);
-  int afd = acceptWithin(lfd);
-  REQUIRE(afd >= 0);
-  CHECK(exchange(cfd, afd, "chained"));
-  close(cfd);
-  close(afd);
-  close(lfd);
+  requireTcpExchange(a, b);
 
   // DEL: we unregister, ptp removes its veth.
   auto del = runConflist(list, conflistCall(node, "DEL", a, "ptp0"), {}, results[0]);

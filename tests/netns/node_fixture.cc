@@ -10,6 +10,20 @@
 
 namespace plexus::testing {
 
+void requireTcpExchange(const Pod& from, const Pod& to, uint16_t port) {
+  auto [lfd, bound] = tcpListen(to.netns->path(), port);
+  REQUIRE(lfd >= 0);
+  int cfd = tcpConnect(from.netns->path(), to.ip, bound);
+  REQUIRE(cfd >= 0);
+  int afd = acceptWithin(lfd);
+  REQUIRE(afd >= 0);
+  CHECK(exchange(cfd, afd, "ping " + from.ip));
+  CHECK(exchange(afd, cfd, "pong " + to.ip));
+  close(cfd);
+  close(afd);
+  close(lfd);
+}
+
 NodeFixture::NodeFixture(const std::string& pod_cidr, std::vector<std::string> extra_args)
     : state_dir_(tmp_.path() + "/state"), bpf_root_(tmp_.path() + "/bpffs/plexus"),
       socket_(tmp_.path() + "/plexus.sock") {

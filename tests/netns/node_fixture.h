@@ -23,6 +23,10 @@ struct Pod {
   nlohmann::json result;
 };
 
+// Opens a TCP connection from one pod to a listener in the other (port 0: ephemeral), sends a message each way
+// and closes; REQUIREs every step.
+void requireTcpExchange(const Pod& from, const Pod& to, uint16_t port = 0);
+
 class NodeFixture {
  public:
   explicit NodeFixture(const std::string& pod_cidr = "10.244.0.0/24", std::vector<std::string> extra_args = {});

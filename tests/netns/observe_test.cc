@@ -30,18 +30,6 @@ std::vector<nlohmann::json> flowsJson(NodeFixture& node, std::vector<std::string
   return out;
 }
 
-void tcpExchange(const Pod& from, const Pod& to, uint16_t port) {
-  auto [lfd, bound] = tcpListen(to.netns->path(), port);
-  REQUIRE(lfd >= 0);
-  int cfd = tcpConnect(from.netns->path(), to.ip, bound);
-  REQUIRE(cfd >= 0);
-  int afd = acceptWithin(lfd);
-  REQUIRE(afd >= 0);
-  CHECK(exchange(cfd, afd, "hello"));
-  close(cfd);
-  close(afd);
-  close(lfd);
-}
 
 double metric(const std::string& text, const std::string& series) {
   auto pos = text.find("\n" + series + " ");
@@ -56,7 +44,7 @@ TEST_CASE("flows of real traffic appear in plexus observe with pods, ports and v
   NodeFixture node("10.240.0.0/24");
   Pod web = node.addPod("web");
   Pod api = node.addPod("api");
-  tcpExchange(web, api, 8080);
+  requireTcpExchange(web, api, 8080);
 
   auto flows = flowsJson(node, {"--from-pod", "default/web", "--to-pod", "api", "--port", "8080", "--last", "50"});
   REQUIRE_FALSE(flows.empty());
@@ -96,7 +84,7 @@ TEST_CASE("observe --follow streams a flow that happens after it starts", "[netn
                           "", {}, std::chrono::seconds(4));
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
-  tcpExchange(a, b, 9099);
+  requireTcpExchange(a, b, 9099);
   follower.join();  // ends at its timeout: follow never ends on its own
   CHECK(followed.out.find("\"destination_port\":9099") != std::string::npos);
 }

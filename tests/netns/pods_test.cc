@@ -11,17 +11,7 @@ namespace {
 void requireConnectivity(const Pod& from, const Pod& to) {
   INFO("from " << from.ip << " to " << to.ip);
   CHECK(ping(*from.netns, to.ip));
-  auto [lfd, port] = tcpListen(to.netns->path());
-  REQUIRE(lfd >= 0);
-  int cfd = tcpConnect(from.netns->path(), to.ip, port);
-  REQUIRE(cfd >= 0);
-  int afd = acceptWithin(lfd);
-  REQUIRE(afd >= 0);
-  CHECK(exchange(cfd, afd, "ping " + from.ip));
-  CHECK(exchange(afd, cfd, "pong " + to.ip));
-  close(cfd);
-  close(afd);
-  close(lfd);
+  requireTcpExchange(from, to);
   CHECK(udpRoundTrip(from.netns->path(), to.netns->path(), to.ip));
 }
 

@@ -40,14 +40,6 @@ Status HostDatapath::attachDevice(int ifindex) {
   return Status::Ok();
 }
 
-std::vector<ProgramHandle> HostDatapath::programs() const {
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  ProgramHandle h{bpf_program__name(skel_->progs.plexus_from_netdev), 0};
-  if (bpf_obj_get_info_by_fd(fromNetdevFd(), &info, &len) == 0) {
-    h.id = info.id;
-  }
-  return {h};
-}
+std::vector<ProgramHandle> HostDatapath::programs() const { return {programHandle(skel_->progs.plexus_from_netdev)}; }
 
 }  // namespace plexus::datapath

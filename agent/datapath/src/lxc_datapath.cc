@@ -270,16 +270,20 @@ Status LxcDatapath::attachEndpoint(int host_ifindex) {
   return Status::Ok();
 }
 
+ProgramHandle programHandle(const bpf_program* prog) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  ProgramHandle h{bpf_program__name(prog), 0};
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0) {
+    h.id = info.id;
+  }
+  return h;
+}
+
 std::vector<ProgramHandle> LxcDatapath::programs() const {
   std::vector<ProgramHandle> out;
-  for (bpf_program* p : {skel_->progs.plexus_from_container, skel_->progs.plexus_to_container}) {
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    ProgramHandle h{bpf_program__name(p), 0};
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0) {
-      h.id = info.id;
-    }
-    out.push_back(h);
+  for (const bpf_program* p : {skel_->progs.plexus_from_container, skel_->progs.plexus_to_container}) {
+    out.push_back(programHandle(p));
   }
   return out;
 }

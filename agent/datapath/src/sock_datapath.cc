@@ -108,15 +108,9 @@ SockDatapath::~SockDatapath() { plexus_sock__destroy(skel_); }
 
 std::vector<ProgramHandle> SockDatapath::programs() const {
   std::vector<ProgramHandle> out;
-  for (bpf_program* p : {skel_->progs.plexus_sock4_connect, skel_->progs.plexus_sock4_sendmsg,
-                         skel_->progs.plexus_sock4_recvmsg, skel_->progs.plexus_sock4_getpeername}) {
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    ProgramHandle h{bpf_program__name(p), 0};
-    if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0) {
-      h.id = info.id;
-    }
-    out.push_back(h);
+  for (const bpf_program* p : {skel_->progs.plexus_sock4_connect, skel_->progs.plexus_sock4_sendmsg,
+                               skel_->progs.plexus_sock4_recvmsg, skel_->progs.plexus_sock4_getpeername}) {
+    out.push_back(programHandle(p));
   }
   return out;
 }

@@ -16,6 +16,7 @@
 #include "plexus/policy.h"
 
 struct plexus_lxc;
+struct bpf_program;
 
 namespace plexus::datapath {
 
@@ -53,6 +54,9 @@ struct ProgramHandle {
   std::string name;
   uint32_t id = 0;
 };
+
+// A loaded program's name and kernel id, for `plexus status`.
+ProgramHandle programHandle(const bpf_program* prog);
 
 struct PinnedMapInfo {
   std::string name;
