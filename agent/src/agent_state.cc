@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "plexus/api/paths.h"
+#include "plexus/datapath/netlink.h"
 
 namespace plexus::agent {
 
@@ -38,6 +39,22 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     state->sock = std::move(sock.value());
   } else {
     PLEXUS_TRY(datapath::detachSockPrograms(config.bpf_root), "socket LB off");
+  }
+
+  // NodePort/LoadBalancer from outside the node: the external devices get bpf_host at tc ingress.
+  if (config.kube_proxy_replacement && !config.devices.empty()) {
+    auto host = datapath::HostDatapath::load(lxc_cfg);
+    if (!host.ok()) {
+      return host.error();
+    }
+    for (const auto& dev : config.devices) {
+      auto link = datapath::linkByName(dev);
+      if (!link.ok()) {
+        return link.error().wrap(fmt::format("--devices {}", dev));
+      }
+      PLEXUS_TRY((*host)->attachDevice(link->ifindex), fmt::format("--devices {}", dev));
+    }
+    state->host = std::move(host.value());
   }
 
   Ipv4Prefix cidr = config.podCidr();

@@ -198,6 +198,14 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
           out->set_attach_point(p.name == "plexus_from_container" ? "tc ingress, lxc* (per endpoint)"
                                                                    : "tc egress, lxc* (per endpoint)");
         }
+        if (state_.host) {
+          for (const auto& p : state_.host->programs()) {
+            auto* out = resp->add_programs();
+            out->set_name(p.name);
+            out->set_id(p.id);
+            out->set_attach_point("tc ingress, --devices");
+          }
+        }
         if (state_.sock) {
           for (const auto& p : state_.sock->programs()) {
             auto* out = resp->add_programs();

@@ -192,3 +192,30 @@ TEST_CASE("graceful stop leaves programs and maps; DEL while the agent is down i
   CHECK(node.endpointIfindex(b.ip).has_value());
   CHECK(node.hostLxcCount() == 1);
 }
+
+TEST_CASE("--devices attaches the NodePort program to the node's external device", "[netns]") {
+  TempDir tmp;
+  BpffsMount bpffs(tmp.path() + "/bpffs");
+  Netns node("nd");
+  std::string dev = uniqueName("ext");
+  std::string peer = uniqueName("exp");
+  REQUIRE(node.exec("ip link add " + dev + " type veth peer name " + peer + " && ip link set " + dev + " up")
+              .exit_code == 0);
+  AgentOptions opts;
+  opts.pod_cidr = "10.236.0.0/24";
+  opts.extra_args = {"--devices", dev};
+  AgentProcess agent(node, tmp.path() + "/state", bpffs.path() + "/plexus", tmp.path() + "/plexus.sock", opts);
+  REQUIRE(agent.start());
+  auto filters = node.exec("tc filter show dev " + dev + " ingress");
+  CHECK(filters.out.find("plexus_from_net") != std::string::npos);
+  auto status = runCommand({cliBinary(), "--socket", agent.socket(), "status", "-o", "json"});
+  CHECK(status.out.find("plexus_from_netdev") != std::string::npos);
+
+  // A device that does not exist stops the agent with a message naming it.
+  AgentOptions bad = opts;
+  bad.extra_args = {"--devices", "nosuchdev0"};
+  Netns node2("nd");
+  AgentProcess broken(node2, tmp.path() + "/state2", bpffs.path() + "/plexus2", tmp.path() + "/p2.sock", bad);
+  CHECK_FALSE(broken.start(std::chrono::seconds(10)));
+  CHECK(broken.log().find("nosuchdev0") != std::string::npos);
+}

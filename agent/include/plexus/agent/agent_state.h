@@ -18,6 +18,7 @@
 #include "plexus/agent/reconciler.h"
 #include "plexus/agent/state_store.h"
 #include "plexus/datapath/event_reader.h"
+#include "plexus/datapath/host_datapath.h"
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/datapath/sock_datapath.h"
 
@@ -27,6 +28,7 @@ struct AgentState {
   AgentConfig config;
   std::unique_ptr<datapath::LxcDatapath> lxc;
   std::unique_ptr<datapath::SockDatapath> sock;  // null when socket LB is off
+  std::unique_ptr<datapath::HostDatapath> host;  // null when no --devices are given
   std::unique_ptr<StateStore> store;
   std::unique_ptr<Ipam> ipam;
   std::unique_ptr<EndpointManager> endpoints;
