@@ -1,0 +1,131 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <random>
+
+#include "plexus/lb/maglev.h"
+
+using namespace plexus::lb;
+
+namespace {
+std::vector<MaglevBackend> backends(int n, uint16_t weight = 100) {
+  std::vector<MaglevBackend> out;
+  for (int i = 0; i < n; ++i) {
+    out.push_back({maglevBackendKey("10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1), 80, "TCP"),
+                   static_cast<uint32_t>(i + 1), weight});
+  }
+  return out;
+}
+
+std::vector<uint32_t> table(const std::vector<MaglevBackend>& b, uint32_t m = 251) {
+  auto seed = parseMaglevSeed(kDefaultMaglevSeed);
+  REQUIRE(seed.ok());
+  auto r = buildMaglevTable(b, m, *seed);
+  REQUIRE(std::holds_alternative<std::vector<uint32_t>>(r));
+  return std::get<std::vector<uint32_t>>(r);
+}
+
+std::string hex(std::pair<uint64_t, uint64_t> h) {
+  char buf[40];
+  // The reference implementation's digest bytes are h1 then h2, little-endian.
+  uint8_t bytes[16];
+  std::memcpy(bytes, &h.first, 8);
+  std::memcpy(bytes + 8, &h.second, 8);
+  for (int i = 0; i < 16; ++i) {
+    std::snprintf(buf + 2 * i, 3, "%02x", bytes[i]);
+  }
+  return buf;
+}
+}  // namespace
+
+TEST_CASE("MurmurHash3 x64-128 matches published digests", "[unit][maglev]") {
+  CHECK(murmur3x64_128("", 0, 0) == std::make_pair<uint64_t, uint64_t>(0, 0));
+  const char* fox = "The quick brown fox jumps over the lazy dog";
+  CHECK(hex(murmur3x64_128(fox, std::strlen(fox), 0)) == "6c1b07bc7bbc4be347939ac4a93c437a");
+  // The same digest as the (h1, h2) numbers test suites print.
+  auto hello = murmur3x64_128("hello", 5, 0);
+  CHECK(hello.first == 0xcbd8a7b341bd9b02ULL);
+  CHECK(hello.second == 0x5b1e906a48ae1d19ULL);
+}
+
+TEST_CASE("the population step reproduces the paper's Table 1", "[unit][maglev]") {
+  // NSDI 2016, Table 1: M = 7; B0 (offset 3, skip 4), B1 (0, 2), B2 (3, 1).
+  auto owners = maglevPopulate({{3, 4}, {0, 2}, {3, 1}}, {1, 1, 1}, 7);
+  CHECK(owners == std::vector<uint32_t>{1, 0, 1, 0, 2, 2, 0});
+  // After B1 is removed (B2 is index 1 here), worked by hand from the §3.4 pseudocode with the same
+  // permutations: B0 takes 3, B2 4, B0 0, B2 5, B0 1, B2 6, B0 2.
+  auto after = maglevPopulate({{3, 4}, {3, 1}}, {1, 1}, 7);
+  CHECK(after == std::vector<uint32_t>{0, 0, 0, 0, 1, 1, 1});
+}
+
+TEST_CASE("every slot is filled and equal weights share slots within one", "[unit][maglev]") {
+  for (int n : {1, 2, 3, 7, 10, 100}) {
+    auto t = table(backends(n), 16381);
+    std::map<uint32_t, int> count;
+    for (uint32_t id : t) {
+      REQUIRE(id >= 1);
+      REQUIRE(id <= static_cast<uint32_t>(n));
+      count[id]++;
+    }
+    CHECK(count.size() == static_cast<size_t>(n));
+    for (const auto& [id, c] : count) {
+      CHECK(c >= 16381 / n);
+      CHECK(c <= (16381 + n - 1) / n);
+    }
+  }
+}
+
+TEST_CASE("input order does not matter", "[unit][maglev]") {
+  auto b = backends(20);
+  auto ref = table(b, 1021);
+  std::mt19937 rng(7);
+  for (int i = 0; i < 5; ++i) {
+    std::shuffle(b.begin(), b.end(), rng);
+    CHECK(table(b, 1021) == ref);
+  }
+}
+
+TEST_CASE("removing a backend moves its slots and few others", "[unit][maglev]") {
+  auto b = backends(10);
+  auto before = table(b, 16381);
+  auto removed_id = b[3].id;
+  b.erase(b.begin() + 3);
+  auto after = table(b, 16381);
+  int moved_others = 0;
+  for (size_t j = 0; j < before.size(); ++j) {
+    CHECK(after[j] != removed_id);
+    if (before[j] != removed_id && after[j] != before[j]) {
+      ++moved_others;
+    }
+  }
+  // Maglev's minimal disruption: only a small share of the surviving backends' slots change owner.
+  CHECK(moved_others < static_cast<int>(before.size()) / 20);
+}
+
+TEST_CASE("weights change the share; weight 0 and no backends are explicit", "[unit][maglev]") {
+  auto b = backends(2);
+  b[0].weight = 300;
+  b[1].weight = 100;
+  auto t = table(b, 16381);
+  auto heavy = std::count(t.begin(), t.end(), b[0].id);
+  CHECK(heavy > 16381 * 70 / 100);
+  CHECK(heavy < 16381 * 80 / 100);
+  auto seed = parseMaglevSeed(kDefaultMaglevSeed);
+  CHECK(std::holds_alternative<NoBackends>(buildMaglevTable({}, 251, *seed)));
+  auto zero = backends(1, 0);
+  CHECK(std::holds_alternative<NoBackends>(buildMaglevTable(zero, 251, *seed)));
+}
+
+TEST_CASE("seeds and table sizes are validated like Cilium's flags", "[unit][maglev]") {
+  auto s = parseMaglevSeed(kDefaultMaglevSeed);
+  REQUIRE(s.ok());
+  CHECK(s->murmur == 0x24b7ef82u);  // "JLfv" "gnHc" decode to 24 b7 ef 82 ...
+  CHECK_FALSE(parseMaglevSeed("short").ok());
+  CHECK_FALSE(parseMaglevSeed("!!!!!!!!!!!!!!!!").ok());
+  CHECK(isAllowedMaglevTableSize(16381));
+  CHECK(isAllowedMaglevTableSize(251));
+  CHECK_FALSE(isAllowedMaglevTableSize(16383));
+  CHECK(maglevBackendKey("10.0.0.1", 80, "TCP") == "[10.0.0.1:80/TCP,State:active]");
+}
