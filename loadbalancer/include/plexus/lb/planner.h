@@ -1,0 +1,100 @@
+#pragma once
+// From services and their endpoints to the datapath's map contents, and the difference to what is installed
+// (pure). Ids are stable: a backend keeps its id while any frontend uses it, a frontend keeps its reverse-NAT
+// index, a NodePort keeps its allocated port. The writer applies a Plan; only then does the caller commit it.
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "plexus/common/ipv4.h"
+#include "plexus/lb.h"
+#include "plexus/lb/maglev.h"
+#include "plexus/lb/service.h"
+
+namespace plexus::lb {
+
+struct KeyLess {
+  bool operator()(const plexus_lb4_key& a, const plexus_lb4_key& b) const {
+    return std::memcmp(&a, &b, sizeof(a)) < 0;
+  }
+};
+
+struct PlannerConfig {
+  std::string node_name;
+  std::vector<Ipv4> node_ips;  // NodePort frontends
+  bool maglev = true;          // loadBalancer.algorithm
+  uint32_t maglev_m = kDefaultMaglevTableSize;
+  MaglevSeed seed;
+};
+
+struct BackendView {
+  uint32_t id = 0;
+  Ipv4 ip;
+  uint16_t port = 0;
+  bool terminating = false;
+  std::string node_name;
+};
+
+struct FrontendView {
+  std::string service;  // "ns/name"
+  Ipv4 address;
+  uint16_t port = 0;
+  uint8_t proto = 6;
+  std::string type;     // ClusterIP, NodePort, LoadBalancer, ExternalIP
+  uint8_t scope = PLEXUS_LB_SCOPE_EXTERNAL;
+  uint16_t rev_nat_index = 0;
+  bool maglev = false;
+  std::vector<BackendView> backends;  // active first, then terminating
+};
+
+struct MapState {
+  std::map<plexus_lb4_key, plexus_lb4_service, KeyLess> services;
+  std::map<uint32_t, plexus_lb4_backend> backends;
+  std::map<uint16_t, plexus_lb4_reverse_nat> revnat;
+  std::map<uint16_t, std::vector<uint32_t>> maglev;
+  std::vector<FrontendView> frontends;
+};
+
+struct Plan {
+  std::vector<std::pair<uint32_t, plexus_lb4_backend>> backend_upserts;
+  std::vector<std::pair<uint16_t, plexus_lb4_reverse_nat>> revnat_upserts;
+  std::vector<std::pair<uint16_t, std::vector<uint32_t>>> maglev_upserts;
+  std::vector<std::pair<plexus_lb4_key, plexus_lb4_service>> service_upserts;  // slots before masters
+  std::vector<plexus_lb4_key> service_deletes;
+  std::vector<uint16_t> maglev_deletes;
+  std::vector<uint16_t> revnat_deletes;
+  std::vector<uint32_t> backend_deletes;
+  size_t size() const {
+    return backend_upserts.size() + revnat_upserts.size() + maglev_upserts.size() + service_upserts.size() +
+           service_deletes.size() + maglev_deletes.size() + revnat_deletes.size() + backend_deletes.size();
+  }
+};
+
+class Planner {
+ public:
+  explicit Planner(PlannerConfig config) : config_(std::move(config)) {}
+
+  // The complete desired state. slices: every EndpointSlice (applied or derived), any service.
+  MapState compute(const std::vector<Service>& services, const std::vector<EndpointSlice>& slices);
+  // What turns `installed` into `desired`.
+  static Plan diff(const MapState& installed, const MapState& desired);
+  // The NodePort a service port got (allocated ones included), 0 when none.
+  uint16_t nodePort(const std::string& service, const ServicePort& port) const;
+
+ private:
+  uint32_t backendId(const std::string& key);
+  uint16_t revNatIndex(const std::string& key);
+  uint16_t allocateNodePort(const std::string& key, uint16_t requested);
+
+  PlannerConfig config_;
+  std::map<std::string, uint32_t> backend_ids_;
+  std::map<std::string, uint16_t> revnat_ids_;
+  std::map<std::string, uint16_t> node_ports_;
+};
+
+// Zeroed ABI structs (padding included), so map keys never carry garbage.
+plexus_lb4_key makeLbKey(Ipv4 addr, uint16_t port, uint8_t proto, uint8_t scope, uint16_t slot);
+
+}  // namespace plexus::lb

@@ -1,0 +1,165 @@
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+
+#include "plexus/lb/planner.h"
+#include "plexus/lb/service.h"
+
+using namespace plexus;
+using namespace plexus::lb;
+
+namespace {
+nlohmann::json svcJson(const std::string& name, const std::string& type = "ClusterIP") {
+  return nlohmann::json::parse(R"({"apiVersion":"v1","kind":"Service","metadata":{"name":")" + name +
+                               R"(","namespace":"default"},"spec":{"type":")" + type +
+                               R"(","clusterIP":"10.96.0.10","selector":{"app":"web"},
+      "ports":[{"name":"http","port":80,"targetPort":"http"}]}})");
+}
+
+Service svc(const std::string& name, const std::string& type = "ClusterIP") {
+  auto s = parseService(svcJson(name, type));
+  REQUIRE(s.ok());
+  return *s;
+}
+
+PodRecord pod(const std::string& name, const std::string& ip, uint16_t http_port, bool ready = true,
+              bool terminating = false) {
+  PodRecord p;
+  p.ns = "default";
+  p.name = name;
+  p.labels = {{"app", "web"}};
+  p.ip = Ipv4::parse(ip);
+  p.ready = ready;
+  p.terminating = terminating;
+  p.named_ports["http"] = {http_port, 6};
+  return p;
+}
+
+PlannerConfig config() {
+  PlannerConfig c;
+  c.node_name = "n1";
+  c.node_ips = {*Ipv4::parse("192.168.1.10")};
+  c.maglev_m = 251;
+  c.seed = *parseMaglevSeed(kDefaultMaglevSeed);
+  return c;
+}
+}  // namespace
+
+TEST_CASE("Service manifests parse, and bad fields are named", "[unit][service]") {
+  auto s = svc("web");
+  CHECK(s.cluster_ip == Ipv4::parse("10.96.0.10"));
+  CHECK(s.ports[0].target_port == "http");
+  auto bad = svcJson("web");
+  bad["spec"]["ports"][0]["port"] = 70000;
+  auto r = parseService(bad);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message == "Service default/web: spec.ports[0].port: must be 1-65535");
+  bad = svcJson("web", "NodePort");
+  bad["spec"]["ports"][0]["nodePort"] = 80;
+  CHECK(parseService(bad).error().message.find("spec.ports[0].nodePort") != std::string::npos);
+  bad = svcJson("web");
+  bad["spec"]["ports"][0]["protocol"] = "ICMP";
+  CHECK_FALSE(parseService(bad).ok());
+  bad = svcJson("web");
+  bad["spec"]["type"] = "ExternalName";
+  CHECK_FALSE(parseService(bad).ok());
+}
+
+TEST_CASE("EndpointSlice conditions and derived endpoints with named ports", "[unit][service]") {
+  auto es = parseEndpointSlice(nlohmann::json::parse(R"({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+    "metadata":{"name":"web-abc","namespace":"default","labels":{"kubernetes.io/service-name":"web"}},
+    "addressType":"IPv4","ports":[{"name":"http","port":8080,"protocol":"TCP"}],
+    "endpoints":[{"addresses":["10.0.0.1"]},
+                 {"addresses":["10.0.0.2"],"conditions":{"ready":false,"serving":true,"terminating":true}}]})"));
+  REQUIRE(es.ok());
+  CHECK(es->endpoints[0].ready);
+  CHECK(es->endpoints[1].terminating);
+  CHECK_FALSE(parseEndpointSlice(nlohmann::json::parse(
+                  R"({"metadata":{"name":"x","namespace":"default"},"endpoints":[]})"))
+                  .ok());
+
+  auto derived = deriveSlices(svc("web"), {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 9090)});
+  size_t n = 0;
+  for (const auto& d : derived) {
+    n += d.endpoints.size();
+  }
+  CHECK(n == 2);
+  PodRecord other = pod("c", "10.0.0.7", 8080);
+  other.labels = {{"app", "db"}};
+  PodRecord noname = pod("d", "10.0.0.8", 8080);
+  noname.named_ports.clear();
+  CHECK(deriveSlices(svc("web"), {other, noname}).empty());
+}
+
+TEST_CASE("the planner writes frontends, slots, backends and reverse NAT; terminating backends stay out of slots",
+          "[unit][planner]") {
+  Planner planner(config());
+  auto s = svc("web");
+  auto slices = deriveSlices(s, {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 8080, true, true)});
+  auto st = planner.compute({s}, slices);
+  auto master = st.services.at(makeLbKey(*Ipv4::parse("10.96.0.10"), 80, 6, PLEXUS_LB_SCOPE_EXTERNAL, 0));
+  CHECK(master.count == 1);
+  CHECK(master.flags & PLEXUS_SVC_F_CLUSTERIP);
+  CHECK_FALSE(master.flags & PLEXUS_SVC_F_MAGLEV);  // ClusterIP: east-west, no Maglev table
+  CHECK(st.backends.size() == 2);                    // the terminating one stays for its existing flows
+  auto slot = st.services.at(makeLbKey(*Ipv4::parse("10.96.0.10"), 80, 6, PLEXUS_LB_SCOPE_EXTERNAL, 1));
+  CHECK(st.backends.at(slot.backend_id).state == PLEXUS_BACKEND_ACTIVE);
+  CHECK(ntohs(st.backends.at(slot.backend_id).port) == 8080);
+  CHECK(st.revnat.count(master.rev_nat_index) == 1);
+  CHECK(st.maglev.empty());
+}
+
+TEST_CASE("NodePort gets an allocated port in range, node frontends and a Maglev table", "[unit][planner]") {
+  Planner planner(config());
+  auto s = svc("web", "NodePort");
+  auto st = planner.compute({s}, deriveSlices(s, {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 8080)}));
+  uint16_t np = planner.nodePort(s.key(), s.ports[0]);
+  CHECK(np >= 30000);
+  CHECK(np <= 32767);
+  auto master = st.services.at(makeLbKey(*Ipv4::parse("192.168.1.10"), np, 6, PLEXUS_LB_SCOPE_EXTERNAL, 0));
+  CHECK(master.flags & PLEXUS_SVC_F_NODEPORT);
+  CHECK(master.flags & PLEXUS_SVC_F_MAGLEV);
+  REQUIRE(st.maglev.count(master.rev_nat_index));
+  CHECK(st.maglev.at(master.rev_nat_index).size() == 251);
+  // Recomputing keeps the port and the ids.
+  auto again = planner.compute({s}, deriveSlices(s, {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 8080)}));
+  CHECK(planner.nodePort(s.key(), s.ports[0]) == np);
+  CHECK(Planner::diff(st, again).size() == 0);
+}
+
+TEST_CASE("no backends is a master entry with count 0 (the datapath refuses)", "[unit][planner]") {
+  Planner planner(config());
+  auto st = planner.compute({svc("web")}, {});
+  auto master = st.services.at(makeLbKey(*Ipv4::parse("10.96.0.10"), 80, 6, PLEXUS_LB_SCOPE_EXTERNAL, 0));
+  CHECK(master.count == 0);
+  CHECK(st.services.size() == 1);
+}
+
+TEST_CASE("adding one service to thousands produces only that service's operations", "[unit][planner]") {
+  Planner planner(config());
+  std::vector<Service> services;
+  std::vector<EndpointSlice> slices;
+  for (int i = 0; i < 2000; ++i) {
+    Service s = svc("svc" + std::to_string(i));
+    s.cluster_ip = Ipv4(Ipv4::parse("10.96.0.0")->hostOrder() + 1 + static_cast<uint32_t>(i));
+    s.ports[0].target_port = "8080";
+    services.push_back(s);
+    EndpointSlice es;
+    es.ns = "default";
+    es.name = s.name;
+    es.service = s.name;
+    es.ports = {{"http", 6, 8080}};
+    es.endpoints = {{Ipv4(Ipv4::parse("10.1.0.0")->hostOrder() + 1 + static_cast<uint32_t>(i)), true, true, false, ""}};
+    slices.push_back(es);
+  }
+  auto before = planner.compute(services, slices);
+  Service extra = svc("extra");
+  extra.cluster_ip = Ipv4::parse("10.97.0.1");
+  services.push_back(extra);
+  auto after = planner.compute(services, slices);
+  auto plan = Planner::diff(before, after);
+  CHECK(plan.service_upserts.size() == 1);  // the new master, no backends
+  CHECK(plan.revnat_upserts.size() == 1);
+  CHECK(plan.backend_upserts.empty());
+  CHECK(plan.service_deletes.empty());
+}
