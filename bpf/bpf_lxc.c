@@ -142,7 +142,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     lxc_trace_flow(c, &judged, &pt);
   }
   if (service_reply) {
-    ret = lb4_rev_nat(skb, &f);
+    ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
     if (ret < 0) {
       return ret;
     }

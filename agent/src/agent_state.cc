@@ -1,5 +1,9 @@
 #include "plexus/agent/agent_state.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 
@@ -10,6 +14,28 @@
 #include "plexus/datapath/netlink.h"
 
 namespace plexus::agent {
+
+namespace {
+// The IPv4 addresses of the external devices: the node addresses NodePort services listen on.
+std::vector<Ipv4> nodeAddresses(const std::vector<std::string>& devices) {
+  std::vector<Ipv4> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) {
+    return out;
+  }
+  for (ifaddrs* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) {
+      continue;
+    }
+    if (std::find(devices.begin(), devices.end(), a->ifa_name) == devices.end()) {
+      continue;
+    }
+    out.push_back(Ipv4::fromNetwork(reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr));
+  }
+  freeifaddrs(list);
+  return out;
+}
+}  // namespace
 
 Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   auto state = std::make_unique<AgentState>();
@@ -80,10 +106,26 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   em_cfg.default_mtu = config.mtu;
   state->endpoints = std::make_unique<EndpointManager>(*state->lxc, *state->ipam, *state->store, em_cfg,
                                                        [] { return static_cast<int64_t>(std::time(nullptr)); });
-  state->cluster = std::make_unique<ClusterState>(*state->endpoints, config.state_dir);
+  if (config.kube_proxy_replacement) {
+    lb::PlannerConfig pc;
+    pc.node_name = config.node_name;
+    pc.node_ips = nodeAddresses(config.devices);
+    pc.maglev = config.lb_algorithm == "maglev";
+    pc.maglev_m = static_cast<uint32_t>(config.maglev_table_size);
+    auto seed = lb::parseMaglevSeed(config.maglev_hash_seed.empty() ? lb::kDefaultMaglevSeed
+                                                                    : config.maglev_hash_seed);
+    if (!seed.ok()) {
+      return seed.error().wrap("--maglev-hash-seed");
+    }
+    pc.seed = *seed;
+    state->services = std::make_unique<ServiceManager>(state->lxc->lb(), pc, &state->flow_dir);
+  }
+  state->cluster = std::make_unique<ClusterState>(*state->endpoints, state->services.get(), config.state_dir);
   PLEXUS_TRY(state->cluster->restore(), "restore cluster state");
   state->endpoints->setIdentityResolver([c = state->cluster.get()](EndpointRecord* rec) { c->resolve(rec); });
   // Flow enrichment follows every endpoint the datapath serves.
+  // Pod IPs come from CNI: services derived from selectors follow endpoints coming and going.
+  state->endpoints->addListener([c = state->cluster.get()](const EndpointRecord&, bool) { c->syncServices(); });
   state->endpoints->addListener([dir = &state->flow_dir](const EndpointRecord& rec, bool removed) {
     if (removed) {
       dir->removeEndpoint(rec.ip);

@@ -1,6 +1,7 @@
 #include "plexus/agent/cluster_state.h"
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -56,14 +57,22 @@ std::vector<std::string> podLabels(const nlohmann::json& pod) {
   return out;
 }
 
-ClusterState::ClusterState(EndpointManager& endpoints, std::string state_dir)
-    : endpoints_(endpoints), path_(state_dir + "/resources.json") {
+ClusterState::ClusterState(EndpointManager& endpoints, ServiceManager* services, std::string state_dir)
+    : endpoints_(endpoints), services_(services), path_(state_dir + "/resources.json") {
   store_.setValidator(ResourceKind::kPod, validatePod);
-  // Services, EndpointSlices and policies come with the kube-proxy-replacement and policy engines; until then
-  // they are refused, so nobody believes they are enforced.
-  for (ResourceKind k : {ResourceKind::kService, ResourceKind::kEndpointSlice, ResourceKind::kNetworkPolicy,
-                         ResourceKind::kCiliumNetworkPolicy, ResourceKind::kCiliumClusterwideNetworkPolicy,
-                         ResourceKind::kNode}) {
+  std::vector<ResourceKind> refused = {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
+                                       ResourceKind::kCiliumClusterwideNetworkPolicy, ResourceKind::kNode};
+  if (services_) {
+    store_.setValidator(ResourceKind::kService,
+                        [](const nlohmann::json& o) -> Status { return lb::parseService(o).status(); });
+    store_.setValidator(ResourceKind::kEndpointSlice,
+                        [](const nlohmann::json& o) -> Status { return lb::parseEndpointSlice(o).status(); });
+  } else {
+    refused.push_back(ResourceKind::kService);
+    refused.push_back(ResourceKind::kEndpointSlice);
+  }
+  // Policies come with the policy engine; until then they are refused, so nobody believes they are enforced.
+  for (ResourceKind k : refused) {
     store_.setValidator(k, [k](const nlohmann::json&) -> Status {
       return makeError(ErrorCode::kInvalidArgument,
                        fmt::format("kind {} is not handled by this agent build yet", toString(k)));
@@ -129,7 +138,87 @@ void ClusterState::resolve(EndpointRecord* rec) const {
   }
 }
 
+std::vector<lb::Service> ClusterState::services() const {
+  std::vector<lb::Service> out;
+  for (const auto& o : store_.list(ResourceKind::kService)) {
+    auto s = lb::parseService(o);
+    if (s.ok()) {
+      out.push_back(*s);
+    }
+  }
+  return out;
+}
+
+void ClusterState::syncServices() {
+  if (!services_) {
+    return;
+  }
+  std::vector<lb::EndpointSlice> slices;
+  std::set<std::string> sliced;  // services with applied slices: the user's slices win over derived ones
+  for (const auto& o : store_.list(ResourceKind::kEndpointSlice)) {
+    auto es = lb::parseEndpointSlice(o);
+    if (es.ok()) {
+      sliced.insert(es->ns + "/" + es->service);
+      slices.push_back(*es);
+    }
+  }
+  // Pods as the EndpointSlice controller sees them: labels and ports from the manifest, the IP from CNI (or
+  // status.podIP when the manifest carries one).
+  std::vector<lb::PodRecord> pods;
+  auto endpoints = endpoints_.list();
+  for (const auto& o : store_.list(ResourceKind::kPod)) {
+    lb::PodRecord p;
+    p.ns = o["metadata"].value("namespace", "default");
+    p.name = o["metadata"].value("name", "");
+    if (o["metadata"].contains("labels") && o["metadata"]["labels"].is_object()) {
+      for (const auto& [k, v] : o["metadata"]["labels"].items()) {
+        p.labels[k] = v.get<std::string>();
+      }
+    }
+    p.terminating = o["metadata"].contains("deletionTimestamp");
+    for (const auto& rec : endpoints) {
+      if ((rec.pod_namespace.empty() ? "default" : rec.pod_namespace) == p.ns && rec.pod_name == p.name) {
+        p.ip = rec.ip;
+      }
+    }
+    if (!p.ip && o.contains("status") && o["status"].is_object() && o["status"].contains("podIP")) {
+      p.ip = o["status"]["podIP"].is_string() ? Ipv4::parse(o["status"]["podIP"].get<std::string>()) : std::nullopt;
+    }
+    const auto& spec = o.value("spec", nlohmann::json::object());
+    for (const auto& c : spec.value("containers", nlohmann::json::array())) {
+      for (const auto& port : c.value("ports", nlohmann::json::array())) {
+        if (port.contains("name") && port["name"].is_string()) {
+          uint8_t proto = port.value("protocol", "TCP") == "UDP" ? 17 : 6;
+          p.named_ports[port["name"]] = {static_cast<uint16_t>(port["containerPort"].get<int64_t>()), proto};
+        }
+      }
+    }
+    pods.push_back(std::move(p));
+  }
+  auto services = this->services();
+  for (const auto& svc : services) {
+    if (!sliced.count(svc.key())) {
+      for (auto& d : lb::deriveSlices(svc, pods)) {
+        slices.push_back(std::move(d));
+      }
+    }
+  }
+  Status s = services_->sync(services, slices);
+  if (!s.ok()) {
+    spdlog::error("services: {} (will retry on the next change)", s.error().message);
+  }
+}
+
 void ClusterState::handle(const std::vector<ResourceEvent>& events) {
+  bool services_changed = false;
+  for (const auto& e : events) {
+    services_changed = services_changed || e.key.kind == ResourceKind::kService ||
+                       e.key.kind == ResourceKind::kEndpointSlice || e.key.kind == ResourceKind::kPod ||
+                       e.type == ResourceEventType::kSynced;
+  }
+  if (services_changed) {
+    syncServices();
+  }
   for (const auto& e : events) {
     if (e.type == ResourceEventType::kSynced || e.key.kind != ResourceKind::kPod) {
       continue;

@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "plexus/lb/maglev.h"
+
 namespace plexus::agent {
 
 Ipv4Prefix AgentConfig::podCidr() const {
@@ -138,6 +140,18 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (c.monitor_aggregation != "medium" && c.monitor_aggregation != "none") {
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("--monitor-aggregation {}: must be medium or none", c.monitor_aggregation));
+  }
+  if (!lb::isAllowedMaglevTableSize(static_cast<uint32_t>(c.maglev_table_size))) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--maglev-table-size {}: must be one of Cilium's primes (251, 509, 1021, 2039, 4093, "
+                                 "8191, 16381, 32749, 65521, 131071)",
+                                 c.maglev_table_size));
+  }
+  if (!c.maglev_hash_seed.empty()) {
+    auto seed = lb::parseMaglevSeed(c.maglev_hash_seed);
+    if (!seed.ok()) {
+      return seed.error().wrap("--maglev-hash-seed");
+    }
   }
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));

@@ -291,7 +291,10 @@ void EndpointManager::eraseMaps(const EndpointRecord& rec) {
   }
 }
 
-void EndpointManager::forget(const EndpointRecord& rec) {
+void EndpointManager::forget(const EndpointRecord& record) {
+  // Out of the table first (on a copy: record may live in it), so listeners see the endpoint gone.
+  const EndpointRecord rec = record;
+  endpoints_.erase(rec.id);
   eraseMaps(rec);
   if (rec.chained) {
     auto link = dp::linkByName(rec.host_ifname);
@@ -305,7 +308,6 @@ void EndpointManager::forget(const EndpointRecord& rec) {
     ipam_.release(rec.owner());
   }
   (void)store_.removeEndpoint(rec.id);
-  endpoints_.erase(rec.id);
 }
 
 Status EndpointManager::del(const std::string& container_id, const std::string& ifname) {

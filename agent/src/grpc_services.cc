@@ -203,7 +203,7 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
             auto* out = resp->add_programs();
             out->set_name(p.name);
             out->set_id(p.id);
-            out->set_attach_point("tc ingress, --devices");
+            out->set_attach_point(p.name == "plexus_from_netdev" ? "tc ingress, --devices" : "tc egress, --devices");
           }
         }
         if (state_.sock) {

@@ -164,13 +164,13 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
       timespec now{};
       clock_gettime(CLOCK_MONOTONIC, &now);
       uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
-      static const char* kKinds[] = {"?", "service", "reverse", "egress", "ingress"};
+      static const char* kKinds[] = {"?", "service", "reverse", "egress", "ingress", "reverse-nodeport"};
       for (const auto& [k, v] : *entries) {
         auto* row = out->add_rows();
         row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.saddr).toString(), ntohs(k.sport)));
         row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.daddr).toString(), ntohs(k.dport)));
         row->add_key(protoName(k.proto));
-        row->add_key(k.dir < 5 ? kKinds[k.dir] : "?");
+        row->add_key(k.dir < 6 ? kKinds[k.dir] : "?");
         row->add_value(std::to_string(now_ns > v.last_seen_ns ? (now_ns - v.last_seen_ns) / 1000000000ULL : 0));
         row->add_value(std::to_string(v.backend_id));
         row->add_value(std::to_string(v.rev_nat_index));

@@ -52,7 +52,7 @@ static __always_inline int ct4_closing(const struct plexus_ct4_value *v) {
 
 /* Records a new translated flow: client->frontend gets the backend, backend->client gets the frontend. */
 static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr, __be16 backend_port, __u32 backend_id,
-                                      __u16 rev_nat_index) {
+                                      __u16 rev_nat_index, __u8 reverse_dir) {
   struct plexus_ct4_key fwd = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto,
       .dir = PLEXUS_CT_SERVICE};
@@ -63,7 +63,7 @@ static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr
   }
   struct plexus_ct4_key rev = {
       .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = f->sport, .proto = f->proto,
-      .dir = PLEXUS_CT_REVERSE};
+      .dir = reverse_dir};
   if (bpf_map_update_elem(&plexus_ct4_v1, &rev, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
   }

@@ -9,9 +9,10 @@
 #include "lib/nat.h"
 #include "lib/reject.h"
 
-/* Replies of translated flows: the backend's address becomes the frontend again. Returns 1 when rewritten. */
-static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f) {
-  struct plexus_ct4_value *rev = ct4_lookup(f, PLEXUS_CT_REVERSE);
+/* Replies of translated flows: the backend's address becomes the frontend again. `dir` is REVERSE (restored
+ * on the pod's veth) or REVERSE_NODEPORT (restored at the external device). Returns 1 when rewritten. */
+static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f, __u8 dir) {
+  struct plexus_ct4_value *rev = ct4_lookup(f, dir);
   if (!rev) {
     return 0;
   }
@@ -36,6 +37,8 @@ static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f) {
  * (*translated: 1 for a known flow, 2 for a new one), a TC action when the packet was answered with a
  * refusal, or a negative reason. */
 static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int internal, __u8 *translated) {
+  /* Traffic from outside gets its replies restored at the device it came in on. */
+  __u8 reverse_dir = internal ? PLEXUS_CT_REVERSE : PLEXUS_CT_REVERSE_NODEPORT;
   struct plexus_lb4_key key;
   struct plexus_lb4_service *svc = lb4_lookup_service(&key, f->daddr, f->dport, f->proto, internal);
   if (!svc) {
@@ -64,7 +67,7 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
     if (!be) {
       return reject_no_backend(skb, f);
     }
-    int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index);
+    int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index, reverse_dir);
     if (ret < 0) {
       return ret;
     }

@@ -24,11 +24,15 @@ void requireTcpExchange(const Pod& from, const Pod& to, uint16_t port) {
   close(lfd);
 }
 
-NodeFixture::NodeFixture(const std::string& pod_cidr, std::vector<std::string> extra_args)
+NodeFixture::NodeFixture(const std::string& pod_cidr, std::vector<std::string> extra_args,
+                         const std::function<void(Netns&)>& before_start)
     : state_dir_(tmp_.path() + "/state"), bpf_root_(tmp_.path() + "/bpffs/plexus"),
       socket_(tmp_.path() + "/plexus.sock") {
   bpffs_ = std::make_unique<BpffsMount>(tmp_.path() + "/bpffs");
   node_ = std::make_unique<Netns>("nd");
+  if (before_start) {
+    before_start(*node_);
+  }
   AgentOptions opts;
   opts.pod_cidr = pod_cidr;
   opts.extra_args = std::move(extra_args);

@@ -2,6 +2,7 @@
 // One simulated node for [netns] tests: a node namespace running a real plexus-agent with private state,
 // bpffs and socket, and pods (namespaces) wired by executing plexus-cni exactly as kubelet does.
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,7 +30,9 @@ void requireTcpExchange(const Pod& from, const Pod& to, uint16_t port = 0);
 
 class NodeFixture {
  public:
-  explicit NodeFixture(const std::string& pod_cidr = "10.244.0.0/24", std::vector<std::string> extra_args = {});
+  // before_start runs in the node namespace's setup, before the agent starts (e.g. to create --devices).
+  explicit NodeFixture(const std::string& pod_cidr = "10.244.0.0/24", std::vector<std::string> extra_args = {},
+                       const std::function<void(Netns&)>& before_start = {});
   ~NodeFixture();
 
   Netns& node() { return *node_; }

@@ -33,13 +33,19 @@ HostDatapath::~HostDatapath() { plexus_host__destroy(skel_); }
 int HostDatapath::fromNetdevFd() const { return bpf_program__fd(skel_->progs.plexus_from_netdev); }
 
 Status HostDatapath::attachDevice(int ifindex) {
-  auto r = tcAttach(ifindex, TcDirection::kIngress, fromNetdevFd());
-  if (!r.ok()) {
-    return r.error().wrap(fmt::format("attach from-netdev on ifindex {}", ifindex));
+  auto in = tcAttach(ifindex, TcDirection::kIngress, fromNetdevFd());
+  if (!in.ok()) {
+    return in.error().wrap(fmt::format("attach from-netdev on ifindex {}", ifindex));
+  }
+  auto out = tcAttach(ifindex, TcDirection::kEgress, bpf_program__fd(skel_->progs.plexus_to_netdev));
+  if (!out.ok()) {
+    return out.error().wrap(fmt::format("attach to-netdev on ifindex {}", ifindex));
   }
   return Status::Ok();
 }
 
-std::vector<ProgramHandle> HostDatapath::programs() const { return {programHandle(skel_->progs.plexus_from_netdev)}; }
+std::vector<ProgramHandle> HostDatapath::programs() const {
+  return {programHandle(skel_->progs.plexus_from_netdev), programHandle(skel_->progs.plexus_to_netdev)};
+}
 
 }  // namespace plexus::datapath

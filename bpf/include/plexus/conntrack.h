@@ -10,6 +10,8 @@ enum plexus_ct_dir {
   PLEXUS_CT_REVERSE = 2, /* backend -> client: which frontend to restore as the source */
   PLEXUS_CT_EGRESS = 3,  /* a connection an endpoint opened, allowed by its egress policy */
   PLEXUS_CT_INGRESS = 4, /* a connection into an endpoint, allowed by its ingress policy */
+  PLEXUS_CT_REVERSE_NODEPORT = 5, /* backend -> outside client of a node frontend: restored at the device's
+                                   * egress, since the node's own address cannot be a source on the pod side */
 };
 
 /* plexus_ct4_v1: LRU_HASH. Written by BPF; read by the agent for `plexus bpf ct list`. */

@@ -32,6 +32,7 @@ struct AgentState {
   std::unique_ptr<StateStore> store;
   std::unique_ptr<Ipam> ipam;
   std::unique_ptr<EndpointManager> endpoints;
+  std::unique_ptr<ServiceManager> services;  // null when kube-proxy replacement is off
   std::unique_ptr<ClusterState> cluster;
   Reconciler reconciler;
   // Observability: flows decoded from the datapath's events, and what /metrics reports.

@@ -1,21 +1,24 @@
 #pragma once
 // Standalone cluster state: the objects `plexus apply` stores (ResourceStore), persisted in the state dir,
 // and what the agent derives from them. Pods give their endpoints labels (matched by K8S_POD_NAMESPACE and
-// K8S_POD_NAME from CNI); namespaces are kept for the identity labels. Kinds without a consumer in this build
-// are refused with a message rather than accepted and ignored. Runs on the reconcile thread.
+// K8S_POD_NAME from CNI) and, with Services and EndpointSlices, the service maps (through the ServiceManager);
+// namespaces are kept for the identity labels. Kinds without a consumer in this build (policies) are refused
+// with a message rather than accepted and ignored. Runs on the reconcile thread.
 
 #include <string>
 #include <vector>
 
 #include "plexus/agent/endpoint_manager.h"
 #include "plexus/agent/resource_store.h"
+#include "plexus/agent/service_manager.h"
 #include "plexus/common/result.h"
 
 namespace plexus::agent {
 
 class ClusterState {
  public:
-  ClusterState(EndpointManager& endpoints, std::string state_dir);
+  // services may be null (kube-proxy replacement off): Services are then refused.
+  ClusterState(EndpointManager& endpoints, ServiceManager* services, std::string state_dir);
 
   // Reloads the persisted objects (a corrupt file is reported, never guessed at).
   Status restore();
@@ -25,12 +28,16 @@ class ClusterState {
   // Fills an endpoint's labels from its pod (identity stays init until the identity allocator is wired).
   void resolve(EndpointRecord* rec) const;
   const ResourceStore& store() const { return store_; }
+  // Recomputes the service maps from the stored objects and the endpoints (also after CNI ADD/DEL).
+  void syncServices();
+  std::vector<lb::Service> services() const;
 
  private:
   void handle(const std::vector<ResourceEvent>& events);
   Status persist() const;
 
   EndpointManager& endpoints_;
+  ServiceManager* services_;
   std::string path_;
   ResourceStore store_;
 };

@@ -33,6 +33,21 @@ struct Error {
 // Builds an Error from errno-style values: "what: strerror(err)".
 Error errnoError(const std::string& what, int err);
 
+// Status: a Result without a value.
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Error error) : err_(std::move(error)), ok_(false) {}  // NOLINT: implicit by design
+  static Status Ok() { return Status(); }
+  bool ok() const { return ok_; }
+  explicit operator bool() const { return ok_; }
+  const Error& error() const { return err_; }
+
+ private:
+  Error err_;
+  bool ok_ = true;
+};
+
 template <typename T>
 class [[nodiscard]] Result {
  public:
@@ -49,24 +64,11 @@ class [[nodiscard]] Result {
   T& operator*() & { return std::get<0>(v_); }
   const T& operator*() const& { return std::get<0>(v_); }
   const Error& error() const { return std::get<1>(v_); }
+  // The outcome without the value.
+  Status status() const { return ok() ? Status::Ok() : Status(error()); }
 
  private:
   std::variant<T, Error> v_;
-};
-
-// Status: a Result without a value.
-class [[nodiscard]] Status {
- public:
-  Status() = default;
-  Status(Error error) : err_(std::move(error)), ok_(false) {}  // NOLINT: implicit by design
-  static Status Ok() { return Status(); }
-  bool ok() const { return ok_; }
-  explicit operator bool() const { return ok_; }
-  const Error& error() const { return err_; }
-
- private:
-  Error err_;
-  bool ok_ = true;
 };
 
 inline Error makeError(ErrorCode code, std::string message) { return Error{code, std::move(message)}; }

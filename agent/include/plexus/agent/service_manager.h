@@ -1,0 +1,38 @@
+#pragma once
+// Keeps the datapath's service maps equal to the planner's desired state: computes, diffs against what is
+// installed, applies the operations through the typed maps, and only then commits the new state (a failed
+// write leaves the previous state as the reference, and the next sync retries). Runs on the reconcile thread.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "plexus/agent/flow_decoder.h"
+#include "plexus/common/result.h"
+#include "plexus/datapath/lxc_datapath.h"
+#include "plexus/lb/planner.h"
+
+namespace plexus::agent {
+
+class ServiceManager {
+ public:
+  ServiceManager(datapath::LbMaps& maps, lb::PlannerConfig config, FlowDirectory* directory);
+
+  Status sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices);
+  const lb::MapState& installed() const { return installed_; }
+  uint16_t nodePort(const std::string& service, const lb::ServicePort& port) const {
+    return planner_.nodePort(service, port);
+  }
+  size_t lastPlanSize() const { return last_plan_size_; }
+
+ private:
+  Status apply(const lb::Plan& plan);
+
+  datapath::LbMaps& maps_;
+  lb::Planner planner_;
+  FlowDirectory* directory_;
+  lb::MapState installed_;
+  size_t last_plan_size_ = 0;
+};
+
+}  // namespace plexus::agent

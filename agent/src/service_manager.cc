@@ -1,0 +1,69 @@
+#include "plexus/agent/service_manager.h"
+
+#include <arpa/inet.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace plexus::agent {
+
+ServiceManager::ServiceManager(datapath::LbMaps& maps, lb::PlannerConfig config, FlowDirectory* directory)
+    : maps_(maps), planner_(std::move(config)), directory_(directory) {}
+
+Status ServiceManager::apply(const lb::Plan& plan) {
+  auto ignoreMissing = [](const Status& s) { return s.ok() || s.error().code == ErrorCode::kNotFound; };
+  for (const auto& [id, b] : plan.backend_upserts) {
+    PLEXUS_TRY(maps_.backends.update(id, b), fmt::format("backend {}", id));
+  }
+  for (const auto& [id, r] : plan.revnat_upserts) {
+    PLEXUS_TRY(maps_.revnat.update(id, r), fmt::format("reverse NAT {}", id));
+  }
+  for (const auto& [id, t] : plan.maglev_upserts) {
+    PLEXUS_TRY(maps_.setMaglevTable(id, t), fmt::format("maglev table {}", id));
+  }
+  for (const auto& [k, v] : plan.service_upserts) {
+    PLEXUS_TRY(maps_.services.update(k, v), "service entry");
+  }
+  for (const auto& k : plan.service_deletes) {
+    Status s = maps_.services.erase(k);
+    if (!ignoreMissing(s)) {
+      return s.error().wrap("service entry");
+    }
+  }
+  for (uint16_t id : plan.maglev_deletes) {
+    PLEXUS_TRY(maps_.eraseMaglevTable(id), fmt::format("maglev table {}", id));
+  }
+  for (uint16_t id : plan.revnat_deletes) {
+    Status s = maps_.revnat.erase(id);
+    if (!ignoreMissing(s)) {
+      return s.error().wrap(fmt::format("reverse NAT {}", id));
+    }
+  }
+  for (uint32_t id : plan.backend_deletes) {
+    Status s = maps_.backends.erase(id);
+    if (!ignoreMissing(s)) {
+      return s.error().wrap(fmt::format("backend {}", id));
+    }
+  }
+  return Status::Ok();
+}
+
+Status ServiceManager::sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices) {
+  lb::MapState desired = planner_.compute(services, slices);
+  lb::Plan plan = lb::Planner::diff(installed_, desired);
+  last_plan_size_ = plan.size();
+  if (plan.size() == 0) {
+    return Status::Ok();
+  }
+  PLEXUS_TRY(apply(plan), "service maps");
+  installed_ = std::move(desired);
+  std::map<std::string, std::string> names;
+  for (const auto& f : installed_.frontends) {
+    names[fmt::format("{}:{}/{}", f.address.toString(), f.port, lb::protoName(f.proto))] = f.service;
+  }
+  directory_->setServices(std::move(names));
+  spdlog::info("services: {} map operations, {} frontends", plan.size(), installed_.frontends.size());
+  return Status::Ok();
+}
+
+}  // namespace plexus::agent

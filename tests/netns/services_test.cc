@@ -1,0 +1,212 @@
+// Kube-proxy replacement end to end: Services applied with plexus apply, backends from pods, traffic through the
+// per-packet path (pods), the socket path (the agent's cgroup) and NodePort from outside the node.
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <poll.h>
+
+#include <atomic>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "node_fixture.h"
+
+using namespace plexus::testing;
+
+namespace {
+const char* kPods = R"(apiVersion: v1
+kind: Pod
+metadata: {name: web1, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web2, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+)";
+
+void apply(NodeFixture& node, const std::string& yaml, const std::string& file) {
+  std::string path = node.dir() + "/" + file;
+  std::ofstream(path) << yaml;
+  auto r = node.cli({"apply", "-f", path});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+}
+
+// A TCP connect from a namespace to ip:port that reports errno, bounded by SO_SNDTIMEO.
+int connectErrno(const std::string& netns_path, const std::string& ip, uint16_t port) {
+  int fd = socketInNetns(netns_path, SOCK_STREAM);
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  int r = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  int err = r == 0 ? 0 : errno;
+  close(fd);
+  return err;
+}
+
+// Listens on 8080 in a pod and answers each connection with the pod's name (bounded).
+struct Greeter {
+  int fd = -1;
+  std::thread t;
+  Greeter(const Pod& pod, std::string name) {
+    fd = tcpListen(pod.netns->path(), 8080).first;
+    t = std::thread([this, name] {
+      for (int i = 0; i < 20; ++i) {
+        int c = acceptWithin(fd, std::chrono::milliseconds(300));
+        if (c >= 0) {
+          (void)!write(c, name.data(), name.size());
+          close(c);
+        }
+        if (stop) {
+          break;
+        }
+      }
+    });
+  }
+  ~Greeter() {
+    stop = true;
+    t.join();
+    close(fd);
+  }
+  std::atomic<bool> stop{false};
+};
+
+std::string readGreeting(int fd) {
+  char buf[64] = {};
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 3000) != 1) {
+    return "";
+  }
+  ssize_t n = read(fd, buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+}  // namespace
+
+TEST_CASE("a ClusterIP service reaches its pods, and one without backends refuses at once", "[netns][services]") {
+  NodeFixture node("10.235.0.0/24");
+  Pod web1 = node.addPod("web1");
+  Pod web2 = node.addPod("web2");
+  Pod client = node.addPod("client");
+  apply(node, kPods, "pods.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  clusterIP: 10.96.0.11
+  selector: {app: nobody}
+  ports: [{port: 80}]
+)", "svc.yaml");
+
+  auto list = node.cliJson({"service", "list"});
+  REQUIRE(list.size() == 2);
+  Greeter g1(web1, "web1");
+  Greeter g2(web2, "web2");
+  std::set<std::string> seen;
+  for (int i = 0; i < 12; ++i) {
+    int fd = tcpConnect(client.netns->path(), "10.96.0.10", 80);
+    REQUIRE(fd >= 0);
+    seen.insert(readGreeting(fd));
+    close(fd);
+  }
+  CHECK(seen.count("web1") + seen.count("web2") == seen.size());
+  CHECK_FALSE(seen.empty());
+  auto svc = node.cliJson({"service", "get", "web"});
+  const auto& fe = svc["service"]["frontends"][0];
+  CHECK(fe["address"] == "10.96.0.10");
+  CHECK(fe["backends"].size() == 2);
+  CHECK(fe["backends"][0]["port"] == 8080);
+
+  // No backends: the connection is refused at once (RST), not black-holed.
+  CHECK(connectErrno(client.netns->path(), "10.96.0.11", 80) == ECONNREFUSED);
+
+  // Deleting a backend pod's endpoint takes it out of the service.
+  REQUIRE(node.cni("DEL", web2, node.cniConfig()).exit_code == 0);
+  svc = node.cliJson({"service", "get", "web"});
+  CHECK(svc["service"]["frontends"][0]["backends"].size() == 1);
+}
+
+TEST_CASE("socket LB translates the ClusterIP for processes in the agent's cgroup", "[netns][services]") {
+  NodeFixture node("10.234.0.0/24");
+  Pod web1 = node.addPod("web1");
+  apply(node, kPods, "pods.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {clusterIP: 10.96.1.10, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "svc.yaml");
+  Greeter g(web1, "web1");
+  // A host process of the node, in the agent's cgroup: connect() itself goes to the backend.
+  auto r = node.node().exec("echo $$ > " + node.agent().cgroup() + "/cgroup.procs && exec nc -w 3 10.96.1.10 80 </dev/null");
+  INFO(r.out << r.err);
+  CHECK(r.out == "web1");
+}
+
+TEST_CASE("NodePort from outside the node reaches the pods through the external device", "[netns][services]") {
+  std::string dev = uniqueName("vn");
+  std::string peer = uniqueName("ve");
+  Netns ext("ex");
+  NodeFixture node("10.233.0.0/24", {"--devices", dev, "--maglev-table-size", "251"}, [&](Netns& n) {
+    REQUIRE(sh("ip link add " + dev + " netns " + n.name() + " type veth peer name " + peer + " netns " + ext.name())
+                .exit_code == 0);
+    n.exec("ip addr add 192.0.2.1/24 dev " + dev + " && ip link set " + dev + " up");
+    ext.exec("ip addr add 192.0.2.2/24 dev " + peer + " && ip link set " + peer + " up");
+  });
+  Pod web1 = node.addPod("web1");
+  Pod web2 = node.addPod("web2");
+  apply(node, kPods, "pods.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  clusterIP: 10.96.2.10
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: none}
+spec: {type: NodePort, selector: {app: nobody}, ports: [{port: 81, nodePort: 30081}]}
+)", "svc.yaml");
+  Greeter g1(web1, "web1");
+  Greeter g2(web2, "web2");
+  int fd = tcpConnect(ext.path(), "192.0.2.1", 30080);
+  INFO("lb map:\n" << node.cli({"bpf", "lb", "list"}).out << "\nagent log:\n" << node.agent().log());
+  REQUIRE(fd >= 0);
+  std::string who = readGreeting(fd);
+  close(fd);
+  CHECK((who == "web1" || who == "web2"));
+  CHECK(connectErrno(ext.path(), "192.0.2.1", 30081) == ECONNREFUSED);
+
+  // The NodePort frontend uses Maglev; the table the kernel holds names only the two backends.
+  auto svc = node.cliJson({"service", "get", "web"});
+  REQUIRE(svc["maglev"].size() == 1);
+  const auto& slots = svc["maglev"][0]["slots"];
+  CHECK(slots.size() == 251);
+  std::set<std::string> owners(slots.begin(), slots.end());
+  CHECK(owners == std::set<std::string>{web1.ip + ":8080", web2.ip + ":8080"});
+}
+
+TEST_CASE("invalid Service manifests are refused with the field named", "[netns][services]") {
+  NodeFixture node("10.232.0.0/24");
+  std::string path = node.dir() + "/bad.yaml";
+  std::ofstream(path) << "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 0}]}\n";
+  auto r = node.cli({"apply", "-f", path});
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("Service default/bad: spec.ports[0].port: must be 1-65535") != std::string::npos);
+  CHECK(node.cliJson({"service", "list"}).empty());
+}
