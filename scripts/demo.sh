@@ -71,6 +71,30 @@ echo "frontend -> backend:8080 says: $(ip netns exec "plexus-demo-frontend-$$" t
 ip netns exec "plexus-demo-db-$$" ping -c 1 -W 2 "${ip[frontend]}"
 wait "${server_pid}" || true
 
+step "A Service: ClusterIP 10.96.0.10:80 -> pods labelled app=backend, port named http (8080)"
+cat >"${work}/manifests.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: backend, namespace: default, labels: {app: backend}}
+spec: {containers: [{name: server, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: backend}
+  ports: [{name: http, port: 80, targetPort: http}]
+YAML
+plexus apply -f "${work}/manifests.yaml"
+plexus service list
+ip netns exec "plexus-demo-backend-$$" sh -c 'echo "hello through the service" | timeout 5 nc -l -p 8080 -q 1' >/dev/null &
+server_pid=$!
+sleep 0.3
+echo "frontend -> 10.96.0.10:80 says: $(ip netns exec "plexus-demo-frontend-$$" timeout 5 nc -w 2 10.96.0.10 80 </dev/null)"
+wait "${server_pid}" || true
+plexus bpf lb list
+
 step "What the datapath counted"
 plexus bpf metrics list
 plexus bpf endpoint list
