@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -58,14 +59,17 @@ struct Greeter {
   Greeter(const Pod& pod, std::string name) {
     fd = tcpListen(pod.netns->path(), 8080).first;
     t = std::thread([this, name] {
-      for (int i = 0; i < 20; ++i) {
-        int c = acceptWithin(fd, std::chrono::milliseconds(300));
+      // Bounded: at most 2000 accepts or 60 s.
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      for (int i = 0; i < 2000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
+        int c = acceptWithin(fd, std::chrono::milliseconds(100));
         if (c >= 0) {
           (void)!write(c, name.data(), name.size());
-          close(c);
-        }
-        if (stop) {
-          break;
+          if (keep_open) {
+            kept.push_back(c);
+          } else {
+            close(c);
+          }
         }
       }
     });
@@ -73,9 +77,14 @@ struct Greeter {
   ~Greeter() {
     stop = true;
     t.join();
+    for (int c : kept) {
+      close(c);
+    }
     close(fd);
   }
   std::atomic<bool> stop{false};
+  bool keep_open = false;
+  std::vector<int> kept;
 };
 
 std::string readGreeting(int fd) {
@@ -209,4 +218,146 @@ TEST_CASE("invalid Service manifests are refused with the field named", "[netns]
   CHECK(r.exit_code != 0);
   CHECK(r.err.find("Service default/bad: spec.ports[0].port: must be 1-65535") != std::string::npos);
   CHECK(node.cliJson({"service", "list"}).empty());
+}
+
+namespace {
+const char* kThreePods = R"(apiVersion: v1
+kind: Pod
+metadata: {name: b1, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b2, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b3, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+)";
+
+std::string greetingVia(const Pod& client, const std::string& vip) {
+  int fd = tcpConnect(client.netns->path(), vip, 80);
+  if (fd < 0) {
+    return "";
+  }
+  std::string who = readGreeting(fd);
+  close(fd);
+  return who;
+}
+}  // namespace
+
+TEST_CASE("300 connections to a ClusterIP share out fairly over 3 backends; ClientIP affinity holds",
+          "[netns][services]") {
+  NodeFixture node("10.231.0.0/24");
+  Pod b1 = node.addPod("b1");
+  Pod b2 = node.addPod("b2");
+  Pod b3 = node.addPod("b3");
+  Pod client = node.addPod("client");
+  apply(node, kThreePods, "pods.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {clusterIP: 10.96.3.10, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  clusterIP: 10.96.3.11
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}
+  ports: [{name: http, port: 80, targetPort: http}]
+)", "svc.yaml");
+  Greeter g1(b1, "b1");
+  Greeter g2(b2, "b2");
+  Greeter g3(b3, "b3");
+  std::map<std::string, int> share;
+  for (int i = 0; i < 300; ++i) {
+    share[greetingVia(client, "10.96.3.10")]++;
+  }
+  INFO("b1 " << share["b1"] << " b2 " << share["b2"] << " b3 " << share["b3"] << " none " << share[""]);
+  CHECK(share[""] == 0);
+  // A fair share of 100 each; 60 is five standard deviations below it.
+  for (const char* b : {"b1", "b2", "b3"}) {
+    CHECK(share[b] >= 60);
+  }
+  std::set<std::string> sticky;
+  for (int i = 0; i < 20; ++i) {
+    sticky.insert(greetingVia(client, "10.96.3.11"));
+  }
+  CHECK(sticky.size() == 1);
+  CHECK_FALSE(sticky.count(""));
+}
+
+TEST_CASE("a terminating backend finishes its open connection; removing a backend keeps the others' flows",
+          "[netns][services]") {
+  NodeFixture node("10.230.0.0/24");
+  Pod b1 = node.addPod("b1");
+  Pod b2 = node.addPod("b2");
+  Pod b3 = node.addPod("b3");
+  Pod client = node.addPod("client");
+  apply(node, kThreePods, "pods.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {clusterIP: 10.96.4.10, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "svc.yaml");
+  Greeter g1(b1, "b1");
+  Greeter g2(b2, "b2");
+  Greeter g3(b3, "b3");
+  g1.keep_open = g2.keep_open = g3.keep_open = true;
+  // Open connections until every backend holds one.
+  std::map<std::string, int> open_fd;
+  for (int i = 0; i < 60 && open_fd.size() < 3; ++i) {
+    int fd = tcpConnect(client.netns->path(), "10.96.4.10", 80);
+    REQUIRE(fd >= 0);
+    std::string who = readGreeting(fd);
+    if (!who.empty() && !open_fd.count(who)) {
+      open_fd[who] = fd;
+    } else {
+      close(fd);
+    }
+  }
+  REQUIRE(open_fd.size() == 3);
+
+  // b1 starts terminating (the pod has a deletionTimestamp): out of the slots, its connection goes on.
+  apply(node, R"(apiVersion: v1
+kind: Pod
+metadata: {name: b1, labels: {app: web}, deletionTimestamp: "2026-11-22T00:00:00Z"}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]})", "term.yaml");
+  auto svc = node.cliJson({"service", "get", "web"});
+  CHECK(svc["service"]["frontends"][0]["active_backends"] == 2);
+  // The open connection still carries data both ways: the client's bytes reach b1's side, and b1's answer comes
+  // back through the reverse translation.
+  REQUIRE(write(open_fd["b1"], "still", 5) == 5);
+  bool arrived = false;
+  for (int server_fd : g1.kept) {  // b1 takes no new connections now, so its list no longer changes
+    pollfd sp{server_fd, POLLIN, 0};
+    char got[8] = {};
+    if (poll(&sp, 1, 2000) == 1 && read(server_fd, got, sizeof(got)) == 5 && std::string(got, 5) == "still") {
+      arrived = true;
+      CHECK(write(server_fd, "reply", 5) == 5);
+    }
+  }
+  CHECK(arrived);
+  pollfd cp{open_fd["b1"], POLLIN, 0};
+  char back[8] = {};
+  CHECK(poll(&cp, 1, 2000) == 1);
+  CHECK(read(open_fd["b1"], back, sizeof(back)) == 5);
+  for (int i = 0; i < 30; ++i) {
+    CHECK(greetingVia(client, "10.96.4.10") != "b1");
+  }
+
+  // b3 goes away for good: the flows to b2 are untouched.
+  REQUIRE(node.cni("DEL", b3, node.cniConfig()).exit_code == 0);
+  CHECK(write(open_fd["b2"], "alive", 5) == 5);
+  char buf[8];
+  pollfd p{open_fd["b2"], POLLIN, 0};
+  CHECK(poll(&p, 1, 200) == 0);  // no RST or FIN arrived on the untouched flow
+  (void)buf;
+  for (auto& [who, fd] : open_fd) {
+    close(fd);
+  }
 }
