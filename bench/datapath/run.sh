@@ -20,24 +20,7 @@ pb_ip="$(bench_plexus_add "$pnode" "$pb")"
 
 # --- baseline: the same shape with plain kernel routing
 bnode="bbn$BENCH_ID"; ba="bba$BENCH_ID"; bb="bbb$BENCH_ID"
-bench_netns "$bnode"; bench_netns "$ba"; bench_netns "$bb"
-ip netns exec "$bnode" sysctl -qw net.ipv4.ip_forward=1
-i=0
-for pod in "$ba" "$bb"; do
-  i=$((i + 1)); ip="10.202.0.$((i + 1))"; host="bv$i$BENCH_ID"
-  ip link add "$host" netns "$bnode" type veth peer name eth0 netns "$pod"
-  ip -n "$pod" addr add "$ip/32" dev eth0
-  ip -n "$pod" link set eth0 up
-  ip -n "$pod" route add 169.254.1.1 dev eth0 scope link
-  ip -n "$pod" route add default via 169.254.1.1 dev eth0
-  ip -n "$bnode" link set "$host" up
-  ip -n "$bnode" route add "$ip/32" dev "$host"
-  # Static neighbours both ways, as plexus installs on the node (the pod's side it answers with its ARP responder).
-  host_mac="$(ip -n "$bnode" -o link show "$host" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
-  pod_mac="$(ip -n "$pod" -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
-  ip -n "$pod" neigh replace 169.254.1.1 lladdr "$host_mac" dev eth0 nud permanent
-  ip -n "$bnode" neigh replace "$ip" lladdr "$pod_mac" dev "$host" nud permanent
-done
+bench_plain_pods "$bnode" "$ba" "$bb" 202
 ba_ip=10.202.0.2; bb_ip=10.202.0.3
 
 

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Services at scale, plexus against an iptables ruleset in the shape kube-proxy's iptables mode writes
+# (KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* with statistic probabilities), for COUNTS services:
+#   - new-connection latency (connect + request + close) p50/p99 to the first and the last service, with a direct
+#     pod-to-pod connection as the floor;
+#   - time to program all services (plexus apply of the manifests, against iptables-restore of the ruleset);
+#   - time to add one service with all the others installed (kube-proxy rewrites the whole table);
+#   - the agent's resident memory.
+set -euo pipefail
+BUILD="$(realpath "${1:-build}")"
+cd "$(dirname "$0")/.."
+COUNTS="${COUNTS:-100 1000 5000 10000}"
+CONNS="${CONNS:-1000}"
+source ./lib.sh
+trap bench_cleanup EXIT
+RR="$BUILD/bench/datapath/plexus-bench-rr"
+CLI=("$BUILD/cli/plexus" --timeout 300)
+
+# plexus: agent, a backend pod with a named port, a client pod.
+pnode="bsn$BENCH_ID"; pb="bsb$BENCH_ID"; pc="bsc$BENCH_ID"
+bench_start_agent "$pnode" 10.210.0.0/24
+bench_netns "$pb"; bench_netns "$pc"
+pb_ip="$(bench_plexus_add "$pnode" "$pb")"
+bench_plexus_add "$pnode" "$pc" >/dev/null
+echo "apiVersion: v1
+kind: Pod
+metadata: {name: $pb, namespace: bench, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}" | "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f - >/dev/null
+agent_pid="${BENCH_PIDS[0]}"
+agent_pid="$(pgrep -P "$agent_pid" plexus-agent || echo "$agent_pid")"
+
+# baseline: plain routed pods; the ruleset lives in the node's nat table.
+bnode="bsbn$BENCH_ID"; bb="bsbb$BENCH_ID"; bc="bsbc$BENCH_ID"
+bench_plain_pods "$bnode" "$bc" "$bb" 211
+bb_ip=10.211.0.3
+
+vip() { echo "10.100.$(( $1 / 250 )).$(( $1 % 250 + 1 ))"; }
+services_yaml() {  # from to
+  python3 - "$1" "$2" <<'PY'
+import sys
+a, b = int(sys.argv[1]), int(sys.argv[2])
+for i in range(a, b):
+    print(f"""apiVersion: v1
+kind: Service
+metadata: {{name: s{i}, namespace: bench}}
+spec: {{clusterIP: 10.100.{i // 250}.{i % 250 + 1}, selector: {{app: web}}, ports: [{{name: http, port: 80, targetPort: http}}]}}
+---""")
+PY
+}
+iptables_rules() {  # count backend
+  python3 - "$1" "$2" <<'PY'
+import hashlib, sys
+n, be = int(sys.argv[1]), sys.argv[2]
+h = lambda s: hashlib.sha256(s.encode()).hexdigest()[:16].upper()
+chains, rules = [], []
+for i in range(n):
+    svc, sep_a, sep_b = "KUBE-SVC-" + h(f"s{i}"), "KUBE-SEP-" + h(f"s{i}a"), "KUBE-SEP-" + h(f"s{i}b")
+    chains += [svc, sep_a, sep_b]
+    vip = f"10.100.{i // 250}.{i % 250 + 1}"
+    rules.append(f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "bench/s{i}:http cluster IP" -m tcp --dport 80 -j {svc}')
+    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -m statistic --mode random --probability 0.50000000000 -j {sep_a}')
+    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -j {sep_b}')
+    for sep in (sep_a, sep_b):
+        rules.append(f'-A {sep} -s {be}/32 -m comment --comment "bench/s{i}:http" -j KUBE-MARK-MASQ')
+        rules.append(f'-A {sep} -p tcp -m comment --comment "bench/s{i}:http" -m tcp -j DNAT --to-destination {be}:8080')
+print("*nat")
+print(":PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]")
+print(":KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]")
+for c in chains:
+    print(f":{c} - [0:0]")
+print("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES")
+print("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES")
+print("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000")
+print("\n".join(rules))
+print("COMMIT")
+PY
+}
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+crr() {  # client-ns server-ns ip port -> "p50 p99"
+  ip netns exec "$2" timeout 120 "$RR" crr-server 8080 "$CONNS" &
+  local spid=$!
+  sleep 0.2
+  ip netns exec "$1" timeout 120 "$RR" crr-client "$3" "$4" "$CONNS" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
+  wait "$spid" || true
+}
+emit_abs() {  # metric plexus baseline better
+  python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"services","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
+}
+
+read -r floor50 floor99 < <(crr "$pc" "$pb" "$pb_ip" 8080)
+emit_abs "direct pod connection p50 (us, floor)" "$floor50" "$floor50" lower
+installed=0
+for n in $COUNTS; do
+  # Program n services: ours from the manifests, theirs with iptables-restore of the whole table.
+  services_yaml "$installed" "$n" >"$PLEXUS_WORK/svc.yaml"
+  t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$PLEXUS_WORK/svc.yaml" >/dev/null; ours=$(ms_since "$t0")
+  iptables_rules "$n" "$bb_ip" >"$PLEXUS_WORK/rules"
+  t0=$(date +%s%N); ip netns exec "$bnode" iptables-restore <"$PLEXUS_WORK/rules"; theirs=$(ms_since "$t0")
+  installed=$n
+  emit_abs "program services to $n total (ms; ours adds $n-previous, iptables-restore rewrites all)" "$ours" "$theirs" lower
+
+  last=$((n - 1))
+  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip 0)" 80)
+  read -r b50 b99 < <(crr "$bc" "$bb" "$(vip 0)" 80)
+  emit_abs "new connection p50 to the first of $n services (us)" "$p50" "$b50" lower
+  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip "$last")" 80)
+  read -r b50 b99 < <(crr "$bc" "$bb" "$(vip "$last")" 80)
+  emit_abs "new connection p50 to the last of $n services (us)" "$p50" "$b50" lower
+  emit_abs "new connection p99 to the last of $n services (us)" "$p99" "$b99" lower
+  emit_abs "last of $n services p50 against the direct floor (plexus / floor)" "$p50" "$floor50" lower
+
+  # One more service with n installed.
+  services_yaml 20000 20001 >"$PLEXUS_WORK/one.yaml"
+  t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$PLEXUS_WORK/one.yaml" >/dev/null; ours=$(ms_since "$t0")
+  iptables_rules "$((n + 1))" "$bb_ip" >"$PLEXUS_WORK/rules1"
+  t0=$(date +%s%N); ip netns exec "$bnode" iptables-restore <"$PLEXUS_WORK/rules1"; theirs=$(ms_since "$t0")
+  "${CLI[@]}" --socket "$PLEXUS_SOCK" delete -f "$PLEXUS_WORK/one.yaml" >/dev/null
+  emit_abs "add one service with $n installed (ms)" "$ours" "$theirs" lower
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent_pid/status" 2>/dev/null || echo 0)
+  emit_abs "agent resident memory with $n services (MiB)" "$(echo "scale=1; $rss / 1024" | bc)" 0 lower
+done
