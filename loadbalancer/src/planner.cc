@@ -25,14 +25,12 @@ uint32_t Planner::backendId(const std::string& key) {
   if (it != backend_ids_.end()) {
     return it->second;
   }
-  std::set<uint32_t> used;
-  for (const auto& [k, id] : backend_ids_) {
-    used.insert(id);
+  // Next free id after the last one handed out (ids are not reused at once, like the IPAM).
+  while (next_backend_id_ == 0 || used_backend_ids_.count(next_backend_id_)) {
+    ++next_backend_id_;
   }
-  uint32_t id = 1;
-  while (used.count(id)) {
-    ++id;
-  }
+  uint32_t id = next_backend_id_++;
+  used_backend_ids_.insert(id);
   backend_ids_[key] = id;
   return id;
 }
@@ -42,14 +40,13 @@ uint16_t Planner::revNatIndex(const std::string& key) {
   if (it != revnat_ids_.end()) {
     return it->second;
   }
-  std::set<uint16_t> used;
-  for (const auto& [k, id] : revnat_ids_) {
-    used.insert(id);
+  // Bounded: at most 65535 candidates; 0 is never an index.
+  for (uint32_t tries = 0; tries < 65536 && (next_revnat_id_ == 0 || used_revnat_ids_.count(next_revnat_id_));
+       ++tries) {
+    ++next_revnat_id_;
   }
-  uint16_t id = 1;
-  while (used.count(id) && id < 65535) {
-    ++id;
-  }
+  uint16_t id = next_revnat_id_++;
+  used_revnat_ids_.insert(id);
   revnat_ids_[key] = id;
   return id;
 }
@@ -231,8 +228,20 @@ MapState Planner::compute(const std::vector<Service>& services, const std::vecto
     }
   }
   // Ids no longer used are freed for reuse.
-  std::erase_if(backend_ids_, [&](const auto& kv) { return !live_backends.count(kv.first); });
-  std::erase_if(revnat_ids_, [&](const auto& kv) { return !live_revnat.count(kv.first); });
+  std::erase_if(backend_ids_, [&](const auto& kv) {
+    bool dead = !live_backends.count(kv.first);
+    if (dead) {
+      used_backend_ids_.erase(kv.second);
+    }
+    return dead;
+  });
+  std::erase_if(revnat_ids_, [&](const auto& kv) {
+    bool dead = !live_revnat.count(kv.first);
+    if (dead) {
+      used_revnat_ids_.erase(kv.second);
+    }
+    return dead;
+  });
   std::erase_if(node_ports_, [&](const auto& kv) { return !live_nodeports.count(kv.first); });
   return st;
 }
