@@ -361,3 +361,78 @@ spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]})", "
     close(fd);
   }
 }
+
+TEST_CASE("UDP services and externalIPs/LoadBalancer frontends from outside", "[netns][services]") {
+  std::string dev = uniqueName("vn");
+  std::string peer = uniqueName("ve");
+  Netns ext("ex");
+  NodeFixture node("10.229.0.0/24", {"--devices", dev}, [&](Netns& n) {
+    REQUIRE(sh("ip link add " + dev + " netns " + n.name() + " type veth peer name " + peer + " netns " + ext.name())
+                .exit_code == 0);
+    n.exec("ip addr add 192.0.2.1/24 dev " + dev + " && ip link set " + dev + " up");
+    ext.exec("ip addr add 192.0.2.2/24 dev " + peer + " && ip link set " + peer + " up");
+    // The external client reaches the frontend addresses through the node.
+    ext.exec("ip route add 198.51.100.0/24 via 192.0.2.1");
+  });
+  Pod web1 = node.addPod("web1");
+  Pod client = node.addPod("client");
+  apply(node, kPods, "pods.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: dns}
+spec:
+  clusterIP: 10.96.5.53
+  selector: {app: web}
+  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-ext}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.5.10
+  externalIPs: [198.51.100.7]
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+status: {loadBalancer: {ingress: [{ip: 198.51.100.8}]}}
+)", "svc.yaml");
+
+  // UDP through the ClusterIP: the reply comes back from the service address.
+  int srv = socketInNetns(web1.netns->path(), SOCK_DGRAM);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(5353);
+  REQUIRE(bind(srv, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+  int cli = socketInNetns(client.netns->path(), SOCK_DGRAM);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(53);
+  inet_pton(AF_INET, "10.96.5.53", &to.sin_addr);
+  REQUIRE(sendto(cli, "q", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 1);
+  pollfd ps{srv, POLLIN, 0};
+  REQUIRE(poll(&ps, 1, 3000) == 1);
+  char b[4];
+  sockaddr_in from{};
+  socklen_t fl = sizeof(from);
+  REQUIRE(recvfrom(srv, b, sizeof(b), 0, reinterpret_cast<sockaddr*>(&from), &fl) == 1);
+  REQUIRE(sendto(srv, "a", 1, 0, reinterpret_cast<sockaddr*>(&from), fl) == 1);
+  pollfd pc{cli, POLLIN, 0};
+  REQUIRE(poll(&pc, 1, 3000) == 1);
+  sockaddr_in replier{};
+  socklen_t rl = sizeof(replier);
+  REQUIRE(recvfrom(cli, b, sizeof(b), 0, reinterpret_cast<sockaddr*>(&replier), &rl) == 1);
+  CHECK(replier.sin_addr.s_addr == to.sin_addr.s_addr);
+  CHECK(ntohs(replier.sin_port) == 53);
+  close(srv);
+  close(cli);
+
+  // externalIPs and LoadBalancer ingress IPs from outside the node.
+  Greeter g(web1, "web1");
+  for (const char* ip : {"198.51.100.7", "198.51.100.8"}) {
+    int fd = tcpConnect(ext.path(), ip, 80);
+    INFO(ip);
+    REQUIRE(fd >= 0);
+    CHECK(readGreeting(fd) == "web1");
+    close(fd);
+  }
+}
