@@ -61,23 +61,26 @@ struct {
 } plexus_lb4_affinity_v1 SEC(".maps");
 
 /* Services are looked up with the scope of the traffic: local clients (pods, host) use the internal entry
- * when the service has one (internalTrafficPolicy), and otherwise the external one. */
+ * when the service has one (internalTrafficPolicy, or externalTrafficPolicy=Local which only applies to
+ * outside clients), which the external master announces with TWO_SCOPES; so traffic to anything else costs one
+ * lookup. */
 static __always_inline struct plexus_lb4_service *lb4_lookup_service(struct plexus_lb4_key *key, __be32 addr,
                                                                      __be16 port, __u8 proto, int internal) {
   __builtin_memset(key, 0, sizeof(*key));
   key->address = addr;
   key->dport = port;
   key->proto = proto;
-  struct plexus_lb4_service *svc;
-  if (internal) {
-    key->scope = PLEXUS_LB_SCOPE_INTERNAL;
-    svc = bpf_map_lookup_elem(&plexus_lb4_services_v1, key);
-    if (svc) {
-      return svc;
-    }
-  }
   key->scope = PLEXUS_LB_SCOPE_EXTERNAL;
-  return bpf_map_lookup_elem(&plexus_lb4_services_v1, key);
+  struct plexus_lb4_service *svc = bpf_map_lookup_elem(&plexus_lb4_services_v1, key);
+  if (svc && internal && (svc->flags & PLEXUS_SVC_F_TWO_SCOPES)) {
+    key->scope = PLEXUS_LB_SCOPE_INTERNAL;
+    struct plexus_lb4_service *in = bpf_map_lookup_elem(&plexus_lb4_services_v1, key);
+    if (in) {
+      return in;
+    }
+    key->scope = PLEXUS_LB_SCOPE_EXTERNAL;
+  }
+  return svc;
 }
 
 static __always_inline struct plexus_lb4_backend *lb4_backend(__u32 id) {

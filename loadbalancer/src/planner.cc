@@ -197,12 +197,12 @@ MapState Planner::compute(const std::vector<Service>& services, const std::vecto
         // External scope: traffic from outside (and from inside when no internal entry exists).
         bool external_local = north_south && svc.external_traffic_local;
         install(PLEXUS_LB_SCOPE_EXTERNAL, external_local ? local : all);
-        // Internal scope, looked up first for local clients, when it differs: ETP=Local never applies to them,
-        // ITP=Local always does.
-        if (!north_south && svc.internal_traffic_local) {
-          install(PLEXUS_LB_SCOPE_INTERNAL, local);
-        } else if (external_local) {
+        // Internal scope, used by local clients, when it differs: ETP=Local never applies to them, ITP=Local
+        // always does. The external master then says so (TWO_SCOPES), so others pay a single lookup.
+        bool internal_entry = (!north_south && svc.internal_traffic_local) || external_local;
+        if (internal_entry) {
           install(PLEXUS_LB_SCOPE_INTERNAL, svc.internal_traffic_local ? local : all);
+          st.services[makeLbKey(addr, port, sp.proto, PLEXUS_LB_SCOPE_EXTERNAL, 0)].flags |= PLEXUS_SVC_F_TWO_SCOPES;
         }
       };
 

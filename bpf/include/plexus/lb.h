@@ -34,6 +34,7 @@ enum plexus_lb_flags {
   PLEXUS_SVC_F_ITP_LOCAL = 1 << 5,  /* internalTrafficPolicy: Local */
   PLEXUS_SVC_F_AFFINITY = 1 << 6,   /* sessionAffinity: ClientIP */
   PLEXUS_SVC_F_MAGLEV = 1 << 7,     /* backend selection through the per-service Maglev table */
+  PLEXUS_SVC_F_TWO_SCOPES = 1 << 8, /* external master only: an internal-scope entry exists for local clients */
 };
 
 struct plexus_lb4_service {

@@ -163,3 +163,29 @@ TEST_CASE("adding one service to thousands produces only that service's operatio
   CHECK(plan.backend_upserts.empty());
   CHECK(plan.service_deletes.empty());
 }
+
+TEST_CASE("internalTrafficPolicy Local adds an internal entry with local backends, announced by TWO_SCOPES",
+          "[unit][planner]") {
+  Planner planner(config());
+  auto j = svcJson("web");
+  j["spec"]["internalTrafficPolicy"] = "Local";
+  auto s = parseService(j);
+  REQUIRE(s.ok());
+  EndpointSlice es;
+  es.ns = "default";
+  es.name = "web-1";
+  es.service = "web";
+  es.ports = {{"http", 6, 8080}};
+  es.endpoints = {{*Ipv4::parse("10.0.0.5"), true, true, false, "n1"}, {*Ipv4::parse("10.0.0.6"), true, true, false, "n2"}};
+  auto st = planner.compute({*s}, {es});
+  auto ext = st.services.at(makeLbKey(*Ipv4::parse("10.96.0.10"), 80, 6, PLEXUS_LB_SCOPE_EXTERNAL, 0));
+  auto in = st.services.at(makeLbKey(*Ipv4::parse("10.96.0.10"), 80, 6, PLEXUS_LB_SCOPE_INTERNAL, 0));
+  CHECK(ext.count == 2);
+  CHECK(ext.flags & PLEXUS_SVC_F_TWO_SCOPES);
+  CHECK(in.count == 1);  // only the backend on this node (n1)
+  // A plain service has one scope and no flag.
+  Planner plain(config());
+  auto st2 = plain.compute({svc("web")}, {es});
+  CHECK_FALSE(st2.services.at(makeLbKey(*Ipv4::parse("10.96.0.10"), 80, 6, PLEXUS_LB_SCOPE_EXTERNAL, 0)).flags &
+              PLEXUS_SVC_F_TWO_SCOPES);
+}
