@@ -1,0 +1,88 @@
+#pragma once
+// Security identities (pure): the identity-relevant labels of a pod, the label filter that keeps churning labels
+// out, reserved identities with Cilium's numbers, and a reference-counted allocator in which equal label sets get
+// the same identity whatever their order. The allocator's state can be saved and restored so that identities
+// stay stable across agent restarts.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "plexus/common/result.h"
+
+namespace plexus::identity {
+
+// Reserved identities (Cilium's numbering).
+enum Reserved : uint32_t {
+  kUnknown = 0,
+  kHost = 1,
+  kWorld = 2,
+  kUnmanaged = 3,
+  kHealth = 4,
+  kInit = 5,
+  kRemoteNode = 6,
+  kKubeApiserver = 7,
+  kIngress = 8,
+};
+inline constexpr uint32_t kFirstClusterIdentity = 256;
+const char* reservedName(uint32_t id);  // "host", "world", ...; nullptr when not reserved
+
+// A label set in canonical form: "source:key=value" strings, sorted, no duplicates.
+using Labels = std::set<std::string>;
+std::string canonical(const Labels& labels);
+
+// Keeps identity-relevant labels. Defaults follow Cilium's: everything except keys known to churn (pod-template
+// hash, controller revision, job and statefulset pod names...), while io.kubernetes.pod.namespace and the
+// io.cilium.k8s.* labels are always kept. Patterns are ECMAScript regexes over the key.
+class LabelFilter {
+ public:
+  static LabelFilter defaults();
+  // Each pattern "!re" excludes, "re" includes (when any include is given, only included keys pass).
+  static Result<LabelFilter> parse(const std::vector<std::string>& patterns);
+  bool keep(const std::string& key) const;
+
+ private:
+  std::vector<std::regex> include_;
+  std::vector<std::regex> exclude_;
+  std::vector<std::string> patterns_;
+};
+
+struct PodIdentityInput {
+  std::string ns;
+  std::map<std::string, std::string> pod_labels;
+  std::map<std::string, std::string> namespace_labels;
+  std::string service_account;
+  std::string cluster = "default";
+};
+
+// The pod's identity labels: k8s:<pod label>, k8s:io.kubernetes.pod.namespace, the namespace's labels as
+// k8s:io.cilium.k8s.namespace.labels.<key>, k8s:io.cilium.k8s.policy.serviceaccount and ...policy.cluster.
+Labels podIdentityLabels(const PodIdentityInput& in, const LabelFilter& filter);
+
+class Allocator {
+ public:
+  // Equal label sets share an identity; each acquire is one reference.
+  uint32_t acquire(const Labels& labels);
+  // Drops one reference; the identity is freed (and may be reused later) when none is left. Returns whether it
+  // was freed. Reserved identities are never released.
+  bool release(uint32_t id);
+  std::optional<Labels> labelsOf(uint32_t id) const;
+  size_t size() const { return by_labels_.size(); }
+  uint32_t refcount(uint32_t id) const;
+
+  nlohmann::json snapshot() const;
+  Status restore(const nlohmann::json& snapshot);
+
+ private:
+  std::map<std::string, uint32_t> by_labels_;
+  std::map<uint32_t, std::pair<Labels, uint32_t>> by_id_;  // labels, refcount
+  uint32_t next_ = kFirstClusterIdentity;
+};
+
+}  // namespace plexus::identity
