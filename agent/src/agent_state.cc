@@ -125,7 +125,12 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->endpoints->setIdentityResolver([c = state->cluster.get()](EndpointRecord* rec) { c->resolve(rec); });
   // Flow enrichment follows every endpoint the datapath serves.
   // Pod IPs come from CNI: services derived from selectors follow endpoints coming and going.
-  state->endpoints->addListener([c = state->cluster.get()](const EndpointRecord&, bool) { c->syncServices(); });
+  state->endpoints->addListener([c = state->cluster.get()](const EndpointRecord& rec, bool removed) {
+    if (removed) {
+      c->endpointRemoved(rec);
+    }
+    c->syncServices();
+  });
   state->endpoints->addListener([dir = &state->flow_dir](const EndpointRecord& rec, bool removed) {
     if (removed) {
       dir->removeEndpoint(rec.ip);

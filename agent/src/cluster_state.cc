@@ -58,7 +58,8 @@ std::vector<std::string> podLabels(const nlohmann::json& pod) {
 }
 
 ClusterState::ClusterState(EndpointManager& endpoints, ServiceManager* services, std::string state_dir)
-    : endpoints_(endpoints), services_(services), path_(state_dir + "/resources.json") {
+    : endpoints_(endpoints), services_(services), path_(state_dir + "/resources.json"),
+      identities_path_(state_dir + "/identities.json") {
   store_.setValidator(ResourceKind::kPod, validatePod);
   std::vector<ResourceKind> refused = {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
                                        ResourceKind::kCiliumClusterwideNetworkPolicy, ResourceKind::kNode};
@@ -81,6 +82,17 @@ ClusterState::ClusterState(EndpointManager& endpoints, ServiceManager* services,
 }
 
 Status ClusterState::restore() {
+  if (std::filesystem::exists(identities_path_)) {
+    std::ifstream f(identities_path_);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    Status s = j.is_discarded() ? Status(makeError(ErrorCode::kFailedPrecondition, "not JSON")) : identities_.restore(j);
+    if (!s.ok()) {
+      // Never guess identities: a wrong one would apply another workload's policy.
+      return s.error().wrap(identities_path_);
+    }
+  }
   if (!std::filesystem::exists(path_)) {
     return Status::Ok();
   }
@@ -125,16 +137,58 @@ std::vector<ApplyOutcome> ClusterState::remove(const std::vector<nlohmann::json>
   return out;
 }
 
-void ClusterState::resolve(EndpointRecord* rec) const {
-  rec->identity = kIdentityInit;
-  rec->labels.clear();
-  if (rec->pod_name.empty()) {
+identity::Labels ClusterState::identityLabels(const EndpointRecord& rec) const {
+  if (rec.pod_name.empty()) {
+    return {};
+  }
+  std::string ns = rec.pod_namespace.empty() ? "default" : rec.pod_namespace;
+  auto pod = store_.get({ResourceKind::kPod, ns, rec.pod_name});
+  if (!pod) {
+    return {};
+  }
+  identity::PodIdentityInput in;
+  in.ns = ns;
+  in.cluster = cluster_name_;
+  const auto& md = (*pod)["metadata"];
+  if (md.contains("labels") && md["labels"].is_object()) {
+    for (const auto& [k, v] : md["labels"].items()) {
+      in.pod_labels[k] = v.get<std::string>();
+    }
+  }
+  if (pod->contains("spec") && (*pod)["spec"].is_object()) {
+    in.service_account = (*pod)["spec"].value("serviceAccountName", "default");
+  }
+  auto nsobj = store_.get({ResourceKind::kNamespace, "", ns});
+  if (nsobj && (*nsobj)["metadata"].contains("labels") && (*nsobj)["metadata"]["labels"].is_object()) {
+    for (const auto& [k, v] : (*nsobj)["metadata"]["labels"].items()) {
+      in.namespace_labels[k] = v.get<std::string>();
+    }
+  }
+  return identity::podIdentityLabels(in, filter_);
+}
+
+void ClusterState::resolve(EndpointRecord* rec) {
+  auto labels = identityLabels(*rec);
+  if (labels.empty()) {
+    rec->identity = kIdentityInit;
+    rec->labels.clear();
     return;
   }
-  std::string ns = rec->pod_namespace.empty() ? "default" : rec->pod_namespace;
-  auto pod = store_.get({ResourceKind::kPod, ns, rec->pod_name});
-  if (pod) {
-    rec->labels = podLabels(*pod);
+  rec->identity = identities_.acquire(labels);
+  rec->labels.assign(labels.begin(), labels.end());
+  persistIdentities();
+}
+
+void ClusterState::endpointRemoved(const EndpointRecord& rec) {
+  if (rec.identity >= identity::kFirstClusterIdentity) {
+    identities_.release(rec.identity);
+    persistIdentities();
+  }
+}
+
+void ClusterState::persistIdentities() const {
+  if (Status s = writeFileAtomic(identities_path_, identities_.snapshot().dump()); !s.ok()) {
+    spdlog::error("identities: persist: {}", s.error().message);
   }
 }
 
@@ -220,22 +274,33 @@ void ClusterState::handle(const std::vector<ResourceEvent>& events) {
     syncServices();
   }
   for (const auto& e : events) {
-    if (e.type == ResourceEventType::kSynced || e.key.kind != ResourceKind::kPod) {
+    bool pod = e.key.kind == ResourceKind::kPod;
+    bool ns = e.key.kind == ResourceKind::kNamespace;
+    if (e.type == ResourceEventType::kSynced || (!pod && !ns)) {
       continue;
     }
     for (const auto& rec : endpoints_.list()) {
-      std::string ns = rec.pod_namespace.empty() ? "default" : rec.pod_namespace;
-      if (ns != e.key.namespace_name || rec.pod_name != e.key.name) {
+      std::string rec_ns = rec.pod_namespace.empty() ? "default" : rec.pod_namespace;
+      bool affected = pod ? (rec_ns == e.key.namespace_name && rec.pod_name == e.key.name) : rec_ns == e.key.name;
+      if (!affected) {
         continue;
       }
+      // The new identity first, then the endpoint moves to it, then the old one is given back.
       EndpointRecord next = rec;
       resolve(&next);
-      if (next.labels != rec.labels || next.identity != rec.identity) {
-        Status s = endpoints_.updateIdentity(rec.id, next.identity, next.labels);
-        if (!s.ok()) {
-          spdlog::warn("Pod {}/{}: endpoint {}: {}", ns, rec.pod_name, rec.id, s.error().message);
-        }
+      if (next.labels == rec.labels && next.identity == rec.identity) {
+        endpointRemoved(next);  // the extra reference resolve() took
+        continue;
       }
+      Status s = endpoints_.updateIdentity(rec.id, next.identity, next.labels);
+      if (!s.ok()) {
+        spdlog::warn("{} {}: endpoint {}: {}", pod ? "Pod" : "Namespace", e.key.name, rec.id, s.error().message);
+        endpointRemoved(next);
+        continue;
+      }
+      endpointRemoved(rec);
+      spdlog::info("endpoint {} ({}/{}): identity {} -> {}", rec.id, rec_ns, rec.pod_name, rec.identity,
+                   next.identity);
     }
   }
 }

@@ -144,6 +144,23 @@ TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with t
   CHECK(std::find(labels.begin(), labels.end(), "k8s:app=web") != labels.end());
   CHECK(std::find(labels.begin(), labels.end(), "k8s:io.kubernetes.pod.namespace=shop") != labels.end());
   CHECK(node.cli({"apply", "-f", manifest}).out.find("unchanged") != std::string::npos);
+  // The labels give the endpoint a cluster identity (from 256), in the endpoint map and the ipcache too.
+  uint32_t id = ep["identity"];
+  CHECK(id >= 256);
+  bool in_ipcache = false;
+  for (const auto& row : node.cliJson({"bpf", "ipcache", "list"})) {
+    in_ipcache = in_ipcache || (row["prefix"] == web.ip + "/32" && row["identity"] == id);
+  }
+  CHECK(in_ipcache);
+  // Changing the pod's labels moves it to another identity without a restart.
+  {
+    std::ofstream(manifest) << "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: shop\n"
+                               "  labels: {app: web, tier: back}\n";
+  }
+  REQUIRE(node.cli({"apply", "-f", manifest}).exit_code == 0);
+  uint32_t moved = node.cliJson({"endpoint", "get", "shop/web"})["identity"];
+  CHECK(moved >= 256);
+  CHECK(moved != id);
 
   std::string bad = node.dir() + "/bad.yaml";
   {
@@ -159,8 +176,9 @@ TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with t
   CHECK(parse.exit_code != 0);
   CHECK(parse.err.find("broken.yaml") != std::string::npos);
 
-  // The objects survive a restart of the agent.
+  // The objects and the identities survive a restart of the agent.
   node.agent().kill9();
   REQUIRE(node.agent().start());
   CHECK(node.cli({"apply", "-f", manifest}).out.find("unchanged") != std::string::npos);
+  CHECK(node.cliJson({"endpoint", "get", "shop/web"})["identity"] == moved);
 }

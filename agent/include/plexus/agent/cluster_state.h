@@ -12,6 +12,7 @@
 #include "plexus/agent/resource_store.h"
 #include "plexus/agent/service_manager.h"
 #include "plexus/common/result.h"
+#include "plexus/identity/identity.h"
 
 namespace plexus::agent {
 
@@ -25,8 +26,11 @@ class ClusterState {
   std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects);
   std::vector<ApplyOutcome> remove(const std::vector<nlohmann::json>& objects);
 
-  // Fills an endpoint's labels from its pod (identity stays init until the identity allocator is wired).
-  void resolve(EndpointRecord* rec) const;
+  // Fills an endpoint's identity and identity labels from its pod and namespace (init while the pod is unknown).
+  // Takes one reference on the identity; endpointRemoved() gives it back.
+  void resolve(EndpointRecord* rec);
+  void endpointRemoved(const EndpointRecord& rec);
+  const identity::Allocator& identities() const { return identities_; }
   const ResourceStore& store() const { return store_; }
   // Recomputes the service maps from the stored objects and the endpoints (also after CNI ADD/DEL).
   void syncServices();
@@ -35,11 +39,18 @@ class ClusterState {
  private:
   void handle(const std::vector<ResourceEvent>& events);
   Status persist() const;
+  // The identity labels the endpoint's pod has now (empty when the pod is unknown).
+  identity::Labels identityLabels(const EndpointRecord& rec) const;
+  void persistIdentities() const;
 
   EndpointManager& endpoints_;
   ServiceManager* services_;
   std::string path_;
+  std::string identities_path_;
   ResourceStore store_;
+  identity::Allocator identities_;
+  identity::LabelFilter filter_ = identity::LabelFilter::defaults();
+  std::string cluster_name_ = "default";
 };
 
 // "k8s:key=value" labels of a pod, plus its namespace label, as Cilium names them.
