@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <set>
 #include <ctime>
 #include <filesystem>
 
@@ -124,6 +125,26 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   PLEXUS_TRY(state->cluster->restore(), "restore cluster state");
   state->endpoints->setIdentityResolver([c = state->cluster.get()](EndpointRecord* rec) { c->resolve(rec); });
   // Flow enrichment follows every endpoint the datapath serves.
+  // /metrics: identities and services, read on the reconcile thread at scrape time.
+  state->metric_sources.push_back([c = state->cluster.get(), svc = state->services.get()](Exposition& e) {
+    e.family("plexus_identity", "gauge", "Security identities in use, by type");
+    e.sample("plexus_identity", {{"type", "cluster"}}, static_cast<double>(c->identities().size()));
+    e.sample("plexus_identity", {{"type", "reserved"}}, 8);
+    if (svc) {
+      size_t backends = 0;
+      std::set<std::string> services;
+      for (const auto& f : svc->installed().frontends) {
+        services.insert(f.service);
+      }
+      backends = svc->installed().backends.size();
+      e.family("plexus_services", "gauge", "Services programmed into the datapath");
+      e.sample("plexus_services", {}, static_cast<double>(services.size()));
+      e.family("plexus_service_frontends", "gauge", "Service frontends (address, port, protocol, scope)");
+      e.sample("plexus_service_frontends", {}, static_cast<double>(svc->installed().frontends.size()));
+      e.family("plexus_service_backends", "gauge", "Service backends, active and terminating");
+      e.sample("plexus_service_backends", {}, static_cast<double>(backends));
+    }
+  });
   // Pod IPs come from CNI: services derived from selectors follow endpoints coming and going.
   state->endpoints->addListener([c = state->cluster.get()](const EndpointRecord& rec, bool removed) {
     if (removed) {

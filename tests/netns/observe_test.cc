@@ -123,6 +123,8 @@ TEST_CASE("metrics scraped from /metrics match the traffic and the CNI calls", "
   CHECK(after.find("plexus_agent_api_process_time_seconds_count{method=\"/plexus.v1.Cni/Add\",return_code=\"OK\"} 2") !=
         std::string::npos);
   CHECK(node.node().exec("curl -sf http://127.0.0.1:9962/healthz").out == "ok\n");
+  CHECK(metric(after, "plexus_identity{type=\"cluster\"}") == 0);  // no Pod manifests applied
+  CHECK(metric(after, "plexus_services") == 0);
 }
 
 TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with the field named", "[netns][apply]") {
