@@ -122,14 +122,31 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     state->services = std::make_unique<ServiceManager>(state->lxc->lb(), pc, &state->flow_dir);
   }
   state->cluster = std::make_unique<ClusterState>(*state->endpoints, state->services.get(), config.state_dir);
+  state->policies = std::make_unique<PolicyManager>(
+      *state->lxc, *state->endpoints,
+      [c = state->cluster.get()] {
+        std::map<uint32_t, std::vector<std::string>> out;
+        for (const auto& [id, labels] : c->identities().all()) {
+          out.emplace(id, std::vector<std::string>(labels.begin(), labels.end()));
+        }
+        return out;
+      },
+      [c = state->cluster.get()](const EndpointRecord& rec) { return c->namedPorts(rec); });
+  state->cluster->setPolicyManager(state->policies.get());
   PLEXUS_TRY(state->cluster->restore(), "restore cluster state");
   state->endpoints->setIdentityResolver([c = state->cluster.get()](EndpointRecord* rec) { c->resolve(rec); });
+  state->endpoints->setPolicyResolver(
+      [p = state->policies.get()](const EndpointRecord& rec) { return p->initialEntries(rec); });
   // Flow enrichment follows every endpoint the datapath serves.
   // /metrics: identities and services, read on the reconcile thread at scrape time.
-  state->metric_sources.push_back([c = state->cluster.get(), svc = state->services.get()](Exposition& e) {
+  state->metric_sources.push_back([c = state->cluster.get(), svc = state->services.get(),
+                                   p = state->policies.get()](Exposition& e) {
     e.family("plexus_identity", "gauge", "Security identities in use, by type");
     e.sample("plexus_identity", {{"type", "cluster"}}, static_cast<double>(c->identities().size()));
     e.sample("plexus_identity", {{"type", "reserved"}}, 8);
+    e.family("plexus_policy", "gauge", "Policies by validity");
+    e.sample("plexus_policy", {{"valid", "true"}}, static_cast<double>(p->validCount()));
+    e.sample("plexus_policy", {{"valid", "false"}}, static_cast<double>(p->invalidCount()));
     if (svc) {
       size_t backends = 0;
       std::set<std::string> services;
@@ -146,12 +163,14 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     }
   });
   // Pod IPs come from CNI: services derived from selectors follow endpoints coming and going.
-  state->endpoints->addListener([c = state->cluster.get()](const EndpointRecord& rec, bool removed) {
-    if (removed) {
-      c->endpointRemoved(rec);
-    }
-    c->syncServices();
-  });
+  state->endpoints->addListener(
+      [c = state->cluster.get(), p = state->policies.get()](const EndpointRecord& rec, bool removed) {
+        if (removed) {
+          c->endpointRemoved(rec);
+        }
+        c->syncServices();
+        p->regenerate();  // a new or vanished identity changes what other endpoints' selectors match
+      });
   state->endpoints->addListener([dir = &state->flow_dir](const EndpointRecord& rec, bool removed) {
     if (removed) {
       dir->removeEndpoint(rec.ip);
@@ -168,6 +187,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     spdlog::warn("restore: {}", p);
   }
   spdlog::info("restored {} endpoints", state->endpoints->list().size());
+  state->policies->regenerate();  // re-adopted endpoints get the policy the restored objects define
 
   // DELs that plexus-cni queued while we were down.
   std::vector<std::string> queue_problems;

@@ -43,6 +43,22 @@ Status validatePod(const nlohmann::json& pod) {
   }
   return Status::Ok();
 }
+// Named container ports of a pod manifest: name -> (port, protocol).
+std::multimap<std::string, std::pair<uint16_t, uint8_t>> podNamedPorts(const nlohmann::json& pod) {
+  std::multimap<std::string, std::pair<uint16_t, uint8_t>> out;
+  const auto& spec = pod.value("spec", nlohmann::json::object());
+  for (const auto& c : spec.value("containers", nlohmann::json::array())) {
+    for (const auto& port : c.value("ports", nlohmann::json::array())) {
+      if (port.contains("name") && port["name"].is_string()) {
+        std::string proto = port.value("protocol", "TCP");
+        uint8_t p = proto == "UDP" ? 17 : proto == "SCTP" ? 132 : 6;
+        out.emplace(port["name"].get<std::string>(),
+                    std::make_pair(static_cast<uint16_t>(port["containerPort"].get<int64_t>()), p));
+      }
+    }
+  }
+  return out;
+}
 }  // namespace
 
 std::vector<std::string> podLabels(const nlohmann::json& pod) {
@@ -61,8 +77,7 @@ ClusterState::ClusterState(EndpointManager& endpoints, ServiceManager* services,
     : endpoints_(endpoints), services_(services), path_(state_dir + "/resources.json"),
       identities_path_(state_dir + "/identities.json") {
   store_.setValidator(ResourceKind::kPod, validatePod);
-  std::vector<ResourceKind> refused = {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
-                                       ResourceKind::kCiliumClusterwideNetworkPolicy, ResourceKind::kNode};
+  std::vector<ResourceKind> refused = {ResourceKind::kNode};
   if (services_) {
     store_.setValidator(ResourceKind::kService,
                         [](const nlohmann::json& o) -> Status { return lb::parseService(o).status(); });
@@ -72,11 +87,19 @@ ClusterState::ClusterState(EndpointManager& endpoints, ServiceManager* services,
     refused.push_back(ResourceKind::kService);
     refused.push_back(ResourceKind::kEndpointSlice);
   }
-  // Policies come with the policy engine; until then they are refused, so nobody believes they are enforced.
   for (ResourceKind k : refused) {
     store_.setValidator(k, [k](const nlohmann::json&) -> Status {
       return makeError(ErrorCode::kInvalidArgument,
                        fmt::format("kind {} is not handled by this agent build yet", toString(k)));
+    });
+  }
+  for (ResourceKind k : {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
+                         ResourceKind::kCiliumClusterwideNetworkPolicy}) {
+    store_.setValidator(k, [this](const nlohmann::json& o) -> Status {
+      if (!policies_) {
+        return makeError(ErrorCode::kFailedPrecondition, "policy enforcement is not running");
+      }
+      return policies_->validate(o);
     });
   }
 }
@@ -158,6 +181,7 @@ identity::Labels ClusterState::identityLabels(const EndpointRecord& rec) const {
   if (pod->contains("spec") && (*pod)["spec"].is_object()) {
     in.service_account = (*pod)["spec"].value("serviceAccountName", "default");
   }
+  in.namespace_labels["kubernetes.io/metadata.name"] = ns;  // set on every namespace by the API server
   auto nsobj = store_.get({ResourceKind::kNamespace, "", ns});
   if (nsobj && (*nsobj)["metadata"].contains("labels") && (*nsobj)["metadata"]["labels"].is_object()) {
     for (const auto& [k, v] : (*nsobj)["metadata"]["labels"].items()) {
@@ -238,14 +262,8 @@ void ClusterState::syncServices() {
     if (!p.ip && o.contains("status") && o["status"].is_object() && o["status"].contains("podIP")) {
       p.ip = o["status"]["podIP"].is_string() ? Ipv4::parse(o["status"]["podIP"].get<std::string>()) : std::nullopt;
     }
-    const auto& spec = o.value("spec", nlohmann::json::object());
-    for (const auto& c : spec.value("containers", nlohmann::json::array())) {
-      for (const auto& port : c.value("ports", nlohmann::json::array())) {
-        if (port.contains("name") && port["name"].is_string()) {
-          uint8_t proto = port.value("protocol", "TCP") == "UDP" ? 17 : 6;
-          p.named_ports[port["name"]] = {static_cast<uint16_t>(port["containerPort"].get<int64_t>()), proto};
-        }
-      }
+    for (const auto& [name, port] : podNamedPorts(o)) {
+      p.named_ports[name] = port;
     }
     pods.push_back(std::move(p));
   }
@@ -263,6 +281,11 @@ void ClusterState::syncServices() {
   }
 }
 
+std::multimap<std::string, std::pair<uint16_t, uint8_t>> ClusterState::namedPorts(const EndpointRecord& rec) const {
+  auto pod = store_.get({ResourceKind::kPod, rec.pod_namespace.empty() ? "default" : rec.pod_namespace, rec.pod_name});
+  return pod ? podNamedPorts(*pod) : std::multimap<std::string, std::pair<uint16_t, uint8_t>>{};
+}
+
 void ClusterState::handle(const std::vector<ResourceEvent>& events) {
   bool services_changed = false;
   for (const auto& e : events) {
@@ -272,6 +295,17 @@ void ClusterState::handle(const std::vector<ResourceEvent>& events) {
   }
   if (services_changed) {
     syncServices();
+  }
+  for (const auto& e : events) {
+    bool is_policy = e.key.kind == ResourceKind::kNetworkPolicy || e.key.kind == ResourceKind::kCiliumNetworkPolicy ||
+                     e.key.kind == ResourceKind::kCiliumClusterwideNetworkPolicy;
+    if (is_policy && policies_) {
+      if (e.type == ResourceEventType::kUpsert) {
+        policies_->upsert(e.object);
+      } else if (e.type == ResourceEventType::kDelete) {
+        policies_->remove(toString(e.key.kind), e.key.namespace_name, e.key.name);
+      }
+    }
   }
   for (const auto& e : events) {
     bool pod = e.key.kind == ResourceKind::kPod;
@@ -302,6 +336,9 @@ void ClusterState::handle(const std::vector<ResourceEvent>& events) {
       spdlog::info("endpoint {} ({}/{}): identity {} -> {}", rec.id, rec_ns, rec.pod_name, rec.identity,
                    next.identity);
     }
+  }
+  if (policies_) {
+    policies_->regenerate();  // policies or identities may have changed; unchanged endpoints are skipped
   }
 }
 

@@ -78,12 +78,14 @@ int main(int argc, char** argv) {
   agent::DaemonService daemon(st);
   agent::ObserverService observer(st);
   agent::ResourcesService resources(st);
+  agent::PolicyService policy(st);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(api::grpcTarget(config->socket), grpc::InsecureServerCredentials());
   builder.RegisterService(&cni);
   builder.RegisterService(&daemon);
   builder.RegisterService(&observer);
   builder.RegisterService(&resources);
+  builder.RegisterService(&policy);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(agent::apiMetricsInterceptor(st.api_metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

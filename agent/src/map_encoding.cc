@@ -1,5 +1,7 @@
 #include "plexus/agent/map_encoding.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 
 namespace plexus::agent {
@@ -40,6 +42,19 @@ plexus_ipcache_value encodeIpcacheValue(uint32_t identity, Ipv4 tunnel_endpoint)
   v.identity = identity;
   v.tunnel_endpoint = tunnel_endpoint.networkOrder();
   return v;
+}
+
+std::pair<plexus_policy_key, plexus_policy_value> encodePolicyEntry(const policy::Entry& e) {
+  plexus_policy_key k{};
+  k.prefixlen = e.proto == policy::kProtoAny ? PLEXUS_POLICY_FIXED_PREFIX : PLEXUS_POLICY_PROTO_PREFIX + e.port_bits;
+  k.identity = e.identity;
+  k.direction = static_cast<uint8_t>(e.direction);
+  k.protocol = e.proto;
+  k.dport = htons(e.port);
+  plexus_policy_value v{};
+  v.flags = e.deny ? PLEXUS_POLICY_F_DENY : 0;
+  v.rule_id = e.rule_id;
+  return {k, v};
 }
 
 }  // namespace plexus::agent

@@ -79,6 +79,12 @@ void addBpfCommands(CLI::App& app, Context& ctx, int& rc) {
     }
     v1::BpfMap which = e.map;
     list->callback([&ctx, &rc, which] { rc = dump(ctx, which, endpoint); });
+    if (e.map == v1::BPF_MAP_POLICY) {
+      auto* get = group->add_subcommand("get", "one endpoint's policy map as the kernel holds it");
+      get->add_option("endpoint", endpoint, "endpoint id")->required();
+      get->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+      get->callback([&ctx, &rc] { rc = dump(ctx, v1::BPF_MAP_POLICY, endpoint); });
+    }
   }
 }
 

@@ -11,6 +11,8 @@
 
 #include "plexus/api/paths.h"
 #include "plexus/cli/format.h"
+#include "plexus/common/result.h"
+#include "plexus/v1/policy.pb.h"
 
 namespace plexus::cli {
 
@@ -48,5 +50,10 @@ void addStatusCommands(CLI::App& app, Context& ctx, int& rc);
 void addBpfCommands(CLI::App& app, Context& ctx, int& rc);
 void addObserveCommand(CLI::App& app, Context& ctx, int& rc);
 void addResourceCommands(CLI::App& app, Context& ctx, int& rc);
+void addPolicyCommands(CLI::App& app, Context& ctx, int& rc);
+
+// An endpoint's compiled policy (plexus endpoint get shows it).
+Result<v1::GetEndpointPolicyResponse> endpointPolicy(const Context& c, const std::string& selector);
+void printEndpointPolicy(const v1::GetEndpointPolicyResponse& p);
 
 }  // namespace plexus::cli

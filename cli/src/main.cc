@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   plexus::cli::addBpfCommands(app, ctx, rc);
   plexus::cli::addObserveCommand(app, ctx, rc);
   plexus::cli::addResourceCommands(app, ctx, rc);
+  plexus::cli::addPolicyCommands(app, ctx, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

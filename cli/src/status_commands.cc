@@ -90,8 +90,11 @@ int endpointGet(const Context& c, const std::string& selector) {
   if (!s.ok()) {
     return reportError(c, s);
   }
+  auto pol = endpointPolicy(c, selector);
   if (c.format() == Output::kJson) {
-    std::cout << toJson(e).dump(2) << "\n";
+    auto j = toJson(e);
+    j["policy"] = pol.ok() ? toJson(*pol) : nlohmann::json{{"error", pol.error().message}};
+    std::cout << j.dump(2) << "\n";
     return 0;
   }
   std::cout << renderTable(kEndpointHeader, {endpointRow(e)});
@@ -103,6 +106,11 @@ int endpointGet(const Context& c, const std::string& selector) {
       std::cout << " " << l;
     }
     std::cout << "\n";
+  }
+  if (pol.ok()) {
+    printEndpointPolicy(*pol);
+  } else {
+    std::cout << "policy: " << pol.error().message << "\n";
   }
   return 0;
 }

@@ -121,6 +121,14 @@ bool Allocator::release(uint32_t id) {
   return true;
 }
 
+std::map<uint32_t, Labels> Allocator::all() const {
+  std::map<uint32_t, Labels> out;
+  for (const auto& [id, entry] : by_id_) {
+    out.emplace(id, entry.first);
+  }
+  return out;
+}
+
 std::optional<Labels> Allocator::labelsOf(uint32_t id) const {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) {

@@ -15,6 +15,7 @@
 #include "plexus/agent/prometheus.h"
 #include "plexus/agent/endpoint_manager.h"
 #include "plexus/agent/ipam.h"
+#include "plexus/agent/policy_manager.h"
 #include "plexus/agent/reconciler.h"
 #include "plexus/agent/state_store.h"
 #include "plexus/datapath/event_reader.h"
@@ -34,6 +35,7 @@ struct AgentState {
   std::unique_ptr<EndpointManager> endpoints;
   std::unique_ptr<ServiceManager> services;  // null when kube-proxy replacement is off
   std::unique_ptr<ClusterState> cluster;
+  std::unique_ptr<PolicyManager> policies;
   Reconciler reconciler;
   // Observability: flows decoded from the datapath's events, and what /metrics reports.
   std::unique_ptr<FlowStore> flows;  // null when hubble is off

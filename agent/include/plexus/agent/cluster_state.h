@@ -2,13 +2,15 @@
 // Standalone cluster state: the objects `plexus apply` stores (ResourceStore), persisted in the state dir,
 // and what the agent derives from them. Pods give their endpoints labels (matched by K8S_POD_NAMESPACE and
 // K8S_POD_NAME from CNI) and, with Services and EndpointSlices, the service maps (through the ServiceManager);
-// namespaces are kept for the identity labels. Kinds without a consumer in this build (policies) are refused
-// with a message rather than accepted and ignored. Runs on the reconcile thread.
+// namespaces are kept for the identity labels; policies go to the PolicyManager, which is told to regenerate
+// whenever policies or identities change. Kinds without a consumer in this build (Node) are refused with a
+// message rather than accepted and ignored. Runs on the reconcile thread.
 
 #include <string>
 #include <vector>
 
 #include "plexus/agent/endpoint_manager.h"
+#include "plexus/agent/policy_manager.h"
 #include "plexus/agent/resource_store.h"
 #include "plexus/agent/service_manager.h"
 #include "plexus/common/result.h"
@@ -21,6 +23,8 @@ class ClusterState {
   // services may be null (kube-proxy replacement off): Services are then refused.
   ClusterState(EndpointManager& endpoints, ServiceManager* services, std::string state_dir);
 
+  // Policies are refused until this is set (before restore()).
+  void setPolicyManager(PolicyManager* policies) { policies_ = policies; }
   // Reloads the persisted objects (a corrupt file is reported, never guessed at).
   Status restore();
   std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects);
@@ -35,6 +39,8 @@ class ClusterState {
   // Recomputes the service maps from the stored objects and the endpoints (also after CNI ADD/DEL).
   void syncServices();
   std::vector<lb::Service> services() const;
+  // The named container ports of an endpoint's pod: name -> (port, protocol).
+  std::multimap<std::string, std::pair<uint16_t, uint8_t>> namedPorts(const EndpointRecord& rec) const;
 
  private:
   void handle(const std::vector<ResourceEvent>& events);
@@ -45,6 +51,7 @@ class ClusterState {
 
   EndpointManager& endpoints_;
   ServiceManager* services_;
+  PolicyManager* policies_ = nullptr;
   std::string path_;
   std::string identities_path_;
   ResourceStore store_;

@@ -8,6 +8,7 @@
 #include "plexus/v1/cni.grpc.pb.h"
 #include "plexus/v1/daemon.grpc.pb.h"
 #include "plexus/v1/flows.grpc.pb.h"
+#include "plexus/v1/policy.grpc.pb.h"
 #include "plexus/v1/resources.grpc.pb.h"
 
 namespace plexus::agent {
@@ -61,6 +62,21 @@ class ResourcesService final : public plexus::v1::Resources::Service {
 
  private:
   grpc::Status run(const v1::ApplyRequest* req, v1::ApplyResponse* resp, bool remove);
+  AgentState& state_;
+};
+
+class PolicyService final : public plexus::v1::Policy::Service {
+ public:
+  explicit PolicyService(AgentState& state) : state_(state) {}
+  grpc::Status ListPolicies(grpc::ServerContext*, const v1::ListPoliciesRequest*, v1::ListPoliciesResponse*) override;
+  grpc::Status ListIdentities(grpc::ServerContext*, const v1::ListIdentitiesRequest*,
+                              v1::ListIdentitiesResponse*) override;
+  grpc::Status GetIdentity(grpc::ServerContext*, const v1::GetIdentityRequest*, v1::IdentityInfo*) override;
+  grpc::Status GetEndpointPolicy(grpc::ServerContext*, const v1::GetEndpointPolicyRequest*,
+                                 v1::GetEndpointPolicyResponse*) override;
+  grpc::Status Explain(grpc::ServerContext*, const v1::ExplainRequest*, v1::ExplainResponse*) override;
+
+ private:
   AgentState& state_;
 };
 

@@ -7,6 +7,8 @@
 #include "plexus/agent/endpoint_record.h"
 #include "plexus/common/ipv4.h"
 #include "plexus/endpoint.h"
+#include "plexus/policy.h"
+#include "plexus/policy/compiler.h"
 
 namespace plexus::agent {
 
@@ -21,5 +23,8 @@ plexus_endpoint_value encodeHostEndpointValue();
 
 plexus_ipcache_key encodeIpcacheKey(Ipv4Prefix prefix);
 plexus_ipcache_value encodeIpcacheValue(uint32_t identity, Ipv4 tunnel_endpoint = Ipv4{});
+
+// A compiled policy entry as the per-endpoint LPM trie stores it.
+std::pair<plexus_policy_key, plexus_policy_value> encodePolicyEntry(const policy::Entry& e);
 
 }  // namespace plexus::agent

@@ -74,6 +74,8 @@ class Allocator {
   bool release(uint32_t id);
   std::optional<Labels> labelsOf(uint32_t id) const;
   size_t size() const { return by_labels_.size(); }
+  // Every allocated identity with its labels.
+  std::map<uint32_t, Labels> all() const;
   uint32_t refcount(uint32_t id) const;
 
   nlohmann::json snapshot() const;
