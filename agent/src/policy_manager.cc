@@ -1,5 +1,8 @@
 #include "plexus/agent/policy_manager.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -106,7 +109,37 @@ void PolicyManager::syncCidrIdentities() {
   }
 }
 
+void PolicyManager::syncHostAddresses() {
+  std::set<Ipv4> now;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) {
+    return;
+  }
+  for (ifaddrs* a = list; a; a = a->ifa_next) {
+    if (a->ifa_addr && a->ifa_addr->sa_family == AF_INET) {
+      Ipv4 ip = Ipv4::fromNetwork(reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr);
+      if ((ip.hostOrder() >> 24) != 127) {
+        now.insert(ip);
+      }
+    }
+  }
+  freeifaddrs(list);
+  for (const Ipv4& ip : host_addrs_) {
+    if (!now.count(ip) && !endpoints_.find(ip.toString())) {
+      (void)dp_.ipcache().erase(encodeIpcacheKey(Ipv4Prefix(ip, 32)));
+    }
+  }
+  for (const Ipv4& ip : now) {
+    if (Status s = dp_.ipcache().update(encodeIpcacheKey(Ipv4Prefix(ip, 32)), encodeIpcacheValue(kIdentityHost));
+        !s.ok()) {
+      spdlog::warn("ipcache host address {}: {}", ip.toString(), s.error().message);
+    }
+  }
+  host_addrs_ = std::move(now);
+}
+
 void PolicyManager::syncIdentities() {
+  syncHostAddresses();
   syncCidrIdentities();
   auto all = identity_source_();
   for (uint32_t r = 1; r <= 8; ++r) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,8 @@ class PolicyManager {
   static std::string keyOf(const std::string& kind, const std::string& ns, const std::string& name);
   void syncIdentities();
   void syncCidrIdentities();
+  // Every IPv4 address of this node is the host identity in the ipcache, as in Cilium.
+  void syncHostAddresses();
   policy::EndpointPolicy compileFor(const EndpointRecord& rec);
 
   datapath::LxcDatapath& dp_;
@@ -84,6 +87,7 @@ class PolicyManager {
   std::map<uint32_t, std::string> rule_origins_;
   policy::SelectorCache cache_;
   std::map<Ipv4Prefix, uint32_t> cidr_ids_;
+  std::set<Ipv4> host_addrs_;
   uint32_t next_cidr_id_ = kFirstLocalIdentity;
   std::map<uint16_t, EndpointPolicyView> installed_;
 };
