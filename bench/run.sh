@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 out="$BUILD/bench-results.jsonl"
 : >"$out"
 failed=()
-for b in datapath cni_add events maglev services; do
+for b in datapath cni_add events maglev services policy; do
   echo "=== bench $b"
   if bash "$b/run.sh" "$BUILD" | tee -a "$out"; then :; else failed+=("$b"); fi
 done
