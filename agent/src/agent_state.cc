@@ -48,6 +48,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   datapath::LxcConfig lxc_cfg;
   lxc_cfg.bpf_root = config.bpf_root;
   lxc_cfg.ct_map_size = static_cast<uint32_t>(config.ct_map_size);
+  lxc_cfg.events_ring_bytes = static_cast<uint32_t>(config.events_ring_size);
   lxc_cfg.maglev_table_size = static_cast<uint32_t>(config.maglev_table_size);
   lxc_cfg.enable_events = config.enable_hubble;
   lxc_cfg.monitor_aggregation =

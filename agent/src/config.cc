@@ -54,6 +54,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--devices", c.devices, "external devices for NodePort")->delimiter(',');
   app.add_option("--enable-socket-lb", c.enable_socket_lb, "socket-level load-balancing");
   app.add_option("--ct-map-size", c.ct_map_size, "conntrack map entries");
+  app.add_option("--events-ring-size", c.events_ring_size,
+                 "bytes of the BPF ring buffer carrying flow events (a power of two, 4096-67108864)");
 }
 
 std::string scalarText(const YAML::Node& n) {
@@ -152,6 +154,11 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
     if (!seed.ok()) {
       return seed.error().wrap("--maglev-hash-seed");
     }
+  }
+  if (c.events_ring_size < 4096 || c.events_ring_size > (64 << 20) ||
+      (c.events_ring_size & (c.events_ring_size - 1)) != 0) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--events-ring-size {}: must be a power of two, 4096-67108864", c.events_ring_size));
   }
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));

@@ -1,5 +1,7 @@
 // Observability end to end: flows from real traffic through plexus observe, filters, follow, metrics on /metrics,
 // and pod labels applied with plexus apply.
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -183,4 +185,98 @@ TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with t
   REQUIRE(node.agent().start());
   CHECK(node.cli({"apply", "-f", manifest}).out.find("unchanged") != std::string::npos);
   CHECK(node.cliJson({"endpoint", "get", "shop/web"})["identity"] == moved);
+}
+
+TEST_CASE("policy drops are DROPPED flows with pods, ports and the reason; metrics count them", "[netns][observe]") {
+  NodeFixture node("10.238.0.0/24");
+  Pod web = node.addPod("web", "x");
+  Pod client = node.addPod("client", "x");
+  std::string path = node.dir() + "/p.yaml";
+  std::ofstream(path) << R"(apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: x, labels: {app: web}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: x, labels: {app: client}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "9090", protocol: UDP}]}]
+)";
+  auto applied = node.cli({"apply", "-f", path});
+  INFO(applied.out << applied.err);
+  REQUIRE(applied.exit_code == 0);
+  requireTcpExchange(client, web, 8080);
+  CHECK(tcpConnect(client.netns->path(), web.ip, 8081, std::chrono::milliseconds(500)) < 0);
+  for (uint16_t port : {9090, 5353}) {
+    int u = socketInNetns(client.netns->path(), SOCK_DGRAM);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, web.ip.c_str(), &a.sin_addr);
+    (void)sendto(u, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    close(u);
+  }
+  auto find = [&](const std::vector<nlohmann::json>& flows, const std::string& proto, int port) {
+    for (const auto& f : flows) {
+      const auto& fl = f["flow"];
+      if (fl["l4"].contains(proto) && fl["l4"][proto]["destination_port"] == port) {
+        return fl;
+      }
+    }
+    return nlohmann::json();
+  };
+  auto fwd = flowsJson(node, {"--to-pod", "x/web", "--verdict", "FORWARDED", "--last", "100"});
+  CHECK(find(fwd, "TCP", 8080)["source"]["pod_name"] == "client");
+  auto drops = flowsJson(node, {"--to-pod", "x/web", "--verdict", "DROPPED", "--last", "100"});
+  auto tcp = find(drops, "TCP", 8081);
+  CHECK(tcp["drop_reason_desc"] == "POLICY_DENIED");
+  CHECK(tcp["source"]["pod_name"] == "client");
+  CHECK(tcp["destination"]["pod_name"] == "web");
+  CHECK(tcp["destination"]["namespace"] == "x");
+  CHECK(tcp["traffic_direction"] == "INGRESS");
+  CHECK(find(drops, "UDP", 9090)["drop_reason_desc"] == "POLICY_DENY");
+  CHECK(find(drops, "UDP", 5353)["drop_reason_desc"] == "POLICY_DENIED");
+  // Filters narrow: UDP only.
+  for (const auto& f : flowsJson(node, {"--to-pod", "x/web", "--verdict", "DROPPED", "--protocol", "udp"})) {
+    CHECK(f["flow"]["l4"].contains("UDP"));
+  }
+  std::string m = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
+  CHECK(metric(m, "plexus_drop_count_total{direction=\"INGRESS\",reason=\"POLICY_DENIED\"}") >= 2);
+  CHECK(metric(m, "plexus_drop_count_total{direction=\"INGRESS\",reason=\"POLICY_DENY\"}") >= 1);
+  CHECK(metric(m, "plexus_policy{valid=\"true\"}") == 1);
+}
+
+TEST_CASE("a flood bigger than the event ring counts lost events and leaves the agent healthy", "[netns][observe]") {
+  NodeFixture node("10.237.0.0/24", {"--events-ring-size", "4096", "--monitor-aggregation", "none"});
+  Pod a = node.addPod("a");
+  Pod b = node.addPod("b");
+  int srv = socketInNetns(b.netns->path(), SOCK_DGRAM);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(7777);
+  REQUIRE(bind(srv, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+  inet_pton(AF_INET, b.ip.c_str(), &sa.sin_addr);
+  int u = socketInNetns(a.netns->path(), SOCK_DGRAM);
+  // Bounded: 20,000 datagrams, far more events than a 4 KiB ring holds between two reads.
+  for (int i = 0; i < 20000; ++i) {
+    (void)sendto(u, "flood", 5, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  }
+  close(u);
+  close(srv);
+  std::string m = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
+  INFO(m);
+  CHECK(metric(m, "plexus_hubble_lost_events_total{source=\"perf_event_ring_buffer\"}") > 0);
+  CHECK(node.cli({"status"}).exit_code == 0);
+  requireTcpExchange(a, b, 8080);
+  CHECK(node.node().exec("curl -sf http://127.0.0.1:9962/healthz").out == "ok\n");
 }

@@ -202,6 +202,7 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v1, config.ct_map_size);
+  bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.
   int err = plexus_lxc__load(skel);
   if (err != 0) {

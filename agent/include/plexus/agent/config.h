@@ -42,6 +42,7 @@ struct AgentConfig {
   std::vector<std::string> devices;
   bool enable_socket_lb = true;
   int ct_map_size = 262144;
+  int events_ring_size = 4 << 20;  // bytes of the flow-event ring buffer
 
   Ipv4Prefix podCidr() const;
 };

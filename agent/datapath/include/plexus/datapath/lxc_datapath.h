@@ -29,6 +29,7 @@ struct LxcConfig {
   bool enable_events = true;  // flow events into the ring buffer (hubble.enabled)
   uint8_t monitor_aggregation = PLEXUS_AGGREGATION_MEDIUM;
   uint32_t ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
+  uint32_t events_ring_bytes = PLEXUS_EVENTS_RING_BYTES;  // a power of two, at least one page
   uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
 };
 
