@@ -1,0 +1,513 @@
+// Chart tests for helm/plexus: render with `helm template` and check the objects.
+// Needs HELM (path to a helm binary; helm/tests/run.sh provides it) and python3 with the yaml module, which turns
+// helm's multi-document YAML into JSON (no npm dependencies).
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const chart = path.join(repo, 'helm', 'plexus');
+const helmBin = process.env.HELM || 'helm';
+const kTimeoutMs = 60000;
+
+const kCaps = ['NET_ADMIN', 'SYS_ADMIN', 'BPF', 'PERFMON', 'SYS_RESOURCE', 'NET_RAW'];
+const kKprMessage =
+  'kubeProxyReplacement=true needs k8sServiceHost: without kube-proxy the kubernetes Service ClusterIP is not ' +
+  'reachable before the agent runs';
+
+function run(cmd, args, input) {
+  const r = spawnSync(cmd, args, { input, encoding: 'utf8', timeout: kTimeoutMs, cwd: repo });
+  if (r.error) {
+    throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
+  }
+  return r;
+}
+
+// Multi-document YAML -> array of non-empty documents.
+function parseYamlDocs(text) {
+  const py = 'import sys, yaml, json\n' +
+    'json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)';
+  const r = run('python3', ['-c', py], text);
+  assert.equal(r.status, 0, `python3 yaml parse failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+function parseYaml(text) {
+  const docs = parseYamlDocs(text);
+  assert.equal(docs.length, 1, 'expected one YAML document');
+  return docs[0];
+}
+
+// helm template t helm/plexus --namespace kube-system <args>
+function template(args = []) {
+  return run(helmBin, ['template', 't', chart, '--namespace', 'kube-system', ...args]);
+}
+
+function render(args = []) {
+  const r = template(args);
+  assert.equal(r.status, 0, `helm template ${args.join(' ')} failed: ${r.stderr}`);
+  return parseYamlDocs(r.stdout);
+}
+
+function find(docs, kind, name) {
+  const matches = docs.filter((d) => d.kind === kind && (name === undefined || d.metadata.name === name));
+  assert.equal(matches.length, 1, `expected exactly one ${kind} ${name ?? ''}, got ${matches.length}`);
+  return matches[0];
+}
+
+function agentConfig(args = []) {
+  const cm = find(render(args), 'ConfigMap', 'plexus-config');
+  return parseYaml(cm.data['config.yaml']);
+}
+
+function daemonSet(args = []) {
+  return find(render(args), 'DaemonSet', 'plexus');
+}
+
+function agentContainer(ds) {
+  const c = ds.spec.template.spec.containers.find((x) => x.name === 'agent');
+  assert.ok(c, 'agent container missing');
+  return c;
+}
+
+function volumeByHostPath(ds, hostPath) {
+  const v = ds.spec.template.spec.volumes.find((x) => x.hostPath && x.hostPath.path === hostPath);
+  assert.ok(v, `no hostPath volume for ${hostPath}`);
+  return v;
+}
+
+function mountOf(container, volumeName) {
+  const m = container.volumeMounts.find((x) => x.name === volumeName);
+  assert.ok(m, `container ${container.name} does not mount ${volumeName}`);
+  return m;
+}
+
+function expectFailure(args, pattern) {
+  const r = template(args);
+  assert.notEqual(r.status, 0, `helm template ${args.join(' ')} should fail`);
+  assert.match(r.stderr, pattern);
+}
+
+describe('default render', () => {
+  test('renders every kind in the release namespace', () => {
+    const docs = render();
+    for (const kind of ['DaemonSet', 'ConfigMap', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Service']) {
+      assert.ok(docs.some((d) => d.kind === kind), `missing ${kind}`);
+    }
+    for (const d of docs.filter((x) => !x.kind.startsWith('Cluster'))) {
+      assert.equal(d.metadata.namespace, 'kube-system', `${d.kind} ${d.metadata.name} namespace`);
+    }
+    assert.ok(!docs.some((d) => d.kind === 'CustomResourceDefinition'), 'CRDs only with --include-crds');
+  });
+
+  test('namespace follows the release, not a hard-coded kube-system', () => {
+    const r = run(helmBin, ['template', 't', chart, '--namespace', 'plexus-system']);
+    assert.equal(r.status, 0, r.stderr);
+    const docs = parseYamlDocs(r.stdout);
+    assert.equal(find(docs, 'DaemonSet', 'plexus').metadata.namespace, 'plexus-system');
+    assert.equal(find(docs, 'ClusterRoleBinding', 'plexus').subjects[0].namespace, 'plexus-system');
+  });
+
+  test('labels come from the helpers', () => {
+    const ds = daemonSet();
+    const labels = ds.spec.template.metadata.labels;
+    assert.equal(labels['app.kubernetes.io/name'], 'plexus');
+    assert.equal(labels['app.kubernetes.io/instance'], 't');
+    assert.equal(labels['app.kubernetes.io/part-of'], 'plexus');
+    const svc = find(render(), 'Service', 'plexus-metrics');
+    assert.deepEqual(svc.spec.selector, ds.spec.selector.matchLabels);
+  });
+
+  test('conflist chains plexus-cni and portmap', () => {
+    const cm = find(render(), 'ConfigMap', 'plexus-config');
+    assert.deepEqual(JSON.parse(cm.data['05-plexus.conflist']), {
+      cniVersion: '1.0.0',
+      name: 'plexus',
+      plugins: [
+        { type: 'plexus-cni', socket: '/run/plexus/plexus.sock' },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    });
+  });
+});
+
+describe('CRDs', () => {
+  const kExpected = {
+    'ciliumnetworkpolicies.cilium.io': { scope: 'Namespaced', kind: 'CiliumNetworkPolicy', version: 'v2', short: 'cnp' },
+    'ciliumclusterwidenetworkpolicies.cilium.io': {
+      scope: 'Cluster', kind: 'CiliumClusterwideNetworkPolicy', version: 'v2', short: 'ccnp',
+    },
+    'plexusidentities.plexus.io': { scope: 'Cluster', kind: 'PlexusIdentity', version: 'v1alpha1' },
+    'plexusnodes.plexus.io': { scope: 'Cluster', kind: 'PlexusNode', version: 'v1alpha1' },
+  };
+
+  // Structural schema (apiextensions v1): every node states a type, or preserves unknown fields.
+  function assertStructural(schema, where) {
+    assert.ok(schema.type || schema['x-kubernetes-preserve-unknown-fields'], `${where}: no type`);
+    for (const [k, v] of Object.entries(schema.properties ?? {})) {
+      assertStructural(v, `${where}.${k}`);
+    }
+    if (schema.items) {
+      assertStructural(schema.items, `${where}[]`);
+    }
+    if (typeof schema.additionalProperties === 'object') {
+      assertStructural(schema.additionalProperties, `${where}{}`);
+    }
+  }
+
+  const crds = () => render(['--include-crds']).filter((d) => d.kind === 'CustomResourceDefinition');
+
+  test('four CRDs with the expected names, scopes and versions', () => {
+    const all = crds();
+    assert.deepEqual(all.map((c) => c.metadata.name).sort(), Object.keys(kExpected).sort());
+    for (const crd of all) {
+      const want = kExpected[crd.metadata.name];
+      assert.equal(crd.apiVersion, 'apiextensions.k8s.io/v1');
+      assert.equal(crd.spec.scope, want.scope, crd.metadata.name);
+      assert.equal(crd.spec.names.kind, want.kind);
+      if (want.short) {
+        assert.deepEqual(crd.spec.names.shortNames, [want.short]);
+      }
+      assert.equal(crd.spec.versions.length, 1);
+      const v = crd.spec.versions[0];
+      assert.equal(v.name, want.version);
+      assert.equal(v.served, true);
+      assert.equal(v.storage, true);
+      assertStructural(v.schema.openAPIV3Schema, crd.metadata.name);
+    }
+  });
+
+  test('Cilium policy schema: spec, specs and status', () => {
+    for (const crd of crds().filter((c) => c.spec.group === 'cilium.io')) {
+      const v = crd.spec.versions[0];
+      assert.deepEqual(v.subresources, { status: {} });
+      const props = v.schema.openAPIV3Schema.properties;
+      const spec = props.spec;
+      assert.equal(spec.type, 'object');
+      for (const rules of ['ingress', 'ingressDeny', 'egress', 'egressDeny']) {
+        assert.equal(spec.properties[rules].type, 'array', rules);
+        assert.equal(spec.properties[rules].items.type, 'object', rules);
+        assert.equal(spec.properties[rules].items['x-kubernetes-preserve-unknown-fields'], true, rules);
+      }
+      assert.equal(spec.properties.endpointSelector.type, 'object');
+      assert.equal(spec.properties.nodeSelector.type, 'object');
+      assert.deepEqual(spec.properties.enableDefaultDeny.properties, {
+        ingress: { type: 'boolean' },
+        egress: { type: 'boolean' },
+      });
+      assert.equal(spec.properties.description.type, 'string');
+      assert.equal(spec.properties.labels.type, 'array');
+      assert.equal(props.specs.type, 'array');
+      assert.deepEqual(props.specs.items, spec);
+      assert.equal(props.status.type, 'object');
+      assert.equal(props.status['x-kubernetes-preserve-unknown-fields'], true);
+    }
+  });
+
+  test('Plexus CRDs: identity labels and node IPAM', () => {
+    const all = crds();
+    const id = all.find((c) => c.metadata.name === 'plexusidentities.plexus.io').spec.versions[0];
+    const idSchema = id.schema.openAPIV3Schema;
+    assert.deepEqual(idSchema.required, ['security-labels']);
+    assert.equal(idSchema.properties['security-labels'].type, 'object');
+    assert.deepEqual(idSchema.properties['security-labels'].additionalProperties, { type: 'string' });
+
+    const node = all.find((c) => c.metadata.name === 'plexusnodes.plexus.io').spec.versions[0];
+    assert.deepEqual(node.subresources, { status: {} });
+    const nodeProps = node.schema.openAPIV3Schema.properties;
+    assert.equal(nodeProps.spec.properties.ipam.properties.podCIDRs.type, 'array');
+    assert.equal(nodeProps.spec.properties.ipam.properties.podCIDRs.items.type, 'string');
+    assert.equal(nodeProps.status.properties.ipam.properties.allocated.type, 'integer');
+  });
+});
+
+describe('DaemonSet', () => {
+  test('pod settings', () => {
+    const ds = daemonSet();
+    const pod = ds.spec.template.spec;
+    assert.equal(pod.hostNetwork, true);
+    assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
+    assert.equal(pod.priorityClassName, 'system-node-critical');
+    assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
+    assert.equal(pod.serviceAccountName, 'plexus');
+    assert.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+  });
+
+  test('agent command, env and image', () => {
+    const agent = agentContainer(daemonSet());
+    assert.deepEqual(agent.command, ['plexus-agent', '--config', '/etc/plexus/config.yaml']);
+    assert.equal(agent.image, 'localhost/plexus:0.1.0');
+    assert.equal(agent.imagePullPolicy, 'IfNotPresent');
+    const nodeName = agent.env.find((e) => e.name === 'PLEXUS_NODE_NAME');
+    assert.equal(nodeName.valueFrom.fieldRef.fieldPath, 'spec.nodeName');
+    assert.ok(!agent.env.some((e) => e.name.startsWith('KUBERNETES_SERVICE_')), 'no API override without KPR');
+  });
+
+  test('agent capabilities: exactly the six, drop ALL, not privileged, spc_t', () => {
+    const sc = agentContainer(daemonSet()).securityContext;
+    assert.equal(sc.privileged, false);
+    assert.deepEqual(sc.capabilities.add, kCaps);
+    assert.deepEqual(sc.capabilities.drop, ['ALL']);
+    assert.deepEqual(sc.seLinuxOptions, { level: 's0', type: 'spc_t' });
+  });
+
+  test('hostPath volumes and mount propagation', () => {
+    const ds = daemonSet();
+    const agent = agentContainer(ds);
+    const init = ds.spec.template.spec.initContainers.find((c) => c.name === 'install');
+
+    const bpf = volumeByHostPath(ds, '/sys/fs/bpf');
+    assert.equal(mountOf(agent, bpf.name).mountPath, '/sys/fs/bpf');
+    assert.equal(mountOf(agent, bpf.name).mountPropagation, 'HostToContainer');
+    assert.equal(mountOf(init, bpf.name).mountPropagation, 'Bidirectional');
+
+    const cg = volumeByHostPath(ds, '/run/plexus/cgroupv2');
+    assert.equal(mountOf(agent, cg.name).mountPath, '/run/plexus/cgroupv2');
+    assert.equal(mountOf(init, cg.name).mountPropagation, 'Bidirectional');
+
+    const run = volumeByHostPath(ds, '/run/plexus');
+    assert.equal(mountOf(agent, run.name).mountPath, '/run/plexus');
+
+    const state = volumeByHostPath(ds, '/var/lib/plexus');
+    assert.equal(state.hostPath.type, 'DirectoryOrCreate');
+    assert.equal(mountOf(agent, state.name).mountPath, '/var/lib/plexus');
+
+    const bin = volumeByHostPath(ds, '/opt/cni/bin');
+    assert.equal(mountOf(init, bin.name).mountPath, '/host/opt/cni/bin');
+    const conf = volumeByHostPath(ds, '/etc/cni/net.d');
+    assert.equal(mountOf(init, conf.name).mountPath, '/host/etc/cni/net.d');
+    assert.ok(agent.volumeMounts.some((m) => m.name === conf.name), 'agent mounts the CNI conf dir');
+
+    const modules = volumeByHostPath(ds, '/lib/modules');
+    assert.equal(mountOf(agent, modules.name).readOnly, true);
+
+    const netns = volumeByHostPath(ds, '/run/netns');
+    assert.equal(mountOf(agent, netns.name).mountPropagation, 'HostToContainer');
+
+    const cm = ds.spec.template.spec.volumes.find((v) => v.configMap && v.configMap.name === 'plexus-config');
+    assert.ok(cm, 'ConfigMap volume missing');
+    assert.equal(mountOf(agent, cm.name).mountPath, '/etc/plexus');
+  });
+
+  test('custom host paths follow the values', () => {
+    const ds = daemonSet([
+      '--set', 'bpf.root=/mnt/bpf', '--set', 'cgroup.hostRoot=/mnt/cg2',
+      '--set', 'cni.binPath=/usr/libexec/cni', '--set', 'cni.confPath=/var/cni/conf',
+    ]);
+    const agent = agentContainer(ds);
+    assert.equal(mountOf(agent, volumeByHostPath(ds, '/mnt/bpf').name).mountPath, '/mnt/bpf');
+    assert.equal(mountOf(agent, volumeByHostPath(ds, '/mnt/cg2').name).mountPath, '/mnt/cg2');
+    volumeByHostPath(ds, '/usr/libexec/cni');
+    volumeByHostPath(ds, '/var/cni/conf');
+    const cfg = agentConfig(['--set', 'bpf.root=/mnt/bpf', '--set', 'cgroup.hostRoot=/mnt/cg2']);
+    assert.equal(cfg['bpf-root'], '/mnt/bpf/plexus');
+    assert.equal(cfg['cgroup-root'], '/mnt/cg2');
+  });
+
+  test('init container installs the plugin and conflist, privileged', () => {
+    const ds = daemonSet();
+    const init = ds.spec.template.spec.initContainers.find((c) => c.name === 'install');
+    assert.ok(init, 'init container install missing');
+    assert.equal(init.securityContext.privileged, true);
+    assert.equal(init.image, agentContainer(ds).image);
+    const script = init.command.join('\n');
+    assert.match(script, /mount -t bpf bpf "\/sys\/fs\/bpf"/);
+    assert.match(script, /mount -t cgroup2 none "\/run\/plexus\/cgroupv2"/);
+    assert.match(script, /\/usr\/local\/bin\/plexus-cni/);
+    assert.match(script, /\/host\/opt\/cni\/bin\/plexus-cni/);
+    assert.match(script, /\/host\/etc\/cni\/net\.d\/05-plexus\.conflist/);
+  });
+
+  test('probes hit /healthz on the prometheus port', () => {
+    const agent = agentContainer(daemonSet(['--set', 'prometheus.port=9100']));
+    for (const probe of [agent.readinessProbe, agent.livenessProbe]) {
+      assert.ok(probe, 'probe missing');
+      assert.equal(probe.httpGet.path, '/healthz');
+      assert.equal(probe.httpGet.port, 9100);
+      assert.ok(probe.periodSeconds >= 1);
+    }
+  });
+
+  test('resources come from values', () => {
+    assert.deepEqual(agentContainer(daemonSet()).resources, { requests: { cpu: '100m', memory: '128Mi' } });
+    const custom = agentContainer(daemonSet(['--set', 'resources.limits.memory=1Gi'])).resources;
+    assert.equal(custom.limits.memory, '1Gi');
+  });
+});
+
+describe('ConfigMap config.yaml', () => {
+  test('defaults', () => {
+    const cfg = agentConfig();
+    assert.equal(cfg['state-dir'], '/var/lib/plexus');
+    assert.equal(cfg.socket, '/run/plexus/plexus.sock');
+    assert.equal(cfg['bpf-root'], '/sys/fs/bpf/plexus');
+    assert.equal(cfg['cgroup-root'], '/run/plexus/cgroupv2');
+    assert.equal(cfg['cluster-name'], 'default');
+    assert.equal(cfg['routing-mode'], 'native');
+    assert.equal(cfg['enable-bpf-masquerade'], false);
+    assert.equal(cfg['lb-algorithm'], 'maglev');
+    assert.equal(cfg['prometheus-serve-addr'], '0.0.0.0:9962');
+    assert.equal(cfg.debug, false);
+    assert.equal(cfg['enable-hubble'], true);
+  });
+
+  test('every key is a scalar or a list (the agent rejects maps)', () => {
+    const cfg = agentConfig(['--set', 'kubeProxyReplacement=true', '--set', 'k8sServiceHost=10.0.0.1',
+      '--set', 'devices={eth0,eth1}']);
+    for (const [k, v] of Object.entries(cfg)) {
+      assert.ok(v === null || typeof v !== 'object' || Array.isArray(v), `${k} is a map`);
+    }
+    assert.deepEqual(cfg.devices, ['eth0', 'eth1']);
+  });
+
+  test('kube-proxy replacement on', () => {
+    const args = ['--set', 'kubeProxyReplacement=true', '--set', 'k8sServiceHost=10.0.0.1', '--set',
+      'k8sServicePort=7443'];
+    const cfg = agentConfig(args);
+    assert.equal(cfg['kube-proxy-replacement'], true);
+    assert.equal(cfg['k8s-service-host'], '10.0.0.1');
+    assert.equal(cfg['k8s-service-port'], 7443);
+    assert.equal(cfg['enable-socket-lb'], true);
+    const env = agentContainer(daemonSet(args)).env;
+    assert.deepEqual(env.find((e) => e.name === 'KUBERNETES_SERVICE_HOST'),
+      { name: 'KUBERNETES_SERVICE_HOST', value: '10.0.0.1' });
+    assert.deepEqual(env.find((e) => e.name === 'KUBERNETES_SERVICE_PORT'),
+      { name: 'KUBERNETES_SERVICE_PORT', value: '7443' });
+  });
+
+  test('kube-proxy replacement off', () => {
+    const cfg = agentConfig();
+    assert.equal(cfg['kube-proxy-replacement'], false);
+    assert.equal(cfg['enable-socket-lb'], false);
+    assert.ok(!('k8s-service-host' in cfg));
+  });
+
+  test('hubble on and off', () => {
+    assert.equal(agentConfig(['--set', 'hubble.enabled=true'])['enable-hubble'], true);
+    assert.equal(agentConfig(['--set', 'hubble.enabled=false'])['enable-hubble'], false);
+  });
+
+  test('ipam cluster-pool renders the CIDR list and mask size', () => {
+    const cfg = agentConfig(['--set', 'ipam.mode=cluster-pool',
+      '--set', 'ipam.operator.clusterPoolIPv4PodCIDRList={10.1.0.0/16,10.2.0.0/16}',
+      '--set', 'ipam.operator.clusterPoolIPv4MaskSize=26']);
+    assert.equal(cfg['ipam-mode'], 'cluster-pool');
+    assert.deepEqual(cfg['cluster-pool-ipv4-cidr'], ['10.1.0.0/16', '10.2.0.0/16']);
+    assert.equal(cfg['cluster-pool-ipv4-mask-size'], 26);
+    assert.deepEqual(agentConfig()['cluster-pool-ipv4-cidr'], ['10.0.0.0/8']);
+  });
+
+  test('ipam kubernetes', () => {
+    const cfg = agentConfig(['--set', 'ipam.mode=kubernetes']);
+    assert.equal(cfg['ipam-mode'], 'kubernetes');
+    assert.ok(!('cluster-pool-ipv4-cidr' in cfg));
+  });
+
+  test('loadBalancer.algorithm random', () => {
+    assert.equal(agentConfig(['--set', 'loadBalancer.algorithm=random'])['lb-algorithm'], 'random');
+  });
+
+  test('prometheus disabled: no serve addr, health addr, probes and Service follow', () => {
+    const args = ['--set', 'prometheus.enabled=false'];
+    const cfg = agentConfig(args);
+    assert.equal(cfg['prometheus-serve-addr'], '');
+    assert.equal(cfg['health-addr'], '127.0.0.1:9879');
+    const agent = agentContainer(daemonSet(args));
+    for (const probe of [agent.readinessProbe, agent.livenessProbe]) {
+      assert.equal(probe.httpGet.path, '/healthz');
+      assert.equal(probe.httpGet.port, 9879);
+    }
+    assert.ok(!render(args).some((d) => d.kind === 'Service'), 'no metrics Service without prometheus');
+  });
+
+  test('metrics Service is headless and annotated', () => {
+    const svc = find(render(['--set', 'prometheus.port=9100']), 'Service', 'plexus-metrics');
+    assert.equal(svc.spec.clusterIP, 'None');
+    assert.equal(svc.spec.ports[0].port, 9100);
+    assert.equal(svc.metadata.annotations['prometheus.io/scrape'], 'true');
+    assert.equal(svc.metadata.annotations['prometheus.io/port'], '9100');
+  });
+
+  test('debug.enabled', () => {
+    assert.equal(agentConfig(['--set', 'debug.enabled=true']).debug, true);
+  });
+});
+
+describe('RBAC', () => {
+  const kRules = {
+    '/pods': ['get', 'list', 'watch'],
+    '/namespaces': ['get', 'list', 'watch'],
+    '/services': ['get', 'list', 'watch'],
+    '/nodes': ['get', 'list', 'watch'],
+    '/nodes/status': ['patch'],
+    'discovery.k8s.io/endpointslices': ['get', 'list', 'watch'],
+    'networking.k8s.io/networkpolicies': ['get', 'list', 'watch'],
+    'cilium.io/ciliumnetworkpolicies': ['get', 'list', 'watch'],
+    'cilium.io/ciliumclusterwidenetworkpolicies': ['get', 'list', 'watch'],
+    'cilium.io/ciliumnetworkpolicies/status': ['patch', 'update'],
+    'cilium.io/ciliumclusterwidenetworkpolicies/status': ['patch', 'update'],
+    'plexus.io/plexusidentities': ['create', 'delete', 'get', 'list', 'watch'],
+    'plexus.io/plexusnodes': ['create', 'get', 'list', 'patch', 'update', 'watch'],
+    'plexus.io/plexusnodes/status': ['patch', 'update'],
+  };
+
+  test('verbs per resource exactly as listed', () => {
+    const role = find(render(), 'ClusterRole', 'plexus');
+    const got = {};
+    for (const rule of role.rules) {
+      assert.ok(!rule.resourceNames && !rule.nonResourceURLs, 'unexpected rule form');
+      for (const group of rule.apiGroups) {
+        for (const res of rule.resources) {
+          const key = `${group}/${res}`;
+          got[key] = [...new Set([...(got[key] ?? []), ...rule.verbs])].sort();
+        }
+      }
+    }
+    assert.deepEqual(got, Object.fromEntries(Object.entries(kRules).map(([k, v]) => [k, [...v].sort()])));
+  });
+
+  test('no wildcard and no secrets anywhere', () => {
+    const role = find(render(), 'ClusterRole', 'plexus');
+    const text = JSON.stringify(role.rules);
+    assert.ok(!text.includes('*'), 'wildcard in ClusterRole');
+    assert.ok(!/secret/i.test(text), 'secrets in ClusterRole');
+  });
+
+  test('binding ties the role to the agent ServiceAccount', () => {
+    const docs = render();
+    const binding = find(docs, 'ClusterRoleBinding', 'plexus');
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'plexus' });
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'plexus', namespace: 'kube-system' }]);
+    find(docs, 'ServiceAccount', 'plexus');
+  });
+});
+
+describe('failures', () => {
+  test('kubeProxyReplacement=true without k8sServiceHost fails with the reason', () => {
+    const r = template(['--set', 'kubeProxyReplacement=true']);
+    assert.notEqual(r.status, 0);
+    assert.ok(r.stderr.includes(kKprMessage), r.stderr);
+  });
+
+  test('unknown top-level key fails the schema', () => {
+    expectFailure(['--set', 'foo=bar'], /Additional property foo is not allowed/);
+  });
+
+  test('unknown nested key fails the schema', () => {
+    expectFailure(['--set', 'ipam.bogus=1'], /Additional property bogus is not allowed/);
+    expectFailure(['--set', 'prometheus.typo=1'], /Additional property typo is not allowed/);
+  });
+
+  test('bad enum fails the schema', () => {
+    expectFailure(['--set', 'ipam.mode=magic'], /ipam\.mode/);
+    expectFailure(['--set', 'routingMode=bgp'], /routingMode/);
+    expectFailure(['--set', 'loadBalancer.algorithm=roundrobin'], /loadBalancer\.algorithm/);
+  });
+
+  test('wrong types fail the schema', () => {
+    expectFailure(['--set', 'kubeProxyReplacement=yes'], /kubeProxyReplacement/);
+    expectFailure(['--set', 'prometheus.port=notaport'], /prometheus\.port/);
+  });
+});

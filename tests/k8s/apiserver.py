@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""A test Kubernetes API server speaking the real wire protocol (HTTP/JSON): discovery, list with chunking
+(limit/continue), field selectors, watch streams (chunked, newline-delimited events) with bookmarks, 410 Gone for
+compacted resource versions, create/update/merge-patch/delete with resourceVersion conflicts, the status
+subresource, bearer-token auth and per-resource RBAC denials. kubectl works against it.
+
+Test controls (not part of the Kubernetes API), all POST:
+  /__test/compact          forget history: watches from older versions get 410 Gone
+  /__test/drop             drop every open watch connection (no final chunk)
+  /__test/deny?resource=R  answer 403 Forbidden for resource R (plural); /__test/allow?resource=R undoes it
+  /__test/hold?seconds=S   new watches wait S seconds before they are answered
+  /__test/bookmarks?seconds=S  send a BOOKMARK every S seconds on watches that asked for them
+
+Usage: apiserver.py --port-file FILE [--token TOKEN] [--tls-cert C --tls-key K --client-ca CA]
+"""
+import argparse
+import base64
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+# (group, version, plural) -> (kind, namespaced)
+RESOURCES = {
+    ("", "v1", "pods"): ("Pod", True),
+    ("", "v1", "namespaces"): ("Namespace", False),
+    ("", "v1", "nodes"): ("Node", False),
+    ("", "v1", "services"): ("Service", True),
+    ("discovery.k8s.io", "v1", "endpointslices"): ("EndpointSlice", True),
+    ("networking.k8s.io", "v1", "networkpolicies"): ("NetworkPolicy", True),
+    ("cilium.io", "v2", "ciliumnetworkpolicies"): ("CiliumNetworkPolicy", True),
+    ("cilium.io", "v2", "ciliumclusterwidenetworkpolicies"): ("CiliumClusterwideNetworkPolicy", False),
+    ("plexus.io", "v1alpha1", "plexusidentities"): ("PlexusIdentity", False),
+    ("plexus.io", "v1alpha1", "plexusnodes"): ("PlexusNode", False),
+}
+SHORT = {"pods": ["po"], "namespaces": ["ns"], "nodes": ["no"], "services": ["svc"], "networkpolicies": ["netpol"],
+         "ciliumnetworkpolicies": ["cnp"], "ciliumclusterwidenetworkpolicies": ["ccnp"]}
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+
+class Store:
+    def __init__(self):
+        self.lock = threading.Condition()
+        self.rv = 1
+        self.objects = {}  # (g, v, plural) -> {(ns, name): obj}
+        self.log = []      # (rv, key, type, obj)
+        self.compacted = 0
+        self.deny = set()
+        self.bookmark_seconds = 1.0
+        self.drop_generation = 0
+        self.hold_until = 0.0
+
+    def bump(self):
+        self.rv += 1
+        return self.rv
+
+
+STORE = Store()
+
+
+def status(code, reason, message, kind=None):
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+    if kind:
+        body["details"] = {"kind": kind}
+    return body
+
+
+def merge_patch(target, patch):
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = merge_patch(target.get(k), v)
+    return target
+
+
+def field_match(obj, selector):
+    if not selector:
+        return True
+    for term in selector.split(","):
+        if "!=" in term:
+            path, value, neg = term.split("!=", 1) + [True]
+        else:
+            path, value = term.split("=", 1)
+            neg = False
+        cur = obj
+        for part in path.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        ok = (str(cur) if cur is not None else "") == value
+        if ok == neg:
+            return False
+    return True
+
+
+def parse_path(path):
+    """-> (key, namespace, name, subresource) or None."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return None
+    if parts[0] == "api" and len(parts) >= 2:
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[0] == "apis" and len(parts) >= 3:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    ns = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        ns, rest = rest[1], rest[2:]
+    if not rest:
+        return None
+    plural = rest[0]
+    key = (group, version, plural)
+    if key not in RESOURCES:
+        return None
+    name = rest[1] if len(rest) >= 2 else None
+    sub = rest[2] if len(rest) >= 3 else None
+    return key, ns, name, sub
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    token = None
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return "invalid"
+
+    def authorized(self):
+        if not Handler.token:
+            return True
+        if self.headers.get("Authorization") == "Bearer " + Handler.token:
+            return True
+        if isinstance(self.connection, ssl.SSLSocket) and self.connection.getpeercert():
+            return True
+        self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        return False
+
+    # ---- discovery ----
+    def discovery(self, path):
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+        if path == "/apis":
+            groups = sorted({(g, v) for (g, v, _) in RESOURCES if g})
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+                 "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}} for g, v in groups]}
+        if path == "/version":
+            return {"major": "1", "minor": "32", "gitVersion": "v1.32.0-plexus-test", "platform": "linux/amd64"}
+        parts = [p for p in path.split("/") if p]
+        gv = None
+        if len(parts) == 2 and parts[0] == "api":
+            gv = ("", parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            gv = (parts[1], parts[2])
+        if gv is None:
+            return None
+        res = []
+        for (g, v, plural), (kind, namespaced) in RESOURCES.items():
+            if (g, v) == gv:
+                res.append({"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind,
+                            "verbs": VERBS, "shortNames": SHORT.get(plural, [])})
+                res.append({"name": plural + "/status", "singularName": "", "namespaced": namespaced, "kind": kind,
+                            "verbs": ["get", "patch", "update"]})
+        if not res:
+            return None
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": gv[1] if not gv[0] else f"{gv[0]}/{gv[1]}", "resources": res}
+
+    def control(self, url):
+        q = parse_qs(url.query)
+        with STORE.lock:
+            if url.path == "/__test/compact":
+                STORE.compacted = STORE.rv
+                STORE.log.clear()
+            elif url.path == "/__test/drop":
+                STORE.drop_generation += 1
+            elif url.path == "/__test/deny":
+                STORE.deny.add(q["resource"][0])
+            elif url.path == "/__test/allow":
+                STORE.deny.discard(q["resource"][0])
+            elif url.path == "/__test/hold":
+                STORE.hold_until = time.time() + float(q["seconds"][0])
+            elif url.path == "/__test/bookmarks":
+                STORE.bookmark_seconds = float(q["seconds"][0])
+            STORE.lock.notify_all()
+        self.send_json(200, {"ok": True})
+
+    def forbidden(self, key, verb, ns):
+        if key[2] not in STORE.deny:
+            return False
+        scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+        self.send_json(403, status(403, "Forbidden",
+                                   f'{key[2]} is forbidden: User "system:serviceaccount:kube-system:plexus" cannot '
+                                   f'{verb} resource "{key[2]}" in API group "{key[0]}" {scope}', key[2]))
+        return True
+
+    # ---- verbs ----
+    def do_GET(self):
+        url = urlparse(self.path)
+        if not self.authorized():
+            return
+        d = self.discovery(url.path.rstrip("/"))
+        if d is not None:
+            return self.send_json(200, d)
+        p = parse_path(url.path)
+        if p is None:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
+        key, ns, name, sub = p
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if q.get("watch") in ("1", "true"):
+            if self.forbidden(key, "watch", ns):
+                return
+            return self.watch(key, ns, q)
+        if self.forbidden(key, "get" if name else "list", ns):
+            return
+        kind, namespaced = RESOURCES[key]
+        with STORE.lock:
+            objs = STORE.objects.get(key, {})
+            if name:
+                obj = objs.get((ns or "", name))
+                if obj is None:
+                    return self.send_json(404, status(404, "NotFound", f'{key[2]} "{name}" not found', key[2]))
+                return self.send_json(200, obj)
+            items = [o for (ons, _), o in sorted(objs.items())
+                     if (ns is None or ons == ns) and field_match(o, q.get("fieldSelector"))]
+            rv = STORE.rv
+        start = 0
+        if q.get("continue"):
+            tok = json.loads(base64.b64decode(q["continue"]).decode())
+            start, rv = tok["start"], tok["rv"]
+        limit = int(q.get("limit") or 0)
+        page = items[start:start + limit] if limit else items[start:]
+        meta = {"resourceVersion": str(rv)}
+        if limit and start + limit < len(items):
+            meta["continue"] = base64.b64encode(json.dumps({"start": start + limit, "rv": rv}).encode()).decode()
+            meta["remainingItemCount"] = len(items) - start - limit
+        # List items carry no apiVersion/kind, as the real server's.
+        page = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in page]
+        api_version = key[1] if not key[0] else f"{key[0]}/{key[1]}"
+        self.send_json(200, {"kind": kind + "List", "apiVersion": api_version, "metadata": meta, "items": page})
+
+    def watch(self, key, ns, q):
+        since = int(q.get("resourceVersion") or 0)
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        bookmarks = q.get("allowWatchBookmarks") in ("1", "true")
+        selector = q.get("fieldSelector")
+        hold = STORE.hold_until - time.time()
+        if hold > 0:
+            time.sleep(hold)  # a slow or partitioned server: history may be compacted meanwhile
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(obj):
+            data = (json.dumps(obj) + "\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        deadline = time.time() + timeout
+        with STORE.lock:
+            generation = STORE.drop_generation
+            if since and since < STORE.compacted:
+                chunk({"type": "ERROR", "object": status(410, "Expired",
+                                                          f"too old resource version: {since} ({STORE.compacted})")})
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            cursor = since if since else STORE.rv
+        next_bookmark = time.time() + STORE.bookmark_seconds
+        try:
+            while time.time() < deadline:
+                with STORE.lock:
+                    if STORE.drop_generation != generation:
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    events = [e for e in STORE.log if e[0] > cursor and e[1] == key]
+                    if events:
+                        cursor = max(e[0] for e in events)
+                    else:
+                        STORE.lock.wait(0.1)
+                    current = STORE.rv
+                for rv, _, typ, obj in events:
+                    if (ns is None or obj["metadata"].get("namespace", "") == ns) and field_match(obj, selector):
+                        chunk({"type": typ, "object": obj})
+                if bookmarks and time.time() >= next_bookmark:
+                    kind, _ = RESOURCES[key]
+                    api_version = key[1] if not key[0] else f"{key[0]}/{key[1]}"
+                    chunk({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version,
+                                                          "metadata": {"resourceVersion": str(max(cursor, current))}}})
+                    next_bookmark = time.time() + STORE.bookmark_seconds
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return
+
+    def write_object(self, method):
+        url = urlparse(self.path)
+        if url.path.startswith("/__test/"):
+            return self.control(url)
+        if not self.authorized():
+            return
+        p = parse_path(url.path)
+        if p is None:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
+        key, ns, name, sub = p
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        if self.forbidden(key, verb, ns):
+            return
+        kind, namespaced = RESOURCES[key]
+        body = self.body()
+        if body == "invalid":
+            return self.send_json(400, status(400, "BadRequest", "request body is not JSON"))
+        api_version = key[1] if not key[0] else f"{key[0]}/{key[1]}"
+        with STORE.lock:
+            objs = STORE.objects.setdefault(key, {})
+            if method == "POST":
+                md = body.setdefault("metadata", {})
+                oname = md.get("name")
+                if not oname:
+                    return self.send_json(422, status(422, "Invalid", "metadata.name: Required value"))
+                okey = (ns or "", oname)
+                if okey in objs:
+                    return self.send_json(409, status(409, "AlreadyExists", f'{key[2]} "{oname}" already exists',
+                                                      key[2]))
+                if namespaced:
+                    md["namespace"] = ns or md.get("namespace") or "default"
+                    okey = (md["namespace"], oname)
+                md["uid"] = str(uuid.uuid4())
+                md["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                md["resourceVersion"] = str(STORE.bump())
+                body["apiVersion"], body["kind"] = api_version, kind
+                objs[okey] = body
+                STORE.log.append((STORE.rv, key, "ADDED", json.loads(json.dumps(body))))
+                STORE.lock.notify_all()
+                return self.send_json(201, body)
+            okey = (ns or "", name)
+            cur = objs.get(okey)
+            if cur is None:
+                return self.send_json(404, status(404, "NotFound", f'{key[2]} "{name}" not found', key[2]))
+            if method == "DELETE":
+                del objs[okey]
+                cur = json.loads(json.dumps(cur))
+                cur["metadata"]["resourceVersion"] = str(STORE.bump())
+                STORE.log.append((STORE.rv, key, "DELETED", cur))
+                STORE.lock.notify_all()
+                return self.send_json(200, cur)
+            if method == "PUT":
+                want = body.get("metadata", {}).get("resourceVersion")
+                if want and want != cur["metadata"]["resourceVersion"]:
+                    return self.send_json(409, status(409, "Conflict", f'Operation cannot be fulfilled on {key[2]} '
+                                                      f'"{name}": the object has been modified', key[2]))
+                new = body
+                if sub == "status":
+                    new = json.loads(json.dumps(cur))
+                    new["status"] = body.get("status")
+                elif "status" in cur:
+                    new["status"] = cur["status"]
+            else:  # PATCH: merge patch
+                new = json.loads(json.dumps(cur))
+                if sub == "status":
+                    new["status"] = merge_patch(new.get("status", {}), (body or {}).get("status", {}))
+                else:
+                    new = merge_patch(new, body or {})
+            md = new.setdefault("metadata", {})
+            for k in ("uid", "creationTimestamp", "namespace", "name"):
+                if k in cur["metadata"]:
+                    md[k] = cur["metadata"][k]
+            md["resourceVersion"] = str(STORE.bump())
+            new["apiVersion"], new["kind"] = api_version, kind
+            objs[okey] = new
+            STORE.log.append((STORE.rv, key, "MODIFIED", json.loads(json.dumps(new))))
+            STORE.lock.notify_all()
+            return self.send_json(200, new)
+
+    def do_POST(self):
+        self.write_object("POST")
+
+    def do_PUT(self):
+        self.write_object("PUT")
+
+    def do_PATCH(self):
+        self.write_object("PATCH")
+
+    def do_DELETE(self):
+        self.write_object("DELETE")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--token")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--client-ca")
+    args = ap.parse_args()
+    Handler.token = args.token
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            ctx.load_verify_locations(args.client_ca)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    with open(args.port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    import os
+    os.rename(args.port_file + ".tmp", args.port_file)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
