@@ -85,7 +85,28 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     state->host = std::move(host.value());
   }
 
+  // Kubernetes mode: the API client first, since IPAM may take this node's CIDR from the API server.
+  std::unique_ptr<k8s::Client> kube_client;
+  if (kubernetesMode(config)) {
+    auto rest = restConfig(config);
+    if (!rest.ok()) {
+      return rest.error().wrap("kubernetes");
+    }
+    kube_client = std::make_unique<k8s::Client>(*rest);
+  } else if (config.ipam_mode != "standalone") {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--ipam-mode {} needs the Kubernetes API (--k8s-kubeconfig-path or "
+                                 "--k8s-service-host)", config.ipam_mode));
+  }
   Ipv4Prefix cidr = config.podCidr();
+  if (kube_client && config.ipam_mode != "standalone") {
+    auto from_api = podCidrFromApi(*kube_client, config);
+    if (!from_api.ok()) {
+      return from_api.error();
+    }
+    cidr = *from_api;
+    spdlog::info("ipam {}: pod CIDR {}", config.ipam_mode, cidr.toString());
+  }
   state->ipam = std::make_unique<Ipam>(cidr, cidr.at(1));
   auto snapshot = state->store->loadIpam();
   if (!snapshot.ok()) {
@@ -125,15 +146,26 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->cluster = std::make_unique<ClusterState>(*state->endpoints, state->services.get(), config.state_dir);
   state->policies = std::make_unique<PolicyManager>(
       *state->lxc, *state->endpoints,
-      [c = state->cluster.get()] {
+      [st = state.get()] {
         std::map<uint32_t, std::vector<std::string>> out;
-        for (const auto& [id, labels] : c->identities().all()) {
-          out.emplace(id, std::vector<std::string>(labels.begin(), labels.end()));
+        auto add = [&](const std::map<uint32_t, identity::Labels>& ids) {
+          for (const auto& [id, labels] : ids) {
+            out.emplace(id, std::vector<std::string>(labels.begin(), labels.end()));
+          }
+        };
+        add(st->cluster->identities().all());
+        if (st->kube) {
+          add(st->kube->identities().all());  // identities of pods on other nodes
         }
         return out;
       },
       [c = state->cluster.get()](const EndpointRecord& rec) { return c->namedPorts(rec); });
   state->cluster->setPolicyManager(state->policies.get());
+  if (kube_client) {
+    state->kube = std::make_unique<KubernetesSync>(config, std::move(kube_client), state->reconciler, *state->cluster,
+                                                   *state->policies);
+    state->cluster->setKubernetes(state->kube.get());
+  }
   PLEXUS_TRY(state->cluster->restore(), "restore cluster state");
   state->endpoints->setIdentityResolver([c = state->cluster.get()](EndpointRecord* rec) { c->resolve(rec); });
   state->endpoints->setPolicyResolver(
@@ -189,6 +221,9 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   }
   spdlog::info("restored {} endpoints", state->endpoints->list().size());
   state->policies->regenerate();  // re-adopted endpoints get the policy the restored objects define
+  if (state->kube) {
+    state->kube->start();
+  }
 
   // DELs that plexus-cni queued while we were down.
   std::vector<std::string> queue_problems;

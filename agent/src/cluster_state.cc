@@ -104,6 +104,60 @@ ClusterState::ClusterState(EndpointManager& endpoints, ServiceManager* services,
   }
 }
 
+void ClusterState::setKubernetes(KubernetesSync* kube) {
+  kube_ = kube;
+  store_.setValidator(ResourceKind::kNode, [](const nlohmann::json&) { return Status::Ok(); });
+}
+
+void ClusterState::ingest(const std::vector<ResourceEvent>& events) {
+  std::vector<ResourceEvent> changed;
+  std::vector<nlohmann::json> upserts, deletes;
+  for (const auto& e : events) {
+    if (e.type == ResourceEventType::kUpsert) {
+      upserts.push_back(e.object);
+    } else if (e.type == ResourceEventType::kDelete) {
+      deletes.push_back(e.object);
+    } else {
+      changed.push_back(e);
+    }
+  }
+  for (const auto& o : store_.apply(upserts, &changed)) {
+    if (o.action == ApplyAction::kRejected) {
+      spdlog::warn("{}: rejected, skipped: {}", o.object, o.message);
+    }
+  }
+  (void)store_.remove(deletes, &changed);
+  if (!changed.empty()) {
+    if (Status s = persist(); !s.ok()) {
+      spdlog::error("resources: persist: {}", s.error().message);
+    }
+    handle(changed);
+  }
+  reportPolicies(events);
+}
+
+void ClusterState::reportPolicies(const std::vector<ResourceEvent>& events) {
+  if (!kube_ || !policies_) {
+    return;
+  }
+  auto statuses = policies_->policies();
+  for (const auto& e : events) {
+    if (e.type != ResourceEventType::kUpsert || (e.key.kind != ResourceKind::kCiliumNetworkPolicy &&
+                                                  e.key.kind != ResourceKind::kCiliumClusterwideNetworkPolicy)) {
+      continue;
+    }
+    std::string key = e.key.namespace_name.empty()
+                          ? fmt::format("{} {}", toString(e.key.kind), e.key.name)
+                          : fmt::format("{} {}/{}", toString(e.key.kind), e.key.namespace_name, e.key.name);
+    for (const auto& st : statuses) {
+      if (st.key == key) {
+        // A refused update of a valid policy: the old version is enforced, the new one is in error.
+        kube_->reportPolicy(e.object, st.valid && st.reason.empty(), st.reason);
+      }
+    }
+  }
+}
+
 Status ClusterState::restore() {
   if (std::filesystem::exists(identities_path_)) {
     std::ifstream f(identities_path_);
@@ -193,19 +247,43 @@ identity::Labels ClusterState::identityLabels(const EndpointRecord& rec) const {
 
 void ClusterState::resolve(EndpointRecord* rec) {
   auto labels = identityLabels(*rec);
+  if (labels.empty() && kube_ && !rec->pod_name.empty()) {
+    // CNI ADD can come before our watch has seen the pod: ask the API server (briefly).
+    std::string ns = rec->pod_namespace.empty() ? "default" : rec->pod_namespace;
+    if (auto pod = kube_->fetchPod(ns, rec->pod_name)) {
+      std::vector<ResourceEvent> events;
+      (void)store_.apply({*pod}, &events);
+      labels = identityLabels(*rec);
+    }
+  }
   if (labels.empty()) {
     rec->identity = kIdentityInit;
     rec->labels.clear();
     return;
   }
-  rec->identity = identities_.acquire(labels);
+  if (kube_) {
+    auto id = kube_->identities().allocate(labels);
+    auto held = id.ok() ? identities_.acquireWithId(labels, *id) : Result<uint32_t>(id.error());
+    if (!held.ok()) {
+      // No cluster-wide identity (API server unreachable): init until the next pod event resolves it.
+      spdlog::warn("endpoint {}/{}: {}", rec->pod_namespace, rec->pod_name, held.error().message);
+      rec->identity = kIdentityInit;
+      rec->labels.clear();
+      return;
+    }
+    rec->identity = *held;
+  } else {
+    rec->identity = identities_.acquire(labels);
+  }
   rec->labels.assign(labels.begin(), labels.end());
   persistIdentities();
 }
 
 void ClusterState::endpointRemoved(const EndpointRecord& rec) {
   if (rec.identity >= identity::kFirstClusterIdentity) {
-    identities_.release(rec.identity);
+    if (identities_.release(rec.identity) && kube_) {
+      kube_->identities().release(rec.identity);
+    }
     persistIdentities();
   }
 }
@@ -318,6 +396,10 @@ void ClusterState::handle(const std::vector<ResourceEvent>& events) {
       bool affected = pod ? (rec_ns == e.key.namespace_name && rec.pod_name == e.key.name) : rec_ns == e.key.name;
       if (!affected) {
         continue;
+      }
+      auto now = identityLabels(rec);
+      if (!now.empty() && std::vector<std::string>(now.begin(), now.end()) == rec.labels) {
+        continue;  // labels unchanged (a status update): same identity, nothing to allocate
       }
       // The new identity first, then the endpoint moves to it, then the old one is given back.
       EndpointRecord next = rec;

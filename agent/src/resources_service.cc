@@ -8,6 +8,11 @@
 namespace plexus::agent {
 
 grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyResponse* resp, bool remove) {
+  if (state_.kube) {
+    return grpc::Status(grpc::FAILED_PRECONDITION,
+                        fmt::format("this agent watches the Kubernetes API at {}: use kubectl {} instead",
+                                    state_.kube->client().config().server, remove ? "delete" : "apply"));
+  }
   auto objects = parseManifests(req->manifest());
   if (!objects.ok()) {
     std::string source = req->source().empty() ? "manifest" : req->source();

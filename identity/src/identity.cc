@@ -108,6 +108,22 @@ uint32_t Allocator::acquire(const Labels& labels) {
   return id;
 }
 
+Result<uint32_t> Allocator::acquireWithId(const Labels& labels, uint32_t id) {
+  std::string key = canonical(labels);
+  auto it = by_labels_.find(key);
+  if (it != by_labels_.end()) {
+    by_id_[it->second].second += 1;
+    return it->second;
+  }
+  if (by_id_.count(id)) {
+    return makeError(ErrorCode::kAlreadyExists,
+                     fmt::format("identity {} is held by {}", id, canonical(by_id_[id].first)));
+  }
+  by_labels_[key] = id;
+  by_id_[id] = {labels, 1};
+  return id;
+}
+
 bool Allocator::release(uint32_t id) {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) {

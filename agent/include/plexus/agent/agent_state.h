@@ -15,6 +15,7 @@
 #include "plexus/agent/prometheus.h"
 #include "plexus/agent/endpoint_manager.h"
 #include "plexus/agent/ipam.h"
+#include "plexus/agent/kubernetes.h"
 #include "plexus/agent/policy_manager.h"
 #include "plexus/agent/reconciler.h"
 #include "plexus/agent/state_store.h"
@@ -37,6 +38,7 @@ struct AgentState {
   std::unique_ptr<ClusterState> cluster;
   std::unique_ptr<PolicyManager> policies;
   Reconciler reconciler;
+  std::unique_ptr<KubernetesSync> kube;  // null in standalone mode; declared after the reconciler, stopped first
   // Observability: flows decoded from the datapath's events, and what /metrics reports.
   std::unique_ptr<FlowStore> flows;  // null when hubble is off
   FlowDirectory flow_dir;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "plexus/agent/endpoint_manager.h"
+#include "plexus/agent/kubernetes.h"
 #include "plexus/agent/policy_manager.h"
 #include "plexus/agent/resource_store.h"
 #include "plexus/agent/service_manager.h"
@@ -25,6 +26,11 @@ class ClusterState {
 
   // Policies are refused until this is set (before restore()).
   void setPolicyManager(PolicyManager* policies) { policies_ = policies; }
+  // Kubernetes mode: objects come from informers (ingest), identities are allocated cluster-wide, pods missing at
+  // CNI ADD are fetched, and policy verdicts are reported into the policies' status.
+  void setKubernetes(KubernetesSync* kube);
+  // Informer events (upserts validated like `plexus apply`; an invalid object is logged by name and skipped).
+  void ingest(const std::vector<ResourceEvent>& events);
   // Reloads the persisted objects (a corrupt file is reported, never guessed at).
   Status restore();
   std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects);
@@ -48,10 +54,12 @@ class ClusterState {
   // The identity labels the endpoint's pod has now (empty when the pod is unknown).
   identity::Labels identityLabels(const EndpointRecord& rec) const;
   void persistIdentities() const;
+  void reportPolicies(const std::vector<ResourceEvent>& events);
 
   EndpointManager& endpoints_;
   ServiceManager* services_;
   PolicyManager* policies_ = nullptr;
+  KubernetesSync* kube_ = nullptr;
   std::string path_;
   std::string identities_path_;
   ResourceStore store_;

@@ -69,6 +69,9 @@ class Allocator {
  public:
   // Equal label sets share an identity; each acquire is one reference.
   uint32_t acquire(const Labels& labels);
+  // The same with an id chosen elsewhere (cluster-wide allocation): the labels get `id` unless they already
+  // hold one, which is returned. Fails when `id` is held by other labels.
+  Result<uint32_t> acquireWithId(const Labels& labels, uint32_t id);
   // Drops one reference; the identity is freed (and may be reused later) when none is left. Returns whether it
   // was freed. Reserved identities are never released.
   bool release(uint32_t id);
