@@ -56,6 +56,7 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--ct-map-size", c.ct_map_size, "conntrack map entries");
   app.add_option("--events-ring-size", c.events_ring_size,
                  "bytes of the BPF ring buffer carrying flow events (a power of two, 4096-67108864)");
+  app.add_flag("--print-config", c.print_config, "print the effective configuration as JSON and exit");
 }
 
 std::string scalarText(const YAML::Node& n) {
@@ -102,7 +103,14 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
         if (kv.second.IsNull()) {
           continue;
         }
-        args.push_back(fmt::format("--{}={}", key, scalarText(kv.second)));
+        std::string value = scalarText(kv.second);
+        if (value.empty()) {
+          // "--key=" would make CLI11 take the next argument as the value: pass the empty value on its own.
+          args.push_back("--" + key);
+          args.push_back("");
+        } else {
+          args.push_back(fmt::format("--{}={}", key, value));
+        }
       }
     } catch (const YAML::Exception& e) {
       return makeError(ErrorCode::kInvalidArgument, fmt::format("config {}: {}", config_file, e.what()));
@@ -167,6 +175,39 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
     return makeError(ErrorCode::kInvalidArgument, "--state-dir, --bpf-root and --socket must not be empty");
   }
   return c;
+}
+
+nlohmann::json toJson(const AgentConfig& c) {
+  return {{"state-dir", c.state_dir},
+          {"bpf-root", c.bpf_root},
+          {"socket", c.socket},
+          {"pod-cidr", c.pod_cidr},
+          {"node-name", c.node_name},
+          {"cluster-name", c.cluster_name},
+          {"host-device", c.host_device},
+          {"mtu", c.mtu},
+          {"ipam-mode", c.ipam_mode},
+          {"cluster-pool-ipv4-cidr", c.cluster_pool_ipv4_cidr},
+          {"cluster-pool-ipv4-mask-size", c.cluster_pool_ipv4_mask_size},
+          {"kube-proxy-replacement", c.kube_proxy_replacement},
+          {"k8s-service-host", c.k8s_service_host},
+          {"k8s-service-port", c.k8s_service_port},
+          {"k8s-kubeconfig-path", c.k8s_kubeconfig_path},
+          {"routing-mode", c.routing_mode},
+          {"enable-bpf-masquerade", c.enable_bpf_masquerade},
+          {"enable-hubble", c.enable_hubble},
+          {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},
+          {"monitor-aggregation", c.monitor_aggregation},
+          {"lb-algorithm", c.lb_algorithm},
+          {"maglev-table-size", c.maglev_table_size},
+          {"prometheus-serve-addr", c.prometheus_serve_addr},
+          {"health-addr", c.health_addr},
+          {"debug", c.debug},
+          {"cgroup-root", c.cgroup_root},
+          {"devices", c.devices},
+          {"enable-socket-lb", c.enable_socket_lb},
+          {"ct-map-size", c.ct_map_size},
+          {"events-ring-size", c.events_ring_size}};
 }
 
 }  // namespace plexus::agent

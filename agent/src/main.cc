@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
     std::fprintf(help ? stdout : stderr, "%s\n", config.error().message.c_str());
     return help ? 0 : 2;
   }
+  if (config->print_config) {
+    std::printf("%s\n", agent::toJson(*config).dump(2).c_str());
+    return 0;
+  }
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(config->debug ? spdlog::level::debug : spdlog::level::info);
 

@@ -49,3 +49,33 @@ timeout 120 "$helm" lint --strict helm/plexus --set kubeProxyReplacement=true,k8
 
 echo "== node --test helm/tests/"
 HELM="$helm" timeout 600 node --test helm/tests/
+
+# The agent itself must accept what the chart renders: each values set's config.yaml goes through
+# `plexus-agent --config ... --print-config`, and the effective settings are checked against the values.
+agent="${PLEXUS_AGENT:-$repo/build/agent/plexus-agent}"
+if [[ -x "$agent" ]]; then
+  echo "== the agent accepts the rendered config.yaml"
+  check() {
+    local expect="$1"; shift
+    "$helm" template t helm/plexus --namespace kube-system -s templates/configmap.yaml "$@" |
+      python3 -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(sys.stdin)["data"]["config.yaml"])' \
+        >"$tmp/config.yaml"
+    "$agent" --config "$tmp/config.yaml" --print-config >"$tmp/effective.json"
+    python3 - "$tmp/effective.json" "$expect" <<'PY'
+import json, sys
+got = json.load(open(sys.argv[1]))
+for k, v in json.loads(sys.argv[2]).items():
+    if got.get(k) != v:
+        sys.exit(f"config key {k}: agent has {got.get(k)!r}, values say {v!r}")
+PY
+    echo "ok: $* -> $expect"
+  }
+  check '{"kube-proxy-replacement": false, "ipam-mode": "cluster-pool", "cluster-pool-ipv4-cidr": ["10.0.0.0/8"], "enable-hubble": true, "lb-algorithm": "maglev", "prometheus-serve-addr": "0.0.0.0:9962", "bpf-root": "/sys/fs/bpf/plexus"}'
+  check '{"kube-proxy-replacement": true, "k8s-service-host": "10.0.0.1", "k8s-service-port": 6443, "devices": ["eth0", "eth1"]}' \
+    --set kubeProxyReplacement=true,k8sServiceHost=10.0.0.1 --set 'devices={eth0,eth1}'
+  check '{"ipam-mode": "kubernetes", "enable-hubble": false, "lb-algorithm": "random", "debug": true}' \
+    --set ipam.mode=kubernetes,hubble.enabled=false,loadBalancer.algorithm=random,debug.enabled=true
+  check '{"prometheus-serve-addr": "", "health-addr": "127.0.0.1:9879"}' --set prometheus.enabled=false
+else
+  echo "== skipped the agent config check: $agent is not built"
+fi

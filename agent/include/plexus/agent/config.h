@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "plexus/common/ipv4.h"
 #include "plexus/common/result.h"
 
@@ -43,6 +45,7 @@ struct AgentConfig {
   bool enable_socket_lb = true;
   int ct_map_size = 262144;
   int events_ring_size = 4 << 20;  // bytes of the flow-event ring buffer
+  bool print_config = false;       // print the effective configuration as JSON and exit
 
   Ipv4Prefix podCidr() const;
 };
@@ -50,5 +53,7 @@ struct AgentConfig {
 // Parses argv (and the YAML file it names). Returns InvalidArgument with a message naming the flag or key.
 // `help` is set when --help was asked for; the text is in the error message then.
 Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* help);
+// The effective configuration, keyed by flag name (what --print-config shows).
+nlohmann::json toJson(const AgentConfig& c);
 
 }  // namespace plexus::agent
