@@ -156,12 +156,48 @@ TEST_CASE("two agents share one API server: identities, CIDRs, policy, status, b
   CHECK(refused.exit_code != 0);
   CHECK(refused.err.find("use kubectl apply") != std::string::npos);
 
+  // Identity garbage collection: the identity of a pod that left one node stays while the other node still uses
+  // it, and is deleted with its last user.
+  auto identityExists = [&](uint32_t id) {
+    return server.api("GET", "/apis/plexus.io/v1alpha1/plexusidentities/" + std::to_string(id), "", kToken)
+               .out.find("\"security-labels\"") != std::string::npos;
+  };
+  uint32_t other_id = identityOf(n1, "x/other1");
+  REQUIRE(n1.cni("DEL", other1, n1.cniConfig()).exit_code == 0);
+  CHECK(identityExists(other_id));
+  REQUIRE(n2.cni("DEL", other2, n2.cniConfig()).exit_code == 0);
+  CHECK(eventually([&] { return !identityExists(other_id); }));
+  CHECK(identityExists(web_id));
+
   // API server outage: the datapath keeps forwarding and enforcing, the agents stay healthy and retry.
   server.stop();
   requireTcpExchange(client1, web1, 80);
   requireTcpExchange(client2, web2, 80);
-  CHECK(tcpConnect(other1.netns->path(), web1.ip, 80, std::chrono::milliseconds(700)) < 0);
   CHECK(n1.cli({"status"}).exit_code == 0);
   CHECK(eventually([&] { return n2.agent().log().find("(retrying)") != std::string::npos; }));
   CHECK(n2.cli({"status"}).exit_code == 0);
+}
+
+TEST_CASE("IPAM kubernetes: the pod CIDR comes from Node.spec.podCIDR", "[netns][kubernetes]") {
+  Netns api("ap");
+  REQUIRE(api.exec("ip link set lo up").exit_code == 0);
+  TestApiServer server({"--token", kToken}, api.name());
+  REQUIRE(server.port() > 0);
+  REQUIRE(server.api("POST", "/api/v1/nodes", R"({"apiVersion":"v1","kind":"Node","metadata":{"name":"node-k"},
+    "spec":{"podCIDR":"10.211.7.0/24","podCIDRs":["10.211.7.0/24"]}})", kToken).exit_code == 0);
+  std::string kc = server.dir() + "/kc";
+  std::ofstream(kc) << "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster: {server: \"http://172.31.9.1:"
+                    << server.port() << "\"}\nusers:\n- name: u\n  user: {token: " << kToken
+                    << "}\ncontexts:\n- name: c\n  context: {cluster: t, user: u}\ncurrent-context: c\n";
+  NodeFixture node("10.244.0.0/24", {"--k8s-kubeconfig-path", kc, "--node-name", "node-k", "--ipam-mode", "kubernetes"},
+                   [&](Netns& n) {
+                     std::string a = uniqueName("ka"), b = uniqueName("kb");
+                     REQUIRE(sh("ip link add " + a + " netns " + n.name() + " type veth peer name " + b + " netns " +
+                                api.name()).exit_code == 0);
+                     n.exec("ip addr add 172.31.9.2/30 dev " + a + " && ip link set " + a + " up");
+                     api.exec("ip addr add 172.31.9.1/30 dev " + b + " && ip link set " + b + " up");
+                   });
+  Pod p = node.addPod("p", "default");
+  INFO(node.agent().log());
+  CHECK(p.ip.rfind("10.211.7.", 0) == 0);
 }
