@@ -95,6 +95,41 @@ echo "frontend -> 10.96.0.10:80 says: $(ip netns exec "plexus-demo-frontend-$$" 
 wait "${server_pid}" || true
 plexus bpf lb list
 
+step "A policy: backend accepts TCP 8080 only from app=frontend (CiliumNetworkPolicy)"
+cat >"${work}/policy.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend, namespace: default, labels: {app: frontend}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: default, labels: {app: db}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: backend-from-frontend, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: backend}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: frontend}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+YAML
+plexus apply -f "${work}/policy.yaml"
+plexus policy get
+ip netns exec "plexus-demo-backend-$$" sh -c 'echo "hello, frontend" | timeout 5 nc -l -p 8080 -q 1' >/dev/null &
+server_pid=$!
+sleep 0.3
+echo "frontend -> backend:8080 says: $(ip netns exec "plexus-demo-frontend-$$" timeout 5 nc -w 2 "${ip[backend]}" 8080 </dev/null)"
+if ip netns exec "plexus-demo-db-$$" timeout 3 nc -z -w 2 "${ip[backend]}" 8080; then
+  echo "db -> backend:8080: connected (unexpected)"
+else
+  echo "db -> backend:8080: dropped by policy"
+fi
+wait "${server_pid}" || true
+plexus policy explain --from default/db --to default/backend --port 8080/tcp
+plexus endpoint get default/backend
+plexus observe --verdict DROPPED --last 3
+
 step "What the datapath counted"
 plexus bpf metrics list
 plexus bpf endpoint list

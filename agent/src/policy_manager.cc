@@ -316,8 +316,8 @@ Result<ExplainResult> PolicyManager::explain(const std::string& from, const std:
     auto view = endpointPolicy(self.ep->id);
     auto compiled = view ? view->compiled : compileFor(*self.ep);
     auto v = policy::evaluate(compiled.entries, peer.identity, dir, proto, port);
-    std::string head = fmt::format("{} at {} (identity {}) from/to {} (identity {})", where, self.name,
-                                   self.ep->identity, peer.name, peer.identity);
+    std::string head = fmt::format("{} at {} (identity {}) {} {} (identity {})", where, self.name, self.ep->identity,
+                                   dir == policy::Direction::kEgress ? "to" : "from", peer.name, peer.identity);
     if (v.allowed) {
       if (v.deciding && v.deciding->rule_id == 0) {
         out.lines.push_back(fmt::format("{}: ALLOWED: no policy selects {} for {}", head, self.name, where));
