@@ -254,6 +254,11 @@ spec:
   CHECK(metric(m, "plexus_drop_count_total{direction=\"INGRESS\",reason=\"POLICY_DENIED\"}") >= 2);
   CHECK(metric(m, "plexus_drop_count_total{direction=\"INGRESS\",reason=\"POLICY_DENY\"}") >= 1);
   CHECK(metric(m, "plexus_policy{valid=\"true\"}") == 1);
+  // The pod goes away; the flows already stored keep its name and namespace.
+  REQUIRE(node.cni("DEL", client, node.cniConfig()).exit_code == 0);
+  auto after = flowsJson(node, {"--to-pod", "x/web", "--verdict", "DROPPED", "--last", "100"});
+  CHECK(find(after, "TCP", 8081)["source"]["pod_name"] == "client");
+  CHECK(find(after, "TCP", 8081)["source"]["namespace"] == "x");
 }
 
 TEST_CASE("a flood bigger than the event ring counts lost events and leaves the agent healthy", "[netns][observe]") {
