@@ -1,5 +1,6 @@
 #include "plexus/agent/cluster_state.h"
 
+#include <chrono>
 #include <filesystem>
 #include <set>
 #include <fstream>
@@ -191,13 +192,22 @@ Status ClusterState::restore() {
 Status ClusterState::persist() const { return writeFileAtomic(path_, store_.snapshot().dump()); }
 
 std::vector<ApplyOutcome> ClusterState::apply(const std::vector<nlohmann::json>& objects) {
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  auto t0 = Clock::now();
   std::vector<ResourceEvent> events;
   auto out = store_.apply(objects, &events);
+  auto t1 = Clock::now();
   if (!events.empty()) {
     if (Status s = persist(); !s.ok()) {
       spdlog::error("resources: persist: {}", s.error().message);
     }
+    auto t2 = Clock::now();
     handle(events);
+    spdlog::debug("apply: {} objects: store {:.1f} ms, persist {:.1f} ms, handle {:.1f} ms", objects.size(),
+                  ms(t0, t1), ms(t1, t2), ms(t2, Clock::now()));
   }
   return out;
 }
@@ -345,6 +355,7 @@ void ClusterState::syncServices() {
     }
     pods.push_back(std::move(p));
   }
+  auto t0 = std::chrono::steady_clock::now();
   auto services = this->services();
   for (const auto& svc : services) {
     if (!sliced.count(svc.key())) {
@@ -353,7 +364,11 @@ void ClusterState::syncServices() {
       }
     }
   }
+  auto t1 = std::chrono::steady_clock::now();
   Status s = services_->sync(services, slices);
+  spdlog::debug("services: derive {:.1f} ms, sync {:.1f} ms",
+                std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
   if (!s.ok()) {
     spdlog::error("services: {} (will retry on the next change)", s.error().message);
   }

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <chrono>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -49,8 +51,12 @@ Status ServiceManager::apply(const lb::Plan& plan) {
 }
 
 Status ServiceManager::sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices) {
+  auto t0 = std::chrono::steady_clock::now();
   lb::MapState desired = planner_.compute(services, slices);
+  auto t1 = std::chrono::steady_clock::now();
   lb::Plan plan = lb::Planner::diff(installed_, desired);
+  spdlog::debug("services: compute {:.1f} ms, diff {:.1f} ms", std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
   last_plan_size_ = plan.size();
   if (plan.size() == 0) {
     return Status::Ok();

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -35,6 +36,16 @@ void apply(NodeFixture& node, const std::string& yaml, const std::string& file) 
   auto r = node.cli({"apply", "-f", path});
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
+}
+
+// The before_start hook of a node whose external device `dev` (192.0.2.1/24) faces namespace `ext` (192.0.2.2/24).
+std::function<void(Netns&)> externalLink(const std::string& dev, const std::string& peer, Netns& ext) {
+  return [dev, peer, &ext](Netns& n) {
+    REQUIRE(sh("ip link add " + dev + " netns " + n.name() + " type veth peer name " + peer + " netns " + ext.name())
+                .exit_code == 0);
+    n.exec("ip addr add 192.0.2.1/24 dev " + dev + " && ip link set " + dev + " up");
+    ext.exec("ip addr add 192.0.2.2/24 dev " + peer + " && ip link set " + peer + " up");
+  };
 }
 
 // A TCP connect from a namespace to ip:port that reports errno, bounded by SO_SNDTIMEO.
@@ -168,12 +179,7 @@ TEST_CASE("NodePort from outside the node reaches the pods through the external 
   std::string dev = uniqueName("vn");
   std::string peer = uniqueName("ve");
   Netns ext("ex");
-  NodeFixture node("10.233.0.0/24", {"--devices", dev, "--maglev-table-size", "251"}, [&](Netns& n) {
-    REQUIRE(sh("ip link add " + dev + " netns " + n.name() + " type veth peer name " + peer + " netns " + ext.name())
-                .exit_code == 0);
-    n.exec("ip addr add 192.0.2.1/24 dev " + dev + " && ip link set " + dev + " up");
-    ext.exec("ip addr add 192.0.2.2/24 dev " + peer + " && ip link set " + peer + " up");
-  });
+  NodeFixture node("10.233.0.0/24", {"--devices", dev, "--maglev-table-size", "251"}, externalLink(dev, peer, ext));
   Pod web1 = node.addPod("web1");
   Pod web2 = node.addPod("web2");
   apply(node, kPods, "pods.yaml");
@@ -367,10 +373,7 @@ TEST_CASE("UDP services and externalIPs/LoadBalancer frontends from outside", "[
   std::string peer = uniqueName("ve");
   Netns ext("ex");
   NodeFixture node("10.229.0.0/24", {"--devices", dev}, [&](Netns& n) {
-    REQUIRE(sh("ip link add " + dev + " netns " + n.name() + " type veth peer name " + peer + " netns " + ext.name())
-                .exit_code == 0);
-    n.exec("ip addr add 192.0.2.1/24 dev " + dev + " && ip link set " + dev + " up");
-    ext.exec("ip addr add 192.0.2.2/24 dev " + peer + " && ip link set " + peer + " up");
+    externalLink(dev, peer, ext)(n);
     // The external client reaches the frontend addresses through the node.
     ext.exec("ip route add 198.51.100.0/24 via 192.0.2.1");
   });
@@ -435,4 +438,40 @@ status: {loadBalancer: {ingress: [{ip: 198.51.100.8}]}}
     CHECK(readGreeting(fd) == "web1");
     close(fd);
   }
+}
+
+TEST_CASE("loadBalancer.algorithm random: NodePort without Maglev tables, still spread over the backends",
+          "[netns][services]") {
+  std::string dev = uniqueName("vn");
+  std::string peer = uniqueName("ve");
+  Netns ext("ex");
+  NodeFixture node("10.224.0.0/24", {"--devices", dev, "--lb-algorithm", "random"}, externalLink(dev, peer, ext));
+  Pod web1 = node.addPod("web1");
+  Pod web2 = node.addPod("web2");
+  apply(node, kPods, "pods.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  clusterIP: 10.96.2.20
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30090}]
+)", "svc.yaml");
+  auto svc = node.cliJson({"service", "get", "web"});
+  CHECK(svc["maglev"].empty());
+  for (const auto& f : svc["service"]["frontends"]) {
+    CHECK(f["maglev"] == false);
+  }
+  Greeter g1(web1, "web1");
+  Greeter g2(web2, "web2");
+  std::set<std::string> seen;
+  for (int i = 0; i < 40 && seen.size() < 2; ++i) {  // bounded: 40 connections
+    int fd = tcpConnect(ext.path(), "192.0.2.1", 30090);
+    INFO("agent log:\n" << node.agent().log());
+    REQUIRE(fd >= 0);
+    seen.insert(readGreeting(fd));
+    close(fd);
+  }
+  CHECK(seen == std::set<std::string>{"web1", "web2"});
 }
