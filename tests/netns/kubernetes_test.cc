@@ -149,6 +149,15 @@ TEST_CASE("two agents share one API server: identities, CIDRs, policy, status, b
   CHECK(n1.agent().log().find("CiliumNetworkPolicy x/bad: rejected, skipped") != std::string::npos);
   requireTcpExchange(client1, web1, 80);
 
+  // CNI ADD before the agent's watch has seen the pod (watches held back by a slow server): the agent asks the
+  // API server for the pod and gives it its real identity, not init.
+  REQUIRE(server.control("hold?seconds=4"));
+  REQUIRE(server.control("drop"));
+  post("/api/v1/namespaces/x/pods", pod("late1", "node-1", "web"));
+  Pod late1 = n1.addPod("late1", "x");
+  CHECK(identityOf(n1, "x/late1") == web_id);
+  requireTcpExchange(client1, late1, 80);
+
   // `plexus apply` is refused in Kubernetes mode, with the reason.
   std::string m = n1.dir() + "/m.yaml";
   std::ofstream(m) << "apiVersion: v1\nkind: Namespace\nmetadata: {name: y}\n";
