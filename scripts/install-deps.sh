@@ -11,7 +11,7 @@ pkgs=(
   libnl-3-dev libnl-route-3-dev libcpp-httplib-dev
   iproute2 iputils-ping iperf3 iptables netcat-openbsd curl bc python3
   containernetworking-plugins podman runc busybox-static
-  unzip nodejs npm python3-yaml openssl
+  unzip nodejs npm python3-yaml openssl debootstrap
 )
 
 missing=()
