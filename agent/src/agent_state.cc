@@ -201,6 +201,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
         if (removed) {
           c->endpointRemoved(rec);
         }
+        c->podsChanged(rec.pod_namespace.empty() ? "default" : rec.pod_namespace);
         c->syncServices();
         p->regenerate();  // a new or vanished identity changes what other endpoints' selectors match
       });

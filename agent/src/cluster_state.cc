@@ -1,5 +1,8 @@
 #include "plexus/agent/cluster_state.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -15,6 +18,15 @@
 namespace plexus::agent {
 
 namespace {
+// Journal entries name objects as Kind/namespace/name.
+std::string journalKey(const std::string& kind, const std::string& ns, const std::string& name) {
+  return kind + "/" + ns + "/" + name;
+}
+std::string journalKey(const nlohmann::json& o) {
+  const auto& md = o.value("metadata", nlohmann::json::object());
+  return journalKey(o.value("kind", ""), md.value("namespace", ""), md.value("name", ""));
+}
+
 Status validatePod(const nlohmann::json& pod) {
   if (!pod.contains("spec") || !pod["spec"].is_object()) {
     return Status::Ok();
@@ -76,6 +88,7 @@ std::vector<std::string> podLabels(const nlohmann::json& pod) {
 
 ClusterState::ClusterState(EndpointManager& endpoints, ServiceManager* services, std::string state_dir)
     : endpoints_(endpoints), services_(services), path_(state_dir + "/resources.json"),
+      journal_(state_dir + "/resources.log"),
       identities_path_(state_dir + "/identities.json") {
   store_.setValidator(ResourceKind::kPod, validatePod);
   std::vector<ResourceKind> refused = {ResourceKind::kNode};
@@ -129,7 +142,7 @@ void ClusterState::ingest(const std::vector<ResourceEvent>& events) {
   }
   (void)store_.remove(deletes, &changed);
   if (!changed.empty()) {
-    if (Status s = persist(); !s.ok()) {
+    if (Status s = persist(changed); !s.ok()) {
       spdlog::error("resources: persist: {}", s.error().message);
     }
     handle(changed);
@@ -171,17 +184,56 @@ Status ClusterState::restore() {
       return s.error().wrap(identities_path_);
     }
   }
-  if (!std::filesystem::exists(path_)) {
-    return Status::Ok();
+  // The snapshot, then the journal replayed over it.
+  auto read = [](const std::string& file) -> Result<std::string> {
+    std::ifstream f(file);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  nlohmann::json snapshot = {{"resourceVersion", 0}, {"items", nlohmann::json::array()}};
+  if (std::filesystem::exists(path_)) {
+    auto j = nlohmann::json::parse(*read(path_), nullptr, false);
+    if (j.is_discarded()) {
+      return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: not JSON", path_));
+    }
+    snapshot = std::move(j);
   }
-  std::ifstream f(path_);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) {
-    return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: not JSON", path_));
+  if (std::filesystem::exists(journal_)) {
+    std::map<std::string, nlohmann::json> objects;
+    for (auto& item : snapshot.value("items", nlohmann::json::array())) {
+      objects[journalKey(item)] = item;
+    }
+    uint64_t version = snapshot.value("resourceVersion", uint64_t{0});
+    std::stringstream lines(*read(journal_));
+    std::string line;
+    size_t n = 0;
+    while (std::getline(lines, line)) {
+      ++n;
+      auto entry = nlohmann::json::parse(line, nullptr, false);
+      if (entry.is_discarded() || !entry.is_object()) {
+        if (lines.peek() == EOF) {
+          spdlog::warn("{}: line {} is incomplete (a write interrupted by a crash), ignored", journal_, n);
+          break;
+        }
+        return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: line {}: not JSON", journal_, n));
+      }
+      if (entry.value("op", "") == "delete") {
+        objects.erase(entry.value("key", ""));
+      } else if (entry.contains("object")) {
+        const auto& rv = entry["object"].value(nlohmann::json::json_pointer("/metadata/resourceVersion"),
+                                                std::string("0"));
+        version = std::max<uint64_t>(version, std::strtoull(rv.c_str(), nullptr, 10));
+        objects[journalKey(entry["object"])] = entry["object"];
+      }
+    }
+    journal_entries_ = n;
+    snapshot = {{"resourceVersion", version}, {"items", nlohmann::json::array()}};
+    for (auto& [k, o] : objects) {
+      snapshot["items"].push_back(std::move(o));
+    }
   }
-  auto events = store_.restore(j);
+  auto events = store_.restore(snapshot);
   if (!events.ok()) {
     return events.error().wrap(path_);
   }
@@ -189,7 +241,56 @@ Status ClusterState::restore() {
   return Status::Ok();
 }
 
-Status ClusterState::persist() const { return writeFileAtomic(path_, store_.snapshot().dump()); }
+Status ClusterState::persist(const std::vector<ResourceEvent>& events) {
+  // A journal: each change is one appended line, made durable with one fsync per call, so a change costs the
+  // same whatever the number of objects stored. When the journal outgrows the store it is folded into a new
+  // snapshot (amortised O(1) per change).
+  std::string lines;
+  for (const auto& e : events) {
+    if (e.type == ResourceEventType::kSynced) {
+      continue;
+    }
+    nlohmann::json entry;
+    if (e.type == ResourceEventType::kDelete) {
+      entry = {{"op", "delete"}, {"key", journalKey(toString(e.key.kind), e.key.namespace_name, e.key.name)}};
+    } else if (auto obj = store_.get(e.key)) {
+      entry = {{"op", "upsert"}, {"object", *obj}};
+    } else {
+      continue;
+    }
+    lines += entry.dump() + "\n";
+    ++journal_entries_;
+  }
+  if (journal_entries_ > std::max<size_t>(1024, store_.size())) {
+    PLEXUS_TRY(writeFileAtomic(path_, store_.snapshot().dump()), "snapshot " + path_);
+    journal_entries_ = 0;
+    return writeFileAtomic(journal_, "");
+  }
+  if (lines.empty()) {
+    return Status::Ok();
+  }
+  int fd = ::open(journal_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return errnoError("open " + journal_, errno);
+  }
+  size_t off = 0;
+  while (off < lines.size()) {
+    ssize_t n = ::write(fd, lines.data() + off, lines.size() - off);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return errnoError("append " + journal_, err);
+    }
+    off += static_cast<size_t>(n);
+  }
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : errnoError("fsync " + journal_, err);
+}
 
 std::vector<ApplyOutcome> ClusterState::apply(const std::vector<nlohmann::json>& objects) {
   using Clock = std::chrono::steady_clock;
@@ -201,7 +302,7 @@ std::vector<ApplyOutcome> ClusterState::apply(const std::vector<nlohmann::json>&
   auto out = store_.apply(objects, &events);
   auto t1 = Clock::now();
   if (!events.empty()) {
-    if (Status s = persist(); !s.ok()) {
+    if (Status s = persist(events); !s.ok()) {
       spdlog::error("resources: persist: {}", s.error().message);
     }
     auto t2 = Clock::now();
@@ -216,7 +317,7 @@ std::vector<ApplyOutcome> ClusterState::remove(const std::vector<nlohmann::json>
   std::vector<ResourceEvent> events;
   auto out = store_.remove(objects, &events);
   if (!events.empty()) {
-    if (Status s = persist(); !s.ok()) {
+    if (Status s = persist(events); !s.ok()) {
       spdlog::error("resources: persist: {}", s.error().message);
     }
     handle(events);
@@ -306,28 +407,14 @@ void ClusterState::persistIdentities() const {
 
 std::vector<lb::Service> ClusterState::services() const {
   std::vector<lb::Service> out;
-  for (const auto& o : store_.list(ResourceKind::kService)) {
-    auto s = lb::parseService(o);
-    if (s.ok()) {
-      out.push_back(*s);
-    }
+  out.reserve(parsed_services_.size());
+  for (const auto& [key, svc] : parsed_services_) {
+    out.push_back(svc);
   }
   return out;
 }
 
-void ClusterState::syncServices() {
-  if (!services_) {
-    return;
-  }
-  std::vector<lb::EndpointSlice> slices;
-  std::set<std::string> sliced;  // services with applied slices: the user's slices win over derived ones
-  for (const auto& o : store_.list(ResourceKind::kEndpointSlice)) {
-    auto es = lb::parseEndpointSlice(o);
-    if (es.ok()) {
-      sliced.insert(es->ns + "/" + es->service);
-      slices.push_back(*es);
-    }
-  }
+std::vector<lb::PodRecord> ClusterState::podRecords(const std::set<std::string>& namespaces) const {
   // Pods as the EndpointSlice controller sees them: labels and ports from the manifest, the IP from CNI (or
   // status.podIP when the manifest carries one).
   std::vector<lb::PodRecord> pods;
@@ -335,6 +422,9 @@ void ClusterState::syncServices() {
   for (const auto& o : store_.list(ResourceKind::kPod)) {
     lb::PodRecord p;
     p.ns = o["metadata"].value("namespace", "default");
+    if (!namespaces.empty() && !namespaces.count(p.ns)) {
+      continue;
+    }
     p.name = o["metadata"].value("name", "");
     if (o["metadata"].contains("labels") && o["metadata"]["labels"].is_object()) {
       for (const auto& [k, v] : o["metadata"]["labels"].items()) {
@@ -355,23 +445,78 @@ void ClusterState::syncServices() {
     }
     pods.push_back(std::move(p));
   }
+  return pods;
+}
+
+void ClusterState::podsChanged(const std::string& ns) {
+  // Selector services of that namespace derive their endpoints from its pods.
+  for (const auto& [key, svc] : parsed_services_) {
+    if (svc.ns == ns && !svc.selector.empty()) {
+      dirty_services_.insert(key);
+    }
+  }
+}
+
+void ClusterState::syncServices() {
+  if (!services_) {
+    return;
+  }
   auto t0 = std::chrono::steady_clock::now();
-  auto services = this->services();
-  for (const auto& svc : services) {
-    if (!sliced.count(svc.key())) {
-      for (auto& d : lb::deriveSlices(svc, pods)) {
-        slices.push_back(std::move(d));
+  bool full = dirty_all_ || services_->needsFullSync();
+  std::set<std::string> keys;
+  if (full) {
+    for (const auto& [key, svc] : parsed_services_) {
+      keys.insert(key);
+    }
+  } else {
+    keys = dirty_services_;
+  }
+  if (keys.empty() && !full) {
+    return;
+  }
+  std::map<std::string, std::vector<lb::EndpointSlice>> slices;
+  std::set<std::string> namespaces;
+  for (const auto& [rk, es] : parsed_slices_) {
+    if (keys.count(es.ns + "/" + es.service)) {
+      slices[es.ns + "/" + es.service].push_back(es);  // the user's slices win over derived ones
+    }
+  }
+  std::map<std::string, std::optional<lb::Service>> changed;
+  for (const auto& key : keys) {
+    auto it = parsed_services_.find(key);
+    changed[key] = it == parsed_services_.end() ? std::nullopt : std::optional<lb::Service>(it->second);
+    if (it != parsed_services_.end() && !slices.count(key) && !it->second.selector.empty()) {
+      namespaces.insert(it->second.ns);
+    }
+  }
+  if (!namespaces.empty()) {
+    auto pods = podRecords(namespaces);
+    for (const auto& [key, svc] : changed) {
+      if (svc && !slices.count(key)) {
+        slices[key] = lb::deriveSlices(*svc, pods);
       }
     }
   }
   auto t1 = std::chrono::steady_clock::now();
-  Status s = services_->sync(services, slices);
-  spdlog::debug("services: derive {:.1f} ms, sync {:.1f} ms",
-                std::chrono::duration<double, std::milli>(t1 - t0).count(),
+  Status s = Status::Ok();
+  if (full) {
+    std::vector<lb::EndpointSlice> all;
+    for (auto& [key, list] : slices) {
+      all.insert(all.end(), list.begin(), list.end());
+    }
+    s = services_->sync(services(), all);
+  } else {
+    s = services_->update(changed, slices);
+  }
+  spdlog::debug("services: {} {} service(s): derive {:.1f} ms, program {:.1f} ms", full ? "full sync of" : "update of",
+                keys.size(), std::chrono::duration<double, std::milli>(t1 - t0).count(),
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
   if (!s.ok()) {
     spdlog::error("services: {} (will retry on the next change)", s.error().message);
+    return;
   }
+  dirty_all_ = false;
+  dirty_services_.clear();
 }
 
 std::multimap<std::string, std::pair<uint16_t, uint8_t>> ClusterState::namedPorts(const EndpointRecord& rec) const {
@@ -379,12 +524,48 @@ std::multimap<std::string, std::pair<uint16_t, uint8_t>> ClusterState::namedPort
   return pod ? podNamedPorts(*pod) : std::multimap<std::string, std::pair<uint16_t, uint8_t>>{};
 }
 
+bool ClusterState::trackServiceInputs(const ResourceEvent& e) {
+  switch (e.key.kind) {
+    case ResourceKind::kService: {
+      std::string key = (e.key.namespace_name.empty() ? "default" : e.key.namespace_name) + "/" + e.key.name;
+      auto svc = e.type == ResourceEventType::kUpsert ? lb::parseService(e.object) : Result<lb::Service>(Error{});
+      if (e.type == ResourceEventType::kUpsert && svc.ok()) {
+        parsed_services_[key] = *svc;
+      } else {
+        parsed_services_.erase(key);
+      }
+      dirty_services_.insert(key);
+      return true;
+    }
+    case ResourceKind::kEndpointSlice: {
+      if (auto it = parsed_slices_.find(e.key); it != parsed_slices_.end()) {
+        dirty_services_.insert(it->second.ns + "/" + it->second.service);  // its old owner
+        parsed_slices_.erase(it);
+      }
+      if (e.type == ResourceEventType::kUpsert) {
+        if (auto es = lb::parseEndpointSlice(e.object); es.ok()) {
+          dirty_services_.insert(es->ns + "/" + es->service);
+          parsed_slices_[e.key] = *es;
+        }
+      }
+      return true;
+    }
+    case ResourceKind::kPod:
+      podsChanged(e.key.namespace_name.empty() ? "default" : e.key.namespace_name);
+      return true;
+    default:
+      if (e.type == ResourceEventType::kSynced) {
+        dirty_all_ = true;
+        return true;
+      }
+      return false;
+  }
+}
+
 void ClusterState::handle(const std::vector<ResourceEvent>& events) {
   bool services_changed = false;
   for (const auto& e : events) {
-    services_changed = services_changed || e.key.kind == ResourceKind::kService ||
-                       e.key.kind == ResourceKind::kEndpointSlice || e.key.kind == ResourceKind::kPod ||
-                       e.type == ResourceEventType::kSynced;
+    services_changed = trackServiceInputs(e) || services_changed;  // every event must be tracked
   }
   if (services_changed) {
     syncServices();

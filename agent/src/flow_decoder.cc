@@ -21,6 +21,17 @@ void FlowDirectory::setServices(std::map<std::string, std::string> frontends) {
   services_ = std::move(frontends);
 }
 
+void FlowDirectory::updateServices(const std::vector<std::string>& removed,
+                                   const std::map<std::string, std::string>& added) {
+  std::unique_lock lock(mu_);
+  for (const auto& k : removed) {
+    services_.erase(k);
+  }
+  for (const auto& [k, v] : added) {
+    services_[k] = v;
+  }
+}
+
 bool FlowDirectory::lookupEndpoint(Ipv4 ip, PeerInfo* out) const {
   std::shared_lock lock(mu_);
   auto it = endpoints_.find(ip);

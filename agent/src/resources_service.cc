@@ -1,4 +1,6 @@
 // The Resources API: `plexus apply -f` / `delete -f` into the standalone store.
+#include <chrono>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -13,6 +15,7 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
                         fmt::format("this agent watches the Kubernetes API at {}: use kubectl {} instead",
                                     state_.kube->client().config().server, remove ? "delete" : "apply"));
   }
+  auto start = std::chrono::steady_clock::now();
   auto objects = parseManifests(req->manifest());
   if (!objects.ok()) {
     std::string source = req->source().empty() ? "manifest" : req->source();
@@ -23,6 +26,7 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
                         return remove ? state_.cluster->remove(*objects) : state_.cluster->apply(*objects);
                       })
                       .get();
+  resp->set_agent_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   for (const auto& o : outcomes) {
     auto* out = resp->add_outcomes();
     out->set_object(o.object);

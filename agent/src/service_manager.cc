@@ -9,6 +9,13 @@
 
 namespace plexus::agent {
 
+namespace {
+// How flow decoding names a frontend: "ip:port/PROTO".
+std::string frontendName(const lb::FrontendView& f) {
+  return fmt::format("{}:{}/{}", f.address.toString(), f.port, lb::protoName(f.proto));
+}
+}  // namespace
+
 ServiceManager::ServiceManager(datapath::LbMaps& maps, lb::PlannerConfig config, FlowDirectory* directory)
     : maps_(maps), planner_(std::move(config)), directory_(directory) {}
 
@@ -55,21 +62,86 @@ Status ServiceManager::sync(const std::vector<lb::Service>& services, const std:
   lb::MapState desired = planner_.compute(services, slices);
   auto t1 = std::chrono::steady_clock::now();
   lb::Plan plan = lb::Planner::diff(installed_, desired);
-  spdlog::debug("services: compute {:.1f} ms, diff {:.1f} ms", std::chrono::duration<double, std::milli>(t1 - t0).count(),
+  spdlog::debug("services: full compute {:.1f} ms, diff {:.1f} ms",
+                std::chrono::duration<double, std::milli>(t1 - t0).count(),
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
+  last_plan_size_ = plan.size();
+  if (plan.size() > 0) {
+    if (Status s = apply(plan); !s.ok()) {
+      needs_full_ = true;
+      return s.error().wrap("service maps");
+    }
+  }
+  installed_ = std::move(desired);
+  needs_full_ = false;
+  if (plan.size() > 0) {
+    publishNames();
+    spdlog::info("services: {} map operations, {} frontends", plan.size(), installed_.frontends.size());
+  }
+  return Status::Ok();
+}
+
+Status ServiceManager::update(const std::map<std::string, std::optional<lb::Service>>& changed,
+                              const std::map<std::string, std::vector<lb::EndpointSlice>>& slices) {
+  auto change = planner_.update(changed, slices);
+  lb::Plan plan = lb::Planner::diff(change.before, change.after);
+  // A backend another service still uses stays.
+  std::erase_if(plan.backend_deletes, [&](uint32_t id) { return planner_.backendInUse(id); });
   last_plan_size_ = plan.size();
   if (plan.size() == 0) {
     return Status::Ok();
   }
-  PLEXUS_TRY(apply(plan), "service maps");
-  installed_ = std::move(desired);
+  if (Status s = apply(plan); !s.ok()) {
+    needs_full_ = true;  // the planner moved on; the next sync recomputes everything against installed_
+    return s.error().wrap("service maps");
+  }
+  // Commit: the changed services' old share out, their new share in.
+  for (const auto& [k, v] : change.before.services) {
+    installed_.services.erase(k);
+  }
+  for (const auto& [id, r] : change.before.revnat) {
+    installed_.revnat.erase(id);
+  }
+  for (const auto& [id, t] : change.before.maglev) {
+    installed_.maglev.erase(id);
+  }
+  for (uint32_t id : plan.backend_deletes) {
+    installed_.backends.erase(id);
+  }
+  std::erase_if(installed_.frontends, [&](const lb::FrontendView& f) { return changed.count(f.service) > 0; });
+  for (const auto& [k, v] : change.after.services) {
+    installed_.services[k] = v;
+  }
+  for (const auto& [id, b] : change.after.backends) {
+    installed_.backends[id] = b;
+  }
+  for (const auto& [id, r] : change.after.revnat) {
+    installed_.revnat[id] = r;
+  }
+  for (const auto& [id, t] : change.after.maglev) {
+    installed_.maglev[id] = t;
+  }
+  installed_.frontends.insert(installed_.frontends.end(), change.after.frontends.begin(), change.after.frontends.end());
+  std::vector<std::string> gone;
+  std::map<std::string, std::string> added;
+  for (const auto& f : change.before.frontends) {
+    gone.push_back(frontendName(f));
+  }
+  for (const auto& f : change.after.frontends) {
+    added[frontendName(f)] = f.service;
+  }
+  directory_->updateServices(gone, added);
+  spdlog::info("services: {} changed, {} map operations, {} frontends", changed.size(), plan.size(),
+               installed_.frontends.size());
+  return Status::Ok();
+}
+
+void ServiceManager::publishNames() {
   std::map<std::string, std::string> names;
   for (const auto& f : installed_.frontends) {
-    names[fmt::format("{}:{}/{}", f.address.toString(), f.port, lb::protoName(f.proto))] = f.service;
+    names[frontendName(f)] = f.service;
   }
   directory_->setServices(std::move(names));
-  spdlog::info("services: {} map operations, {} frontends", plan.size(), installed_.frontends.size());
-  return Status::Ok();
 }
 
 }  // namespace plexus::agent

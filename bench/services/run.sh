@@ -84,6 +84,9 @@ crr() {  # client-ns server-ns ip port -> "p50 p99"
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
   wait "$spid" || true
 }
+agent_ms() {  # the agent's own time from `plexus apply -o json`
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("agent_ms", 0))' "$1"
+}
 emit_abs() {  # metric plexus baseline better
   python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"services","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
 }
@@ -94,11 +97,13 @@ installed=0
 for n in $COUNTS; do
   # Program n services: ours from the manifests, theirs with iptables-restore of the whole table.
   services_yaml "$installed" "$n" >"$PLEXUS_WORK/svc.yaml"
-  t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$PLEXUS_WORK/svc.yaml" >/dev/null; ours=$(ms_since "$t0")
+  t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -o json -f "$PLEXUS_WORK/svc.yaml" >"$PLEXUS_WORK/out.json"; ours=$(ms_since "$t0")
+  agent_ms=$(agent_ms "$PLEXUS_WORK/out.json")
   iptables_rules "$n" "$bb_ip" >"$PLEXUS_WORK/rules"
   t0=$(date +%s%N); ip netns exec "$bnode" iptables-restore <"$PLEXUS_WORK/rules"; theirs=$(ms_since "$t0")
   installed=$n
   emit_abs "program services to $n total (ms; ours adds $n-previous, iptables-restore rewrites all)" "$ours" "$theirs" lower
+  emit_abs "program services to $n total, agent time (ms; parse+store+persist+maps)" "$agent_ms" "$theirs" lower
 
   last=$((n - 1))
   read -r p50 p99 < <(crr "$pc" "$pb" "$(vip 0)" 80)
@@ -112,11 +117,13 @@ for n in $COUNTS; do
 
   # One more service with n installed.
   services_yaml 20000 20001 >"$PLEXUS_WORK/one.yaml"
-  t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$PLEXUS_WORK/one.yaml" >/dev/null; ours=$(ms_since "$t0")
+  t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -o json -f "$PLEXUS_WORK/one.yaml" >"$PLEXUS_WORK/out.json"; ours=$(ms_since "$t0")
+  agent_ms=$(agent_ms "$PLEXUS_WORK/out.json")
   iptables_rules "$((n + 1))" "$bb_ip" >"$PLEXUS_WORK/rules1"
   t0=$(date +%s%N); ip netns exec "$bnode" iptables-restore <"$PLEXUS_WORK/rules1"; theirs=$(ms_since "$t0")
   "${CLI[@]}" --socket "$PLEXUS_SOCK" delete -f "$PLEXUS_WORK/one.yaml" >/dev/null
-  emit_abs "add one service with $n installed (ms)" "$ours" "$theirs" lower
+  emit_abs "add one service with $n installed (ms, plexus apply wall time)" "$ours" "$theirs" lower
+  emit_abs "add one service with $n installed, agent time (ms)" "$agent_ms" "$theirs" lower
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent_pid/status" 2>/dev/null || echo 0)
   emit_abs "agent resident memory with $n services (MiB)" "$(echo "scale=1; $rss / 1024" | bc)" 0 lower
 done

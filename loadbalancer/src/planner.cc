@@ -84,166 +84,273 @@ uint16_t Planner::nodePort(const std::string& service, const ServicePort& port) 
   return it == node_ports_.end() ? 0 : it->second;
 }
 
-MapState Planner::compute(const std::vector<Service>& services, const std::vector<EndpointSlice>& slices) {
-  MapState st;
-  std::set<std::string> live_backends;
-  std::set<std::string> live_revnat;
-  std::set<std::string> live_nodeports;
-  // Requested node ports first, so allocation never takes one a later service asks for.
-  for (const auto& svc : services) {
-    if (svc.type == ServiceType::kClusterIP) {
-      continue;
-    }
-    for (const auto& sp : svc.ports) {
-      if (sp.node_port) {
-        node_ports_[fmt::format("{}:{}/{}", svc.key(), sp.port, protoName(sp.proto))] = sp.node_port;
-      }
+void Planner::registerRequestedNodePorts(const Service& svc) {
+  if (svc.type == ServiceType::kClusterIP) {
+    return;
+  }
+  for (const auto& sp : svc.ports) {
+    if (sp.node_port) {
+      node_ports_[fmt::format("{}:{}/{}", svc.key(), sp.port, protoName(sp.proto))] = sp.node_port;
     }
   }
-  for (const auto& svc : services) {
-    for (const auto& sp : svc.ports) {
-      // Backends of this service port: every slice of the service with a port of the same name.
-      std::vector<BackendView> all;
-      for (const auto& es : slices) {
-        if (es.ns != svc.ns || es.service != svc.name) {
+}
+
+Planner::Fragment Planner::computeService(const Service& svc, const std::vector<const EndpointSlice*>& slices) {
+  Fragment f;
+  MapState& st = f.st;
+  for (const auto& sp : svc.ports) {
+    // Backends of this service port: every slice of the service with a port of the same name.
+    std::vector<BackendView> all;
+    for (const EndpointSlice* esp : slices) {
+      const EndpointSlice& es = *esp;
+      for (const auto& ep : es.ports) {
+        if (ep.name != sp.name || ep.proto != sp.proto) {
           continue;
         }
-        for (const auto& ep : es.ports) {
-          if (ep.name != sp.name || ep.proto != sp.proto) {
+        for (const auto& a : es.endpoints) {
+          // Ready endpoints take new flows; terminating ones that still serve keep their existing flows.
+          bool active = a.ready && !a.terminating;
+          bool terminating = !active && a.serving && a.terminating;
+          if (!active && !terminating) {
             continue;
           }
-          for (const auto& a : es.endpoints) {
-            // Ready endpoints take new flows; terminating ones that still serve keep their existing flows.
-            bool active = a.ready && !a.terminating;
-            bool terminating = !active && a.serving && a.terminating;
-            if (!active && !terminating) {
-              continue;
-            }
-            std::string bkey = fmt::format("{}:{}/{}", a.ip.toString(), ep.port, protoName(ep.proto));
-            live_backends.insert(bkey);
-            BackendView b{backendId(bkey), a.ip, ep.port, terminating, a.node_name};
-            if (std::none_of(all.begin(), all.end(), [&](const BackendView& x) { return x.id == b.id; })) {
-              all.push_back(b);
-            }
-            plexus_lb4_backend be{};
-            be.address = a.ip.networkOrder();
-            be.port = htons(ep.port);
-            be.proto = ep.proto;
-            be.state = terminating ? PLEXUS_BACKEND_TERMINATING : PLEXUS_BACKEND_ACTIVE;
-            st.backends[b.id] = be;
+          std::string bkey = fmt::format("{}:{}/{}", a.ip.toString(), ep.port, protoName(ep.proto));
+          if (std::find(f.backend_keys.begin(), f.backend_keys.end(), bkey) == f.backend_keys.end()) {
+            f.backend_keys.push_back(bkey);
+          }
+          BackendView b{backendId(bkey), a.ip, ep.port, terminating, a.node_name};
+          if (std::none_of(all.begin(), all.end(), [&](const BackendView& x) { return x.id == b.id; })) {
+            all.push_back(b);
+          }
+          plexus_lb4_backend be{};
+          be.address = a.ip.networkOrder();
+          be.port = htons(ep.port);
+          be.proto = ep.proto;
+          be.state = terminating ? PLEXUS_BACKEND_TERMINATING : PLEXUS_BACKEND_ACTIVE;
+          st.backends[b.id] = be;
+        }
+      }
+    }
+    std::sort(all.begin(), all.end(), [](const BackendView& a, const BackendView& b) {
+      return std::make_pair(a.terminating, a.id) < std::make_pair(b.terminating, b.id);
+    });
+    std::vector<BackendView> local;
+    for (const auto& b : all) {
+      if (b.node_name.empty() || b.node_name == config_.node_name) {
+        local.push_back(b);
+      }
+    }
+
+    auto add = [&](Ipv4 addr, uint16_t port, const std::string& type, uint16_t flag, bool north_south) {
+      std::string fkey = fmt::format("{}:{}/{}", addr.toString(), port, protoName(sp.proto));
+      f.revnat_keys.push_back(fkey);
+      uint16_t rid = revNatIndex(fkey);
+      plexus_lb4_reverse_nat rn{};
+      rn.address = addr.networkOrder();
+      rn.port = htons(port);
+      st.revnat[rid] = rn;
+      bool use_maglev = north_south && config_.maglev;
+      auto install = [&](uint8_t scope, const std::vector<BackendView>& bes) {
+        std::vector<uint32_t> active;
+        for (const auto& b : bes) {
+          if (!b.terminating) {
+            active.push_back(b.id);
           }
         }
-      }
-      std::sort(all.begin(), all.end(), [](const BackendView& a, const BackendView& b) {
-        return std::make_pair(a.terminating, a.id) < std::make_pair(b.terminating, b.id);
-      });
-      std::vector<BackendView> local;
-      for (const auto& b : all) {
-        if (b.node_name.empty() || b.node_name == config_.node_name) {
-          local.push_back(b);
+        plexus_lb4_service master{};
+        master.count = static_cast<uint16_t>(active.size());
+        master.rev_nat_index = rid;
+        master.flags = flag;
+        if (svc.affinity_client_ip) {
+          master.flags |= PLEXUS_SVC_F_AFFINITY;
+          master.affinity_timeout = svc.affinity_timeout;
         }
-      }
-
-      auto add = [&](Ipv4 addr, uint16_t port, const std::string& type, uint16_t flag, bool north_south) {
-        std::string fkey = fmt::format("{}:{}/{}", addr.toString(), port, protoName(sp.proto));
-        live_revnat.insert(fkey);
-        uint16_t rid = revNatIndex(fkey);
-        plexus_lb4_reverse_nat rn{};
-        rn.address = addr.networkOrder();
-        rn.port = htons(port);
-        st.revnat[rid] = rn;
-        bool use_maglev = north_south && config_.maglev;
-        auto install = [&](uint8_t scope, const std::vector<BackendView>& bes) {
-          std::vector<uint32_t> active;
+        if (svc.external_traffic_local && scope == PLEXUS_LB_SCOPE_EXTERNAL && north_south) {
+          master.flags |= PLEXUS_SVC_F_ETP_LOCAL;
+        }
+        if (use_maglev && scope == PLEXUS_LB_SCOPE_EXTERNAL && !active.empty()) {
+          master.flags |= PLEXUS_SVC_F_MAGLEV;
+          std::vector<MaglevBackend> mb;
           for (const auto& b : bes) {
             if (!b.terminating) {
-              active.push_back(b.id);
+              mb.push_back({maglevBackendKey(b.ip.toString(), b.port, protoName(sp.proto)), b.id, 100});
             }
           }
-          plexus_lb4_service master{};
-          master.count = static_cast<uint16_t>(active.size());
-          master.rev_nat_index = rid;
-          master.flags = flag;
-          if (svc.affinity_client_ip) {
-            master.flags |= PLEXUS_SVC_F_AFFINITY;
-            master.affinity_timeout = svc.affinity_timeout;
+          auto t = buildMaglevTable(mb, config_.maglev_m, config_.seed);
+          if (auto* table = std::get_if<std::vector<uint32_t>>(&t)) {
+            st.maglev[rid] = *table;
           }
-          if (svc.external_traffic_local && scope == PLEXUS_LB_SCOPE_EXTERNAL && north_south) {
-            master.flags |= PLEXUS_SVC_F_ETP_LOCAL;
-          }
-          if (use_maglev && scope == PLEXUS_LB_SCOPE_EXTERNAL && !active.empty()) {
-            master.flags |= PLEXUS_SVC_F_MAGLEV;
-            std::vector<MaglevBackend> mb;
-            for (const auto& b : bes) {
-              if (!b.terminating) {
-                mb.push_back({maglevBackendKey(b.ip.toString(), b.port, protoName(sp.proto)), b.id, 100});
-              }
-            }
-            auto t = buildMaglevTable(mb, config_.maglev_m, config_.seed);
-            if (auto* table = std::get_if<std::vector<uint32_t>>(&t)) {
-              st.maglev[rid] = *table;
-            }
-          }
-          st.services[makeLbKey(addr, port, sp.proto, scope, 0)] = master;
-          for (size_t i = 0; i < active.size(); ++i) {
-            plexus_lb4_service slot{};
-            slot.backend_id = active[i];
-            slot.rev_nat_index = rid;
-            st.services[makeLbKey(addr, port, sp.proto, scope, static_cast<uint16_t>(i + 1))] = slot;
-          }
-          st.frontends.push_back({svc.key(), addr, port, sp.proto, type, scope, rid,
-                                  (master.flags & PLEXUS_SVC_F_MAGLEV) != 0, bes});
-        };
-        // External scope: traffic from outside (and from inside when no internal entry exists).
-        bool external_local = north_south && svc.external_traffic_local;
-        install(PLEXUS_LB_SCOPE_EXTERNAL, external_local ? local : all);
-        // Internal scope, used by local clients, when it differs: ETP=Local never applies to them, ITP=Local
-        // always does. The external master then says so (TWO_SCOPES), so others pay a single lookup.
-        bool internal_entry = (!north_south && svc.internal_traffic_local) || external_local;
-        if (internal_entry) {
-          install(PLEXUS_LB_SCOPE_INTERNAL, svc.internal_traffic_local ? local : all);
-          st.services[makeLbKey(addr, port, sp.proto, PLEXUS_LB_SCOPE_EXTERNAL, 0)].flags |= PLEXUS_SVC_F_TWO_SCOPES;
         }
+        st.services[makeLbKey(addr, port, sp.proto, scope, 0)] = master;
+        for (size_t i = 0; i < active.size(); ++i) {
+          plexus_lb4_service slot{};
+          slot.backend_id = active[i];
+          slot.rev_nat_index = rid;
+          st.services[makeLbKey(addr, port, sp.proto, scope, static_cast<uint16_t>(i + 1))] = slot;
+        }
+        st.frontends.push_back({svc.key(), addr, port, sp.proto, type, scope, rid,
+                                (master.flags & PLEXUS_SVC_F_MAGLEV) != 0, bes});
       };
+      // External scope: traffic from outside (and from inside when no internal entry exists).
+      bool external_local = north_south && svc.external_traffic_local;
+      install(PLEXUS_LB_SCOPE_EXTERNAL, external_local ? local : all);
+      // Internal scope, used by local clients, when it differs: ETP=Local never applies to them, ITP=Local
+      // always does. The external master then says so (TWO_SCOPES), so others pay a single lookup.
+      bool internal_entry = (!north_south && svc.internal_traffic_local) || external_local;
+      if (internal_entry) {
+        install(PLEXUS_LB_SCOPE_INTERNAL, svc.internal_traffic_local ? local : all);
+        st.services[makeLbKey(addr, port, sp.proto, PLEXUS_LB_SCOPE_EXTERNAL, 0)].flags |= PLEXUS_SVC_F_TWO_SCOPES;
+      }
+    };
 
-      if (svc.cluster_ip) {
-        add(*svc.cluster_ip, sp.port, "ClusterIP", PLEXUS_SVC_F_CLUSTERIP, false);
+    if (svc.cluster_ip) {
+      add(*svc.cluster_ip, sp.port, "ClusterIP", PLEXUS_SVC_F_CLUSTERIP, false);
+    }
+    if (svc.type != ServiceType::kClusterIP) {
+      std::string npkey = fmt::format("{}:{}/{}", svc.key(), sp.port, protoName(sp.proto));
+      f.nodeport_keys.push_back(npkey);
+      uint16_t np = allocateNodePort(npkey, sp.node_port);
+      for (const auto& ip : config_.node_ips) {
+        add(ip, np, "NodePort", PLEXUS_SVC_F_NODEPORT, true);
       }
-      if (svc.type != ServiceType::kClusterIP) {
-        std::string npkey = fmt::format("{}:{}/{}", svc.key(), sp.port, protoName(sp.proto));
-        live_nodeports.insert(npkey);
-        uint16_t np = allocateNodePort(npkey, sp.node_port);
-        for (const auto& ip : config_.node_ips) {
-          add(ip, np, "NodePort", PLEXUS_SVC_F_NODEPORT, true);
-        }
+    }
+    if (svc.type == ServiceType::kLoadBalancer) {
+      for (const auto& ip : svc.lb_ingress_ips) {
+        add(ip, sp.port, "LoadBalancer", PLEXUS_SVC_F_LOADBALANCER, true);
       }
-      if (svc.type == ServiceType::kLoadBalancer) {
-        for (const auto& ip : svc.lb_ingress_ips) {
-          add(ip, sp.port, "LoadBalancer", PLEXUS_SVC_F_LOADBALANCER, true);
-        }
-      }
-      for (const auto& ip : svc.external_ips) {
-        add(ip, sp.port, "ExternalIP", PLEXUS_SVC_F_EXTERNAL_IP, true);
-      }
+    }
+    for (const auto& ip : svc.external_ips) {
+      add(ip, sp.port, "ExternalIP", PLEXUS_SVC_F_EXTERNAL_IP, true);
     }
   }
-  // Ids no longer used are freed for reuse.
-  std::erase_if(backend_ids_, [&](const auto& kv) {
-    bool dead = !live_backends.count(kv.first);
-    if (dead) {
-      used_backend_ids_.erase(kv.second);
+  return f;
+}
+
+void Planner::hold(const Fragment& f) {
+  for (const auto& k : f.backend_keys) {
+    refs_["b:" + k]++;
+  }
+  for (const auto& k : f.revnat_keys) {
+    refs_["r:" + k]++;
+  }
+  for (const auto& k : f.nodeport_keys) {
+    refs_["n:" + k]++;
+  }
+  for (const auto& [id, b] : f.st.backends) {
+    backend_users_[id]++;
+  }
+}
+
+void Planner::drop(const Fragment& f) {
+  auto release = [&](const std::string& ref) {
+    auto it = refs_.find(ref);
+    if (it == refs_.end() || --it->second > 0) {
+      return false;
     }
-    return dead;
-  });
-  std::erase_if(revnat_ids_, [&](const auto& kv) {
-    bool dead = !live_revnat.count(kv.first);
-    if (dead) {
-      used_revnat_ids_.erase(kv.second);
+    refs_.erase(it);
+    return true;
+  };
+  for (const auto& k : f.backend_keys) {
+    if (release("b:" + k)) {
+      used_backend_ids_.erase(backend_ids_[k]);
+      backend_ids_.erase(k);
     }
-    return dead;
-  });
-  std::erase_if(node_ports_, [&](const auto& kv) { return !live_nodeports.count(kv.first); });
+  }
+  for (const auto& k : f.revnat_keys) {
+    if (release("r:" + k)) {
+      used_revnat_ids_.erase(revnat_ids_[k]);
+      revnat_ids_.erase(k);
+    }
+  }
+  for (const auto& k : f.nodeport_keys) {
+    if (release("n:" + k)) {
+      node_ports_.erase(k);
+    }
+  }
+  for (const auto& [id, b] : f.st.backends) {
+    if (--backend_users_[id] == 0) {
+      backend_users_.erase(id);
+    }
+  }
+}
+
+bool Planner::backendInUse(uint32_t id) const { return backend_users_.count(id) > 0; }
+
+namespace {
+void merge(MapState* into, const MapState& part) {
+  into->services.insert(part.services.begin(), part.services.end());
+  for (const auto& [id, b] : part.backends) {
+    into->backends[id] = b;
+  }
+  into->revnat.insert(part.revnat.begin(), part.revnat.end());
+  into->maglev.insert(part.maglev.begin(), part.maglev.end());
+  into->frontends.insert(into->frontends.end(), part.frontends.begin(), part.frontends.end());
+}
+}  // namespace
+
+Planner::Change Planner::update(const std::map<std::string, std::optional<Service>>& changed,
+                                const std::map<std::string, std::vector<EndpointSlice>>& slices) {
+  Change c;
+  // Requested node ports first, so allocation never takes one a changed service asks for.
+  for (const auto& [key, svc] : changed) {
+    if (svc) {
+      registerRequestedNodePorts(*svc);
+    }
+  }
+  std::vector<Fragment> old;
+  for (const auto& [key, svc] : changed) {
+    auto it = fragments_.find(key);
+    if (it != fragments_.end()) {
+      merge(&c.before, it->second.st);
+      old.push_back(std::move(it->second));
+      fragments_.erase(it);
+    }
+    if (!svc) {
+      continue;
+    }
+    std::vector<const EndpointSlice*> mine;
+    if (auto s = slices.find(key); s != slices.end()) {
+      for (const auto& es : s->second) {
+        mine.push_back(&es);
+      }
+    }
+    Fragment f = computeService(*svc, mine);
+    hold(f);  // before the old ones are dropped, so ids shared by both stay
+    merge(&c.after, f.st);
+    fragments_[key] = std::move(f);
+  }
+  for (const auto& f : old) {
+    drop(f);
+  }
+  return c;
+}
+
+MapState Planner::current() const {
+  MapState st;
+  for (const auto& [key, f] : fragments_) {
+    merge(&st, f.st);
+  }
   return st;
+}
+
+MapState Planner::compute(const std::vector<Service>& services, const std::vector<EndpointSlice>& slices) {
+  std::map<std::string, std::optional<Service>> changed;
+  for (const auto& [key, f] : fragments_) {
+    changed[key] = std::nullopt;  // gone unless listed below
+  }
+  for (const auto& svc : services) {
+    changed[svc.key()] = svc;
+  }
+  std::map<std::string, std::vector<EndpointSlice>> by_service;
+  for (const auto& es : slices) {
+    by_service[es.ns + "/" + es.service].push_back(es);
+  }
+  // Requested node ports of every service first (not only changed ones), as a full computation always did.
+  for (const auto& svc : services) {
+    registerRequestedNodePorts(svc);
+  }
+  update(changed, by_service);
+  return current();
 }
 
 namespace {

@@ -9,7 +9,7 @@
 
 namespace plexus {
 
-Status writeFileAtomic(const std::string& path, const std::string& content) {
+Status writeFileAtomic(const std::string& path, const std::string& content, bool durable) {
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -28,7 +28,7 @@ Status writeFileAtomic(const std::string& path, const std::string& content) {
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (durable && ::fsync(fd) != 0) {
     int err = errno;
     ::close(fd);
     return errnoError(fmt::format("fsync {}", tmp), err);
@@ -38,6 +38,17 @@ Status writeFileAtomic(const std::string& path, const std::string& content) {
     return errnoError(fmt::format("rename {}", path), errno);
   }
   return Status::Ok();
+}
+
+Status syncFilesystem(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return errnoError(fmt::format("open {}", path), errno);
+  }
+  int rc = ::syncfs(fd);
+  int err = errno;
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : errnoError(fmt::format("syncfs {}", path), err);
 }
 
 }  // namespace plexus

@@ -189,3 +189,97 @@ TEST_CASE("internalTrafficPolicy Local adds an internal entry with local backend
   CHECK_FALSE(st2.services.at(makeLbKey(*Ipv4::parse("10.96.0.10"), 80, 6, PLEXUS_LB_SCOPE_EXTERNAL, 0)).flags &
               PLEXUS_SVC_F_TWO_SCOPES);
 }
+
+TEST_CASE("incremental updates keep the installed state equal to a full computation", "[unit][planner]") {
+  // Services s0..s19 with distinct ClusterIPs; backends shared between services (same pods), so a backend may only
+  // go when its last user goes.
+  auto service = [](int i, const std::string& type = "ClusterIP") {
+    auto j = svcJson("s" + std::to_string(i), type);
+    j["spec"]["clusterIP"] = "10.96.1." + std::to_string(i + 1);
+    auto s = parseService(j);
+    REQUIRE(s.ok());
+    return *s;
+  };
+  auto slicesFor = [](const Service& s, const std::vector<PodRecord>& pods) {
+    return std::vector<EndpointSlice>(deriveSlices(s, pods));
+  };
+  std::vector<PodRecord> pods_a = {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 8080)};
+  std::vector<PodRecord> pods_b = {pod("b", "10.0.0.6", 8080), pod("c", "10.0.0.7", 8080)};
+
+  Planner inc(config());
+  MapState installed;
+  std::map<std::string, Service> live;
+  std::map<std::string, std::vector<EndpointSlice>> live_slices;
+  auto step = [&](std::map<std::string, std::optional<Service>> changed,
+                  std::map<std::string, std::vector<EndpointSlice>> slices) {
+    auto c = inc.update(changed, slices);
+    Plan p = Planner::diff(c.before, c.after);
+    std::erase_if(p.backend_deletes, [&](uint32_t id) { return inc.backendInUse(id); });
+    // What ServiceManager does with the plan: the changed services' share out, their new share in.
+    for (const auto& [k, v] : c.before.services) installed.services.erase(k);
+    for (const auto& [id, r] : c.before.revnat) installed.revnat.erase(id);
+    for (const auto& [id, t] : c.before.maglev) installed.maglev.erase(id);
+    for (uint32_t id : p.backend_deletes) installed.backends.erase(id);
+    for (const auto& [k, v] : c.after.services) installed.services[k] = v;
+    for (const auto& [id, b] : c.after.backends) installed.backends[id] = b;
+    for (const auto& [id, r] : c.after.revnat) installed.revnat[id] = r;
+    for (const auto& [id, t] : c.after.maglev) installed.maglev[id] = t;
+    for (const auto& [key, s] : changed) {
+      if (s) {
+        live[key] = *s;
+        live_slices[key] = slices[key];
+      } else {
+        live.erase(key);
+        live_slices.erase(key);
+      }
+    }
+    // The incremental state equals what the planner would compute from everything, byte for byte.
+    auto full = inc.current();
+    CHECK(Planner::diff(installed, full).size() == 0);
+    CHECK(installed.backends.size() == full.backends.size());
+    CHECK(installed.services.size() == full.services.size());
+  };
+  for (int i = 0; i < 20; ++i) {
+    auto s = service(i, i % 5 == 0 ? "NodePort" : "ClusterIP");
+    step({{s.key(), s}}, {{s.key(), slicesFor(s, pods_a)}});
+  }
+  auto full_before = inc.current();
+  uint16_t rid_s3 = 0;
+  for (const auto& [k, v] : full_before.services) {
+    if (k.address == Ipv4::parse("10.96.1.4")->networkOrder() && k.backend_slot == 0) {
+      rid_s3 = v.rev_nat_index;
+    }
+  }
+  REQUIRE(rid_s3 != 0);
+  CHECK(full_before.backends.size() == 2);  // a and b, shared by all twenty
+  // s1 moves to pods b and c: backend c appears, a stays (others use it).
+  auto s1 = service(1);
+  step({{s1.key(), s1}}, {{s1.key(), slicesFor(s1, pods_b)}});
+  CHECK(inc.current().backends.size() == 3);
+  // Every other service moves to b and c as well: a goes when its last user goes.
+  for (int i = 0; i < 20; ++i) {
+    auto s = service(i, i % 5 == 0 ? "NodePort" : "ClusterIP");
+    step({{s.key(), s}}, {{s.key(), slicesFor(s, pods_b)}});
+  }
+  CHECK(inc.current().backends.size() == 2);
+  // Deleting services frees their entries; an unchanged service keeps its reverse-NAT index throughout.
+  step({{"default/s0", std::nullopt}, {"default/s2", std::nullopt}}, {});
+  for (const auto& [k, v] : inc.current().services) {
+    if (k.address == Ipv4::parse("10.96.1.4")->networkOrder() && k.backend_slot == 0) {
+      CHECK(v.rev_nat_index == rid_s3);
+    }
+    CHECK(k.address != Ipv4::parse("10.96.1.1")->networkOrder());
+  }
+  // A full computation from the same inputs on a fresh planner has the same shape.
+  std::vector<Service> all;
+  std::vector<EndpointSlice> all_slices;
+  for (const auto& [k, s] : live) {
+    all.push_back(s);
+    all_slices.insert(all_slices.end(), live_slices[k].begin(), live_slices[k].end());
+  }
+  Planner fresh(config());
+  auto f = fresh.compute(all, all_slices);
+  CHECK(f.services.size() == installed.services.size());
+  CHECK(f.backends.size() == installed.backends.size());
+  CHECK(f.frontends.size() == inc.current().frontends.size());
+}

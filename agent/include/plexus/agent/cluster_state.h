@@ -6,6 +6,8 @@
 // whenever policies or identities change. Kinds without a consumer in this build (Node) are refused with a
 // message rather than accepted and ignored. Runs on the reconcile thread.
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,30 +44,41 @@ class ClusterState {
   void endpointRemoved(const EndpointRecord& rec);
   const identity::Allocator& identities() const { return identities_; }
   const ResourceStore& store() const { return store_; }
-  // Recomputes the service maps from the stored objects and the endpoints (also after CNI ADD/DEL).
+  // Programs the services whose inputs changed since the last call (all of them after a restore or a failed
+  // write). podsChanged() marks the selector services of a namespace (a pod or an endpoint came or went).
   void syncServices();
+  void podsChanged(const std::string& ns);
   std::vector<lb::Service> services() const;
   // The named container ports of an endpoint's pod: name -> (port, protocol).
   std::multimap<std::string, std::pair<uint16_t, uint8_t>> namedPorts(const EndpointRecord& rec) const;
 
  private:
   void handle(const std::vector<ResourceEvent>& events);
-  Status persist() const;
+  Status persist(const std::vector<ResourceEvent>& events);
   // The identity labels the endpoint's pod has now (empty when the pod is unknown).
   identity::Labels identityLabels(const EndpointRecord& rec) const;
   void persistIdentities() const;
+  // Keeps the parsed services and slices current and marks what the event changes; true if services may change.
+  bool trackServiceInputs(const ResourceEvent& e);
+  std::vector<lb::PodRecord> podRecords(const std::set<std::string>& namespaces) const;
   void reportPolicies(const std::vector<ResourceEvent>& events);
 
   EndpointManager& endpoints_;
   ServiceManager* services_;
   PolicyManager* policies_ = nullptr;
   KubernetesSync* kube_ = nullptr;
-  std::string path_;
+  std::string path_;     // snapshot of the store
+  std::string journal_;  // changes since the snapshot, one JSON line each
+  size_t journal_entries_ = 0;
   std::string identities_path_;
   ResourceStore store_;
   identity::Allocator identities_;
   identity::LabelFilter filter_ = identity::LabelFilter::defaults();
   std::string cluster_name_ = "default";
+  std::map<std::string, lb::Service> parsed_services_;     // "ns/name" -> parsed Service
+  std::map<ResourceKey, lb::EndpointSlice> parsed_slices_;  // applied slices
+  std::set<std::string> dirty_services_;
+  bool dirty_all_ = true;
 };
 
 // "k8s:key=value" labels of a pod, plus its namespace label, as Cilium names them.

@@ -27,6 +27,8 @@ class FlowDirectory {
   void removeEndpoint(Ipv4 ip);
   // "ip:port/proto" of a frontend -> "namespace/name".
   void setServices(std::map<std::string, std::string> frontends);
+  // Incremental form: drops `removed` frontends, then adds `added`.
+  void updateServices(const std::vector<std::string>& removed, const std::map<std::string, std::string>& added);
 
   bool lookupEndpoint(Ipv4 ip, PeerInfo* out) const;
   std::string lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const;

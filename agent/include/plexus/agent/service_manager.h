@@ -4,6 +4,7 @@
 // write leaves the previous state as the reference, and the next sync retries). Runs on the reconcile thread.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,14 @@ class ServiceManager {
  public:
   ServiceManager(datapath::LbMaps& maps, lb::PlannerConfig config, FlowDirectory* directory);
 
+  // Full: every service and slice.
   Status sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices);
+  // Incremental: only the services in `changed` (nullopt: deleted), with their slices. The map writes are the
+  // difference for those services alone, so one change costs the same with 10 or 10,000 services installed.
+  Status update(const std::map<std::string, std::optional<lb::Service>>& changed,
+                const std::map<std::string, std::vector<lb::EndpointSlice>>& slices);
+  // After a failed write the planner is ahead of the maps: the next sync must be a full one.
+  bool needsFullSync() const { return needs_full_; }
   const lb::MapState& installed() const { return installed_; }
   uint16_t nodePort(const std::string& service, const lb::ServicePort& port) const {
     return planner_.nodePort(service, port);
@@ -27,12 +35,14 @@ class ServiceManager {
 
  private:
   Status apply(const lb::Plan& plan);
+  void publishNames();
 
   datapath::LbMaps& maps_;
   lb::Planner planner_;
   FlowDirectory* directory_;
   lb::MapState installed_;
   size_t last_plan_size_ = 0;
+  bool needs_full_ = false;
 };
 
 }  // namespace plexus::agent

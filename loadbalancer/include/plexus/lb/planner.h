@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -79,20 +80,47 @@ class Planner {
 
   // The complete desired state. slices: every EndpointSlice (applied or derived), any service.
   MapState compute(const std::vector<Service>& services, const std::vector<EndpointSlice>& slices);
-  // What turns `installed` into `desired`.
+  // Incremental form: replaces the state of the services in `changed` (nullopt: the service is gone) and returns
+  // the part of the map state those services held before and hold now. Other services are untouched; ids stay
+  // stable and are freed only when no service uses them any more. `slices` holds each changed service's slices.
+  struct Change {
+    MapState before;
+    MapState after;
+  };
+  Change update(const std::map<std::string, std::optional<Service>>& changed,
+                const std::map<std::string, std::vector<EndpointSlice>>& slices);
+  // The whole state the services hold now (what compute() returned, kept current by update()).
+  MapState current() const;
+  // Whether this backend id is used by any service.
+  bool backendInUse(uint32_t id) const;
   static Plan diff(const MapState& installed, const MapState& desired);
   // The NodePort a service port got (allocated ones included), 0 when none.
   uint16_t nodePort(const std::string& service, const ServicePort& port) const;
 
  private:
+  // One service's share of the map state, and the id keys it holds.
+  struct Fragment {
+    MapState st;
+    std::vector<std::string> backend_keys;
+    std::vector<std::string> revnat_keys;
+    std::vector<std::string> nodeport_keys;
+  };
+  Fragment computeService(const Service& svc, const std::vector<const EndpointSlice*>& slices);
+  void registerRequestedNodePorts(const Service& svc);
+  // Reference counting of the ids fragments hold: an id is freed when its last holder goes.
+  void hold(const Fragment& f);
+  void drop(const Fragment& f);
   uint32_t backendId(const std::string& key);
   uint16_t revNatIndex(const std::string& key);
   uint16_t allocateNodePort(const std::string& key, uint16_t requested);
 
   PlannerConfig config_;
+  std::map<std::string, Fragment> fragments_;  // by service key
   std::map<std::string, uint32_t> backend_ids_;
   std::map<std::string, uint16_t> revnat_ids_;
   std::map<std::string, uint16_t> node_ports_;
+  std::map<std::string, uint32_t> refs_;  // "b:"/"r:"/"n:" + key -> holders
+  std::map<uint32_t, uint32_t> backend_users_;  // backend id -> fragments using it
   // Ids in use, for O(log n) allocation (a linear rebuild per new id made 10k services quadratic).
   std::set<uint32_t> used_backend_ids_;
   std::set<uint16_t> used_revnat_ids_;

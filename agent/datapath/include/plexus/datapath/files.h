@@ -7,7 +7,10 @@
 
 namespace plexus {
 
-// tmp + fsync + rename: a crash at any point leaves either the old file or the new one.
-Status writeFileAtomic(const std::string& path, const std::string& content);
+// tmp + fsync + rename: a crash at any point leaves either the old file or the new one. With durable=false the
+// fsync is left to the caller (syncFilesystem once after a batch).
+Status writeFileAtomic(const std::string& path, const std::string& content, bool durable = true);
+// syncfs(2) of the filesystem holding `path`: makes a batch of non-durable writes durable at once.
+Status syncFilesystem(const std::string& path);
 
 }  // namespace plexus
