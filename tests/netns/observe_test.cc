@@ -180,11 +180,24 @@ TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with t
   CHECK(parse.exit_code != 0);
   CHECK(parse.err.find("broken.yaml") != std::string::npos);
 
-  // The objects and the identities survive a restart of the agent.
+  // The objects and the identities survive a restart of the agent, even with a journal line cut short by the
+  // crash (it is the last line: ignored with a warning).
   node.agent().kill9();
+  { std::ofstream(node.stateDir() + "/resources.log", std::ios::app) << "{\"op\": \"upsert\", \"obj"; }
   REQUIRE(node.agent().start());
   CHECK(node.cli({"apply", "-f", manifest}).out.find("unchanged") != std::string::npos);
   CHECK(node.cliJson({"endpoint", "get", "shop/web"})["identity"] == moved);
+  CHECK(node.agent().log().find("is incomplete") != std::string::npos);
+  // A journal damaged in the middle is not guessed at: the agent refuses to start and says why.
+  node.agent().kill9();
+  {
+    std::ifstream in(node.stateDir() + "/resources.log");
+    std::stringstream ss;
+    ss << "garbage\n" << in.rdbuf();
+    std::ofstream(node.stateDir() + "/resources.log") << ss.str() << "\n";
+  }
+  CHECK_FALSE(node.agent().start(std::chrono::seconds(5)));
+  CHECK(node.agent().log().find("resources.log: line 1: not JSON") != std::string::npos);
 }
 
 TEST_CASE("policy drops are DROPPED flows with pods, ports and the reason; metrics count them", "[netns][observe]") {
