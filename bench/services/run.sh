@@ -26,6 +26,7 @@ echo "apiVersion: v1
 kind: Pod
 metadata: {name: $pb, namespace: bench, labels: {app: web}}
 spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}" | "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f - >/dev/null
+CG="$PLEXUS_WORK/cgroup/bench"  # the agent's --cgroup-root: socket LB applies to processes in it
 agent_pid="${BENCH_PIDS[0]}"
 agent_pid="$(pgrep -P "$agent_pid" plexus-agent || echo "$agent_pid")"
 
@@ -76,11 +77,13 @@ print("COMMIT")
 PY
 }
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-crr() {  # client-ns server-ns ip port -> "p50 p99"
+crr() {  # client-ns server-ns ip port [cgroup] -> "p50 p99"
   ip netns exec "$2" timeout 120 "$RR" crr-server 8080 "$CONNS" &
   local spid=$!
   sleep 0.2
-  ip netns exec "$1" timeout 120 "$RR" crr-client "$3" "$4" "$CONNS" |
+  # With a cgroup, the client runs inside it: the agent's --cgroup-root, where pods live in a cluster, so its
+  # connects are translated by the socket programs (the default path). Without, packets are translated at tc.
+  ip netns exec "$1" sh -c "${5:+echo \$\$ > $5/cgroup.procs && }exec timeout 120 $RR crr-client $3 $4 $CONNS" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
   wait "$spid" || true
 }
@@ -106,14 +109,18 @@ for n in $COUNTS; do
   emit_abs "program services to $n total, agent time (ms; parse+store+persist+maps)" "$agent_ms" "$theirs" lower
 
   last=$((n - 1))
-  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip 0)" 80)
+  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip 0)" 80 "$CG")
   read -r b50 b99 < <(crr "$bc" "$bb" "$(vip 0)" 80)
   emit_abs "new connection p50 to the first of $n services (us)" "$p50" "$b50" lower
-  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip "$last")" 80)
+  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip "$last")" 80 "$CG")
   read -r b50 b99 < <(crr "$bc" "$bb" "$(vip "$last")" 80)
   emit_abs "new connection p50 to the last of $n services (us)" "$p50" "$b50" lower
   emit_abs "new connection p99 to the last of $n services (us)" "$p99" "$b99" lower
   emit_abs "last of $n services p50 against the direct floor (plexus / floor)" "$p50" "$floor50" lower
+  # The per-packet path (a client outside the socket-LB cgroup), for comparison.
+  read -r t50 t99 < <(crr "$pc" "$pb" "$(vip "$last")" 80)
+  emit_abs "per-packet path: p50 to the last of $n services (us)" "$t50" "$b50" lower
+  emit_abs "per-packet path: p99 to the last of $n services (us)" "$t99" "$b99" lower
 
   # One more service with n installed.
   services_yaml 20000 20001 >"$PLEXUS_WORK/one.yaml"
