@@ -126,6 +126,10 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
         c->t.orig_daddr = orig_daddr;
         c->t.orig_dport = orig_dport;
         c->t.notify |= translated == 2;
+      } else if (f.proto == IPPROTO_TCP && (f.tcp_flags & TCP_FLAG_SYN) && !(f.tcp_flags & TCP_FLAG_ACK)) {
+        /* A new connection straight to this address (no frontend; a socket-LB connect lands here): a reverse
+         * entry left by an earlier translated flow with the same tuple would rewrite its replies. */
+        ct4_forget_reverse(&f, PLEXUS_CT_REVERSE);
       }
     }
   }

@@ -51,6 +51,13 @@ static __always_inline int ct4_closing(const struct plexus_ct4_value *v) {
 }
 
 /* Records a new translated flow: client->frontend gets the backend, backend->client gets the frontend. */
+/* Drops the reverse entry a reply of flow f would match (backend -> client), if any. */
+static __always_inline void ct4_forget_reverse(const struct flow4 *f, __u8 reverse_dir) {
+  struct plexus_ct4_key rev = {
+      .saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport, .proto = f->proto, .dir = reverse_dir};
+  bpf_map_delete_elem(&plexus_ct4_v1, &rev);
+}
+
 static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr, __be16 backend_port, __u32 backend_id,
                                       __u16 rev_nat_index, __u8 reverse_dir) {
   struct plexus_ct4_key fwd = {

@@ -163,6 +163,34 @@ TEST_CASE("replies from the backend carry the frontend address again", "[bpf][lb
   CHECK(l4Checksum(r.out) == 0);
 }
 
+TEST_CASE("a new direct connection on a tuple a translated flow used does not get its replies rewritten",
+          "[bpf][lb]") {
+  // Pod A reached the backend through the ClusterIP from port 40002; later it connects to the backend directly
+  // from the same port (a socket-LB connect, or a plain one). The old reverse entry must not turn the backend's
+  // replies into the frontend's.
+  Fixture f;
+  installService(f, {{{1, kPodB}}, {1}});
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40002, 0x02)).retval == TC_ACT_REDIRECT);
+  REQUIRE(ctEntry(f, kPodB, kPodA, kBackendPort, 40002, PLEXUS_CT_REVERSE).has_value());
+  PacketSpec direct{kPodAMac, kNodeAMac, kPodA, kPodB, IPPROTO_TCP};
+  direct.sport = 40002;
+  direct.dport = kBackendPort;
+  direct.tcp_flags = 0x02;
+  REQUIRE(f.run(f.dp->fromContainerFd(), ipv4Packet(direct)).retval == TC_ACT_REDIRECT);
+  CHECK_FALSE(ctEntry(f, kPodB, kPodA, kBackendPort, 40002, PLEXUS_CT_REVERSE).has_value());
+  // The backend's SYN-ACK keeps its own address.
+  f.addEndpoint(kPodB, kPodAIfindex, 2, kPodBMac, kNodeBMac, 0);
+  f.addEndpoint(kPodA, kPodBIfindex, 1, kPodAMac, kNodeAMac, 0);
+  PacketSpec reply{kPodBMac, kNodeBMac, kPodB, kPodA, IPPROTO_TCP};
+  reply.sport = kBackendPort;
+  reply.dport = 40002;
+  reply.tcp_flags = 0x12;
+  auto r = f.run(f.dp->fromContainerFd(), ipv4Packet(reply));
+  REQUIRE(r.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->saddr) == kPodB);
+  CHECK(ntohs(tcpOf(r.out)->source) == kBackendPort);
+}
+
 TEST_CASE("a service without backends refuses TCP with a RST at once", "[bpf][lb]") {
   Fixture f;
   installService(f, {{}, {}});
