@@ -168,6 +168,15 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("--events-ring-size {}: must be a power of two, 4096-67108864", c.events_ring_size));
   }
+  // Accepted by the chart and the flags for Cilium compatibility, but not built yet: refuse rather than ignore.
+  if (c.routing_mode == "tunnel") {
+    return makeError(ErrorCode::kInvalidArgument,
+                     "--routing-mode tunnel: not implemented in this build (native routing only; no VXLAN/Geneve)");
+  }
+  if (c.enable_bpf_masquerade) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     "--enable-bpf-masquerade: not implemented in this build (pod egress is not masqueraded)");
+  }
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));
   }

@@ -125,8 +125,10 @@ Result<Ipv4Prefix> podCidrFromApi(const k8s::Client& client, const AgentConfig& 
     }
     std::map<std::string, std::string> claims;  // cidr -> lowest node name claiming it
     std::optional<std::string> mine;
+    bool exists = false;  // our PlexusNode exists (maybe without a CIDR yet)
     for (const auto& item : (*list)["items"]) {
       std::string name = item["metadata"].value("name", "");
+      exists = exists || name == node;
       auto cidrs = item.value(nlohmann::json::json_pointer("/spec/ipam/podCIDRs"), nlohmann::json::array());
       if (cidrs.empty()) {
         continue;
@@ -160,7 +162,7 @@ Result<Ipv4Prefix> podCidrFromApi(const k8s::Client& client, const AgentConfig& 
       return makeError(ErrorCode::kResourceExhausted, "ipam cluster-pool: every pool CIDR is claimed");
     }
     nlohmann::json spec = {{"ipam", {{"podCIDRs", {*pick}}}}};
-    auto r = mine ? client.request("PATCH", own, nlohmann::json{{"spec", spec}}.dump(), "application/merge-patch+json")
+    auto r = exists ? client.request("PATCH", own, nlohmann::json{{"spec", spec}}.dump(), "application/merge-patch+json")
                   : client.request("POST", kPlexusNodePath,
                                    nlohmann::json{{"apiVersion", "plexus.io/v1alpha1"},
                                                   {"kind", "PlexusNode"},
