@@ -129,3 +129,18 @@ TEST_CASE("seeds and table sizes are validated like Cilium's flags", "[unit][mag
   CHECK_FALSE(isAllowedMaglevTableSize(16383));
   CHECK(maglevBackendKey("10.0.0.1", 80, "TCP") == "[10.0.0.1:80/TCP,State:active]");
 }
+
+TEST_CASE("agrees with the share Cilium's own Maglev gives two backends (M=1021, default seed)", "[unit][maglev]") {
+  // Cilium's load-balancer reconciler test dumps its Maglev table for backends 10.1.0.1:80 (id 1) and
+  // 10.1.0.2:80 (id 2), M = 1021, the default seed: "INNER=[1(511), 2(510)]". A fact from Cilium's output, which
+  // our table must reproduce.
+  auto seed = parseMaglevSeed(kDefaultMaglevSeed);
+  REQUIRE(seed.ok());
+  auto t = buildMaglevTable({{maglevBackendKey("10.1.0.1", 80, "TCP"), 1, 100},
+                             {maglevBackendKey("10.1.0.2", 80, "TCP"), 2, 100}},
+                            1021, *seed);
+  auto* table = std::get_if<std::vector<uint32_t>>(&t);
+  REQUIRE(table);
+  CHECK(std::count(table->begin(), table->end(), 1u) == 511);
+  CHECK(std::count(table->begin(), table->end(), 2u) == 510);
+}
