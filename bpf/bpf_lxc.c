@@ -126,6 +126,12 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
         c->t.orig_daddr = orig_daddr;
         c->t.orig_dport = orig_dport;
         c->t.notify |= translated == 2;
+        if (f.daddr == f.saddr) {
+          ret = lb4_hairpin_snat(skb, &f, orig_daddr, orig_dport, translated == 2);
+          if (ret < 0) {
+            return ret;
+          }
+        }
       } else if (f.proto == IPPROTO_TCP && (f.tcp_flags & TCP_FLAG_SYN) && !(f.tcp_flags & TCP_FLAG_ACK)) {
         /* A new connection straight to this address (no frontend; a socket-LB connect lands here): a reverse
          * entry left by an earlier translated flow with the same tuple would rewrite its replies. */
@@ -146,7 +152,12 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     lxc_trace_flow(c, &judged, &pt);
   }
   if (service_reply) {
+    __be32 own = f.saddr;  /* the replying pod; also the client when the flow is a hairpin */
     ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
+    if (ret < 0) {
+      return ret;
+    }
+    ret = lb4_hairpin_restore(skb, &f, own);
     if (ret < 0) {
       return ret;
     }

@@ -86,3 +86,44 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
   }
   return 0;
 }
+
+/* A pod translated to itself: its source becomes the hairpin address, and replies to that address get the pod's
+ * own address back (lb4_hairpin_restore). `fresh`: the flow is new, so the reverse entry its replies will match is
+ * created (keyed on the hairpin address) from the flow's service entry. */
+static __always_inline int lb4_hairpin_snat(struct __sk_buff *skb, struct flow4 *f, __be32 vip, __be16 vport,
+                                            int fresh) {
+  __be32 hairpin = bpf_htonl(PLEXUS_LB_HAIRPIN_ADDR);
+  if (fresh) {
+    struct flow4 orig = {.saddr = f->saddr, .daddr = vip, .sport = f->sport, .dport = vport, .proto = f->proto};
+    struct plexus_ct4_value *svc = ct4_lookup(&orig, PLEXUS_CT_SERVICE);
+    if (!svc) {
+      return PLEXUS_DROP(CT_MAP_FULL);
+    }
+    struct plexus_ct4_value v = *svc;
+    struct plexus_ct4_key rev = {.saddr = f->daddr, .daddr = hairpin, .sport = f->dport, .dport = f->sport,
+                                 .proto = f->proto, .dir = PLEXUS_CT_REVERSE};
+    if (bpf_map_update_elem(&plexus_ct4_v1, &rev, &v, BPF_ANY) < 0) {
+      return PLEXUS_DROP(CT_MAP_FULL);
+    }
+  }
+  int ret = nat4_rewrite(skb, f, 1, hairpin, f->sport);
+  if (ret < 0) {
+    return ret;
+  }
+  f->saddr = hairpin;
+  return 0;
+}
+
+/* The reply half: after the reverse NAT restored the frontend as the source, a destination that is the hairpin
+ * address becomes the pod's own address again. */
+static __always_inline int lb4_hairpin_restore(struct __sk_buff *skb, struct flow4 *f, __be32 own) {
+  if (f->daddr != bpf_htonl(PLEXUS_LB_HAIRPIN_ADDR)) {
+    return 0;
+  }
+  int ret = nat4_rewrite(skb, f, 0, own, f->dport);
+  if (ret < 0) {
+    return ret;
+  }
+  f->daddr = own;
+  return 0;
+}

@@ -191,6 +191,35 @@ TEST_CASE("a new direct connection on a tuple a translated flow used does not ge
   CHECK(ntohs(tcpOf(r.out)->source) == kBackendPort);
 }
 
+TEST_CASE("hairpin: a pod reaching itself through a ClusterIP gets the hairpin source, and replies come back",
+          "[bpf][lb]") {
+  Fixture f;
+  installService(f, {{{1, kPodA}}, {1}});  // the only backend is the client itself
+  auto r = f.run(f.dp->fromContainerFd(), clientPacket(40010, 0x02));
+  REQUIRE(r.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->saddr) == *Ipv4::parse("169.254.42.1"));
+  CHECK(Ipv4::fromNetwork(ipOf(r.out)->daddr) == kPodA);
+  CHECK(ntohs(tcpOf(r.out)->dest) == kBackendPort);
+  CHECK(ipChecksum(ipOf(r.out), sizeof(iphdr)) == 0);
+  CHECK(l4Checksum(r.out) == 0);
+  // The pod answers the hairpin address; the reply gets the frontend as its source and the pod as destination.
+  PacketSpec s{kPodAMac, kNodeAMac, kPodA, *Ipv4::parse("169.254.42.1"), IPPROTO_TCP};
+  s.sport = kBackendPort;
+  s.dport = 40010;
+  s.tcp_flags = 0x12;
+  auto pkt = ipv4Packet(s);
+  uint16_t* check = reinterpret_cast<uint16_t*>(pkt.data() + 14 + sizeof(iphdr) + 16);
+  *check = l4Checksum(pkt);
+  auto reply = f.run(f.dp->fromContainerFd(), pkt);
+  REQUIRE(reply.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(reply.out)->saddr) == kVip);
+  CHECK(ntohs(tcpOf(reply.out)->source) == kVipPort);
+  CHECK(Ipv4::fromNetwork(ipOf(reply.out)->daddr) == kPodA);
+  CHECK(ntohs(tcpOf(reply.out)->dest) == 40010);
+  CHECK(ipChecksum(ipOf(reply.out), sizeof(iphdr)) == 0);
+  CHECK(l4Checksum(reply.out) == 0);
+}
+
 TEST_CASE("a service without backends refuses TCP with a RST at once", "[bpf][lb]") {
   Fixture f;
   installService(f, {{}, {}});

@@ -475,3 +475,29 @@ spec:
   }
   CHECK(seen == std::set<std::string>{"web1", "web2"});
 }
+
+TEST_CASE("hairpin: a pod reaches itself through its own ClusterIP on the per-packet path", "[netns][services]") {
+  NodeFixture node("10.223.0.0/24");
+  Pod solo = node.addPod("solo");
+  apply(node, R"(apiVersion: v1
+kind: Pod
+metadata: {name: solo, labels: {app: solo}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo}
+spec:
+  clusterIP: 10.96.7.7
+  selector: {app: solo}
+  ports: [{name: http, port: 80, targetPort: http}]
+)", "solo.yaml");
+  Greeter g(solo, "solo");
+  for (int i = 0; i < 3; ++i) {  // a few connections: new flows and known ones
+    int fd = tcpConnect(solo.netns->path(), "10.96.7.7", 80);
+    INFO("agent log:\n" << node.agent().log());
+    REQUIRE(fd >= 0);
+    CHECK(readGreeting(fd) == "solo");
+    close(fd);
+  }
+}

@@ -9,6 +9,9 @@
 #define PLEXUS_LB_MAGLEV_OUTER_MAX 65536
 #define PLEXUS_LB_AFFINITY_MAX 65536
 #define PLEXUS_MAGLEV_DEFAULT_M 16381
+/* Hairpin: a pod reaching itself through a frontend on the per-packet path gets this source address (as Cilium's
+ * IPV4_LOOPBACK), since a packet from its own address would be dropped as martian; replies are restored. */
+#define PLEXUS_LB_HAIRPIN_ADDR 0xa9fe2a01 /* 169.254.42.1, host order */
 
 /* plexus_lb4_services_v1: HASH, {frontend, slot} -> service/backend pointer. Written by the agent. */
 struct plexus_lb4_key {
