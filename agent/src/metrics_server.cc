@@ -59,6 +59,7 @@ std::string renderMetrics(AgentState& state) {
     }
   }
 
+  state.events.flush();  // the flow counters include every event submitted before the scrape
   e.family("plexus_hubble_lost_events_total", "counter", "Flow events that did not fit the ring buffer");
   e.sample("plexus_hubble_lost_events_total", {{"source", "perf_event_ring_buffer"}},
            static_cast<double>(state.lxc->lostEvents()));

@@ -67,6 +67,7 @@ grpc::Status ObserverService::GetFlows(grpc::ServerContext* ctx, const v1::GetFl
     return grpc::Status(grpc::INVALID_ARGUMENT, "filter: " + filter.error().message);
   }
   const std::string& node = state_.config.node_name;
+  state_.events.flush();  // events the datapath has submitted so far are in the store before we answer
   uint64_t after = state_.flows->sequence();
   for (const auto& f : state_.flows->last(req->last(), *filter)) {
     v1::GetFlowsResponse r;

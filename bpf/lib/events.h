@@ -73,5 +73,12 @@ static __always_inline void events_emit(const struct trace_info *t, __u8 verdict
   e->orig_dport = t->orig_dport;
   e->pad = 0;
   e->len = len;
-  bpf_ringbuf_submit(e, 0);
+  /* Batched wakeups: the agent drains the ring every few milliseconds, so a notification per event (a wakeup and
+   * a context switch per new connection) is only needed once the ring fills up. */
+  __u64 flags = BPF_RB_NO_WAKEUP;
+  if (bpf_ringbuf_query(&plexus_events_v1, BPF_RB_AVAIL_DATA) >
+      bpf_ringbuf_query(&plexus_events_v1, BPF_RB_RING_SIZE) / 4) {
+    flags = BPF_RB_FORCE_WAKEUP;
+  }
+  bpf_ringbuf_submit(e, flags);
 }

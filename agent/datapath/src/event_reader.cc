@@ -3,6 +3,7 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace plexus::datapath {
@@ -29,14 +30,42 @@ Status EventReader::start(int ringbuf_fd, Callback callback) {
   stop_ = false;
   thread_ = std::thread([this] {
     while (!stop_) {
-      ring_buffer__poll(rb_, 100);
+      // Woken early only when the ring fills up; otherwise drained every 10 ms, or at once on flush().
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(10), [this] { return flush_wanted_ || stop_.load(); });
+        flush_wanted_ = false;
+      }
+      ring_buffer__poll(rb_, 0);
+      ring_buffer__consume(rb_);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++drained_;
+      }
+      cv_.notify_all();
     }
   });
   return Status::Ok();
 }
 
+void EventReader::flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!thread_.joinable()) {
+    return;
+  }
+  // Two completed passes after the request: the second one started after it.
+  uint64_t target = drained_ + 2;
+  flush_wanted_ = true;
+  cv_.notify_all();
+  cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return drained_ >= target || stop_.load(); });
+}
+
 void EventReader::stop() {
-  stop_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
   if (thread_.joinable()) {
     thread_.join();
   }

@@ -1,8 +1,12 @@
 #pragma once
-// Reads the flow-event ring buffer on its own thread and hands each event to a callback. Stopping is bounded:
-// the poll wakes at least every 100 ms to check the stop flag.
+// Reads the flow-event ring buffer on its own thread and hands each event to a callback. The datapath submits
+// events without waking the reader (until the ring is a quarter full), so the reader drains the ring on a short
+// period; flush() makes everything submitted so far visible at once (flow queries call it). Stopping is bounded.
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
 #include <functional>
 #include <thread>
 
@@ -23,6 +27,8 @@ class EventReader {
 
   Status start(int ringbuf_fd, Callback callback);
   void stop();
+  // Waits (bounded, 200 ms) until the reader has drained what the ring holds now.
+  void flush();
 
  private:
   static int onEvent(void* ctx, void* data, size_t size);
@@ -30,6 +36,10 @@ class EventReader {
   ring_buffer* rb_ = nullptr;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t drained_ = 0;     // drain passes completed
+  bool flush_wanted_ = false;
 };
 
 }  // namespace plexus::datapath
