@@ -151,7 +151,10 @@ void ClusterState::ingest(const std::vector<ResourceEvent>& events) {
 }
 
 void ClusterState::reportPolicies(const std::vector<ResourceEvent>& events) {
-  if (!kube_ || !policies_) {
+  bool cilium_policies = std::any_of(events.begin(), events.end(), [](const ResourceEvent& e) {
+    return e.key.kind == ResourceKind::kCiliumNetworkPolicy || e.key.kind == ResourceKind::kCiliumClusterwideNetworkPolicy;
+  });
+  if (!kube_ || !policies_ || !cilium_policies) {
     return;
   }
   auto statuses = policies_->policies();
@@ -372,7 +375,8 @@ void ClusterState::resolve(EndpointRecord* rec) {
     rec->labels.clear();
     return;
   }
-  if (kube_) {
+  if (kube_ && !identities_.find(labels)) {
+    // The first local user of these labels asks the cluster; later ones share the identity this node holds.
     auto id = kube_->identities().allocate(labels);
     auto held = id.ok() ? identities_.acquireWithId(labels, *id) : Result<uint32_t>(id.error());
     if (!held.ok()) {

@@ -130,6 +130,9 @@ void PolicyManager::syncHostAddresses() {
     }
   }
   for (const Ipv4& ip : now) {
+    if (host_addrs_.count(ip)) {
+      continue;  // already written
+    }
     if (Status s = dp_.ipcache().update(encodeIpcacheKey(Ipv4Prefix(ip, 32)), encodeIpcacheValue(kIdentityHost));
         !s.ok()) {
       spdlog::warn("ipcache host address {}: {}", ip.toString(), s.error().message);

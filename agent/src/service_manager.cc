@@ -84,9 +84,7 @@ Status ServiceManager::sync(const std::vector<lb::Service>& services, const std:
 Status ServiceManager::update(const std::map<std::string, std::optional<lb::Service>>& changed,
                               const std::map<std::string, std::vector<lb::EndpointSlice>>& slices) {
   auto change = planner_.update(changed, slices);
-  lb::Plan plan = lb::Planner::diff(change.before, change.after);
-  // A backend another service still uses stays.
-  std::erase_if(plan.backend_deletes, [&](uint32_t id) { return planner_.backendInUse(id); });
+  lb::Plan plan = planner_.plan(change);
   last_plan_size_ = plan.size();
   if (plan.size() == 0) {
     return Status::Ok();
@@ -95,33 +93,7 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
     needs_full_ = true;  // the planner moved on; the next sync recomputes everything against installed_
     return s.error().wrap("service maps");
   }
-  // Commit: the changed services' old share out, their new share in.
-  for (const auto& [k, v] : change.before.services) {
-    installed_.services.erase(k);
-  }
-  for (const auto& [id, r] : change.before.revnat) {
-    installed_.revnat.erase(id);
-  }
-  for (const auto& [id, t] : change.before.maglev) {
-    installed_.maglev.erase(id);
-  }
-  for (uint32_t id : plan.backend_deletes) {
-    installed_.backends.erase(id);
-  }
-  std::erase_if(installed_.frontends, [&](const lb::FrontendView& f) { return changed.count(f.service) > 0; });
-  for (const auto& [k, v] : change.after.services) {
-    installed_.services[k] = v;
-  }
-  for (const auto& [id, b] : change.after.backends) {
-    installed_.backends[id] = b;
-  }
-  for (const auto& [id, r] : change.after.revnat) {
-    installed_.revnat[id] = r;
-  }
-  for (const auto& [id, t] : change.after.maglev) {
-    installed_.maglev[id] = t;
-  }
-  installed_.frontends.insert(installed_.frontends.end(), change.after.frontends.begin(), change.after.frontends.end());
+  lb::Planner::commit(&installed_, change, plan);
   std::vector<std::string> gone;
   std::map<std::string, std::string> added;
   for (const auto& f : change.before.frontends) {

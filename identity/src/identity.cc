@@ -145,6 +145,11 @@ std::map<uint32_t, Labels> Allocator::all() const {
   return out;
 }
 
+std::optional<uint32_t> Allocator::find(const Labels& labels) const {
+  auto it = by_labels_.find(canonical(labels));
+  return it == by_labels_.end() ? std::nullopt : std::optional<uint32_t>(it->second);
+}
+
 std::optional<Labels> Allocator::labelsOf(uint32_t id) const {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) {

@@ -325,6 +325,33 @@ Planner::Change Planner::update(const std::map<std::string, std::optional<Servic
   return c;
 }
 
+Plan Planner::plan(const Change& change) const {
+  Plan p = diff(change.before, change.after);
+  std::erase_if(p.backend_deletes, [&](uint32_t id) { return backendInUse(id); });
+  return p;
+}
+
+void Planner::commit(MapState* installed, const Change& change, const Plan& plan) {
+  for (const auto& [k, v] : change.before.services) {
+    installed->services.erase(k);
+  }
+  for (const auto& [id, r] : change.before.revnat) {
+    installed->revnat.erase(id);
+  }
+  for (const auto& [id, t] : change.before.maglev) {
+    installed->maglev.erase(id);
+  }
+  for (uint32_t id : plan.backend_deletes) {
+    installed->backends.erase(id);
+  }
+  std::set<std::string> changed;
+  for (const auto& f : change.before.frontends) {
+    changed.insert(f.service);
+  }
+  std::erase_if(installed->frontends, [&](const FrontendView& f) { return changed.count(f.service) > 0; });
+  merge(installed, change.after);  // every key of `after` that `before` held was erased above
+}
+
 MapState Planner::current() const {
   MapState st;
   for (const auto& [key, f] : fragments_) {
@@ -345,11 +372,7 @@ MapState Planner::compute(const std::vector<Service>& services, const std::vecto
   for (const auto& es : slices) {
     by_service[es.ns + "/" + es.service].push_back(es);
   }
-  // Requested node ports of every service first (not only changed ones), as a full computation always did.
-  for (const auto& svc : services) {
-    registerRequestedNodePorts(svc);
-  }
-  update(changed, by_service);
+  update(changed, by_service);  // registers every listed service's requested node ports first
   return current();
 }
 

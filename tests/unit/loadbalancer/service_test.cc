@@ -213,17 +213,8 @@ TEST_CASE("incremental updates keep the installed state equal to a full computat
   auto step = [&](std::map<std::string, std::optional<Service>> changed,
                   std::map<std::string, std::vector<EndpointSlice>> slices) {
     auto c = inc.update(changed, slices);
-    Plan p = Planner::diff(c.before, c.after);
-    std::erase_if(p.backend_deletes, [&](uint32_t id) { return inc.backendInUse(id); });
-    // What ServiceManager does with the plan: the changed services' share out, their new share in.
-    for (const auto& [k, v] : c.before.services) installed.services.erase(k);
-    for (const auto& [id, r] : c.before.revnat) installed.revnat.erase(id);
-    for (const auto& [id, t] : c.before.maglev) installed.maglev.erase(id);
-    for (uint32_t id : p.backend_deletes) installed.backends.erase(id);
-    for (const auto& [k, v] : c.after.services) installed.services[k] = v;
-    for (const auto& [id, b] : c.after.backends) installed.backends[id] = b;
-    for (const auto& [id, r] : c.after.revnat) installed.revnat[id] = r;
-    for (const auto& [id, t] : c.after.maglev) installed.maglev[id] = t;
+    // What ServiceManager does: the change's plan, then the commit into the installed state.
+    Planner::commit(&installed, c, inc.plan(c));
     for (const auto& [key, s] : changed) {
       if (s) {
         live[key] = *s;
@@ -238,6 +229,7 @@ TEST_CASE("incremental updates keep the installed state equal to a full computat
     CHECK(Planner::diff(installed, full).size() == 0);
     CHECK(installed.backends.size() == full.backends.size());
     CHECK(installed.services.size() == full.services.size());
+    CHECK(installed.frontends.size() == full.frontends.size());
   };
   for (int i = 0; i < 20; ++i) {
     auto s = service(i, i % 5 == 0 ? "NodePort" : "ClusterIP");

@@ -76,6 +76,8 @@ class Allocator {
   // was freed. Reserved identities are never released.
   bool release(uint32_t id);
   std::optional<Labels> labelsOf(uint32_t id) const;
+  // The identity these labels hold, if any.
+  std::optional<uint32_t> find(const Labels& labels) const;
   size_t size() const { return by_labels_.size(); }
   // Every allocated identity with its labels.
   std::map<uint32_t, Labels> all() const;

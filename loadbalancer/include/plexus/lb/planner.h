@@ -89,6 +89,10 @@ class Planner {
   };
   Change update(const std::map<std::string, std::optional<Service>>& changed,
                 const std::map<std::string, std::vector<EndpointSlice>>& slices);
+  // The map operations of a change: its diff, keeping backends other services still use.
+  Plan plan(const Change& change) const;
+  // Applies a change, once its plan is written, to the installed state it was planned against.
+  static void commit(MapState* installed, const Change& change, const Plan& plan);
   // The whole state the services hold now (what compute() returned, kept current by update()).
   MapState current() const;
   // Whether this backend id is used by any service.
