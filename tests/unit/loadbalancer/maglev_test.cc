@@ -144,3 +144,71 @@ TEST_CASE("agrees with the share Cilium's own Maglev gives two backends (M=1021,
   CHECK(std::count(table->begin(), table->end(), 1u) == 511);
   CHECK(std::count(table->begin(), table->end(), 2u) == 510);
 }
+
+namespace {
+// Cilium's Maglev tests name backends by their address built from an integer i: 0.0.0.i, port i, TCP.
+MaglevBackend numbered(uint32_t i, uint16_t weight, uint32_t id) {
+  return {maglevBackendKey("0.0.0." + std::to_string(i), static_cast<uint16_t>(i), "TCP"), id, weight};
+}
+
+// Run-length form of a table, "id(run),id(run),...", the way Cilium's reproducibility test writes its expectation.
+std::string runs(const std::vector<uint32_t>& t) {
+  std::string out;
+  for (size_t i = 0; i < t.size();) {
+    size_t j = i;
+    while (j < t.size() && t[j] == t[i]) {
+      ++j;
+    }
+    out += (out.empty() ? "" : ",") + std::to_string(t[i]) + "(" + std::to_string(j - i) + ")";
+    i = j;
+  }
+  return out;
+}
+
+std::vector<size_t> counts(const std::vector<uint32_t>& t, std::vector<uint32_t> ids) {
+  std::vector<size_t> out;
+  for (uint32_t id : ids) {
+    out.push_back(static_cast<size_t>(std::count(t.begin(), t.end(), id)));
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("reproduces Cilium's weighted table slot by slot (M=251, default seed)", "[unit][maglev]") {
+  // The expectation of Cilium's pkg/maglev reproducibility test: backends 0.0.0.{1,3,4,5} on ports 1,3,4,5/TCP with
+  // weights 2, 13, 111, 10 and ids 0..3. Facts from Cilium's expected output; the implementation is ours.
+  auto t = table({numbered(1, 2, 0), numbered(3, 13, 1), numbered(4, 111, 2), numbered(5, 10, 3)}, 251);
+  CHECK(runs(t) ==
+        "2(5),3(1),2(3),1(1),2(2),0(1),2(1),3(1),2(1),3(1),2(1),1(1),2(7),1(1),2(14),3(1),2(1),1(2),2(12),3(1),2(3),"
+        "1(1),2(4),3(1),2(8),3(1),2(2),1(1),2(16),1(2),2(3),3(1),2(11),1(2),2(4),3(1),2(3),1(1),2(4),3(1),2(1),0(1),"
+        "1(1),2(8),1(1),2(7),1(1),2(4),3(1),2(1),3(1),2(9),1(2),2(5),1(1),2(7),3(1),2(1),3(1),1(1),2(8),1(1),2(4),"
+        "0(1),2(1),1(1),2(5),3(1),2(3),1(1),2(4),3(1),2(3),1(1),2(12),0(1),3(1),2(3),3(1),2(4),3(1),2(2),1(1),2(7)");
+  // Input order does not matter: the same table from the reversed list.
+  CHECK(table({numbered(5, 10, 3), numbered(4, 111, 2), numbered(3, 13, 1), numbered(1, 2, 0)}, 251) == t);
+}
+
+TEST_CASE("matches Cilium's per-backend shares for weighted and equal backends (M=1021)", "[unit][maglev]") {
+  // Cilium's weighted-removal test: the same four backends with ids 1..4 at M = 1021 give 16 / 98 / 832 / 75.
+  auto w = table({numbered(1, 2, 1), numbered(3, 13, 2), numbered(4, 111, 3), numbered(5, 10, 4)}, 1021);
+  CHECK(counts(w, {1, 2, 3, 4}) == std::vector<size_t>{16, 98, 832, 75});
+  // Cilium's EndpointSlice weight script test: two endpoints at weight 70 and two at 30 on port 8081/TCP.
+  auto s = table({{maglevBackendKey("10.244.0.112", 8081, "TCP"), 1, 70},
+                  {maglevBackendKey("10.244.0.113", 8081, "TCP"), 2, 70},
+                  {maglevBackendKey("10.244.0.122", 8081, "TCP"), 3, 30},
+                  {maglevBackendKey("10.244.0.123", 8081, "TCP"), 4, 30}},
+                 1021);
+  CHECK(counts(s, {1, 2, 3, 4}) == std::vector<size_t>{358, 357, 153, 153});
+  // ... and after the first two go to weight 0 (maintenance): the remaining two split 511 / 510.
+  auto m = table({{maglevBackendKey("10.244.0.112", 8081, "TCP"), 1, 0},
+                  {maglevBackendKey("10.244.0.113", 8081, "TCP"), 2, 0},
+                  {maglevBackendKey("10.244.0.122", 8081, "TCP"), 3, 30},
+                  {maglevBackendKey("10.244.0.123", 8081, "TCP"), 4, 30}},
+                 1021);
+  CHECK(counts(m, {3, 4}) == std::vector<size_t>{511, 510});
+  // Cilium's NodePort Maglev script test: 10.244.1.1-4:80/TCP, ids 1..4.
+  std::vector<MaglevBackend> four;
+  for (uint32_t i = 1; i <= 4; ++i) {
+    four.push_back({maglevBackendKey("10.244.1." + std::to_string(i), 80, "TCP"), i, 100});
+  }
+  CHECK(counts(table(four, 1021), {1, 2, 3, 4}) == std::vector<size_t>{256, 255, 255, 255});
+}
