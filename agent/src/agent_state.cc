@@ -142,6 +142,10 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     }
     pc.seed = *seed;
     state->services = std::make_unique<ServiceManager>(state->lxc->lb(), pc, &state->flow_dir);
+    if (Status s = state->services->restore(); !s.ok()) {
+      // Not fatal: services are then written afresh, with new ids (established per-packet flows may break).
+      spdlog::warn("services: {}", s.error().message);
+    }
   }
   state->cluster = std::make_unique<ClusterState>(*state->endpoints, state->services.get(), config.state_dir);
   state->policies = std::make_unique<PolicyManager>(
@@ -193,6 +197,15 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       e.sample("plexus_service_frontends", {}, static_cast<double>(svc->installed().frontends.size()));
       e.family("plexus_service_backends", "gauge", "Service backends, active and terminating");
       e.sample("plexus_service_backends", {}, static_cast<double>(backends));
+      e.family("plexus_service_sync_duration_seconds", "gauge",
+               "Time of the last programming of the service maps, by kind (full sync or incremental update)");
+      e.family("plexus_service_sync_operations", "gauge", "Map operations of the last programming, by kind");
+      e.family("plexus_service_syncs_total", "counter", "Programmings of the service maps, by kind");
+      for (const auto& [kind, r] : {std::pair{"full", svc->lastFull()}, std::pair{"incremental", svc->lastIncremental()}}) {
+        e.sample("plexus_service_sync_duration_seconds", {{"kind", kind}}, r.milliseconds / 1000.0);
+        e.sample("plexus_service_sync_operations", {{"kind", kind}}, static_cast<double>(r.operations));
+        e.sample("plexus_service_syncs_total", {{"kind", kind}}, static_cast<double>(r.count));
+      }
     }
   });
   // Pod IPs come from CNI: services derived from selectors follow endpoints coming and going.
@@ -221,6 +234,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     spdlog::warn("restore: {}", p);
   }
   spdlog::info("restored {} endpoints", state->endpoints->list().size());
+  state->cluster->endpointsRestored();  // the first service sync: every restored pod address is known now
   state->policies->regenerate();  // re-adopted endpoints get the policy the restored objects define
   if (state->kube) {
     state->kube->start();

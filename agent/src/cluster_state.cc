@@ -461,8 +461,13 @@ void ClusterState::podsChanged(const std::string& ns) {
   }
 }
 
+void ClusterState::endpointsRestored() {
+  endpoints_restored_ = true;
+  syncServices();
+}
+
 void ClusterState::syncServices() {
-  if (!services_) {
+  if (!services_ || !endpoints_restored_) {
     return;
   }
   auto t0 = std::chrono::steady_clock::now();

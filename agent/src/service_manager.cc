@@ -21,18 +21,14 @@ ServiceManager::ServiceManager(datapath::LbMaps& maps, lb::PlannerConfig config,
 
 Status ServiceManager::apply(const lb::Plan& plan) {
   auto ignoreMissing = [](const Status& s) { return s.ok() || s.error().code == ErrorCode::kNotFound; };
-  for (const auto& [id, b] : plan.backend_upserts) {
-    PLEXUS_TRY(maps_.backends.update(id, b), fmt::format("backend {}", id));
-  }
-  for (const auto& [id, r] : plan.revnat_upserts) {
-    PLEXUS_TRY(maps_.revnat.update(id, r), fmt::format("reverse NAT {}", id));
-  }
+  // Batched writes in dependency order: backends and reverse NAT before the service entries that name them,
+  // and (within the service entries, as the plan orders them) slots before their master.
+  PLEXUS_TRY(maps_.backends.updateBatch(plan.backend_upserts), "backends");
+  PLEXUS_TRY(maps_.revnat.updateBatch(plan.revnat_upserts), "reverse NAT");
   for (const auto& [id, t] : plan.maglev_upserts) {
     PLEXUS_TRY(maps_.setMaglevTable(id, t), fmt::format("maglev table {}", id));
   }
-  for (const auto& [k, v] : plan.service_upserts) {
-    PLEXUS_TRY(maps_.services.update(k, v), "service entry");
-  }
+  PLEXUS_TRY(maps_.services.updateBatch(plan.service_upserts), "service entries");
   for (const auto& k : plan.service_deletes) {
     Status s = maps_.services.erase(k);
     if (!ignoreMissing(s)) {
@@ -57,42 +53,78 @@ Status ServiceManager::apply(const lb::Plan& plan) {
   return Status::Ok();
 }
 
+Status ServiceManager::restore() {
+  auto services = maps_.services.entries();
+  auto backends = maps_.backends.entries();
+  auto revnat = maps_.revnat.entries();
+  auto maglev = maps_.maglevIndexes();
+  if (!services.ok() || !backends.ok() || !revnat.ok() || !maglev.ok()) {
+    const Error& e = !services.ok() ? services.error()
+                     : !backends.ok() ? backends.error()
+                     : !revnat.ok()   ? revnat.error()
+                                      : maglev.error();
+    return e.wrap("read the service maps");
+  }
+  lb::MapState st;
+  st.services.insert(services->begin(), services->end());
+  st.backends.insert(backends->begin(), backends->end());
+  st.revnat.insert(revnat->begin(), revnat->end());
+  for (uint16_t id : *maglev) {
+    st.maglev[id] = {};  // contents not read back: the first sync rewrites each table (same ids, same table)
+  }
+  planner_.restore(st);
+  installed_ = std::move(st);
+  needs_full_ = true;
+  spdlog::info("services: adopted {} service entries, {} backends and {} Maglev tables from the maps",
+               installed_.services.size(), installed_.backends.size(), installed_.maglev.size());
+  return Status::Ok();
+}
+
+namespace {
+void record(ServiceManager::SyncRecord* r, size_t operations, std::chrono::steady_clock::time_point since) {
+  r->operations = operations;
+  r->milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+  ++r->count;
+}
+}  // namespace
+
 Status ServiceManager::sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices) {
   auto t0 = std::chrono::steady_clock::now();
   lb::MapState desired = planner_.compute(services, slices);
   auto t1 = std::chrono::steady_clock::now();
   lb::Plan plan = lb::Planner::diff(installed_, desired);
-  spdlog::debug("services: full compute {:.1f} ms, diff {:.1f} ms",
-                std::chrono::duration<double, std::milli>(t1 - t0).count(),
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
-  last_plan_size_ = plan.size();
+  auto t2 = std::chrono::steady_clock::now();
   if (plan.size() > 0) {
     if (Status s = apply(plan); !s.ok()) {
       needs_full_ = true;
       return s.error().wrap("service maps");
     }
   }
+  record(&last_full_, plan.size(), t0);
   installed_ = std::move(desired);
   needs_full_ = false;
-  if (plan.size() > 0) {
-    publishNames();
-    spdlog::info("services: {} map operations, {} frontends", plan.size(), installed_.frontends.size());
-  }
+  publishNames();
+  spdlog::info("services: full sync of {} frontends: {} map operations in {:.1f} ms (compute {:.1f}, diff {:.1f})",
+               installed_.frontends.size(), plan.size(), last_full_.milliseconds,
+               std::chrono::duration<double, std::milli>(t1 - t0).count(),
+               std::chrono::duration<double, std::milli>(t2 - t1).count());
   return Status::Ok();
 }
 
 Status ServiceManager::update(const std::map<std::string, std::optional<lb::Service>>& changed,
                               const std::map<std::string, std::vector<lb::EndpointSlice>>& slices) {
+  auto t0 = std::chrono::steady_clock::now();
   auto change = planner_.update(changed, slices);
   lb::Plan plan = planner_.plan(change);
-  last_plan_size_ = plan.size();
   if (plan.size() == 0) {
+    record(&last_incremental_, 0, t0);
     return Status::Ok();
   }
   if (Status s = apply(plan); !s.ok()) {
     needs_full_ = true;  // the planner moved on; the next sync recomputes everything against installed_
     return s.error().wrap("service maps");
   }
+  record(&last_incremental_, plan.size(), t0);
   lb::Planner::commit(&installed_, change, plan);
   std::vector<std::string> gone;
   std::map<std::string, std::string> added;

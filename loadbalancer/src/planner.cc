@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -20,10 +21,52 @@ plexus_lb4_key makeLbKey(Ipv4 addr, uint16_t port, uint8_t proto, uint8_t scope,
   return k;
 }
 
+namespace {
+// How the planner names a backend or a frontend for its ids: "ip:port/PROTO".
+std::string endpointKey(Ipv4 ip, uint16_t port, uint8_t proto) {
+  return fmt::format("{}:{}/{}", ip.toString(), port, protoName(proto));
+}
+std::string endpointKey(__be32 address, __be16 port, uint8_t proto) {
+  return endpointKey(Ipv4::fromNetwork(address), ntohs(port), proto);
+}
+
+// Takes the restored id of `key`, if any, out of `restored`.
+template <typename Id>
+std::optional<Id> claim(std::map<std::string, Id>* restored, const std::string& key) {
+  auto it = restored->find(key);
+  if (it == restored->end()) {
+    return std::nullopt;
+  }
+  Id id = it->second;
+  restored->erase(it);
+  return id;
+}
+}  // namespace
+
+void Planner::restore(const MapState& installed) {
+  for (const auto& [id, b] : installed.backends) {
+    restored_backend_ids_[endpointKey(b.address, b.port, b.proto)] = id;
+    used_backend_ids_.insert(id);
+    next_backend_id_ = std::max(next_backend_id_, id + 1);
+  }
+  // A reverse-NAT entry has no protocol; its master service entries do.
+  for (const auto& [k, v] : installed.services) {
+    if (k.backend_slot == 0 && v.rev_nat_index != 0) {
+      restored_revnat_ids_[endpointKey(k.address, k.dport, k.proto)] = v.rev_nat_index;
+      used_revnat_ids_.insert(v.rev_nat_index);
+      next_revnat_id_ = std::max<uint16_t>(next_revnat_id_, static_cast<uint16_t>(v.rev_nat_index + 1));
+    }
+  }
+}
+
 uint32_t Planner::backendId(const std::string& key) {
   auto it = backend_ids_.find(key);
   if (it != backend_ids_.end()) {
     return it->second;
+  }
+  if (auto id = claim(&restored_backend_ids_, key)) {
+    backend_ids_[key] = *id;
+    return *id;
   }
   // Next free id after the last one handed out (ids are not reused at once, like the IPAM).
   while (next_backend_id_ == 0 || used_backend_ids_.count(next_backend_id_)) {
@@ -39,6 +82,10 @@ uint16_t Planner::revNatIndex(const std::string& key) {
   auto it = revnat_ids_.find(key);
   if (it != revnat_ids_.end()) {
     return it->second;
+  }
+  if (auto id = claim(&restored_revnat_ids_, key)) {
+    revnat_ids_[key] = *id;
+    return *id;
   }
   // Bounded: at most 65535 candidates; 0 is never an index.
   for (uint32_t tries = 0; tries < 65536 && (next_revnat_id_ == 0 || used_revnat_ids_.count(next_revnat_id_));
@@ -114,7 +161,7 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
           if (!active && !terminating) {
             continue;
           }
-          std::string bkey = fmt::format("{}:{}/{}", a.ip.toString(), ep.port, protoName(ep.proto));
+          std::string bkey = endpointKey(a.ip, ep.port, ep.proto);
           if (std::find(f.backend_keys.begin(), f.backend_keys.end(), bkey) == f.backend_keys.end()) {
             f.backend_keys.push_back(bkey);
           }
@@ -142,7 +189,7 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
     }
 
     auto add = [&](Ipv4 addr, uint16_t port, const std::string& type, uint16_t flag, bool north_south) {
-      std::string fkey = fmt::format("{}:{}/{}", addr.toString(), port, protoName(sp.proto));
+      std::string fkey = endpointKey(addr, port, sp.proto);
       f.revnat_keys.push_back(fkey);
       uint16_t rid = revNatIndex(fkey);
       plexus_lb4_reverse_nat rn{};
@@ -373,6 +420,15 @@ MapState Planner::compute(const std::vector<Service>& services, const std::vecto
     by_service[es.ns + "/" + es.service].push_back(es);
   }
   update(changed, by_service);  // registers every listed service's requested node ports first
+  // Restored ids no service claimed are free now.
+  for (const auto& [key, id] : restored_backend_ids_) {
+    used_backend_ids_.erase(id);
+  }
+  for (const auto& [key, id] : restored_revnat_ids_) {
+    used_revnat_ids_.erase(id);
+  }
+  restored_backend_ids_.clear();
+  restored_revnat_ids_.clear();
   return current();
 }
 

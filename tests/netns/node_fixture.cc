@@ -105,25 +105,8 @@ nlohmann::json NodeFixture::cliJson(const std::vector<std::string>& args) const 
   return j;
 }
 
-namespace {
-template <typename K, typename V>
-std::optional<datapath::BpfMap<K, V>> openPinned(const std::string& path, datapath::UniqueFd* holder) {
-  int fd = bpf_obj_get(path.c_str());
-  if (fd < 0) {
-    return std::nullopt;
-  }
-  *holder = datapath::UniqueFd(fd);
-  auto m = datapath::BpfMap<K, V>::fromFd(fd);
-  if (!m.ok()) {
-    return std::nullopt;
-  }
-  return std::move(*m);
-}
-}  // namespace
-
 std::optional<uint32_t> NodeFixture::endpointIfindex(const std::string& ip) const {
-  datapath::UniqueFd holder;
-  auto m = openPinned<plexus_endpoint_key, plexus_endpoint_value>(bpf_root_ + "/plexus_endpoints_v1", &holder);
+  auto m = pinnedMap<plexus_endpoint_key, plexus_endpoint_value>("plexus_endpoints_v1");
   REQUIRE(m.has_value());
   plexus_endpoint_key k{};
   k.ip = Ipv4::parse(ip)->networkOrder();
@@ -135,8 +118,7 @@ std::optional<uint32_t> NodeFixture::endpointIfindex(const std::string& ip) cons
 }
 
 bool NodeFixture::ipcacheHas(const std::string& ip) const {
-  datapath::UniqueFd holder;
-  auto m = openPinned<plexus_ipcache_key, plexus_ipcache_value>(bpf_root_ + "/plexus_ipcache_v1", &holder);
+  auto m = pinnedMap<plexus_ipcache_key, plexus_ipcache_value>("plexus_ipcache_v1");
   REQUIRE(m.has_value());
   plexus_ipcache_key k{};
   k.prefixlen = 32;

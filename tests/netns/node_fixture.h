@@ -8,9 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <bpf/bpf.h>
 #include <nlohmann/json.hpp>
 
 #include "plexus/common/ipv4.h"
+#include "plexus/datapath/bpf_map.h"
 #include "support/testing.h"
 
 namespace plexus::testing {
@@ -53,7 +55,14 @@ class NodeFixture {
   // `plexus <args> -o json`, parsed; REQUIREs success.
   nlohmann::json cliJson(const std::vector<std::string>& args) const;
 
-  // Reads the pinned maps directly (the kernel's view, not the agent's).
+  // A pinned map of this node by name, opened directly (the kernel's view, not the agent's); nullopt if absent.
+  template <typename K, typename V>
+  std::optional<datapath::BpfMap<K, V>> pinnedMap(const std::string& name) const {
+    datapath::UniqueFd fd(bpf_obj_get((bpf_root_ + "/" + name).c_str()));
+    auto m = datapath::BpfMap<K, V>::fromFd(fd.get());  // takes its own reference
+    return fd.get() >= 0 && m.ok() ? std::optional<datapath::BpfMap<K, V>>(std::move(*m)) : std::nullopt;
+  }
+  // Reads the pinned maps directly.
   std::optional<uint32_t> endpointIfindex(const std::string& ip) const;
   bool ipcacheHas(const std::string& ip) const;
   bool hostLinkExists(const std::string& name) const;

@@ -31,15 +31,6 @@ std::vector<nlohmann::json> flowsJson(NodeFixture& node, std::vector<std::string
   }
   return out;
 }
-
-
-double metric(const std::string& text, const std::string& series) {
-  auto pos = text.find("\n" + series + " ");
-  if (pos == std::string::npos) {
-    return -1;
-  }
-  return std::stod(text.substr(pos + series.size() + 2));
-}
 }  // namespace
 
 TEST_CASE("flows of real traffic appear in plexus observe with pods, ports and verdicts", "[netns][observe]") {

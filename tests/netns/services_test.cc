@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "node_fixture.h"
+#include "plexus/lb.h"
+#include "plexus/lb/planner.h"
 
 using namespace plexus::testing;
 
@@ -500,4 +502,61 @@ spec:
     CHECK(readGreeting(fd) == "solo");
     close(fd);
   }
+}
+
+TEST_CASE("an agent restart keeps established per-packet service flows and removes entries of vanished services",
+          "[netns][services]") {
+  NodeFixture node("10.228.0.0/24");
+  Pod web1 = node.addPod("web1");
+  Pod web2 = node.addPod("web2");
+  Pod client = node.addPod("client");
+  apply(node, kPods, "pods.yaml");
+  // Applied "zz" first: it gets reverse-NAT index 1, "aa" index 2. A computation from scratch would order them by
+  // name and swap the two, so the restart must adopt the installed ids rather than recompute them.
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: zz}
+spec: {clusterIP: 10.96.6.20, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "zz.yaml");
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: aa}
+spec: {clusterIP: 10.96.6.21, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "aa.yaml");
+  Greeter g1(web1, "web1");
+  Greeter g2(web2, "web2");
+  g1.keep_open = g2.keep_open = true;
+  int fd = tcpConnect(client.netns->path(), "10.96.6.20", 80);  // the client pod: translated at tc
+  REQUIRE(fd >= 0);
+  std::string who = readGreeting(fd);
+  REQUIRE((who == "web1" || who == "web2"));
+  Greeter& g = who == "web1" ? g1 : g2;
+  REQUIRE(g.kept.size() == 1);
+
+  node.agent().kill9();
+  // While the agent is down, a leftover service entry appears in the map (as from services deleted meanwhile).
+  auto services = node.pinnedMap<plexus_lb4_key, plexus_lb4_service>("plexus_lb4_services_v1");
+  REQUIRE(services.has_value());
+  auto stale = plexus::lb::makeLbKey(*plexus::Ipv4::parse("10.96.6.99"), 80, IPPROTO_TCP, PLEXUS_LB_SCOPE_EXTERNAL, 0);
+  plexus_lb4_service master{};
+  master.rev_nat_index = 77;
+  REQUIRE(services->update(stale, master).ok());
+  REQUIRE(node.agent().start());
+
+  // The restart wrote one operation, the removal of the leftover: every other entry, ids included, was adopted.
+  auto scrape = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
+  CHECK(metric(scrape, "plexus_service_sync_operations{kind=\"full\"}") == 1);
+  auto left = services->lookup(stale);
+  REQUIRE(left.ok());
+  CHECK_FALSE(left->has_value());
+  // The established connection still works both ways: its conntrack entry's reverse-NAT index still names zz.
+  CHECK(write(fd, "after", 5) == 5);
+  pollfd sp{g.kept[0], POLLIN, 0};
+  char got[8] = {};
+  REQUIRE(poll(&sp, 1, 3000) == 1);
+  CHECK(read(g.kept[0], got, sizeof(got)) == 5);
+  CHECK(write(g.kept[0], "reply", 5) == 5);
+  CHECK(readGreeting(fd) == "reply");
+  close(fd);
+  // Both services still answer new connections.
+  CHECK_FALSE(greetingVia(client, "10.96.6.20").empty());
+  CHECK_FALSE(greetingVia(client, "10.96.6.21").empty());
 }

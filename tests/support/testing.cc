@@ -484,4 +484,12 @@ bool ping(const Netns& from, const std::string& ip) {
   return from.exec("ping -c 1 -W 2 " + ip).exit_code == 0 || from.exec("ping -c 2 -W 2 " + ip).exit_code == 0;
 }
 
+double metric(const std::string& text, const std::string& series) {
+  auto pos = text.find("\n" + series + " ");
+  if (pos == std::string::npos) {
+    return -1;
+  }
+  return std::stod(text.substr(pos + series.size() + 2));
+}
+
 }  // namespace plexus::testing

@@ -156,5 +156,7 @@ bool exchange(int from_fd, int to_fd, const std::string& msg, std::chrono::milli
 bool udpRoundTrip(const std::string& from_netns, const std::string& to_netns, const std::string& to_ip,
                   std::chrono::milliseconds timeout = std::chrono::seconds(3));
 bool ping(const Netns& from, const std::string& ip);
+// The value of one series (name and labels, exactly as exposed) in a Prometheus text exposition; -1 if absent.
+double metric(const std::string& text, const std::string& series);
 
 }  // namespace plexus::testing

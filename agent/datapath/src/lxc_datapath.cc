@@ -97,6 +97,24 @@ Status LbMaps::eraseMaglevTable(uint16_t rev_nat_index) {
   return Status::Ok();
 }
 
+Result<std::vector<uint16_t>> LbMaps::maglevIndexes() const {
+  std::vector<uint16_t> out;
+  uint32_t key = 0;
+  uint32_t next = 0;
+  // Bounded by the outer map's capacity.
+  for (uint32_t i = 0; i <= PLEXUS_LB_MAGLEV_OUTER_MAX; ++i) {
+    if (bpf_map_get_next_key(maglev_outer.get(), i == 0 ? nullptr : &key, &next) != 0) {
+      if (errno == ENOENT) {
+        return out;
+      }
+      return errnoError("maglev outer iterate", errno);
+    }
+    out.push_back(static_cast<uint16_t>(next));
+    key = next;
+  }
+  return out;
+}
+
 Result<std::vector<uint32_t>> LbMaps::maglevTable(uint16_t rev_nat_index) const {
   uint32_t key = rev_nat_index;
   uint32_t inner_id = 0;

@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
+#include <set>
+
 #include "plexus/lb/planner.h"
 #include "plexus/lb/service.h"
 
@@ -274,4 +277,83 @@ TEST_CASE("incremental updates keep the installed state equal to a full computat
   CHECK(f.services.size() == installed.services.size());
   CHECK(f.backends.size() == installed.backends.size());
   CHECK(f.frontends.size() == inc.current().frontends.size());
+}
+
+TEST_CASE("a restarted planner adopts the installed ids, writes nothing for unchanged services and removes stale ones",
+          "[unit][planner]") {
+  // Services and their one backend each: ClusterIP 10.96.0.<i>, backend 10.1.0.<i>:8080.
+  auto make = [](int i) {
+    Service s = svc("svc" + std::to_string(i), i == 3 ? "NodePort" : "ClusterIP");
+    s.cluster_ip = Ipv4(Ipv4::parse("10.96.0.0")->hostOrder() + static_cast<uint32_t>(i));
+    s.ports[0].target_port = "8080";
+    EndpointSlice es;
+    es.ns = "default";
+    es.name = s.name;
+    es.service = s.name;
+    es.ports = {{"http", 6, 8080}};
+    es.endpoints = {{Ipv4(Ipv4::parse("10.1.0.0")->hostOrder() + static_cast<uint32_t>(i)), true, true, false, ""}};
+    return std::make_pair(s, es);
+  };
+  // The first run learns the services in an order unlike a full computation's (sorted by name): reverse-NAT
+  // indexes 1, 2-3 (ClusterIP and NodePort), 4 and 5 go to svc4, svc3, svc2 and svc1.
+  Planner first(config());
+  MapState installed;
+  for (int i : {4, 3, 2, 1}) {
+    auto [s, es] = make(i);
+    auto change = first.update({{s.key(), s}}, {{s.key(), {es}}});
+    Planner::commit(&installed, change, first.plan(change));
+  }
+  auto revnat = [](const MapState& st, int i) {
+    auto k = makeLbKey(Ipv4(Ipv4::parse("10.96.0.0")->hostOrder() + static_cast<uint32_t>(i)), 80, 6,
+                       PLEXUS_LB_SCOPE_EXTERNAL, 0);
+    return st.services.at(k).rev_nat_index;
+  };
+  REQUIRE(revnat(installed, 4) == 1);
+  REQUIRE(revnat(installed, 1) == 5);
+
+  // The restart: svc1 was deleted meanwhile and svc5 added. A fresh planner given the maps' contents keeps
+  // every survivor's ids; the diff writes only svc5 and removes svc1.
+  Planner second(config());
+  second.restore(installed);
+  std::vector<Service> services;
+  std::vector<EndpointSlice> slices;
+  for (int i : {2, 3, 4, 5}) {
+    auto [s, es] = make(i);
+    services.push_back(s);
+    slices.push_back(es);
+  }
+  auto desired = second.compute(services, slices);
+  for (int i : {2, 3, 4}) {
+    CHECK(revnat(desired, i) == revnat(installed, i));
+  }
+  CHECK(revnat(desired, 5) > 5);  // a new service never takes an adopted index, even svc1's during the restore
+  size_t kept = 0;
+  for (const auto& [id, b] : desired.backends) {
+    auto it = installed.backends.find(id);
+    kept += it != installed.backends.end() && std::memcmp(&it->second, &b, sizeof(b)) == 0;
+  }
+  CHECK(kept == 3);  // svc2-4's backends keep their ids
+  auto plan = Planner::diff(installed, desired);
+  std::set<uint16_t> upserted_revnat;
+  for (const auto& [id, r] : plan.revnat_upserts) {
+    upserted_revnat.insert(id);
+  }
+  CHECK(upserted_revnat == std::set<uint16_t>{revnat(desired, 5)});
+  CHECK(plan.revnat_deletes == std::vector<uint16_t>{revnat(installed, 1)});
+  CHECK(plan.backend_upserts.size() == 1);  // svc5's backend
+  CHECK(plan.backend_deletes.size() == 1);  // svc1's backend
+  for (const auto& [k, v] : plan.service_upserts) {
+    CHECK(v.rev_nat_index == revnat(desired, 5));
+  }
+  // The NodePort service's Maglev table has the same backend ids as before, hence the same table.
+  CHECK(desired.maglev == installed.maglev);
+  // Once the restore is over, the ids nobody claimed (svc1's) are free for later services.
+  auto [s6, es6] = make(6);
+  auto change = second.update({{s6.key(), s6}}, {{s6.key(), {es6}}});
+  std::set<uint16_t> in_use;
+  for (const auto& [id, r] : desired.revnat) {
+    in_use.insert(id);
+  }
+  REQUIRE(change.after.revnat.size() == 1);
+  CHECK_FALSE(in_use.count(change.after.revnat.begin()->first));
 }

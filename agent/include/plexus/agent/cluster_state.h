@@ -46,7 +46,10 @@ class ClusterState {
   const ResourceStore& store() const { return store_; }
   // Programs the services whose inputs changed since the last call (all of them after a restore or a failed
   // write). podsChanged() marks the selector services of a namespace (a pod or an endpoint came or went).
+  // Nothing is programmed before endpointsRestored(): services derived from pods need the restored endpoints'
+  // addresses, and a sync without them would empty the services of a running node.
   void syncServices();
+  void endpointsRestored();
   void podsChanged(const std::string& ns);
   std::vector<lb::Service> services() const;
   // The named container ports of an endpoint's pod: name -> (port, protocol).
@@ -79,6 +82,7 @@ class ClusterState {
   std::map<ResourceKey, lb::EndpointSlice> parsed_slices_;  // applied slices
   std::set<std::string> dirty_services_;
   bool dirty_all_ = true;
+  bool endpoints_restored_ = false;
 };
 
 // "k8s:key=value" labels of a pod, plus its namespace label, as Cilium names them.

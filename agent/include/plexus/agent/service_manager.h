@@ -19,6 +19,10 @@ class ServiceManager {
  public:
   ServiceManager(datapath::LbMaps& maps, lb::PlannerConfig config, FlowDirectory* directory);
 
+  // Reads what the maps hold (left by a previous run of the agent) as the installed state, and hands its ids to
+  // the planner, so that the first full sync keeps every surviving service's ids and writes only the difference:
+  // a restart does not disturb established connections, and entries of services deleted meanwhile are removed.
+  Status restore();
   // Full: every service and slice.
   Status sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices);
   // Incremental: only the services in `changed` (nullopt: deleted), with their slices. The map writes are the
@@ -31,7 +35,15 @@ class ServiceManager {
   uint16_t nodePort(const std::string& service, const lb::ServicePort& port) const {
     return planner_.nodePort(service, port);
   }
-  size_t lastPlanSize() const { return last_plan_size_; }
+  // The last programming of each kind (full sync, incremental update): map operations and time taken, from the
+  // planner's compute to the last map write.
+  struct SyncRecord {
+    size_t operations = 0;
+    double milliseconds = 0;
+    uint64_t count = 0;  // how many of this kind so far
+  };
+  const SyncRecord& lastFull() const { return last_full_; }
+  const SyncRecord& lastIncremental() const { return last_incremental_; }
 
  private:
   Status apply(const lb::Plan& plan);
@@ -41,7 +53,8 @@ class ServiceManager {
   lb::Planner planner_;
   FlowDirectory* directory_;
   lb::MapState installed_;
-  size_t last_plan_size_ = 0;
+  SyncRecord last_full_;
+  SyncRecord last_incremental_;
   bool needs_full_ = false;
 };
 

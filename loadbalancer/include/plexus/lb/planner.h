@@ -78,6 +78,10 @@ class Planner {
  public:
   explicit Planner(PlannerConfig config) : config_(std::move(config)) {}
 
+  // Adopts the ids the maps already hold (an agent restart), before the first compute(): a backend keeps its id and
+  // a frontend its reverse-NAT index, so conntrack and affinity entries, which store them, stay valid. Ids that the
+  // first compute() does not claim are free again after it.
+  void restore(const MapState& installed);
   // The complete desired state. slices: every EndpointSlice (applied or derived), any service.
   MapState compute(const std::vector<Service>& services, const std::vector<EndpointSlice>& slices);
   // Incremental form: replaces the state of the services in `changed` (nullopt: the service is gone) and returns
@@ -128,6 +132,9 @@ class Planner {
   // Ids in use, for O(log n) allocation (a linear rebuild per new id made 10k services quadratic).
   std::set<uint32_t> used_backend_ids_;
   std::set<uint16_t> used_revnat_ids_;
+  // Restored ids not yet claimed (key -> id); they count as used until the first compute() ends.
+  std::map<std::string, uint32_t> restored_backend_ids_;
+  std::map<std::string, uint16_t> restored_revnat_ids_;
   uint32_t next_backend_id_ = 1;
   uint16_t next_revnat_id_ = 1;
 };

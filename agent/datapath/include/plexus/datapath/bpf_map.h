@@ -5,7 +5,9 @@
 #include <bpf/bpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -78,10 +80,47 @@ class BpfMap {
     return Status::Ok();
   }
 
+  // Writes the pairs in order with one BPF_MAP_UPDATE_BATCH call per chunk instead of a syscall per entry. Falls
+  // back to single updates on kernels or map types without batch support. On failure, the pairs before the
+  // failing one are written.
+  Status updateBatch(const std::vector<std::pair<K, V>>& pairs) {
+    constexpr size_t kChunk = 4096;
+    std::vector<K> keys;
+    std::vector<V> values;
+    for (size_t at = 0; at < pairs.size(); at += kChunk) {
+      size_t n = std::min(kChunk, pairs.size() - at);
+      keys.resize(n);
+      values.resize(n);
+      for (size_t i = 0; i < n; ++i) {
+        keys[i] = pairs[at + i].first;
+        values[i] = pairs[at + i].second;
+      }
+      uint32_t count = static_cast<uint32_t>(n);
+      if (batch_ && bpf_map_update_batch(fd_.get(), keys.data(), values.data(), &count, nullptr) == 0) {
+        continue;
+      }
+      if (batch_ && !batchUnsupported(errno)) {
+        return errnoError("bpf map batch update", errno);
+      }
+      batch_ = false;
+      for (size_t i = 0; i < n; ++i) {
+        if (Status s = update(keys[i], values[i]); !s.ok()) {
+          return s;
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
   // Every (key, value) pair. The map may change while it is walked; entries are then skipped or repeated
-  // at most once, which callers tolerate (they reconcile towards a desired state).
+  // at most once, which callers tolerate (they reconcile towards a desired state). Batched where the kernel
+  // supports it (hash maps), else one key at a time.
   Result<std::vector<std::pair<K, V>>> entries() const {
     std::vector<std::pair<K, V>> out;
+    if (batch_ && lookupBatch(&out)) {
+      return out;
+    }
+    out.clear();
     K key{};
     K next{};
     const K* prev = nullptr;
@@ -111,9 +150,40 @@ class BpfMap {
     max_entries_ = info.ok() ? info->max_entries : 0;
   }
   uint32_t info_max_entries() const { return max_entries_ + 1; }
+  static bool batchUnsupported(int err) { return err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */; }
+
+  // BPF_MAP_LOOKUP_BATCH over the whole map; false when the kernel or map type does not support it or the walk
+  // fails (the caller then iterates key by key).
+  bool lookupBatch(std::vector<std::pair<K, V>>* out) const {
+    constexpr uint32_t kChunk = 4096;
+    std::vector<K> keys(kChunk);
+    std::vector<V> values(kChunk);
+    // The batch cursor is opaque: a bucket index for hash maps, a key for others.
+    alignas(8) unsigned char in[sizeof(K) < 8 ? 8 : sizeof(K)] = {};
+    alignas(8) unsigned char next[sizeof(in)] = {};
+    // Bounded: each round returns at least one entry or ends the walk.
+    for (uint32_t round = 0; round <= max_entries_ + 1; ++round) {
+      uint32_t count = kChunk;
+      int rc = bpf_map_lookup_batch(fd_.get(), round == 0 ? nullptr : in, next, keys.data(), values.data(), &count,
+                                    nullptr);
+      int err = rc == 0 ? 0 : errno;
+      if (err != 0 && err != ENOENT) {
+        return false;  // including ENOSPC (a bucket larger than the chunk): the key walk handles it
+      }
+      for (uint32_t i = 0; i < count; ++i) {
+        out->emplace_back(keys[i], values[i]);
+      }
+      if (err == ENOENT) {
+        return true;
+      }
+      std::memcpy(in, next, sizeof(in));
+    }
+    return false;
+  }
 
   UniqueFd fd_;
   uint32_t max_entries_ = 0;
+  bool batch_ = true;  // cleared once the kernel refuses a batch operation on this map
 };
 
 // A per-CPU map: one value per possible CPU.

@@ -47,6 +47,8 @@ struct LbMaps {
   // the old table or the new one, never a half-written one.
   Status setMaglevTable(uint16_t rev_nat_index, const std::vector<uint32_t>& table);
   Status eraseMaglevTable(uint16_t rev_nat_index);
+  // The services that have a table installed (keys of the outer map).
+  Result<std::vector<uint16_t>> maglevIndexes() const;
   // The backend ids of the installed table (for `plexus service get`); empty when none.
   Result<std::vector<uint32_t>> maglevTable(uint16_t rev_nat_index) const;
 };
