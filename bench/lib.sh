@@ -35,18 +35,38 @@ bench_start_agent() {
   BENCH_MOUNTS+=("$PLEXUS_WORK/bpffs" "$PLEXUS_WORK/cgroup")
   mkdir -p "$PLEXUS_WORK/cgroup/bench"
   PLEXUS_SOCK="$PLEXUS_WORK/plexus.sock"
+  PLEXUS_NODE="$node"
+  PLEXUS_CIDR="$cidr"
   bench_netns "$node"
-  ip netns exec "$node" "$BUILD/agent/plexus-agent" --state-dir "$PLEXUS_WORK/state" \
-    --bpf-root "$PLEXUS_WORK/bpffs/plexus" --socket "$PLEXUS_SOCK" --pod-cidr "$cidr" --node-name "$node" \
-    --cgroup-root "$PLEXUS_WORK/cgroup/bench" ${PLEXUS_AGENT_ARGS:-} >"$PLEXUS_WORK/agent.log" 2>&1 &
-  BENCH_PIDS+=("$!")
-  for _ in $(seq 1 100); do
+  bench_run_agent
+}
+
+# (Re)starts the agent of the node bench_start_agent set up, with its state, and waits until it answers.
+bench_run_agent() {
+  ip netns exec "$PLEXUS_NODE" "$BUILD/agent/plexus-agent" --state-dir "$PLEXUS_WORK/state" \
+    --bpf-root "$PLEXUS_WORK/bpffs/plexus" --socket "$PLEXUS_SOCK" --pod-cidr "$PLEXUS_CIDR" \
+    --node-name "$PLEXUS_NODE" --cgroup-root "$PLEXUS_WORK/cgroup/bench" ${PLEXUS_AGENT_ARGS:-} \
+    >>"$PLEXUS_WORK/agent.log" 2>&1 &
+  PLEXUS_AGENT_PID=$!
+  BENCH_PIDS+=("$PLEXUS_AGENT_PID")
+  for _ in $(seq 1 600); do
     if "$BUILD/cli/plexus" --socket "$PLEXUS_SOCK" status >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
   echo "bench: agent did not start:" >&2
   cat "$PLEXUS_WORK/agent.log" >&2
   return 1
+}
+
+# Stops the agent (SIGTERM) and waits for it to exit.
+bench_stop_agent() {
+  kill "$PLEXUS_AGENT_PID" 2>/dev/null || true
+  wait "$PLEXUS_AGENT_PID" 2>/dev/null || true
+}
+
+# One series' value from the agent's /metrics (inside the node namespace).
+bench_agent_metric() {
+  ip netns exec "$PLEXUS_NODE" curl -sf http://127.0.0.1:9962/metrics | awk -v s="$1" '$1 == s && !done {print $2; done = 1}'
 }
 
 # CNI ADD of pod netns $2 through plexus-cni, run inside node netns $1; prints the pod IP.

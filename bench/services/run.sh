@@ -31,8 +31,6 @@ kind: Pod
 metadata: {name: $pb, namespace: bench, labels: {app: web}}
 spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}" | "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f - >/dev/null
 CG="$PLEXUS_WORK/cgroup/bench"  # the agent's --cgroup-root: socket LB applies to processes in it
-agent_pid="${BENCH_PIDS[0]}"
-agent_pid="$(pgrep -P "$agent_pid" plexus-agent || echo "$agent_pid")"
 
 # baseline: plain routed pods; the ruleset lives in the node's nat table.
 bnode="bsbn$BENCH_ID"; bb="bsbb$BENCH_ID"; bc="bsbc$BENCH_ID"
@@ -135,6 +133,38 @@ for n in $COUNTS; do
   "${CLI[@]}" --socket "$PLEXUS_SOCK" delete -f "$PLEXUS_WORK/one.yaml" >/dev/null
   emit_abs "add one service with $n installed (ms, plexus apply wall time)" "$ours" "$theirs" lower
   emit_abs "add one service with $n installed, agent time (ms)" "$agent_ms" "$theirs" lower
-  rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent_pid/status" 2>/dev/null || echo 0)
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$PLEXUS_AGENT_PID/status" 2>/dev/null || echo 0)
   emit_abs "agent resident memory with $n services (MiB)" "$(echo "scale=1; $rss / 1024" | bc)" 0 lower
 done
+
+# A full sync of every installed service: the agent restarts and programs them all from its store.
+#   warm: the maps survive the restart and are adopted, so only differences are written (none here);
+#         the peer is kube-proxy's restart, an iptables-restore of the same table over itself;
+#   cold: the service maps are removed first (a first start, or maps lost), so every entry is written;
+#         the peer is iptables-restore into an empty nat table.
+# Ours is the agent's own figure (plexus_service_sync_duration_seconds{kind="full"}: compute, diff and map writes),
+# as iptables-restore's is the kernel programming alone (kube-proxy's rule generation is not counted either).
+full_sync() {  # warm|cold, flush the iptables nat table first (0|1)
+  bench_stop_agent
+  if [ "$1" = cold ]; then rm -f "$PLEXUS_WORK/bpffs/plexus/plexus_lb4_"*; fi
+  bench_run_agent
+  local secs ops
+  secs=$(bench_agent_metric 'plexus_service_sync_duration_seconds{kind="full"}')
+  ops=$(bench_agent_metric 'plexus_service_sync_operations{kind="full"}')
+  iptables_rules "$installed" "$bb_ip" >"$PLEXUS_WORK/rules"
+  if [ "$2" = 1 ]; then ip netns exec "$bnode" sh -c 'iptables -t nat -F && iptables -t nat -X'; fi
+  t0=$(date +%s%N); ip netns exec "$bnode" iptables-restore <"$PLEXUS_WORK/rules"; theirs=$(ms_since "$t0")
+  grep "full sync of" "$PLEXUS_WORK/agent.log" | tail -1 | sed 's/^/agent: /' >&2  # where the time went
+  emit_abs "full sync of $installed services, $1 ($ops map operations; ms, agent)" "$(echo "$secs * 1000" | bc -l)" "$theirs" lower
+}
+full_sync warm 0
+full_sync cold 1
+
+# The planner's share of a cold full sync, pure (no maps, no agent): compute from scratch and diff against empty.
+"$BUILD/bench/services/bench_planner" --benchmark_format=json --benchmark_min_time=0.2 2>/dev/null |
+  python3 -c '
+import json, sys
+for b in json.load(sys.stdin)["benchmarks"]:
+    n = b["name"].split("/")[1]
+    print(json.dumps({"bench": "services", "metric": f"planner: full compute and diff of {n} services (ms)",
+                      "plexus": round(b["real_time"], 3), "baseline": 0, "ratio": None, "better": "lower"}))'

@@ -338,6 +338,12 @@ void merge(MapState* into, const MapState& part) {
 Planner::Change Planner::update(const std::map<std::string, std::optional<Service>>& changed,
                                 const std::map<std::string, std::vector<EndpointSlice>>& slices) {
   Change c;
+  replace(changed, slices, &c);
+  return c;
+}
+
+void Planner::replace(const std::map<std::string, std::optional<Service>>& changed,
+                      const std::map<std::string, std::vector<EndpointSlice>>& slices, Change* out) {
   // Requested node ports first, so allocation never takes one a changed service asks for.
   for (const auto& [key, svc] : changed) {
     if (svc) {
@@ -348,7 +354,9 @@ Planner::Change Planner::update(const std::map<std::string, std::optional<Servic
   for (const auto& [key, svc] : changed) {
     auto it = fragments_.find(key);
     if (it != fragments_.end()) {
-      merge(&c.before, it->second.st);
+      if (out) {
+        merge(&out->before, it->second.st);
+      }
       old.push_back(std::move(it->second));
       fragments_.erase(it);
     }
@@ -363,13 +371,14 @@ Planner::Change Planner::update(const std::map<std::string, std::optional<Servic
     }
     Fragment f = computeService(*svc, mine);
     hold(f);  // before the old ones are dropped, so ids shared by both stay
-    merge(&c.after, f.st);
+    if (out) {
+      merge(&out->after, f.st);
+    }
     fragments_[key] = std::move(f);
   }
   for (const auto& f : old) {
     drop(f);
   }
-  return c;
 }
 
 Plan Planner::plan(const Change& change) const {
@@ -419,7 +428,7 @@ MapState Planner::compute(const std::vector<Service>& services, const std::vecto
   for (const auto& es : slices) {
     by_service[es.ns + "/" + es.service].push_back(es);
   }
-  update(changed, by_service);  // registers every listed service's requested node ports first
+  replace(changed, by_service, nullptr);  // registers every listed service's requested node ports first
   // Restored ids no service claimed are free now.
   for (const auto& [key, id] : restored_backend_ids_) {
     used_backend_ids_.erase(id);

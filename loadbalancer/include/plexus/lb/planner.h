@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "plexus/common/ipv4.h"
@@ -17,9 +18,11 @@
 
 namespace plexus::lb {
 
+// Orders service keys field by field (padding is always zero); inlined, unlike a memcmp call per comparison.
 struct KeyLess {
   bool operator()(const plexus_lb4_key& a, const plexus_lb4_key& b) const {
-    return std::memcmp(&a, &b, sizeof(a)) < 0;
+    return std::tie(a.address, a.dport, a.backend_slot, a.proto, a.scope) <
+           std::tie(b.address, b.dport, b.backend_slot, b.proto, b.scope);
   }
 };
 
@@ -113,6 +116,9 @@ class Planner {
     std::vector<std::string> revnat_keys;
     std::vector<std::string> nodeport_keys;
   };
+  // update() without the Change when out is null (compute() needs only the resulting state).
+  void replace(const std::map<std::string, std::optional<Service>>& changed,
+               const std::map<std::string, std::vector<EndpointSlice>>& slices, Change* out);
   Fragment computeService(const Service& svc, const std::vector<const EndpointSlice*>& slices);
   void registerRequestedNodePorts(const Service& svc);
   // Reference counting of the ids fragments hold: an id is freed when its last holder goes.
