@@ -11,6 +11,7 @@ BUILD="$(realpath "${1:-build}")"
 cd "$(dirname "$0")/.."
 COUNTS="${COUNTS:-100 1000 5000 10000}"
 CONNS="${CONNS:-1000}"
+ROUNDS="${ROUNDS:-3}"
 source ./lib.sh
 trap bench_cleanup EXIT
 RR="$BUILD/bench/datapath/plexus-bench-rr"
@@ -96,8 +97,11 @@ emit_abs() {  # metric plexus baseline better
   python3 -c 'import json,sys; m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":"services","metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
 }
 
-read -r floor50 floor99 < <(crr "$pc" "$pb" "$pb_ip" 8080)
-emit_abs "direct pod connection p50 (us, floor)" "$floor50" "$floor50" lower
+# Latency samples by path: lat[<path>.50] and lat[<path>.99] hold one p50/p99 per round.
+declare -A lat=()
+sample() { local a b; read -r a b < <(crr "${@:2}"); lat[$1.50]+=" $a"; lat[$1.99]+=" $b"; }
+med() { tr ' ' '\n' <<<"${lat[$1]}" | grep -v '^$' | bench_median; }
+
 installed=0
 for n in $COUNTS; do
   # Program n services: ours from the manifests, theirs with iptables-restore of the whole table.
@@ -110,19 +114,25 @@ for n in $COUNTS; do
   emit_abs "program services to $n total (ms; ours adds $n-previous, iptables-restore rewrites all)" "$ours" "$theirs" lower
   emit_abs "program services to $n total, agent time (ms; parse+store+persist+maps)" "$agent_ms" "$theirs" lower
 
+  # Connection latency, ROUNDS rounds alternating every path and the floor (a direct pod-to-pod connection),
+  # medians of the rounds' p50/p99: the machine's drift over a run lands on every path alike.
   last=$((n - 1))
-  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip 0)" 80 "$CG")
-  read -r b50 b99 < <(crr "$bc" "$bb" "$(vip 0)" 80)
-  emit_abs "new connection p50 to the first of $n services (us)" "$p50" "$b50" lower
-  read -r p50 p99 < <(crr "$pc" "$pb" "$(vip "$last")" 80 "$CG")
-  read -r b50 b99 < <(crr "$bc" "$bb" "$(vip "$last")" 80)
-  emit_abs "new connection p50 to the last of $n services (us)" "$p50" "$b50" lower
-  emit_abs "new connection p99 to the last of $n services (us)" "$p99" "$b99" lower
-  emit_abs "last of $n services p50 against the direct floor (plexus / floor)" "$p50" "$floor50" lower
-  # The per-packet path (a client outside the socket-LB cgroup), for comparison.
-  read -r t50 t99 < <(crr "$pt" "$pb" "$(vip "$last")" 80)
-  emit_abs "per-packet path: p50 to the last of $n services (us)" "$t50" "$b50" lower
-  emit_abs "per-packet path: p99 to the last of $n services (us)" "$t99" "$b99" lower
+  lat=()
+  for _ in $(seq 1 "$ROUNDS"); do
+    sample floor "$pc" "$pb" "$pb_ip" 8080
+    sample first "$pc" "$pb" "$(vip 0)" 80 "$CG"
+    sample ipt_first "$bc" "$bb" "$(vip 0)" 80
+    sample last "$pc" "$pb" "$(vip "$last")" 80 "$CG"
+    sample ipt_last "$bc" "$bb" "$(vip "$last")" 80
+    sample packet "$pt" "$pb" "$(vip "$last")" 80  # the per-packet path (a client outside the socket-LB cgroup)
+  done
+  emit_abs "direct pod connection p50 with $n services (us, floor)" "$(med floor.50)" "$(med floor.50)" lower
+  emit_abs "new connection p50 to the first of $n services (us)" "$(med first.50)" "$(med ipt_first.50)" lower
+  emit_abs "new connection p50 to the last of $n services (us)" "$(med last.50)" "$(med ipt_last.50)" lower
+  emit_abs "new connection p99 to the last of $n services (us)" "$(med last.99)" "$(med ipt_last.99)" lower
+  emit_abs "last of $n services p50 against the direct floor (plexus / floor)" "$(med last.50)" "$(med floor.50)" lower
+  emit_abs "per-packet path: p50 to the last of $n services (us)" "$(med packet.50)" "$(med ipt_last.50)" lower
+  emit_abs "per-packet path: p99 to the last of $n services (us)" "$(med packet.99)" "$(med ipt_last.99)" lower
 
   # One more service with n installed.
   services_yaml 20000 20001 >"$PLEXUS_WORK/one.yaml"

@@ -1,6 +1,8 @@
 // [bpf] tests: the real bpf_lxc programs through BPF_PROG_TEST_RUN with crafted packets and seeded maps.
 #include "lxc_fixture.h"
 
+#include <map>
+
 using namespace plexus;
 using namespace plexus::testing;
 
@@ -124,4 +126,46 @@ TEST_CASE("pinned maps are reused by a second load of the programs", "[bpf]") {
   auto absent = (*second)->endpoints().lookup(missing);
   REQUIRE(absent.ok());
   REQUIRE_FALSE(absent->has_value());
+}
+
+TEST_CASE("batched writes and reads of a map, and the key-by-key fallback where the kernel has no batch", "[bpf]") {
+  Fixture f;
+  // The backends map (a hash): more entries than one batch holds, written and read back in batches.
+  auto& backends = f.dp->lb().backends;
+  std::vector<std::pair<uint32_t, plexus_lb4_backend>> pairs;
+  for (uint32_t id = 1; id <= 10000; ++id) {
+    plexus_lb4_backend b{};
+    b.address = Ipv4(Ipv4::parse("10.1.0.0")->hostOrder() + id).networkOrder();
+    b.port = htons(static_cast<uint16_t>(id));
+    b.proto = IPPROTO_TCP;
+    pairs.emplace_back(id, b);
+  }
+  REQUIRE(backends.updateBatch(pairs).ok());
+  auto read = backends.entries();
+  REQUIRE(read.ok());
+  std::map<uint32_t, uint16_t> got;
+  for (const auto& [id, b] : *read) {
+    got[id] = ntohs(b.port);
+  }
+  REQUIRE(got.size() == 10000);
+  CHECK(got.at(1) == 1);
+  CHECK(got.at(10000) == 10000);
+  // The ipcache (an LPM trie) has no batch operations: the same calls fall back to one key at a time.
+  std::vector<std::pair<plexus_ipcache_key, plexus_ipcache_value>> cidrs;
+  for (uint32_t i = 0; i < 3; ++i) {
+    plexus_ipcache_key k{};
+    k.prefixlen = 24;
+    k.ip = Ipv4(Ipv4::parse("172.16.0.0")->hostOrder() + (i << 8)).networkOrder();
+    plexus_ipcache_value v{};
+    v.identity = 16777216 + i;
+    cidrs.emplace_back(k, v);
+  }
+  REQUIRE(f.dp->ipcache().updateBatch(cidrs).ok());
+  auto all = f.dp->ipcache().entries();
+  REQUIRE(all.ok());
+  size_t found = 0;
+  for (const auto& [k, v] : *all) {
+    found += k.prefixlen == 24 && v.identity >= 16777216;
+  }
+  CHECK(found == 3);
 }
