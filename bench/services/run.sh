@@ -11,7 +11,7 @@ BUILD="$(realpath "${1:-build}")"
 cd "$(dirname "$0")/.."
 COUNTS="${COUNTS:-100 1000 5000 10000}"
 CONNS="${CONNS:-1000}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 source ./lib.sh
 trap bench_cleanup EXIT
 RR="$BUILD/bench/datapath/plexus-bench-rr"
