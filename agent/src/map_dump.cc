@@ -154,9 +154,9 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
       return Status::Ok();
     }
     case v1::BPF_MAP_CONNTRACK: {
-      out->set_name("plexus_ct4_v1");
+      out->set_name("plexus_ct4_v2");
       columns(out, {"source", "destination", "proto", "kind"},
-              {"age_seconds", "backend_id", "rev_nat_index", "tx_flags", "rx_flags"});
+              {"age_seconds", "backend_id", "rev_nat_index", "tx_flags", "rx_flags", "nat_port"});
       auto entries = lxc.lb().ct.entries();
       if (!entries.ok()) {
         return entries.error();
@@ -176,6 +176,7 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
         row->add_value(std::to_string(v.rev_nat_index));
         row->add_value(fmt::format("{:#x}", v.tx_flags));
         row->add_value(fmt::format("{:#x}", v.rx_flags));
+        row->add_value(std::to_string(ntohs(v.nat_port)));
       }
       return Status::Ok();
     }

@@ -11,7 +11,7 @@ struct {
   __type(key, struct plexus_ct4_key);
   __type(value, struct plexus_ct4_value);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
-} plexus_ct4_v1 SEC(".maps");
+} plexus_ct4_v2 SEC(".maps");
 
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
@@ -32,7 +32,7 @@ struct flow4 {
 static __always_inline struct plexus_ct4_value *ct4_lookup(const struct flow4 *f, __u8 dir) {
   struct plexus_ct4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
-  return bpf_map_lookup_elem(&plexus_ct4_v1, &key);
+  return bpf_map_lookup_elem(&plexus_ct4_v2, &key);
 }
 
 /* Refreshes an entry on each packet: last use and the TCP flags of the packet's direction (replies are
@@ -50,28 +50,69 @@ static __always_inline int ct4_closing(const struct plexus_ct4_value *v) {
   return ((v->tx_flags | v->rx_flags) & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0;
 }
 
-/* Records a new translated flow: client->frontend gets the backend, backend->client gets the frontend. */
 /* Drops the reverse entry a reply of flow f would match (backend -> client), if any. */
 static __always_inline void ct4_forget_reverse(const struct flow4 *f, __u8 reverse_dir) {
   struct plexus_ct4_key rev = {
       .saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport, .proto = f->proto, .dir = reverse_dir};
-  bpf_map_delete_elem(&plexus_ct4_v1, &rev);
+  bpf_map_delete_elem(&plexus_ct4_v2, &rev);
 }
 
+#define PLEXUS_CT_PORT_MIN 32768 /* the kernel's default ephemeral range, 32768-60999 */
+#define PLEXUS_CT_PORT_SPAN 28232
+#define PLEXUS_CT_PORT_TRIES 8
+
+/* The source port a new translated flow uses towards its backend. Normally the client's own. But when a reverse
+ * entry for that tuple (backend -> client:port) belongs to another frontend's flow, or to a flow whose port was
+ * moved, the backend may still hold that connection (TIME_WAIT); the client stamps its TCP timestamps per
+ * destination address, so to the backend the new SYN looks older and is refused (PAWS), costing a reset and a SYN
+ * retransmit. As netfilter's NAT does for a tuple in use, the flow then moves to a free port: one with no reverse
+ * entry and no connection of the client's own to the backend. A reuse through the same frontend keeps its port (its
+ * timestamps are the same sequence). Returns the port, in network order. */
+static __always_inline __be16 ct4_pick_port(const struct flow4 *f, __be32 backend_addr, __be16 backend_port,
+                                            __u16 rev_nat_index, __u8 reverse_dir) {
+  struct plexus_ct4_key rev = {
+      .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = f->sport, .proto = f->proto,
+      .dir = reverse_dir};
+  struct plexus_ct4_value *held = bpf_map_lookup_elem(&plexus_ct4_v2, &rev);
+  if (!held || (held->rev_nat_index == rev_nat_index && held->nat_port == 0)) {
+    return f->sport;
+  }
+  __u32 start = bpf_get_prandom_u32();
+  for (__u32 i = 0; i < PLEXUS_CT_PORT_TRIES; i++) {
+    __be16 port = bpf_htons((__u16)(PLEXUS_CT_PORT_MIN + (start + i * 4099) % PLEXUS_CT_PORT_SPAN));
+    rev.dport = port;
+    if (bpf_map_lookup_elem(&plexus_ct4_v2, &rev)) {
+      continue;
+    }
+    struct plexus_ct4_key own = {
+        .saddr = f->saddr, .daddr = backend_addr, .sport = port, .dport = backend_port, .proto = f->proto,
+        .dir = PLEXUS_CT_EGRESS};
+    if (bpf_map_lookup_elem(&plexus_ct4_v2, &own)) {
+      continue;
+    }
+    return port;
+  }
+  return f->sport; /* no free candidate: keep the port, as before */
+}
+
+/* Records a new translated flow: client->frontend gets the backend (and the port the flow was moved to, if it was),
+ * backend->client gets the frontend (keyed on the port the backend sees; the client's own port to restore). */
 static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr, __be16 backend_port, __u32 backend_id,
-                                      __u16 rev_nat_index, __u8 reverse_dir) {
+                                      __u16 rev_nat_index, __u8 reverse_dir, __be16 port) {
+  __be16 moved = port != f->sport ? port : 0;
   struct plexus_ct4_key fwd = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto,
       .dir = PLEXUS_CT_SERVICE};
   struct plexus_ct4_value v = {.last_seen_ns = bpf_ktime_get_ns(), .backend_id = backend_id,
-                               .rev_nat_index = rev_nat_index, .tx_flags = f->tcp_flags};
-  if (bpf_map_update_elem(&plexus_ct4_v1, &fwd, &v, BPF_ANY) < 0) {
+                               .rev_nat_index = rev_nat_index, .tx_flags = f->tcp_flags, .nat_port = moved};
+  if (bpf_map_update_elem(&plexus_ct4_v2, &fwd, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
   }
   struct plexus_ct4_key rev = {
-      .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = f->sport, .proto = f->proto,
+      .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = port, .proto = f->proto,
       .dir = reverse_dir};
-  if (bpf_map_update_elem(&plexus_ct4_v1, &rev, &v, BPF_ANY) < 0) {
+  v.nat_port = moved ? f->sport : 0;
+  if (bpf_map_update_elem(&plexus_ct4_v2, &rev, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
   }
   return 0;

@@ -24,12 +24,20 @@ static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f, _
   ct4_touch(rev, f->tcp_flags, 0);
   __be32 addr = rn->address;
   __be16 port = rn->port;
+  __be16 client_port = rev->nat_port;
   int ret = nat4_rewrite(skb, f, 1, addr, port);
   if (ret < 0) {
     return ret;
   }
   f->saddr = addr;
   f->sport = port;
+  if (client_port) { /* the flow was moved to another source port: the client gets its own back */
+    ret = nat4_rewrite(skb, f, 0, f->daddr, client_port);
+    if (ret < 0) {
+      return ret;
+    }
+    f->dport = client_port;
+  }
   return 1;
 }
 
@@ -46,6 +54,7 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
   }
   struct plexus_lb4_backend *be = 0;
   __u32 id = 0;
+  __be16 sport = f->sport;
   struct plexus_ct4_value *ct = ct4_lookup(f, PLEXUS_CT_SERVICE);
   if (ct) {
     be = lb4_backend(ct->backend_id);
@@ -56,6 +65,9 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
     }
     if (be) {
       id = ct->backend_id;
+      if (ct->nat_port) {
+        sport = ct->nat_port;
+      }
       ct4_touch(ct, f->tcp_flags, 0);
     }
   }
@@ -67,7 +79,11 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
     if (!be) {
       return reject_no_backend(skb, f);
     }
-    int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index, reverse_dir);
+    /* A hairpin flow gets the hairpin source address instead, a tuple of its own. */
+    if (be->address != f->saddr) {
+      sport = ct4_pick_port(f, be->address, be->port, svc->rev_nat_index, reverse_dir);
+    }
+    int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index, reverse_dir, sport);
     if (ret < 0) {
       return ret;
     }
@@ -81,6 +97,13 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
   }
   f->daddr = addr;
   f->dport = port;
+  if (sport != f->sport) {
+    ret = nat4_rewrite(skb, f, 1, f->saddr, sport);
+    if (ret < 0) {
+      return ret;
+    }
+    f->sport = sport;
+  }
   if (!*translated) {
     *translated = 1;
   }
@@ -102,7 +125,7 @@ static __always_inline int lb4_hairpin_snat(struct __sk_buff *skb, struct flow4 
     struct plexus_ct4_value v = *svc;
     struct plexus_ct4_key rev = {.saddr = f->daddr, .daddr = hairpin, .sport = f->dport, .dport = f->sport,
                                  .proto = f->proto, .dir = PLEXUS_CT_REVERSE};
-    if (bpf_map_update_elem(&plexus_ct4_v1, &rev, &v, BPF_ANY) < 0) {
+    if (bpf_map_update_elem(&plexus_ct4_v2, &rev, &v, BPF_ANY) < 0) {
       return PLEXUS_DROP(CT_MAP_FULL);
     }
   }

@@ -4,6 +4,7 @@
 
 #include "lxc_fixture.h"
 #include "plexus/datapath/host_datapath.h"
+#include "plexus/lb/planner.h"
 
 using namespace plexus;
 using namespace plexus::testing;
@@ -90,8 +91,8 @@ uint16_t l4Checksum(const std::vector<uint8_t>& pkt) {
   return ipChecksum(buf.data(), 12 + l4_len + (l4_len % 2));
 }
 
-std::vector<uint8_t> clientPacket(uint16_t sport, uint8_t flags, uint8_t proto = IPPROTO_TCP) {
-  PacketSpec s{kPodAMac, kNodeAMac, kPodA, kVip, proto};
+std::vector<uint8_t> clientPacket(uint16_t sport, uint8_t flags, uint8_t proto = IPPROTO_TCP, Ipv4 vip = kVip) {
+  PacketSpec s{kPodAMac, kNodeAMac, kPodA, vip, proto};
   s.sport = sport;
   s.dport = kVipPort;
   s.tcp_flags = flags;
@@ -189,6 +190,90 @@ TEST_CASE("a new direct connection on a tuple a translated flow used does not ge
   REQUIRE(r.retval == TC_ACT_REDIRECT);
   CHECK(Ipv4::fromNetwork(ipOf(r.out)->saddr) == kPodB);
   CHECK(ntohs(tcpOf(r.out)->source) == kBackendPort);
+}
+
+TEST_CASE("a client port reused towards the same backend through another frontend moves to a free port",
+          "[bpf][lb]") {
+  // Frontend A (kVip, index 7) and frontend B (10.96.0.11, index 8) share backend 1 (pod B). Pod A reached it
+  // through A from port 41000; the backend may still hold that connection in TIME_WAIT, and pod A's timestamps
+  // towards B's address are another sequence, so the same tuple through B would be refused. It moves.
+  Fixture f;
+  installService(f, {{{1, kPodB}}, {1}});
+  const Ipv4 vip_b = *Ipv4::parse("10.96.0.11");
+  auto& lb = f.dp->lb();
+  plexus_lb4_service master{};
+  master.count = 1;
+  master.rev_nat_index = 8;
+  master.flags = PLEXUS_SVC_F_CLUSTERIP;
+  plexus_lb4_service slot{};
+  slot.backend_id = 1;
+  slot.rev_nat_index = 8;
+  REQUIRE(lb.services.update(lb::makeLbKey(vip_b, kVipPort, IPPROTO_TCP, PLEXUS_LB_SCOPE_EXTERNAL, 1), slot).ok());
+  REQUIRE(lb.services.update(lb::makeLbKey(vip_b, kVipPort, IPPROTO_TCP, PLEXUS_LB_SCOPE_EXTERNAL, 0), master).ok());
+  plexus_lb4_reverse_nat rn{};
+  rn.address = vip_b.networkOrder();
+  rn.port = htons(kVipPort);
+  REQUIRE(lb.revnat.update(8, rn).ok());
+
+  auto a = f.run(f.dp->fromContainerFd(), clientPacket(41000, 0x02));
+  REQUIRE(a.retval == TC_ACT_REDIRECT);
+  CHECK(ntohs(tcpOf(a.out)->source) == 41000);  // nothing held the tuple: the port stays
+  auto held = ctEntry(f, kPodB, kPodA, kBackendPort, 41000, PLEXUS_CT_REVERSE);
+  REQUIRE(held.has_value());
+  CHECK(held->nat_port == 0);
+
+  auto b = f.run(f.dp->fromContainerFd(), clientPacket(41000, 0x02, IPPROTO_TCP, vip_b));
+  REQUIRE(b.retval == TC_ACT_REDIRECT);
+  uint16_t moved = ntohs(tcpOf(b.out)->source);
+  CHECK(moved != 41000);
+  CHECK(moved >= 32768);
+  CHECK(moved <= 60999);
+  CHECK(Ipv4::fromNetwork(ipOf(b.out)->daddr) == kPodB);
+  CHECK(ipChecksum(ipOf(b.out), sizeof(iphdr)) == 0);
+  CHECK(l4Checksum(b.out) == 0);
+  auto fwd = ctEntry(f, kPodA, vip_b, 41000, kVipPort, PLEXUS_CT_SERVICE);
+  REQUIRE(fwd.has_value());
+  CHECK(ntohs(fwd->nat_port) == moved);
+  auto rev = ctEntry(f, kPodB, kPodA, kBackendPort, moved, PLEXUS_CT_REVERSE);
+  REQUIRE(rev.has_value());
+  CHECK(rev->rev_nat_index == 8);
+  CHECK(ntohs(rev->nat_port) == 41000);
+  // A's flow keeps its own entry.
+  CHECK(ctEntry(f, kPodB, kPodA, kBackendPort, 41000, PLEXUS_CT_REVERSE)->rev_nat_index == kRevNat);
+  // Later packets of the flow use the same port.
+  auto ack = f.run(f.dp->fromContainerFd(), clientPacket(41000, 0x10, IPPROTO_TCP, vip_b));
+  REQUIRE(ack.retval == TC_ACT_REDIRECT);
+  CHECK(ntohs(tcpOf(ack.out)->source) == moved);
+  CHECK(l4Checksum(ack.out) == 0);
+
+  // The backend's reply gets frontend B as its source and the client's own port back.
+  f.addEndpoint(kPodB, kPodAIfindex, 2, kPodBMac, kNodeBMac, 0);
+  f.addEndpoint(kPodA, kPodBIfindex, 1, kPodAMac, kNodeAMac, 0);
+  PacketSpec s{kPodBMac, kNodeBMac, kPodB, kPodA, IPPROTO_TCP};
+  s.sport = kBackendPort;
+  s.dport = moved;
+  s.tcp_flags = 0x12;
+  auto pkt = ipv4Packet(s);
+  uint16_t* check = reinterpret_cast<uint16_t*>(pkt.data() + 14 + sizeof(iphdr) + 16);
+  *check = l4Checksum(pkt);
+  auto reply = f.run(f.dp->fromContainerFd(), pkt);
+  REQUIRE(reply.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(reply.out)->saddr) == vip_b);
+  CHECK(ntohs(tcpOf(reply.out)->source) == kVipPort);
+  CHECK(ntohs(tcpOf(reply.out)->dest) == 41000);
+  CHECK(ipChecksum(ipOf(reply.out), sizeof(iphdr)) == 0);
+  CHECK(l4Checksum(reply.out) == 0);
+}
+
+TEST_CASE("a client port reused through the same frontend keeps its port", "[bpf][lb]") {
+  Fixture f;
+  installService(f, {{{1, kPodB}}, {1}});
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(41001, 0x02)).retval == TC_ACT_REDIRECT);
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(41001, 0x11)).retval == TC_ACT_REDIRECT);  // FIN: closing
+  auto again = f.run(f.dp->fromContainerFd(), clientPacket(41001, 0x02));
+  REQUIRE(again.retval == TC_ACT_REDIRECT);
+  CHECK(ntohs(tcpOf(again.out)->source) == 41001);
+  CHECK(ctEntry(f, kPodA, kVip, 41001, kVipPort, PLEXUS_CT_SERVICE)->nat_port == 0);
 }
 
 TEST_CASE("hairpin: a pod reaching itself through a ClusterIP gets the hairpin source, and replies come back",

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "node_fixture.h"
@@ -559,4 +560,85 @@ spec: {clusterIP: 10.96.6.21, selector: {app: web}, ports: [{name: http, port: 8
   // Both services still answer new connections.
   CHECK_FALSE(greetingVia(client, "10.96.6.20").empty());
   CHECK_FALSE(greetingVia(client, "10.96.6.21").empty());
+}
+
+TEST_CASE("per-packet path: a client port reused towards the same backend through another frontend still connects",
+          "[netns][services]") {
+  // The backend closes first, so it holds each connection in TIME_WAIT. The client then reuses its port through a
+  // second frontend of the same backend; kept as is, the translated tuple would meet that TIME_WAIT socket with
+  // timestamps from another sequence and be refused (a reset and a SYN retransmit). The datapath moves the flow to
+  // a free port instead, and the client never sees it.
+  NodeFixture node("10.227.0.0/24");
+  Pod solo = node.addPod("solo");
+  Pod client = node.addPod("client");
+  apply(node, R"(apiVersion: v1
+kind: Pod
+metadata: {name: solo, labels: {app: solo}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: one}
+spec: {clusterIP: 10.96.7.10, selector: {app: solo}, ports: [{name: http, port: 80, targetPort: http}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: two}
+spec: {clusterIP: 10.96.7.11, selector: {app: solo}, ports: [{name: http, port: 80, targetPort: http}]})", "svc.yaml");
+  auto [lfd, lport] = tcpListen(solo.netns->path(), 8080);
+  REQUIRE(lfd >= 0);
+  (void)lport;
+  constexpr uint16_t kClientPort = 45123;
+  // Connects from kClientPort to vip:80, has the server send a word and close first, and returns the client port
+  // the server saw.
+  auto roundTrip = [&](const std::string& vip) -> int {
+    int fd = socketInNetns(client.netns->path(), SOCK_STREAM);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    local.sin_port = htons(kClientPort);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) == 0);
+    timeval tv{3, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(80);
+    inet_pton(AF_INET, vip.c_str(), &a.sin_addr);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    int s = acceptWithin(lfd);
+    REQUIRE(s >= 0);
+    sockaddr_in peer{};
+    socklen_t len = sizeof(peer);
+    REQUIRE(getpeername(s, reinterpret_cast<sockaddr*>(&peer), &len) == 0);
+    CHECK(exchange(fd, s, "ping"));
+    REQUIRE(write(s, "bye", 3) == 3);
+    close(s);  // the server closes first: TIME_WAIT on the backend
+    CHECK(readGreeting(fd) == "bye");
+    close(fd);
+    return ntohs(peer.sin_port);
+  };
+  CHECK(roundTrip("10.96.7.10") == kClientPort);  // nothing held the tuple
+  // The same port through the other frontend: the backend sees another port, the client its own.
+  int seen = roundTrip("10.96.7.11");
+  CHECK(seen != kClientPort);
+  CHECK(seen >= 32768);
+  // Through the first frontend again, the port is kept (a reuse the client's timestamps allow).
+  CHECK(roundTrip("10.96.7.10") == kClientPort);
+  // The backend refused nothing on timestamps (the kernel counts PAWS rejections in TIME_WAIT).
+  auto netstat = solo.netns->exec("cat /proc/net/netstat").out;
+  auto names = netstat.find("TcpExt:");
+  auto values = netstat.find("TcpExt:", names + 1);
+  REQUIRE(values != std::string::npos);
+  std::istringstream n(netstat.substr(names, netstat.find('\n', names) - names));
+  std::istringstream v(netstat.substr(values, netstat.find('\n', values) - values));
+  std::string name, value;
+  uint64_t paws = 0;
+  while (n >> name && v >> value) {
+    if (name == "PAWSTimewait") {
+      paws = std::stoull(value);
+    }
+  }
+  CHECK(paws == 0);
+  close(lfd);
 }

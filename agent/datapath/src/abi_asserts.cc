@@ -50,7 +50,7 @@ PLEXUS_ABI(plexus_lb4_sock_revnat_key, 16);
 PLEXUS_ABI(plexus_lb4_sock_revnat_value, 8);
 PLEXUS_ABI(plexus_ct4_key, 16);
 PLEXUS_OFF(plexus_ct4_key, proto, 12);
-PLEXUS_ABI(plexus_ct4_value, 16);
+PLEXUS_ABI(plexus_ct4_value, 24);
 PLEXUS_ABI(plexus_lb4_affinity_value, 16);
 
 PLEXUS_ABI(plexus_policy_key, 12);

@@ -19,7 +19,7 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
     return errnoError("load host programs: open skeleton", errno);
   }
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
-  bpf_map__set_max_entries(skel->maps.plexus_ct4_v1, config.ct_map_size);
+  bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
   int err = plexus_host__load(skel);
   if (err != 0) {
     plexus_host__destroy(skel);

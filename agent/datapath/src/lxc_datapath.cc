@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "plexus/datapath/tc.h"
 #include "plexus/reasons.h"
@@ -38,7 +39,7 @@ Result<std::unique_ptr<LbMaps>> openLbMaps(plexus_lxc* skel, uint32_t maglev_m) 
   auto svc = BpfMap<plexus_lb4_key, plexus_lb4_service>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_services_v1));
   auto be = BpfMap<uint32_t, plexus_lb4_backend>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_backends_v1));
   auto rn = BpfMap<uint16_t, plexus_lb4_reverse_nat>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_reverse_nat_v1));
-  auto ct = BpfMap<plexus_ct4_key, plexus_ct4_value>::fromFd(bpf_map__fd(skel->maps.plexus_ct4_v1));
+  auto ct = BpfMap<plexus_ct4_key, plexus_ct4_value>::fromFd(bpf_map__fd(skel->maps.plexus_ct4_v2));
   auto aff = BpfMap<plexus_lb4_affinity_key, plexus_lb4_affinity_value>::fromFd(
       bpf_map__fd(skel->maps.plexus_lb4_affinity_v1));
   if (!svc.ok() || !be.ok() || !rn.ok() || !ct.ok() || !aff.ok()) {
@@ -207,6 +208,13 @@ Result<PolicyEntries> PolicyMaps::get(uint16_t endpoint_id) const {
 
 Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) {
   PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load lxc programs");
+  // Maps whose layout a later version replaced (docs/datapath.md, "version"): nothing uses their pins any more.
+  for (const char* retired : {"plexus_ct4_v1"}) {
+    std::error_code ec;
+    if (std::filesystem::remove(config.bpf_root + "/" + retired, ec)) {
+      spdlog::info("bpf: removed the retired map {} (its entries are not carried over)", retired);
+    }
+  }
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = config.bpf_root.c_str());
   plexus_lxc* skel = plexus_lxc__open_opts(&opts);
   if (!skel) {
@@ -219,7 +227,7 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   skel->rodata->cfg_enable_events = config.enable_events ? 1 : 0;
   skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
-  bpf_map__set_max_entries(skel->maps.plexus_ct4_v1, config.ct_map_size);
+  bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
   bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.
   int err = plexus_lxc__load(skel);
@@ -312,7 +320,7 @@ std::vector<PinnedMapInfo> LxcDatapath::maps() const {
   for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1,
                      skel_->maps.plexus_lb4_services_v1, skel_->maps.plexus_lb4_backends_v1,
                      skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
-                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v1, skel_->maps.plexus_policy_v1,
+                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v2, skel_->maps.plexus_policy_v1,
                      skel_->maps.plexus_events_lost_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
     PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{},

@@ -14,7 +14,7 @@ enum plexus_ct_dir {
                                    * egress, since the node's own address cannot be a source on the pod side */
 };
 
-/* plexus_ct4_v1: LRU_HASH. Written by BPF; read by the agent for `plexus bpf ct list`. */
+/* plexus_ct4_v2: LRU_HASH. Written by BPF; read by the agent for `plexus bpf ct list`. (v1 lacked nat_port.) */
 struct plexus_ct4_key {
   __be32 saddr;  /* network order */
   __be32 daddr;  /* network order */
@@ -31,4 +31,7 @@ struct plexus_ct4_value {
   __u16 rev_nat_index;   /* both kinds */
   __u8 tx_flags;         /* TCP flags seen in the entry's own direction */
   __u8 rx_flags;         /* TCP flags seen in replies; FIN or RST in either means closing */
+  __be16 nat_port;       /* SERVICE: the source port the flow was moved to (0: kept); REVERSE: the client's own
+                          * port, restored on replies (0: none). See ct4_pick_port. */
+  __u16 pad[3];          /* zero */
 };
