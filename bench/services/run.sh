@@ -154,21 +154,25 @@ done
 #         the peer is iptables-restore into an empty nat table.
 # Ours is the agent's own figure (plexus_service_sync_duration_seconds{kind="full"}: compute, diff and map writes),
 # as iptables-restore's is the kernel programming alone (kube-proxy's rule generation is not counted either).
-full_sync() {  # warm|cold, flush the iptables nat table first (0|1)
+full_sync() {  # warm|cold, flush the iptables nat table first (0|1); appends "ours theirs ops" to sync[$1]
   bench_stop_agent
   if [ "$1" = cold ]; then rm -f "$PLEXUS_WORK/bpffs/plexus/plexus_lb4_"*; fi
   bench_run_agent
   local secs ops
   secs=$(bench_agent_metric 'plexus_service_sync_duration_seconds{kind="full"}')
   ops=$(bench_agent_metric 'plexus_service_sync_operations{kind="full"}')
+  grep "full sync of" "$PLEXUS_WORK/agent.log" | tail -1 | sed 's/^/agent: /' >&2  # where the time went
   iptables_rules "$installed" "$bb_ip" >"$PLEXUS_WORK/rules"
   if [ "$2" = 1 ]; then ip netns exec "$bnode" sh -c 'iptables -t nat -F && iptables -t nat -X'; fi
   t0=$(date +%s%N); ip netns exec "$bnode" iptables-restore <"$PLEXUS_WORK/rules"; theirs=$(ms_since "$t0")
-  grep "full sync of" "$PLEXUS_WORK/agent.log" | tail -1 | sed 's/^/agent: /' >&2  # where the time went
-  emit_abs "full sync of $installed services, $1 ($ops map operations; ms, agent)" "$(echo "$secs * 1000" | bc -l)" "$theirs" lower
+  lat[$1.ours]+=" $(echo "$secs * 1000" | bc -l)"; lat[$1.theirs]+=" $theirs"; lat[$1.ops]=$ops
 }
-full_sync warm 0
-full_sync cold 1
+lat=()
+for _ in 1 2 3; do full_sync warm 0; full_sync cold 1; done
+for kind in warm cold; do
+  emit_abs "full sync of $installed services, $kind (${lat[$kind.ops]} map operations; ms, agent; median of 3)" \
+    "$(med $kind.ours)" "$(med $kind.theirs)" lower
+done
 
 # The planner's share of a cold full sync, pure (no maps, no agent): compute from scratch and diff against empty.
 "$BUILD/bench/services/bench_planner" --benchmark_format=json --benchmark_min_time=0.2 2>/dev/null |

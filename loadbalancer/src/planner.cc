@@ -275,13 +275,13 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
 
 void Planner::hold(const Fragment& f) {
   for (const auto& k : f.backend_keys) {
-    refs_["b:" + k]++;
+    backend_refs_[k]++;
   }
   for (const auto& k : f.revnat_keys) {
-    refs_["r:" + k]++;
+    revnat_refs_[k]++;
   }
   for (const auto& k : f.nodeport_keys) {
-    refs_["n:" + k]++;
+    nodeport_refs_[k]++;
   }
   for (const auto& [id, b] : f.st.backends) {
     backend_users_[id]++;
@@ -289,28 +289,29 @@ void Planner::hold(const Fragment& f) {
 }
 
 void Planner::drop(const Fragment& f) {
-  auto release = [&](const std::string& ref) {
-    auto it = refs_.find(ref);
-    if (it == refs_.end() || --it->second > 0) {
+  // True when the key's last holder went.
+  auto release = [](std::unordered_map<std::string, uint32_t>* refs, const std::string& key) {
+    auto it = refs->find(key);
+    if (it == refs->end() || --it->second > 0) {
       return false;
     }
-    refs_.erase(it);
+    refs->erase(it);
     return true;
   };
   for (const auto& k : f.backend_keys) {
-    if (release("b:" + k)) {
+    if (release(&backend_refs_, k)) {
       used_backend_ids_.erase(backend_ids_[k]);
       backend_ids_.erase(k);
     }
   }
   for (const auto& k : f.revnat_keys) {
-    if (release("r:" + k)) {
+    if (release(&revnat_refs_, k)) {
       used_revnat_ids_.erase(revnat_ids_[k]);
       revnat_ids_.erase(k);
     }
   }
   for (const auto& k : f.nodeport_keys) {
-    if (release("n:" + k)) {
+    if (release(&nodeport_refs_, k)) {
       node_ports_.erase(k);
     }
   }
@@ -337,13 +338,22 @@ void merge(MapState* into, const MapState& part) {
 
 Planner::Change Planner::update(const std::map<std::string, std::optional<Service>>& changed,
                                 const std::map<std::string, std::vector<EndpointSlice>>& slices) {
+  ServiceRefs services;
+  for (const auto& [key, svc] : changed) {
+    services[key] = svc ? &*svc : nullptr;
+  }
+  SliceRefs by_service;
+  for (const auto& [key, list] : slices) {
+    for (const auto& es : list) {
+      by_service[key].push_back(&es);
+    }
+  }
   Change c;
-  replace(changed, slices, &c);
+  replace(services, by_service, &c);
   return c;
 }
 
-void Planner::replace(const std::map<std::string, std::optional<Service>>& changed,
-                      const std::map<std::string, std::vector<EndpointSlice>>& slices, Change* out) {
+void Planner::replace(const ServiceRefs& changed, const SliceRefs& slices, Change* out) {
   // Requested node ports first, so allocation never takes one a changed service asks for.
   for (const auto& [key, svc] : changed) {
     if (svc) {
@@ -351,6 +361,7 @@ void Planner::replace(const std::map<std::string, std::optional<Service>>& chang
     }
   }
   std::vector<Fragment> old;
+  static const std::vector<const EndpointSlice*> kNone;
   for (const auto& [key, svc] : changed) {
     auto it = fragments_.find(key);
     if (it != fragments_.end()) {
@@ -363,13 +374,8 @@ void Planner::replace(const std::map<std::string, std::optional<Service>>& chang
     if (!svc) {
       continue;
     }
-    std::vector<const EndpointSlice*> mine;
-    if (auto s = slices.find(key); s != slices.end()) {
-      for (const auto& es : s->second) {
-        mine.push_back(&es);
-      }
-    }
-    Fragment f = computeService(*svc, mine);
+    auto mine = slices.find(key);
+    Fragment f = computeService(*svc, mine == slices.end() ? kNone : mine->second);
     hold(f);  // before the old ones are dropped, so ids shared by both stay
     if (out) {
       merge(&out->after, f.st);
@@ -417,16 +423,16 @@ MapState Planner::current() const {
 }
 
 MapState Planner::compute(const std::vector<Service>& services, const std::vector<EndpointSlice>& slices) {
-  std::map<std::string, std::optional<Service>> changed;
+  ServiceRefs changed;
   for (const auto& [key, f] : fragments_) {
-    changed[key] = std::nullopt;  // gone unless listed below
+    changed[key] = nullptr;  // gone unless listed below
   }
   for (const auto& svc : services) {
-    changed[svc.key()] = svc;
+    changed[svc.key()] = &svc;
   }
-  std::map<std::string, std::vector<EndpointSlice>> by_service;
+  SliceRefs by_service;
   for (const auto& es : slices) {
-    by_service[es.ns + "/" + es.service].push_back(es);
+    by_service[es.ns + "/" + es.service].push_back(&es);
   }
   replace(changed, by_service, nullptr);  // registers every listed service's requested node ports first
   // Restored ids no service claimed are free now.

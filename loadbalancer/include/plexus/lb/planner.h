@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "plexus/common/ipv4.h"
@@ -116,9 +117,11 @@ class Planner {
     std::vector<std::string> revnat_keys;
     std::vector<std::string> nodeport_keys;
   };
-  // update() without the Change when out is null (compute() needs only the resulting state).
-  void replace(const std::map<std::string, std::optional<Service>>& changed,
-               const std::map<std::string, std::vector<EndpointSlice>>& slices, Change* out);
+  // update() on borrowed inputs (a null service: gone), without the Change when out is null (compute() needs only
+  // the resulting state).
+  using ServiceRefs = std::map<std::string, const Service*>;
+  using SliceRefs = std::map<std::string, std::vector<const EndpointSlice*>>;
+  void replace(const ServiceRefs& changed, const SliceRefs& slices, Change* out);
   Fragment computeService(const Service& svc, const std::vector<const EndpointSlice*>& slices);
   void registerRequestedNodePorts(const Service& svc);
   // Reference counting of the ids fragments hold: an id is freed when its last holder goes.
@@ -130,10 +133,13 @@ class Planner {
 
   PlannerConfig config_;
   std::map<std::string, Fragment> fragments_;  // by service key
-  std::map<std::string, uint32_t> backend_ids_;
-  std::map<std::string, uint16_t> revnat_ids_;
+  std::unordered_map<std::string, uint32_t> backend_ids_;
+  std::unordered_map<std::string, uint16_t> revnat_ids_;
   std::map<std::string, uint16_t> node_ports_;
-  std::map<std::string, uint32_t> refs_;  // "b:"/"r:"/"n:" + key -> holders
+  // key -> fragments holding it
+  std::unordered_map<std::string, uint32_t> backend_refs_;
+  std::unordered_map<std::string, uint32_t> revnat_refs_;
+  std::unordered_map<std::string, uint32_t> nodeport_refs_;
   std::map<uint32_t, uint32_t> backend_users_;  // backend id -> fragments using it
   // Ids in use, for O(log n) allocation (a linear rebuild per new id made 10k services quadratic).
   std::set<uint32_t> used_backend_ids_;
