@@ -59,35 +59,45 @@ static __always_inline void ct4_forget_reverse(const struct flow4 *f, __u8 rever
 
 #define PLEXUS_CT_PORT_MIN 32768 /* the kernel's default ephemeral range, 32768-60999 */
 #define PLEXUS_CT_PORT_SPAN 28232
-#define PLEXUS_CT_PORT_TRIES 8
+#define PLEXUS_CT_PORT_TRIES 16
+/* How long a tuple may still be held by a TIME_WAIT socket after its entry last saw a packet: Linux keeps TIME_WAIT
+ * for 60 s; netfilter's conntrack keeps it 120 s. Older entries (nothing removes them but LRU eviction) no longer
+ * hold their port. */
+#define PLEXUS_CT_TIME_WAIT_NS (120ULL * 1000000000ULL)
+
+static __always_inline int ct4_recent(const struct plexus_ct4_value *v, __u64 now) {
+  return v && now - v->last_seen_ns < PLEXUS_CT_TIME_WAIT_NS;
+}
 
 /* The source port a new translated flow uses towards its backend. Normally the client's own. But when a reverse
  * entry for that tuple (backend -> client:port) belongs to another frontend's flow, or to a flow whose port was
  * moved, the backend may still hold that connection (TIME_WAIT); the client stamps its TCP timestamps per
  * destination address, so to the backend the new SYN looks older and is refused (PAWS), costing a reset and a SYN
- * retransmit. As netfilter's NAT does for a tuple in use, the flow then moves to a free port: one with no reverse
- * entry and no connection of the client's own to the backend. A reuse through the same frontend keeps its port (its
- * timestamps are the same sequence). Returns the port, in network order. */
+ * retransmit. As netfilter's NAT does for a tuple in use, the flow then moves to a free port: one with no recent
+ * reverse entry and no recent connection of the client's own to the backend (16 random tries; none free: the port
+ * is kept). A reuse through the same frontend keeps its port (its timestamps are the same sequence). An entry older
+ * than PLEXUS_CT_TIME_WAIT_NS holds nothing. Returns the port, in network order. */
 static __always_inline __be16 ct4_pick_port(const struct flow4 *f, __be32 backend_addr, __be16 backend_port,
                                             __u16 rev_nat_index, __u8 reverse_dir) {
   struct plexus_ct4_key rev = {
       .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = f->sport, .proto = f->proto,
       .dir = reverse_dir};
+  __u64 now = bpf_ktime_get_ns();
   struct plexus_ct4_value *held = bpf_map_lookup_elem(&plexus_ct4_v2, &rev);
-  if (!held || (held->rev_nat_index == rev_nat_index && held->nat_port == 0)) {
+  if (!ct4_recent(held, now) || (held->rev_nat_index == rev_nat_index && held->nat_port == 0)) {
     return f->sport;
   }
   __u32 start = bpf_get_prandom_u32();
   for (__u32 i = 0; i < PLEXUS_CT_PORT_TRIES; i++) {
     __be16 port = bpf_htons((__u16)(PLEXUS_CT_PORT_MIN + (start + i * 4099) % PLEXUS_CT_PORT_SPAN));
     rev.dport = port;
-    if (bpf_map_lookup_elem(&plexus_ct4_v2, &rev)) {
+    if (ct4_recent(bpf_map_lookup_elem(&plexus_ct4_v2, &rev), now)) {
       continue;
     }
     struct plexus_ct4_key own = {
         .saddr = f->saddr, .daddr = backend_addr, .sport = port, .dport = backend_port, .proto = f->proto,
         .dir = PLEXUS_CT_EGRESS};
-    if (bpf_map_lookup_elem(&plexus_ct4_v2, &own)) {
+    if (ct4_recent(bpf_map_lookup_elem(&plexus_ct4_v2, &own), now)) {
       continue;
     }
     return port;

@@ -2,6 +2,8 @@
 // and affinity selection, terminating backends, and the refusal of services without backends.
 #include <linux/icmp.h>
 
+#include <fstream>
+
 #include "lxc_fixture.h"
 #include "plexus/datapath/host_datapath.h"
 #include "plexus/lb/planner.h"
@@ -245,6 +247,26 @@ TEST_CASE("a client port reused towards the same backend through another fronten
   REQUIRE(ack.retval == TC_ACT_REDIRECT);
   CHECK(ntohs(tcpOf(ack.out)->source) == moved);
   CHECK(l4Checksum(ack.out) == 0);
+
+  // An entry that saw no packet for longer than any TIME_WAIT holds nothing: the port stays.
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(41002, 0x02)).retval == TC_ACT_REDIRECT);
+  plexus_ct4_key old_key{};
+  old_key.saddr = kPodB.networkOrder();
+  old_key.daddr = kPodA.networkOrder();
+  old_key.sport = htons(kBackendPort);
+  old_key.dport = htons(41002);
+  old_key.proto = IPPROTO_TCP;
+  old_key.dir = PLEXUS_CT_REVERSE;
+  auto aged = ctEntry(f, kPodB, kPodA, kBackendPort, 41002, PLEXUS_CT_REVERSE);
+  REQUIRE(aged.has_value());
+  aged->last_seen_ns = 1;  // boot time
+  double uptime = 0;
+  std::ifstream("/proc/uptime") >> uptime;
+  REQUIRE(uptime > 130);  // the monotonic clock must be past the TIME_WAIT horizon (CI builds for minutes first)
+  REQUIRE(lb.ct.update(old_key, *aged).ok());
+  auto kept = f.run(f.dp->fromContainerFd(), clientPacket(41002, 0x02, IPPROTO_TCP, vip_b));
+  REQUIRE(kept.retval == TC_ACT_REDIRECT);
+  CHECK(ntohs(tcpOf(kept.out)->source) == 41002);
 
   // The backend's reply gets frontend B as its source and the client's own port back.
   f.addEndpoint(kPodB, kPodAIfindex, 2, kPodBMac, kNodeBMac, 0);
