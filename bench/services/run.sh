@@ -126,6 +126,7 @@ for n in $COUNTS; do
     sample ipt_last "$bc" "$bb" "$(vip "$last")" 80
     sample packet "$pt" "$pb" "$(vip "$last")" 80  # the per-packet path (a client outside the socket-LB cgroup)
   done
+  for k in floor first last packet; do echo "rounds at $n, $k p50:${lat[$k.50]}" >&2; done  # drift shows here
   emit_abs "direct pod connection p50 with $n services (us, floor)" "$(med floor.50)" "$(med floor.50)" lower
   emit_abs "new connection p50 to the first of $n services (us)" "$(med first.50)" "$(med ipt_first.50)" lower
   emit_abs "new connection p50 to the last of $n services (us)" "$(med last.50)" "$(med ipt_last.50)" lower

@@ -33,6 +33,12 @@ metadata: {name: web2, labels: {app: web}}
 spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
 )";
 
+// A ClusterIP Service on port 80 that selects app=<app> and targets the pods' "http" port.
+std::string clusterIpService(const std::string& name, const std::string& ip, const std::string& app = "web") {
+  return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + "}\nspec: {clusterIP: " + ip +
+         ", selector: {app: " + app + "}, ports: [{name: http, port: 80, targetPort: http}]}\n";
+}
+
 void apply(NodeFixture& node, const std::string& yaml, const std::string& file) {
   std::string path = node.dir() + "/" + file;
   std::ofstream(path) << yaml;
@@ -167,10 +173,7 @@ TEST_CASE("socket LB translates the ClusterIP for processes in the agent's cgrou
   NodeFixture node("10.234.0.0/24");
   Pod web1 = node.addPod("web1");
   apply(node, kPods, "pods.yaml");
-  apply(node, R"(apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec: {clusterIP: 10.96.1.10, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "svc.yaml");
+  apply(node, clusterIpService("web", "10.96.1.10"), "svc.yaml");
   Greeter g(web1, "web1");
   // A host process of the node, in the agent's cgroup: connect() itself goes to the backend.
   auto r = node.node().exec("echo $$ > " + node.agent().cgroup() + "/cgroup.procs && exec nc -w 3 10.96.1.10 80 </dev/null");
@@ -309,10 +312,7 @@ TEST_CASE("a terminating backend finishes its open connection; removing a backen
   Pod b3 = node.addPod("b3");
   Pod client = node.addPod("client");
   apply(node, kThreePods, "pods.yaml");
-  apply(node, R"(apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec: {clusterIP: 10.96.4.10, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "svc.yaml");
+  apply(node, clusterIpService("web", "10.96.4.10"), "svc.yaml");
   Greeter g1(b1, "b1");
   Greeter g2(b2, "b2");
   Greeter g3(b3, "b3");
@@ -514,14 +514,8 @@ TEST_CASE("an agent restart keeps established per-packet service flows and remov
   apply(node, kPods, "pods.yaml");
   // Applied "zz" first: it gets reverse-NAT index 1, "aa" index 2. A computation from scratch would order them by
   // name and swap the two, so the restart must adopt the installed ids rather than recompute them.
-  apply(node, R"(apiVersion: v1
-kind: Service
-metadata: {name: zz}
-spec: {clusterIP: 10.96.6.20, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "zz.yaml");
-  apply(node, R"(apiVersion: v1
-kind: Service
-metadata: {name: aa}
-spec: {clusterIP: 10.96.6.21, selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})", "aa.yaml");
+  apply(node, clusterIpService("zz", "10.96.6.20"), "zz.yaml");
+  apply(node, clusterIpService("aa", "10.96.6.21"), "aa.yaml");
   Greeter g1(web1, "web1");
   Greeter g2(web2, "web2");
   g1.keep_open = g2.keep_open = true;
@@ -549,13 +543,8 @@ spec: {clusterIP: 10.96.6.21, selector: {app: web}, ports: [{name: http, port: 8
   REQUIRE(left.ok());
   CHECK_FALSE(left->has_value());
   // The established connection still works both ways: its conntrack entry's reverse-NAT index still names zz.
-  CHECK(write(fd, "after", 5) == 5);
-  pollfd sp{g.kept[0], POLLIN, 0};
-  char got[8] = {};
-  REQUIRE(poll(&sp, 1, 3000) == 1);
-  CHECK(read(g.kept[0], got, sizeof(got)) == 5);
-  CHECK(write(g.kept[0], "reply", 5) == 5);
-  CHECK(readGreeting(fd) == "reply");
+  CHECK(exchange(fd, g.kept[0], "after"));
+  CHECK(exchange(g.kept[0], fd, "reply"));
   close(fd);
   // Both services still answer new connections.
   CHECK_FALSE(greetingVia(client, "10.96.6.20").empty());
@@ -576,15 +565,8 @@ kind: Pod
 metadata: {name: solo, labels: {app: solo}}
 spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
 ---
-apiVersion: v1
-kind: Service
-metadata: {name: one}
-spec: {clusterIP: 10.96.7.10, selector: {app: solo}, ports: [{name: http, port: 80, targetPort: http}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: two}
-spec: {clusterIP: 10.96.7.11, selector: {app: solo}, ports: [{name: http, port: 80, targetPort: http}]})", "svc.yaml");
+)" + clusterIpService("one", "10.96.7.10", "solo") + "---\n" + clusterIpService("two", "10.96.7.11", "solo"),
+        "svc.yaml");
   auto [lfd, lport] = tcpListen(solo.netns->path(), 8080);
   REQUIRE(lfd >= 0);
   (void)lport;
