@@ -38,6 +38,18 @@ std::vector<Ipv4> nodeAddresses(const std::vector<std::string>& devices) {
 }
 }  // namespace
 
+void AgentState::collectConntrack() {
+  auto r = datapath::collectConntrack(lxc->lb().ct, datapath::monotonicNs(), datapath::CtLifetimes{});
+  if (!r.ok()) {
+    spdlog::warn("{}", r.error().message);
+    return;
+  }
+  ++ct_gc.runs;
+  ct_gc.deleted += r->deleted;
+  ct_gc.entries = r->scanned - r->deleted;
+  spdlog::debug("conntrack gc: {} entries, {} expired", r->scanned, r->deleted);
+}
+
 Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   auto state = std::make_unique<AgentState>();
   state->config = config;
@@ -207,6 +219,14 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
         e.sample("plexus_service_syncs_total", {{"kind", kind}}, static_cast<double>(r.count));
       }
     }
+  });
+  state->metric_sources.push_back([st = state.get()](Exposition& e) {
+    e.family("plexus_conntrack_gc_runs_total", "counter", "Conntrack garbage collection passes");
+    e.sample("plexus_conntrack_gc_runs_total", {}, static_cast<double>(st->ct_gc.runs));
+    e.family("plexus_conntrack_gc_entries_deleted_total", "counter", "Conntrack entries removed as expired");
+    e.sample("plexus_conntrack_gc_entries_deleted_total", {}, static_cast<double>(st->ct_gc.deleted));
+    e.family("plexus_conntrack_entries", "gauge", "Conntrack entries left after the last garbage collection");
+    e.sample("plexus_conntrack_entries", {}, static_cast<double>(st->ct_gc.entries));
   });
   // Pod IPs come from CNI: services derived from selectors follow endpoints coming and going.
   state->endpoints->addListener(

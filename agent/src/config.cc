@@ -54,6 +54,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--devices", c.devices, "external devices for NodePort")->delimiter(',');
   app.add_option("--enable-socket-lb", c.enable_socket_lb, "socket-level load-balancing");
   app.add_option("--ct-map-size", c.ct_map_size, "conntrack map entries");
+  app.add_option("--conntrack-gc-interval", c.conntrack_gc_interval,
+                 "seconds between conntrack garbage collections (0: never; entries then leave by LRU eviction only)");
   app.add_option("--events-ring-size", c.events_ring_size,
                  "bytes of the BPF ring buffer carrying flow events (a power of two, 4096-67108864)");
   app.add_flag("--print-config", c.print_config, "print the effective configuration as JSON and exit");
@@ -180,6 +182,10 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));
   }
+  if (c.conntrack_gc_interval < 0 || c.conntrack_gc_interval > 86400) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--conntrack-gc-interval {}: must be 0-86400 seconds", c.conntrack_gc_interval));
+  }
   if (c.state_dir.empty() || c.bpf_root.empty() || c.socket.empty()) {
     return makeError(ErrorCode::kInvalidArgument, "--state-dir, --bpf-root and --socket must not be empty");
   }
@@ -216,6 +222,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"devices", c.devices},
           {"enable-socket-lb", c.enable_socket_lb},
           {"ct-map-size", c.ct_map_size},
+          {"conntrack-gc-interval", c.conntrack_gc_interval},
           {"events-ring-size", c.events_ring_size}};
 }
 

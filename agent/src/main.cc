@@ -6,6 +6,7 @@
 
 #include <time.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -103,8 +104,20 @@ int main(int argc, char** argv) {
   spdlog::info("plexus-agent ready: node {} pod CIDR {} socket {} bpf root {}", config->node_name, config->pod_cidr,
                config->socket, config->bpf_root);
 
+  // Until SIGINT/SIGTERM: conntrack garbage collection every --conntrack-gc-interval seconds, on the reconcile
+  // thread (which owns every map write).
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sig <= 0) {
+    if (config->conntrack_gc_interval == 0) {
+      sigwait(&signals, &sig);
+      break;
+    }
+    timespec every{config->conntrack_gc_interval, 0};
+    sig = sigtimedwait(&signals, nullptr, &every);
+    if (sig < 0 && errno == EAGAIN) {
+      st.reconciler.submit([&st] { st.collectConntrack(); });
+    }
+  }
   spdlog::info("signal {}: stopping (programs and pinned maps stay in place)", sig);
   st.ready = false;
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -2,11 +2,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <time.h>
 
 #include <fmt/format.h>
 
 #include "plexus/common/ipv4.h"
+#include "plexus/datapath/conntrack_gc.h"
 #include "plexus/reasons.h"
 
 namespace plexus::agent {
@@ -161,9 +161,7 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
       if (!entries.ok()) {
         return entries.error();
       }
-      timespec now{};
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
+      uint64_t now_ns = datapath::monotonicNs();
       static const char* kKinds[] = {"?", "service", "reverse", "egress", "ingress", "reverse-nodeport"};
       for (const auto& [k, v] : *entries) {
         auto* row = out->add_rows();

@@ -19,6 +19,7 @@
 #include "plexus/agent/policy_manager.h"
 #include "plexus/agent/reconciler.h"
 #include "plexus/agent/state_store.h"
+#include "plexus/datapath/conntrack_gc.h"
 #include "plexus/datapath/event_reader.h"
 #include "plexus/datapath/host_datapath.h"
 #include "plexus/datapath/lxc_datapath.h"
@@ -47,6 +48,13 @@ struct AgentState {
   std::vector<std::function<void(Exposition&)>> metric_sources;  // called on the reconcile thread
   std::atomic<bool> ready{false};
   int64_t started_unix = 0;
+  // Conntrack garbage collection (reconcile thread): totals for /metrics.
+  struct {
+    uint64_t runs = 0;
+    uint64_t deleted = 0;
+    size_t entries = 0;  // after the last run
+  } ct_gc;
+  void collectConntrack();
 };
 
 // Loads the datapath, restores state, drains queued CNI deletes. Problems that do not stop the agent are logged.

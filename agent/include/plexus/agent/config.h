@@ -44,6 +44,7 @@ struct AgentConfig {
   std::vector<std::string> devices;
   bool enable_socket_lb = true;
   int ct_map_size = 262144;
+  int conntrack_gc_interval = 60;  // seconds; 0: no GC
   int events_ring_size = 4 << 20;  // bytes of the flow-event ring buffer
   bool print_config = false;       // print the effective configuration as JSON and exit
 

@@ -1,0 +1,38 @@
+#pragma once
+// Conntrack garbage collection: entries whose flow has been quiet longer than its lifetime are deleted, so the
+// table holds live flows rather than waiting for LRU eviction. Lifetimes follow Cilium's defaults except for
+// closing TCP flows, which are kept for a TIME_WAIT period (the per-packet path's source-port choice reads them).
+
+#include <cstdint>
+
+#include "plexus/common/result.h"
+#include "plexus/conntrack.h"
+#include "plexus/datapath/bpf_map.h"
+
+namespace plexus::datapath {
+
+struct CtLifetimes {
+  uint64_t tcp_ns = 21600ULL * 1000000000ULL;      // an open TCP flow (Cilium: 6 h)
+  uint64_t tcp_closing_ns = 120ULL * 1000000000ULL;  // after FIN or RST (Cilium: 10 s; see the header comment)
+  uint64_t non_tcp_ns = 60ULL * 1000000000ULL;     // UDP (Cilium: 60 s)
+};
+
+// Whether an entry last seen at value.last_seen_ns is past its lifetime at now_ns (CLOCK_MONOTONIC, the clock of
+// bpf_ktime_get_ns). Pure.
+bool conntrackExpired(const plexus_ct4_key& key, const plexus_ct4_value& value, uint64_t now_ns,
+                      const CtLifetimes& lifetimes);
+
+struct CtGcResult {
+  size_t scanned = 0;
+  size_t deleted = 0;
+};
+
+// One pass over the map: reads it (batched), then deletes each expired entry after reading it again, so a flow that
+// saw a packet meanwhile is kept.
+Result<CtGcResult> collectConntrack(BpfMap<plexus_ct4_key, plexus_ct4_value>& ct, uint64_t now_ns,
+                                    const CtLifetimes& lifetimes);
+
+// CLOCK_MONOTONIC in nanoseconds.
+uint64_t monotonicNs();
+
+}  // namespace plexus::datapath
