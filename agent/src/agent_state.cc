@@ -39,7 +39,8 @@ std::vector<Ipv4> nodeAddresses(const std::vector<std::string>& devices) {
 }  // namespace
 
 void AgentState::collectConntrack() {
-  auto r = datapath::collectConntrack(lxc->lb().ct, datapath::monotonicNs(), datapath::CtLifetimes{});
+  uint64_t now = datapath::monotonicNs();
+  auto r = datapath::collectConntrack(lxc->lb().ct, now, datapath::CtLifetimes{});
   if (!r.ok()) {
     spdlog::warn("{}", r.error().message);
     return;
@@ -47,7 +48,8 @@ void AgentState::collectConntrack() {
   ++ct_gc.runs;
   ct_gc.deleted += r->deleted;
   ct_gc.entries = r->scanned - r->deleted;
-  spdlog::debug("conntrack gc: {} entries, {} expired", r->scanned, r->deleted);
+  ct_gc.last_seconds = static_cast<double>(datapath::monotonicNs() - now) / 1e9;
+  spdlog::debug("conntrack gc: {} entries, {} expired, {:.1f} ms", r->scanned, r->deleted, ct_gc.last_seconds * 1e3);
 }
 
 Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
@@ -227,6 +229,8 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     e.sample("plexus_conntrack_gc_entries_deleted_total", {}, static_cast<double>(st->ct_gc.deleted));
     e.family("plexus_conntrack_entries", "gauge", "Conntrack entries left after the last garbage collection");
     e.sample("plexus_conntrack_entries", {}, static_cast<double>(st->ct_gc.entries));
+    e.family("plexus_conntrack_gc_duration_seconds", "gauge", "Time of the last conntrack garbage collection");
+    e.sample("plexus_conntrack_gc_duration_seconds", {}, st->ct_gc.last_seconds);
   });
   // Pod IPs come from CNI: services derived from selectors follow endpoints coming and going.
   state->endpoints->addListener(

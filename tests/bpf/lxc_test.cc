@@ -128,7 +128,7 @@ TEST_CASE("pinned maps are reused by a second load of the programs", "[bpf]") {
   REQUIRE_FALSE(absent->has_value());
 }
 
-TEST_CASE("batched writes and reads of a map, and the key-by-key fallback where the kernel has no batch", "[bpf]") {
+TEST_CASE("batched writes, reads and deletes of a map, and the key-by-key fallback without batch support", "[bpf]") {
   Fixture f;
   // The backends map (a hash): more entries than one batch holds, written and read back in batches.
   auto& backends = f.dp->lb().backends;
@@ -150,6 +150,22 @@ TEST_CASE("batched writes and reads of a map, and the key-by-key fallback where 
   REQUIRE(got.size() == 10000);
   CHECK(got.at(1) == 1);
   CHECK(got.at(10000) == 10000);
+  // Batched deletes step over keys that are already gone.
+  std::vector<uint32_t> doomed;
+  for (uint32_t id = 1; id <= 5000; ++id) {
+    doomed.push_back(id);
+    if (id == 2500) {
+      doomed.push_back(77777);  // never written
+    }
+  }
+  auto deleted = backends.eraseBatch(doomed);
+  REQUIRE(deleted.ok());
+  CHECK(*deleted == 5000);
+  auto left = backends.entries();
+  REQUIRE(left.ok());
+  CHECK(left->size() == 5000);
+  CHECK_FALSE(backends.lookup(2501)->has_value());
+  CHECK(backends.lookup(5001)->has_value());
   // The ipcache (an LPM trie) has no batch operations: the same calls fall back to one key at a time.
   std::vector<std::pair<plexus_ipcache_key, plexus_ipcache_value>> cidrs;
   for (uint32_t i = 0; i < 3; ++i) {

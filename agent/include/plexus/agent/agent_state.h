@@ -53,6 +53,7 @@ struct AgentState {
     uint64_t runs = 0;
     uint64_t deleted = 0;
     size_t entries = 0;  // after the last run
+    double last_seconds = 0;
   } ct_gc;
   void collectConntrack();
 };

@@ -112,6 +112,38 @@ class BpfMap {
     return Status::Ok();
   }
 
+  // Deletes the keys with one BPF_MAP_DELETE_BATCH call per chunk (one at a time where the kernel has no batch).
+  // Keys already gone are skipped. Returns how many were deleted.
+  Result<size_t> eraseBatch(const std::vector<K>& keys) {
+    constexpr size_t kChunk = 4096;
+    size_t deleted = 0;
+    size_t at = 0;
+    // Bounded: each round either finishes a chunk or steps over one missing key.
+    for (size_t round = 0; at < keys.size() && round <= 2 * keys.size(); ++round) {
+      uint32_t count = static_cast<uint32_t>(std::min(kChunk, keys.size() - at));
+      int err = 0;
+      if (batch_) {
+        err = bpf_map_delete_batch(fd_.get(), keys.data() + at, &count, nullptr) == 0 ? 0 : errno;
+        if (batchUnsupported(err) && count == 0) {
+          batch_ = false;
+        }
+      }
+      if (!batch_) {
+        count = 1;
+        err = bpf_map_delete_elem(fd_.get(), &keys[at]) == 0 ? 0 : errno;
+        count = err == 0 ? 1 : 0;
+      }
+      deleted += count;
+      at += count;
+      if (err == ENOENT) {
+        ++at;  // the key at `at` is already gone (the datapath or LRU removed it)
+      } else if (err != 0) {
+        return errnoError("bpf map batch delete", err);
+      }
+    }
+    return deleted;
+  }
+
   // Every (key, value) pair. The map may change while it is walked; entries are then skipped or repeated
   // at most once, which callers tolerate (they reconcile towards a desired state). Batched where the kernel
   // supports it (hash maps), else one key at a time.

@@ -27,8 +27,7 @@ struct CtGcResult {
   size_t deleted = 0;
 };
 
-// One pass over the map: reads it (batched), then deletes each expired entry after reading it again, so a flow that
-// saw a packet meanwhile is kept.
+// One pass over the map: reads it and deletes the expired entries, both batched.
 Result<CtGcResult> collectConntrack(BpfMap<plexus_ct4_key, plexus_ct4_value>& ct, uint64_t now_ns,
                                     const CtLifetimes& lifetimes);
 
