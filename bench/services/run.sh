@@ -100,7 +100,8 @@ emit_abs() {  # metric plexus baseline better
 # Latency samples by path: lat[<path>.50] and lat[<path>.99] hold one p50/p99 per round.
 declare -A lat=()
 sample() { local a b; read -r a b < <(crr "${@:2}"); lat[$1.50]+=" $a"; lat[$1.99]+=" $b"; }
-med() { tr ' ' '\n' <<<"${lat[$1]}" | grep -v '^$' | bench_median; }
+median_of() { tr ' ' '\n' <<<"$1" | grep -v '^$' | bench_median; }  # of space-separated numbers
+med() { median_of "${lat[$1]}"; }
 
 installed=0
 for n in $COUNTS; do
@@ -148,6 +149,13 @@ for n in $COUNTS; do
   emit_abs "agent resident memory with $n services (MiB)" "$(echo "scale=1; $rss / 1024" | bc)" 0 lower
 done
 
+# The agent's last conntrack garbage collection (every 60 s by default) during the run above.
+gc_s=$(bench_agent_metric plexus_conntrack_gc_duration_seconds)
+gc_left=$(bench_agent_metric plexus_conntrack_entries)
+gc_deleted=$(bench_agent_metric plexus_conntrack_gc_entries_deleted_total)
+emit_abs "conntrack GC pass, the last one (ms; $gc_left entries left, $gc_deleted deleted in the run)" \
+  "$(echo "$gc_s * 1000" | bc -l)" 0 lower
+
 # A full sync of every installed service: the agent restarts and programs them all from its store.
 #   warm: the maps survive the restart and are adopted, so only differences are written (none here);
 #         the peer is kube-proxy's restart, an iptables-restore of the same table over itself;
@@ -155,7 +163,8 @@ done
 #         the peer is iptables-restore into an empty nat table.
 # Ours is the agent's own figure (plexus_service_sync_duration_seconds{kind="full"}: compute, diff and map writes),
 # as iptables-restore's is the kernel programming alone (kube-proxy's rule generation is not counted either).
-full_sync() {  # warm|cold, flush the iptables nat table first (0|1); appends "ours theirs ops" to sync[$1]
+declare -A syncs=()  # syncs[<kind>.ours|theirs]: one figure per restart; syncs[<kind>.ops]: map operations
+full_sync() {  # warm|cold, flush the iptables nat table first (0|1)
   bench_stop_agent
   if [ "$1" = cold ]; then rm -f "$PLEXUS_WORK/bpffs/plexus/plexus_lb4_"*; fi
   bench_run_agent
@@ -166,13 +175,12 @@ full_sync() {  # warm|cold, flush the iptables nat table first (0|1); appends "o
   iptables_rules "$installed" "$bb_ip" >"$PLEXUS_WORK/rules"
   if [ "$2" = 1 ]; then ip netns exec "$bnode" sh -c 'iptables -t nat -F && iptables -t nat -X'; fi
   t0=$(date +%s%N); ip netns exec "$bnode" iptables-restore <"$PLEXUS_WORK/rules"; theirs=$(ms_since "$t0")
-  lat[$1.ours]+=" $(echo "$secs * 1000" | bc -l)"; lat[$1.theirs]+=" $theirs"; lat[$1.ops]=$ops
+  syncs[$1.ours]+=" $(echo "$secs * 1000" | bc -l)"; syncs[$1.theirs]+=" $theirs"; syncs[$1.ops]=$ops
 }
-lat=()
 for _ in 1 2 3; do full_sync warm 0; full_sync cold 1; done
 for kind in warm cold; do
-  emit_abs "full sync of $installed services, $kind (${lat[$kind.ops]} map operations; ms, agent; median of 3)" \
-    "$(med $kind.ours)" "$(med $kind.theirs)" lower
+  emit_abs "full sync of $installed services, $kind (${syncs[$kind.ops]} map operations; ms, agent; median of 3)" \
+    "$(median_of "${syncs[$kind.ours]}")" "$(median_of "${syncs[$kind.theirs]}")" lower
 done
 
 # The planner's share of a cold full sync, pure (no maps, no agent): compute from scratch and diff against empty.
