@@ -101,6 +101,19 @@ bench_latency() {
   wait "$spid" || true
 }
 
+# Runs a Google Benchmark binary ($3, with any further args) and prints one result line per benchmark, absolute (no
+# baseline): $1 names the bench, $2 is the metric as a Python format string where {n} is the benchmark's argument.
+bench_gbench() {
+  local name="$1" fmt="$2"
+  shift 2
+  "$@" --benchmark_format=json --benchmark_min_time=0.2 2>/dev/null | python3 -c '
+import json, sys
+name, fmt = sys.argv[1:]
+for b in json.load(sys.stdin)["benchmarks"]:
+    print(json.dumps({"bench": name, "metric": fmt.format(n=b["name"].split("/")[1]), "plexus": round(b["real_time"], 3),
+                      "baseline": 0, "ratio": None, "better": "lower"}))' "$name" "$fmt"
+}
+
 # One JSON result line: bench metric plexus baseline better(higher|lower).
 bench_emit() {
   python3 -c 'import json,sys; n,m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":n,"metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"

@@ -3,13 +3,8 @@
 # the per-packet verdict cost with 10 versus 10,000 map entries (ratio: the goal is a flat cost, 1.0).
 set -euo pipefail
 BUILD="$(realpath "${1:-build}")"
-"$BUILD/bench/policy/bench_policy_compile" --benchmark_format=json --benchmark_min_time=0.2 2>/dev/null |
-  python3 -c '
-import json, sys
-for b in json.load(sys.stdin)["benchmarks"]:
-    n = b["name"].split("/")[1]
-    print(json.dumps({"bench": "policy", "metric": f"policy compile {n} rules x 1000 ids (ms)",
-                      "plexus": round(b["real_time"], 2), "baseline": 0, "ratio": None, "better": "lower"}))'
+source "$(dirname "$0")/../lib.sh"
+bench_gbench policy "policy compile {n} rules x 1000 ids (ms)" "$BUILD/bench/policy/bench_policy_compile"
 "$BUILD/bench/policy/bench_policy_lookup" | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())

@@ -184,10 +184,4 @@ for kind in warm cold; do
 done
 
 # The planner's share of a cold full sync, pure (no maps, no agent): compute from scratch and diff against empty.
-"$BUILD/bench/services/bench_planner" --benchmark_format=json --benchmark_min_time=0.2 2>/dev/null |
-  python3 -c '
-import json, sys
-for b in json.load(sys.stdin)["benchmarks"]:
-    n = b["name"].split("/")[1]
-    print(json.dumps({"bench": "services", "metric": f"planner: full compute and diff of {n} services (ms)",
-                      "plexus": round(b["real_time"], 3), "baseline": 0, "ratio": None, "better": "lower"}))'
+bench_gbench services "planner: full compute and diff of {n} services (ms)" "$BUILD/bench/services/bench_planner"
