@@ -433,6 +433,13 @@ describe('ConfigMap config.yaml', () => {
   test('debug.enabled', () => {
     assert.equal(agentConfig(['--set', 'debug.enabled=true']).debug, true);
   });
+
+  test('conntrackGCInterval: a duration in seconds for the agent; "0s" keeps its default', () => {
+    assert.ok(!('conntrack-gc-interval' in agentConfig()));
+    assert.equal(agentConfig(['--set', 'conntrackGCInterval=90s'])['conntrack-gc-interval'], 90);
+    assert.equal(agentConfig(['--set', 'conntrackGCInterval=5m'])['conntrack-gc-interval'], 300);
+    assert.equal(agentConfig(['--set', 'conntrackGCInterval=1h'])['conntrack-gc-interval'], 3600);
+  });
 });
 
 describe('RBAC', () => {
@@ -504,6 +511,10 @@ describe('failures', () => {
     expectFailure(['--set', 'ipam.mode=magic'], /ipam\.mode/);
     expectFailure(['--set', 'routingMode=bgp'], /routingMode/);
     expectFailure(['--set', 'loadBalancer.algorithm=roundrobin'], /loadBalancer\.algorithm/);
+  });
+
+  test('a conntrackGCInterval that is not a duration fails the schema', () => {
+    expectFailure(['--set', 'conntrackGCInterval=5 minutes'], /conntrackGCInterval/);
   });
 
   test('wrong types fail the schema', () => {
