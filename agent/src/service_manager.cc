@@ -70,7 +70,8 @@ Status ServiceManager::restore() {
   st.backends.insert(backends->begin(), backends->end());
   st.revnat.insert(revnat->begin(), revnat->end());
   for (uint16_t id : *maglev) {
-    st.maglev[id] = {};  // contents not read back: the first sync rewrites each table (same ids, same table)
+    auto table = maps_.maglevTable(id);
+    st.maglev[id] = table.ok() ? *table : std::vector<uint32_t>{};  // unreadable: the first sync rewrites it
   }
   planner_.restore(st);
   installed_ = std::move(st);

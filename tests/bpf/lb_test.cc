@@ -393,6 +393,15 @@ TEST_CASE("services flagged for Maglev select through their table", "[bpf][lb][m
   spec.flags = PLEXUS_SVC_F_NODEPORT | PLEXUS_SVC_F_MAGLEV;
   installService(f, spec);
   auto& lb = f.dp->lb();
+  // Read back slot by slot as written (the restart adopts installed tables this way).
+  std::vector<uint32_t> pattern(lb.maglev_table_size);
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    pattern[i] = static_cast<uint32_t>(i % 7 + 1);
+  }
+  REQUIRE(lb.setMaglevTable(kRevNat, pattern).ok());
+  auto read = lb.maglevTable(kRevNat);
+  REQUIRE(read.ok());
+  CHECK(*read == pattern);
   std::vector<uint32_t> table(lb.maglev_table_size, 2);
   auto set = lb.setMaglevTable(kRevNat, table);
   INFO((set.ok() ? std::string() : set.error().message));

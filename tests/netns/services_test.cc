@@ -519,6 +519,18 @@ TEST_CASE("an agent restart keeps established per-packet service flows and remov
   // name and swap the two, so the restart must adopt the installed ids rather than recompute them.
   apply(node, clusterIpService("zz", "10.96.6.20"), "zz.yaml");
   apply(node, clusterIpService("aa", "10.96.6.21"), "aa.yaml");
+  // An external IP is a north-south frontend: it gets a Maglev table, which the restart must adopt as well.
+  apply(node, R"(apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec: {clusterIP: 10.96.6.22, externalIPs: [192.0.2.60], selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]})",
+        "ext.yaml");
+  auto ext = node.cliJson({"service", "get", "ext"});
+  bool has_table = false;
+  for (const auto& fe : ext["service"]["frontends"]) {
+    has_table = has_table || fe.value("maglev", false);
+  }
+  REQUIRE(has_table);
   Greeter g1(web1, "web1");
   Greeter g2(web2, "web2");
   g1.keep_open = g2.keep_open = true;
@@ -539,7 +551,8 @@ TEST_CASE("an agent restart keeps established per-packet service flows and remov
   REQUIRE(services->update(stale, master).ok());
   REQUIRE(node.agent().start());
 
-  // The restart wrote one operation, the removal of the leftover: every other entry, ids included, was adopted.
+  // The restart wrote one operation, the removal of the leftover: every other entry, ids and the Maglev table
+  // included, was adopted.
   auto scrape = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
   CHECK(metric(scrape, "plexus_service_sync_operations{kind=\"full\"}") == 1);
   auto left = services->lookup(stale);

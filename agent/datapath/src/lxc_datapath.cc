@@ -130,10 +130,19 @@ Result<std::vector<uint32_t>> LbMaps::maglevTable(uint16_t rev_nat_index) const 
     return errnoError("maglev inner map", errno);
   }
   UniqueFd inner_fd(inner);
-  std::vector<uint32_t> out(maglev_table_size);
-  for (uint32_t i = 0; i < maglev_table_size; ++i) {
-    if (bpf_map_lookup_elem(inner_fd.get(), &i, &out[i]) != 0) {
-      return errnoError("maglev inner lookup", errno);
+  auto map = BpfMap<uint32_t, uint32_t>::fromFd(inner_fd.get());
+  if (!map.ok()) {
+    return map.error().wrap("maglev inner map");
+  }
+  auto slots = map->entries();  // batched: a few calls for the whole table
+  if (!slots.ok()) {
+    return slots.error().wrap("maglev inner map");
+  }
+  // The table as installed, whatever M it was built for (a restart may come with another --maglev-table-size).
+  std::vector<uint32_t> out(slots->size());
+  for (const auto& [slot, backend] : *slots) {
+    if (slot < out.size()) {
+      out[slot] = backend;
     }
   }
   return out;
