@@ -8,16 +8,7 @@ using namespace plexus::testing;
 namespace {
 constexpr uint64_t kSecond = 1000000000ULL;
 
-plexus_ct4_key key(uint8_t proto, uint16_t sport) {
-  plexus_ct4_key k{};
-  k.saddr = kPodA.networkOrder();
-  k.daddr = kPodB.networkOrder();
-  k.sport = htons(sport);
-  k.dport = htons(80);
-  k.proto = proto;
-  k.dir = PLEXUS_CT_EGRESS;
-  return k;
-}
+plexus_ct4_key key(uint8_t proto, uint16_t sport) { return ctKey(kPodA, kPodB, sport, 80, proto, PLEXUS_CT_EGRESS); }
 
 plexus_ct4_value seen(uint64_t at, uint8_t tx_flags = 0x12) {
   plexus_ct4_value v{};

@@ -110,14 +110,7 @@ std::vector<uint8_t> clientPacket(uint16_t sport, uint8_t flags, uint8_t proto =
 }
 
 std::optional<plexus_ct4_value> ctEntry(Fixture& f, Ipv4 s, Ipv4 d, uint16_t sp, uint16_t dp, uint8_t dir) {
-  plexus_ct4_key k{};
-  k.saddr = s.networkOrder();
-  k.daddr = d.networkOrder();
-  k.sport = htons(sp);
-  k.dport = htons(dp);
-  k.proto = IPPROTO_TCP;
-  k.dir = dir;
-  auto v = f.dp->lb().ct.lookup(k);
+  auto v = f.dp->lb().ct.lookup(ctKey(s, d, sp, dp, IPPROTO_TCP, dir));
   REQUIRE(v.ok());
   return *v;
 }
@@ -250,20 +243,13 @@ TEST_CASE("a client port reused towards the same backend through another fronten
 
   // An entry that saw no packet for longer than any TIME_WAIT holds nothing: the port stays.
   REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(41002, 0x02)).retval == TC_ACT_REDIRECT);
-  plexus_ct4_key old_key{};
-  old_key.saddr = kPodB.networkOrder();
-  old_key.daddr = kPodA.networkOrder();
-  old_key.sport = htons(kBackendPort);
-  old_key.dport = htons(41002);
-  old_key.proto = IPPROTO_TCP;
-  old_key.dir = PLEXUS_CT_REVERSE;
   auto aged = ctEntry(f, kPodB, kPodA, kBackendPort, 41002, PLEXUS_CT_REVERSE);
   REQUIRE(aged.has_value());
   aged->last_seen_ns = 1;  // boot time
   double uptime = 0;
   std::ifstream("/proc/uptime") >> uptime;
   REQUIRE(uptime > 130);  // the monotonic clock must be past the TIME_WAIT horizon (CI builds for minutes first)
-  REQUIRE(lb.ct.update(old_key, *aged).ok());
+  REQUIRE(lb.ct.update(ctKey(kPodB, kPodA, kBackendPort, 41002, IPPROTO_TCP, PLEXUS_CT_REVERSE), *aged).ok());
   auto kept = f.run(f.dp->fromContainerFd(), clientPacket(41002, 0x02, IPPROTO_TCP, vip_b));
   REQUIRE(kept.retval == TC_ACT_REDIRECT);
   CHECK(ntohs(tcpOf(kept.out)->source) == 41002);

@@ -1,6 +1,7 @@
 #pragma once
 // Shared fixture for [bpf] tests: the real bpf_lxc programs loaded on a private bpffs, with two pods and the
 // gateway seeded in the endpoint map, and a BPF_PROG_TEST_RUN wrapper.
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <linux/pkt_cls.h>
 
@@ -23,6 +24,18 @@ inline const Ipv4 kPodA = *Ipv4::parse("10.244.0.5");
 inline const Ipv4 kPodB = *Ipv4::parse("10.244.0.6");
 inline const Ipv4 kGateway = *Ipv4::parse("10.244.0.1");
 // BPF_PROG_TEST_RUN runs on the loopback device unless told otherwise: pod A "lives" behind ifindex 1.
+// A conntrack key (ports in host order).
+inline plexus_ct4_key ctKey(Ipv4 saddr, Ipv4 daddr, uint16_t sport, uint16_t dport, uint8_t proto, uint8_t dir) {
+  plexus_ct4_key k{};
+  k.saddr = saddr.networkOrder();
+  k.daddr = daddr.networkOrder();
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = proto;
+  k.dir = dir;
+  return k;
+}
+
 inline constexpr uint32_t kPodAIfindex = 1;
 inline constexpr uint32_t kPodBIfindex = 4242;
 
