@@ -99,19 +99,18 @@ Status LbMaps::eraseMaglevTable(uint16_t rev_nat_index) {
 }
 
 Result<std::vector<uint16_t>> LbMaps::maglevIndexes() const {
+  // The outer map reads as rev_nat_index -> inner map id.
+  auto outer = BpfMap<uint32_t, uint32_t>::fromFd(maglev_outer.get());
+  if (!outer.ok()) {
+    return outer.error().wrap("maglev outer map");
+  }
+  auto entries = outer->entries();
+  if (!entries.ok()) {
+    return entries.error().wrap("maglev outer map");
+  }
   std::vector<uint16_t> out;
-  uint32_t key = 0;
-  uint32_t next = 0;
-  // Bounded by the outer map's capacity.
-  for (uint32_t i = 0; i <= PLEXUS_LB_MAGLEV_OUTER_MAX; ++i) {
-    if (bpf_map_get_next_key(maglev_outer.get(), i == 0 ? nullptr : &key, &next) != 0) {
-      if (errno == ENOENT) {
-        return out;
-      }
-      return errnoError("maglev outer iterate", errno);
-    }
-    out.push_back(static_cast<uint16_t>(next));
-    key = next;
+  for (const auto& [index, inner_id] : *entries) {
+    out.push_back(static_cast<uint16_t>(index));
   }
   return out;
 }
