@@ -19,5 +19,5 @@
 #define PLEXUS_IDENTITY_CLUSTER_MAX 65535
 /* Node-local identities (policy CIDRs) have bit 24 set. */
 #define PLEXUS_IDENTITY_LOCAL_FLAG (1u << 24)
-/* Identities fit the 24-bit VNI of a tunnel header. */
-#define PLEXUS_IDENTITY_MAX ((1u << 24) - 1)
+/* Reserved and cluster identities fit the 24-bit VNI of a tunnel header; local ones never leave the node. */
+#define PLEXUS_IDENTITY_VNI_MAX ((1u << 24) - 1)
