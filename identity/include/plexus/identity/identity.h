@@ -15,22 +15,28 @@
 #include <nlohmann/json.hpp>
 
 #include "plexus/common/result.h"
+#include "plexus/identity.h"  // the numbers, shared with the datapath (bpf/include/plexus/identity.h)
 
 namespace plexus::identity {
 
 // Reserved identities (Cilium's numbering).
 enum Reserved : uint32_t {
-  kUnknown = 0,
-  kHost = 1,
-  kWorld = 2,
-  kUnmanaged = 3,
-  kHealth = 4,
-  kInit = 5,
-  kRemoteNode = 6,
-  kKubeApiserver = 7,
-  kIngress = 8,
+  kUnknown = PLEXUS_IDENTITY_UNKNOWN,
+  kHost = PLEXUS_IDENTITY_HOST,
+  kWorld = PLEXUS_IDENTITY_WORLD,
+  kUnmanaged = PLEXUS_IDENTITY_UNMANAGED,
+  kHealth = PLEXUS_IDENTITY_HEALTH,
+  kInit = PLEXUS_IDENTITY_INIT,
+  kRemoteNode = PLEXUS_IDENTITY_REMOTE_NODE,
+  kKubeApiserver = PLEXUS_IDENTITY_KUBE_APISERVER,
+  kIngress = PLEXUS_IDENTITY_INGRESS,
 };
-inline constexpr uint32_t kFirstClusterIdentity = 256;
+inline constexpr uint32_t kFirstClusterIdentity = PLEXUS_IDENTITY_CLUSTER_MIN;
+inline constexpr uint32_t kLastClusterIdentity = PLEXUS_IDENTITY_CLUSTER_MAX;
+// Node-local identities (policy CIDRs) have this bit set; they never leave the node.
+inline constexpr uint32_t kFirstLocalIdentity = PLEXUS_IDENTITY_LOCAL_FLAG;
+// The largest identity that fits a tunnel header's 24-bit VNI (reserved and cluster identities).
+inline constexpr uint32_t kMaxVniIdentity = PLEXUS_IDENTITY_VNI_MAX;
 const char* reservedName(uint32_t id);  // "host", "world", ...; nullptr when not reserved
 
 // A label set in canonical form: "source:key=value" strings, sorted, no duplicates.
