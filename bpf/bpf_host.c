@@ -2,61 +2,96 @@
  *   plexus_from_netdev: tc ingress. NodePort, LoadBalancer and externalIPs traffic arriving from outside the
  *   node is translated to a backend here, with conntrack; everything else passes to the stack untouched.
  *   plexus_to_netdev: tc egress. Replies of those flows get the frontend back as their source on their way
- *   out (not earlier: a node address as source would be a martian on the pod's side of the stack). */
+ *   out (not earlier: a node address as source would be a martian on the pod's side of the stack).
+ * Like bpf_lxc.c, each entry parses, dispatches to lib/ helpers and leaves through verdict_exit() (lib/verdict.h),
+ * which turns a negative reason into TC_ACT_SHOT, a counter and a flow event. Only packets that touch a service are
+ * counted and reported: the rest of the device's traffic is not ours to judge. */
 #include "vmlinux.h"
+
 #include "lib/common.h"
 #include "lib/lb_xlate.h"
-#include "lib/metrics.h"
+#include "lib/parse.h"
+#include "lib/reject.h"
+#include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-SEC("tc")
-int plexus_from_netdev(struct __sk_buff *skb) {
-  if (skb->protocol != bpf_htons(ETH_P_IP)) {
-    return TC_ACT_OK;
+/* A frontend without backends: the packet becomes a TCP RST or ICMP port unreachable back to the client, out of the
+ * device it came in on, as kube-proxy's REJECT rule answers. Reported as a drop of NO_SERVICE_BACKEND. */
+static __always_inline int host_refuse(struct __sk_buff *skb, struct verdict_ctx *c, const struct flow4 *f) {
+  c->reason = PLEXUS_REASON_NO_SERVICE_BACKEND;
+  c->refused = 1;
+  int ret = reject_no_backend(skb, f);
+  if (ret < 0) {
+    return ret;
   }
-  struct iphdr *ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
-  if (!ip || ip->ihl < 5 || ip->version != 4) {
+  return bpf_redirect(skb->ifindex, 0);
+}
+
+/* Traffic from outside to a node frontend. Returns a TC action or a negative reason. */
+static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct verdict_ctx *c) {
+  struct iphdr *ip = ipv4_hdr(skb);
+  if (!ip) {
     return TC_ACT_OK; /* not ours to judge: the stack drops what is malformed */
   }
   struct flow4 f = {};
-  int ret = flow4_parse(skb, ip, &f);
-  if (ret <= 0) {
+  if (flow4_parse(skb, ip, &f) < 0 || !f.has_ports) {
     return TC_ACT_OK;
   }
-  __u8 translated = 0;
-  ret = lb4_xlate(skb, &f, 0, &translated);
+  verdict_trace_flow(c, &f);
+  struct lb4_result lb = lb4_xlate(skb, &f, 0);
+  if (lb.status < 0) {
+    return lb.status;
+  }
+  if (lb.action == LB4_NO_BACKEND) {
+    return host_refuse(skb, c, &f);
+  }
+  if (lb.action == LB4_TRANSLATED) {
+    c->observed = 1;
+    c->reason = PLEXUS_REASON_SERVICE_TRANSLATED;
+    c->t.notify = lb.notify;
+    c->t.orig_daddr = lb.frontend;
+    c->t.orig_dport = lb.frontend_port;
+    verdict_trace_flow(c, &f);
+  }
+  return TC_ACT_OK;
+}
+
+/* Replies of NodePort flows on their way out. Returns a TC action or a negative reason. */
+static __always_inline int host_ipv4_to_netdev(struct __sk_buff *skb, struct verdict_ctx *c) {
+  struct iphdr *ip = ipv4_hdr(skb);
+  if (!ip) {
+    return TC_ACT_OK;
+  }
+  struct flow4 f = {};
+  if (flow4_parse(skb, ip, &f) < 0 || !f.has_ports) {
+    return TC_ACT_OK;
+  }
+  verdict_trace_flow(c, &f);
+  int ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE_NODEPORT);
   if (ret < 0) {
-    metrics_update((__u8)(-ret), PLEXUS_DIR_INGRESS, skb->len);
-    return TC_ACT_SHOT;
-  }
-  if (ret > 0) {
-    metrics_update(PLEXUS_REASON_NO_SERVICE_BACKEND, PLEXUS_DIR_INGRESS, skb->len);
     return ret;
-  }
-  if (translated) {
-    metrics_update(PLEXUS_REASON_SERVICE_TRANSLATED, PLEXUS_DIR_INGRESS, skb->len);
   }
   return TC_ACT_OK;
 }
 
 SEC("tc")
+int plexus_from_netdev(struct __sk_buff *skb) {
+  /* endpoint_id 0 in events: the host device. The source is outside the node, its identity from the ipcache. */
+  struct verdict_ctx c = {.reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_INGRESS, .resolve_src = 1};
+  int ret = TC_ACT_OK;
+  if (skb->protocol == bpf_htons(ETH_P_IP)) {
+    ret = host_ipv4_from_netdev(skb, &c);
+  }
+  return verdict_exit(skb, &c, ret);
+}
+
+SEC("tc")
 int plexus_to_netdev(struct __sk_buff *skb) {
-  if (skb->protocol != bpf_htons(ETH_P_IP)) {
-    return TC_ACT_OK;
+  struct verdict_ctx c = {.reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_EGRESS, .resolve_src = 1};
+  int ret = TC_ACT_OK;
+  if (skb->protocol == bpf_htons(ETH_P_IP)) {
+    ret = host_ipv4_to_netdev(skb, &c);
   }
-  struct iphdr *ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
-  if (!ip || ip->ihl < 5 || ip->version != 4) {
-    return TC_ACT_OK;
-  }
-  struct flow4 f = {};
-  if (flow4_parse(skb, ip, &f) <= 0) {
-    return TC_ACT_OK;
-  }
-  int ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE_NODEPORT);
-  if (ret < 0) {
-    metrics_update((__u8)(-ret), PLEXUS_DIR_EGRESS, skb->len);
-    return TC_ACT_SHOT;
-  }
-  return TC_ACT_OK;
+  return verdict_exit(skb, &c, ret);
 }

@@ -1,9 +1,9 @@
 /* Programs on the host side of each pod's veth.
  *   plexus_from_container: tc ingress of lxc* (packets leaving the pod)
  *   plexus_to_container:   tc egress of lxc*  (packets the host stack delivers to the pod)
- * Each entry parses, dispatches to lib/ helpers, and leaves through lxc_exit(): helpers return a
- * TC action (>= 0) or a negative plexus_reason, and only lxc_exit() turns a reason into a drop,
- * a counter and a flow event. */
+ * Each entry parses, dispatches to lib/ helpers, and leaves through verdict_exit() (lib/verdict.h): helpers
+ * return a TC action (>= 0) or a negative plexus_reason, and only the exit turns a reason into a drop, a counter
+ * and a flow event. */
 #include "vmlinux.h"
 
 #include "lib/common.h"
@@ -11,9 +11,10 @@
 #include "lib/endpoints.h"
 #include "lib/l3.h"
 #include "lib/lb_xlate.h"
+#include "lib/parse.h"
 #include "lib/policy.h"
-#include "lib/metrics.h"
-#include "lib/events.h"
+#include "lib/reject.h"
+#include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -23,43 +24,12 @@ const volatile __u8 cfg_arp_responder = 1; /* answer pods' ARP requests in the d
 const volatile __u8 cfg_lb_per_packet = 1; /* translate services at tc too (needed when socket LB is off) */
 const volatile __u8 cfg_enable_policy = 1; /* enforce per-endpoint policy maps */
 
-struct lxc_ctx {
-  __u8 trace_reason; /* reason counted for a non-drop verdict */
-  __u8 direction;
-  struct trace_info t;
-};
-
 /* Fills the event fields from the flow as it was judged. */
-static __always_inline void lxc_trace_flow(struct lxc_ctx *c, const struct flow4 *f, const struct policy_trace *pt) {
-  c->t.saddr = f->saddr;
-  c->t.daddr = f->daddr;
-  c->t.sport = f->sport;
-  c->t.dport = f->dport;
-  c->t.proto = f->proto;
-  c->t.tcp_flags = f->tcp_flags;
+static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct flow4 *f,
+                                           const struct policy_trace *pt) {
+  verdict_trace_flow(c, f);
   c->t.notify |= pt->notify;
   c->t.is_reply = pt->is_reply;
-}
-
-static __always_inline int lxc_exit(struct __sk_buff *skb, struct lxc_ctx *c, int ret) {
-  if (ret < 0) {
-    metrics_update((__u8)(-ret), c->direction, skb->len);
-    if (c->t.saddr && !c->t.dst_identity) {
-      c->t.dst_identity = identity_of(c->t.daddr);
-    }
-    events_emit(&c->t, PLEXUS_VERDICT_DROPPED, (__u8)(-ret), c->direction, skb->len);
-    return TC_ACT_SHOT;
-  }
-  metrics_update(c->trace_reason, c->direction, skb->len);
-  if (c->t.saddr) {
-    if (!c->t.dst_identity && (c->t.notify || cfg_monitor_aggregation == PLEXUS_AGGREGATION_NONE)) {
-      c->t.dst_identity = identity_of(c->t.daddr);
-    }
-    __u8 verdict = c->trace_reason == PLEXUS_REASON_SERVICE_TRANSLATED ? PLEXUS_VERDICT_TRANSLATED
-                                                                        : PLEXUS_VERDICT_FORWARDED;
-    events_emit(&c->t, verdict, c->trace_reason, c->direction, skb->len);
-  }
-  return ret;
 }
 
 /* Same-node delivery: rewrite L2 for the peer's namespace and hand the packet straight to the
@@ -82,9 +52,21 @@ static __always_inline int lxc_redirect_local(struct __sk_buff *skb, struct iphd
   return bpf_redirect_peer(ifindex, 0);
 }
 
-static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct lxc_ctx *c) {
-  struct iphdr *ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
-  if (!ip || ip->ihl < 5 || ip->version != 4) {
+/* A service without backends: the packet becomes a TCP RST or ICMP port unreachable back to the pod, out of the veth
+ * it came in on (egress of the host-side veth delivers into the pod). Reported as a drop of NO_SERVICE_BACKEND. */
+static __always_inline int lxc_refuse(struct __sk_buff *skb, struct verdict_ctx *c, const struct flow4 *f) {
+  c->reason = PLEXUS_REASON_NO_SERVICE_BACKEND;
+  c->refused = 1;
+  int ret = reject_no_backend(skb, f);
+  if (ret < 0) {
+    return ret;
+  }
+  return bpf_redirect(skb->ifindex, 0);
+}
+
+static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct verdict_ctx *c) {
+  struct iphdr *ip = ipv4_hdr(skb);
+  if (!ip) {
     return PLEXUS_DROP(INVALID_PACKET);
   }
   /* Anti-spoofing: the source must be the address of the endpoint behind this veth. */
@@ -95,44 +77,41 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     c->t.proto = ip->protocol;
     return PLEXUS_DROP(INVALID_SOURCE_IP);
   }
-  struct flow4 f = {.saddr = ip->saddr, .daddr = ip->daddr, .proto = ip->protocol};
-  int has_ports = flow4_parse(skb, ip, &f);
-  if (has_ports < 0) {
-    return has_ports;
+  struct flow4 f = {};
+  int ret = flow4_parse(skb, ip, &f);
+  if (ret < 0) {
+    return ret;
   }
   c->t.endpoint_id = src->ep_id;
   c->t.src_identity = src->identity;
   struct policy_trace pt = {};
   lxc_trace_flow(c, &f, &pt);
-  int ret;
   /* Services: a packet to a frontend is translated first, so that policy judges the real destination; a
    * reply of a translated flow is judged on its own tuple and gets the frontend back afterwards. */
   int service_reply = 0;
-  if (cfg_lb_per_packet && has_ports) {
+  if (cfg_lb_per_packet && f.has_ports) {
     if (ct4_lookup(&f, PLEXUS_CT_REVERSE)) {
       service_reply = 1;
     } else {
-      __u8 translated = 0;
-      __be32 orig_daddr = f.daddr;
-      __be16 orig_dport = f.dport;
-      ret = lb4_xlate(skb, &f, 1, &translated);
-      if (ret != 0) {
-        c->trace_reason = PLEXUS_REASON_NO_SERVICE_BACKEND;
-        c->t.notify = 1;
-        return ret;
+      struct lb4_result lb = lb4_xlate(skb, &f, 1);
+      if (lb.status < 0) {
+        return lb.status;
       }
-      if (translated) {
-        c->trace_reason = PLEXUS_REASON_SERVICE_TRANSLATED;
-        c->t.orig_daddr = orig_daddr;
-        c->t.orig_dport = orig_dport;
-        c->t.notify |= translated == 2;
+      if (lb.action == LB4_NO_BACKEND) {
+        return lxc_refuse(skb, c, &f);
+      }
+      if (lb.action == LB4_TRANSLATED) {
+        c->reason = PLEXUS_REASON_SERVICE_TRANSLATED;
+        c->t.orig_daddr = lb.frontend;
+        c->t.orig_dport = lb.frontend_port;
+        c->t.notify |= lb.notify;
         if (f.daddr == f.saddr) {
-          ret = lb4_hairpin_snat(skb, &f, orig_daddr, orig_dport, translated == 2);
+          ret = lb4_hairpin_snat(skb, &f, lb.frontend, lb.frontend_port, lb.new_flow);
           if (ret < 0) {
             return ret;
           }
         }
-      } else if (f.proto == IPPROTO_TCP && (f.tcp_flags & TCP_FLAG_SYN) && !(f.tcp_flags & TCP_FLAG_ACK)) {
+      } else if (f.proto == IPPROTO_TCP && (f.tcp_flags & PLEXUS_TCP_SYN) && !(f.tcp_flags & PLEXUS_TCP_ACK)) {
         /* A new connection straight to this address (no frontend; a socket-LB connect lands here): a reverse
          * entry left by an earlier translated flow with the same tuple would rewrite its replies. */
         ct4_forget_reverse(&f, PLEXUS_CT_REVERSE);
@@ -163,7 +142,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     }
   }
   /* The rewrites invalidated packet pointers. */
-  ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
+  ip = ipv4_hdr(skb);
   if (!ip) {
     return PLEXUS_DROP(INVALID_PACKET);
   }
@@ -188,16 +167,16 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   return lxc_redirect_local(skb, ip, dst);
 }
 
-static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct lxc_ctx *c) {
-  struct iphdr *ip = ctx_ptr(skb, ETH_HLEN, sizeof(*ip));
-  if (!ip || ip->ihl < 5 || ip->version != 4) {
+static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct verdict_ctx *c) {
+  struct iphdr *ip = ipv4_hdr(skb);
+  if (!ip) {
     return PLEXUS_DROP(INVALID_PACKET);
   }
   struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
   if (!dst || (dst->flags & PLEXUS_EP_F_HOST) || dst->ifindex != skb->ifindex) {
     return TC_ACT_OK;
   }
-  struct flow4 f = {.saddr = ip->saddr, .daddr = ip->daddr, .proto = ip->protocol};
+  struct flow4 f = {};
   int ret = flow4_parse(skb, ip, &f);
   if (ret < 0) {
     return ret;
@@ -213,7 +192,7 @@ static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct l
 
 SEC("tc")
 int plexus_from_container(struct __sk_buff *skb) {
-  struct lxc_ctx c = {.trace_reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_EGRESS};
+  struct verdict_ctx c = {.reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_EGRESS, .observed = 1};
   int ret;
   switch (bpf_ntohs(skb->protocol)) {
     case ETH_P_IP:
@@ -226,19 +205,19 @@ int plexus_from_container(struct __sk_buff *skb) {
       }
       ret = arp_respond(skb);
       if (ret == TC_ACT_REDIRECT) {
-        c.trace_reason = PLEXUS_REASON_ARP_REPLY;
+        c.reason = PLEXUS_REASON_ARP_REPLY;
       }
       break;
     default:
       ret = PLEXUS_DROP(UNSUPPORTED_L3);
       break;
   }
-  return lxc_exit(skb, &c, ret);
+  return verdict_exit(skb, &c, ret);
 }
 
 SEC("tc")
 int plexus_to_container(struct __sk_buff *skb) {
-  struct lxc_ctx c = {.trace_reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_INGRESS};
+  struct verdict_ctx c = {.reason = PLEXUS_REASON_FORWARDED, .direction = PLEXUS_DIR_INGRESS, .observed = 1};
   int ret = TC_ACT_OK;
   switch (bpf_ntohs(skb->protocol)) {
     case ETH_P_IP:
@@ -252,5 +231,5 @@ int plexus_to_container(struct __sk_buff *skb) {
       ret = PLEXUS_DROP(UNSUPPORTED_L3);
       break;
   }
-  return lxc_exit(skb, &c, ret);
+  return verdict_exit(skb, &c, ret);
 }

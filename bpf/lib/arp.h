@@ -4,6 +4,7 @@
 
 #include "lib/common.h"
 #include "lib/endpoints.h"
+#include "lib/parse.h"
 
 struct arp_eth_ipv4 {
   __be16 htype;

@@ -1,4 +1,6 @@
-/* Shared BPF definitions: packet constants vmlinux.h lacks, and the program exit convention. */
+/* Shared BPF definitions: packet constants vmlinux.h lacks, and the program exit convention (helpers return 0 or
+ * PLEXUS_DROP(reason); only a program's exit turns a reason into TC_ACT_SHOT, a counter and an event). Parsing
+ * helpers are in lib/parse.h. */
 #pragma once
 
 #include <bpf/bpf_helpers.h>
@@ -28,14 +30,3 @@
 #endif
 
 #define PLEXUS_DROP(reason) (-(int)(PLEXUS_REASON_##reason))
-
-/* Bounds-checked pointer into linear packet data. The verifier needs the explicit end check
- * on every access (kernel Documentation/bpf/verifier.rst, "direct packet access"). */
-static __always_inline void *ctx_ptr(struct __sk_buff *skb, __u32 off, __u32 len) {
-  void *data = (void *)(long)skb->data;
-  void *end = (void *)(long)skb->data_end;
-  if (data + off + len > end) {
-    return 0;
-  }
-  return data + off;
-}

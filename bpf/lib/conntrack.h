@@ -4,7 +4,10 @@
 #pragma once
 #include "plexus/conntrack.h"
 #include "lib/common.h"
+#include "lib/parse.h"
 
+/* plexus_ct4_v2: {tuple, dir} -> {backend, rev_nat_index, flags, nat_port}; written by BPF (service translation
+ * and policy), read and garbage-collected by the agent. */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, PLEXUS_CT4_DEFAULT_MAX); /* resized by the agent before load (--ct-map-size) */
@@ -12,22 +15,6 @@ struct {
   __type(value, struct plexus_ct4_value);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } plexus_ct4_v2 SEC(".maps");
-
-#define TCP_FLAG_FIN 0x01
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_RST 0x04
-#define TCP_FLAG_ACK 0x10
-
-/* The flow a packet belongs to, in the packet's own direction. */
-struct flow4 {
-  __be32 saddr;
-  __be32 daddr;
-  __be16 sport;
-  __be16 dport;
-  __u8 proto;
-  __u8 tcp_flags;
-  __u16 l4_off; /* from the start of the frame */
-};
 
 static __always_inline struct plexus_ct4_value *ct4_lookup(const struct flow4 *f, __u8 dir) {
   struct plexus_ct4_key key = {
@@ -47,7 +34,7 @@ static __always_inline __u8 ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags
 }
 
 static __always_inline int ct4_closing(const struct plexus_ct4_value *v) {
-  return ((v->tx_flags | v->rx_flags) & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0;
+  return ((v->tx_flags | v->rx_flags) & PLEXUS_CT_CLOSING_FLAGS) != 0;
 }
 
 /* Drops the reverse entry a reply of flow f would match (backend -> client), if any. */
@@ -57,14 +44,9 @@ static __always_inline void ct4_forget_reverse(const struct flow4 *f, __u8 rever
   bpf_map_delete_elem(&plexus_ct4_v2, &rev);
 }
 
-#define PLEXUS_CT_PORT_MIN 32768 /* the kernel's default ephemeral range, 32768-60999 */
-#define PLEXUS_CT_PORT_SPAN 28232
-#define PLEXUS_CT_PORT_TRIES 16
-/* How long a tuple may still be held by a TIME_WAIT socket after its entry last saw a packet: Linux keeps TIME_WAIT
- * for 60 s; netfilter's conntrack keeps it 120 s. Older entries (nothing removes them but LRU eviction) no longer
- * hold their port. */
-#define PLEXUS_CT_TIME_WAIT_NS (120ULL * 1000000000ULL)
+#define CT4_PORT_SPAN (PLEXUS_CT_PORT_MAX - PLEXUS_CT_PORT_MIN + 1)
 
+/* An entry older than PLEXUS_CT_TIME_WAIT_NS no longer holds its tuple (plexus/conntrack.h). */
 static __always_inline int ct4_recent(const struct plexus_ct4_value *v, __u64 now) {
   return v && now - v->last_seen_ns < PLEXUS_CT_TIME_WAIT_NS;
 }
@@ -89,7 +71,7 @@ static __always_inline __be16 ct4_pick_port(const struct flow4 *f, __be32 backen
   }
   __u32 start = bpf_get_prandom_u32();
   for (__u32 i = 0; i < PLEXUS_CT_PORT_TRIES; i++) {
-    __be16 port = bpf_htons((__u16)(PLEXUS_CT_PORT_MIN + (start + i * 4099) % PLEXUS_CT_PORT_SPAN));
+    __be16 port = bpf_htons((__u16)(PLEXUS_CT_PORT_MIN + (start + i * 4099) % CT4_PORT_SPAN));
     rev.dport = port;
     if (ct4_recent(bpf_map_lookup_elem(&plexus_ct4_v2, &rev), now)) {
       continue;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "plexus/endpoint.h"
+#include "plexus/identity.h"
 #include "lib/common.h"
 
 /* plexus_endpoints_v1: pod IPv4 -> local endpoint; written by the agent's endpoint manager. */
@@ -29,11 +30,18 @@ static __always_inline struct plexus_endpoint_value *endpoint_lookup(__be32 ip) 
   return bpf_map_lookup_elem(&plexus_endpoints_v1, &key);
 }
 
-/* Reserved identity 2 (world) for addresses the ipcache does not know. */
-#define PLEXUS_IDENTITY_WORLD 2
-
+/* The identity of an address the ipcache knows by its longest prefix; world for anything else. */
 static __always_inline __u32 ipcache_identity(__be32 ip) {
   struct plexus_ipcache_key key = {.prefixlen = 32, .ip = ip};
   struct plexus_ipcache_value *v = bpf_map_lookup_elem(&plexus_ipcache_v1, &key);
   return v ? v->identity : PLEXUS_IDENTITY_WORLD;
+}
+
+/* The identity of any address: a local endpoint's, else the ipcache's longest prefix, else world. */
+static __always_inline __u32 identity_of(__be32 addr) {
+  struct plexus_endpoint_value *ep = endpoint_lookup(addr);
+  if (ep) {
+    return ep->identity;
+  }
+  return ipcache_identity(addr);
 }

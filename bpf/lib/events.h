@@ -7,15 +7,19 @@
 const volatile __u8 cfg_enable_events = 1;                               /* hubble.enabled */
 const volatile __u8 cfg_monitor_aggregation = PLEXUS_AGGREGATION_MEDIUM;
 
+/* plexus_events_v1: ring of struct plexus_flow_event; written by the tc programs' exits (lib/verdict.h), read by the
+ * agent (`plexus observe`). */
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, PLEXUS_EVENTS_RING_BYTES);
+  __uint(max_entries, PLEXUS_EVENTS_RING_BYTES); /* resized by the agent before load (--events-ring-size) */
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } plexus_events_v1 SEC(".maps");
 
+/* plexus_events_lost_v1: 0 -> per-CPU count of events the full ring refused; written by events_emit, read by the
+ * agent. */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
+  __uint(max_entries, PLEXUS_EVENTS_LOST_SLOTS);
   __type(key, __u32);
   __type(value, __u64);
   __uint(pinning, LIBBPF_PIN_BY_NAME);

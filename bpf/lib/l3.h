@@ -2,9 +2,7 @@
 #pragma once
 
 #include "lib/common.h"
-
-#define IPV4_CSUM_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, check))
-#define IPV4_TTL_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, ttl))
+#include "lib/parse.h"
 
 /* Decrements the TTL as a router would (RFC 1812 §5.3.1) and fixes the header checksum
  * incrementally (RFC 1624). The 16-bit word holding TTL also holds the protocol byte. */
@@ -17,7 +15,7 @@ static __always_inline int ipv4_dec_ttl(struct __sk_buff *skb, struct iphdr *ip)
   if (bpf_skb_store_bytes(skb, IPV4_TTL_OFF, &new_ttl, 1, 0) < 0) {
     return PLEXUS_DROP(REDIRECT_FAILED);
   }
-  struct iphdr *ip2 = ctx_ptr(skb, ETH_HLEN, sizeof(*ip2));
+  struct iphdr *ip2 = ipv4_hdr(skb);
   if (!ip2) {
     return PLEXUS_DROP(INVALID_PACKET);
   }

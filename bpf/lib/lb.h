@@ -8,6 +8,7 @@
 /* Maglev table size M: the agent sets it before load (--maglev-table-size); tables it writes have M slots. */
 const volatile __u32 cfg_maglev_m = PLEXUS_MAGLEV_DEFAULT_M;
 
+/* plexus_lb4_services_v1: {frontend, slot} -> master entry or backend slot; written by the agent (service planner). */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, PLEXUS_LB_SERVICES_MAX);
@@ -17,6 +18,7 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } plexus_lb4_services_v1 SEC(".maps");
 
+/* plexus_lb4_backends_v1: backend id -> {address, port, state}; written by the agent (service planner). */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, PLEXUS_LB_BACKENDS_MAX);
@@ -26,6 +28,7 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } plexus_lb4_backends_v1 SEC(".maps");
 
+/* plexus_lb4_reverse_nat_v1: rev_nat_index -> frontend {address, port}; written by the agent (service planner). */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, PLEXUS_LB_REVNAT_MAX);
@@ -44,6 +47,7 @@ struct plexus_maglev_inner {
   __uint(map_flags, BPF_F_INNER_MAP);
 };
 
+/* plexus_lb4_maglev_v1: rev_nat_index -> ARRAY[M] of backend id; written by the agent (whole tables swapped in). */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
   __uint(max_entries, PLEXUS_LB_MAGLEV_OUTER_MAX);
@@ -52,6 +56,7 @@ struct {
   __array(values, struct plexus_maglev_inner);
 } plexus_lb4_maglev_v1 SEC(".maps");
 
+/* plexus_lb4_affinity_v1: {client, rev_nat_index} -> {backend, last use}; written by BPF (lb4_select_backend). */
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, PLEXUS_LB_AFFINITY_MAX);
@@ -139,7 +144,7 @@ static __always_inline __u32 lb4_select_backend(const struct plexus_lb4_key *svc
   __u64 now = bpf_ktime_get_ns();
   if (svc->flags & PLEXUS_SVC_F_AFFINITY) {
     struct plexus_lb4_affinity_value *av = bpf_map_lookup_elem(&plexus_lb4_affinity_v1, &akey);
-    if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * 1000000000ULL) {
+    if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * PLEXUS_NSEC_PER_SEC) {
       struct plexus_lb4_backend *be = lb4_backend(av->backend_id);
       if (be && be->state == PLEXUS_BACKEND_ACTIVE) {
         av->last_used_ns = now;

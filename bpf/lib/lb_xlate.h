@@ -7,10 +7,11 @@
 #include "lib/conntrack.h"
 #include "lib/lb.h"
 #include "lib/nat.h"
-#include "lib/reject.h"
+#include "lib/parse.h"
 
 /* Replies of translated flows: the backend's address becomes the frontend again. `dir` is REVERSE (restored
- * on the pod's veth) or REVERSE_NODEPORT (restored at the external device). Returns 1 when rewritten. */
+ * on the pod's veth) or REVERSE_NODEPORT (restored at the external device). Returns 0 (rewritten, or nothing to
+ * rewrite) or a negative reason. */
 static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f, __u8 dir) {
   struct plexus_ct4_value *rev = ct4_lookup(f, dir);
   if (!rev) {
@@ -38,19 +39,40 @@ static __always_inline int lb4_rev_nat(struct __sk_buff *skb, struct flow4 *f, _
     }
     f->dport = client_port;
   }
-  return 1;
+  return 0;
 }
 
-/* Packets to a frontend. Returns 0 when there is nothing to do or the destination was rewritten
- * (*translated: 1 for a known flow, 2 for a new one), a TC action when the packet was answered with a
- * refusal, or a negative reason. */
-static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int internal, __u8 *translated) {
-  /* Traffic from outside gets its replies restored at the device it came in on. */
+enum lb4_action {
+  LB4_PASS = 0,       /* not a frontend: nothing was done */
+  LB4_TRANSLATED = 1, /* the destination (and maybe the source port) was rewritten to the flow's backend */
+  LB4_NO_BACKEND = 2, /* a frontend without a usable backend: the caller refuses the packet (lib/reject.h) */
+};
+
+/* What lb4_xlate did with a packet. */
+struct lb4_result {
+  int status;          /* 0, or a negative reason: the packet is to be dropped (the other fields mean nothing) */
+  __u8 action;         /* enum lb4_action */
+  __u8 new_flow;       /* TRANSLATED: a backend was picked and conntrack entries were created for this packet */
+  __u8 notify;         /* TRANSLATED: a new flow, or a TCP flag its direction had not shown (monitor aggregation) */
+  __be32 frontend;     /* the service address and port the packet was sent to (network order) */
+  __be16 frontend_port;
+};
+
+static __always_inline struct lb4_result lb4_drop(int reason) {
+  struct lb4_result r = {.status = reason};
+  return r;
+}
+
+/* Packets to a frontend: new flows pick a backend and are recorded in conntrack, later packets reuse the recorded
+ * backend; then the destination is rewritten. `internal`: the client is a local pod or the host (internal scope;
+ * replies restored on its veth), otherwise outside the node (replies restored at the device it came in on). */
+static __always_inline struct lb4_result lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int internal) {
+  struct lb4_result res = {.frontend = f->daddr, .frontend_port = f->dport};
   __u8 reverse_dir = internal ? PLEXUS_CT_REVERSE : PLEXUS_CT_REVERSE_NODEPORT;
   struct plexus_lb4_key key;
   struct plexus_lb4_service *svc = lb4_lookup_service(&key, f->daddr, f->dport, f->proto, internal);
   if (!svc) {
-    return 0;
+    return res;
   }
   struct plexus_lb4_backend *be = 0;
   __u32 id = 0;
@@ -58,7 +80,7 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
   struct plexus_ct4_value *ct = ct4_lookup(f, PLEXUS_CT_SERVICE);
   if (ct) {
     be = lb4_backend(ct->backend_id);
-    int new_syn = (f->tcp_flags & TCP_FLAG_SYN) && !(f->tcp_flags & TCP_FLAG_ACK);
+    int new_syn = (f->tcp_flags & PLEXUS_TCP_SYN) && !(f->tcp_flags & PLEXUS_TCP_ACK);
     /* A fresh SYN on a closed flow, or on a backend that no longer takes new flows, picks again. */
     if (be && new_syn && (ct4_closing(ct) || be->state != PLEXUS_BACKEND_ACTIVE)) {
       be = 0;
@@ -68,7 +90,7 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
       if (ct->nat_port) {
         sport = ct->nat_port;
       }
-      ct4_touch(ct, f->tcp_flags, 0);
+      res.notify = ct4_touch(ct, f->tcp_flags, 0);
     }
   }
   if (!be) {
@@ -77,7 +99,8 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
     id = lb4_select_backend(&key, svc, (__u64)f->saddr, 0, hash);
     be = id ? lb4_backend(id) : 0;
     if (!be) {
-      return reject_no_backend(skb, f);
+      res.action = LB4_NO_BACKEND;
+      return res;
     }
     /* A hairpin flow gets the hairpin source address instead, a tuple of its own. */
     if (be->address != f->saddr) {
@@ -85,29 +108,28 @@ static __always_inline int lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int
     }
     int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index, reverse_dir, sport);
     if (ret < 0) {
-      return ret;
+      return lb4_drop(ret);
     }
-    *translated = 2;
+    res.new_flow = 1;
+    res.notify = 1;
   }
   __be32 addr = be->address;
   __be16 port = be->port;
   int ret = nat4_rewrite(skb, f, 0, addr, port);
   if (ret < 0) {
-    return ret;
+    return lb4_drop(ret);
   }
   f->daddr = addr;
   f->dport = port;
   if (sport != f->sport) {
     ret = nat4_rewrite(skb, f, 1, f->saddr, sport);
     if (ret < 0) {
-      return ret;
+      return lb4_drop(ret);
     }
     f->sport = sport;
   }
-  if (!*translated) {
-    *translated = 1;
-  }
-  return 0;
+  res.action = LB4_TRANSLATED;
+  return res;
 }
 
 /* A pod translated to itself: its source becomes the hairpin address, and replies to that address get the pod's

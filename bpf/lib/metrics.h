@@ -4,10 +4,11 @@
 #include "plexus/metrics.h"
 #include "lib/common.h"
 
-/* plexus_metrics_v1: {reason, direction} -> {packets, bytes}; written by every program's exit. */
+/* plexus_metrics_v1: {reason, direction} -> per-CPU {packets, bytes}; written by every tc program's exit
+ * (lib/verdict.h), read by the agent. */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-  __uint(max_entries, 1024);
+  __uint(max_entries, PLEXUS_METRICS_MAX);
   __type(key, struct plexus_metrics_key);
   __type(value, struct plexus_metrics_value);
   __uint(pinning, LIBBPF_PIN_BY_NAME);

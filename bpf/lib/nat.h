@@ -2,51 +2,11 @@
  * reverse SNAT of replies. */
 #pragma once
 #include "lib/common.h"
-#include "lib/conntrack.h"
+#include "lib/parse.h"
 
-#define IPPROTO_TCP_ 6
-#define IPPROTO_UDP_ 17
-#define IPPROTO_ICMP_ 1
-
-#define IPV4_SADDR_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, saddr))
-#define IPV4_DADDR_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, daddr))
-#ifndef IPV4_CSUM_OFF
-#define IPV4_CSUM_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, check))
-#endif
-
-/* Parses the 5-tuple of a TCP or UDP packet. Returns 1 when it has one, 0 when it has none (other protocols,
- * non-first fragments), or a negative reason for a truncated packet. */
-static __always_inline int flow4_parse(struct __sk_buff *skb, struct iphdr *ip, struct flow4 *f) {
-  if (ip->protocol != IPPROTO_TCP_ && ip->protocol != IPPROTO_UDP_) {
-    return 0;
-  }
-  if (ip->frag_off & bpf_htons(IP_OFFSET)) {
-    return 0;
-  }
-  __u32 l4_off = ETH_HLEN + ip->ihl * 4;
-  f->saddr = ip->saddr;
-  f->daddr = ip->daddr;
-  f->proto = ip->protocol;
-  f->l4_off = (__u16)l4_off;
-  f->tcp_flags = 0;
-  __be16 ports[2];
-  if (bpf_skb_load_bytes(skb, l4_off, ports, sizeof(ports)) < 0) {
-    return PLEXUS_DROP(INVALID_PACKET);
-  }
-  f->sport = ports[0];
-  f->dport = ports[1];
-  if (f->proto == IPPROTO_TCP_) {
-    __u8 flags;
-    if (bpf_skb_load_bytes(skb, l4_off + 13, &flags, 1) < 0) {
-      return PLEXUS_DROP(INVALID_PACKET);
-    }
-    f->tcp_flags = flags;
-  }
-  return 1;
-}
-
+/* Offset of the L4 checksum field: TCP has it at byte 16, UDP at byte 6 (RFC 9293 §3.1, RFC 768). */
 static __always_inline __u32 l4_csum_off(const struct flow4 *f) {
-  return f->l4_off + (f->proto == IPPROTO_TCP_ ? 16 : 6);
+  return f->l4_off + (f->proto == IPPROTO_TCP ? 16 : 6);
 }
 
 /* Rewrites the source (is_src) or destination address and port of the packet. */
@@ -56,7 +16,7 @@ static __always_inline int nat4_rewrite(struct __sk_buff *skb, const struct flow
   __be16 old_port = is_src ? f->sport : f->dport;
   __u32 csum_off = l4_csum_off(f);
   __u64 l4_flags = BPF_F_PSEUDO_HDR;
-  if (f->proto == IPPROTO_UDP_) {
+  if (f->proto == IPPROTO_UDP) {
     /* A zero UDP checksum means "none"; keep it that way. */
     __u16 udp_csum = 0;
     if (bpf_skb_load_bytes(skb, csum_off, &udp_csum, 2) < 0) {
@@ -80,7 +40,7 @@ static __always_inline int nat4_rewrite(struct __sk_buff *skb, const struct flow
   }
   if (old_port != new_port) {
     if (csum_off && bpf_l4_csum_replace(skb, csum_off, old_port, new_port,
-                                        (f->proto == IPPROTO_UDP_ ? BPF_F_MARK_MANGLED_0 : 0) | 2) < 0) {
+                                        (f->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0) | 2) < 0) {
       return PLEXUS_DROP(NAT_FAILED);
     }
     if (bpf_skb_store_bytes(skb, f->l4_off + (is_src ? 0 : 2), &new_port, 2, 0) < 0) {

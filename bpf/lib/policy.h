@@ -6,8 +6,6 @@
 #include "lib/conntrack.h"
 #include "lib/endpoints.h"
 
-#define PLEXUS_IDENTITY_WORLD 2
-
 /* Sizes rather than __type: clang emits struct pointees of an inner-map template only as forward
  * declarations, which libbpf cannot size. The tries themselves are created by the agent. */
 struct plexus_policy_inner {
@@ -18,8 +16,8 @@ struct plexus_policy_inner {
   __uint(map_flags, BPF_F_NO_PREALLOC);
 };
 
-/* plexus_policy_v1: ARRAY_OF_MAPS, endpoint id -> that endpoint's trie. Inner tries are built whole and swapped
- * in with one update (shadow then swap). */
+/* plexus_policy_v1: endpoint id -> that endpoint's LPM trie; written by the agent (policy manager), which builds each
+ * trie whole and swaps it in with one update (shadow then swap). */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
   __uint(max_entries, PLEXUS_POLICY_ENDPOINTS_MAX);
@@ -27,17 +25,6 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
   __array(values, struct plexus_policy_inner);
 } plexus_policy_v1 SEC(".maps");
-
-/* The identity of any address: a local endpoint's, else the ipcache's longest prefix, else world. */
-static __always_inline __u32 identity_of(__be32 addr) {
-  struct plexus_endpoint_value *ep = endpoint_lookup(addr);
-  if (ep) {
-    return ep->identity;
-  }
-  struct plexus_ipcache_key k = {.prefixlen = 32, .ip = addr};
-  struct plexus_ipcache_value *v = bpf_map_lookup_elem(&plexus_ipcache_v1, &k);
-  return v ? v->identity : PLEXUS_IDENTITY_WORLD;
-}
 
 /* Returns 0 to allow, or the drop reason. */
 static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u8 proto, __be16 dport) {

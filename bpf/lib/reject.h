@@ -1,10 +1,10 @@
 /* Refusing a connection to a service with no backends, at once, as kube-proxy's REJECT rule does: a TCP
  * segment is answered with a RST (RFC 9293 §3.10.7.1, "reset generation"), anything else with ICMP
  * destination unreachable / port unreachable (RFC 792) quoting the IP header and the first 8 payload bytes.
- * The reply is built in place and sent back out of the interface the packet came from. */
+ * The reply is built in place; the program sends it back out of the interface the packet came from. */
 #pragma once
 #include "lib/common.h"
-#include "lib/nat.h"
+#include "lib/parse.h"
 
 #define REJECT_TCP_LEN 40  /* IPv4 + TCP, no options */
 #define REJECT_ICMP_LEN 56 /* IPv4 + ICMP + quoted IPv4 header + 8 bytes */
@@ -84,30 +84,30 @@ static __always_inline int reject_tcp(struct __sk_buff *skb, const struct flow4 
       bpf_skb_load_bytes(skb, ETH_HLEN + 2, &tot_len, 2) < 0) {
     return PLEXUS_DROP(INVALID_PACKET);
   }
-  if (in.flags & TCP_FLAG_RST) {
+  if (in.flags & PLEXUS_TCP_RST) {
     return PLEXUS_DROP(NO_SERVICE_BACKEND); /* never answer a reset */
   }
   __u32 seg_len = bpf_ntohs(tot_len) - (f->l4_off - ETH_HLEN) - (in.doff_res >> 4) * 4;
-  if (in.flags & TCP_FLAG_SYN) {
+  if (in.flags & PLEXUS_TCP_SYN) {
     seg_len += 1;
   }
-  if (in.flags & TCP_FLAG_FIN) {
+  if (in.flags & PLEXUS_TCP_FIN) {
     seg_len += 1;
   }
   struct reject_tcp out = {.source = f->dport, .dest = f->sport, .doff_res = 5 << 4};
-  if (in.flags & TCP_FLAG_ACK) {
+  if (in.flags & PLEXUS_TCP_ACK) {
     out.seq = in.ack_seq;
-    out.flags = TCP_FLAG_RST;
+    out.flags = PLEXUS_TCP_RST;
   } else {
     out.ack_seq = bpf_htonl(bpf_ntohl(in.seq) + seg_len);
-    out.flags = TCP_FLAG_RST | TCP_FLAG_ACK;
+    out.flags = PLEXUS_TCP_RST | PLEXUS_TCP_ACK;
   }
-  struct reject_pseudo ph = {.saddr = f->daddr, .daddr = f->saddr, .proto = IPPROTO_TCP_, .len = bpf_htons(20)};
+  struct reject_pseudo ph = {.saddr = f->daddr, .daddr = f->saddr, .proto = IPPROTO_TCP, .len = bpf_htons(20)};
   __s64 sum = bpf_csum_diff(0, 0, (__be32 *)&ph, sizeof(ph), 0);
   sum = bpf_csum_diff(0, 0, (__be32 *)&out, sizeof(out), (__u32)sum);
   out.check = csum_fold(sum);
   struct reject_ip ip;
-  reject_ip_header(&ip, f->daddr, f->saddr, IPPROTO_TCP_, REJECT_TCP_LEN);
+  reject_ip_header(&ip, f->daddr, f->saddr, IPPROTO_TCP, REJECT_TCP_LEN);
 
   if (bpf_skb_change_tail(skb, ETH_HLEN + REJECT_TCP_LEN, 0) < 0 ||
       bpf_skb_store_bytes(skb, ETH_HLEN, &ip, sizeof(ip), 0) < 0 ||
@@ -135,7 +135,7 @@ static __always_inline int reject_icmp(struct __sk_buff *skb, const struct flow4
   }
   icmp.check = csum_fold(bpf_csum_diff(0, 0, (__be32 *)&icmp, sizeof(icmp), 0));
   struct reject_ip ip;
-  reject_ip_header(&ip, f->daddr, f->saddr, IPPROTO_ICMP_, REJECT_ICMP_LEN);
+  reject_ip_header(&ip, f->daddr, f->saddr, IPPROTO_ICMP, REJECT_ICMP_LEN);
   if (bpf_skb_change_tail(skb, ETH_HLEN + REJECT_ICMP_LEN, 0) < 0 ||
       bpf_skb_store_bytes(skb, ETH_HLEN, &ip, sizeof(ip), 0) < 0 ||
       bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(ip), &icmp, sizeof(icmp), 0) < 0) {
@@ -144,15 +144,12 @@ static __always_inline int reject_icmp(struct __sk_buff *skb, const struct flow4
   return 0;
 }
 
-/* Turns the packet into the refusal and sends it back where it came from. Returns a TC action or a reason. */
+/* Turns the packet into the refusal, addressed back to its sender. Returns 0 or a negative reason (a reset is never
+ * answered; IP options are not quoted): the caller sends it back out of the interface it came from. */
 static __always_inline int reject_no_backend(struct __sk_buff *skb, const struct flow4 *f) {
-  int ret = f->proto == IPPROTO_TCP_ ? reject_tcp(skb, f) : reject_icmp(skb, f);
+  int ret = f->proto == IPPROTO_TCP ? reject_tcp(skb, f) : reject_icmp(skb, f);
   if (ret < 0) {
     return ret;
   }
-  ret = reject_swap_eth(skb);
-  if (ret < 0) {
-    return ret;
-  }
-  return bpf_redirect(skb->ifindex, 0);
+  return reject_swap_eth(skb);
 }

@@ -5,6 +5,7 @@
 
 #include "plexus/conntrack.h"
 #include "plexus/endpoint.h"
+#include "plexus/events.h"
 #include "plexus/lb.h"
 #include "plexus/metrics.h"
 #include "plexus/policy.h"
@@ -60,3 +61,14 @@ PLEXUS_OFF(plexus_policy_key, protocol, 9);
 PLEXUS_OFF(plexus_policy_key, dport, 10);
 PLEXUS_ABI(plexus_policy_value, 8);
 PLEXUS_OFF(plexus_policy_value, rule_id, 4);
+
+PLEXUS_ABI(plexus_flow_event, 48);
+PLEXUS_OFF(plexus_flow_event, verdict, 8);
+PLEXUS_OFF(plexus_flow_event, endpoint_id, 14);
+PLEXUS_OFF(plexus_flow_event, src_identity, 16);
+PLEXUS_OFF(plexus_flow_event, saddr, 24);
+PLEXUS_OFF(plexus_flow_event, sport, 32);
+PLEXUS_OFF(plexus_flow_event, orig_daddr, 36);
+PLEXUS_OFF(plexus_flow_event, orig_dport, 40);
+PLEXUS_OFF(plexus_flow_event, len, 44);
+

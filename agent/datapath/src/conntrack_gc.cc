@@ -1,21 +1,17 @@
 #include "plexus/datapath/conntrack_gc.h"
 
+#include <netinet/in.h>
 #include <time.h>
 
 namespace plexus::datapath {
 
-namespace {
-constexpr uint8_t kTcp = 6;
-constexpr uint8_t kFinOrRst = 0x01 | 0x04;
-}  // namespace
-
 bool conntrackExpired(const plexus_ct4_key& key, const plexus_ct4_value& value, uint64_t now_ns,
                       const CtLifetimes& lifetimes) {
   uint64_t age = now_ns > value.last_seen_ns ? now_ns - value.last_seen_ns : 0;
-  if (key.proto != kTcp) {
+  if (key.proto != IPPROTO_TCP) {
     return age > lifetimes.non_tcp_ns;
   }
-  bool closing = ((value.tx_flags | value.rx_flags) & kFinOrRst) != 0;
+  bool closing = ((value.tx_flags | value.rx_flags) & PLEXUS_CT_CLOSING_FLAGS) != 0;
   return age > (closing ? lifetimes.tcp_closing_ns : lifetimes.tcp_ns);
 }
 
@@ -46,7 +42,7 @@ Result<CtGcResult> collectConntrack(BpfMap<plexus_ct4_key, plexus_ct4_value>& ct
 uint64_t monotonicNs() {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
+  return static_cast<uint64_t>(now.tv_sec) * PLEXUS_NSEC_PER_SEC + static_cast<uint64_t>(now.tv_nsec);
 }
 
 }  // namespace plexus::datapath

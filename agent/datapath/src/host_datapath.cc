@@ -19,7 +19,12 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
     return errnoError("load host programs: open skeleton", errno);
   }
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
+  // Drops and translations at the devices go to the same flow-event ring as the lxc programs' (shared by pinning,
+  // so its size must match theirs), under the same switches.
+  skel->rodata->cfg_enable_events = config.enable_events ? 1 : 0;
+  skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
+  bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
   int err = plexus_host__load(skel);
   if (err != 0) {
     plexus_host__destroy(skel);

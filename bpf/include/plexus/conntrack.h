@@ -5,6 +5,30 @@
 /* Default size; the agent sets max_entries from --ct-map-size before load. */
 #define PLEXUS_CT4_DEFAULT_MAX 262144
 
+/* Lifetimes, measured from last_seen_ns, after which the agent's garbage collector deletes an entry. Open TCP and
+ * non-TCP follow Cilium's defaults (CT_CONNECTION_LIFETIME_TCP 6 h, CT_CONNECTION_LIFETIME_NONTCP 60 s). */
+#define PLEXUS_CT_LIFETIME_TCP_NS (21600ULL * PLEXUS_NSEC_PER_SEC)
+#define PLEXUS_CT_LIFETIME_NON_TCP_NS (60ULL * PLEXUS_NSEC_PER_SEC)
+/* How long a tuple may still be held by a TIME_WAIT socket after its entry last saw a packet: Linux keeps TIME_WAIT
+ * for 60 s (TCP_TIMEWAIT_LEN), netfilter's conntrack 120 s (nf_conntrack_tcp_timeout_time_wait). One fact, used
+ * twice: the datapath's source-port choice treats older entries as holding nothing, and the garbage collector keeps
+ * a closing TCP entry (FIN or RST seen) this long, so that the choice can still read it (Cilium: 10 s). */
+#define PLEXUS_CT_TIME_WAIT_NS (120ULL * PLEXUS_NSEC_PER_SEC)
+
+/* Source ports a translated flow may be moved to: the kernel's default ephemeral range
+ * (net.ipv4.ip_local_port_range 32768-60999), and how many random candidates are tried. */
+#define PLEXUS_CT_PORT_MIN 32768
+#define PLEXUS_CT_PORT_MAX 60999
+#define PLEXUS_CT_PORT_TRIES 16
+
+/* TCP flag bits as they appear in byte 13 of the TCP header (RFC 9293 §3.1); tx_flags and rx_flags hold them. */
+#define PLEXUS_TCP_FIN 0x01
+#define PLEXUS_TCP_SYN 0x02
+#define PLEXUS_TCP_RST 0x04
+#define PLEXUS_TCP_ACK 0x10
+/* Either seen in either direction: the connection is closing (lifetime PLEXUS_CT_TIME_WAIT_NS). */
+#define PLEXUS_CT_CLOSING_FLAGS (PLEXUS_TCP_FIN | PLEXUS_TCP_RST)
+
 enum plexus_ct_dir {
   PLEXUS_CT_SERVICE = 1, /* client -> frontend: which backend this flow was given */
   PLEXUS_CT_REVERSE = 2, /* backend -> client: which frontend to restore as the source */

@@ -38,4 +38,6 @@ struct plexus_flow_event {
   __u32 len;            /* packet length in bytes */
 };
 
-/* plexus_events_lost_v1: PERCPU_ARRAY[1] of __u64, events that did not fit the ring. */
+/* plexus_events_lost_v1: PERCPU_ARRAY[PLEXUS_EVENTS_LOST_SLOTS] of __u64 at key 0, events that did not fit the
+ * ring. */
+#define PLEXUS_EVENTS_LOST_SLOTS 1

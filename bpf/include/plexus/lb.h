@@ -8,6 +8,7 @@
 #define PLEXUS_LB_REVNAT_MAX 65536
 #define PLEXUS_LB_MAGLEV_OUTER_MAX 65536
 #define PLEXUS_LB_AFFINITY_MAX 65536
+#define PLEXUS_LB_SOCK_REVNAT_MAX 262144
 #define PLEXUS_MAGLEV_DEFAULT_M 16381
 /* Hairpin: a pod reaching itself through a frontend on the per-packet path gets this source address (as Cilium's
  * IPV4_LOOPBACK), since a packet from its own address would be dropped as martian; replies are restored. */

@@ -2,6 +2,9 @@
 #pragma once
 #include "plexus/types.h"
 
+/* {reason, direction} pairs: PLEXUS_REASON_MAX_ x PLEXUS_DIR_MAX_ with room to append reasons. */
+#define PLEXUS_METRICS_MAX 1024
+
 /* plexus_metrics_v1: PERCPU_HASH, {reason, direction} -> {packets, bytes}. Written by BPF only. */
 struct plexus_metrics_key {
   __u8 reason;    /* enum plexus_reason */

@@ -4,3 +4,5 @@
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
 #endif
+
+#define PLEXUS_NSEC_PER_SEC 1000000000ULL /* timestamps are bpf_ktime_get_ns(), CLOCK_MONOTONIC */

@@ -11,10 +11,12 @@
 
 namespace plexus::datapath {
 
+// Defaults from bpf/include/plexus/conntrack.h, which the datapath reads too (the closing lifetime is the TIME_WAIT
+// hold of its source-port choice).
 struct CtLifetimes {
-  uint64_t tcp_ns = 21600ULL * 1000000000ULL;      // an open TCP flow (Cilium: 6 h)
-  uint64_t tcp_closing_ns = 120ULL * 1000000000ULL;  // after FIN or RST (Cilium: 10 s; see the header comment)
-  uint64_t non_tcp_ns = 60ULL * 1000000000ULL;     // UDP (Cilium: 60 s)
+  uint64_t tcp_ns = PLEXUS_CT_LIFETIME_TCP_NS;          // an open TCP flow (Cilium: 6 h)
+  uint64_t tcp_closing_ns = PLEXUS_CT_TIME_WAIT_NS;     // after FIN or RST (Cilium: 10 s; see the header comment)
+  uint64_t non_tcp_ns = PLEXUS_CT_LIFETIME_NON_TCP_NS;  // UDP (Cilium: 60 s)
 };
 
 // Whether an entry last seen at value.last_seen_ns is past its lifetime at now_ns (CLOCK_MONOTONIC, the clock of

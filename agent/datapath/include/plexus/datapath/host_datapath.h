@@ -1,7 +1,7 @@
 #pragma once
 // Loads the external-device program (bpf_host.c) for NodePort/LoadBalancer/externalIPs from outside the node
-// and attaches it at tc ingress of the configured devices. It shares the service and conntrack maps with the
-// lxc programs through pinning.
+// and attaches it at tc ingress of the configured devices. It shares the service, conntrack, metrics and flow-event
+// maps with the lxc programs through pinning, so its drops are counted and observed with theirs.
 
 #include <memory>
 #include <string>
@@ -16,7 +16,7 @@ namespace plexus::datapath {
 
 class HostDatapath {
  public:
-  // ct_map_size and maglev_table_size must match the lxc programs' (the pinned maps are shared).
+  // ct_map_size, events_ring_bytes and maglev_table_size must match the lxc programs' (the pinned maps are shared).
   static Result<std::unique_ptr<HostDatapath>> load(const LxcConfig& config);
   ~HostDatapath();
   HostDatapath(const HostDatapath&) = delete;
