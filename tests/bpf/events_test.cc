@@ -1,6 +1,4 @@
 // [bpf] flow events: what reaches the ring buffer under monitor aggregation, and what a full ring does.
-#include <bpf/libbpf.h>
-
 #include "lxc_fixture.h"
 
 using namespace plexus;
@@ -8,20 +6,7 @@ using namespace plexus::testing;
 
 namespace {
 
-std::vector<plexus_flow_event> drain(Fixture& f) {
-  std::vector<plexus_flow_event> out;
-  auto cb = [](void* ctx, void* data, size_t size) -> int {
-    if (size >= sizeof(plexus_flow_event)) {
-      static_cast<std::vector<plexus_flow_event>*>(ctx)->push_back(*static_cast<plexus_flow_event*>(data));
-    }
-    return 0;
-  };
-  ring_buffer* rb = ring_buffer__new(f.dp->eventsFd(), cb, &out, nullptr);
-  REQUIRE(rb != nullptr);
-  ring_buffer__consume(rb);
-  ring_buffer__free(rb);
-  return out;
-}
+std::vector<plexus_flow_event> drain(Fixture& f) { return drainEvents(f.dp->eventsFd()); }
 
 std::vector<uint8_t> aToB(uint16_t sport, uint16_t dport, uint8_t flags) {
   PacketSpec s{kPodAMac, kNodeAMac, kPodA, kPodB, IPPROTO_TCP};

@@ -3,6 +3,7 @@
 // gateway seeded in the endpoint map, and a BPF_PROG_TEST_RUN wrapper.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <linux/pkt_cls.h>
 
 #include <catch2/catch.hpp>
@@ -11,6 +12,7 @@
 
 #include "packet.h"
 #include "plexus/datapath/lxc_datapath.h"
+#include "plexus/identity.h"
 #include "plexus/reasons.h"
 #include "testing.h"
 
@@ -60,7 +62,8 @@ struct Fixture {
     plexus_endpoint_value v{};
     v.ifindex = ifindex;
     v.ep_id = id;
-    v.identity = (flags & PLEXUS_EP_F_HOST) ? 1 : 256 + id;  // the node itself is identity host
+    // The node itself is identity host; pods get cluster identities 256 + id.
+    v.identity = (flags & PLEXUS_EP_F_HOST) ? PLEXUS_IDENTITY_HOST : PLEXUS_IDENTITY_CLUSTER_MIN + id;
     v.flags = flags;
     std::memcpy(v.pod_mac, pod.b, 6);
     std::memcpy(v.node_mac, node.b, 6);
@@ -104,11 +107,25 @@ struct Fixture {
   }
 };
 
+// Reads every flow event waiting in the ring buffer (the programs share one ring through pinning).
+inline std::vector<plexus_flow_event> drainEvents(int ring_fd) {
+  std::vector<plexus_flow_event> out;
+  auto cb = [](void* ctx, void* data, size_t size) -> int {
+    if (size >= sizeof(plexus_flow_event)) {
+      static_cast<std::vector<plexus_flow_event>*>(ctx)->push_back(*static_cast<plexus_flow_event*>(data));
+    }
+    return 0;
+  };
+  ring_buffer* rb = ring_buffer__new(ring_fd, cb, &out, nullptr);
+  REQUIRE(rb != nullptr);
+  ring_buffer__consume(rb);
+  ring_buffer__free(rb);
+  return out;
+}
+
 inline Mac macAt(const std::vector<uint8_t>& pkt, size_t off) {
   Mac m;
   std::memcpy(m.b, pkt.data() + off, 6);
   return m;
 }
-
-
 }  // namespace plexus::testing

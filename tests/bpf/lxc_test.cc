@@ -173,7 +173,7 @@ TEST_CASE("batched writes, reads and deletes of a map, and the key-by-key fallba
     k.prefixlen = 24;
     k.ip = Ipv4(Ipv4::parse("172.16.0.0")->hostOrder() + (i << 8)).networkOrder();
     plexus_ipcache_value v{};
-    v.identity = 16777216 + i;
+    v.identity = PLEXUS_IDENTITY_LOCAL_FLAG + i;
     cidrs.emplace_back(k, v);
   }
   REQUIRE(f.dp->ipcache().updateBatch(cidrs).ok());
@@ -181,7 +181,7 @@ TEST_CASE("batched writes, reads and deletes of a map, and the key-by-key fallba
   REQUIRE(all.ok());
   size_t found = 0;
   for (const auto& [k, v] : *all) {
-    found += k.prefixlen == 24 && v.identity >= 16777216;
+    found += k.prefixlen == 24 && v.identity >= PLEXUS_IDENTITY_LOCAL_FLAG;
   }
   CHECK(found == 3);
 }

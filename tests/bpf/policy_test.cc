@@ -115,14 +115,14 @@ TEST_CASE("an endpoint without a policy map drops everything: never fail open", 
 
 TEST_CASE("to-container judges traffic the stack delivers, by the source's ipcache identity", "[bpf][policy]") {
   Fixture f;
-  // A receives from the host (identity 1) on TCP/8080 only. The test runs on A's ifindex.
+  // A receives from the host on TCP/8080 only. The test runs on A's ifindex.
   plexus_ipcache_key hk{};
   hk.prefixlen = 32;
   hk.ip = kGateway.networkOrder();
   plexus_ipcache_value hv{};
-  hv.identity = 1;
+  hv.identity = PLEXUS_IDENTITY_HOST;
   REQUIRE(f.dp->ipcache().update(hk, hv).ok());
-  REQUIRE(f.dp->policy().set(1, {{key(1, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 8080), allow()}}).ok());
+  REQUIRE(f.dp->policy().set(1, {{key(PLEXUS_IDENTITY_HOST, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 8080), allow()}}).ok());
   PacketSpec s{kNodeAMac, kPodAMac, kGateway, kPodA, IPPROTO_TCP};
   s.dport = 8080;
   CHECK(f.run(f.dp->toContainerFd(), ipv4Packet(s)).retval == TC_ACT_OK);
