@@ -8,8 +8,17 @@ Test controls (not part of the Kubernetes API), all POST:
   /__test/compact          forget history: watches from older versions get 410 Gone
   /__test/drop             drop every open watch connection (no final chunk)
   /__test/deny?resource=R  answer 403 Forbidden for resource R (plural); /__test/allow?resource=R undoes it
-  /__test/hold?seconds=S   new watches wait S seconds before they are answered
+  /__test/hold?seconds=S   new watches wait S seconds before they are answered; with &resource=R (plural) only
+                           watches of R. A later hold for the same scope replaces it (seconds=0 ends it at once).
   /__test/bookmarks?seconds=S  send a BOOKMARK every S seconds on watches that asked for them
+  /__test/slowpods?seconds=S  every GET of one pod (/api/v1/namespaces/NS/pods/NAME; not lists, watches or the
+                           status subresource) waits until /__test/release or S seconds pass, then is answered from
+                           the store as it is then. S=0 turns it off for new GETs.
+  /__test/release          answer every held pod GET now, and stop holding new ones (slowpods off)
+and one GET:
+  /__test/stats            JSON {"held_pod_gets": pod GETs waiting now, "pod_gets": pod GETs answered so far,
+                           "watches": {plural: open watch streams}, "held_watches": {plural: watches waiting in a
+                           hold}}
 
 Usage: apiserver.py --port-file FILE [--token TOKEN] [--tls-cert C --tls-key K --client-ca CA]
 """
@@ -54,6 +63,13 @@ class Store:
         self.bookmark_seconds = 1.0
         self.drop_generation = 0
         self.hold_until = 0.0
+        self.hold_resource_until = {}  # plural -> time: /__test/hold?resource=R
+        self.slow_pod_seconds = 0.0    # /__test/slowpods: bound on each held pod GET
+        self.release_generation = 0    # bumped by /__test/release
+        self.held_pod_gets = 0
+        self.pod_gets = 0
+        self.watches = {}              # plural -> open watch streams
+        self.held_watches = {}         # plural -> watches waiting in a hold
 
     def bump(self):
         self.rv += 1
@@ -205,7 +221,16 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path == "/__test/allow":
                 STORE.deny.discard(q["resource"][0])
             elif url.path == "/__test/hold":
-                STORE.hold_until = time.time() + float(q["seconds"][0])
+                until = time.time() + float(q["seconds"][0])
+                if "resource" in q:
+                    STORE.hold_resource_until[q["resource"][0]] = until
+                else:
+                    STORE.hold_until = until
+            elif url.path == "/__test/slowpods":
+                STORE.slow_pod_seconds = max(0.0, float(q["seconds"][0]))
+            elif url.path == "/__test/release":
+                STORE.release_generation += 1
+                STORE.slow_pod_seconds = 0.0
             elif url.path == "/__test/bookmarks":
                 STORE.bookmark_seconds = float(q["seconds"][0])
             STORE.lock.notify_all()
@@ -220,9 +245,32 @@ class Handler(BaseHTTPRequestHandler):
                                    f'{verb} resource "{key[2]}" in API group "{key[0]}" {scope}', key[2]))
         return True
 
+    def stats(self):
+        with STORE.lock:
+            body = {"held_pod_gets": STORE.held_pod_gets, "pod_gets": STORE.pod_gets,
+                    "watches": {k: v for k, v in STORE.watches.items() if v},
+                    "held_watches": {k: v for k, v in STORE.held_watches.items() if v}}
+        self.send_json(200, body)
+
+    def slow_pod_get(self):
+        """A slow server: hold this GET until /__test/release or slow_pod_seconds pass (bounded). Caller holds
+        STORE.lock."""
+        if STORE.slow_pod_seconds <= 0:
+            return
+        generation = STORE.release_generation
+        deadline = time.time() + STORE.slow_pod_seconds
+        STORE.held_pod_gets += 1
+        try:
+            while STORE.release_generation == generation and time.time() < deadline:
+                STORE.lock.wait(max(0.001, deadline - time.time()))
+        finally:
+            STORE.held_pod_gets -= 1
+
     # ---- verbs ----
     def do_GET(self):
         url = urlparse(self.path)
+        if url.path == "/__test/stats":
+            return self.stats()
         if not self.authorized():
             return
         d = self.discovery(url.path.rstrip("/"))
@@ -241,6 +289,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         kind, namespaced = RESOURCES[key]
         with STORE.lock:
+            if name and sub is None and key == ("", "v1", "pods"):
+                self.slow_pod_get()
+                STORE.pod_gets += 1
             objs = STORE.objects.get(key, {})
             if name:
                 obj = objs.get((ns or "", name))
@@ -270,9 +321,27 @@ class Handler(BaseHTTPRequestHandler):
         timeout = float(q.get("timeoutSeconds") or 1800)
         bookmarks = q.get("allowWatchBookmarks") in ("1", "true")
         selector = q.get("fieldSelector")
-        hold = STORE.hold_until - time.time()
-        if hold > 0:
-            time.sleep(hold)  # a slow or partitioned server: history may be compacted meanwhile
+        plural = key[2]
+        with STORE.lock:
+            # A slow or partitioned server: history may be compacted meanwhile. Bounded by the hold's deadline,
+            # which a later /__test/hold may move (seconds=0 ends it).
+            STORE.held_watches[plural] = STORE.held_watches.get(plural, 0) + 1
+            try:
+                while True:
+                    left = max(STORE.hold_until, STORE.hold_resource_until.get(plural, 0.0)) - time.time()
+                    if left <= 0:
+                        break
+                    STORE.lock.wait(left)
+            finally:
+                STORE.held_watches[plural] -= 1
+            STORE.watches[plural] = STORE.watches.get(plural, 0) + 1
+        try:
+            self.stream_watch(key, ns, since, timeout, bookmarks, selector)
+        finally:
+            with STORE.lock:
+                STORE.watches[plural] -= 1
+
+    def stream_watch(self, key, ns, since, timeout, bookmarks, selector):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
