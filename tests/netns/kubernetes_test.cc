@@ -149,13 +149,15 @@ TEST_CASE("two agents share one API server: identities, CIDRs, policy, status, b
   CHECK(n1.agent().log().find("CiliumNetworkPolicy x/bad: rejected, skipped") != std::string::npos);
   requireTcpExchange(client1, web1, 80);
 
-  // CNI ADD before the agent's watch has seen the pod (watches held back by a slow server): the agent asks the
-  // API server for the pod and gives it its real identity, not init.
+  // CNI ADD before the agent's watch has seen the pod (watches held back by a slow server): the agent wires it at
+  // once with the init identity, asks the API server for the pod off the reconcile thread, and moves it to its
+  // real identity when the answer arrives.
   REQUIRE(server.control("hold?seconds=4"));
   REQUIRE(server.control("drop"));
   post("/api/v1/namespaces/x/pods", pod("late1", "node-1", "web"));
   Pod late1 = n1.addPod("late1", "x");
-  CHECK(identityOf(n1, "x/late1") == web_id);
+  // Wired at once (init while the watch or the agent's own GET brings the labels), then regenerated.
+  CHECK(eventually([&] { return identityOf(n1, "x/late1") == web_id; }));
   requireTcpExchange(client1, late1, 80);
 
   // `plexus apply` is refused in Kubernetes mode, with the reason.

@@ -1,0 +1,77 @@
+#pragma once
+// The reconcile thread's one entry point. Requests (CNI, `plexus apply`) and events (watchers, the cluster API
+// worker) come in here, and the controller calls the managers in order; no manager calls another one back. A
+// CNI ADD is wired at once, with the reserved init identity while the pod's labels (or its cluster-wide
+// identity) are not known, and the endpoint is regenerated when they arrive. Failed map writes stay pending in
+// their owner and tick() retries them. See docs/architecture.md for the sequences.
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "plexus/agent/endpoint_manager.h"
+#include "plexus/agent/events.h"
+#include "plexus/agent/flow_decoder.h"
+#include "plexus/agent/identity_manager.h"
+#include "plexus/agent/ipcache_manager.h"
+#include "plexus/agent/policy_manager.h"
+#include "plexus/agent/resource_state.h"
+#include "plexus/agent/seams.h"
+#include "plexus/agent/service_sync.h"
+
+namespace plexus::agent {
+
+struct ControllerParts {
+  ResourceState& resources;
+  IdentityManager& identities;
+  IpcacheManager& ipcache;
+  EndpointManager& endpoints;
+  PolicyManager& policies;
+  ServiceSync* services;  // null when kube-proxy replacement is off: Services are refused
+  FlowDirectory& flows;
+  ClusterApi* api;        // null in standalone mode
+  HostAddresses* host;    // null: no host addresses in the ipcache (tests)
+};
+
+class Controller {
+ public:
+  explicit Controller(ControllerParts parts);
+
+  // Restores identities, objects and endpoints, then programs services, policies and the ipcache once, removing
+  // what no source claims any more. Problems that do not stop the agent are returned in *problems.
+  Status start(std::vector<std::string>* problems);
+
+  void handle(const AgentEvent& event);
+  std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects);
+  std::vector<ApplyOutcome> remove(const std::vector<nlohmann::json>& objects);
+
+  Result<EndpointRecord> addEndpoint(const AddRequest& req);
+  Status deleteEndpoint(const std::string& container_id, const std::string& ifname);
+  // Removes the endpoints whose owner is not valid; how many endpoints and leaked allocations were freed.
+  uint32_t gcEndpoints(const std::set<std::string>& valid_owners);
+
+  // Retries what failed (ipcache, policy, service writes) and refreshes the host addresses.
+  void tick();
+  // Something is waiting for a retry.
+  bool pending() const;
+
+ private:
+  struct Resolved {
+    uint32_t identity;
+    std::vector<std::string> labels;
+  };
+  // The identity a pod's endpoint runs with now (one reference taken on a real identity).
+  Resolved resolve(const std::string& ns, const std::string& pod);
+  // Moves the endpoints `affected` selects to the identity their pod's labels give now.
+  void reidentify(const std::function<bool(const EndpointRecord&)>& affected);
+  void changed(const std::vector<ResourceEvent>& events);
+  void endpointsChanged(const std::string& ns);
+  void reportPolicies(const std::vector<ResourceEvent>& events);
+  void syncHostAddresses();
+  void regenerate();
+
+  ControllerParts p_;
+  std::set<std::string> fetching_;  // "ns/pod" asked of the API server
+};
+
+}  // namespace plexus::agent

@@ -1,0 +1,61 @@
+#pragma once
+// The cluster objects the agent knows (from `plexus apply` or the Kubernetes watches), validated and kept in a
+// ResourceStore, made durable through a journal in the state directory (one appended line per change, folded
+// into a snapshot when it outgrows the store), and the pod facts other managers ask about: identity labels and
+// named ports. Reconcile thread only.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "plexus/agent/resource_store.h"
+#include "plexus/agent/seams.h"
+#include "plexus/common/result.h"
+#include "plexus/identity/identity.h"
+
+namespace plexus::agent {
+
+using NamedPorts = std::multimap<std::string, std::pair<uint16_t, uint8_t>>;  // name -> (port, protocol)
+
+class ResourceState {
+ public:
+  explicit ResourceState(AgentStore& store);
+
+  void setValidator(ResourceKind kind, Validator validator) {
+    store_.setValidator(kind, std::move(validator));
+  }
+  // The persisted objects (snapshot, then the journal replayed over it), as the events that replay them. A
+  // corrupt file is reported, never guessed at; a cut last journal line (a crash mid-write) is ignored.
+  Result<std::vector<ResourceEvent>> restore();
+  // `plexus apply` / `plexus delete`: each object judged on its own. The changes are journaled before they are
+  // returned in *changed.
+  std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects, std::vector<ResourceEvent>* changed);
+  std::vector<ApplyOutcome> remove(const std::vector<nlohmann::json>& objects, std::vector<ResourceEvent>* changed);
+  // Watch events: upserts validated like apply (an invalid object is logged by name and skipped), deletes, and
+  // kSynced markers passed through. Returns what changed.
+  std::vector<ResourceEvent> ingest(const std::vector<ResourceEvent>& events);
+
+  const ResourceStore& store() const { return store_; }
+  std::optional<nlohmann::json> pod(const std::string& ns, const std::string& name) const;
+  // The identity labels of a pod now (empty while the pod is unknown).
+  identity::Labels podIdentityLabels(const std::string& ns, const std::string& name) const;
+  NamedPorts namedPorts(const std::string& ns, const std::string& name) const;
+
+ private:
+  void persist(const std::vector<ResourceEvent>& events);
+
+  AgentStore& files_;
+  ResourceStore store_;
+  size_t journal_entries_ = 0;
+  identity::LabelFilter filter_ = identity::LabelFilter::defaults();
+  std::string cluster_name_ = "default";
+};
+
+// Named container ports of a pod manifest.
+NamedPorts podNamedPorts(const nlohmann::json& pod);
+// Checks container ports of a Pod manifest.
+Status validatePod(const nlohmann::json& pod);
+
+}  // namespace plexus::agent

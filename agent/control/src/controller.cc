@@ -1,0 +1,308 @@
+#include "plexus/agent/controller.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/map_encoding.h"
+
+namespace plexus::agent {
+
+namespace {
+std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
+bool isPolicy(ResourceKind k) {
+  return k == ResourceKind::kNetworkPolicy || k == ResourceKind::kCiliumNetworkPolicy ||
+         k == ResourceKind::kCiliumClusterwideNetworkPolicy;
+}
+Status refuse(ResourceKind k) {
+  return makeError(ErrorCode::kInvalidArgument, fmt::format("kind {} is not handled by this agent build yet", toString(k)));
+}
+}  // namespace
+
+Controller::Controller(ControllerParts parts) : p_(parts) {
+  auto& r = p_.resources;
+  if (p_.services) {
+    r.setValidator(ResourceKind::kService, [](const nlohmann::json& o) { return lb::parseService(o).status(); });
+    r.setValidator(ResourceKind::kEndpointSlice,
+                   [](const nlohmann::json& o) { return lb::parseEndpointSlice(o).status(); });
+  } else {
+    r.setValidator(ResourceKind::kService, [](const nlohmann::json&) { return refuse(ResourceKind::kService); });
+    r.setValidator(ResourceKind::kEndpointSlice,
+                   [](const nlohmann::json&) { return refuse(ResourceKind::kEndpointSlice); });
+  }
+  // Nodes have no consumer in standalone mode yet; in cluster mode the watch delivers them.
+  r.setValidator(ResourceKind::kNode, [api = p_.api](const nlohmann::json&) {
+    return api ? Status::Ok() : refuse(ResourceKind::kNode);
+  });
+  for (ResourceKind k : {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
+                         ResourceKind::kCiliumClusterwideNetworkPolicy}) {
+    r.setValidator(k, [this](const nlohmann::json& o) { return p_.policies.validate(o); });
+  }
+}
+
+Status Controller::start(std::vector<std::string>* problems) {
+  PLEXUS_TRY(p_.identities.restore(), "restore identities");
+  auto events = p_.resources.restore();
+  if (!events.ok()) {
+    return events.error().wrap("restore cluster state");
+  }
+  changed(*events);
+  PLEXUS_TRY(p_.ipcache.restore(), "restore ipcache");
+  PLEXUS_TRY(p_.endpoints.start(problems), "start endpoint manager");
+  for (const auto& rec : p_.endpoints.list()) {
+    p_.flows.upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, rec.labels, rec.id});
+  }
+  syncHostAddresses();
+  if (p_.services) {
+    // The first service sync: every restored pod address is known now.
+    p_.services->endpointsRestored();
+    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
+      problems->push_back("services: " + s.error().message + " (will retry)");
+    }
+  }
+  regenerate();
+  // Every source has spoken: what the ipcache still holds beyond that is a leftover.
+  if (Status s = p_.ipcache.reconcile(); !s.ok()) {
+    problems->push_back(s.error().message + " (will retry)");
+  }
+  return Status::Ok();
+}
+
+void Controller::handle(const AgentEvent& event) {
+  if (const auto* e = std::get_if<ResourcesChanged>(&event)) {
+    changed(p_.resources.ingest(e->events));
+    reportPolicies(e->events);
+  } else if (const auto* e = std::get_if<IdentityAllocated>(&event)) {
+    p_.identities.allocated(e->labels, e->id);
+    reidentify([&](const EndpointRecord& rec) {
+      return rec.identity == kIdentityInit &&
+             p_.resources.podIdentityLabels(rec.pod_namespace, rec.pod_name) == e->labels;
+    });
+    p_.identities.settle(e->labels);
+    regenerate();
+  } else if (const auto* e = std::get_if<IdentityFailed>(&event)) {
+    p_.identities.failed(e->labels, e->error);
+  } else if (const auto* e = std::get_if<RemoteIdentities>(&event)) {
+    p_.identities.observeRemote(e->events);
+    regenerate();  // other nodes' identities feed the selectors
+  }
+}
+
+std::vector<ApplyOutcome> Controller::apply(const std::vector<nlohmann::json>& objects) {
+  std::vector<ResourceEvent> events;
+  auto out = p_.resources.apply(objects, &events);
+  changed(events);
+  return out;
+}
+
+std::vector<ApplyOutcome> Controller::remove(const std::vector<nlohmann::json>& objects) {
+  std::vector<ResourceEvent> events;
+  auto out = p_.resources.remove(objects, &events);
+  changed(events);
+  return out;
+}
+
+Controller::Resolved Controller::resolve(const std::string& pod_ns, const std::string& pod) {
+  std::string ns = nsOrDefault(pod_ns);
+  auto labels = p_.resources.podIdentityLabels(ns, pod);
+  if (labels.empty()) {
+    // A CNI ADD before the watch delivered the pod: ask for it off this thread; the answer is a resource event.
+    if (p_.api && !pod.empty() && fetching_.insert(ns + "/" + pod).second) {
+      p_.api->fetchPod(ns, pod);
+    }
+    return {kIdentityInit, {}};
+  }
+  uint32_t id = p_.identities.acquire(labels);
+  if (id == kIdentityInit) {
+    return {kIdentityInit, {}};  // waiting for the cluster-wide identity
+  }
+  return {id, std::vector<std::string>(labels.begin(), labels.end())};
+}
+
+void Controller::reidentify(const std::function<bool(const EndpointRecord&)>& affected) {
+  for (const auto& rec : p_.endpoints.list()) {
+    if (!affected(rec)) {
+      continue;
+    }
+    auto labels = p_.resources.podIdentityLabels(rec.pod_namespace, rec.pod_name);
+    if (!labels.empty() && std::vector<std::string>(labels.begin(), labels.end()) == rec.labels) {
+      continue;  // labels unchanged (a status update): same identity, nothing to allocate
+    }
+    // The new identity first, then the endpoint moves to it, then the old one is given back.
+    Resolved next = resolve(rec.pod_namespace, rec.pod_name);
+    if (next.identity == rec.identity && next.labels == rec.labels) {
+      p_.identities.release(next.identity);  // the extra reference resolve() took
+      continue;
+    }
+    if (Status s = p_.endpoints.updateIdentity(rec.id, next.identity, next.labels); !s.ok()) {
+      spdlog::warn("endpoint {} ({}/{}): {}", rec.id, rec.pod_namespace, rec.pod_name, s.error().message);
+      p_.identities.release(next.identity);
+      continue;
+    }
+    p_.identities.release(rec.identity);
+    p_.flows.upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, next.labels, rec.id});
+    spdlog::info("endpoint {} ({}/{}): identity {} -> {}", rec.id, nsOrDefault(rec.pod_namespace), rec.pod_name,
+                 rec.identity, next.identity);
+  }
+}
+
+void Controller::changed(const std::vector<ResourceEvent>& events) {
+  if (events.empty()) {
+    return;
+  }
+  bool services_changed = false;
+  for (const auto& e : events) {
+    if (p_.services) {
+      services_changed = p_.services->track(e) || services_changed;  // every event must be tracked
+    }
+    if (isPolicy(e.key.kind)) {
+      if (e.type == ResourceEventType::kUpsert) {
+        p_.policies.upsert(e.object);
+      } else if (e.type == ResourceEventType::kDelete) {
+        p_.policies.remove(toString(e.key.kind), e.key.namespace_name, e.key.name);
+      }
+    }
+  }
+  if (services_changed) {
+    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
+      spdlog::error("services: {} (will retry)", s.error().message);
+    }
+  }
+  for (const auto& e : events) {
+    bool pod = e.key.kind == ResourceKind::kPod;
+    if (e.type == ResourceEventType::kSynced || (!pod && e.key.kind != ResourceKind::kNamespace)) {
+      continue;
+    }
+    if (pod) {
+      fetching_.erase(nsOrDefault(e.key.namespace_name) + "/" + e.key.name);
+    }
+    reidentify([&](const EndpointRecord& rec) {
+      std::string ns = nsOrDefault(rec.pod_namespace);
+      return pod ? (ns == e.key.namespace_name && rec.pod_name == e.key.name) : ns == e.key.name;
+    });
+  }
+  regenerate();  // policies or identities may have changed; unchanged endpoints are skipped
+}
+
+void Controller::reportPolicies(const std::vector<ResourceEvent>& events) {
+  auto cilium = [](const ResourceEvent& e) {
+    return e.key.kind == ResourceKind::kCiliumNetworkPolicy ||
+           e.key.kind == ResourceKind::kCiliumClusterwideNetworkPolicy;
+  };
+  if (!p_.api || std::none_of(events.begin(), events.end(), cilium)) {
+    return;
+  }
+  auto statuses = p_.policies.policies();
+  for (const auto& e : events) {
+    if (e.type != ResourceEventType::kUpsert || !cilium(e)) {
+      continue;
+    }
+    std::string key = e.key.namespace_name.empty()
+                          ? fmt::format("{} {}", toString(e.key.kind), e.key.name)
+                          : fmt::format("{} {}/{}", toString(e.key.kind), e.key.namespace_name, e.key.name);
+    for (const auto& st : statuses) {
+      if (st.key == key) {
+        // A refused update of a valid policy: the old version is enforced, the new one is in error.
+        p_.api->reportPolicy(e.object, st.valid && st.reason.empty(), st.reason);
+      }
+    }
+  }
+}
+
+void Controller::endpointsChanged(const std::string& ns) {
+  if (p_.services) {
+    p_.services->podsChanged(nsOrDefault(ns));
+    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
+      spdlog::error("services: {} (will retry)", s.error().message);
+    }
+  }
+  regenerate();  // a new or vanished identity changes what other endpoints' selectors match
+}
+
+Result<EndpointRecord> Controller::addEndpoint(const AddRequest& req) {
+  if (auto existing = p_.endpoints.live(req.container_id + "/" + req.ifname)) {
+    return *existing;  // a repeated ADD for a live attachment returns what the first one returned
+  }
+  Resolved id = resolve(req.pod_namespace, req.pod_name);
+  auto rec = p_.endpoints.add(req, id.identity, id.labels);
+  if (!rec.ok()) {
+    p_.identities.release(id.identity);
+    return rec.error();
+  }
+  p_.flows.upsertEndpoint(rec->ip, PeerInfo{rec->pod_namespace, rec->pod_name, rec->labels, rec->id});
+  endpointsChanged(rec->pod_namespace);
+  return rec;
+}
+
+Status Controller::deleteEndpoint(const std::string& container_id, const std::string& ifname) {
+  auto removed = p_.endpoints.del(container_id, ifname);
+  if (!removed.ok()) {
+    return removed.error();
+  }
+  if (*removed) {
+    const EndpointRecord& rec = **removed;
+    p_.identities.release(rec.identity);
+    p_.flows.removeEndpoint(rec.ip);
+    fetching_.erase(nsOrDefault(rec.pod_namespace) + "/" + rec.pod_name);
+    endpointsChanged(rec.pod_namespace);
+  }
+  return Status::Ok();
+}
+
+uint32_t Controller::gcEndpoints(const std::set<std::string>& valid_owners) {
+  uint32_t released = 0;
+  auto removed = p_.endpoints.gc(valid_owners, &released);
+  for (const auto& rec : removed) {
+    p_.identities.release(rec.identity);
+    p_.flows.removeEndpoint(rec.ip);
+    if (p_.services) {
+      p_.services->podsChanged(nsOrDefault(rec.pod_namespace));
+    }
+  }
+  if (!removed.empty()) {
+    endpointsChanged(removed.front().pod_namespace);
+  }
+  return released;
+}
+
+void Controller::syncHostAddresses() {
+  if (!p_.host) {
+    return;
+  }
+  // Every IPv4 address of this node is the host identity in the ipcache, as in Cilium.
+  std::map<Ipv4Prefix, IpcacheEntry> entries;
+  for (const Ipv4& ip : p_.host->list()) {
+    entries[Ipv4Prefix(ip, 32)] = IpcacheEntry{kIdentityHost, Ipv4{}};
+  }
+  if (Status s = p_.ipcache.replace(IpcacheSource::kHost, entries); !s.ok()) {
+    spdlog::warn("{} (will retry)", s.error().message);
+  }
+}
+
+void Controller::regenerate() {
+  if (Status s = p_.policies.regenerate(p_.endpoints.list()); !s.ok()) {
+    spdlog::warn("{} (will retry)", s.error().message);
+  }
+}
+
+bool Controller::pending() const {
+  return p_.ipcache.pending() || p_.policies.pending() || (p_.services && p_.services->pending());
+}
+
+void Controller::tick() {
+  syncHostAddresses();
+  if (p_.ipcache.pending()) {
+    if (Status s = p_.ipcache.reconcile(); !s.ok()) {
+      spdlog::warn("{} (will retry)", s.error().message);
+    }
+  }
+  if (p_.services && p_.services->pending()) {
+    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
+      spdlog::error("services: {} (will retry)", s.error().message);
+    }
+  }
+  if (p_.policies.pending()) {
+    regenerate();
+  }
+}
+
+}  // namespace plexus::agent

@@ -1,0 +1,327 @@
+#include "plexus/agent/policy_manager.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/map_encoding.h"
+#include "plexus/common/resource.h"
+#include "plexus/identity/identity.h"
+
+namespace plexus::agent {
+
+namespace {
+PolicyEntries encode(const std::vector<policy::Entry>& entries) {
+  PolicyEntries out;
+  out.reserve(entries.size());
+  for (const auto& e : entries) {
+    out.push_back(encodePolicyEntry(e));
+  }
+  return out;
+}
+
+std::string nsOf(const nlohmann::json& object, bool cluster_scoped) {
+  if (cluster_scoped) {
+    return "";
+  }
+  const auto& md = object.value("metadata", nlohmann::json::object());
+  return md.contains("namespace") && md["namespace"].is_string() ? md["namespace"].get<std::string>() : "default";
+}
+}  // namespace
+
+PolicyManager::PolicyManager(PolicyMap& map, IpcacheManager& ipcache, IdentitySource identities,
+                             NamedPortsOf named_ports)
+    : map_(map), ipcache_(ipcache), identity_source_(std::move(identities)), named_ports_(std::move(named_ports)) {}
+
+std::string PolicyManager::keyOf(const std::string& kind, const std::string& ns, const std::string& name) {
+  return ns.empty() ? fmt::format("{} {}", kind, name) : fmt::format("{} {}/{}", kind, ns, name);
+}
+
+Status PolicyManager::validate(const nlohmann::json& object) {
+  std::string kind = object.value("kind", "");
+  std::string name = object.value("metadata", nlohmann::json::object()).value("name", "");
+  std::string key = keyOf(kind, nsOf(object, kind == "CiliumClusterwideNetworkPolicy"), name);
+  auto p = policy::parsePolicy(object);
+  if (!p.ok()) {
+    // The previous valid version (if any) stays enforced: a bad update never opens or closes anything.
+    invalid_[key] = p.error().message;
+    return p.status();
+  }
+  invalid_.erase(key);
+  return Status::Ok();
+}
+
+void PolicyManager::upsert(const nlohmann::json& object) {
+  auto p = policy::parsePolicy(object);
+  if (!p.ok()) {
+    return;  // validate() refused it before it was stored
+  }
+  for (const auto& spec : p->specs) {
+    for (const auto& r : spec.rules) {
+      rule_origins_[r.id] = r.origin;
+    }
+  }
+  policies_[p->key()] = std::move(*p);
+}
+
+void PolicyManager::remove(const std::string& kind, const std::string& ns, const std::string& name) {
+  std::string key = keyOf(kind, ns, name);
+  policies_.erase(key);
+  invalid_.erase(key);
+}
+
+std::string PolicyManager::ruleOrigin(uint32_t rule_id) const {
+  auto it = rule_origins_.find(rule_id);
+  return it == rule_origins_.end() ? "" : it->second;
+}
+
+void PolicyManager::syncCidrIdentities() {
+  std::set<Ipv4Prefix> wanted;
+  for (const auto& [key, p] : policies_) {
+    for (const auto& c : p.cidrs) {
+      if (c.length() > 0) {  // 0.0.0.0/0 is the world identity itself
+        wanted.insert(c);
+      }
+    }
+  }
+  bool changed = false;
+  for (auto it = cidr_ids_.begin(); it != cidr_ids_.end();) {
+    changed = changed || !wanted.count(it->first);
+    it = wanted.count(it->first) ? std::next(it) : cidr_ids_.erase(it);
+  }
+  for (const auto& c : wanted) {
+    if (!cidr_ids_.count(c)) {
+      cidr_ids_[c] = next_cidr_id_++;
+      changed = true;
+    }
+  }
+  if (!changed) {
+    return;
+  }
+  // Until the ipcache holds a prefix it stays world, which no CIDR allow selects: closed, not open. A failed
+  // write is retried by the ipcache owner.
+  std::map<Ipv4Prefix, IpcacheEntry> entries;
+  for (const auto& [c, id] : cidr_ids_) {
+    entries[c] = IpcacheEntry{id, Ipv4{}};
+  }
+  if (Status s = ipcache_.replace(IpcacheSource::kPolicyCidr, entries); !s.ok()) {
+    spdlog::error("policy: CIDR identities: {} (will retry)", s.error().message);
+  }
+}
+
+void PolicyManager::syncIdentities() {
+  syncCidrIdentities();
+  auto all = identity_source_();
+  for (uint32_t r = PLEXUS_IDENTITY_HOST; r <= PLEXUS_IDENTITY_RESERVED_MAX; ++r) {
+    all[r] = policy::reservedIdentityLabels(r);
+  }
+  std::set<Ipv4Prefix> prefixes;
+  for (const auto& [c, id] : cidr_ids_) {
+    prefixes.insert(c);
+  }
+  for (const auto& [c, id] : cidr_ids_) {
+    all[id] = policy::cidrIdentityLabels(c, prefixes);
+  }
+  cache_.syncIdentities(all);
+}
+
+policy::EndpointPolicy PolicyManager::compileFor(const EndpointRecord& rec,
+                                                const std::vector<EndpointRecord>& eps) {
+  policy::EndpointInfo info;
+  info.identity = rec.identity;
+  info.labels = policy::parseLabels(rec.identity < ::plexus::identity::kFirstClusterIdentity
+                                        ? policy::reservedIdentityLabels(rec.identity)
+                                        : rec.labels);
+  info.named_ports = named_ports_(rec);
+  std::vector<const policy::Policy*> ptrs;
+  for (const auto& [key, p] : policies_) {
+    ptrs.push_back(&p);
+  }
+  auto resolver = [&](uint32_t id, const std::string& name) {
+    std::vector<std::pair<uint16_t, uint8_t>> out;
+    for (const auto& e : eps) {
+      if (id != policy::kWildcardIdentity && e.identity != id) {
+        continue;
+      }
+      auto ports = named_ports_(e);
+      auto [b, end] = ports.equal_range(name);
+      for (auto it = b; it != end; ++it) {
+        out.push_back(it->second);
+      }
+    }
+    return out;
+  };
+  return policy::compile(info, ptrs, cache_, resolver);
+}
+
+Status PolicyManager::install(const EndpointRecord& rec, const std::vector<EndpointRecord>& endpoints) {
+  syncIdentities();
+  auto compiled = compileFor(rec, endpoints);
+  PLEXUS_TRY(map_.set(rec.id, encode(compiled.entries)), fmt::format("policy map for endpoint {}", rec.id));
+  installed_[rec.id] = EndpointPolicyView{std::move(compiled), ""};
+  return Status::Ok();
+}
+
+void PolicyManager::forget(uint16_t id) {
+  if (Status s = map_.clear(id); !s.ok() && s.error().code != ErrorCode::kNotFound) {
+    spdlog::warn("policy: endpoint {}: release its map: {}", id, s.error().message);
+  }
+  installed_.erase(id);
+}
+
+bool PolicyManager::pending() const {
+  return std::any_of(installed_.begin(), installed_.end(), [](const auto& kv) { return !kv.second.error.empty(); });
+}
+
+Status PolicyManager::regenerate(const std::vector<EndpointRecord>& endpoints) {
+  syncIdentities();
+  Status first = Status::Ok();
+  std::set<uint16_t> live;
+  for (const auto& rec : endpoints) {
+    live.insert(rec.id);
+    auto compiled = compileFor(rec, endpoints);
+    auto it = installed_.find(rec.id);
+    if (it != installed_.end() && it->second.compiled == compiled && it->second.error.empty()) {
+      continue;
+    }
+    auto d = policy::diff(it == installed_.end() ? std::vector<policy::Entry>{} : it->second.compiled.entries,
+                          compiled.entries);
+    Status s = map_.set(rec.id, encode(compiled.entries));
+    if (!s.ok()) {
+      // The old trie stays in place: the endpoint keeps its last complete state, and the next regenerate retries.
+      spdlog::error("policy: endpoint {} ({}/{}): {}", rec.id, rec.pod_namespace, rec.pod_name, s.error().message);
+      installed_[rec.id].error = s.error().message;  // a new endpoint without a trie drops everything meanwhile
+      if (first.ok()) {
+        first = s.error().wrap(fmt::format("policy for endpoint {}", rec.id));
+      }
+      continue;
+    }
+    spdlog::info("policy: endpoint {} ({}/{}): {} entries (+{} -{}), ingress {}, egress {}", rec.id,
+                 rec.pod_namespace, rec.pod_name, compiled.entries.size(), d.upserts.size(), d.removals.size(),
+                 compiled.ingress_enforced ? "enforced" : "open", compiled.egress_enforced ? "enforced" : "open");
+    installed_[rec.id] = EndpointPolicyView{std::move(compiled), ""};
+  }
+  for (auto it = installed_.begin(); it != installed_.end();) {
+    it = live.count(it->first) ? std::next(it) : installed_.erase(it);
+  }
+  return first;
+}
+
+std::vector<PolicyStatus> PolicyManager::policies() const {
+  std::vector<PolicyStatus> out;
+  for (const auto& [key, p] : policies_) {
+    PolicyStatus st{key, true, "", 0, {}};
+    for (const auto& spec : p.specs) {
+      st.rules += spec.rules.size();
+    }
+    for (const auto& [id, view] : installed_) {
+      const auto& by = view.compiled.selected_by;
+      if (std::find(by.begin(), by.end(), key) != by.end()) {
+        st.endpoints.push_back(id);
+      }
+    }
+    if (invalid_.count(key)) {
+      st.reason = "update refused, previous version enforced: " + invalid_.at(key);
+    }
+    out.push_back(std::move(st));
+  }
+  for (const auto& [key, reason] : invalid_) {
+    if (!policies_.count(key)) {
+      out.push_back(PolicyStatus{key, false, reason, 0, {}});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
+  return out;
+}
+
+std::optional<EndpointPolicyView> PolicyManager::endpointPolicy(uint16_t id) const {
+  auto it = installed_.find(id);
+  if (it == installed_.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+Result<ExplainResult> PolicyManager::explain(const std::vector<EndpointRecord>& endpoints, const std::string& from,
+                                             const std::string& to, uint8_t proto, uint16_t port) {
+  struct Side {
+    std::optional<EndpointRecord> ep;
+    uint32_t identity = 0;
+    std::string name;
+  };
+  auto side = [&](const std::string& text) -> Result<Side> {
+    Side s;
+    s.name = text;
+    if (text == "world") {
+      s.identity = ::plexus::identity::kWorld;
+      return s;
+    }
+    if (text == "host") {
+      s.identity = ::plexus::identity::kHost;
+      return s;
+    }
+    s.ep = findEndpoint(endpoints, text);
+    if (s.ep) {
+      s.identity = s.ep->identity;
+      return s;
+    }
+    auto ip = Ipv4::parse(text);
+    if (!ip) {
+      return makeError(ErrorCode::kNotFound,
+                       fmt::format("{:?} is neither a local endpoint (namespace/pod, id, IP) nor an address", text));
+    }
+    s.identity = ::plexus::identity::kWorld;  // outside the cluster: the narrowest policy CIDR, else world
+    int best = -1;
+    for (const auto& [c, id] : cidr_ids_) {
+      if (c.contains(*ip) && c.length() > best) {
+        best = c.length();
+        s.identity = id;
+      }
+    }
+    return s;
+  };
+  auto src = side(from);
+  if (!src.ok()) {
+    return src.error().wrap("--from");
+  }
+  auto dst = side(to);
+  if (!dst.ok()) {
+    return dst.error().wrap("--to");
+  }
+  syncIdentities();
+  ExplainResult out;
+  out.allowed = true;
+  auto judge = [&](const Side& self, const Side& peer, policy::Direction dir) {
+    const char* where = dir == policy::Direction::kEgress ? "egress" : "ingress";
+    if (!self.ep) {
+      out.lines.push_back(fmt::format("{} at {}: not a local endpoint, not enforced on this node", where, self.name));
+      return;
+    }
+    auto view = endpointPolicy(self.ep->id);
+    auto compiled = view ? view->compiled : compileFor(*self.ep, endpoints);
+    auto v = policy::evaluate(compiled.entries, peer.identity, dir, proto, port);
+    std::string head = fmt::format("{} at {} (identity {}) {} {} (identity {})", where, self.name, self.ep->identity,
+                                   dir == policy::Direction::kEgress ? "to" : "from", peer.name, peer.identity);
+    if (v.allowed) {
+      if (v.deciding && v.deciding->rule_id == 0) {
+        out.lines.push_back(fmt::format("{}: ALLOWED: no policy selects {} for {}", head, self.name, where));
+      } else {
+        out.lines.push_back(fmt::format("{}: ALLOWED by {}", head, ruleOrigin(v.deciding->rule_id)));
+      }
+      return;
+    }
+    out.allowed = false;
+    if (v.explicit_deny) {
+      out.lines.push_back(fmt::format("{}: DENIED by {}", head, ruleOrigin(v.deciding->rule_id)));
+    } else {
+      out.lines.push_back(fmt::format("{}: DENIED: no rule allows it (default deny from {})", head,
+                                      fmt::join(compiled.selected_by, ", ")));
+    }
+  };
+  judge(*src, *dst, policy::Direction::kEgress);
+  judge(*dst, *src, policy::Direction::kIngress);
+  return out;
+}
+
+}  // namespace plexus::agent

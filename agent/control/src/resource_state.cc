@@ -1,0 +1,220 @@
+#include "plexus/agent/resource_state.h"
+
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace plexus::agent {
+
+namespace {
+// Journal entries name objects as Kind/namespace/name.
+std::string journalKey(const std::string& kind, const std::string& ns, const std::string& name) {
+  return kind + "/" + ns + "/" + name;
+}
+std::string journalKey(const nlohmann::json& o) {
+  const auto& md = o.value("metadata", nlohmann::json::object());
+  return journalKey(o.value("kind", ""), md.value("namespace", ""), md.value("name", ""));
+}
+std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
+}  // namespace
+
+Status validatePod(const nlohmann::json& pod) {
+  if (!pod.contains("spec") || !pod["spec"].is_object()) {
+    return Status::Ok();
+  }
+  const auto& spec = pod["spec"];
+  if (spec.contains("containers")) {
+    if (!spec["containers"].is_array()) {
+      return makeError(ErrorCode::kInvalidArgument, "spec.containers: must be a list");
+    }
+    for (size_t i = 0; i < spec["containers"].size(); ++i) {
+      const auto& c = spec["containers"][i];
+      if (!c.is_object() || !c.contains("ports")) {
+        continue;
+      }
+      if (!c["ports"].is_array()) {
+        return makeError(ErrorCode::kInvalidArgument, fmt::format("spec.containers[{}].ports: must be a list", i));
+      }
+      for (size_t j = 0; j < c["ports"].size(); ++j) {
+        const auto& p = c["ports"][j];
+        if (!p.is_object() || !p.contains("containerPort") || !p["containerPort"].is_number_integer() ||
+            p["containerPort"].get<int64_t>() < 1 || p["containerPort"].get<int64_t>() > 65535) {
+          return makeError(ErrorCode::kInvalidArgument,
+                           fmt::format("spec.containers[{}].ports[{}].containerPort: must be 1-65535", i, j));
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+NamedPorts podNamedPorts(const nlohmann::json& pod) {
+  NamedPorts out;
+  const auto& spec = pod.value("spec", nlohmann::json::object());
+  for (const auto& c : spec.value("containers", nlohmann::json::array())) {
+    for (const auto& port : c.value("ports", nlohmann::json::array())) {
+      if (port.contains("name") && port["name"].is_string()) {
+        std::string proto = port.value("protocol", "TCP");
+        uint8_t p = proto == "UDP" ? 17 : proto == "SCTP" ? 132 : 6;
+        out.emplace(port["name"].get<std::string>(),
+                    std::make_pair(static_cast<uint16_t>(port["containerPort"].get<int64_t>()), p));
+      }
+    }
+  }
+  return out;
+}
+
+ResourceState::ResourceState(AgentStore& store) : files_(store) {
+  store_.setValidator(ResourceKind::kPod, validatePod);
+}
+
+Result<std::vector<ResourceEvent>> ResourceState::restore() {
+  auto stored = files_.loadResources();
+  if (!stored.ok()) {
+    return stored.error();
+  }
+  nlohmann::json snapshot = stored->snapshot.value_or(
+      nlohmann::json{{"resourceVersion", 0}, {"items", nlohmann::json::array()}});
+  if (!stored->journal.empty()) {
+    std::map<std::string, nlohmann::json> objects;
+    for (auto& item : snapshot.value("items", nlohmann::json::array())) {
+      objects[journalKey(item)] = item;
+    }
+    uint64_t version = snapshot.value("resourceVersion", uint64_t{0});
+    std::stringstream lines(stored->journal);
+    std::string line;
+    size_t n = 0;
+    while (std::getline(lines, line)) {
+      ++n;
+      auto entry = nlohmann::json::parse(line, nullptr, false);
+      if (entry.is_discarded() || !entry.is_object()) {
+        if (lines.peek() == EOF) {
+          spdlog::warn("{}: line {} is incomplete (a write interrupted by a crash), ignored", stored->journal_name, n);
+          break;
+        }
+        return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: line {}: not JSON", stored->journal_name, n));
+      }
+      if (entry.value("op", "") == "delete") {
+        objects.erase(entry.value("key", ""));
+      } else if (entry.contains("object") && entry["object"].is_object()) {
+        const auto& rv = entry["object"].value(nlohmann::json::json_pointer("/metadata/resourceVersion"),
+                                                std::string("0"));
+        version = std::max<uint64_t>(version, std::strtoull(rv.c_str(), nullptr, 10));
+        objects[journalKey(entry["object"])] = entry["object"];
+      }
+    }
+    journal_entries_ = n;
+    snapshot = {{"resourceVersion", version}, {"items", nlohmann::json::array()}};
+    for (auto& [k, o] : objects) {
+      snapshot["items"].push_back(std::move(o));
+    }
+  }
+  return store_.restore(snapshot);
+}
+
+void ResourceState::persist(const std::vector<ResourceEvent>& events) {
+  // Each change is one appended line, made durable with one fsync per call, so a change costs the same whatever
+  // the number of objects stored. When the journal outgrows the store it is folded into a new snapshot
+  // (amortised O(1) per change).
+  std::vector<nlohmann::json> entries;
+  for (const auto& e : events) {
+    if (e.type == ResourceEventType::kDelete) {
+      entries.push_back(
+          {{"op", "delete"}, {"key", journalKey(toString(e.key.kind), e.key.namespace_name, e.key.name)}});
+    } else if (e.type == ResourceEventType::kUpsert) {
+      if (auto obj = store_.get(e.key)) {
+        entries.push_back({{"op", "upsert"}, {"object", *obj}});
+      }
+    }
+  }
+  journal_entries_ += entries.size();
+  Status s = Status::Ok();
+  if (journal_entries_ > std::max<size_t>(1024, store_.size())) {
+    s = files_.writeSnapshot(store_.snapshot());
+    journal_entries_ = 0;
+  } else if (!entries.empty()) {
+    s = files_.appendJournal(entries);
+  }
+  if (!s.ok()) {
+    spdlog::error("resources: persist: {}", s.error().message);
+  }
+}
+
+std::vector<ApplyOutcome> ResourceState::apply(const std::vector<nlohmann::json>& objects,
+                                               std::vector<ResourceEvent>* changed) {
+  auto out = store_.apply(objects, changed);
+  persist(*changed);
+  return out;
+}
+
+std::vector<ApplyOutcome> ResourceState::remove(const std::vector<nlohmann::json>& objects,
+                                                std::vector<ResourceEvent>* changed) {
+  auto out = store_.remove(objects, changed);
+  persist(*changed);
+  return out;
+}
+
+std::vector<ResourceEvent> ResourceState::ingest(const std::vector<ResourceEvent>& events) {
+  std::vector<ResourceEvent> changed;
+  std::vector<nlohmann::json> upserts, deletes;
+  for (const auto& e : events) {
+    if (e.type == ResourceEventType::kUpsert) {
+      upserts.push_back(e.object);
+    } else if (e.type == ResourceEventType::kDelete) {
+      deletes.push_back(e.object);
+    } else {
+      changed.push_back(e);
+    }
+  }
+  for (const auto& o : store_.apply(upserts, &changed)) {
+    if (o.action == ApplyAction::kRejected) {
+      spdlog::warn("{}: rejected, skipped: {}", o.object, o.message);
+    }
+  }
+  (void)store_.remove(deletes, &changed);
+  persist(changed);
+  return changed;
+}
+
+std::optional<nlohmann::json> ResourceState::pod(const std::string& ns, const std::string& name) const {
+  return store_.get({ResourceKind::kPod, nsOrDefault(ns), name});
+}
+
+identity::Labels ResourceState::podIdentityLabels(const std::string& pod_ns, const std::string& name) const {
+  if (name.empty()) {
+    return {};
+  }
+  std::string ns = nsOrDefault(pod_ns);
+  auto p = pod(ns, name);
+  if (!p) {
+    return {};
+  }
+  identity::PodIdentityInput in;
+  in.ns = ns;
+  in.cluster = cluster_name_;
+  const auto& md = (*p)["metadata"];
+  if (md.contains("labels") && md["labels"].is_object()) {
+    for (const auto& [k, v] : md["labels"].items()) {
+      in.pod_labels[k] = v.get<std::string>();
+    }
+  }
+  if (p->contains("spec") && (*p)["spec"].is_object()) {
+    in.service_account = (*p)["spec"].value("serviceAccountName", "default");
+  }
+  in.namespace_labels["kubernetes.io/metadata.name"] = ns;  // set on every namespace by the API server
+  auto nsobj = store_.get({ResourceKind::kNamespace, "", ns});
+  if (nsobj && (*nsobj)["metadata"].contains("labels") && (*nsobj)["metadata"]["labels"].is_object()) {
+    for (const auto& [k, v] : (*nsobj)["metadata"]["labels"].items()) {
+      in.namespace_labels[k] = v.get<std::string>();
+    }
+  }
+  return identity::podIdentityLabels(in, filter_);
+}
+
+NamedPorts ResourceState::namedPorts(const std::string& ns, const std::string& name) const {
+  auto p = pod(ns, name);
+  return p ? podNamedPorts(*p) : NamedPorts{};
+}
+
+}  // namespace plexus::agent

@@ -1,0 +1,104 @@
+#include "plexus/agent/service_manager.h"
+
+#include <arpa/inet.h>
+
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace plexus::agent {
+
+namespace {
+// How flow decoding names a frontend: "ip:port/PROTO".
+std::string frontendName(const lb::FrontendView& f) {
+  return fmt::format("{}:{}/{}", f.address.toString(), f.port, lb::protoName(f.proto));
+}
+}  // namespace
+
+ServiceManager::ServiceManager(ServiceMaps& maps, lb::PlannerConfig config, FlowDirectory* directory)
+    : maps_(maps), planner_(std::move(config)), directory_(directory) {}
+
+Status ServiceManager::restore() {
+  auto read = maps_.read();
+  if (!read.ok()) {
+    return read.error().wrap("read the service maps");
+  }
+  lb::MapState st = std::move(*read);
+  planner_.restore(st);
+  installed_ = std::move(st);
+  needs_full_ = true;
+  spdlog::info("services: adopted {} service entries, {} backends and {} Maglev tables from the maps",
+               installed_.services.size(), installed_.backends.size(), installed_.maglev.size());
+  return Status::Ok();
+}
+
+namespace {
+void record(ServiceManager::SyncRecord* r, size_t operations, std::chrono::steady_clock::time_point since) {
+  r->operations = operations;
+  r->milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+  ++r->count;
+}
+}  // namespace
+
+Status ServiceManager::sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices) {
+  auto t0 = std::chrono::steady_clock::now();
+  lb::MapState desired = planner_.compute(services, slices);
+  auto t1 = std::chrono::steady_clock::now();
+  lb::Plan plan = lb::Planner::diff(installed_, desired);
+  auto t2 = std::chrono::steady_clock::now();
+  if (plan.size() > 0) {
+    if (Status s = maps_.apply(plan); !s.ok()) {
+      needs_full_ = true;
+      return s.error().wrap("service maps");
+    }
+  }
+  record(&last_full_, plan.size(), t0);
+  installed_ = std::move(desired);
+  needs_full_ = false;
+  publishNames();
+  spdlog::info("services: full sync of {} frontends: {} map operations in {:.1f} ms (compute {:.1f}, diff {:.1f})",
+               installed_.frontends.size(), plan.size(), last_full_.milliseconds,
+               std::chrono::duration<double, std::milli>(t1 - t0).count(),
+               std::chrono::duration<double, std::milli>(t2 - t1).count());
+  return Status::Ok();
+}
+
+Status ServiceManager::update(const std::map<std::string, std::optional<lb::Service>>& changed,
+                              const std::map<std::string, std::vector<lb::EndpointSlice>>& slices) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto change = planner_.update(changed, slices);
+  lb::Plan plan = planner_.plan(change);
+  if (plan.size() == 0) {
+    record(&last_incremental_, 0, t0);
+    return Status::Ok();
+  }
+  if (Status s = maps_.apply(plan); !s.ok()) {
+    needs_full_ = true;  // the planner moved on; the next sync recomputes everything against installed_
+    return s.error().wrap("service maps");
+  }
+  record(&last_incremental_, plan.size(), t0);
+  lb::Planner::commit(&installed_, change, plan);
+  std::vector<std::string> gone;
+  std::map<std::string, std::string> added;
+  for (const auto& f : change.before.frontends) {
+    gone.push_back(frontendName(f));
+  }
+  for (const auto& f : change.after.frontends) {
+    added[frontendName(f)] = f.service;
+  }
+  directory_->updateServices(gone, added);
+  spdlog::info("services: {} changed, {} map operations, {} frontends", changed.size(), plan.size(),
+               installed_.frontends.size());
+  return Status::Ok();
+}
+
+void ServiceManager::publishNames() {
+  std::map<std::string, std::string> names;
+  for (const auto& f : installed_.frontends) {
+    names[frontendName(f)] = f.service;
+  }
+  directory_->setServices(std::move(names));
+}
+
+}  // namespace plexus::agent

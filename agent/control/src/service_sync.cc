@@ -1,0 +1,166 @@
+#include "plexus/agent/service_sync.h"
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+namespace plexus::agent {
+
+namespace {
+std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
+}  // namespace
+
+std::vector<lb::Service> ServiceSync::services() const {
+  std::vector<lb::Service> out;
+  out.reserve(parsed_services_.size());
+  for (const auto& [key, svc] : parsed_services_) {
+    out.push_back(svc);
+  }
+  return out;
+}
+
+std::vector<lb::PodRecord> ServiceSync::podRecords(const std::set<std::string>& namespaces,
+                                                   const std::vector<EndpointRecord>& endpoints) const {
+  // Pods as the EndpointSlice controller sees them: labels and ports from the manifest, the IP from CNI (or
+  // status.podIP when the manifest carries one).
+  std::map<std::pair<std::string, std::string>, Ipv4> ips;
+  for (const auto& rec : endpoints) {
+    ips[{nsOrDefault(rec.pod_namespace), rec.pod_name}] = rec.ip;
+  }
+  std::vector<lb::PodRecord> pods;
+  for (const auto& o : resources_.store().list(ResourceKind::kPod)) {
+    lb::PodRecord p;
+    p.ns = o["metadata"].value("namespace", "default");
+    if (!namespaces.empty() && !namespaces.count(p.ns)) {
+      continue;
+    }
+    p.name = o["metadata"].value("name", "");
+    if (o["metadata"].contains("labels") && o["metadata"]["labels"].is_object()) {
+      for (const auto& [k, v] : o["metadata"]["labels"].items()) {
+        p.labels[k] = v.get<std::string>();
+      }
+    }
+    p.terminating = o["metadata"].contains("deletionTimestamp");
+    if (auto it = ips.find({p.ns, p.name}); it != ips.end()) {
+      p.ip = it->second;
+    }
+    if (!p.ip && o.contains("status") && o["status"].is_object() && o["status"].contains("podIP")) {
+      p.ip = o["status"]["podIP"].is_string() ? Ipv4::parse(o["status"]["podIP"].get<std::string>()) : std::nullopt;
+    }
+    for (const auto& [name, port] : podNamedPorts(o)) {
+      p.named_ports[name] = port;
+    }
+    pods.push_back(std::move(p));
+  }
+  return pods;
+}
+
+void ServiceSync::podsChanged(const std::string& ns) {
+  for (const auto& [key, svc] : parsed_services_) {
+    if (svc.ns == ns && !svc.selector.empty()) {
+      dirty_.insert(key);
+    }
+  }
+}
+
+Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
+  if (!endpoints_restored_) {
+    return Status::Ok();
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  bool full = dirty_all_ || manager_.needsFullSync();
+  std::set<std::string> keys;
+  if (full) {
+    for (const auto& [key, svc] : parsed_services_) {
+      keys.insert(key);
+    }
+  } else {
+    keys = dirty_;
+  }
+  if (keys.empty() && !full) {
+    return Status::Ok();
+  }
+  std::map<std::string, std::vector<lb::EndpointSlice>> slices;
+  std::set<std::string> namespaces;
+  for (const auto& [rk, es] : parsed_slices_) {
+    if (keys.count(es.ns + "/" + es.service)) {
+      slices[es.ns + "/" + es.service].push_back(es);  // the user's slices win over derived ones
+    }
+  }
+  std::map<std::string, std::optional<lb::Service>> changed;
+  for (const auto& key : keys) {
+    auto it = parsed_services_.find(key);
+    changed[key] = it == parsed_services_.end() ? std::nullopt : std::optional<lb::Service>(it->second);
+    if (it != parsed_services_.end() && !slices.count(key) && !it->second.selector.empty()) {
+      namespaces.insert(it->second.ns);
+    }
+  }
+  if (!namespaces.empty()) {
+    auto pods = podRecords(namespaces, endpoints);
+    for (const auto& [key, svc] : changed) {
+      if (svc && !slices.count(key)) {
+        slices[key] = lb::deriveSlices(*svc, pods);
+      }
+    }
+  }
+  auto t1 = std::chrono::steady_clock::now();
+  Status s = Status::Ok();
+  if (full) {
+    std::vector<lb::EndpointSlice> all;
+    for (auto& [key, list] : slices) {
+      all.insert(all.end(), list.begin(), list.end());
+    }
+    s = manager_.sync(services(), all);
+  } else {
+    s = manager_.update(changed, slices);
+  }
+  spdlog::debug("services: {} {} service(s): derive {:.1f} ms, program {:.1f} ms", full ? "full sync of" : "update of",
+                keys.size(), std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
+  if (!s.ok()) {
+    return s;  // dirty state kept: the next sync retries (in full, the manager knows it is behind)
+  }
+  dirty_all_ = false;
+  dirty_.clear();
+  return Status::Ok();
+}
+
+bool ServiceSync::track(const ResourceEvent& e) {
+  switch (e.key.kind) {
+    case ResourceKind::kService: {
+      std::string key = nsOrDefault(e.key.namespace_name) + "/" + e.key.name;
+      auto svc = e.type == ResourceEventType::kUpsert ? lb::parseService(e.object) : Result<lb::Service>(Error{});
+      if (e.type == ResourceEventType::kUpsert && svc.ok()) {
+        parsed_services_[key] = *svc;
+      } else {
+        parsed_services_.erase(key);
+      }
+      dirty_.insert(key);
+      return true;
+    }
+    case ResourceKind::kEndpointSlice: {
+      if (auto it = parsed_slices_.find(e.key); it != parsed_slices_.end()) {
+        dirty_.insert(it->second.ns + "/" + it->second.service);  // its old owner
+        parsed_slices_.erase(it);
+      }
+      if (e.type == ResourceEventType::kUpsert) {
+        if (auto es = lb::parseEndpointSlice(e.object); es.ok()) {
+          dirty_.insert(es->ns + "/" + es->service);
+          parsed_slices_[e.key] = *es;
+        }
+      }
+      return true;
+    }
+    case ResourceKind::kPod:
+      podsChanged(nsOrDefault(e.key.namespace_name));
+      return true;
+    default:
+      if (e.type == ResourceEventType::kSynced) {
+        dirty_all_ = true;
+        return true;
+      }
+      return false;
+  }
+}
+
+}  // namespace plexus::agent

@@ -1,0 +1,93 @@
+#pragma once
+// The composition root: everything the agent owns, built by startAgent() in dependency order. The kernel
+// adapters (datapath) are wrapped in the seams the control layer depends on; the managers are wired to each
+// other only through the controller; the gRPC services read what they need through the accessors below and
+// run every change on the reconcile thread.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "plexus/agent/api_metrics.h"
+#include "plexus/agent/config.h"
+#include "plexus/agent/controller.h"
+#include "plexus/agent/flow_decoder.h"
+#include "plexus/agent/flow_store.h"
+#include "plexus/agent/kernel_ports.h"
+#include "plexus/agent/kubernetes.h"
+#include "plexus/agent/prometheus.h"
+#include "plexus/agent/reconciler.h"
+#include "plexus/agent/state_store.h"
+#include "plexus/datapath/conntrack_gc.h"
+#include "plexus/datapath/event_reader.h"
+#include "plexus/datapath/host_datapath.h"
+#include "plexus/datapath/sock_datapath.h"
+
+namespace plexus::agent {
+
+// Events from watchers and the API worker, queued for the reconcile thread.
+class ReconcilerSink final : public EventSink {
+ public:
+  explicit ReconcilerSink(Reconciler& reconciler) : reconciler_(reconciler) {}
+  void attach(Controller* controller) { controller_ = controller; }
+  void post(AgentEvent event) override {
+    (void)reconciler_.submit([c = controller_, e = std::move(event)] { c->handle(e); });
+  }
+
+ private:
+  Reconciler& reconciler_;
+  Controller* controller_ = nullptr;
+};
+
+struct AgentState {
+  AgentConfig config;
+  int64_t started_unix = 0;
+  std::atomic<bool> ready{false};
+
+  // Kernel adapters and the seams over them.
+  std::unique_ptr<datapath::LxcDatapath> lxc;
+  std::unique_ptr<datapath::SockDatapath> sock;  // null when socket LB is off
+  std::unique_ptr<datapath::HostDatapath> host;  // null when no --devices are given
+  std::unique_ptr<StateStore> store;
+  struct Ports;
+  std::unique_ptr<Ports> ports;
+
+  // Control: the managers and the controller that sequences them. Read them only on the reconcile thread.
+  std::unique_ptr<Ipam> ipam;
+  std::unique_ptr<ResourceState> resources;
+  std::unique_ptr<IdentityManager> identities;
+  std::unique_ptr<IpcacheManager> ipcache;
+  std::unique_ptr<PolicyManager> policies;
+  std::unique_ptr<EndpointManager> endpoints;
+  std::unique_ptr<ServiceManager> services;  // null when kube-proxy replacement is off
+  std::unique_ptr<ServiceSync> service_sync;
+  std::unique_ptr<Controller> controller;
+
+  Reconciler reconciler;
+  ReconcilerSink sink{reconciler};
+  std::unique_ptr<KubernetesSync> kube;  // null in standalone mode; declared after the reconciler, stopped first
+
+  // Observability: flows decoded from the datapath's events, and what /metrics reports.
+  std::unique_ptr<FlowStore> flows;  // null when hubble is off
+  FlowDirectory flow_dir;
+  datapath::EventReader events;
+  ApiMetrics api_metrics;
+  std::vector<std::function<void(Exposition&)>> metric_sources;  // called on the reconcile thread
+  // Conntrack garbage collection (reconcile thread): totals for /metrics.
+  struct {
+    uint64_t runs = 0;
+    uint64_t deleted = 0;
+    size_t entries = 0;  // after the last run
+    double last_seconds = 0;
+  } ct_gc;
+  void collectConntrack();
+
+  ~AgentState();
+};
+
+// Loads the datapath, restores state, drains queued CNI deletes. Problems that do not stop the agent are logged.
+Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config);
+
+}  // namespace plexus::agent

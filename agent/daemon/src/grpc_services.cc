@@ -1,0 +1,265 @@
+#include "plexus/agent/grpc_services.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/map_dump.h"
+
+namespace plexus::agent {
+
+grpc::Status toGrpc(const Error& e) {
+  grpc::StatusCode code = grpc::StatusCode::INTERNAL;
+  switch (e.code) {
+    case ErrorCode::kInvalidArgument: code = grpc::StatusCode::INVALID_ARGUMENT; break;
+    case ErrorCode::kNotFound: code = grpc::StatusCode::NOT_FOUND; break;
+    case ErrorCode::kAlreadyExists: code = grpc::StatusCode::ALREADY_EXISTS; break;
+    case ErrorCode::kFailedPrecondition: code = grpc::StatusCode::FAILED_PRECONDITION; break;
+    case ErrorCode::kResourceExhausted: code = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
+    case ErrorCode::kUnavailable: code = grpc::StatusCode::UNAVAILABLE; break;
+    case ErrorCode::kPermissionDenied: code = grpc::StatusCode::PERMISSION_DENIED; break;
+    case ErrorCode::kInternal: code = grpc::StatusCode::INTERNAL; break;
+  }
+  return grpc::Status(code, e.message);
+}
+
+namespace {
+
+grpc::Status notReady() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent is starting"); }
+
+grpc::Status invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
+
+void toProto(const EndpointRecord& r, v1::Endpoint* out) {
+  out->set_id(r.id);
+  out->set_container_id(r.container_id);
+  out->set_ifname(r.ifname);
+  out->set_netns(r.netns);
+  out->set_pod_namespace(r.pod_namespace);
+  out->set_pod_name(r.pod_name);
+  out->set_ipv4(r.ip.toString());
+  out->set_mac(r.mac.toString());
+  out->set_host_ifname(r.host_ifname);
+  out->set_host_ifindex(static_cast<uint32_t>(r.host_ifindex));
+  out->set_host_mac(r.host_mac.toString());
+  out->set_identity(r.identity);
+  for (const auto& l : r.labels) {
+    out->add_labels(l);
+  }
+  out->set_state(v1::ENDPOINT_STATE_READY);
+  out->set_chained(r.chained);
+  out->set_created_unix(r.created_unix);
+}
+
+}  // namespace
+
+grpc::Status CniService::Add(grpc::ServerContext*, const v1::CniAddRequest* req, v1::CniAddResponse* resp) {
+  if (!state_.ready) {
+    return notReady();
+  }
+  if (req->container_id().empty() || req->ifname().empty()) {
+    return invalid("container_id and ifname are required");
+  }
+  AddRequest add;
+  add.container_id = req->container_id();
+  add.netns = req->netns();
+  add.ifname = req->ifname();
+  add.pod_namespace = req->pod_namespace();
+  add.pod_name = req->pod_name();
+  add.pod_uid = req->pod_uid();
+  add.mtu = req->mtu();
+  if (req->requested_ips_size() > 0) {
+    auto ip = Ipv4::parse(req->requested_ips(0));
+    if (!ip) {
+      return invalid(fmt::format("requested IP {:?} is not an IPv4 address", req->requested_ips(0)));
+    }
+    add.requested_ip = *ip;
+  }
+  if (!req->requested_mac().empty()) {
+    auto mac = Mac::parse(req->requested_mac());
+    if (!mac) {
+      return invalid(fmt::format("requested MAC {:?} is malformed", req->requested_mac()));
+    }
+    add.requested_mac = *mac;
+  }
+  if (req->has_chained()) {
+    ChainedSpec ch;
+    ch.host_ifname = req->chained().host_ifname();
+    ch.container_ifname = req->chained().container_ifname();
+    if (!req->chained().container_mac().empty()) {
+      ch.container_mac = Mac::parse(req->chained().container_mac());
+    }
+    for (const auto& cidr : req->chained().ips()) {
+      auto slash = cidr.find('/');
+      auto addr = Ipv4::parse(cidr.substr(0, slash));
+      auto prefix = Ipv4Prefix::parse(cidr);
+      if (!addr || !prefix) {
+        continue;  // IPv6 addresses from the previous plugin are not ours to handle
+      }
+      ch.addresses.push_back(*addr);
+      ch.ips.push_back(*prefix);
+    }
+    if (ch.host_ifname.empty()) {
+      return invalid("chained ADD needs the host-side interface from prevResult");
+    }
+    add.chained = ch;
+  } else if (req->netns().empty()) {
+    return invalid("netns is required");
+  }
+  auto result = state_.reconciler.submit([&] { return state_.controller->addEndpoint(add); }).get();
+  if (!result.ok()) {
+    spdlog::warn("CNI ADD {}/{} (pod {}/{}): {}", add.container_id, add.ifname, add.pod_namespace, add.pod_name,
+                 result.error().message);
+    return toGrpc(result.error());
+  }
+  const EndpointRecord& r = *result;
+  auto* host = resp->add_interfaces();
+  host->set_name(r.host_ifname);
+  host->set_mac(r.host_mac.toString());
+  auto* pod = resp->add_interfaces();
+  pod->set_name(r.ifname);
+  pod->set_mac(r.mac.toString());
+  pod->set_sandbox(r.netns);
+  auto* ip = resp->add_ips();
+  ip->set_address(r.ip.toString() + "/32");
+  ip->set_interface_index(1);
+  if (!r.chained) {
+    std::string gw = state_.endpoints->gateway().toString();
+    ip->set_gateway(gw);
+    auto* route = resp->add_routes();
+    route->set_dst("0.0.0.0/0");
+    route->set_gw(gw);
+  }
+  resp->set_endpoint_id(r.id);
+  return grpc::Status::OK;
+}
+
+grpc::Status CniService::Del(grpc::ServerContext*, const v1::CniDelRequest* req, v1::CniDelResponse*) {
+  if (!state_.ready) {
+    return notReady();
+  }
+  if (req->container_id().empty()) {
+    return invalid("container_id is required");
+  }
+  std::string ifname = req->ifname().empty() ? "eth0" : req->ifname();
+  plexus::Status s = state_.reconciler.submit([&] { return state_.controller->deleteEndpoint(req->container_id(), ifname); })
+          .get();
+  if (!s.ok()) {
+    spdlog::warn("CNI DEL {}/{}: {}", req->container_id(), ifname, s.error().message);
+    return toGrpc(s.error());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CniService::Check(grpc::ServerContext*, const v1::CniCheckRequest* req, v1::CniCheckResponse*) {
+  if (!state_.ready) {
+    return notReady();
+  }
+  plexus::Status s =
+      state_.reconciler.submit([&] { return state_.endpoints->check(req->container_id(), req->ifname()); }).get();
+  return s.ok() ? grpc::Status::OK : toGrpc(s.error());
+}
+
+grpc::Status CniService::Gc(grpc::ServerContext*, const v1::CniGcRequest* req, v1::CniGcResponse* resp) {
+  if (!state_.ready) {
+    return notReady();
+  }
+  std::set<std::string> valid;
+  for (const auto& a : req->valid_attachments()) {
+    valid.insert(a.container_id() + "/" + (a.ifname().empty() ? "eth0" : a.ifname()));
+  }
+  resp->set_released(state_.reconciler.submit([&] { return state_.controller->gcEndpoints(valid); }).get());
+  return grpc::Status::OK;
+}
+
+grpc::Status CniService::Status(grpc::ServerContext*, const v1::CniStatusRequest*, v1::CniStatusResponse* resp) {
+  resp->set_ready(state_.ready);
+  resp->set_message(state_.ready ? "ready" : "starting");
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*,
+                                      v1::GetStatusResponse* resp) {
+  resp->set_healthy(state_.ready);
+  resp->set_message(state_.ready ? "Ok" : "starting");
+  resp->set_node_name(state_.config.node_name);
+  resp->set_mode("standalone");
+  resp->set_version(PLEXUS_VERSION);
+  resp->set_bpf_root(state_.config.bpf_root);
+  resp->set_started_unix(state_.started_unix);
+  state_.reconciler
+      .submit([&] {
+        for (const auto& p : state_.lxc->programs()) {
+          auto* out = resp->add_programs();
+          out->set_name(p.name);
+          out->set_id(p.id);
+          out->set_attach_point(p.name == "plexus_from_container" ? "tc ingress, lxc* (per endpoint)"
+                                                                   : "tc egress, lxc* (per endpoint)");
+        }
+        if (state_.host) {
+          for (const auto& p : state_.host->programs()) {
+            auto* out = resp->add_programs();
+            out->set_name(p.name);
+            out->set_id(p.id);
+            out->set_attach_point(p.name == "plexus_from_netdev" ? "tc ingress, --devices" : "tc egress, --devices");
+          }
+        }
+        if (state_.sock) {
+          for (const auto& p : state_.sock->programs()) {
+            auto* out = resp->add_programs();
+            out->set_name(p.name);
+            out->set_id(p.id);
+            out->set_attach_point("cgroup " + state_.sock->cgroupPath());
+          }
+        }
+        for (const auto& m : state_.lxc->maps()) {
+          auto* out = resp->add_maps();
+          out->set_name(m.name);
+          out->set_type(datapath::mapTypeName(m.info.type));
+          out->set_max_entries(m.info.max_entries);
+          out->set_entries(m.entries);
+          out->set_pin_path(m.pin_path);
+        }
+        resp->set_endpoint_count(static_cast<uint32_t>(state_.endpoints->list().size()));
+        const Ipam& ipam = state_.endpoints->ipam();
+        auto* ip = resp->mutable_ipam();
+        ip->set_cidr(ipam.cidr().toString());
+        ip->set_size(ipam.capacity());
+        ip->set_used(ipam.used());
+        ip->set_free(ipam.available());
+      })
+      .get();
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::ListEndpoints(grpc::ServerContext*, const v1::ListEndpointsRequest*,
+                                          v1::ListEndpointsResponse* resp) {
+  auto list = state_.reconciler.submit([&] { return state_.endpoints->list(); }).get();
+  for (const auto& r : list) {
+    toProto(r, resp->add_endpoints());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::GetEndpoint(grpc::ServerContext*, const v1::GetEndpointRequest* req, v1::Endpoint* resp) {
+  if (req->selector().empty()) {
+    return invalid("an endpoint id, container id, namespace/pod or IP is required");
+  }
+  auto found = state_.reconciler.submit([&] { return state_.endpoints->find(req->selector()); }).get();
+  if (!found) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("no endpoint matches {:?}", req->selector()));
+  }
+  toProto(*found, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMapRequest* req,
+                                       v1::DumpBpfMapResponse* resp) {
+  auto result = state_.reconciler.submit([&] { return dumpMap(*state_.lxc, req->map(), req->endpoint(), resp); }).get();
+  return result.ok() ? grpc::Status::OK : toGrpc(result.error());
+}
+
+}  // namespace plexus::agent

@@ -1,0 +1,138 @@
+// plexus-agent: loads the datapath, restores state, serves the gRPC API until SIGTERM/SIGINT.
+// A graceful stop leaves programs attached and maps pinned: pods keep their connectivity.
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <time.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/agent_state.h"
+#include "plexus/agent/config.h"
+#include "plexus/agent/grpc_services.h"
+#include "plexus/agent/metrics_server.h"
+#include "plexus/api/paths.h"
+
+using namespace plexus;
+
+int main(int argc, char** argv) {
+  bool help = false;
+  auto config = agent::parseAgentConfig(argc, argv, &help);
+  if (!config.ok()) {
+    std::fprintf(help ? stdout : stderr, "%s\n", config.error().message.c_str());
+    return help ? 0 : 2;
+  }
+  if (config->print_config) {
+    std::printf("%s\n", agent::toJson(*config).dump(2).c_str());
+    return 0;
+  }
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(config->debug ? spdlog::level::debug : spdlog::level::info);
+
+  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto state = agent::startAgent(*config);
+  if (!state.ok()) {
+    spdlog::error("start: {}", state.error().message);
+    return 1;
+  }
+  agent::AgentState& st = **state;
+
+  std::error_code ec;
+  std::filesystem::path sock(config->socket);
+  std::filesystem::create_directories(sock.parent_path(), ec);
+  std::filesystem::remove(sock, ec);  // a stale socket from a killed agent
+  // Flow events: decoded and enriched on the reader thread, stored in the flow ring.
+  if (st.flows) {
+    timespec real{};
+    timespec mono{};
+    clock_gettime(CLOCK_REALTIME, &real);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    int64_t offset = (real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
+    auto started = st.events.start(st.lxc->eventsFd(), [&st, offset](const plexus_flow_event& e) {
+      st.flows->add(agent::decodeFlow(e, offset, st.flow_dir));
+    });
+    if (!started.ok()) {
+      spdlog::error("start: {}", started.error().message);
+      return 1;
+    }
+  }
+  agent::MetricsServer metrics(st);
+  if (!config->prometheus_serve_addr.empty()) {
+    auto m = metrics.start(config->prometheus_serve_addr);
+    if (!m.ok()) {
+      spdlog::error("start: {}", m.error().message);
+      return 1;
+    }
+  }
+
+  agent::CniService cni(st);
+  agent::DaemonService daemon(st);
+  agent::ObserverService observer(st);
+  agent::ResourcesService resources(st);
+  agent::PolicyService policy(st);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(api::grpcTarget(config->socket), grpc::InsecureServerCredentials());
+  builder.RegisterService(&cni);
+  builder.RegisterService(&daemon);
+  builder.RegisterService(&observer);
+  builder.RegisterService(&resources);
+  builder.RegisterService(&policy);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(agent::apiMetricsInterceptor(st.api_metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::error("gRPC: cannot listen on {}", config->socket);
+    return 1;
+  }
+  chmod(config->socket.c_str(), 0660);
+  st.ready = true;
+  spdlog::info("plexus-agent ready: node {} pod CIDR {} socket {} bpf root {}", config->node_name, config->pod_cidr,
+               config->socket, config->bpf_root);
+
+  // Until SIGINT/SIGTERM, once a second on the reconcile thread (which owns every map write): retries of failed
+  // writes, the host addresses, and every --conntrack-gc-interval seconds conntrack garbage collection.
+  int sig = 0;
+  auto next_gc = std::chrono::steady_clock::now() + std::chrono::seconds(config->conntrack_gc_interval);
+  while (sig <= 0) {
+    timespec every{1, 0};
+    sig = sigtimedwait(&signals, nullptr, &every);
+    if (sig < 0 && errno == EAGAIN) {
+      bool gc = config->conntrack_gc_interval > 0 && std::chrono::steady_clock::now() >= next_gc;
+      if (gc) {
+        next_gc = std::chrono::steady_clock::now() + std::chrono::seconds(config->conntrack_gc_interval);
+      }
+      (void)st.reconciler.submit([&st, gc] {
+        st.controller->tick();
+        if (gc) {
+          st.collectConntrack();
+        }
+      });
+    }
+  }
+  spdlog::info("signal {}: stopping (programs and pinned maps stay in place)", sig);
+  st.ready = false;
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  metrics.stop();
+  st.events.stop();
+  if (st.kube) {
+    st.kube->stop();  // no more events for the reconcile thread
+  }
+  st.reconciler.stop();
+  std::filesystem::remove(sock, ec);
+  return 0;
+}

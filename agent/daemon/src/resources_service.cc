@@ -1,0 +1,162 @@
+// The Resources API: `plexus apply -f` / `delete -f` into the standalone store.
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/agent/grpc_services.h"
+#include "plexus/common/manifest.h"
+
+namespace plexus::agent {
+
+grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyResponse* resp, bool remove) {
+  if (state_.kube) {
+    return grpc::Status(grpc::FAILED_PRECONDITION,
+                        fmt::format("this agent watches the Kubernetes API at {}: use kubectl {} instead",
+                                    state_.kube->client().config().server, remove ? "delete" : "apply"));
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto objects = parseManifests(req->manifest());
+  if (!objects.ok()) {
+    std::string source = req->source().empty() ? "manifest" : req->source();
+    return grpc::Status(grpc::INVALID_ARGUMENT, fmt::format("{}: {}", source, objects.error().message));
+  }
+  auto outcomes = state_.reconciler
+                      .submit([&] {
+                        return remove ? state_.controller->remove(*objects) : state_.controller->apply(*objects);
+                      })
+                      .get();
+  resp->set_agent_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  for (const auto& o : outcomes) {
+    auto* out = resp->add_outcomes();
+    out->set_object(o.object);
+    out->set_action(toString(o.action));
+    out->set_message(o.message);
+    if (o.action == ApplyAction::kRejected) {
+      spdlog::warn("{}: rejected: {}", o.object, o.message);
+    } else {
+      spdlog::info("{} {}", o.object, toString(o.action));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ResourcesService::Apply(grpc::ServerContext*, const v1::ApplyRequest* req, v1::ApplyResponse* resp) {
+  return run(req, resp, false);
+}
+
+grpc::Status ResourcesService::Delete(grpc::ServerContext*, const v1::ApplyRequest* req, v1::ApplyResponse* resp) {
+  return run(req, resp, true);
+}
+
+namespace {
+
+void fillService(const lb::Service& svc, const lb::MapState& st, v1::ServiceInfo* out) {
+  out->set_namespace_(svc.ns);
+  out->set_name(svc.name);
+  out->set_type(lb::toString(svc.type));
+  out->set_session_affinity(svc.affinity_client_ip ? "ClientIP" : "None");
+  out->set_affinity_timeout_seconds(svc.affinity_client_ip ? svc.affinity_timeout : 0);
+  out->set_external_traffic_policy(svc.external_traffic_local ? "Local" : "Cluster");
+  out->set_internal_traffic_policy(svc.internal_traffic_local ? "Local" : "Cluster");
+  out->set_endpoints_source(svc.selector.empty() ? "EndpointSlice" : "EndpointSlice or pods (selector)");
+  for (const auto& f : st.frontends) {
+    if (f.service != svc.key()) {
+      continue;
+    }
+    auto* fe = out->add_frontends();
+    fe->set_address(f.address.toString());
+    fe->set_port(f.port);
+    fe->set_protocol(lb::protoName(f.proto));
+    fe->set_type(f.type);
+    fe->set_scope(f.scope == PLEXUS_LB_SCOPE_INTERNAL ? "internal" : "external");
+    fe->set_rev_nat_index(f.rev_nat_index);
+    fe->set_maglev(f.maglev);
+    uint32_t active = 0;
+    for (const auto& b : f.backends) {
+      auto* be = fe->add_backends();
+      be->set_id(b.id);
+      be->set_address(b.ip.toString());
+      be->set_port(b.port);
+      be->set_state(b.terminating ? "terminating" : "active");
+      be->set_node_name(b.node_name);
+      be->set_weight(100);
+      active += b.terminating ? 0 : 1;
+    }
+    fe->set_active_backends(active);
+  }
+}
+
+}  // namespace
+
+grpc::Status ResourcesService::ListServices(grpc::ServerContext*, const v1::ListServicesRequest*,
+                                            v1::ListServicesResponse* resp) {
+  if (!state_.services) {
+    return grpc::Status(grpc::FAILED_PRECONDITION, "kube-proxy replacement is off (--kube-proxy-replacement=false)");
+  }
+  state_.reconciler
+      .submit([&] {
+        for (const auto& svc : state_.service_sync->services()) {
+          fillService(svc, state_.services->installed(), resp->add_services());
+        }
+      })
+      .get();
+  return grpc::Status::OK;
+}
+
+grpc::Status ResourcesService::GetService(grpc::ServerContext*, const v1::GetServiceRequest* req,
+                                          v1::GetServiceResponse* resp) {
+  if (!state_.services) {
+    return grpc::Status(grpc::FAILED_PRECONDITION, "kube-proxy replacement is off (--kube-proxy-replacement=false)");
+  }
+  std::string name = req->name();
+  if (name.find('/') == std::string::npos) {
+    name = "default/" + name;
+  }
+  bool found = false;
+  std::string error;
+  state_.reconciler
+      .submit([&] {
+        for (const auto& svc : state_.service_sync->services()) {
+          if (svc.key() != name) {
+            continue;
+          }
+          found = true;
+          fillService(svc, state_.services->installed(), resp->mutable_service());
+          if (!req->with_maglev()) {
+            return;
+          }
+          for (const auto& f : state_.services->installed().frontends) {
+            if (f.service != name || !f.maglev) {
+              continue;
+            }
+            // Read back what the kernel holds, not what we meant to write.
+            auto table = state_.lxc->lb().maglevTable(f.rev_nat_index);
+            if (!table.ok()) {
+              error = table.error().message;
+              return;
+            }
+            std::map<uint32_t, std::string> addr;
+            for (const auto& b : f.backends) {
+              addr[b.id] = fmt::format("{}:{}", b.ip.toString(), b.port);
+            }
+            auto* t = resp->add_maglev();
+            t->set_rev_nat_index(f.rev_nat_index);
+            t->set_frontend(fmt::format("{}:{}/{}", f.address.toString(), f.port, lb::protoName(f.proto)));
+            for (uint32_t id : *table) {
+              t->add_slots(addr.count(id) ? addr[id] : fmt::format("backend {}", id));
+            }
+          }
+        }
+      })
+      .get();
+  if (!error.empty()) {
+    return grpc::Status(grpc::INTERNAL, error);
+  }
+  if (!found) {
+    return grpc::Status(grpc::NOT_FOUND, fmt::format("service {} not found", name));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace plexus::agent
