@@ -16,13 +16,14 @@
 
 #include "apiserver.h"
 #include "node_fixture.h"
+#include "plexus/identity.h"
 
 using namespace plexus::testing;
 
 namespace {
 
 constexpr const char* kToken = "node-token";
-constexpr uint32_t kIdentityInit = 5;  // Cilium's reserved "init" identity
+constexpr uint32_t kIdentityInit = PLEXUS_IDENTITY_INIT;  // Cilium's reserved "init" identity
 // The slow API server answers pod GETs after 5 s. The test releases the GET itself once it has seen the
 // rest of the node's work finish; this is only the server's bound, so on a node that waits behind the GET the
 // waiting ends (and the order assertions below report it) instead of hanging.

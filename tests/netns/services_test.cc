@@ -620,7 +620,7 @@ spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
   // The same port through the other frontend: the backend sees another port, the client its own.
   int seen = roundTrip("10.96.7.11");
   CHECK(seen != kClientPort);
-  CHECK(seen >= 32768);
+  CHECK(seen >= PLEXUS_CT_PORT_MIN);
   // Through the first frontend again, the port is kept (a reuse the client's timestamps allow).
   CHECK(roundTrip("10.96.7.10") == kClientPort);
   // The backend refused nothing on timestamps (the kernel counts PAWS rejections in TIME_WAIT).
@@ -669,7 +669,7 @@ TEST_CASE("the agent collects expired conntrack entries on its interval", "[netn
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   plexus_ct4_value fresh{};
-  fresh.last_seen_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
+  fresh.last_seen_ns = static_cast<uint64_t>(now.tv_sec) * PLEXUS_NSEC_PER_SEC + static_cast<uint64_t>(now.tv_nsec);
   REQUIRE(ct->update(entry(1), old).ok());
   REQUIRE(ct->update(entry(2), fresh).ok());
   // Bounded: up to 10 s for a pass that removed the old entry.

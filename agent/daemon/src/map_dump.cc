@@ -169,7 +169,7 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
         row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.daddr).toString(), ntohs(k.dport)));
         row->add_key(protoName(k.proto));
         row->add_key(k.dir < 6 ? kKinds[k.dir] : "?");
-        row->add_value(std::to_string(now_ns > v.last_seen_ns ? (now_ns - v.last_seen_ns) / 1000000000ULL : 0));
+        row->add_value(std::to_string(now_ns > v.last_seen_ns ? (now_ns - v.last_seen_ns) / PLEXUS_NSEC_PER_SEC : 0));
         row->add_value(std::to_string(v.backend_id));
         row->add_value(std::to_string(v.rev_nat_index));
         row->add_value(fmt::format("{:#x}", v.tx_flags));

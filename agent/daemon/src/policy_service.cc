@@ -12,7 +12,9 @@ void fillIdentity(uint32_t id, const std::vector<policy::Label>& labels, v1::Ide
     out->add_labels(l.value.empty() && l.source == "reserved" ? fmt::format("{}:{}", l.source, l.key)
                                                                : fmt::format("{}:{}={}", l.source, l.key, l.value));
   }
-  out->set_scope(id < identity::kFirstClusterIdentity ? "reserved" : id >= kFirstLocalIdentity ? "local" : "cluster");
+  out->set_scope(id < identity::kFirstClusterIdentity  ? "reserved"
+                 : id >= identity::kFirstLocalIdentity ? "local"
+                                                       : "cluster");
 }
 }  // namespace
 

@@ -54,7 +54,7 @@ struct World {
     for (uint32_t r = 1; r <= 8; ++r) {
       ids[r] = reservedIdentityLabels(r);
     }
-    uint32_t next = 16777216;
+    uint32_t next = 1u << 24;  // the local (CIDR) identity scope; policy/ is independent of the ABI headers
     for (const auto& c : cidrs) {
       cidr_ids[c] = next;
       ids[next++] = cidrIdentityLabels(c, cidrs);

@@ -19,13 +19,12 @@
 #include "plexus/agent/ipcache_manager.h"
 #include "plexus/agent/seams.h"
 #include "plexus/common/result.h"
-#include "plexus/identity.h"
+#include "plexus/identity/identity.h"
 #include "plexus/policy/compiler.h"
 #include "plexus/policy/policy.h"
 
 namespace plexus::agent {
 
-inline constexpr uint32_t kFirstLocalIdentity = PLEXUS_IDENTITY_LOCAL_FLAG;  // Cilium's local (CIDR) identity scope
 
 struct PolicyStatus {
   std::string key;  // "CiliumNetworkPolicy x/allow-web"
@@ -94,7 +93,7 @@ class PolicyManager final : public EndpointPolicyInstaller {
   std::map<uint32_t, std::string> rule_origins_;
   policy::SelectorCache cache_;
   std::map<Ipv4Prefix, uint32_t> cidr_ids_;
-  uint32_t next_cidr_id_ = kFirstLocalIdentity;
+  uint32_t next_cidr_id_ = identity::kFirstLocalIdentity;  // Cilium's local (CIDR) identity scope
   std::map<uint16_t, EndpointPolicyView> installed_;
 };
 

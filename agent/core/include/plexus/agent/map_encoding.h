@@ -16,8 +16,8 @@
 namespace plexus::agent {
 
 // Reserved identities the endpoint layer uses (the numbers come from the ABI header).
-inline constexpr uint32_t kIdentityHost = PLEXUS_IDENTITY_HOST;
-inline constexpr uint32_t kIdentityInit = PLEXUS_IDENTITY_INIT;
+inline constexpr uint32_t kIdentityHost = PLEXUS_IDENTITY_HOST;  // the node itself
+inline constexpr uint32_t kIdentityInit = PLEXUS_IDENTITY_INIT;  // an endpoint whose labels are not known yet
 
 plexus_endpoint_key encodeEndpointKey(Ipv4 ip);
 plexus_endpoint_value encodeEndpointValue(const EndpointRecord& rec);

@@ -2,6 +2,8 @@
 // Agent configuration: command-line flags, optionally seeded from a YAML file (--config) whose keys are the
 // flag names (the Helm chart's ConfigMap renders that file). Flags given on the command line win.
 
+#include "plexus/conntrack.h"
+#include "plexus/events.h"
 #include <string>
 #include <vector>
 
@@ -43,9 +45,9 @@ struct AgentConfig {
   std::string cgroup_root = "/run/plexus/cgroupv2";
   std::vector<std::string> devices;
   bool enable_socket_lb = true;
-  int ct_map_size = 262144;
+  int ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
   int conntrack_gc_interval = 60;  // seconds; 0: no GC
-  int events_ring_size = 4 << 20;  // bytes of the flow-event ring buffer
+  int events_ring_size = PLEXUS_EVENTS_RING_BYTES;  // bytes of the flow-event ring buffer
   bool print_config = false;       // print the effective configuration as JSON and exit
 
   Ipv4Prefix podCidr() const;
