@@ -1,10 +1,11 @@
 # The two README commands:
 #   make demo   installs dependencies, builds, and runs the standalone demo
 #   make test   installs dependencies, builds, and runs every test (what .ci/run calls)
+# One tier at a time (after building): make unit, make bpf-test, make netns-test, make k8s-test.
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build demo test unit bpf-test netns-test bench clean
+.PHONY: deps build demo test unit bpf-test netns-test k8s-test bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -18,6 +19,19 @@ demo: build
 
 test: build
 	bash scripts/run-tests.sh $(BUILD)
+
+# The ctest binaries of one tier (tests/CMakeLists.txt): unit_*, bpf_datapath, netns_e2e, k8s_client.
+unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -R '^unit_'
+
+bpf-test: build
+	ctest --test-dir $(BUILD) --output-on-failure -R '^bpf_datapath$$'
+
+netns-test: build
+	ctest --test-dir $(BUILD) --output-on-failure --timeout 900 -R '^netns_e2e$$'
+
+k8s-test: build
+	ctest --test-dir $(BUILD) --output-on-failure -R '^k8s_client$$'
 
 bench: build
 	bash bench/run.sh $(BUILD)

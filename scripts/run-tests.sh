@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test tier against an already-built tree (make test builds first).
-#   unit   pure logic (Catch2 [unit])
-#   bpf    real BPF programs through BPF_PROG_TEST_RUN
-#   netns  the real agent, CNI plugin and CLI with namespaces and traffic
-#   helm   chart rendering tests (node --test), when node is available
-# Each tier reports on its own line; the script exits non-zero if any tier failed.
+# Runs every test tier against an already-built tree (make test builds first). Two tiers here:
+#   ctest  every test binary built from tests/CMakeLists.txt:
+#            unit_*        [unit] pure logic: unit_common, unit_identity, unit_policy, unit_loadbalancer,
+#                          unit_node, unit_agent (agent/core), unit_control (the control layer against fakes),
+#                          unit_cni, unit_cli
+#            bpf_datapath  [bpf] the real BPF programs through BPF_PROG_TEST_RUN
+#            netns_e2e     [netns] the real agent, CNI plugin and CLI with namespaces and traffic
+#            k8s_client    [k8s] the Kubernetes client against the wire-protocol test API server
+#   helm   chart tests (helm/tests/run.sh: lint, template, node --test), when the script exists
+# Each tier reports on its own line; the script exits non-zero if any tier failed. One ctest tier alone:
+# make unit, make bpf-test, make netns-test, make k8s-test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
