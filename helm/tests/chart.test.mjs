@@ -345,7 +345,13 @@ describe('ConfigMap config.yaml', () => {
     assert.equal(cfg['bpf-root'], '/sys/fs/bpf/plexus');
     assert.equal(cfg['cgroup-root'], '/run/plexus/cgroupv2');
     assert.equal(cfg['cluster-name'], 'default');
-    assert.equal(cfg['routing-mode'], 'native');
+    assert.equal(cfg['routing-mode'], 'tunnel');
+    assert.equal(cfg['tunnel-protocol'], 'vxlan');
+    assert.equal(cfg['tunnel-port'], 8472);
+    assert.equal(cfg['auto-direct-node-routes'], false);
+    assert.ok(!('ipv4-native-routing-cidr' in cfg), 'empty ipv4NativeRoutingCIDR is omitted');
+    assert.equal(cfg.mtu, 0);
+    assert.equal(cfg['health-port'], 4240);
     assert.equal(cfg['enable-bpf-masquerade'], false);
     assert.equal(cfg['lb-algorithm'], 'maglev');
     assert.equal(cfg['prometheus-serve-addr'], '0.0.0.0:9962');
@@ -434,6 +440,31 @@ describe('ConfigMap config.yaml', () => {
     assert.equal(agentConfig(['--set', 'debug.enabled=true']).debug, true);
   });
 
+  test('native routing: routingMode, autoDirectNodeRoutes, ipv4NativeRoutingCIDR', () => {
+    const cfg = agentConfig(['--set', 'routingMode=native', '--set', 'autoDirectNodeRoutes=true',
+      '--set', 'ipv4NativeRoutingCIDR=10.0.0.0/8']);
+    assert.equal(cfg['routing-mode'], 'native');
+    assert.equal(cfg['auto-direct-node-routes'], true);
+    assert.equal(cfg['ipv4-native-routing-cidr'], '10.0.0.0/8');
+    // Native mode without direct routes also renders.
+    const plain = agentConfig(['--set', 'routingMode=native']);
+    assert.equal(plain['routing-mode'], 'native');
+    assert.equal(plain['auto-direct-node-routes'], false);
+  });
+
+  test('tunnelPort', () => {
+    assert.equal(agentConfig(['--set', 'tunnelPort=8473'])['tunnel-port'], 8473);
+  });
+
+  test('MTU', () => {
+    assert.equal(agentConfig(['--set', 'MTU=1450']).mtu, 1450);
+  });
+
+  test('healthPort: a port, or 0 for off', () => {
+    assert.equal(agentConfig(['--set', 'healthPort=4241'])['health-port'], 4241);
+    assert.equal(agentConfig(['--set', 'healthPort=0'])['health-port'], 0);
+  });
+
   test('conntrackGCInterval: a duration in seconds for the agent; "0s" keeps its default', () => {
     assert.ok(!('conntrack-gc-interval' in agentConfig()));
     assert.equal(agentConfig(['--set', 'conntrackGCInterval=90s'])['conntrack-gc-interval'], 90);
@@ -498,6 +529,21 @@ describe('failures', () => {
     assert.ok(r.stderr.includes(kKprMessage), r.stderr);
   });
 
+  test('tunnelProtocol=geneve fails rendering, naming the key', () => {
+    const r = template(['--set', 'tunnelProtocol=geneve']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /tunnelProtocol=geneve: Geneve is not supported on this build/);
+  });
+
+  test('autoDirectNodeRoutes=true in tunnel mode fails rendering, naming both keys', () => {
+    for (const args of [['--set', 'autoDirectNodeRoutes=true'],
+      ['--set', 'autoDirectNodeRoutes=true', '--set', 'routingMode=tunnel']]) {
+      const r = template(args);
+      assert.notEqual(r.status, 0, `helm template ${args.join(' ')} should fail`);
+      assert.match(r.stderr, /autoDirectNodeRoutes=true needs routingMode=native \(routingMode is tunnel\)/);
+    }
+  });
+
   test('unknown top-level key fails the schema', () => {
     expectFailure(['--set', 'foo=bar'], /Additional property foo is not allowed/);
   });
@@ -511,6 +557,17 @@ describe('failures', () => {
     expectFailure(['--set', 'ipam.mode=magic'], /ipam\.mode/);
     expectFailure(['--set', 'routingMode=bgp'], /routingMode/);
     expectFailure(['--set', 'loadBalancer.algorithm=roundrobin'], /loadBalancer\.algorithm/);
+    expectFailure(['--set', 'tunnelProtocol=gre'], /tunnelProtocol/);
+  });
+
+  test('routing values out of range fail the schema', () => {
+    expectFailure(['--set', 'tunnelPort=0'], /tunnelPort/);
+    expectFailure(['--set', 'tunnelPort=70000'], /tunnelPort/);
+    expectFailure(['--set', 'healthPort=-1'], /healthPort/);
+    expectFailure(['--set', 'MTU=100'], /MTU/);
+    expectFailure(['--set', 'MTU=70000'], /MTU/);
+    expectFailure(['--set', 'ipv4NativeRoutingCIDR=10.0.0.0'], /ipv4NativeRoutingCIDR/);
+    expectFailure(['--set', 'autoDirectNodeRoutes=yes'], /autoDirectNodeRoutes/);
   });
 
   test('a conntrackGCInterval that is not a duration fails the schema', () => {

@@ -71,6 +71,9 @@ PY
     echo "ok: $* -> $expect"
   }
   check '{"kube-proxy-replacement": false, "ipam-mode": "cluster-pool", "cluster-pool-ipv4-cidr": ["10.0.0.0/8"], "enable-hubble": true, "lb-algorithm": "maglev", "prometheus-serve-addr": "0.0.0.0:9962", "bpf-root": "/sys/fs/bpf/plexus"}'
+  check '{"routing-mode": "tunnel", "tunnel-protocol": "vxlan", "tunnel-port": 8472, "auto-direct-node-routes": false, "ipv4-native-routing-cidr": "", "mtu": 0, "health-port": 4240}'
+  check '{"routing-mode": "native", "auto-direct-node-routes": true, "ipv4-native-routing-cidr": "10.0.0.0/8", "tunnel-port": 8473, "mtu": 1450, "health-port": 0}' \
+    --set routingMode=native,autoDirectNodeRoutes=true,ipv4NativeRoutingCIDR=10.0.0.0/8,tunnelPort=8473,MTU=1450,healthPort=0
   check '{"kube-proxy-replacement": true, "k8s-service-host": "10.0.0.1", "k8s-service-port": 6443, "devices": ["eth0", "eth1"]}' \
     --set kubeProxyReplacement=true,k8sServiceHost=10.0.0.1 --set 'devices={eth0,eth1}'
   check '{"ipam-mode": "kubernetes", "enable-hubble": false, "lb-algorithm": "random", "debug": true}' \
