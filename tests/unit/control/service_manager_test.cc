@@ -1,0 +1,190 @@
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+
+#include "fakes.h"
+#include "plexus/agent/resource_state.h"
+#include "plexus/agent/service_manager.h"
+#include "plexus/agent/service_sync.h"
+
+using namespace plexus;
+using namespace plexus::agent;
+using namespace plexus::agent::testing;
+
+namespace {
+nlohmann::json serviceJson() {
+  return nlohmann::json::parse(R"({"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},
+    "spec":{"type":"ClusterIP","clusterIP":"10.96.0.10","ports":[{"name":"http","port":80,"targetPort":8080}]}})");
+}
+nlohmann::json sliceJson(const std::vector<std::string>& addresses) {
+  auto j = nlohmann::json::parse(R"({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+    "metadata":{"name":"web-abc","namespace":"default","labels":{"kubernetes.io/service-name":"web"}},
+    "addressType":"IPv4","ports":[{"name":"http","port":8080,"protocol":"TCP"}],"endpoints":[]})");
+  for (const auto& a : addresses) {
+    j["endpoints"].push_back({{"addresses", {a}}});
+  }
+  return j;
+}
+ResourceEvent upsert(ResourceKind kind, const std::string& name, nlohmann::json object) {
+  return ResourceEvent{ResourceEventType::kUpsert, ResourceKey{kind, "default", name}, std::move(object)};
+}
+
+lb::PlannerConfig config() {
+  lb::PlannerConfig c;
+  c.node_name = "n1";
+  c.node_ips = {ip("192.168.1.10")};
+  c.maglev = false;
+  return c;
+}
+
+plexus_lb4_backend backend(const char* address, uint16_t port) {
+  plexus_lb4_backend b{};
+  b.address = ip(address).networkOrder();
+  b.port = htons(port);
+  b.proto = 6;
+  return b;
+}
+
+// The backend ids the maps hold for an address and port.
+std::vector<uint32_t> idsOf(const lb::MapState& st, const char* address, uint16_t port) {
+  std::vector<uint32_t> out;
+  auto want = backend(address, port);
+  for (const auto& [id, b] : st.backends) {
+    if (b.address == want.address && b.port == want.port) {
+      out.push_back(id);
+    }
+  }
+  return out;
+}
+
+const plexus_lb4_service* master(const lb::MapState& st, const char* address, uint16_t port) {
+  for (const auto& [k, v] : st.services) {
+    if (k.address == ip(address).networkOrder() && k.dport == htons(port) && k.backend_slot == 0) {
+      return &v;
+    }
+  }
+  return nullptr;
+}
+
+struct Services {
+  FakeAgentStore store;
+  ResourceState resources{store};
+  FlowDirectory flows;
+  ServiceManager manager;
+  ServiceSync sync{manager, resources};
+  explicit Services(FakeServiceMaps& maps) : manager(maps, config(), &flows) {}
+};
+}  // namespace
+
+TEST_CASE("services: a Service and its EndpointSlice become a frontend and a backend", "[unit][services]") {
+  FakeServiceMaps maps;
+  Services s(maps);
+  CHECK(s.sync.track(upsert(ResourceKind::kService, "web", serviceJson())));
+  CHECK(s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"}))));
+  // Nothing is programmed before the endpoints are restored.
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(maps.applies == 0);
+  CHECK_FALSE(s.sync.pending());
+  s.sync.endpointsRestored();
+  CHECK(s.sync.pending());
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK_FALSE(s.sync.pending());
+  CHECK(idsOf(maps.state, "10.0.0.21", 8080).size() == 1);
+  const auto* m = master(maps.state, "10.96.0.10", 80);
+  REQUIRE(m);
+  CHECK(m->count == 1);
+  CHECK(maps.state.revnat.count(m->rev_nat_index));
+  CHECK(s.flows.lookupService(ip("10.96.0.10"), 80, 6) == "default/web");
+
+  // An incremental change: the slice gains a backend.
+  REQUIRE(s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21", "10.0.0.22"}))));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(master(maps.state, "10.96.0.10", 80)->count == 2);
+  CHECK(idsOf(maps.state, "10.0.0.22", 8080).size() == 1);
+  CHECK(s.sync.manager().lastIncremental().count == 1);
+}
+
+TEST_CASE("services: a failed apply is retried by a full sync", "[unit][services]") {
+  FakeServiceMaps maps;
+  Services s(maps);
+  s.sync.endpointsRestored();
+  REQUIRE(s.sync.sync({}).ok());  // nothing yet
+  s.sync.track(upsert(ResourceKind::kService, "web", serviceJson()));
+  s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"})));
+  maps.fail_next_applies = 1;
+  Status st = s.sync.sync({});
+  REQUIRE_FALSE(st.ok());
+  CHECK(s.manager.needsFullSync());
+  CHECK(s.sync.pending());
+  CHECK(maps.state.services.empty());
+  CHECK(s.manager.installed().services.empty());  // the reference stays what the maps hold
+
+  uint64_t fulls = s.manager.lastFull().count;
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(s.manager.lastFull().count == fulls + 1);
+  CHECK_FALSE(s.manager.needsFullSync());
+  CHECK_FALSE(s.sync.pending());
+  REQUIRE(master(maps.state, "10.96.0.10", 80));
+  CHECK(master(maps.state, "10.96.0.10", 80)->count == 1);
+  CHECK(idsOf(maps.state, "10.0.0.21", 8080).size() == 1);
+  // The maps hold exactly what the manager believes is installed.
+  CHECK(maps.state.services.size() == s.manager.installed().services.size());
+  CHECK(maps.state.backends.size() == s.manager.installed().backends.size());
+}
+
+TEST_CASE("services: restore() keeps the ids a previous run installed and drops what is gone",
+          "[unit][services]") {
+  FakeServiceMaps maps;
+  {
+    Services first(maps);
+    first.sync.endpointsRestored();
+    first.sync.track(upsert(ResourceKind::kService, "web", serviceJson()));
+    // Enough backends that the one that stays does not get id 1 again by chance.
+    first.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc",
+                            sliceJson({"10.0.0.31", "10.0.0.32", "10.0.0.33", "10.0.0.21"})));
+    REQUIRE(first.sync.sync({}).ok());
+  }
+  auto before = idsOf(maps.state, "10.0.0.21", 8080);
+  REQUIRE(before.size() == 1);
+  REQUIRE(before[0] != 1);
+  uint16_t revnat = master(maps.state, "10.96.0.10", 80)->rev_nat_index;
+
+  // A new agent: only 10.0.0.21 remains.
+  Services second(maps);
+  REQUIRE(second.manager.restore().ok());
+  CHECK(second.manager.needsFullSync());
+  second.sync.track(upsert(ResourceKind::kService, "web", serviceJson()));
+  second.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"})));
+  second.sync.endpointsRestored();
+  REQUIRE(second.sync.sync({}).ok());
+  CHECK(idsOf(maps.state, "10.0.0.21", 8080) == before);
+  CHECK(master(maps.state, "10.96.0.10", 80)->rev_nat_index == revnat);
+  CHECK(master(maps.state, "10.96.0.10", 80)->count == 1);
+  CHECK(maps.state.backends.size() == 1);
+  CHECK(idsOf(maps.state, "10.0.0.31", 8080).empty());
+
+  // A failed read is reported.
+  FakeServiceMaps broken;
+  broken.fail_reads = true;
+  Services third(broken);
+  CHECK_FALSE(third.manager.restore().ok());
+}
+
+TEST_CASE("services: deleting the Service removes its entries", "[unit][services]") {
+  FakeServiceMaps maps;
+  Services s(maps);
+  s.sync.endpointsRestored();
+  s.sync.track(upsert(ResourceKind::kService, "web", serviceJson()));
+  s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"})));
+  REQUIRE(s.sync.sync({}).ok());
+  REQUIRE_FALSE(maps.state.services.empty());
+  s.sync.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kService, "default", "web"},
+                             serviceJson()});
+  s.sync.track(ResourceEvent{ResourceEventType::kDelete,
+                             ResourceKey{ResourceKind::kEndpointSlice, "default", "web-abc"}, sliceJson({})});
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(maps.state.services.empty());
+  CHECK(maps.state.backends.empty());
+  CHECK(maps.state.revnat.empty());
+  CHECK(s.flows.lookupService(ip("10.96.0.10"), 80, 6).empty());
+}
