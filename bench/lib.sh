@@ -5,6 +5,7 @@ BENCH_NETNS=()
 BENCH_PIDS=()
 BENCH_MOUNTS=()
 BENCH_DIRS=()
+PLEXUS_AGENT_EXTRA=()
 
 bench_cleanup() {
   set +e
@@ -24,9 +25,11 @@ bench_netns() {  # name
   BENCH_NETNS+=("$1")
 }
 
-# Starts an agent in node netns $1 with pod CIDR $2; sets PLEXUS_SOCK and PLEXUS_WORK.
+# Starts an agent in node netns $1 with pod CIDR $2 and any further arguments as extra agent flags; sets PLEXUS_SOCK
+# and PLEXUS_WORK. The netns is created unless it exists already (a caller that wires it first creates it itself).
 bench_start_agent() {
   local node="$1" cidr="$2"
+  PLEXUS_AGENT_EXTRA=("${@:3}")
   PLEXUS_WORK="$(mktemp -d /tmp/plexus-bench.XXXXXX)"
   BENCH_DIRS+=("$PLEXUS_WORK")
   mkdir -p "$PLEXUS_WORK/bpffs" "$PLEXUS_WORK/cgroup"
@@ -37,7 +40,7 @@ bench_start_agent() {
   PLEXUS_SOCK="$PLEXUS_WORK/plexus.sock"
   PLEXUS_NODE="$node"
   PLEXUS_CIDR="$cidr"
-  bench_netns "$node"
+  [ -e "/run/netns/$node" ] || bench_netns "$node"
   bench_run_agent
 }
 
@@ -45,12 +48,13 @@ bench_start_agent() {
 bench_run_agent() {
   ip netns exec "$PLEXUS_NODE" "$BUILD/agent/plexus-agent" --state-dir "$PLEXUS_WORK/state" \
     --bpf-root "$PLEXUS_WORK/bpffs/plexus" --socket "$PLEXUS_SOCK" --pod-cidr "$PLEXUS_CIDR" \
-    --node-name "$PLEXUS_NODE" --cgroup-root "$PLEXUS_WORK/cgroup/bench" ${PLEXUS_AGENT_ARGS:-} \
+    --node-name "$PLEXUS_NODE" --cgroup-root "$PLEXUS_WORK/cgroup/bench" ${PLEXUS_AGENT_ARGS:-} "${PLEXUS_AGENT_EXTRA[@]}" \
     >>"$PLEXUS_WORK/agent.log" 2>&1 &
   PLEXUS_AGENT_PID=$!
   BENCH_PIDS+=("$PLEXUS_AGENT_PID")
   for _ in $(seq 1 200); do
     sleep 0.3  # each probe is a CLI process: probing less often leaves the starting agent the CPU
+    kill -0 "$PLEXUS_AGENT_PID" 2>/dev/null || break  # exited (refused its flags, failed to start): stop waiting
     if "$BUILD/cli/plexus" --socket "$PLEXUS_SOCK" status >/dev/null 2>&1; then return 0; fi
   done
   echo "bench: agent did not start:" >&2
@@ -81,12 +85,13 @@ bench_plexus_add() {
 # Median of numbers on stdin.
 bench_median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
-# iperf3 throughput from client netns $1 to a server in netns $2 at $3; prints Gbit/s.
+# iperf3 throughput from client netns $1 to a server in netns $2 at $3, with $4 parallel streams (default 1); prints
+# Gbit/s (the sum over the streams).
 bench_throughput() {
   ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
   local spid=$!
   sleep 0.3
-  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -J |
+  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -P "${4:-1}" -J |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
   wait "$spid" || true
 }
@@ -97,6 +102,17 @@ bench_latency() {
   local spid=$!
   sleep 0.2
   ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" 7000 "$RR_N" 64 |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
+  wait "$spid" || true
+}
+
+# New-connection latency (TCP_CRR: connect, one 64-byte request and response, close), CRR_N connections from netns
+# $1 to netns $2 at $3; prints "p50 p99" in us.
+bench_crr() {
+  ip netns exec "$2" timeout 120 "$BUILD/bench/datapath/plexus-bench-rr" crr-server 7001 "$CRR_N" &
+  local spid=$!
+  sleep 0.2
+  ip netns exec "$1" timeout 120 "$BUILD/bench/datapath/plexus-bench-rr" crr-client "$3" 7001 "$CRR_N" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
   wait "$spid" || true
 }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 out="$BUILD/bench-results.jsonl"
 : >"$out"
 failed=()
-for b in datapath cni_add events maglev services policy; do
+for b in datapath multinode cni_add events maglev services policy; do
   echo "=== bench $b"
   if bash "$b/run.sh" "$BUILD" | tee -a "$out"; then :; else failed+=("$b"); fi
 done
@@ -15,8 +15,13 @@ python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(f"\n{'metric':48} {'plexus':>10} {'baseline':>10} {'ratio':>7}")
+cell = lambda v: '-' if v is None else v
 for r in rows:
-    ratio = r['ratio'] if r['ratio'] is not None else '-'
-    print(f"{r['metric']:48} {r['plexus']:>10} {r['baseline']:>10} {ratio:>7}  ({r['better']} is better)")
+    note = f"  unavailable: {r['unavailable']}" if isinstance(r.get('unavailable'), str) else ''
+    if r.get('reason'):
+        note = f"  unavailable: {r['reason']}"
+    if r.get('target'):
+        note = f"  target {r['target']}" + note
+    print(f"{r['metric']:48} {cell(r['plexus']):>10} {cell(r['baseline']):>10} {cell(r['ratio']):>7}  ({r['better']} is better){note}")
 PY
 if [ ${#failed[@]} -gt 0 ]; then echo "bench: FAILED: ${failed[*]}"; exit 1; fi

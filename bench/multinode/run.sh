@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Cross-node pod-to-pod traffic on a two-node fabric: each setup is two "node" network namespaces joined by a veth
+# "wire" (172.29.0.1/24 and 172.29.0.2/24), with one pod on each node. Side by side in one run:
+#   host     host networking: node to node over the wire, no pods (no CNI);
+#   routes   plain veth pods, /32 routes and static neighbours, the other node's pod CIDR routed via its wire address
+#            (Calico BGP-mode shape);
+#   flannel  plain veth pods on a bridge (cni0), a kernel VXLAN device (id 1, port 8472, nolearning) with per-peer
+#            FDB and neighbour entries and an onlink route, as flannel's vxlan backend writes them; pod MTU = wire - 50;
+#   native   plexus agents, --routing-mode native --auto-direct-node-routes --devices <wire>;
+#   vxlan    plexus agents, --routing-mode tunnel --devices <wire>.
+# Both plexus nodes get the two Node objects and both Pod objects through `plexus apply`. A plexus row that cannot be
+# set up (the agent refuses its flags, CNI ADD or apply fails, the pods do not reach each other within a bounded
+# check) is reported unavailable with the reason; no figure is made up for it.
+# Metrics, per setup: iperf3 throughput with 1 and 4 streams, TCP_RR and TCP_CRR p50/p99 (plexus-bench-rr). Rounds
+# alternate between the setups so machine noise hits all alike; medians of the rounds, one JSON line per metric,
+# then the ratios with their targets.
+set -euo pipefail
+BUILD="$(realpath "${1:-build}")"
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+RR_N="${RR_N:-20000}"
+CRR_N="${CRR_N:-2000}"
+# The plexus rows' agent flags (besides --devices <wire>, added to both).
+NATIVE_ARGS="${NATIVE_ARGS:---routing-mode native --auto-direct-node-routes=true}"
+TUNNEL_ARGS="${TUNNEL_ARGS:---routing-mode tunnel}"
+source ./lib.sh
+trap bench_cleanup EXIT
+RR="$BUILD/bench/datapath/plexus-bench-rr"
+CLI=("$BUILD/cli/plexus" --timeout 60)
+WORK="$(mktemp -d /tmp/plexus-bench-mn.XXXXXX)"
+BENCH_DIRS+=("$WORK")
+SAMPLES="$WORK/samples"   # lines: <setup> <metric> <value>
+STATUS="$WORK/status"     # lines: <setup> unavailable <reason>
+: >"$SAMPLES"; : >"$STATUS"
+WIRE_A=172.29.0.1; WIRE_B=172.29.0.2
+
+declare -A CLIENT SERVER TARGET   # per setup: client netns, server netns, server address
+SETUPS=()
+
+# Two node namespaces $1 $2 joined by the wire $3 (the same name on both sides), forwarding on as on any k8s node.
+wire_nodes() {
+  local a="$1" b="$2" w="$3"
+  bench_netns "$a"; bench_netns "$b"
+  ip link add "$w" netns "$a" type veth peer name "$w" netns "$b"
+  ip -n "$a" addr add "$WIRE_A/24" dev "$w"; ip -n "$b" addr add "$WIRE_B/24" dev "$w"
+  ip -n "$a" link set "$w" up; ip -n "$b" link set "$w" up
+  ip netns exec "$a" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$b" sysctl -qw net.ipv4.ip_forward=1
+}
+mac_of() { ip -n "$1" -o link show "$2" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'; }
+
+# --- 1. host networking
+h_a="bmha$BENCH_ID"; h_b="bmhb$BENCH_ID"
+wire_nodes "$h_a" "$h_b" "bmw$BENCH_ID"
+SETUPS+=(host); CLIENT[host]="$h_a"; SERVER[host]="$h_b"; TARGET[host]="$WIRE_B"
+
+# --- 2. kernel routes (Calico BGP-mode shape): pod on a veth, /32 route, static neighbours; other pod CIDR via peer
+routed_pod() {  # node pod ip host-ifname
+  local node="$1" pod="$2" ip="$3" host="$4"
+  bench_netns "$pod"
+  ip link add "$host" netns "$node" type veth peer name eth0 netns "$pod"
+  ip -n "$pod" addr add "$ip/32" dev eth0
+  ip -n "$pod" link set eth0 up
+  ip -n "$pod" route add 169.254.1.1 dev eth0 scope link
+  ip -n "$pod" route add default via 169.254.1.1 dev eth0
+  ip -n "$node" link set "$host" up
+  ip -n "$node" route add "$ip/32" dev "$host"
+  ip -n "$pod" neigh replace 169.254.1.1 lladdr "$(mac_of "$node" "$host")" dev eth0 nud permanent
+  ip -n "$node" neigh replace "$ip" lladdr "$(mac_of "$pod" eth0)" dev "$host" nud permanent
+}
+r_a="bmra$BENCH_ID"; r_b="bmrb$BENCH_ID"; r_pa="bmrpa$BENCH_ID"; r_pb="bmrpb$BENCH_ID"
+wire_nodes "$r_a" "$r_b" "bmw$BENCH_ID"
+routed_pod "$r_a" "$r_pa" 10.221.0.2 "bmrva$BENCH_ID"
+routed_pod "$r_b" "$r_pb" 10.222.0.2 "bmrvb$BENCH_ID"
+ip -n "$r_a" route add 10.222.0.0/24 via "$WIRE_B" dev "bmw$BENCH_ID"
+ip -n "$r_b" route add 10.221.0.0/24 via "$WIRE_A" dev "bmw$BENCH_ID"
+SETUPS+=(routes); CLIENT[routes]="$r_pa"; SERVER[routes]="$r_pb"; TARGET[routes]=10.222.0.2
+
+# --- 3. flannel VXLAN shape: bridge cni0 with the pod, flannel.1 VXLAN device, per-peer FDB + neighbour + route
+f_a="bmfa$BENCH_ID"; f_b="bmfb$BENCH_ID"; f_pa="bmfpa$BENCH_ID"; f_pb="bmfpb$BENCH_ID"
+wire_nodes "$f_a" "$f_b" "bmw$BENCH_ID"
+wire_mtu="$(ip netns exec "$f_a" cat "/sys/class/net/bmw$BENCH_ID/mtu")"
+vx_mtu=$((wire_mtu - 50))
+flannel_node() {  # node pod net(10.N.0.0/24) local-wire-ip host-ifname
+  local node="$1" pod="$2" net="$3" local_ip="$4" host="$5"
+  ip -n "$node" link add cni0 type bridge
+  ip -n "$node" addr add "10.$net.0.1/24" dev cni0
+  ip -n "$node" link set cni0 up
+  bench_netns "$pod"
+  ip link add "$host" netns "$node" mtu "$vx_mtu" type veth peer name eth0 netns "$pod" mtu "$vx_mtu"
+  ip -n "$node" link set "$host" master cni0 up
+  ip -n "$pod" addr add "10.$net.0.2/24" dev eth0
+  ip -n "$pod" link set eth0 up
+  ip -n "$pod" route add default via "10.$net.0.1" dev eth0
+  ip -n "$node" link add flannel.1 mtu "$vx_mtu" type vxlan id 1 local "$local_ip" dev "bmw$BENCH_ID" dstport 8472 \
+    nolearning
+  ip -n "$node" addr add "10.$net.0.0/32" dev flannel.1
+  ip -n "$node" link set flannel.1 up
+}
+flannel_peer() {  # node peer-node peer-net peer-wire-ip: what flanneld writes for one remote node's lease
+  local node="$1" peer="$2" net="$3" peer_ip="$4" vtep_mac
+  vtep_mac="$(mac_of "$peer" flannel.1)"
+  ip -n "$node" neigh replace "10.$net.0.0" lladdr "$vtep_mac" dev flannel.1 nud permanent
+  ip netns exec "$node" bridge fdb append "$vtep_mac" dev flannel.1 dst "$peer_ip" self permanent
+  ip -n "$node" route add "10.$net.0.0/24" via "10.$net.0.0" dev flannel.1 onlink
+}
+flannel_node "$f_a" "$f_pa" 223 "$WIRE_A" "bmfva$BENCH_ID"
+flannel_node "$f_b" "$f_pb" 224 "$WIRE_B" "bmfvb$BENCH_ID"
+flannel_peer "$f_a" "$f_b" 224 "$WIRE_B"
+flannel_peer "$f_b" "$f_a" 223 "$WIRE_A"
+SETUPS+=(flannel); CLIENT[flannel]="$f_pa"; SERVER[flannel]="$f_pb"; TARGET[flannel]=10.224.0.2
+
+# --- 4/5. plexus: two agents on the wire, Node and Pod objects applied to both, pods wired by plexus-cni
+unavailable() {  # setup reason
+  echo "$1 unavailable $2" >>"$STATUS"
+  echo "bench multinode: $1 unavailable: $2" >&2
+}
+last_log_line() { grep -v '^\s*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-300; }
+plexus_setup() {  # setup tag cidr-a-net cidr-b-net agent-args...
+  local setup="$1" tag="$2" na="$3" nb="$4"
+  shift 4
+  local a="bm${tag}a$BENCH_ID" b="bm${tag}b$BENCH_ID" pa="bm${tag}pa$BENCH_ID" pb="bm${tag}pb$BENCH_ID"
+  local w="bmw$BENCH_ID" sock_a sock_b ip_a ip_b err
+  wire_nodes "$a" "$b" "$w"
+  if ! bench_start_agent "$a" "10.$na.0.0/24" --devices "$w" "$@" 2>/dev/null; then
+    unavailable "$setup" "agent refused to start: $(last_log_line "$PLEXUS_WORK/agent.log")"; return 0
+  fi
+  sock_a="$PLEXUS_SOCK"
+  if ! bench_start_agent "$b" "10.$nb.0.0/24" --devices "$w" "$@" 2>/dev/null; then
+    unavailable "$setup" "agent refused to start: $(last_log_line "$PLEXUS_WORK/agent.log")"; return 0
+  fi
+  sock_b="$PLEXUS_SOCK"
+  bench_netns "$pa"; bench_netns "$pb"
+  ip_a="$(PLEXUS_SOCK="$sock_a" bench_plexus_add "$a" "$pa" 2>"$WORK/$tag.cni")" || true
+  ip_b="$(PLEXUS_SOCK="$sock_b" bench_plexus_add "$b" "$pb" 2>>"$WORK/$tag.cni")" || true
+  if [ -z "$ip_a" ] || [ -z "$ip_b" ]; then
+    unavailable "$setup" "CNI ADD failed: $(last_log_line "$WORK/$tag.cni")"; return 0
+  fi
+  cat >"$WORK/$tag.yaml" <<EOF
+apiVersion: v1
+kind: Node
+metadata: {name: $a}
+spec: {podCIDR: 10.$na.0.0/24, podCIDRs: [10.$na.0.0/24]}
+status: {addresses: [{type: InternalIP, address: $WIRE_A}, {type: Hostname, address: $a}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: $b}
+spec: {podCIDR: 10.$nb.0.0/24, podCIDRs: [10.$nb.0.0/24]}
+status: {addresses: [{type: InternalIP, address: $WIRE_B}, {type: Hostname, address: $b}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $pa, namespace: bench, labels: {app: mn-client}}
+spec: {nodeName: $a, containers: [{name: c}]}
+status: {podIP: $ip_a, podIPs: [{ip: $ip_a}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: $pb, namespace: bench, labels: {app: mn-server}}
+spec: {nodeName: $b, containers: [{name: c}]}
+status: {podIP: $ip_b, podIPs: [{ip: $ip_b}]}
+EOF
+  for sock in "$sock_a" "$sock_b"; do
+    if ! err="$("${CLI[@]}" --socket "$sock" apply -f "$WORK/$tag.yaml" 2>&1 >/dev/null)"; then
+      unavailable "$setup" "plexus apply of the Node and Pod objects failed: $(echo "$err" | tail -n 1 | cut -c1-300)"
+      return 0
+    fi
+  done
+  # Bounded reachability check: one new connection with one exchange, up to 4 attempts of 5 s.
+  local ok=0
+  for _ in 1 2 3 4; do
+    ip netns exec "$pb" timeout 7 "$RR" crr-server 7002 1 >/dev/null 2>&1 &
+    local spid=$!
+    sleep 0.2
+    if ip netns exec "$pa" timeout 5 "$RR" crr-client "$ip_b" 7002 1 >/dev/null 2>&1; then ok=1; fi
+    kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+    [ "$ok" = 1 ] && break
+  done
+  if [ "$ok" != 1 ]; then
+    unavailable "$setup" "pod $ip_a on node $a cannot reach pod $ip_b on node $b over TCP within 4 attempts of 5 s"
+    return 0
+  fi
+  SETUPS+=("$setup"); CLIENT[$setup]="$pa"; SERVER[$setup]="$pb"; TARGET[$setup]="$ip_b"
+}
+# shellcheck disable=SC2086  # word splitting of the flag lists is intended
+plexus_setup native pn 225 226 $NATIVE_ARGS
+# shellcheck disable=SC2086
+plexus_setup vxlan pv 227 228 $TUNNEL_ARGS
+
+# --- measurements: every metric in every round for every setup, the setup order rotated each round
+sample() {  # setup metric value...
+  local s="$1" m="$2"
+  shift 2
+  if [ -z "${1:-}" ]; then echo "bench multinode: $s $m: run failed" >&2; return 0; fi
+  echo "$s $m $1" >>"$SAMPLES"
+}
+n=${#SETUPS[@]}
+for r in $(seq 1 "$ROUNDS"); do
+  order=()
+  for ((i = 0; i < n; i++)); do order+=("${SETUPS[$(((i + r - 1) % n))]}"); done
+  for s in "${order[@]}"; do
+    sample "$s" tp1 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 1 2>/dev/null || true)"
+  done
+  for s in "${order[@]}"; do
+    sample "$s" tp4 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 4 2>/dev/null || true)"
+  done
+  for s in "${order[@]}"; do
+    read -r a b < <(bench_latency "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true
+    sample "$s" rr50 "${a:-}"; sample "$s" rr99 "${b:-}"
+  done
+  for s in "${order[@]}"; do
+    read -r a b < <(bench_crr "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true
+    sample "$s" crr50 "${a:-}"; sample "$s" crr99 "${b:-}"
+  done
+  echo "bench multinode: round $r of $ROUNDS done" >&2
+done
+
+python3 - "$SAMPLES" "$STATUS" <<'PY'
+import json, statistics, sys
+samples, status = {}, {}
+for line in open(sys.argv[1]):
+    s, m, v = line.split()
+    samples.setdefault((s, m), []).append(float(v))
+for line in open(sys.argv[2]):
+    s, _, reason = line.rstrip("\n").split(" ", 2)
+    status[s] = reason
+names = {"host": "host networking", "routes": "kernel routes (Calico BGP shape)",
+         "flannel": "bridge + kernel VXLAN (flannel shape)", "native": "plexus native", "vxlan": "plexus vxlan"}
+metrics = {"tp1": ("TCP throughput, 1 stream (Gbit/s)", "higher"), "tp4": ("TCP throughput, 4 streams (Gbit/s)", "higher"),
+           "rr50": ("TCP_RR p50 (us)", "lower"), "rr99": ("TCP_RR p99 (us)", "lower"),
+           "crr50": ("TCP_CRR p50 (us)", "lower"), "crr99": ("TCP_CRR p99 (us)", "lower")}
+def med(s, m):
+    v = samples.get((s, m))
+    return statistics.median(v) if v else None
+def out(**kw):
+    print(json.dumps({"bench": "multinode", **kw}))
+for s in names:
+    if s in status:
+        out(metric=f"{names[s]}: unavailable", plexus=None, baseline=None, ratio=None, better="-",
+            unavailable=True, reason=status[s])
+        continue
+    for m, (label, better) in metrics.items():
+        v = med(s, m)
+        out(metric=f"{names[s]}: {label}", plexus=None if v is None else round(v, 3), baseline=0, ratio=None,
+            better=better, samples=samples.get((s, m), []))
+ratios = [("native", "host", "tp1", ">= 0.98"), ("native", "host", "tp4", ">= 0.98"),
+          ("native", "host", "rr50", "<= 1.05"), ("native", "host", "crr50", "<= 1.05"),
+          ("native", "host", "rr99", None), ("native", "host", "crr99", None),
+          ("native", "routes", "tp1", ">= 1.05"), ("native", "routes", "tp4", ">= 1.05"),
+          ("native", "routes", "rr50", None), ("native", "routes", "crr50", None),
+          ("vxlan", "flannel", "tp1", ">= 1.10"), ("vxlan", "flannel", "tp4", ">= 1.10"),
+          ("vxlan", "flannel", "rr50", "<= 0.90"), ("vxlan", "flannel", "crr50", "<= 0.90"),
+          ("vxlan", "flannel", "rr99", None), ("vxlan", "flannel", "crr99", None)]
+for p, b, m, target in ratios:
+    label, better = metrics[m]
+    pv, bv = med(p, m), med(b, m)
+    line = dict(metric=f"{names[p]} / {names[b]}: {label}", plexus=None if pv is None else round(pv, 3),
+                baseline=None if bv is None else round(bv, 3),
+                ratio=round(pv / bv, 3) if pv is not None and bv else None, better=better)
+    if target:
+        line["target"] = target
+        if line["ratio"] is not None:
+            op, t = target.split()
+            line["met"] = line["ratio"] >= float(t) if op == ">=" else line["ratio"] <= float(t)
+    missing = [x for x in (p, b) if x in status]
+    if missing:
+        line["unavailable"] = "; ".join(f"{names[x]}: {status[x]}" for x in missing)
+    out(**line)
+PY
