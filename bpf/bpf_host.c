@@ -3,14 +3,20 @@
  *   node is translated to a backend here, with conntrack; everything else passes to the stack untouched.
  *   plexus_to_netdev: tc egress. Replies of those flows get the frontend back as their source on their way
  *   out (not earlier: a node address as source would be a martian on the pod's side of the stack).
+ *   With BPF host routing (cfg_host_routing), plexus_from_netdev also delivers traffic for local endpoints (after any
+ *   NodePort translation) straight into the pod with bpf_redirect_peer, after the endpoint's ingress policy judged
+ *   it with the source's ipcache identity; the stack path would have reached the pod's to-container program instead.
  * Like bpf_lxc.c, each entry parses, dispatches to lib/ helpers and leaves through verdict_exit() (lib/verdict.h),
  * which turns a negative reason into TC_ACT_SHOT, a counter and a flow event. Only packets that touch a service are
  * counted and reported: the rest of the device's traffic is not ours to judge. */
 #include "vmlinux.h"
 
 #include "lib/common.h"
+#include "lib/fib.h"
 #include "lib/lb_xlate.h"
+#include "lib/local.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 #include "lib/reject.h"
 #include "lib/verdict.h"
 
@@ -57,6 +63,40 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
   return TC_ACT_OK;
 }
 
+/* BPF host routing, inbound: a packet for a local endpoint goes into the pod at once. The source is outside the node
+ * (another node's pod or host, or the world): its identity is the ipcache's. Returns a TC action or a negative
+ * reason. */
+static __always_inline int host_ipv4_deliver_local(struct __sk_buff *skb, struct verdict_ctx *c) {
+  struct iphdr *ip = ipv4_hdr(skb);
+  if (!ip) {
+    return TC_ACT_OK;
+  }
+  struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
+  if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED))) {
+    return TC_ACT_OK;
+  }
+  struct flow4 f = {};
+  int ret = flow4_parse(skb, ip, &f);
+  c->observed = 1;
+  c->t.endpoint_id = dst->ep_id;
+  c->t.dst_identity = dst->identity;
+  c->t.src_identity = identity_of(f.saddr);
+  verdict_trace_flow(c, &f);
+  if (ret < 0) {
+    return ret;
+  }
+  if (cfg_enable_policy) {
+    struct policy_trace pt = {};
+    ret = policy_ingress(&f, dst, c->t.src_identity, &pt);
+    c->t.notify |= pt.notify;
+    c->t.is_reply = pt.is_reply;
+    if (ret < 0) {
+      return ret;
+    }
+  }
+  return local_deliver(skb, dst, 1);
+}
+
 /* Replies of NodePort flows on their way out. Returns a TC action or a negative reason. */
 static __always_inline int host_ipv4_to_netdev(struct __sk_buff *skb, struct verdict_ctx *c) {
   struct iphdr *ip = ipv4_hdr(skb);
@@ -82,6 +122,9 @@ int plexus_from_netdev(struct __sk_buff *skb) {
   int ret = TC_ACT_OK;
   if (skb->protocol == bpf_htons(ETH_P_IP)) {
     ret = host_ipv4_from_netdev(skb, &c);
+    if (ret == TC_ACT_OK && cfg_host_routing) {
+      ret = host_ipv4_deliver_local(skb, &c);
+    }
   }
   return verdict_exit(skb, &c, ret);
 }

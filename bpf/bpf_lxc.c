@@ -9,8 +9,11 @@
 #include "lib/common.h"
 #include "lib/arp.h"
 #include "lib/endpoints.h"
+#include "lib/fib.h"
 #include "lib/l3.h"
 #include "lib/lb_xlate.h"
+#include "lib/local.h"
+#include "lib/overlay.h"
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/reject.h"
@@ -22,7 +25,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u8 cfg_redirect_peer = 1; /* same-node pod-to-pod via bpf_redirect_peer */
 const volatile __u8 cfg_arp_responder = 1; /* answer pods' ARP requests in the datapath */
 const volatile __u8 cfg_lb_per_packet = 1; /* translate services at tc too (needed when socket LB is off) */
-const volatile __u8 cfg_enable_policy = 1; /* enforce per-endpoint policy maps */
+/* cfg_enable_policy: lib/policy.h; cfg_routing_mode, cfg_tunnel_ifindex: lib/overlay.h; cfg_host_routing: lib/fib.h. */
 
 /* Fills the event fields from the flow as it was judged. */
 static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct flow4 *f,
@@ -32,24 +35,31 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
   c->t.is_reply = pt->is_reply;
 }
 
-/* Same-node delivery: rewrite L2 for the peer's namespace and hand the packet straight to the
- * peer device's ingress, skipping the host stack (kernel commit 9aa1206e8f48, bpf_redirect_peer). */
-static __always_inline int lxc_redirect_local(struct __sk_buff *skb, struct iphdr *ip,
-                                              const struct plexus_endpoint_value *dst) {
-  __u8 src_mac[ETH_ALEN];
-  __u8 dst_mac[ETH_ALEN];
-  __u32 ifindex = dst->ifindex;
-  __builtin_memcpy(src_mac, dst->node_mac, ETH_ALEN);
-  __builtin_memcpy(dst_mac, dst->pod_mac, ETH_ALEN);
-  int ret = ipv4_dec_ttl(skb, ip);
-  if (ret < 0) {
+/* A destination on another node. Tunnel mode: a destination whose ipcache entry names the node hosting it is
+ * encapsulated towards that node with the sender's identity as VNI and redirected into the VXLAN device. Otherwise, with
+ * BPF host routing, the FIB decides; anything else is the stack's (world, node addresses, native routes). */
+static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verdict_ctx *c, __be32 daddr,
+                                              __u32 src_identity) {
+  if (cfg_routing_mode == PLEXUS_ROUTING_TUNNEL && cfg_tunnel_ifindex) {
+    struct plexus_ipcache_value *info = ipcache_lookup(daddr);
+    if (info && info->tunnel_endpoint) {
+      c->t.dst_identity = info->identity;
+      int ret = overlay_set_key(skb, info->tunnel_endpoint, src_identity);
+      if (ret < 0) {
+        return ret;
+      }
+      c->reason = PLEXUS_REASON_FORWARDED_TUNNEL;
+      return bpf_redirect(cfg_tunnel_ifindex, 0);
+    }
+  }
+  if (cfg_host_routing) {
+    int ret = fib_redirect_v4(skb, cfg_tunnel_ifindex);
+    if (ret == TC_ACT_REDIRECT) {
+      c->reason = PLEXUS_REASON_FORWARDED_FIB;
+    }
     return ret;
   }
-  ret = eth_store_addrs(skb, src_mac, dst_mac);
-  if (ret < 0) {
-    return ret;
-  }
-  return bpf_redirect_peer(ifindex, 0);
+  return TC_ACT_OK;
 }
 
 /* A service without backends: the packet becomes a TCP RST or ICMP port unreachable back to the pod, out of the veth
@@ -147,10 +157,13 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     return PLEXUS_DROP(INVALID_PACKET);
   }
   struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
+  if (!dst && !(src_flags & PLEXUS_EP_F_CHAINED)) {
+    return lxc_forward_remote(skb, c, ip->daddr, src_identity);
+  }
   if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src_flags & PLEXUS_EP_F_CHAINED) ||
       !cfg_redirect_peer) {
-    /* Host, remote and world destinations, and chained endpoints, go through the kernel stack (local pods
-     * reached that way are judged by their to-container program). */
+    /* Host destinations, and chained endpoints (whose veth another plugin owns), go through the kernel stack (local
+     * pods reached that way are judged by their to-container program). */
     return TC_ACT_OK;
   }
   /* Same-node delivery skips the destination's to-container program: judge its ingress policy here. */
@@ -164,7 +177,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
       return ret;
     }
   }
-  return lxc_redirect_local(skb, ip, dst);
+  return local_deliver(skb, dst, 0);
 }
 
 static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct verdict_ctx *c) {

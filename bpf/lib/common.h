@@ -24,6 +24,8 @@
 #define ARPOP_REPLY 2
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
+#define AF_INET 2
+#define PACKET_HOST 0 /* skb->pkt_type (linux/if_packet.h) */
 
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))

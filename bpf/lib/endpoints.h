@@ -30,10 +30,15 @@ static __always_inline struct plexus_endpoint_value *endpoint_lookup(__be32 ip) 
   return bpf_map_lookup_elem(&plexus_endpoints_v1, &key);
 }
 
+/* The ipcache entry of the longest prefix holding ip (identity, and the node hosting it), or 0. */
+static __always_inline struct plexus_ipcache_value *ipcache_lookup(__be32 ip) {
+  struct plexus_ipcache_key key = {.prefixlen = 32, .ip = ip};
+  return bpf_map_lookup_elem(&plexus_ipcache_v1, &key);
+}
+
 /* The identity of an address the ipcache knows by its longest prefix; world for anything else. */
 static __always_inline __u32 ipcache_identity(__be32 ip) {
-  struct plexus_ipcache_key key = {.prefixlen = 32, .ip = ip};
-  struct plexus_ipcache_value *v = bpf_map_lookup_elem(&plexus_ipcache_v1, &key);
+  struct plexus_ipcache_value *v = ipcache_lookup(ip);
   return v ? v->identity : PLEXUS_IDENTITY_WORLD;
 }
 

@@ -6,6 +6,8 @@
 #include "lib/conntrack.h"
 #include "lib/endpoints.h"
 
+const volatile __u8 cfg_enable_policy = 1; /* enforce per-endpoint policy maps (rodata, STYLE.md rule 6) */
+
 /* Sizes rather than __type: clang emits struct pointees of an inner-map template only as forward
  * declarations, which libbpf cannot size. The tries themselves are created by the agent. */
 struct plexus_policy_inner {

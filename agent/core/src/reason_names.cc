@@ -1,5 +1,7 @@
 #include "plexus/agent/reason_names.h"
 
+#include <cstring>
+
 #include "plexus/reasons.h"
 
 namespace plexus::agent {
@@ -48,9 +50,8 @@ const char* directionName(uint8_t direction) {
   }
 }
 
-bool isDropReason(uint8_t reason) {
-  return reason != PLEXUS_REASON_FORWARDED && reason != PLEXUS_REASON_ARP_REPLY &&
-         reason != PLEXUS_REASON_SERVICE_TRANSLATED;
-}
+// A reason whose Hubble name is "FORWARDED" is not a drop (bpf/include/plexus/reasons.h), so a reason added to the
+// list is classified where it is defined.
+bool isDropReason(uint8_t reason) { return std::strcmp(hubbleReasonName(reason), "FORWARDED") != 0; }
 
 }  // namespace plexus::agent

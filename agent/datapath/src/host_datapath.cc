@@ -8,6 +8,7 @@
 
 #include "plexus/datapath/tc.h"
 #include "plexus_host.skel.h"
+#include "plexus_overlay.skel.h"
 
 namespace plexus::datapath {
 
@@ -23,6 +24,9 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
   // so its size must match theirs), under the same switches.
   skel->rodata->cfg_enable_events = config.enable_events ? 1 : 0;
   skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
+  // BPF host routing delivers local pods' traffic here, after their ingress policy.
+  skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
+  skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
   bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
   int err = plexus_host__load(skel);
@@ -51,6 +55,51 @@ Status HostDatapath::attachDevice(int ifindex) {
 
 std::vector<ProgramHandle> HostDatapath::programs() const {
   return {programHandle(skel_->progs.plexus_from_netdev), programHandle(skel_->progs.plexus_to_netdev)};
+}
+
+Result<std::unique_ptr<OverlayDatapath>> OverlayDatapath::load(const LxcConfig& config) {
+  PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load overlay programs");
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = config.bpf_root.c_str());
+  plexus_overlay* skel = plexus_overlay__open_opts(&opts);
+  if (!skel) {
+    return errnoError("load overlay programs: open skeleton", errno);
+  }
+  skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
+  skel->rodata->cfg_enable_events = config.enable_events ? 1 : 0;
+  skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
+  skel->rodata->cfg_routing_mode = static_cast<uint8_t>(config.routing_mode);
+  skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
+  bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
+  bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
+  int err = plexus_overlay__load(skel);
+  if (err != 0) {
+    plexus_overlay__destroy(skel);
+    return errnoError(fmt::format("load overlay programs (pinned maps under {} must match this build's layouts)",
+                                  config.bpf_root),
+                      -err);
+  }
+  return std::unique_ptr<OverlayDatapath>(new OverlayDatapath(skel));
+}
+
+OverlayDatapath::~OverlayDatapath() { plexus_overlay__destroy(skel_); }
+
+int OverlayDatapath::fromOverlayFd() const { return bpf_program__fd(skel_->progs.plexus_from_overlay); }
+int OverlayDatapath::toOverlayFd() const { return bpf_program__fd(skel_->progs.plexus_to_overlay); }
+
+Status OverlayDatapath::attachOverlay(int ifindex) {
+  auto in = tcAttach(ifindex, TcDirection::kIngress, fromOverlayFd());
+  if (!in.ok()) {
+    return in.error().wrap(fmt::format("attach from-overlay on ifindex {}", ifindex));
+  }
+  auto out = tcAttach(ifindex, TcDirection::kEgress, toOverlayFd());
+  if (!out.ok()) {
+    return out.error().wrap(fmt::format("attach to-overlay on ifindex {}", ifindex));
+  }
+  return Status::Ok();
+}
+
+std::vector<ProgramHandle> OverlayDatapath::programs() const {
+  return {programHandle(skel_->progs.plexus_from_overlay), programHandle(skel_->progs.plexus_to_overlay)};
 }
 
 }  // namespace plexus::datapath

@@ -214,7 +214,16 @@ Result<PolicyEntries> PolicyMaps::get(uint16_t endpoint_id) const {
   return map->entries();
 }
 
+Status validateRouting(const LxcConfig& config) {
+  if (config.routing_mode == RoutingMode::kTunnel && config.tunnel_ifindex == 0) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     "routing mode tunnel needs the tunnel device's ifindex (create plexus_vxlan first)");
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) {
+  PLEXUS_TRY(validateRouting(config), "load lxc programs");
   PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load lxc programs");
   // Maps whose layout a later version replaced (docs/datapath.md, "version"): nothing uses their pins any more.
   for (const char* retired : {"plexus_ct4_v1"}) {
@@ -235,6 +244,9 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   skel->rodata->cfg_enable_events = config.enable_events ? 1 : 0;
   skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
+  skel->rodata->cfg_routing_mode = static_cast<uint8_t>(config.routing_mode);
+  skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
+  skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
   bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.

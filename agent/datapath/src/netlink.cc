@@ -9,6 +9,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/route/link/vxlan.h>
 #include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
 #include <sched.h>
@@ -326,6 +327,124 @@ Status writeSysctl(const std::string& key, const std::string& value) {
     return makeError(ErrorCode::kInternal, fmt::format("sysctl {}: write failed", key));
   }
   return Status::Ok();
+}
+
+// ---- nodes: devices, routes and the tunnel device ----
+
+namespace {
+struct CacheDeleter {
+  void operator()(nl_cache* c) const { nl_cache_free(c); }
+};
+using NlCache = std::unique_ptr<nl_cache, CacheDeleter>;
+
+std::optional<Ipv4> ipv4Of(nl_addr* a) {
+  if (!a || nl_addr_get_family(a) != AF_INET || nl_addr_get_len(a) != 4) {
+    return std::nullopt;
+  }
+  uint32_t be = 0;
+  std::memcpy(&be, nl_addr_get_binary_addr(a), 4);
+  return Ipv4::fromNetwork(be);
+}
+}  // namespace
+
+Result<std::vector<LinkDetails>> listLinks() {
+  auto sock = connect();
+  if (!sock.ok()) {
+    return sock.error();
+  }
+  nl_cache* links_raw = nullptr;
+  if (int err = rtnl_link_alloc_cache(sock->get(), AF_UNSPEC, &links_raw); err < 0) {
+    return nlError("list links", err);
+  }
+  NlCache links(links_raw);
+  nl_cache* addrs_raw = nullptr;
+  if (int err = rtnl_addr_alloc_cache(sock->get(), &addrs_raw); err < 0) {
+    return nlError("list addresses", err);
+  }
+  NlCache addrs(addrs_raw);
+  std::vector<LinkDetails> out;
+  for (nl_object* o = nl_cache_get_first(links.get()); o; o = nl_cache_get_next(o)) {
+    auto* link = reinterpret_cast<rtnl_link*>(o);
+    LinkDetails d;
+    d.name = rtnl_link_get_name(link) ? rtnl_link_get_name(link) : "";
+    d.info = toInfo(link);
+    d.loopback = (rtnl_link_get_flags(link) & IFF_LOOPBACK) != 0;
+    d.kind = rtnl_link_get_type(link) ? rtnl_link_get_type(link) : "";
+    out.push_back(std::move(d));
+  }
+  for (nl_object* o = nl_cache_get_first(addrs.get()); o; o = nl_cache_get_next(o)) {
+    auto* addr = reinterpret_cast<rtnl_addr*>(o);
+    if (rtnl_addr_get_family(addr) != AF_INET) {
+      continue;
+    }
+    auto ip = ipv4Of(rtnl_addr_get_local(addr));
+    for (auto& d : out) {
+      if (ip && d.info.ifindex == rtnl_addr_get_ifindex(addr)) {
+        d.addresses.push_back(Ipv4Prefix(*ip, rtnl_addr_get_prefixlen(addr)));
+        d.ips.push_back(*ip);
+      }
+    }
+  }
+  return out;
+}
+
+Result<std::vector<RouteSpec>> listRoutes() {
+  auto sock = connect();
+  if (!sock.ok()) {
+    return sock.error();
+  }
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock->get(), AF_INET, 0, &raw); err < 0) {
+    return nlError("list routes", err);
+  }
+  NlCache routes(raw);
+  std::vector<RouteSpec> out;
+  for (nl_object* o = nl_cache_get_first(routes.get()); o; o = nl_cache_get_next(o)) {
+    auto* r = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_table(r) != RT_TABLE_MAIN || rtnl_route_get_type(r) != RTN_UNICAST) {
+      continue;
+    }
+    RouteSpec spec;
+    nl_addr* dst = rtnl_route_get_dst(r);
+    auto net = ipv4Of(dst);
+    spec.dst = Ipv4Prefix(net.value_or(Ipv4{}), dst ? static_cast<int>(nl_addr_get_prefixlen(dst)) : 0);
+    spec.scope_link = rtnl_route_get_scope(r) == RT_SCOPE_LINK;
+    if (rtnl_route_get_nnexthops(r) > 0) {
+      rtnl_nexthop* nh = rtnl_route_nexthop_n(r, 0);
+      spec.ifindex = rtnl_route_nh_get_ifindex(nh);
+      spec.gateway = ipv4Of(rtnl_route_nh_get_gateway(nh));
+    }
+    out.push_back(spec);
+  }
+  return out;
+}
+
+Result<LinkInfo> ensureVxlanDevice(const std::string& name, uint16_t port) {
+  if (auto existing = linkByName(name); existing.ok()) {
+    return existing;
+  }
+  auto sock = connect();
+  if (!sock.ok()) {
+    return sock.error();
+  }
+  NlLink link(rtnl_link_vxlan_alloc());
+  if (!link) {
+    return makeError(ErrorCode::kInternal, "vxlan: alloc failed");
+  }
+  rtnl_link_set_name(link.get(), name.c_str());
+  // External (collect-metadata) mode: one device for every remote node; the programs set the tunnel key.
+  rtnl_link_vxlan_set_collect_metadata(link.get(), 1);
+  rtnl_link_vxlan_set_learning(link.get(), 0);
+  rtnl_link_vxlan_set_port(link.get(), port);
+  if (int err = rtnl_link_add(sock->get(), link.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0 && err != -NLE_EXIST) {
+    return nlError(fmt::format("create vxlan device {} (port {})", name, port), err);
+  }
+  auto created = linkByName(name);
+  if (!created.ok()) {
+    return created.error();
+  }
+  PLEXUS_TRY(setLinkUp(created->ifindex), fmt::format("{} up", name));
+  return linkByName(name);
 }
 
 }  // namespace plexus::datapath

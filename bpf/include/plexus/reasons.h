@@ -6,6 +6,8 @@
  *   hubble_name  -> the drop_reason_desc string Hubble users know
  *   description  -> human text for logs and the CLI
  *
+ * A hubble_name of "FORWARDED" marks a reason that is not a drop (agent::isDropReason derives it from this list).
+ *
  * BPF helpers return 0 or -PLEXUS_REASON_<drop>; the program's single exit turns that into
  * TC_ACT_SHOT, a per-CPU counter and an event. */
 #pragma once
@@ -25,7 +27,11 @@
   X(NAT_FAILED, 11, "SNAT_NO_MAP_FOUND", "NAT failed")                                           \
   X(UNKNOWN_L4, 12, "UNKNOWN_L4_PROTOCOL", "unknown L4 protocol")                               \
   X(ARP_REPLY, 13, "FORWARDED", "ARP request answered by the datapath")                         \
-  X(SERVICE_TRANSLATED, 14, "FORWARDED", "service address translated")
+  X(SERVICE_TRANSLATED, 14, "FORWARDED", "service address translated")                         \
+  X(FORWARDED_TUNNEL, 15, "FORWARDED", "forwarded into the VXLAN tunnel")                       \
+  X(FORWARDED_FIB, 16, "FORWARDED", "forwarded by BPF host routing (fib lookup)")               \
+  X(NO_TUNNEL_ENDPOINT, 17, "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT", "no tunnel endpoint for the destination") \
+  X(INVALID_IDENTITY, 18, "INVALID_IDENTITY", "identity does not fit the tunnel's 24-bit VNI")
 
 enum plexus_reason {
 #define PLEXUS_REASON_ENUM_(name, value, hubble, desc) PLEXUS_REASON_##name = value,

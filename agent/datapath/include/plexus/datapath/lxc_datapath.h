@@ -14,12 +14,21 @@
 #include "plexus/lb.h"
 #include "plexus/metrics.h"
 #include "plexus/policy.h"
+#include "plexus/routing.h"
 
 struct plexus_lxc;
 struct bpf_program;
 
 namespace plexus::datapath {
 
+// How pod traffic reaches other nodes (docs/datapath.md, "Routing modes").
+enum class RoutingMode : uint8_t {
+  kNative = PLEXUS_ROUTING_NATIVE,  // unencapsulated; the node's routes reach other nodes' pod CIDRs
+  kTunnel = PLEXUS_ROUTING_TUNNEL,  // VXLAN through the collect-metadata device plexus_vxlan
+};
+
+// Load-time switches of the lxc, host and overlay programs (rodata: changing one means loading again). The defaults
+// are the single-node datapath.
 struct LxcConfig {
   std::string bpf_root;       // a directory on a bpffs; created if missing
   bool redirect_peer = true;  // same-node pod-to-pod with bpf_redirect_peer
@@ -31,7 +40,18 @@ struct LxcConfig {
   uint32_t ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
   uint32_t events_ring_bytes = PLEXUS_EVENTS_RING_BYTES;  // a power of two, at least one page
   uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
+  RoutingMode routing_mode = RoutingMode::kNative;
+  // ifindex of plexus_vxlan (in the node's namespace); 0: none. Tunnel mode needs it, so the device must exist before
+  // the lxc programs load.
+  uint32_t tunnel_ifindex = 0;
+  // BPF host routing: pods' traffic to other nodes leaves through bpf_fib_lookup + redirect (never dropped: any
+  // other FIB answer goes to the stack), and the external devices' traffic for local pods enters them with
+  // bpf_redirect_peer after their ingress policy.
+  bool host_routing = false;
 };
+
+// Refuses a combination the datapath cannot run (tunnel mode without a tunnel device).
+Status validateRouting(const LxcConfig& config);
 
 // The service maps (kube-proxy replacement), shared by the tc and the socket programs through pinning.
 struct LbMaps {

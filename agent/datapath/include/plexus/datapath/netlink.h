@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "plexus/common/ipv4.h"
 #include "plexus/common/result.h"
@@ -61,5 +62,22 @@ Status inNetns(int netns_fd, const std::function<Status()>& fn);
 
 // Writes a sysctl under /proc/sys of the calling thread's network namespace, e.g. "net/ipv4/ip_forward".
 Status writeSysctl(const std::string& key, const std::string& value);
+
+// ---- nodes: devices, routes and the tunnel device ----
+
+struct LinkDetails {
+  std::string name;
+  LinkInfo info;
+  bool loopback = false;
+  std::string kind;                 // "veth", "bridge", "vxlan", ... ("" for plain devices)
+  std::vector<Ipv4Prefix> addresses;  // masked, with their prefix length
+  std::vector<Ipv4> ips;              // the same addresses, unmasked
+};
+// Every link of the current network namespace with its IPv4 addresses.
+Result<std::vector<LinkDetails>> listLinks();
+// The unicast IPv4 routes of the main table (first nexthop only).
+Result<std::vector<RouteSpec>> listRoutes();
+// The VXLAN device in external (collect-metadata) mode on `port`, created and set up if missing.
+Result<LinkInfo> ensureVxlanDevice(const std::string& name, uint16_t port);
 
 }  // namespace plexus::datapath
