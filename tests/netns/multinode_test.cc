@@ -1,0 +1,513 @@
+// Pods on different nodes, end to end, in both of Cilium's routing modes: native routing with
+// auto-direct-node-routes (kernel routes to other nodes' pod CIDRs via their InternalIPs) and tunnel (VXLAN device
+// plexus_vxlan, UDP 8472, the source identity in the VNI). Each case builds a Fabric (tests/netns/fabric.h): node
+// namespaces joined by a bridge, one agent each, the cluster described to every agent with v1 Node and Pod
+// manifests through `plexus apply`. The fabric checks its own underlay (node to bridge, node to node) before each
+// agent starts, so a fabric fault fails there, distinct from a missing feature.
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "fabric.h"
+
+using namespace plexus::testing;
+
+namespace {
+
+std::vector<std::string> routingArgs(const std::string& mode) {
+  if (mode == "native") {
+    return {"--routing-mode", "native", "--auto-direct-node-routes=true"};
+  }
+  return {"--routing-mode", "tunnel", "--tunnel-protocol", "vxlan"};
+}
+
+// One TCP connection from `from` to a listener in `to`, a message each way; false on any failure (bounded).
+bool tcpOk(const FabricPod& from, const FabricPod& to, std::chrono::milliseconds connect_timeout = std::chrono::seconds(3)) {
+  auto [lfd, port] = tcpListen(to.netns().path());
+  if (lfd < 0) {
+    return false;
+  }
+  bool ok = false;
+  int cfd = tcpConnect(from.netns().path(), to.ip(), port, connect_timeout);
+  if (cfd >= 0) {
+    int afd = acceptWithin(lfd);
+    if (afd >= 0) {
+      ok = exchange(cfd, afd, "hello from " + from.name) && exchange(afd, cfd, "hello from " + to.name);
+      close(afd);
+    }
+    close(cfd);
+  }
+  close(lfd);
+  return ok;
+}
+
+bool pingOnce(const Netns& from, const std::string& ip) { return from.exec("ping -c 1 -W 1 " + ip).exit_code == 0; }
+
+// `plexus node list -o json`, or null when the command fails or prints no JSON array.
+nlohmann::json nodeList(NodeFixture& n) {
+  auto r = n.cli({"node", "list", "-o", "json"});
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return r.exit_code == 0 && j.is_array() ? j : nlohmann::json();
+}
+
+const nlohmann::json* findNode(const nlohmann::json& list, const std::string& name) {
+  for (const auto& n : list) {
+    if (n.is_object() && n.value("name", "") == name) {
+      return &n;
+    }
+  }
+  return nullptr;
+}
+
+// "addresses" may hold strings or {type, address} objects: look for the quoted IP.
+bool listsAddress(const nlohmann::json& node, const std::string& ip) {
+  return node.contains("addresses") && node["addresses"].dump().find("\"" + ip + "\"") != std::string::npos;
+}
+
+// Three nodes; frontend on n1, backend on n2, db on n3, and a plain pod on each. Node and Pod manifests applied
+// to every node.
+struct Cluster {
+  Fabric fabric;
+  FabricPod* frontend;
+  FabricPod* backend;
+  FabricPod* db;
+  std::vector<FabricPod*> plain;
+
+  Cluster(const std::string& mode, int cidr_base, size_t nodes = 3)
+      : fabric(FabricOptions{nodes, cidr_base, routingArgs(mode)}) {
+    frontend = &fabric.addPod(0, "frontend", {{"app", "frontend"}});
+    backend = nodes > 1 ? &fabric.addPod(1, "backend", {{"app", "backend"}}) : nullptr;
+    db = nodes > 2 ? &fabric.addPod(2, "db", {{"app", "database"}}) : nullptr;
+    for (size_t i = 0; i < nodes; ++i) {
+      plain.push_back(&fabric.addPod(i, "plain" + std::to_string(i + 1), {{"app", "plain"}}));
+    }
+    fabric.applyCluster();
+  }
+  // Waits (bounded) until a pod on node 0 reaches a pod on every other node: the cluster has converged.
+  void requireConverged() {
+    for (size_t i = 1; i < fabric.size(); ++i) {
+      INFO("convergence: plain1 (node 0) -> " << plain[i]->name << " " << plain[i]->ip() << " (node " << i << ")\n"
+                                               << fabric.logs());
+      REQUIRE(waitUntil([&] { return pingOnce(plain[0]->netns(), plain[i]->ip()); }, std::chrono::seconds(20)));
+    }
+  }
+};
+
+// Answers each connection on port 8080 with the pod's name (bounded).
+struct Greeter {
+  int fd = -1;
+  std::atomic<bool> stop{false};
+  std::thread t;
+  Greeter(const FabricPod& pod) {
+    fd = tcpListen(pod.netns().path(), 8080).first;
+    std::string name = pod.name;
+    t = std::thread([this, name] {
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      for (int i = 0; i < 2000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
+        int c = acceptWithin(fd, std::chrono::milliseconds(100));
+        if (c >= 0) {
+          (void)!write(c, name.data(), name.size());
+          close(c);
+        }
+      }
+    });
+  }
+  ~Greeter() {
+    stop = true;
+    t.join();
+    close(fd);
+  }
+};
+
+std::string readGreeting(int fd) {
+  char buf[64] = {};
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 3000) != 1) {
+    return "";
+  }
+  ssize_t n = read(fd, buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+std::vector<nlohmann::json> droppedFlows(NodeFixture& node) {
+  auto r = node.cli({"observe", "--verdict", "DROPPED", "--last", "2000", "-o", "json"});
+  std::vector<nlohmann::json> out;
+  if (r.exit_code != 0) {
+    return out;
+  }
+  std::stringstream ss(r.out);
+  std::string line;
+  for (int i = 0; i < 100000 && std::getline(ss, line); ++i) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded()) {
+      out.push_back(j);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("multinode: the fabric joins node namespaces over one bridge", "[netns][multinode]") {
+  // Native routing without the new flags: only the underlay is under test here (agents on, no Node manifests).
+  Fabric f(FabricOptions{3, 200, {"--routing-mode", "native"}});
+  for (size_t i = 0; i < f.size(); ++i) {
+    for (size_t j = 0; j < f.size(); ++j) {
+      if (i != j) {
+        INFO("underlay " << i << " -> " << j);
+        CHECK(f.underlayPing(i, j));
+      }
+    }
+    CHECK(f.node(i).node().exec("ip -4 -o addr show dev " + f.underlayDevice(i)).out.find(Fabric::underlayIp(i) + "/24") !=
+          std::string::npos);
+  }
+  FabricPod& a = f.addPod(0, "a", {{"app", "a"}});
+  FabricPod& b = f.addPod(1, "b");
+  CHECK(a.ip().rfind("10.200.0.", 0) == 0);
+  CHECK(b.ip().rfind("10.201.0.", 0) == 0);
+  // The manifests name every node (InternalIP, podCIDR) and every pod (nodeName, podIP, labels).
+  std::string m = f.clusterManifest();
+  CHECK(m.find("kind: Node") != std::string::npos);
+  CHECK(m.find("name: " + f.nodeName(2)) != std::string::npos);
+  CHECK(m.find("podCIDR: 10.202.0.0/24") != std::string::npos);
+  CHECK(m.find("address: 172.30.0.11") != std::string::npos);
+  CHECK(m.find("nodeName: " + f.nodeName(1)) != std::string::npos);
+  CHECK(m.find("podIP: " + b.ip()) != std::string::npos);
+  CHECK(m.find("app: \"a\"") != std::string::npos);
+}
+
+TEST_CASE("multinode: pods on different nodes reach each other (ICMP, TCP, UDP, from hosts); nodes are listed and "
+          "healthy",
+          "[netns][multinode]") {
+  std::string mode = GENERATE(as<std::string>{}, "native", "tunnel");
+  INFO("routing mode " << mode);
+  Cluster c(mode, mode == "native" ? 210 : 214);
+  Fabric& f = c.fabric;
+  c.requireConverged();
+
+  // Every pair of pods on different nodes, both directions.
+  const auto& pods = f.pods();
+  for (const auto& from : pods) {
+    for (const auto& to : pods) {
+      if (from.node == to.node) {
+        continue;
+      }
+      INFO(from.name << " (node " << from.node << ", " << from.ip() << ") -> " << to.name << " (node " << to.node
+                     << ", " << to.ip() << ")");
+      CHECK(ping(from.netns(), to.ip()));
+      CHECK(tcpOk(from, to));
+      CHECK(udpRoundTrip(from.netns().path(), to.netns().path(), to.ip()));
+    }
+  }
+  // Each node's host reaches a pod on every other node.
+  for (size_t i = 0; i < f.size(); ++i) {
+    for (const auto* p : c.plain) {
+      if (p->node == i) {
+        continue;
+      }
+      INFO("host of node " << i << " -> " << p->name << " " << p->ip() << " (node " << p->node << ")");
+      CHECK(ping(f.node(i).node(), p->ip()));
+      auto [lfd, port] = tcpListen(p->netns().path());
+      REQUIRE(lfd >= 0);
+      int cfd = tcpConnect(f.node(i).node().path(), p->ip(), port);
+      CHECK(cfd >= 0);
+      int afd = cfd >= 0 ? acceptWithin(lfd) : -1;
+      CHECK(afd >= 0);
+      if (cfd >= 0 && afd >= 0) {
+        CHECK(exchange(cfd, afd, "from host"));
+      }
+      for (int fd : {cfd, afd, lfd}) {
+        if (fd >= 0) {
+          close(fd);
+        }
+      }
+    }
+  }
+
+  // The datapath of the mode: direct routes via InternalIPs, or the agent's VXLAN device on UDP 8472.
+  for (size_t i = 0; i < f.size(); ++i) {
+    for (size_t j = 0; j < f.size(); ++j) {
+      if (mode == "native" && i != j) {
+        auto r = f.node(i).node().exec("ip -4 route show " + f.podCidr(j));
+        INFO("node " << i << " route to " << f.podCidr(j) << ": " << r.out);
+        CHECK(r.out.find("via " + Fabric::underlayIp(j)) != std::string::npos);
+      }
+    }
+    auto vx = f.node(i).node().exec("ip -d link show dev plexus_vxlan");
+    INFO("node " << i << " plexus_vxlan: " << vx.out << vx.err);
+    if (mode == "tunnel") {
+      CHECK(vx.exit_code == 0);
+      CHECK(vx.out.find("vxlan") != std::string::npos);
+      CHECK(vx.out.find("dstport 8472") != std::string::npos);
+    } else {
+      CHECK(vx.exit_code != 0);  // native routing creates no tunnel device
+    }
+  }
+
+  // plexus node list: all three nodes with their CIDRs and InternalIPs, the others reachable (health probes).
+  for (size_t i = 0; i < f.size(); ++i) {
+    auto list = nodeList(f.node(i));
+    INFO("node " << i << " node list: " << list.dump());
+    REQUIRE(list.is_array());
+    CHECK(list.size() == f.size());
+    for (size_t j = 0; j < f.size(); ++j) {
+      const auto* n = findNode(list, f.nodeName(j));
+      INFO("entry for node " << j << " (" << f.nodeName(j) << ")");
+      REQUIRE(n != nullptr);
+      CHECK(n->value("pod_cidrs", nlohmann::json::array()) == nlohmann::json::array({f.podCidr(j)}));
+      CHECK(listsAddress(*n, Fabric::underlayIp(j)));
+      CHECK(n->contains("reachable"));
+    }
+    bool healthy = waitUntil(
+        [&] {
+          auto l = nodeList(f.node(i));
+          for (size_t j = 0; j < f.size(); ++j) {
+            const auto* n = findNode(l, f.nodeName(j));
+            if (j != i && (n == nullptr || n->value("reachable", false) != true)) {
+              return false;
+            }
+          }
+          return true;
+        },
+        std::chrono::seconds(45));
+    INFO("node " << i << " node list after waiting: " << nodeList(f.node(i)).dump());
+    CHECK(healthy);
+    auto status = f.node(i).cli({"status"});
+    INFO("plexus status: " << status.out << status.err);
+    CHECK(status.out.find("Nodes: 3/3 reachable") != std::string::npos);
+  }
+}
+
+TEST_CASE("multinode: a CNP on node 2 admits the frontend of node 1 and drops the database of node 3, observed "
+          "with the remote pod's name",
+          "[netns][multinode]") {
+  std::string mode = GENERATE(as<std::string>{}, "native", "tunnel");
+  INFO("routing mode " << mode);
+  Cluster c(mode, mode == "native" ? 218 : 222);
+  Fabric& f = c.fabric;
+  c.requireConverged();
+  // Before the policy both remote clients reach the backend, so a later failure is the policy's doing.
+  REQUIRE(tcpOk(*c.frontend, *c.backend));
+  REQUIRE(tcpOk(*c.db, *c.backend));
+
+  f.applyEverywhere(R"(apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: backend, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: backend}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: frontend}}]
+)",
+                    "cnp.yaml");
+  INFO(f.logs());
+  bool dropped = waitUntil([&] { return !tcpOk(*c.db, *c.backend, std::chrono::milliseconds(700)); },
+                           std::chrono::seconds(15));
+  CHECK(dropped);
+  CHECK_FALSE(tcpOk(*c.db, *c.backend, std::chrono::milliseconds(700)));
+  CHECK(tcpOk(*c.frontend, *c.backend));
+  CHECK(udpRoundTrip(c.frontend->netns().path(), c.backend->netns().path(), c.backend->ip()));
+  // Pods the policy does not select are untouched.
+  CHECK(tcpOk(*c.db, *c.plain[1]));
+
+  // Node 2 reports the drop with the remote source pod (learnt from its Pod manifest) and the local destination.
+  nlohmann::json drop;
+  bool observed = waitUntil(
+      [&] {
+        for (const auto& line : droppedFlows(f.node(1))) {
+          const auto& fl = line.contains("flow") ? line["flow"] : line;
+          if (fl.value(nlohmann::json::json_pointer("/source/pod_name"), "") == "db" &&
+              fl.value(nlohmann::json::json_pointer("/destination/pod_name"), "") == "backend") {
+            drop = fl;
+            return true;
+          }
+        }
+        return false;
+      },
+      std::chrono::seconds(10));
+  INFO("DROPPED flows on node 2: " << [&] {
+    std::string s;
+    for (const auto& l : droppedFlows(f.node(1))) {
+      s += l.dump() + "\n";
+    }
+    return s;
+  }());
+  REQUIRE(observed);
+  CHECK(drop["source"]["namespace"] == "default");
+  CHECK(drop["destination"]["namespace"] == "default");
+  CHECK(drop.dump().find("\"" + c.db->ip() + "\"") != std::string::npos);  // the remote source address
+  CHECK(drop.value("drop_reason_desc", "") == "POLICY_DENIED");
+  CHECK(drop.value("traffic_direction", "") == "INGRESS");
+}
+
+TEST_CASE("multinode: a ClusterIP with backends on nodes 2 and 3 works from a pod and from the host of node 1",
+          "[netns][multinode]") {
+  std::string mode = GENERATE(as<std::string>{}, "native", "tunnel");
+  INFO("routing mode " << mode);
+  Cluster c(mode, mode == "native" ? 226 : 230);
+  Fabric& f = c.fabric;
+  c.requireConverged();
+  const std::string vip = "10.96.70.10";
+  f.applyEverywhere("apiVersion: v1\nkind: Service\nmetadata: {name: remote, namespace: default}\nspec:\n"
+                    "  type: ClusterIP\n  clusterIP: " + vip + "\n  ports: [{name: http, port: 80, protocol: TCP, "
+                    "targetPort: 8080}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                    "metadata:\n  name: remote-1\n  namespace: default\n  labels: {kubernetes.io/service-name: remote}\n"
+                    "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n"
+                    "- addresses: [" + c.plain[1]->ip() + "]\n  conditions: {ready: true}\n  nodeName: " +
+                        f.nodeName(1) + "\n- addresses: [" + c.plain[2]->ip() + "]\n  conditions: {ready: true}\n"
+                    "  nodeName: " + f.nodeName(2) + "\n",
+                    "svc.yaml");
+  Greeter g2(*c.plain[1]);
+  Greeter g3(*c.plain[2]);
+  INFO("service get: " << f.node(0).cli({"service", "get", "remote", "-o", "json"}).out << f.logs());
+
+  // From a pod of node 1 (per-packet LB): every answer comes from a backend, both backends answer.
+  std::set<std::string> seen;
+  for (int i = 0; i < 20; ++i) {
+    int fd = tcpConnect(c.plain[0]->netns().path(), vip, 80);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+      seen.insert(readGreeting(fd));
+      close(fd);
+    }
+  }
+  INFO("answers from the pod: " << [&] {
+    std::string s;
+    for (const auto& x : seen) {
+      s += "[" + x + "] ";
+    }
+    return s;
+  }());
+  CHECK(seen == std::set<std::string>{"plain2", "plain3"});
+
+  // From a host process of node 1 in the agent's cgroup (socket LB).
+  std::set<std::string> host_seen;
+  for (int i = 0; i < 6; ++i) {
+    auto r = f.node(0).node().exec("echo $$ > " + f.node(0).agent().cgroup() + "/cgroup.procs && exec nc -w 3 " +
+                                   vip + " 80 </dev/null");
+    INFO("host nc: " << r.exit_code << " " << r.out << r.err);
+    CHECK((r.out == "plain2" || r.out == "plain3"));
+    host_seen.insert(r.out);
+  }
+  CHECK_FALSE(host_seen.empty());
+}
+
+TEST_CASE("multinode: deleting node 3 removes its routes and ipcache entries on node 1; re-applying restores them",
+          "[netns][multinode]") {
+  std::string mode = GENERATE(as<std::string>{}, "native", "tunnel");
+  INFO("routing mode " << mode);
+  Cluster c(mode, mode == "native" ? 234 : 238);
+  Fabric& f = c.fabric;
+  c.requireConverged();
+  FabricPod& far = *c.plain[2];
+  REQUIRE(f.node(0).ipcacheHas(far.ip()));
+  REQUIRE(pingOnce(c.plain[0]->netns(), far.ip()));
+
+  auto del = f.apply(0, f.nodeManifest(2), "node3.yaml", true);
+  INFO("plexus delete: " << del.out << del.err << "\n" << f.logs());
+  REQUIRE(del.exit_code == 0);
+  CHECK(waitUntil([&] { return !f.node(0).ipcacheHas(far.ip()); }, std::chrono::seconds(10)));
+  CHECK(waitUntil([&] { return !pingOnce(c.plain[0]->netns(), far.ip()); }, std::chrono::seconds(10)));
+  CHECK_FALSE(pingOnce(c.plain[0]->netns(), far.ip()));
+  auto list = nodeList(f.node(0));
+  INFO("node list after delete: " << list.dump());
+  CHECK(list.size() == 2);
+  CHECK(findNode(list, f.nodeName(2)) == nullptr);
+  if (mode == "native") {
+    CHECK(f.node(0).node().exec("ip -4 route show " + f.podCidr(2)).out.empty());
+  }
+  // Node 2 is untouched.
+  CHECK(pingOnce(c.plain[0]->netns(), c.plain[1]->ip()));
+
+  auto re = f.apply(0, f.nodeManifest(2), "node3.yaml");
+  INFO("plexus apply: " << re.out << re.err);
+  REQUIRE(re.exit_code == 0);
+  CHECK(waitUntil([&] { return f.node(0).ipcacheHas(far.ip()); }, std::chrono::seconds(10)));
+  CHECK(waitUntil([&] { return pingOnce(c.plain[0]->netns(), far.ip()); }, std::chrono::seconds(15)));
+  CHECK(tcpOk(*c.plain[0], far));
+  CHECK(nodeList(f.node(0)).size() == 3);
+  if (mode == "native") {
+    CHECK(f.node(0).node().exec("ip -4 route show " + f.podCidr(2)).out.find("via " + Fabric::underlayIp(2)) !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("multinode: a cross-node TCP stream survives kill -9 of the remote agent and its restart",
+          "[netns][multinode]") {
+  std::string mode = GENERATE(as<std::string>{}, "native", "tunnel");
+  INFO("routing mode " << mode);
+  Cluster c(mode, mode == "native" ? 242 : 246, 2);
+  Fabric& f = c.fabric;
+  c.requireConverged();
+  auto [lfd, port] = tcpListen(c.backend->netns().path());
+  REQUIRE(lfd >= 0);
+  int cfd = tcpConnect(c.frontend->netns().path(), c.backend->ip(), port);
+  REQUIRE(cfd >= 0);
+  int afd = acceptWithin(lfd);
+  REQUIRE(afd >= 0);
+
+  // A message each way every 100 ms for ~3 s, from a thread (no Catch macros there); the agent dies meanwhile.
+  std::atomic<int> sent{0}, failed{0};
+  std::atomic<bool> done{false};
+  std::thread stream([&] {
+    for (int i = 0; i < 30; ++i) {
+      if (!exchange(cfd, afd, "msg " + std::to_string(i), std::chrono::seconds(2)) ||
+          !exchange(afd, cfd, "ack " + std::to_string(i), std::chrono::seconds(2))) {
+        ++failed;
+      }
+      ++sent;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    done = true;
+  });
+  waitUntil([&] { return sent >= 5; }, std::chrono::seconds(10));
+  f.node(1).agent().kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  bool restarted = f.node(1).agent().start();
+  stream.join();
+  INFO("node 2 agent log:\n" << f.node(1).agent().log());
+  CHECK(restarted);
+  CHECK(sent == 30);
+  CHECK(failed == 0);
+  CHECK(exchange(cfd, afd, "after restart"));
+  CHECK(exchange(afd, cfd, "reply after restart"));
+  close(cfd);
+  close(afd);
+  close(lfd);
+  // The restarted agent kept the cluster it was told about: both nodes, and new connections across them.
+  CHECK(waitUntil([&] { return nodeList(f.node(1)).size() == 2; }, std::chrono::seconds(10)));
+  CHECK(tcpOk(*c.frontend, *c.backend));
+  CHECK(tcpOk(*c.backend, *c.frontend));
+}
+
+TEST_CASE("multinode: --tunnel-protocol geneve is refused at start, saying so", "[netns][multinode]") {
+  Netns node("nd");
+  TempDir tmp;
+  BpffsMount bpffs(tmp.path() + "/bpffs");
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = runCommand({"ip", "netns", "exec", node.name(), agentBinary(), "--state-dir", tmp.path() + "/state",
+                       "--bpf-root", tmp.path() + "/bpffs/plexus", "--socket", tmp.path() + "/plexus.sock",
+                       "--pod-cidr", "10.250.0.0/24", "--node-name", node.name(), "--routing-mode", "tunnel",
+                       "--tunnel-protocol", "geneve"},
+                      "", {}, std::chrono::seconds(20));
+  auto elapsed = std::chrono::steady_clock::now() - t0;
+  std::string text = r.out + r.err;
+  INFO("exit " << r.exit_code << ": " << text);
+  CHECK(r.exit_code != 0);
+  CHECK(elapsed < std::chrono::seconds(15));  // refused at start, not killed by the timeout
+  std::string lower;
+  for (char ch : text) {
+    lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  CHECK(lower.find("geneve") != std::string::npos);
+  // A refused start leaves no tunnel device behind.
+  CHECK(node.exec("ip link show plexus_vxlan").exit_code != 0);
+}
