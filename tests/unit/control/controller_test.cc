@@ -74,6 +74,12 @@ AddRequest request(const std::string& container, const std::string& pod) {
   r.pod_name = pod;
   return r;
 }
+nlohmann::json allowWeb() {
+  return nlohmann::json::parse(R"({"apiVersion":"cilium.io/v2","kind":"CiliumNetworkPolicy",
+    "metadata":{"name":"allow-web","namespace":"default"},
+    "spec":{"endpointSelector":{"matchLabels":{"app":"web"}},
+      "ingress":[{"fromEndpoints":[{"matchLabels":{"app":"client"}}],"toPorts":[{"ports":[{"port":"80","protocol":"TCP"}]}]}]}})");
+}
 bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 }  // namespace
 
@@ -94,7 +100,8 @@ TEST_CASE("controller standalone: a known pod's endpoint gets its labels' identi
   CHECK(ipcacheEntry(f.ipcache_map, Ipv4Prefix(rec->ip, 32)) == IpcacheEntry{rec->identity, {}});
   PeerInfo info;
   REQUIRE(a.flows.lookupEndpoint(rec->ip, &info));
-  CHECK(info.pod == "web");
+  CHECK(info.pod_name == "web");
+  CHECK(info.endpoint_id == rec->id);
   CHECK(has(info.labels, "k8s:app=web"));
   // A repeated ADD returns the same endpoint.
   auto again = a.controller.addEndpoint(request("c1", "web"));
@@ -129,13 +136,16 @@ TEST_CASE("controller cluster mode: ADD wires with init, the pod and the identit
   CHECK(a.endpoints.get(rec->id)->identity == kIdentityInit);
   CHECK(f.api.fetched.size() == 1);
 
+  // A policy selects app=web: the init endpoint is not selected yet.
+  REQUIRE(a.controller.apply({allowWeb()}).at(0).action == ApplyAction::kCreated);
+  CHECK_FALSE(a.policies.endpointPolicy(rec->id)->compiled.ingress_enforced);
   int policy_sets = f.policy_map.sets;
   a.controller.handle(IdentityAllocated{labels, 300});
   CHECK(a.endpoints.get(rec->id)->identity == 300);
   CHECK(endpointEntry(f.endpoints_map, rec->ip)->identity == 300);
   CHECK(ipcacheEntry(f.ipcache_map, Ipv4Prefix(rec->ip, 32)) == IpcacheEntry{300, {}});
   CHECK(f.policy_map.sets > policy_sets);  // regenerated for its new identity
-  CHECK(a.policies.endpointPolicy(rec->id));
+  CHECK(a.policies.endpointPolicy(rec->id)->compiled.ingress_enforced);
   CHECK(f.api.releases.empty());
   CHECK(f.store.endpoints.at(rec->id).identity == 300);
 
@@ -198,9 +208,9 @@ TEST_CASE("controller: a failed ipcache write fails the ADD cleanly; a pending o
   CHECK_FALSE(a.controller.pending());
   CHECK(ipcacheEntry(f.ipcache_map, Ipv4Prefix(rec->ip, 32)) == IpcacheEntry{300, {}});
 
-  // Host addresses: a failed write is retried by the next tick.
+  // Host addresses: a failed write (and the same tick's retry) is retried by the next tick.
   f.host.addresses = {ip("192.168.1.10")};
-  f.ipcache_map.fail_next_updates = 1;
+  f.ipcache_map.fail_next_updates = 2;
   a.controller.tick();
   CHECK(a.controller.pending());
   CHECK_FALSE(ipcacheEntry(f.ipcache_map, prefix("192.168.1.10/32")));
@@ -210,10 +220,13 @@ TEST_CASE("controller: a failed ipcache write fails the ADD cleanly; a pending o
 
   // A failed policy write is retried by tick() too.
   f.policy_map.fail_next_sets = 1;
-  a.controller.handle(ResourcesChanged{{podUpsert("web", "web2")}});
+  a.controller.apply({allowWeb()});
   CHECK(a.controller.pending());
+  CHECK_FALSE(a.policies.endpointPolicy(rec->id)->error.empty());
+  CHECK_FALSE(a.policies.endpointPolicy(rec->id)->compiled.ingress_enforced);
   a.controller.tick();
   CHECK_FALSE(a.controller.pending());
+  CHECK(a.policies.endpointPolicy(rec->id)->compiled.ingress_enforced);
 }
 
 TEST_CASE("controller: apply() journals each change and a new agent restores from snapshot and journal",
@@ -243,9 +256,7 @@ TEST_CASE("controller: apply() journals each change and a new agent restores fro
     REQUIRE(b.controller.start(&problems).ok());
     CHECK(b.resources.pod("default", "web"));
     CHECK_FALSE(b.resources.pod("default", "db"));
-    CHECK(has(std::vector<std::string>(b.resources.podIdentityLabels("default", "web").begin(),
-                                       b.resources.podIdentityLabels("default", "web").end()),
-              "k8s:app=web"));
+    CHECK(b.resources.podIdentityLabels("default", "web").count("k8s:app=web"));
   }
   SECTION("over a snapshot, with a cut last line ignored") {
     f.store.snapshot = nlohmann::json{{"resourceVersion", 1}, {"items", {namespaceJson()}}};

@@ -33,7 +33,8 @@ TEST_CASE("identities standalone: local allocation, equal labels share an id, re
   CHECK(ids.acquire(labels("web")) == web);
   uint32_t db = ids.acquire(labels("db"));
   CHECK(db != web);
-  CHECK(ids.all().at(web) == std::vector<std::string>(labels("web").begin(), labels("web").end()));
+  auto web_labels = labels("web");
+  CHECK(ids.all().at(web) == std::vector<std::string>(web_labels.begin(), web_labels.end()));
   REQUIRE(store.identities);  // persisted
 
   ids.release(web);
