@@ -13,6 +13,7 @@
 
 #include "lxc_fixture.h"
 #include "plexus/datapath/host_datapath.h"
+#include "plexus/datapath/netlink.h"
 
 using namespace plexus;
 using namespace plexus::testing;
@@ -168,12 +169,15 @@ struct Node {
     lxc_ifindex = ifindexOf(ns, "lxc0");
   }
 
-  // The tunnel device as the agent creates it: collect-metadata VXLAN, no ARP (the datapath keys every packet; an
-  // ARP request would leave without a key and be dropped).
+  // The tunnel device, created by the agent's own call (collect-metadata VXLAN on PLEXUS_VXLAN_PORT).
   void addVxlan() {
-    must(ns, "ip link add plexus_vxlan type vxlan external dstport 8472");
-    must(ns, "ip link set plexus_vxlan arp off up");
-    vxlan_ifindex = ifindexOf(ns, "plexus_vxlan");
+    inNetns(ns, [&] {
+      auto link = datapath::ensureVxlanDevice("plexus_vxlan", PLEXUS_VXLAN_PORT);
+      INFO((link.ok() ? std::string() : link.error().message));
+      REQUIRE(link.ok());
+      vxlan_ifindex = static_cast<uint32_t>(link->ifindex);
+    });
+    REQUIRE(vxlan_ifindex == ifindexOf(ns, "plexus_vxlan"));
   }
 
   void load(datapath::LxcConfig cfg, bool with_overlay, bool with_host, const std::string& netdev = "") {

@@ -419,9 +419,33 @@ Result<std::vector<RouteSpec>> listRoutes() {
   return out;
 }
 
+namespace {
+// The tunnel device must not ARP: the host's packets to remote pods are routed `dev <vxlan>`, so the stack would ARP
+// for each pod address, and a request leaves without a tunnel key, which a collect-metadata device drops
+// (docs/datapath.md, "Routing modes"). With NOARP the stack addresses the inner frame to the device's own MAC;
+// the receiving node rewrites L2 before delivery anyway. Applied to an existing device too (an older agent's).
+Status setVxlanFlags(const std::string& name, int ifindex) {
+  auto sock = connect();
+  if (!sock.ok()) {
+    return sock.error();
+  }
+  auto link = getLink(sock->get(), ifindex, "");
+  if (!link.ok()) {
+    return link.error();
+  }
+  NlLink change(rtnl_link_alloc());
+  rtnl_link_set_flags(change.get(), IFF_NOARP | IFF_UP);
+  if (int err = rtnl_link_change(sock->get(), link->get(), change.get(), 0); err < 0) {
+    return nlError(fmt::format("{}: arp off, up", name), err);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 Result<LinkInfo> ensureVxlanDevice(const std::string& name, uint16_t port) {
   if (auto existing = linkByName(name); existing.ok()) {
-    return existing;
+    PLEXUS_TRY(setVxlanFlags(name, existing->ifindex), fmt::format("vxlan device {}", name));
+    return linkByName(name);
   }
   auto sock = connect();
   if (!sock.ok()) {
@@ -443,7 +467,7 @@ Result<LinkInfo> ensureVxlanDevice(const std::string& name, uint16_t port) {
   if (!created.ok()) {
     return created.error();
   }
-  PLEXUS_TRY(setLinkUp(created->ifindex), fmt::format("{} up", name));
+  PLEXUS_TRY(setVxlanFlags(name, created->ifindex), fmt::format("vxlan device {}", name));
   return linkByName(name);
 }
 
