@@ -314,6 +314,45 @@ TEST_CASE("tunnel: the VNI carries the sender's identity and the receiver judges
     CHECK(events[0].src_identity == kOtherIdentity);
   }
 
+  SECTION("replies of an admitted flow come back through the tunnel; a new flow the other way is denied") {
+    REQUIRE(n1.dp->policy().set(1, ingressFrom({})).ok());  // pod 1 admits nobody: only replies may reach it
+    int a = socketInNetns(n1.pod.path(), SOCK_DGRAM);
+    int b = socketInNetns(n2.pod.path(), SOCK_DGRAM);
+    REQUIRE(a >= 0);
+    REQUIRE(b >= 0);
+    sockaddr_in la{};
+    la.sin_family = AF_INET;
+    la.sin_port = htons(41005);
+    sockaddr_in lb{};
+    lb.sin_family = AF_INET;
+    lb.sin_port = htons(7005);
+    REQUIRE(bind(a, reinterpret_cast<sockaddr*>(&la), sizeof(la)) == 0);
+    REQUIRE(bind(b, reinterpret_cast<sockaddr*>(&lb), sizeof(lb)) == 0);
+    timeval tv{1, 0};
+    setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    sockaddr_in to_b{};
+    to_b.sin_family = AF_INET;
+    to_b.sin_port = htons(7005);
+    to_b.sin_addr.s_addr = kPod2.networkOrder();
+    char buf[16];
+    sockaddr_in from{};
+    socklen_t from_len = sizeof(from);
+    REQUIRE(sendto(a, "ping", 4, 0, reinterpret_cast<sockaddr*>(&to_b), sizeof(to_b)) == 4);
+    REQUIRE(recvfrom(b, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &from_len) == 4);
+    CHECK(from.sin_addr.s_addr == kPod1.networkOrder());
+    REQUIRE(sendto(b, "pong", 4, 0, reinterpret_cast<sockaddr*>(&from), from_len) == 4);
+    CHECK(recv(a, buf, sizeof(buf), 0) == 4);  // the reply: pod 1's egress entry admits it at node 1's from-overlay
+    CHECK(counter(*n1.dp, PLEXUS_REASON_FORWARDED_TUNNEL, PLEXUS_DIR_EGRESS) >= 1);
+    CHECK(counter(*n2.dp, PLEXUS_REASON_FORWARDED_TUNNEL, PLEXUS_DIR_EGRESS) >= 1);
+    CHECK(counter(*n1.dp, PLEXUS_REASON_FORWARDED, PLEXUS_DIR_INGRESS) >= 1);
+    close(a);
+    close(b);
+    // Pod 2 opening its own flow to pod 1 is judged as new, and pod 1 admits nobody.
+    CHECK_FALSE(udpDelivered(n2.pod, 7006, n1.pod, kPod1, 41006));
+    CHECK(counter(*n1.dp, PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) >= 1);
+  }
+
   SECTION("the host's traffic routed into the tunnel arrives as remote-node") {
     must(n1.ns, "ip route add 10.244.2.0/24 dev plexus_vxlan src " + kNode1.toString());
     REQUIRE(udpDelivered(n1.ns, 41003, n2.pod, kPod2, 7003));
