@@ -328,7 +328,7 @@ TEST_CASE("tunnel: the VNI carries the sender's identity and the receiver judges
     lb.sin_port = htons(7005);
     REQUIRE(bind(a, reinterpret_cast<sockaddr*>(&la), sizeof(la)) == 0);
     REQUIRE(bind(b, reinterpret_cast<sockaddr*>(&lb), sizeof(lb)) == 0);
-    timeval tv{1, 0};
+    timeval tv{3, 0};  // one datagram each way, no retry: the first waits for ARP on the pod and the underlay
     setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     sockaddr_in to_b{};
