@@ -200,7 +200,13 @@ static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct v
   c->t.src_identity = identity_of(f.saddr);
   ret = policy_ingress(&f, dst, c->t.src_identity, &pt);
   lxc_trace_flow(c, &f, &pt);
-  return ret;
+  if (ret < 0 || !cfg_lb_per_packet || !f.has_ports) {
+    return ret;
+  }
+  /* The reply of a flow this node translated to a backend on another node: the backend's node cannot restore the
+   * frontend (the conntrack entry is here), so the client's side does, after policy judged the real tuple. */
+  int rev = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
+  return rev < 0 ? rev : ret;
 }
 
 SEC("tc")

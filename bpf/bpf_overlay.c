@@ -9,6 +9,7 @@
 
 #include "lib/common.h"
 #include "lib/endpoints.h"
+#include "lib/lb_xlate.h"
 #include "lib/local.h"
 #include "lib/overlay.h"
 #include "lib/parse.h"
@@ -49,6 +50,14 @@ static __always_inline int overlay_ipv4_ingress(struct __sk_buff *skb, struct ve
     ret = policy_ingress(&f, dst, c->t.src_identity, &pt);
     c->t.notify |= pt.notify;
     c->t.is_reply = pt.is_reply;
+    if (ret < 0) {
+      return ret;
+    }
+  }
+  /* The reply of a flow this node translated to a backend on another node: only this node holds the conntrack
+   * entry that restores the frontend (the pod's to-container program, which would do it, is skipped). */
+  if (f.has_ports) {
+    ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
     if (ret < 0) {
       return ret;
     }

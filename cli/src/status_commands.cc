@@ -27,6 +27,13 @@ int status(const Context& c) {
   std::cout << fmt::format("Endpoints:   {}\n", r.endpoint_count());
   std::cout << fmt::format("IPAM:        {} used, {} free of {} in {}\n", r.ipam().used(), r.ipam().free(),
                            r.ipam().size(), r.ipam().cidr());
+  std::cout << fmt::format("Routing:     {}   pod MTU {}\n", r.routing_mode(), r.pod_mtu());
+  std::string devices;
+  for (const auto& d : r.devices()) {
+    devices += (devices.empty() ? "" : ", ") + d;
+  }
+  std::cout << fmt::format("Devices:     {}\n", devices.empty() ? "none (NodePort from outside is off)" : devices);
+  std::cout << fmt::format("Nodes:       {}/{} reachable\n", r.nodes_reachable(), r.nodes_total());
   std::cout << "Programs:\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : r.programs()) {
@@ -115,6 +122,39 @@ int endpointGet(const Context& c, const std::string& selector) {
   return 0;
 }
 
+int nodeList(const Context& c) {
+  auto stub = v1::Daemon::NewStub(c.channel());
+  grpc::ClientContext ctx;
+  c.deadline(&ctx);
+  v1::ListNodesResponse r;
+  grpc::Status s = stub->ListNodes(&ctx, v1::ListNodesRequest{}, &r);
+  if (!s.ok()) {
+    return reportError(c, s);
+  }
+  if (c.format() == Output::kJson) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& n : r.nodes()) {
+      a.push_back(toJson(n));
+    }
+    std::cout << a.dump(2) << "\n";
+    return 0;
+  }
+  auto join = [](const auto& list) {
+    std::string out;
+    for (const auto& x : list) {
+      out += (out.empty() ? "" : ",") + x;
+    }
+    return out.empty() ? std::string("-") : out;
+  };
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& n : r.nodes()) {
+    rows.push_back({n.name() + (n.self() ? " (self)" : ""), join(n.addresses()), join(n.pod_cidrs()),
+                    n.reachable() ? "yes" : "no", n.health()});
+  }
+  std::cout << renderTable({"NAME", "ADDRESSES", "POD CIDRS", "REACHABLE", "HEALTH"}, rows);
+  return 0;
+}
+
 CLI::Option* outputFlag(CLI::App* cmd, Context& ctx) {
   return cmd->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
 }
@@ -136,6 +176,12 @@ void addStatusCommands(CLI::App& app, Context& ctx, int& rc) {
   get->add_option("selector", selector, "endpoint id, container id, namespace/pod or IP")->required();
   outputFlag(get, ctx);
   get->callback([&] { rc = endpointGet(ctx, selector); });
+
+  auto* node = app.add_subcommand("node", "the cluster's nodes as this agent knows them");
+  node->require_subcommand(1);
+  auto* nlist = node->add_subcommand("list", "nodes: addresses, pod CIDRs, reachability (health probes)");
+  outputFlag(nlist, ctx);
+  nlist->callback([&] { rc = nodeList(ctx); });
 }
 
 }  // namespace plexus::cli

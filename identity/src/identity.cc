@@ -97,12 +97,27 @@ uint32_t Allocator::acquire(const Labels& labels) {
     by_id_[it->second].second += 1;
     return it->second;
   }
-  // Next free id after the last one handed out, so a freed identity is not reused at once (a stale ipcache or
-  // policy entry must not apply to a different workload).
-  while (by_id_.count(next_)) {
-    ++next_;
+  uint32_t id = 0;
+  if (hashed_) {
+    // The same labels give the same number on every node that knows the same label sets, with no coordination
+    // (standalone clusters): FNV-1a of the canonical labels over the cluster range, then the next free number.
+    uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : key) {
+      h = (h ^ c) * 1099511628211ULL;
+    }
+    constexpr uint32_t kSpan = kLastClusterIdentity - kFirstClusterIdentity + 1;
+    id = kFirstClusterIdentity + static_cast<uint32_t>(h % kSpan);
+    for (uint32_t i = 0; i < kSpan && by_id_.count(id); ++i) {
+      id = id == kLastClusterIdentity ? kFirstClusterIdentity : id + 1;
+    }
+  } else {
+    // Next free id after the last one handed out, so a freed identity is not reused at once (a stale ipcache or
+    // policy entry must not apply to a different workload).
+    while (by_id_.count(next_)) {
+      ++next_;
+    }
+    id = next_++;
   }
-  uint32_t id = next_++;
   by_labels_[key] = id;
   by_id_[id] = {labels, 1};
   return id;

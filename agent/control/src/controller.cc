@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/map_encoding.h"
+#include "plexus/node/node.h"
 
 namespace plexus::agent {
 
@@ -29,9 +30,8 @@ Controller::Controller(ControllerParts parts) : p_(parts) {
     r.setValidator(ResourceKind::kEndpointSlice,
                    [](const nlohmann::json&) { return refuse(ResourceKind::kEndpointSlice); });
   }
-  // Nodes have no consumer in standalone mode yet; in cluster mode the watch delivers them.
-  r.setValidator(ResourceKind::kNode, [api = p_.api](const nlohmann::json&) {
-    return api ? Status::Ok() : refuse(ResourceKind::kNode);
+  r.setValidator(ResourceKind::kNode, [nodes = p_.nodes](const nlohmann::json& o) {
+    return nodes ? node::parseNode(o).status() : refuse(ResourceKind::kNode);
   });
   for (ResourceKind k : {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
                          ResourceKind::kCiliumClusterwideNetworkPolicy}) {
@@ -150,7 +150,11 @@ void Controller::changed(const std::vector<ResourceEvent>& events) {
     return;
   }
   bool services_changed = false;
+  bool nodes_changed = false;
   for (const auto& e : events) {
+    if (p_.nodes) {
+      nodes_changed = p_.nodes->track(e) || nodes_changed;
+    }
     if (p_.services) {
       services_changed = p_.services->track(e) || services_changed;  // every event must be tracked
     }
@@ -165,6 +169,11 @@ void Controller::changed(const std::vector<ResourceEvent>& events) {
   if (services_changed) {
     if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
       spdlog::error("services: {} (will retry)", s.error().message);
+    }
+  }
+  if (nodes_changed) {
+    if (Status s = p_.nodes->sync(); !s.ok()) {
+      spdlog::error("nodes: {} (will retry)", s.error().message);
     }
   }
   for (const auto& e : events) {
@@ -285,7 +294,8 @@ void Controller::regenerate() {
 }
 
 bool Controller::pending() const {
-  return p_.ipcache.pending() || p_.policies.pending() || (p_.services && p_.services->pending());
+  return p_.ipcache.pending() || p_.policies.pending() || (p_.services && p_.services->pending()) ||
+         (p_.nodes && p_.nodes->pending());
 }
 
 void Controller::tick() {
@@ -298,6 +308,11 @@ void Controller::tick() {
   if (p_.services && p_.services->pending()) {
     if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
       spdlog::error("services: {} (will retry)", s.error().message);
+    }
+  }
+  if (p_.nodes && p_.nodes->pending()) {
+    if (Status s = p_.nodes->sync(); !s.ok()) {
+      spdlog::warn("nodes: {} (will retry)", s.error().message);
     }
   }
   if (p_.policies.pending()) {

@@ -14,6 +14,8 @@
 #include "plexus/api/paths.h"
 #include "plexus/datapath/netlink.h"
 #include "plexus/identity.h"
+#include "plexus/node/devices.h"
+#include "plexus/node/mtu.h"
 
 namespace plexus::agent {
 
@@ -37,6 +39,30 @@ std::vector<Ipv4> nodeAddresses(const std::vector<std::string>& devices) {
   freeifaddrs(list);
   return out;
 }
+// --devices, or when empty the devices Cilium would pick: up, global unicast IPv4, carrying the default route.
+Result<std::vector<std::string>> effectiveDevices(const AgentConfig& config) {
+  if (!config.devices.empty()) {
+    return config.devices;
+  }
+  auto links = datapath::listLinks();
+  auto routes = datapath::listRoutes();
+  if (!links.ok() || !routes.ok()) {
+    return (!links.ok() ? links.error() : routes.error()).wrap("detect devices");
+  }
+  std::vector<node::LinkInfo> in;
+  for (const auto& l : *links) {
+    in.push_back(node::LinkInfo{l.name, l.info.ifindex, l.info.up, l.loopback, l.kind, l.addresses});
+  }
+  std::vector<node::RouteInfo> rin;
+  for (const auto& r : *routes) {
+    rin.push_back(node::RouteInfo{r.dst, r.ifindex, r.gateway});
+  }
+  for (const auto& d : node::explainDevices(in, rin, {})) {
+    spdlog::info("devices: {} {}: {}", d.name, d.selected ? "selected" : "skipped", d.reason);
+  }
+  return node::detectDevices(in, rin, {});
+}
+
 }  // namespace
 
 struct AgentState::Ports {
@@ -48,12 +74,17 @@ struct AgentState::Ports {
   KernelHostAddresses host;
 };
 
-AgentState::~AgentState() {
+void AgentState::stop() {
+  if (health) {
+    health->stop();  // it reads the node list through the reconcile thread
+  }
   if (kube) {
     kube->stop();  // no more events for the reconcile thread
   }
   reconciler.stop();  // queued work still sees every manager
 }
+
+AgentState::~AgentState() { stop(); }
 
 void AgentState::collectConntrack() {
   uint64_t now = datapath::monotonicNs();
@@ -76,6 +107,45 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->store = std::make_unique<StateStore>(config.state_dir);
   PLEXUS_TRY(state->store->init(), "state dir");
 
+  // Routing: the devices (given, or detected as Cilium does), the tunnel device, the pods' MTU.
+  auto mode = node::parseRoutingMode(config.routing_mode);
+  if (!mode.ok()) {
+    return mode.error().wrap("--routing-mode");
+  }
+  state->routing_mode = *mode;
+  auto devices = effectiveDevices(config);
+  if (!devices.ok()) {
+    return devices.error();
+  }
+  state->devices = *devices;
+  int device_mtu = 1500;
+  if (!state->devices.empty()) {
+    if (auto l = datapath::linkByName(state->devices.front()); l.ok() && l->mtu > 0) {
+      device_mtu = l->mtu;
+    }
+  }
+  auto mtu = node::podMtu(device_mtu, *mode, node::TunnelProtocol::kVxlan, config.mtu);
+  if (!mtu.ok()) {
+    return mtu.error().wrap("--mtu");
+  }
+  state->pod_mtu = *mtu;
+  // Replies of cross-node flows may come back on another device than the route to their source (the tunnel,
+  // the underlay): strict reverse-path filtering would drop them, as Cilium notes.
+  (void)datapath::writeSysctl("net/ipv4/conf/all/rp_filter", "0");
+  (void)datapath::writeSysctl("net/ipv4/conf/default/rp_filter", "0");
+  if (*mode == node::RoutingMode::kTunnel) {
+    auto vx = datapath::ensureVxlanDevice(kTunnelDevice, static_cast<uint16_t>(config.tunnel_port));
+    if (!vx.ok()) {
+      return vx.error().wrap("tunnel device");
+    }
+    state->tunnel_ifindex = vx->ifindex;
+    (void)datapath::writeSysctl(fmt::format("net/ipv4/conf/{}/rp_filter", kTunnelDevice), "0");
+    spdlog::info("routing: tunnel (vxlan, {} on UDP {}), pod MTU {}", kTunnelDevice, config.tunnel_port, *mtu);
+  } else {
+    spdlog::info("routing: native{}, pod MTU {}", config.auto_direct_node_routes ? " with direct node routes" : "",
+                 *mtu);
+  }
+
   datapath::LxcConfig lxc_cfg;
   lxc_cfg.bpf_root = config.bpf_root;
   lxc_cfg.ct_map_size = static_cast<uint32_t>(config.ct_map_size);
@@ -84,6 +154,12 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.enable_events = config.enable_hubble;
   lxc_cfg.monitor_aggregation =
       config.monitor_aggregation == "none" ? PLEXUS_AGGREGATION_NONE : PLEXUS_AGGREGATION_MEDIUM;
+  lxc_cfg.routing_mode =
+      *mode == node::RoutingMode::kTunnel ? datapath::RoutingMode::kTunnel : datapath::RoutingMode::kNative;
+  lxc_cfg.tunnel_ifindex = static_cast<uint32_t>(state->tunnel_ifindex);
+  // BPF host routing (FIB lookup + redirect out, redirect_peer in) stays off: the device's redirect_peer skips
+  // the reverse translation of per-packet service replies, so the kernel stack forwards (legacy host routing).
+  lxc_cfg.host_routing = false;
   auto lxc = datapath::LxcDatapath::load(lxc_cfg);
   if (!lxc.ok()) {
     return lxc.error();
@@ -100,13 +176,22 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     PLEXUS_TRY(datapath::detachSockPrograms(config.bpf_root), "socket LB off");
   }
 
+  if (state->tunnel_ifindex > 0) {
+    auto overlay = datapath::OverlayDatapath::load(lxc_cfg);
+    if (!overlay.ok()) {
+      return overlay.error().wrap("overlay programs");
+    }
+    PLEXUS_TRY((*overlay)->attachOverlay(state->tunnel_ifindex), fmt::format("attach on {}", kTunnelDevice));
+    state->overlay = std::move(overlay.value());
+  }
+
   // NodePort/LoadBalancer from outside the node: the external devices get bpf_host at tc ingress.
-  if (config.kube_proxy_replacement && !config.devices.empty()) {
+  if (config.kube_proxy_replacement && !state->devices.empty()) {
     auto host = datapath::HostDatapath::load(lxc_cfg);
     if (!host.ok()) {
       return host.error();
     }
-    for (const auto& dev : config.devices) {
+    for (const auto& dev : state->devices) {
       auto link = datapath::linkByName(dev);
       if (!link.ok()) {
         return link.error().wrap(fmt::format("--devices {}", dev));
@@ -173,11 +258,15 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       [r = state->resources.get()](const EndpointRecord& rec) { return r->namedPorts(rec.pod_namespace, rec.pod_name); });
   state->endpoints = std::make_unique<EndpointManager>(
       EndpointManagerDeps{ports.network, ports.endpoints, *state->ipcache, *state->policies, *state->store},
-      *state->ipam, EndpointManagerConfig{config.mtu}, [] { return static_cast<int64_t>(std::time(nullptr)); });
+      *state->ipam, EndpointManagerConfig{state->pod_mtu}, [] { return static_cast<int64_t>(std::time(nullptr)); });
+  state->node_routes = std::make_unique<KernelNodeRoutes>(state->tunnel_ifindex);
+  state->nodes = std::make_unique<NodeManager>(
+      NodeManagerConfig{config.node_name, *mode, config.auto_direct_node_routes}, *state->ipcache,
+      *state->identities, *state->resources, state->node_routes.get(), &state->flow_dir);
   if (config.kube_proxy_replacement) {
     lb::PlannerConfig pc;
     pc.node_name = config.node_name;
-    pc.node_ips = nodeAddresses(config.devices);
+    pc.node_ips = nodeAddresses(state->devices);
     pc.maglev = config.lb_algorithm == "maglev";
     pc.maglev_m = static_cast<uint32_t>(config.maglev_table_size);
     auto seed = lb::parseMaglevSeed(config.maglev_hash_seed.empty() ? lb::kDefaultMaglevSeed
@@ -195,7 +284,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   }
   state->controller = std::make_unique<Controller>(ControllerParts{
       *state->resources, *state->identities, *state->ipcache, *state->endpoints, *state->policies,
-      state->service_sync.get(), state->flow_dir, api, &ports.host});
+      state->service_sync.get(), state->flow_dir, api, &ports.host, state->nodes.get()});
   state->sink.attach(state->controller.get());
   // Flow enrichment follows every endpoint the datapath serves.
   // /metrics: identities and services, read on the reconcile thread at scrape time.
@@ -232,6 +321,19 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     }
   });
   state->metric_sources.push_back([st = state.get()](Exposition& e) {
+    auto probes = st->health ? st->health->results() : std::map<std::string, NodeProbe>{};
+    size_t reachable = 0;
+    e.family("plexus_node_health_probe_seconds", "gauge", "Round trip of the last health probe, by node");
+    for (const auto& [name, p] : probes) {
+      reachable += p.reachable ? 1 : 0;
+      if (p.reachable) {
+        e.sample("plexus_node_health_probe_seconds", {{"node", name}}, p.milliseconds / 1000.0);
+      }
+    }
+    e.family("plexus_nodes", "gauge", "Nodes known, this one included");
+    e.sample("plexus_nodes", {}, static_cast<double>(st->nodes->nodes().size()));
+    e.family("plexus_nodes_reachable", "gauge", "Other nodes whose health endpoint answered the last probe");
+    e.sample("plexus_nodes_reachable", {}, static_cast<double>(reachable));
     e.family("plexus_conntrack_gc_runs_total", "counter", "Conntrack garbage collection passes");
     e.sample("plexus_conntrack_gc_runs_total", {}, static_cast<double>(st->ct_gc.runs));
     e.family("plexus_conntrack_gc_entries_deleted_total", "counter", "Conntrack entries removed as expired");
@@ -252,6 +354,25 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   spdlog::info("restored {} endpoints", state->endpoints->list().size());
   if (state->kube) {
     state->kube->start();
+  }
+  if (config.health_port > 0) {
+    state->health = std::make_unique<NodeHealth>(config.health_port, [st = state.get()] {
+      return st->reconciler
+          .submit([st] {
+            std::map<std::string, Ipv4> out;
+            for (const auto& n : st->nodes->nodes()) {
+              if (n.name != st->config.node_name && n.tunnelEndpoint()) {
+                out[n.name] = *n.tunnelEndpoint();
+              }
+            }
+            return out;
+          })
+          .get();
+    });
+    if (Status s = state->health->start(); !s.ok()) {
+      spdlog::warn("{} (node health off)", s.error().message);
+      state->health.reset();
+    }
   }
 
   // DELs that plexus-cni queued while we were down.

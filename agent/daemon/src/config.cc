@@ -29,7 +29,7 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--node-name", c.node_name, "node name (default: $PLEXUS_NODE_NAME or the hostname)");
   app.add_option("--cluster-name", c.cluster_name, "cluster name for identity labels");
   app.add_option("--host-device", c.host_device, "device (veth pair <name> <-> <name>_net) that holds the pods' gateway address");
-  app.add_option("--mtu", c.mtu, "pod interface MTU");
+  app.add_option("--mtu", c.mtu, "pod interface MTU (0: the device MTU, less 50 in tunnel mode)");
   app.add_option("--ipam-mode", c.ipam_mode, "standalone | kubernetes | cluster-pool")
       ->check(CLI::IsMember({"standalone", "kubernetes", "cluster-pool"}));
   app.add_option("--cluster-pool-ipv4-cidr", c.cluster_pool_ipv4_cidr, "cluster-pool CIDRs")->delimiter(',');
@@ -39,6 +39,13 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--k8s-service-port", c.k8s_service_port, "API server port");
   app.add_option("--k8s-kubeconfig-path", c.k8s_kubeconfig_path, "kubeconfig file");
   app.add_option("--routing-mode", c.routing_mode, "native | tunnel")->check(CLI::IsMember({"native", "tunnel"}));
+  app.add_option("--tunnel-protocol", c.tunnel_protocol, "vxlan | geneve (tunnel mode)");
+  app.add_option("--tunnel-port", c.tunnel_port, "UDP port of the tunnel (VXLAN: 8472, as Cilium)");
+  app.add_option("--auto-direct-node-routes", c.auto_direct_node_routes,
+                 "native mode: route other nodes' pod CIDRs via their InternalIPs (nodes on one L2 segment)");
+  app.add_option("--ipv4-native-routing-cidr", c.ipv4_native_routing_cidr,
+                 "destinations reached without masquerade in native mode");
+  app.add_option("--health-port", c.health_port, "TCP port of the node health endpoint other nodes probe (0: off)");
   app.add_option("--enable-bpf-masquerade", c.enable_bpf_masquerade, "masquerade pod egress in eBPF");
   app.add_option("--enable-hubble", c.enable_hubble, "flow events and the flow store");
   app.add_option("--hubble-flow-buffer-size", c.hubble_flow_buffer_size, "flows kept in memory");
@@ -171,9 +178,24 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
                      fmt::format("--events-ring-size {}: must be a power of two, 4096-67108864", c.events_ring_size));
   }
   // Accepted by the chart and the flags for Cilium compatibility, but not built yet: refuse rather than ignore.
-  if (c.routing_mode == "tunnel") {
+  if (c.tunnel_protocol == "geneve") {
     return makeError(ErrorCode::kInvalidArgument,
-                     "--routing-mode tunnel: not implemented in this build (native routing only; no VXLAN/Geneve)");
+                     "--tunnel-protocol geneve: this kernel has no Geneve driver (ip link add ... type geneve fails); "
+                     "use vxlan");
+  }
+  if (c.tunnel_protocol != "vxlan") {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--tunnel-protocol {:?}: must be vxlan or geneve", c.tunnel_protocol));
+  }
+  if (c.tunnel_port < 1 || c.tunnel_port > 65535 || c.health_port < 0 || c.health_port > 65535) {
+    return makeError(ErrorCode::kInvalidArgument, "--tunnel-port and --health-port must be valid ports");
+  }
+  if (!c.ipv4_native_routing_cidr.empty() && !Ipv4Prefix::parse(c.ipv4_native_routing_cidr)) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--ipv4-native-routing-cidr {:?}: not an IPv4 CIDR", c.ipv4_native_routing_cidr));
+  }
+  if (c.mtu != 0 && (c.mtu < 576 || c.mtu > 65535)) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("--mtu {}: must be 576-65535 (or 0: automatic)", c.mtu));
   }
   if (c.enable_bpf_masquerade) {
     return makeError(ErrorCode::kInvalidArgument,
@@ -209,6 +231,11 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"k8s-service-port", c.k8s_service_port},
           {"k8s-kubeconfig-path", c.k8s_kubeconfig_path},
           {"routing-mode", c.routing_mode},
+          {"tunnel-protocol", c.tunnel_protocol},
+          {"tunnel-port", c.tunnel_port},
+          {"auto-direct-node-routes", c.auto_direct_node_routes},
+          {"ipv4-native-routing-cidr", c.ipv4_native_routing_cidr},
+          {"health-port", c.health_port},
           {"enable-bpf-masquerade", c.enable_bpf_masquerade},
           {"enable-hubble", c.enable_hubble},
           {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},

@@ -224,6 +224,23 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
           out->set_pin_path(m.pin_path);
         }
         resp->set_endpoint_count(static_cast<uint32_t>(state_.endpoints->list().size()));
+        resp->set_routing_mode(state_.routing_mode == node::RoutingMode::kTunnel ? "tunnel (vxlan)" : "native");
+        for (const auto& d : state_.devices) {
+          resp->add_devices(d);
+        }
+        resp->set_pod_mtu(static_cast<uint32_t>(state_.pod_mtu));
+        auto nodes = state_.nodes->nodes();
+        auto probes = state_.health ? state_.health->results() : std::map<std::string, NodeProbe>{};
+        uint32_t reachable = 0;
+        bool self_known = false;
+        for (const auto& n : nodes) {
+          bool self = n.name == state_.config.node_name;
+          self_known = self_known || self;
+          auto it = probes.find(n.name);
+          reachable += self || (it != probes.end() && it->second.reachable) ? 1 : 0;
+        }
+        resp->set_nodes_total(static_cast<uint32_t>(nodes.size() + (self_known ? 0 : 1)));
+        resp->set_nodes_reachable(reachable + (self_known ? 0 : 1));
         const Ipam& ipam = state_.endpoints->ipam();
         auto* ip = resp->mutable_ipam();
         ip->set_cidr(ipam.cidr().toString());
@@ -260,6 +277,35 @@ grpc::Status DaemonService::DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMa
                                        v1::DumpBpfMapResponse* resp) {
   auto result = state_.reconciler.submit([&] { return dumpMap(*state_.lxc, req->map(), req->endpoint(), resp); }).get();
   return result.ok() ? grpc::Status::OK : toGrpc(result.error());
+}
+
+grpc::Status DaemonService::ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*, v1::ListNodesResponse* resp) {
+  auto nodes = state_.reconciler.submit([&] { return state_.nodes->nodes(); }).get();
+  auto probes = state_.health ? state_.health->results() : std::map<std::string, NodeProbe>{};
+  for (const auto& n : nodes) {
+    auto* out = resp->add_nodes();
+    out->set_name(n.name);
+    for (const auto& ip : n.internal_ips) {
+      out->add_addresses(ip.toString());
+    }
+    for (const auto& c : n.pod_cidrs) {
+      out->add_pod_cidrs(c.toString());
+    }
+    bool self = n.name == state_.config.node_name;
+    out->set_self(self);
+    auto it = probes.find(n.name);
+    if (self) {
+      out->set_reachable(true);
+      out->set_health("this node");
+    } else if (it != probes.end()) {
+      out->set_reachable(it->second.reachable);
+      out->set_probe_ms(it->second.milliseconds);
+      out->set_health(it->second.message);
+    } else {
+      out->set_health(state_.health ? "not probed yet" : "health probes off (--health-port 0)");
+    }
+  }
+  return grpc::Status::OK;
 }
 
 }  // namespace plexus::agent

@@ -202,6 +202,46 @@ Status KernelPodNetwork::check(const EndpointRecord& rec) {
   });
 }
 
+Result<dp::RouteSpec> KernelNodeRoutes::spec(Ipv4Prefix dst, Ipv4 via, bool tunnel) const {
+  if (tunnel) {
+    if (tunnel_ifindex_ <= 0) {
+      return makeError(ErrorCode::kFailedPrecondition, "no tunnel device");
+    }
+    return dp::RouteSpec{dst, std::nullopt, tunnel_ifindex_, true};
+  }
+  auto links = dp::listLinks();
+  if (!links.ok()) {
+    return links.error();
+  }
+  for (const auto& l : *links) {
+    for (const auto& a : l.addresses) {
+      if (a.length() > 0 && a.contains(via)) {
+        return dp::RouteSpec{dst, via, l.info.ifindex, false};
+      }
+    }
+  }
+  return makeError(ErrorCode::kNotFound,
+                   fmt::format("no device on the network of {} (auto-direct-node-routes needs nodes on one L2 segment)",
+                               via.toString()));
+}
+
+Status KernelNodeRoutes::replace(Ipv4Prefix dst, Ipv4 via, bool tunnel) {
+  auto s = spec(dst, via, tunnel);
+  if (!s.ok()) {
+    return s.error();
+  }
+  return dp::replaceRoute(*s);
+}
+
+Status KernelNodeRoutes::remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) {
+  auto s = spec(dst, via, tunnel);
+  if (!s.ok()) {
+    return s.error().code == ErrorCode::kNotFound ? Status::Ok() : Status(s.error());
+  }
+  Status r = dp::deleteRoute(*s);
+  return r.ok() || r.error().code == ErrorCode::kNotFound ? Status::Ok() : r;
+}
+
 std::set<Ipv4> KernelHostAddresses::list() {
   std::set<Ipv4> out;
   ifaddrs* list = nullptr;

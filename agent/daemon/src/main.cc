@@ -129,10 +129,7 @@ int main(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   metrics.stop();
   st.events.stop();
-  if (st.kube) {
-    st.kube->stop();  // no more events for the reconcile thread
-  }
-  st.reconciler.stop();
+  st.stop();
   std::filesystem::remove(sock, ec);
   return 0;
 }

@@ -73,6 +73,10 @@ Labels podIdentityLabels(const PodIdentityInput& in, const LabelFilter& filter);
 
 class Allocator {
  public:
+  // New identities from a hash of the labels instead of a counter: nodes that allocate on their own (standalone
+  // clusters, where the same manifests are applied to every node) then agree on the numbers, which travel in
+  // tunnel headers. A collision takes the next free number, so agreement holds while nodes know the same sets.
+  void setHashed(bool hashed) { hashed_ = hashed; }
   // Equal label sets share an identity; each acquire is one reference.
   uint32_t acquire(const Labels& labels);
   // The same with an id chosen elsewhere (cluster-wide allocation): the labels get `id` unless they already
@@ -96,6 +100,7 @@ class Allocator {
   std::map<std::string, uint32_t> by_labels_;
   std::map<uint32_t, std::pair<Labels, uint32_t>> by_id_;  // labels, refcount
   uint32_t next_ = kFirstClusterIdentity;
+  bool hashed_ = false;
 };
 
 }  // namespace plexus::identity

@@ -14,6 +14,7 @@
 #include "plexus/agent/flow_decoder.h"
 #include "plexus/agent/identity_manager.h"
 #include "plexus/agent/ipcache_manager.h"
+#include "plexus/agent/node_manager.h"
 #include "plexus/agent/policy_manager.h"
 #include "plexus/agent/resource_state.h"
 #include "plexus/agent/seams.h"
@@ -31,6 +32,7 @@ struct ControllerParts {
   FlowDirectory& flows;
   ClusterApi* api;        // null in standalone mode
   HostAddresses* host;    // null: no host addresses in the ipcache (tests)
+  NodeManager* nodes;     // null: single node (Node objects are then refused)
 };
 
 class Controller {

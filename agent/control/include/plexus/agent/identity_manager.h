@@ -19,7 +19,8 @@ namespace plexus::agent {
 class IdentityManager {
  public:
   // api: null in standalone mode (identities are allocated locally).
-  IdentityManager(AgentStore& store, ClusterApi* api) : store_(store), api_(api) {}
+  // Standalone identities are hashed from the labels, so standalone nodes agree on them (identity.h).
+  IdentityManager(AgentStore& store, ClusterApi* api) : store_(store), api_(api) { allocator_.setHashed(!api); }
 
   // Reloads the allocator (a corrupt file is an error: a wrong identity would apply another workload's policy).
   Status restore();

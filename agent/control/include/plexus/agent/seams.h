@@ -139,6 +139,16 @@ class ClusterApi {
   virtual void reportPolicy(const nlohmann::json& object, bool ok, const std::string& error) = 0;
 };
 
+// Kernel routes to other nodes' pod CIDRs: via the node's address (native routing), or into the tunnel device
+// (tunnel mode, for the host's own traffic; pods' traffic is encapsulated by the programs).
+class NodeRoutes {
+ public:
+  virtual ~NodeRoutes() = default;
+  [[nodiscard]] virtual Status replace(Ipv4Prefix dst, Ipv4 via, bool tunnel) = 0;
+  // Removing an absent route is fine.
+  [[nodiscard]] virtual Status remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) = 0;
+};
+
 // The node's own IPv4 addresses (host identity in the ipcache).
 class HostAddresses {
  public:

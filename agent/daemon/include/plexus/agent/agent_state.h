@@ -17,6 +17,7 @@
 #include "plexus/agent/flow_store.h"
 #include "plexus/agent/kernel_ports.h"
 #include "plexus/agent/kubernetes.h"
+#include "plexus/agent/node_health.h"
 #include "plexus/agent/prometheus.h"
 #include "plexus/agent/reconciler.h"
 #include "plexus/agent/state_store.h"
@@ -26,6 +27,8 @@
 #include "plexus/datapath/sock_datapath.h"
 
 namespace plexus::agent {
+
+inline constexpr const char* kTunnelDevice = "plexus_vxlan";
 
 // Events from watchers and the API worker, queued for the reconcile thread.
 class ReconcilerSink final : public EventSink {
@@ -50,7 +53,13 @@ struct AgentState {
   std::unique_ptr<datapath::LxcDatapath> lxc;
   std::unique_ptr<datapath::SockDatapath> sock;  // null when socket LB is off
   std::unique_ptr<datapath::HostDatapath> host;  // null when no --devices are given
+  std::unique_ptr<datapath::OverlayDatapath> overlay;  // null in native routing
   std::unique_ptr<StateStore> store;
+  node::RoutingMode routing_mode = node::RoutingMode::kTunnel;
+  std::vector<std::string> devices;  // --devices, or detected
+  int tunnel_ifindex = 0;            // the tunnel device (tunnel mode)
+  int pod_mtu = 1500;
+  std::unique_ptr<KernelNodeRoutes> node_routes;
   struct Ports;
   std::unique_ptr<Ports> ports;
 
@@ -63,11 +72,13 @@ struct AgentState {
   std::unique_ptr<EndpointManager> endpoints;
   std::unique_ptr<ServiceManager> services;  // null when kube-proxy replacement is off
   std::unique_ptr<ServiceSync> service_sync;
+  std::unique_ptr<NodeManager> nodes;
   std::unique_ptr<Controller> controller;
 
   Reconciler reconciler;
   ReconcilerSink sink{reconciler};
   std::unique_ptr<KubernetesSync> kube;  // null in standalone mode; declared after the reconciler, stopped first
+  std::unique_ptr<NodeHealth> health;    // null with --health-port 0; reads through the reconciler, stopped first
 
   // Observability: flows decoded from the datapath's events, and what /metrics reports.
   std::unique_ptr<FlowStore> flows;  // null when hubble is off
@@ -83,6 +94,8 @@ struct AgentState {
     double last_seconds = 0;
   } ct_gc;
   void collectConntrack();
+  // Stops what feeds or reads through the reconcile thread, then the reconcile thread. Idempotent.
+  void stop();
 
   ~AgentState();
 };

@@ -23,7 +23,7 @@ struct AgentConfig {
   std::string node_name;
   std::string cluster_name = "default";
   std::string host_device = "plexus_host";
-  int mtu = 1500;
+  int mtu = 0;  // pod MTU; 0: the device MTU, less the encapsulation overhead in tunnel mode
   std::string ipam_mode = "standalone";
   std::vector<std::string> cluster_pool_ipv4_cidr;
   int cluster_pool_ipv4_mask_size = 24;
@@ -31,7 +31,12 @@ struct AgentConfig {
   std::string k8s_service_host;
   int k8s_service_port = 0;
   std::string k8s_kubeconfig_path;
-  std::string routing_mode = "native";
+  std::string routing_mode = "tunnel";  // Cilium's default
+  std::string tunnel_protocol = "vxlan";
+  int tunnel_port = 8472;
+  bool auto_direct_node_routes = false;
+  std::string ipv4_native_routing_cidr;
+  int health_port = 4240;  // cilium-health's port; 0: no health endpoint or probes
   bool enable_bpf_masquerade = false;
   bool enable_hubble = true;
   int hubble_flow_buffer_size = 4096;

@@ -36,6 +36,7 @@ class DaemonService final : public plexus::v1::Daemon::Service {
                              v1::ListEndpointsResponse*) override;
   grpc::Status GetEndpoint(grpc::ServerContext*, const v1::GetEndpointRequest*, v1::Endpoint*) override;
   grpc::Status DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMapRequest*, v1::DumpBpfMapResponse*) override;
+  grpc::Status ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*, v1::ListNodesResponse*) override;
 
  private:
   AgentState& state_;

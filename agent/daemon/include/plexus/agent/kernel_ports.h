@@ -8,6 +8,7 @@
 #include "plexus/agent/seams.h"
 #include "plexus/datapath/bpf_map.h"
 #include "plexus/datapath/lxc_datapath.h"
+#include "plexus/datapath/netlink.h"
 
 namespace plexus::agent {
 
@@ -65,6 +66,19 @@ class KernelPodNetwork final : public PodNetwork {
 
   datapath::LxcDatapath& dp_;
   KernelPodNetworkConfig config_;
+};
+
+// Routes to other nodes' pod CIDRs: via the node (on the directly connected network that holds it) or into the
+// tunnel device.
+class KernelNodeRoutes final : public NodeRoutes {
+ public:
+  explicit KernelNodeRoutes(int tunnel_ifindex) : tunnel_ifindex_(tunnel_ifindex) {}
+  Status replace(Ipv4Prefix dst, Ipv4 via, bool tunnel) override;
+  Status remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) override;
+
+ private:
+  Result<datapath::RouteSpec> spec(Ipv4Prefix dst, Ipv4 via, bool tunnel) const;
+  int tunnel_ifindex_;
 };
 
 // getifaddrs(3): every non-loopback IPv4 address of the node.

@@ -1,0 +1,77 @@
+#pragma once
+// Other nodes and the pods they host. Node objects (Kubernetes, or `plexus apply` of v1 Node manifests in
+// standalone mode) go into a node table; from it the manager keeps the kernel routes to other nodes' pod CIDRs
+// (native routing with auto-direct-node-routes: via their InternalIP; tunnel mode: into the tunnel device) and
+// the ipcache statements of source `node` (their addresses as remote-node, their pod CIDRs with the node as
+// tunnel endpoint). Pods on other nodes (standalone: Pod manifests with spec.nodeName and status.podIP) become
+// ipcache statements of source `remote-endpoint` with their identity and their node as tunnel endpoint, while
+// that node is known. A deleted node takes its routes and entries with it. Reconcile thread only.
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "plexus/agent/flow_decoder.h"
+#include "plexus/agent/identity_manager.h"
+#include "plexus/agent/ipcache_manager.h"
+#include "plexus/agent/resource_state.h"
+#include "plexus/agent/seams.h"
+#include "plexus/node/mtu.h"
+#include "plexus/node/node_table.h"
+#include "plexus/node/routes.h"
+
+namespace plexus::agent {
+
+struct NodeManagerConfig {
+  std::string self;
+  node::RoutingMode mode = node::RoutingMode::kTunnel;
+  bool auto_direct_node_routes = false;  // native mode: routes via the other nodes' InternalIPs
+};
+
+class NodeManager {
+ public:
+  // flows: remote pods are named in flows as local ones are (may be null).
+  NodeManager(NodeManagerConfig config, IpcacheManager& ipcache, IdentityManager& identities,
+              const ResourceState& resources, NodeRoutes* routes, FlowDirectory* flows)
+      : config_(std::move(config)), table_(config_.self), ipcache_(ipcache), identities_(identities),
+        resources_(resources), routes_(routes), flows_(flows) {}
+
+  // A Node or Pod event (others are ignored); true when something changed.
+  bool track(const ResourceEvent& e);
+  // Writes routes and ipcache statements for what changed; failures stay pending for the next sync.
+  Status sync();
+  bool pending() const { return dirty_; }
+
+  std::vector<node::Node> nodes() const { return table_.list(); }
+  const std::string& self() const { return config_.self; }
+  // Whether the pod is on another node (standalone Pod manifests name their node).
+  bool isRemotePod(const nlohmann::json& pod) const;
+
+ private:
+  struct RemotePod {
+    std::string node;
+    Ipv4 ip;
+    uint32_t identity = 0;
+    std::vector<std::string> labels;
+  };
+  void trackPod(const ResourceEvent& e);
+  void forgetPod(const std::string& key);
+  Status syncRoutes();
+  Status syncIpcache();
+
+  NodeManagerConfig config_;
+  node::NodeTable table_;
+  IpcacheManager& ipcache_;
+  IdentityManager& identities_;
+  const ResourceState& resources_;
+  NodeRoutes* routes_;
+  FlowDirectory* flows_;
+  std::set<Ipv4> named_;  // remote pod addresses published to flows_
+  std::map<std::string, RemotePod> remote_pods_;  // "ns/name"
+  std::vector<node::RouteSpec> installed_routes_;
+  bool dirty_ = false;
+};
+
+}  // namespace plexus::agent

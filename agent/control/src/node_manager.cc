@@ -1,0 +1,178 @@
+#include "plexus/agent/node_manager.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "plexus/node/node.h"
+
+namespace plexus::agent {
+
+namespace {
+std::string podKey(const std::string& ns, const std::string& name) { return (ns.empty() ? "default" : ns) + "/" + name; }
+}  // namespace
+
+bool NodeManager::isRemotePod(const nlohmann::json& pod) const {
+  auto node = pod.value(nlohmann::json::json_pointer("/spec/nodeName"), std::string());
+  return !node.empty() && node != config_.self;
+}
+
+bool NodeManager::track(const ResourceEvent& e) {
+  if (e.type == ResourceEventType::kSynced) {
+    return false;
+  }
+  if (e.key.kind == ResourceKind::kPod) {
+    size_t before = remote_pods_.size();
+    bool known = remote_pods_.count(podKey(e.key.namespace_name, e.key.name)) > 0;
+    trackPod(e);
+    bool changed = known || remote_pods_.size() != before;
+    dirty_ = dirty_ || changed;
+    return changed;
+  }
+  if (e.key.kind != ResourceKind::kNode) {
+    return false;
+  }
+  std::optional<node::NodeChange> change;
+  if (e.type == ResourceEventType::kDelete) {
+    change = table_.remove(e.key.name);
+  } else {
+    auto parsed = node::parseNode(e.object);
+    if (!parsed.ok()) {
+      spdlog::warn("Node {}: {}", e.key.name, parsed.error().message);  // validated on apply; a watch may differ
+      return false;
+    }
+    change = table_.upsert(*parsed);
+  }
+  if (!change) {
+    return false;
+  }
+  spdlog::info("node {}: {}", e.key.name,
+               !change->after ? "removed" : change->before ? node::describe(*change->after) + " (changed)"
+                                                           : node::describe(*change->after));
+  dirty_ = true;
+  return true;
+}
+
+void NodeManager::trackPod(const ResourceEvent& e) {
+  std::string key = podKey(e.key.namespace_name, e.key.name);
+  if (e.type == ResourceEventType::kDelete || !isRemotePod(e.object)) {
+    forgetPod(key);
+    return;
+  }
+  auto ip_text = e.object.value(nlohmann::json::json_pointer("/status/podIP"), std::string());
+  auto ip = Ipv4::parse(ip_text);
+  auto labels = resources_.podIdentityLabels(e.key.namespace_name, e.key.name);
+  if (!ip || labels.empty()) {
+    forgetPod(key);  // not running yet (no address): nothing to route or judge
+    return;
+  }
+  RemotePod next{e.object["spec"]["nodeName"].get<std::string>(), *ip, 0,
+                 std::vector<std::string>(labels.begin(), labels.end())};
+  auto it = remote_pods_.find(key);
+  if (it != remote_pods_.end() && it->second.labels == next.labels) {
+    next.identity = it->second.identity;  // same labels, same identity: keep the reference
+    it->second = next;
+    return;
+  }
+  next.identity = identities_.acquire(labels);
+  forgetPod(key);
+  remote_pods_[key] = next;
+}
+
+void NodeManager::forgetPod(const std::string& key) {
+  auto it = remote_pods_.find(key);
+  if (it == remote_pods_.end()) {
+    return;
+  }
+  identities_.release(it->second.identity);
+  remote_pods_.erase(it);
+  dirty_ = true;
+}
+
+Status NodeManager::sync() {
+  if (!dirty_) {
+    return Status::Ok();
+  }
+  Status routes = syncRoutes();
+  Status ipcache = syncIpcache();
+  if (!routes.ok()) {
+    return routes;
+  }
+  if (!ipcache.ok()) {
+    return ipcache;
+  }
+  dirty_ = false;
+  return Status::Ok();
+}
+
+Status NodeManager::syncRoutes() {
+  bool tunnel = config_.mode == node::RoutingMode::kTunnel;
+  std::vector<node::RouteSpec> desired;
+  if (routes_ && (tunnel || config_.auto_direct_node_routes)) {
+    desired = node::desiredRoutes(table_.others(), config_.self);
+  }
+  auto plan = node::diffRoutes(installed_routes_, desired);
+  Status first = Status::Ok();
+  for (const auto& r : plan.remove) {
+    bool replaced = std::any_of(plan.add.begin(), plan.add.end(), [&](const auto& a) { return a.dst == r.dst; });
+    if (replaced) {
+      continue;  // the add below replaces it
+    }
+    if (Status s = routes_->remove(r.dst, r.via, tunnel); !s.ok() && first.ok()) {
+      first = s.error().wrap(fmt::format("route {}", r.dst.toString()));
+      continue;
+    }
+    installed_routes_.erase(std::remove(installed_routes_.begin(), installed_routes_.end(), r),
+                            installed_routes_.end());
+  }
+  for (const auto& r : plan.add) {
+    if (Status s = routes_->replace(r.dst, r.via, tunnel); !s.ok()) {
+      if (first.ok()) {
+        first = s.error().wrap(fmt::format("route {} via {}", r.dst.toString(), r.via.toString()));
+      }
+      continue;
+    }
+    std::erase_if(installed_routes_, [&](const auto& i) { return i.dst == r.dst; });
+    installed_routes_.push_back(r);
+  }
+  return first;
+}
+
+Status NodeManager::syncIpcache() {
+  std::map<Ipv4Prefix, IpcacheEntry> node_entries;
+  std::map<std::string, Ipv4> endpoints;  // node name -> tunnel endpoint
+  for (const auto& n : table_.others()) {
+    for (const auto& c : node::nodeIpcacheEntries(n)) {
+      node_entries[c.prefix] = IpcacheEntry{c.identity, c.tunnel_endpoint.value_or(Ipv4{})};
+    }
+    if (auto ep = n.tunnelEndpoint()) {
+      endpoints[n.name] = *ep;
+    }
+  }
+  std::map<Ipv4Prefix, IpcacheEntry> pod_entries;
+  for (const auto& [key, pod] : remote_pods_) {
+    auto ep = endpoints.find(pod.node);
+    if (ep == endpoints.end() || pod.identity == 0) {
+      continue;  // its node is not known (or was deleted): no route to it, no entry
+    }
+    pod_entries[Ipv4Prefix(pod.ip, 32)] = IpcacheEntry{pod.identity, ep->second};
+  }
+  if (flows_) {
+    std::set<Ipv4> now;
+    for (const auto& [key, pod] : remote_pods_) {
+      auto slash = key.find('/');
+      flows_->upsertEndpoint(pod.ip, PeerInfo{key.substr(0, slash), key.substr(slash + 1), pod.labels, 0});
+      now.insert(pod.ip);
+    }
+    for (const Ipv4& ip : named_) {
+      if (!now.count(ip)) {
+        flows_->removeEndpoint(ip);
+      }
+    }
+    named_ = std::move(now);
+  }
+  Status a = ipcache_.replace(IpcacheSource::kNode, node_entries);
+  Status b = ipcache_.replace(IpcacheSource::kRemoteEndpoint, pod_entries);
+  return !a.ok() ? a : b;
+}
+
+}  // namespace plexus::agent
