@@ -159,6 +159,9 @@ Status NodeManager::syncIpcache() {
   if (flows_) {
     std::set<Ipv4> now;
     for (const auto& [key, pod] : remote_pods_) {
+      if (!pod_entries.count(Ipv4Prefix(pod.ip, 32))) {
+        continue;  // its node is not known: not reachable, not named (as its entry)
+      }
       auto slash = key.find('/');
       flows_->upsertEndpoint(pod.ip, PeerInfo{key.substr(0, slash), key.substr(slash + 1), pod.labels, 0});
       now.insert(pod.ip);

@@ -3,6 +3,7 @@
 // network, no filesystem. Each fake records what it was asked and has knobs that make its next calls fail, so
 // the [unit] tests can check that the managers roll back, keep failed writes pending and retry them.
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -356,6 +357,43 @@ class FakeHostAddresses final : public HostAddresses {
  public:
   std::set<Ipv4> list() override { return addresses; }
   std::set<Ipv4> addresses;
+};
+
+// Kernel routes to other nodes' pod CIDRs: records each call and keeps the resulting table (dst -> via, tunnel).
+class FakeNodeRoutes final : public NodeRoutes {
+ public:
+  struct Call {
+    std::string op;  // "replace" or "remove"
+    Ipv4Prefix dst;
+    Ipv4 via;
+    bool tunnel = false;
+  };
+  Status replace(Ipv4Prefix dst, Ipv4 via, bool tunnel) override {
+    if (fail_next_replaces > 0) {
+      --fail_next_replaces;
+      return makeError(ErrorCode::kInternal, "fake routes: replace refused");
+    }
+    calls.push_back({"replace", dst, via, tunnel});
+    routes[dst] = {via, tunnel};
+    return Status::Ok();
+  }
+  Status remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) override {
+    if (fail_next_removes > 0) {
+      --fail_next_removes;
+      return makeError(ErrorCode::kInternal, "fake routes: remove refused");
+    }
+    calls.push_back({"remove", dst, via, tunnel});
+    routes.erase(dst);
+    return Status::Ok();
+  }
+  size_t count(const std::string& op) const {
+    return static_cast<size_t>(std::count_if(calls.begin(), calls.end(), [&](const Call& c) { return c.op == op; }));
+  }
+
+  std::vector<Call> calls;
+  std::map<Ipv4Prefix, std::pair<Ipv4, bool>> routes;  // what the kernel holds now
+  int fail_next_replaces = 0;
+  int fail_next_removes = 0;
 };
 
 // The managers log every step; the tests judge by state, not by log lines.
