@@ -103,6 +103,11 @@ Fabric::Fabric(FabricOptions options) : options_(std::move(options)) {
       }
     };
     std::vector<std::string> args = options_.agent_args;
+    if (options_.node_args) {
+      for (auto& a : options_.node_args(i)) {
+        args.push_back(std::move(a));
+      }
+    }
     args.push_back("--devices");
     args.push_back(dev);
     std::string kept_log = logs_dir_.path() + "/node" + std::to_string(i) + ".log";
@@ -110,6 +115,9 @@ Fabric::Fabric(FabricOptions options) : options_(std::move(options)) {
     try {
       nodes_.push_back(std::make_unique<NodeFixture>(podCidr(i), args, [&](Netns& n) {
         underlay(n);
+        if (options_.before_start) {
+          options_.before_start(n, i);
+        }
         fabric_ok = true;
         keepAgentLog(kept_log);
       }));
