@@ -19,6 +19,7 @@ constexpr KindInfo kKinds[] = {
     {ResourceKind::kNetworkPolicy, "networking.k8s.io", "NetworkPolicy", false},
     {ResourceKind::kCiliumNetworkPolicy, "cilium.io", "CiliumNetworkPolicy", false},
     {ResourceKind::kCiliumClusterwideNetworkPolicy, "cilium.io", "CiliumClusterwideNetworkPolicy", true},
+    {ResourceKind::kPlexusEndpoint, "plexus.io", "PlexusEndpoint", false},
 };
 }  // namespace
 

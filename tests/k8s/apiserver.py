@@ -46,6 +46,7 @@ RESOURCES = {
     ("cilium.io", "v2", "ciliumclusterwidenetworkpolicies"): ("CiliumClusterwideNetworkPolicy", False),
     ("plexus.io", "v1alpha1", "plexusidentities"): ("PlexusIdentity", False),
     ("plexus.io", "v1alpha1", "plexusnodes"): ("PlexusNode", False),
+    ("plexus.io", "v1alpha1", "plexusendpoints"): ("PlexusEndpoint", True),
 }
 SHORT = {"pods": ["po"], "namespaces": ["ns"], "nodes": ["no"], "services": ["svc"], "networkpolicies": ["netpol"],
          "ciliumnetworkpolicies": ["cnp"], "ciliumclusterwidenetworkpolicies": ["ccnp"]}

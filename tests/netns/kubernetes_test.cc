@@ -88,6 +88,17 @@ TEST_CASE("two agents share one API server: identities, CIDRs, policy, status, b
   auto identityOf = [](NodeFixture& n, const std::string& pod) {
     return n.cliJson({"endpoint", "get", pod})["identity"].get<uint32_t>();
   };
+  // Identities are allocated cluster-wide off the reconcile thread: the endpoints run as init until they arrive.
+  CHECK(eventually([&] {
+    for (auto* n : {&n1, &n2}) {
+      for (const auto& e : n->cliJson({"endpoint", "list"})) {
+        if (e.value("identity", 0u) < 256) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }));
   uint32_t web_id = identityOf(n1, "x/web1");
   CHECK(web_id >= 256);
   CHECK(identityOf(n2, "x/web2") == web_id);

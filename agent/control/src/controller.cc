@@ -19,7 +19,7 @@ Status refuse(ResourceKind k) {
 }
 }  // namespace
 
-Controller::Controller(ControllerParts parts) : p_(parts) {
+Controller::Controller(ControllerParts parts, std::string node) : p_(parts), node_(std::move(node)) {
   auto& r = p_.resources;
   if (p_.services) {
     r.setValidator(ResourceKind::kService, [](const nlohmann::json& o) { return lb::parseService(o).status(); });
@@ -33,6 +33,7 @@ Controller::Controller(ControllerParts parts) : p_(parts) {
   r.setValidator(ResourceKind::kNode, [nodes = p_.nodes](const nlohmann::json& o) {
     return nodes ? node::parseNode(o).status() : refuse(ResourceKind::kNode);
   });
+  r.setValidator(ResourceKind::kPlexusEndpoint, [](const nlohmann::json& o) { return node::parsePlexusEndpoint(o).status(); });
   for (ResourceKind k : {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
                          ResourceKind::kCiliumClusterwideNetworkPolicy}) {
     r.setValidator(k, [this](const nlohmann::json& o) { return p_.policies.validate(o); });
@@ -140,6 +141,9 @@ void Controller::reidentify(const std::function<bool(const EndpointRecord&)>& af
     }
     p_.identities.release(rec.identity);
     p_.flows.upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, next.labels, rec.id});
+    if (auto moved = p_.endpoints.get(rec.id)) {
+      publish(*moved);
+    }
     spdlog::info("endpoint {} ({}/{}): identity {} -> {}", rec.id, nsOrDefault(rec.pod_namespace), rec.pod_name,
                  rec.identity, next.identity);
   }
@@ -238,6 +242,7 @@ Result<EndpointRecord> Controller::addEndpoint(const AddRequest& req) {
     return rec.error();
   }
   p_.flows.upsertEndpoint(rec->ip, PeerInfo{rec->pod_namespace, rec->pod_name, rec->labels, rec->id});
+  publish(*rec);
   endpointsChanged(rec->pod_namespace);
   return rec;
 }
@@ -251,6 +256,7 @@ Status Controller::deleteEndpoint(const std::string& container_id, const std::st
     const EndpointRecord& rec = **removed;
     p_.identities.release(rec.identity);
     p_.flows.removeEndpoint(rec.ip);
+    unpublish(rec);
     fetching_.erase(nsOrDefault(rec.pod_namespace) + "/" + rec.pod_name);
     endpointsChanged(rec.pod_namespace);
   }
@@ -263,6 +269,7 @@ uint32_t Controller::gcEndpoints(const std::set<std::string>& valid_owners) {
   for (const auto& rec : removed) {
     p_.identities.release(rec.identity);
     p_.flows.removeEndpoint(rec.ip);
+    unpublish(rec);
     if (p_.services) {
       p_.services->podsChanged(nsOrDefault(rec.pod_namespace));
     }
@@ -271,6 +278,18 @@ uint32_t Controller::gcEndpoints(const std::set<std::string>& valid_owners) {
     endpointsChanged(removed.front().pod_namespace);
   }
   return released;
+}
+
+void Controller::publish(const EndpointRecord& rec) {
+  if (p_.api && !rec.pod_name.empty() && rec.identity >= identity::kFirstClusterIdentity) {
+    p_.api->publishEndpoint(rec, node_);
+  }
+}
+
+void Controller::unpublish(const EndpointRecord& rec) {
+  if (p_.api && !rec.pod_name.empty()) {
+    p_.api->unpublishEndpoint(nsOrDefault(rec.pod_namespace), rec.pod_name);
+  }
 }
 
 void Controller::syncHostAddresses() {

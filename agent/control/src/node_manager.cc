@@ -20,6 +20,10 @@ bool NodeManager::track(const ResourceEvent& e) {
   if (e.type == ResourceEventType::kSynced) {
     return false;
   }
+  if (e.key.kind == ResourceKind::kPlexusEndpoint) {
+    trackEndpoint(e);
+    return true;
+  }
   if (e.key.kind == ResourceKind::kPod) {
     size_t before = remote_pods_.size();
     bool known = remote_pods_.count(podKey(e.key.namespace_name, e.key.name)) > 0;
@@ -66,8 +70,11 @@ void NodeManager::trackPod(const ResourceEvent& e) {
     return;
   }
   RemotePod next{e.object["spec"]["nodeName"].get<std::string>(), *ip, 0,
-                 std::vector<std::string>(labels.begin(), labels.end())};
+                 std::vector<std::string>(labels.begin(), labels.end()), true};
   auto it = remote_pods_.find(key);
+  if (it != remote_pods_.end() && !it->second.owned) {
+    return;  // its agent published it with its cluster identity
+  }
   if (it != remote_pods_.end() && it->second.labels == next.labels) {
     next.identity = it->second.identity;  // same labels, same identity: keep the reference
     it->second = next;
@@ -78,12 +85,33 @@ void NodeManager::trackPod(const ResourceEvent& e) {
   remote_pods_[key] = next;
 }
 
+void NodeManager::trackEndpoint(const ResourceEvent& e) {
+  std::string key = podKey(e.key.namespace_name, e.key.name);
+  auto ep = e.type == ResourceEventType::kDelete ? Result<node::RemoteEndpoint>(Error{})
+                                                  : node::parsePlexusEndpoint(e.object);
+  if (!ep.ok() || ep->node == config_.self) {
+    forgetPod(key);  // deleted, or ours (this node knows its own endpoints first hand)
+    return;
+  }
+  auto it = remote_pods_.find(key);
+  RemotePod next{ep->node, ep->ip, ep->identity, ep->labels, false};
+  if (it != remote_pods_.end() && !it->second.owned) {
+    it->second = next;
+  } else {
+    forgetPod(key);
+    remote_pods_[key] = next;
+  }
+  dirty_ = true;
+}
+
 void NodeManager::forgetPod(const std::string& key) {
   auto it = remote_pods_.find(key);
   if (it == remote_pods_.end()) {
     return;
   }
-  identities_.release(it->second.identity);
+  if (it->second.owned) {
+    identities_.release(it->second.identity);
+  }
   remote_pods_.erase(it);
   dirty_ = true;
 }

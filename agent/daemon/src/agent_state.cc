@@ -284,7 +284,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   }
   state->controller = std::make_unique<Controller>(ControllerParts{
       *state->resources, *state->identities, *state->ipcache, *state->endpoints, *state->policies,
-      state->service_sync.get(), state->flow_dir, api, &ports.host, state->nodes.get()});
+      state->service_sync.get(), state->flow_dir, api, &ports.host, state->nodes.get()}, config.node_name);
   state->sink.attach(state->controller.get());
   // Flow enrichment follows every endpoint the datapath serves.
   // /metrics: identities and services, read on the reconcile thread at scrape time.

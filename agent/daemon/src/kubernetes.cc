@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/identity_manager.h"
+#include "plexus/node/endpoint.h"
 
 namespace plexus::agent {
 
@@ -288,6 +289,9 @@ void KubernetesSync::start() {
     }));
   }
   informers_.push_back(std::make_unique<k8s::Informer>(
+      *client_, k8s::ResourceSpec{kPlexusEndpointPath, "plexus.io/v1alpha1", "PlexusEndpoint", ""},
+      [this](std::vector<ResourceEvent> events) { sink_.post(ResourcesChanged{std::move(events)}); }));
+  informers_.push_back(std::make_unique<k8s::Informer>(
       *client_, k8s::ResourceSpec{kIdentityPath, "plexus.io/v1alpha1", "PlexusIdentity", ""},
       [this](std::vector<ResourceEvent> events) { sink_.post(RemoteIdentities{std::move(events)}); }));
   for (auto& i : informers_) {
@@ -391,6 +395,40 @@ void KubernetesSync::allocateIdentity(const identity::Labels& labels) {
 
 void KubernetesSync::releaseIdentity(uint32_t id) {
   writes_.push([this, id] { identities_.release(id); });
+}
+
+void KubernetesSync::publishEndpoint(const EndpointRecord& rec, const std::string& node) {
+  node::RemoteEndpoint ep{rec.pod_namespace.empty() ? "default" : rec.pod_namespace, rec.pod_name, node, rec.ip,
+                          rec.identity, rec.labels};
+  writes_.push([this, ep] {
+    std::string path = fmt::format("/apis/plexus.io/v1alpha1/namespaces/{}/plexusendpoints/{}", k8s::urlEscape(ep.ns),
+                                   k8s::urlEscape(ep.name));
+    auto obj = node::plexusEndpointObject(ep);
+    // Merge-patch what exists (a restart, an identity change), create what does not.
+    auto r = client_->request("PATCH", path, nlohmann::json{{"status", obj["status"]}}.dump(),
+                              "application/merge-patch+json", 5);
+    if (r.ok() && r->status == 404) {
+      r = client_->request("POST",
+                           fmt::format("/apis/plexus.io/v1alpha1/namespaces/{}/plexusendpoints", k8s::urlEscape(ep.ns)),
+                           obj.dump(), "application/json", 5);
+    }
+    if (!r.ok() || r->status / 100 != 2) {
+      spdlog::warn("k8s: publish PlexusEndpoint {}/{}: {}", ep.ns, ep.name,
+                   r.ok() ? k8s::statusMessage(*r) : r.error().message);
+    }
+  });
+}
+
+void KubernetesSync::unpublishEndpoint(const std::string& ns, const std::string& pod) {
+  writes_.push([this, ns, pod] {
+    auto r = client_->request(
+        "DELETE", fmt::format("/apis/plexus.io/v1alpha1/namespaces/{}/plexusendpoints/{}", k8s::urlEscape(ns),
+                              k8s::urlEscape(pod)),
+        "", "application/json", 5);
+    if (!r.ok() || (r->status / 100 != 2 && r->status != 404)) {
+      spdlog::warn("k8s: delete PlexusEndpoint {}/{}: {}", ns, pod, r.ok() ? k8s::statusMessage(*r) : r.error().message);
+    }
+  });
 }
 
 void KubernetesSync::reportPolicy(const nlohmann::json& object, bool ok, const std::string& error) {

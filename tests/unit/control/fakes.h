@@ -338,6 +338,12 @@ class FakeClusterApi final : public ClusterApi {
   void fetchPod(const std::string& ns, const std::string& name) override { fetched.push_back(ns + "/" + name); }
   void allocateIdentity(const identity::Labels& labels) override { allocations.push_back(labels); }
   void releaseIdentity(uint32_t id) override { releases.push_back(id); }
+  void publishEndpoint(const EndpointRecord& rec, const std::string& node) override {
+    published.push_back(rec.pod_namespace + "/" + rec.pod_name + "@" + node + "=" + std::to_string(rec.identity));
+  }
+  void unpublishEndpoint(const std::string& ns, const std::string& pod) override { unpublished.push_back(ns + "/" + pod); }
+  std::vector<std::string> published;
+  std::vector<std::string> unpublished;
   void reportPolicy(const nlohmann::json& object, bool ok, const std::string& error) override {
     reports.push_back({object, ok, error});
   }

@@ -19,6 +19,7 @@ enum class ResourceKind {
   kNetworkPolicy,
   kCiliumNetworkPolicy,
   kCiliumClusterwideNetworkPolicy,
+  kPlexusEndpoint,  // plexus.io/v1alpha1: an endpoint another agent published (Kubernetes mode)
 };
 
 enum class ResourceEventType { kUpsert, kDelete, kSynced };

@@ -37,7 +37,8 @@ struct ControllerParts {
 
 class Controller {
  public:
-  explicit Controller(ControllerParts parts);
+  // node: this node's name, written into published endpoints.
+  Controller(ControllerParts parts, std::string node = "");
 
   // Restores identities, objects and endpoints, then programs services, policies and the ipcache once, removing
   // what no source claims any more. Problems that do not stop the agent are returned in *problems.
@@ -70,9 +71,13 @@ class Controller {
   void endpointsChanged(const std::string& ns);
   void reportPolicies(const std::vector<ResourceEvent>& events);
   void syncHostAddresses();
+  // Cluster mode: other nodes learn this node's endpoints (with a cluster identity) from what is published.
+  void publish(const EndpointRecord& rec);
+  void unpublish(const EndpointRecord& rec);
   void regenerate();
 
   ControllerParts p_;
+  std::string node_;
   std::set<std::string> fetching_;  // "ns/pod" asked of the API server
 };
 

@@ -5,7 +5,7 @@
 // the ipcache statements of source `node` (their addresses as remote-node, their pod CIDRs with the node as
 // tunnel endpoint). Pods on other nodes (standalone: Pod manifests with spec.nodeName and status.podIP) become
 // ipcache statements of source `remote-endpoint` with their identity and their node as tunnel endpoint, while
-// that node is known. A deleted node takes its routes and entries with it. Reconcile thread only.
+// that node is known. In Kubernetes mode the same comes from the PlexusEndpoint objects other agents publish. A deleted node takes its routes and entries with it. Reconcile thread only.
 
 #include <map>
 #include <optional>
@@ -17,6 +17,7 @@
 #include "plexus/agent/identity_manager.h"
 #include "plexus/agent/ipcache_manager.h"
 #include "plexus/agent/resource_state.h"
+#include "plexus/node/endpoint.h"
 #include "plexus/agent/seams.h"
 #include "plexus/node/mtu.h"
 #include "plexus/node/node_table.h"
@@ -55,8 +56,10 @@ class NodeManager {
     Ipv4 ip;
     uint32_t identity = 0;
     std::vector<std::string> labels;
+    bool owned = true;  // a reference this node took (standalone); false: the identity came with the object
   };
   void trackPod(const ResourceEvent& e);
+  void trackEndpoint(const ResourceEvent& e);
   void forgetPod(const std::string& key);
   Status syncRoutes();
   Status syncIpcache();

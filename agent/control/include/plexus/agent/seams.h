@@ -135,6 +135,9 @@ class ClusterApi {
   // A cluster-wide identity for these labels; answered with IdentityAllocated or IdentityFailed.
   virtual void allocateIdentity(const identity::Labels& labels) = 0;
   virtual void releaseIdentity(uint32_t id) = 0;
+  // This node's endpoint, for the other nodes (a PlexusEndpoint object, as Cilium's CiliumEndpoint).
+  virtual void publishEndpoint(const EndpointRecord& rec, const std::string& node) = 0;
+  virtual void unpublishEndpoint(const std::string& ns, const std::string& pod) = 0;
   // This node's verdict on a policy, into its status.
   virtual void reportPolicy(const nlohmann::json& object, bool ok, const std::string& error) = 0;
 };

@@ -38,6 +38,7 @@ namespace plexus::agent {
 
 inline constexpr const char* kIdentityPath = "/apis/plexus.io/v1alpha1/plexusidentities";
 inline constexpr const char* kPlexusNodePath = "/apis/plexus.io/v1alpha1/plexusnodes";
+inline constexpr const char* kPlexusEndpointPath = "/apis/plexus.io/v1alpha1/plexusendpoints";
 
 // Whether the config asks for the Kubernetes API (kubeconfig, k8sServiceHost, or running in a pod).
 bool kubernetesMode(const AgentConfig& config);
@@ -98,6 +99,8 @@ class KubernetesSync final : public ClusterApi {
   void fetchPod(const std::string& ns, const std::string& name) override;
   void allocateIdentity(const identity::Labels& labels) override;
   void releaseIdentity(uint32_t id) override;
+  void publishEndpoint(const EndpointRecord& rec, const std::string& node) override;
+  void unpublishEndpoint(const std::string& ns, const std::string& pod) override;
   void reportPolicy(const nlohmann::json& object, bool ok, const std::string& error) override;
 
  private:
