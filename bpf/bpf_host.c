@@ -75,24 +75,9 @@ static __always_inline int host_ipv4_deliver_local(struct __sk_buff *skb, struct
   if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED))) {
     return TC_ACT_OK;
   }
-  struct flow4 f = {};
-  int ret = flow4_parse(skb, ip, &f);
-  c->observed = 1;
-  c->t.endpoint_id = dst->ep_id;
-  c->t.dst_identity = dst->identity;
-  c->t.src_identity = identity_of(f.saddr);
-  verdict_trace_flow(c, &f);
+  int ret = local_ingress(skb, c, ip, dst, identity_of(ip->saddr));
   if (ret < 0) {
     return ret;
-  }
-  if (cfg_enable_policy) {
-    struct policy_trace pt = {};
-    ret = policy_ingress(&f, dst, c->t.src_identity, &pt);
-    c->t.notify |= pt.notify;
-    c->t.is_reply = pt.is_reply;
-    if (ret < 0) {
-      return ret;
-    }
   }
   return local_deliver(skb, dst, 1);
 }

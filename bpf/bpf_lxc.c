@@ -189,24 +189,8 @@ static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct v
   if (!dst || (dst->flags & PLEXUS_EP_F_HOST) || dst->ifindex != skb->ifindex) {
     return TC_ACT_OK;
   }
-  struct flow4 f = {};
-  int ret = flow4_parse(skb, ip, &f);
-  if (ret < 0) {
-    return ret;
-  }
-  struct policy_trace pt = {};
-  c->t.endpoint_id = dst->ep_id;
-  c->t.dst_identity = dst->identity;
-  c->t.src_identity = identity_of(f.saddr);
-  ret = policy_ingress(&f, dst, c->t.src_identity, &pt);
-  lxc_trace_flow(c, &f, &pt);
-  if (ret < 0 || !cfg_lb_per_packet || !f.has_ports) {
-    return ret;
-  }
-  /* The reply of a flow this node translated to a backend on another node: the backend's node cannot restore the
-   * frontend (the conntrack entry is here), so the client's side does, after policy judged the real tuple. */
-  int rev = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
-  return rev < 0 ? rev : ret;
+  int ret = local_ingress(skb, c, ip, dst, identity_of(ip->saddr));
+  return ret < 0 ? ret : TC_ACT_OK;
 }
 
 SEC("tc")
@@ -240,9 +224,7 @@ int plexus_to_container(struct __sk_buff *skb) {
   int ret = TC_ACT_OK;
   switch (bpf_ntohs(skb->protocol)) {
     case ETH_P_IP:
-      if (cfg_enable_policy) {
-        ret = lxc_ipv4_to_container(skb, &c);
-      }
+      ret = lxc_ipv4_to_container(skb, &c);
       break;
     case ETH_P_ARP:
       break;

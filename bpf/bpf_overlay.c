@@ -35,32 +35,9 @@ static __always_inline int overlay_ipv4_ingress(struct __sk_buff *skb, struct ve
     bpf_skb_change_type(skb, PACKET_HOST);
     return TC_ACT_OK;
   }
-  struct flow4 f = {};
-  int ret = flow4_parse(skb, ip, &f);
-  c->observed = 1;
-  c->t.endpoint_id = dst->ep_id;
-  c->t.dst_identity = dst->identity;
-  c->t.src_identity = overlay_identity_of_vni(key.tunnel_id);
-  verdict_trace_flow(c, &f);
+  int ret = local_ingress(skb, c, ip, dst, overlay_identity_of_vni(key.tunnel_id));
   if (ret < 0) {
     return ret;
-  }
-  if (cfg_enable_policy) {
-    struct policy_trace pt = {};
-    ret = policy_ingress(&f, dst, c->t.src_identity, &pt);
-    c->t.notify |= pt.notify;
-    c->t.is_reply = pt.is_reply;
-    if (ret < 0) {
-      return ret;
-    }
-  }
-  /* The reply of a flow this node translated to a backend on another node: only this node holds the conntrack
-   * entry that restores the frontend (the pod's to-container program, which would do it, is skipped). */
-  if (f.has_ports) {
-    ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
-    if (ret < 0) {
-      return ret;
-    }
   }
   return local_deliver(skb, dst, 1);
 }

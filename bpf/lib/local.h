@@ -4,7 +4,39 @@
 #include "lib/common.h"
 #include "lib/endpoints.h"
 #include "lib/l3.h"
+#include "lib/lb_xlate.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
+#include "lib/verdict.h"
+
+/* Traffic entering a local endpoint from anywhere but a same-node pod's redirect: the stack's delivery (to-container),
+ * the tunnel device, an external device with BPF host routing. The endpoint's ingress policy judges the flow with the
+ * source's identity; then the reply of a service flow this node translated to a backend on another node gets its
+ * frontend back (only the client's node holds that conntrack entry; a miss costs one lookup). Fills the event.
+ * Returns 0 to go on with the delivery, or a negative reason. */
+static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_ctx *c, struct iphdr *ip,
+                                         const struct plexus_endpoint_value *dst, __u32 src_identity) {
+  struct flow4 f = {};
+  int ret = flow4_parse(skb, ip, &f);
+  c->observed = 1;
+  c->t.endpoint_id = dst->ep_id;
+  c->t.dst_identity = dst->identity;
+  c->t.src_identity = src_identity;
+  verdict_trace_flow(c, &f);
+  if (ret < 0) {
+    return ret;
+  }
+  if (cfg_enable_policy) {
+    struct policy_trace pt = {};
+    ret = policy_ingress(&f, dst, src_identity, &pt);
+    c->t.notify |= pt.notify;
+    c->t.is_reply = pt.is_reply;
+    if (ret < 0) {
+      return ret;
+    }
+  }
+  return f.has_ports ? lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE) : 0;
+}
 
 /* Rewrites L2 for the pod (its own MAC as destination, the host veth's as source), decrements the TTL as the router
  * the node is, and hands the packet straight to the ingress of the veth's peer inside the pod, skipping the host stack

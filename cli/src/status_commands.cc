@@ -27,7 +27,8 @@ int status(const Context& c) {
   std::cout << fmt::format("Endpoints:   {}\n", r.endpoint_count());
   std::cout << fmt::format("IPAM:        {} used, {} free of {} in {}\n", r.ipam().used(), r.ipam().free(),
                            r.ipam().size(), r.ipam().cidr());
-  std::cout << fmt::format("Routing:     {}   pod MTU {}\n", r.routing_mode(), r.pod_mtu());
+  std::cout << fmt::format("Routing:     {}   host routing {}   pod MTU {}\n", r.routing_mode(),
+                           r.host_routing() ? "BPF" : "legacy", r.pod_mtu());
   std::string devices;
   for (const auto& d : r.devices()) {
     devices += (devices.empty() ? "" : ", ") + d;

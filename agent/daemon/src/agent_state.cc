@@ -157,9 +157,13 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.routing_mode =
       *mode == node::RoutingMode::kTunnel ? datapath::RoutingMode::kTunnel : datapath::RoutingMode::kNative;
   lxc_cfg.tunnel_ifindex = static_cast<uint32_t>(state->tunnel_ifindex);
-  // BPF host routing (FIB lookup + redirect out, redirect_peer in) stays off: the device's redirect_peer skips
-  // the reverse translation of per-packet service replies, so the kernel stack forwards (legacy host routing).
-  lxc_cfg.host_routing = false;
+  // BPF host routing (FIB lookup + redirect out, the devices' redirect_peer in), as Cilium enables it: it needs the
+  // host programs on the devices, which come with kube-proxy replacement. Otherwise the stack forwards ("legacy").
+  state->host_routing = !config.enable_host_legacy_routing && config.kube_proxy_replacement && !state->devices.empty();
+  lxc_cfg.host_routing = state->host_routing;
+  spdlog::info("host routing: {}", state->host_routing ? "BPF"
+                                   : config.enable_host_legacy_routing ? "legacy (--enable-host-legacy-routing)"
+                                   : "legacy (needs kube-proxy replacement and a device)");
   auto lxc = datapath::LxcDatapath::load(lxc_cfg);
   if (!lxc.ok()) {
     return lxc.error();

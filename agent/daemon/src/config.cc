@@ -43,6 +43,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--tunnel-port", c.tunnel_port, "UDP port of the tunnel (VXLAN: 8472, as Cilium)");
   app.add_option("--auto-direct-node-routes", c.auto_direct_node_routes,
                  "native mode: route other nodes' pod CIDRs via their InternalIPs (nodes on one L2 segment)");
+  app.add_option("--enable-host-legacy-routing", c.enable_host_legacy_routing,
+                 "forward pods' traffic through the kernel stack instead of BPF host routing");
   app.add_option("--ipv4-native-routing-cidr", c.ipv4_native_routing_cidr,
                  "destinations reached without masquerade in native mode");
   app.add_option("--health-port", c.health_port, "TCP port of the node health endpoint other nodes probe (0: off)");
@@ -234,6 +236,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"tunnel-protocol", c.tunnel_protocol},
           {"tunnel-port", c.tunnel_port},
           {"auto-direct-node-routes", c.auto_direct_node_routes},
+          {"enable-host-legacy-routing", c.enable_host_legacy_routing},
           {"ipv4-native-routing-cidr", c.ipv4_native_routing_cidr},
           {"health-port", c.health_port},
           {"enable-bpf-masquerade", c.enable_bpf_masquerade},

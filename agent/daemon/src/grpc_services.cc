@@ -229,6 +229,7 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
           resp->add_devices(d);
         }
         resp->set_pod_mtu(static_cast<uint32_t>(state_.pod_mtu));
+        resp->set_host_routing(state_.host_routing);
         auto nodes = state_.nodes->nodes();
         auto probes = state_.health ? state_.health->results() : std::map<std::string, NodeProbe>{};
         uint32_t reachable = 0;

@@ -59,6 +59,7 @@ struct AgentState {
   std::vector<std::string> devices;  // --devices, or detected
   int tunnel_ifindex = 0;            // the tunnel device (tunnel mode)
   int pod_mtu = 1500;
+  bool host_routing = false;         // BPF host routing (fib redirect out, redirect_peer in)
   std::unique_ptr<KernelNodeRoutes> node_routes;
   struct Ports;
   std::unique_ptr<Ports> ports;

@@ -35,6 +35,7 @@ struct AgentConfig {
   std::string tunnel_protocol = "vxlan";
   int tunnel_port = 8472;
   bool auto_direct_node_routes = false;
+  bool enable_host_legacy_routing = false;  // true: the kernel stack forwards pods' traffic (no BPF host routing)
   std::string ipv4_native_routing_cidr;
   int health_port = 4240;  // cilium-health's port; 0: no health endpoint or probes
   bool enable_bpf_masquerade = false;
