@@ -1,6 +1,7 @@
-/* Connection tracking for translated service flows: which backend a flow got (SERVICE entries) and
- * which frontend its replies must carry (REVERSE entries). LRU, so a full table evicts the oldest flows
- * instead of refusing new ones. */
+/* Connection tracking: which backend a translated service flow got (SERVICE entries), which frontend its replies
+ * must carry (REVERSE entries), and which connections policy admitted (EGRESS, INGRESS; lib/policy.h). LRU, so a
+ * full table evicts the oldest flows instead of refusing new ones. Tuples are lib/parse.h's: ICMP echo is keyed by
+ * its identifier (request: dport, reply: sport). */
 #pragma once
 #include "plexus/conntrack.h"
 #include "lib/common.h"
@@ -20,6 +21,23 @@ static __always_inline struct plexus_ct4_value *ct4_lookup(const struct flow4 *f
   struct plexus_ct4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
   return bpf_map_lookup_elem(&plexus_ct4_v2, &key);
+}
+
+/* The entry of tuple t in direction dir; `reverse`: of the tuple as its replies carry it (addresses and ports
+ * swapped). */
+static __always_inline struct plexus_ct4_value *ct4_lookup_tuple(const struct flow4_tuple *t, __u8 dir, int reverse) {
+  struct plexus_ct4_key key = {.proto = t->proto, .dir = dir};
+  key.saddr = reverse ? t->daddr : t->saddr;
+  key.daddr = reverse ? t->saddr : t->daddr;
+  key.sport = reverse ? t->dport : t->sport;
+  key.dport = reverse ? t->sport : t->dport;
+  return bpf_map_lookup_elem(&plexus_ct4_v2, &key);
+}
+
+static __always_inline void ct4_delete(const struct flow4 *f, __u8 dir) {
+  struct plexus_ct4_key key = {
+      .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
+  bpf_map_delete_elem(&plexus_ct4_v2, &key);
 }
 
 /* Refreshes an entry on each packet: last use and the TCP flags of the packet's direction (replies are

@@ -1,5 +1,6 @@
-/* Per-endpoint policy enforcement: an O(1)-bounded verdict (two LPM lookups) plus conntrack, so that only the
- * first packet of a connection is judged and replies of allowed connections pass. */
+/* Per-endpoint policy enforcement: an O(1)-bounded verdict (two LPM lookups) plus conntrack. Every packet in a
+ * connection's own direction is judged, so that policy changes reach open connections; replies of allowed
+ * connections and ICMP errors about them pass on conntrack alone. */
 #pragma once
 #include "plexus/policy.h"
 #include "lib/common.h"
@@ -55,22 +56,42 @@ struct policy_trace {
   __u8 is_reply;
 };
 
-/* Is this packet part of a connection already allowed at this enforcement point? `own` is the point's own
- * direction (a connection it admitted), `other` the opposite one (a connection whose replies this is). */
-static __always_inline int policy_ct_known(const struct flow4 *f, __u8 own, __u8 other, struct policy_trace *pt) {
-  struct plexus_ct4_value *v = ct4_lookup(f, own);
-  if (!v) {
-    struct flow4 r = {.saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport, .proto = f->proto};
-    v = ct4_lookup(&r, other);
-    if (v) {
+/* How conntrack knows a packet at one enforcement point (Cilium's CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED). */
+enum policy_ct_state {
+  POLICY_CT_NEW = 0,         /* no entry: policy judges it, and an allowed packet opens one */
+  POLICY_CT_ESTABLISHED = 1, /* a packet of a connection this point admitted, in the admitted direction */
+  POLICY_CT_REPLY = 2,       /* a reply of a connection this point admitted */
+  POLICY_CT_RELATED = 3,     /* an ICMP error about a packet of an admitted connection */
+};
+
+/* Classifies the packet at an enforcement point whose own entries are in direction `own` (the connections it
+ * admitted) and `other` the opposite one (the connections whose replies it sees). An ICMP error travels against the
+ * packet it quotes, so it is related when that packet was one of a known connection's: sent in the connection's
+ * direction (an `other` entry of the quoted tuple) or as its reply (an `own` entry of the quoted tuple reversed), as
+ * netfilter relates errors (RFC 1122 §3.2.2.1 on which errors quote what). It refreshes nothing. An error that quotes
+ * no known flow is judged as an ICMP packet of its own type. */
+static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8 other, struct policy_trace *pt) {
+  if (f->related) {
+    if (ct4_lookup_tuple(&f->quoted, other, 0) || ct4_lookup_tuple(&f->quoted, own, 1)) {
       pt->is_reply = 1;
+      return POLICY_CT_RELATED;
     }
+    return POLICY_CT_NEW;
+  }
+  struct plexus_ct4_value *v = ct4_lookup(f, own);
+  int state = POLICY_CT_ESTABLISHED;
+  if (!v) {
+    struct flow4_tuple t = {.saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport,
+                            .proto = f->proto};
+    v = ct4_lookup_tuple(&t, other, 1);
+    state = POLICY_CT_REPLY;
   }
   if (!v) {
-    return 0;
+    return POLICY_CT_NEW;
   }
+  pt->is_reply = state == POLICY_CT_REPLY;
   pt->notify |= ct4_touch(v, f->tcp_flags, pt->is_reply);
-  return 1;
+  return state;
 }
 
 static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
@@ -83,30 +104,42 @@ static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
   return 0;
 }
 
+/* One enforcement point, as Cilium's bpf_lxc does it: replies and related ICMP errors pass on conntrack alone; every
+ * packet in a connection's own direction is judged by the endpoint's current policy, established or not, so a policy
+ * change applies to connections already open (an L3 deny or a new default deny stops the next packet, ping
+ * included); an established connection the policy now refuses loses its entry. A new allowed connection gets one,
+ * except an unrelated ICMP error (nothing to track). */
+static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __u32 peer, __u8 dir, __u8 own,
+                                          __u8 other, struct policy_trace *pt) {
+  int state = policy_ct_state(f, own, other, pt);
+  if (state == POLICY_CT_REPLY || state == POLICY_CT_RELATED) {
+    return 0;
+  }
+  if (state == POLICY_CT_NEW) {
+    pt->notify = 1;
+  }
+  int ret = policy_verdict(ep_id, peer, dir, f->proto, flow4_policy_port(f));
+  if (ret < 0) {
+    if (state == POLICY_CT_ESTABLISHED) {
+      ct4_delete(f, own);
+    }
+    return ret;
+  }
+  if (state == POLICY_CT_ESTABLISHED || f->related) {
+    return 0;
+  }
+  return policy_ct_admit(f, own);
+}
+
 /* Egress enforcement for the endpoint that sent the packet. */
 static __always_inline int policy_egress(const struct flow4 *f, const struct plexus_endpoint_value *src,
                                          struct policy_trace *pt) {
-  if (policy_ct_known(f, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS, pt)) {
-    return 0;
-  }
-  pt->notify = 1;
-  int ret = policy_verdict(src->ep_id, identity_of(f->daddr), PLEXUS_DIR_EGRESS, f->proto, f->dport);
-  if (ret < 0) {
-    return ret;
-  }
-  return policy_ct_admit(f, PLEXUS_CT_EGRESS);
+  return policy_enforce(f, src->ep_id, identity_of(f->daddr), PLEXUS_DIR_EGRESS, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS,
+                        pt);
 }
 
 /* Ingress enforcement for the endpoint the packet is delivered to. */
 static __always_inline int policy_ingress(const struct flow4 *f, const struct plexus_endpoint_value *dst,
                                           __u32 src_identity, struct policy_trace *pt) {
-  if (policy_ct_known(f, PLEXUS_CT_INGRESS, PLEXUS_CT_EGRESS, pt)) {
-    return 0;
-  }
-  pt->notify = 1;
-  int ret = policy_verdict(dst->ep_id, src_identity, PLEXUS_DIR_INGRESS, f->proto, f->dport);
-  if (ret < 0) {
-    return ret;
-  }
-  return policy_ct_admit(f, PLEXUS_CT_INGRESS);
+  return policy_enforce(f, dst->ep_id, src_identity, PLEXUS_DIR_INGRESS, PLEXUS_CT_INGRESS, PLEXUS_CT_EGRESS, pt);
 }

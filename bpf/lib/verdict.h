@@ -25,8 +25,9 @@ struct verdict_ctx {
 static __always_inline void verdict_trace_flow(struct verdict_ctx *c, const struct flow4 *f) {
   c->t.saddr = f->saddr;
   c->t.daddr = f->daddr;
-  c->t.sport = f->sport;
-  c->t.dport = f->dport;
+  /* Ports of TCP/UDP only: an ICMP echo identifier sits in the conntrack tuple's port slot but is no port. */
+  c->t.sport = f->has_ports ? f->sport : 0;
+  c->t.dport = f->has_ports ? f->dport : 0;
   c->t.proto = f->proto;
   c->t.tcp_flags = f->tcp_flags;
 }

@@ -8,6 +8,7 @@
 #include <linux/udp.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -70,6 +71,50 @@ inline std::vector<uint8_t> ipv4Packet(const PacketSpec& s) {
     udp->len = htons(sizeof(udphdr));
   }
   return pkt;
+}
+
+// An IPv4 frame carrying `l4` as its payload (protocol s.proto); ports and flags of s are not used.
+inline std::vector<uint8_t> ipv4WithPayload(const PacketSpec& s, const std::vector<uint8_t>& l4) {
+  std::vector<uint8_t> pkt(sizeof(ethhdr) + sizeof(iphdr), 0);
+  auto* eth = reinterpret_cast<ethhdr*>(pkt.data());
+  std::memcpy(eth->h_dest, s.dst_mac.b, 6);
+  std::memcpy(eth->h_source, s.src_mac.b, 6);
+  eth->h_proto = htons(ETH_P_IP);
+  auto* ip = reinterpret_cast<iphdr*>(pkt.data() + sizeof(ethhdr));
+  ip->version = 4;
+  ip->ihl = 5;
+  ip->tot_len = htons(static_cast<uint16_t>(sizeof(iphdr) + l4.size()));
+  ip->ttl = s.ttl;
+  ip->protocol = s.proto;
+  ip->saddr = s.src.networkOrder();
+  ip->daddr = s.dst.networkOrder();
+  ip->check = ipChecksum(ip, sizeof(iphdr));
+  pkt.insert(pkt.end(), l4.begin(), l4.end());
+  return pkt;
+}
+
+// ICMP echo request (type 8) or reply (type 0) from s.src to s.dst with identifier `id` (RFC 792).
+inline std::vector<uint8_t> icmpEcho(PacketSpec s, bool request, uint16_t id, uint16_t seq = 1) {
+  s.proto = IPPROTO_ICMP;
+  std::vector<uint8_t> icmp = {static_cast<uint8_t>(request ? 8 : 0), 0, 0, 0,
+                               static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id),
+                               static_cast<uint8_t>(seq >> 8), static_cast<uint8_t>(seq)};
+  icmp.resize(icmp.size() + 16, 0xa5);  // payload
+  uint16_t sum = ipChecksum(icmp.data(), icmp.size());
+  std::memcpy(&icmp[2], &sum, 2);
+  return ipv4WithPayload(s, icmp);
+}
+
+// An ICMP error (destination unreachable 3, time exceeded 11, parameter problem 12) from s.src to s.dst quoting
+// the IP header and the first 8 payload bytes of `original` (a frame as built above), as RFC 792 has it.
+inline std::vector<uint8_t> icmpError(PacketSpec s, uint8_t type, uint8_t code, const std::vector<uint8_t>& original) {
+  s.proto = IPPROTO_ICMP;
+  std::vector<uint8_t> icmp = {type, code, 0, 0, 0, 0, 0, 0};
+  size_t quote = std::min(original.size() - sizeof(ethhdr), sizeof(iphdr) + 8);
+  icmp.insert(icmp.end(), original.begin() + sizeof(ethhdr), original.begin() + sizeof(ethhdr) + quote);
+  uint16_t sum = ipChecksum(icmp.data(), icmp.size());
+  std::memcpy(&icmp[2], &sum, 2);
+  return ipv4WithPayload(s, icmp);
 }
 
 inline std::vector<uint8_t> arpRequest(const Mac& sender_mac, Ipv4 sender_ip, Ipv4 target_ip) {

@@ -22,13 +22,17 @@
 #define PLEXUS_POLICY_FIXED_PREFIX 40
 #define PLEXUS_POLICY_PROTO_PREFIX (PLEXUS_POLICY_FIXED_PREFIX + 8)
 #define PLEXUS_POLICY_FULL_PREFIX (PLEXUS_POLICY_PROTO_PREFIX + 16)
+/* ICMP is judged with its type in the port slot (protocol ICMP, dport = htons(type)), as Cilium keys CNP `icmps`
+ * rules. An ICMP packet without a header (a later fragment) is judged on this port, which no type takes: only
+ * entries covering every port (or every protocol) match it, as a later TCP/UDP fragment is judged on port 0. */
+#define PLEXUS_POLICY_ICMP_NO_TYPE 0xffff
 
 struct plexus_policy_key {
   __u32 prefixlen;  /* LPM prefix length over the bytes that follow */
   __u32 identity;   /* peer identity, host order; 0 = any peer */
   __u8 direction;   /* enum plexus_direction */
   __u8 protocol;    /* IPPROTO_*; covered only when prefixlen >= PROTO_PREFIX (else: any protocol) */
-  __be16 dport;     /* network order; covered by the last 0..16 prefix bits (0 bits: any port) */
+  __be16 dport;     /* network order; covered by the last 0..16 prefix bits (0 bits: any port). ICMP: the type */
 };
 
 enum plexus_policy_flags {
