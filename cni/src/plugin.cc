@@ -32,7 +32,7 @@ std::shared_ptr<spdlog::logger> logger(const NetConf& conf) {
 }
 
 PluginOutput fail(const CniError& e, const std::string& version) {
-  return PluginOutput{1, errorJson(e, version).dump()};
+  return PluginOutput{1, dumpJson(errorJson(e, version))};
 }
 
 CniError fromGrpc(const grpc::Status& s, const std::string& socket, const std::string& what) {
@@ -112,7 +112,7 @@ PluginOutput doAdd(const CniEnv& env, const NetConf& conf, const CniArgs& args, 
   log.info("ADD {}/{}: endpoint {}", env.container_id, env.ifname, resp.endpoint_id());
   if (conf.chaining == ChainingMode::kGenericVeth) {
     // The previous plugin owns the interfaces and addresses: pass its result on unchanged.
-    return PluginOutput{0, convertResult(conf.prev_result, conf.cni_version).dump()};
+    return PluginOutput{0, dumpJson(convertResult(conf.prev_result, conf.cni_version))};
   }
   Result r;
   for (const auto& i : resp.interfaces()) {
@@ -135,7 +135,7 @@ PluginOutput doAdd(const CniEnv& env, const NetConf& conf, const CniArgs& args, 
     dns["search"] = std::vector<std::string>(resp.dns().search().begin(), resp.dns().search().end());
   }
   r.dns = dns;
-  return PluginOutput{0, resultJson(r, conf.cni_version).dump()};
+  return PluginOutput{0, dumpJson(resultJson(r, conf.cni_version))};
 }
 
 // With the agent down: take the pod interface down ourselves and leave the rest for the agent's next start.
@@ -159,7 +159,7 @@ Status delWithoutAgent(const CniEnv& env, const NetConf& conf) {
                       {"ifname", env.ifname},
                       {"netns", env.netns},
                       {"queued_unix", static_cast<int64_t>(std::time(nullptr))}};
-  return writeFileAtomic(dir + "/" + env.container_id + "_" + env.ifname + ".json", j.dump());
+  return writeFileAtomic(dir + "/" + env.container_id + "_" + env.ifname + ".json", dumpJson(j));
 }
 
 PluginOutput doDel(const CniEnv& env, const NetConf& conf, spdlog::logger& log) {
@@ -248,7 +248,7 @@ PluginOutput runPlugin(const EnvLookup& lookup, const std::string& stdin_text) {
   if (command && std::string(command) == "VERSION") {
     // Runtimes probe VERSION with dummy env and sometimes an empty or older config: always answer.
     bool known = !conf_error;
-    return PluginOutput{0, versionJson(known ? conf.cni_version : "1.1.0").dump()};
+    return PluginOutput{0, dumpJson(versionJson(known ? conf.cni_version : "1.1.0"))};
   }
   if (conf_error) {
     return fail(*conf_error, version);

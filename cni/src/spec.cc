@@ -251,6 +251,10 @@ nlohmann::json versionJson(const std::string& version) {
   return j;
 }
 
+std::string dumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::optional<CniError> chainedFromPrevResult(const nlohmann::json& prev, const CniEnv& env, ChainedIface* out) {
   if (!prev.is_object() || !prev.contains("interfaces") || !prev["interfaces"].is_array()) {
     return err(kInvalidConfig, "chaining-mode generic-veth needs a prevResult with interfaces from the previous plugin");

@@ -110,6 +110,10 @@ nlohmann::json resultJson(const Result& r, const std::string& version);
 nlohmann::json convertResult(const nlohmann::json& result, const std::string& version);
 nlohmann::json errorJson(const CniError& e, const std::string& version);
 nlohmann::json versionJson(const std::string& version);
+// The text written to stdout (or a file) for any of the above. The environment is not checked for UTF-8, so a
+// message quoting CNI_COMMAND or CNI_ARGS may carry bytes JSON cannot hold: they become U+FFFD instead of
+// throwing (nlohmann's dump() throws type_error 316 on them; found by fuzz/fuzz_cni).
+std::string dumpJson(const nlohmann::json& j);
 
 // Generic-veth chaining: what the previous plugin created.
 struct ChainedIface {
