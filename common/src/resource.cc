@@ -20,6 +20,7 @@ constexpr KindInfo kKinds[] = {
     {ResourceKind::kCiliumNetworkPolicy, "cilium.io", "CiliumNetworkPolicy", false},
     {ResourceKind::kCiliumClusterwideNetworkPolicy, "cilium.io", "CiliumClusterwideNetworkPolicy", true},
     {ResourceKind::kPlexusEndpoint, "plexus.io", "PlexusEndpoint", false},
+    {ResourceKind::kPlexusNode, "plexus.io", "PlexusNode", true},
 };
 }  // namespace
 

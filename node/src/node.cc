@@ -33,13 +33,15 @@ const json* field(const json& obj, const char* key) {
 
 class Parser {
  public:
+  explicit Parser(std::string kind = "Node") : kind_(std::move(kind)) {}
   Error bad(const std::string& path, const std::string& why) const {
-    std::string who = name_.empty() ? "Node" : fmt::format("Node {}", name_);
+    std::string who = name_.empty() ? kind_ : fmt::format("{} {}", kind_, name_);
     return Error{ErrorCode::kInvalidArgument, fmt::format("{}: {}: {}", who, path, why)};
   }
   void setName(std::string name) { name_ = std::move(name); }
 
  private:
+  std::string kind_;
   std::string name_;
 };
 
@@ -213,6 +215,64 @@ Result<Node> parseNode(const json& manifest) {
     return st.error();
   }
   return node;
+}
+
+Result<PodCidrClaim> parsePlexusNode(const json& object) {
+  Parser p("PlexusNode");
+  if (!object.is_object()) {
+    return p.bad("object", "must be an object");
+  }
+  if (const json* kind = field(object, "kind"); kind != nullptr) {
+    if (!kind->is_string() || kind->get_ref<const std::string&>() != "PlexusNode") {
+      return p.bad("kind", "must be PlexusNode");
+    }
+  }
+  if (const json* api = field(object, "apiVersion"); api != nullptr) {
+    if (!api->is_string() || api->get_ref<const std::string&>() != "plexus.io/v1alpha1") {
+      return p.bad("apiVersion", "must be plexus.io/v1alpha1");
+    }
+  }
+  const json* metadata = field(object, "metadata");
+  if (metadata == nullptr || !metadata->is_object()) {
+    return p.bad("metadata", "must be an object");
+  }
+  const json* name = field(*metadata, "name");
+  if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>().empty()) {
+    return p.bad("metadata.name", "required");
+  }
+  if (!isDnsSubdomain(name->get_ref<const std::string&>())) {
+    return p.bad("metadata.name", fmt::format("not a DNS-1123 subdomain: {:?}", name->get_ref<const std::string&>()));
+  }
+  PodCidrClaim claim;
+  claim.name = name->get_ref<const std::string&>();
+  p.setName(claim.name);
+  const json* spec = field(object, "spec");
+  if (spec == nullptr || spec->is_null()) {
+    return claim;
+  }
+  if (!spec->is_object()) {
+    return p.bad("spec", "must be an object");
+  }
+  const json* ipam = field(*spec, "ipam");
+  if (ipam == nullptr || ipam->is_null()) {
+    return claim;
+  }
+  if (!ipam->is_object()) {
+    return p.bad("spec.ipam", "must be an object");
+  }
+  const json* list = field(*ipam, "podCIDRs");
+  if (list == nullptr || list->is_null()) {
+    return claim;
+  }
+  if (!list->is_array()) {
+    return p.bad("spec.ipam.podCIDRs", "must be a list");
+  }
+  for (size_t i = 0; i < list->size(); ++i) {
+    if (auto st = podCidr(p, (*list)[i], fmt::format("spec.ipam.podCIDRs[{}]", i), claim.pod_cidrs); !st.ok()) {
+      return st.error();
+    }
+  }
+  return claim;
 }
 
 std::string describe(const Node& node) {

@@ -34,6 +34,9 @@ Controller::Controller(ControllerParts parts, std::string node) : p_(parts), nod
     return nodes ? node::parseNode(o).status() : refuse(ResourceKind::kNode);
   });
   r.setValidator(ResourceKind::kPlexusEndpoint, [](const nlohmann::json& o) { return node::parsePlexusEndpoint(o).status(); });
+  r.setValidator(ResourceKind::kPlexusNode, [nodes = p_.nodes](const nlohmann::json& o) {
+    return nodes ? node::parsePlexusNode(o).status() : refuse(ResourceKind::kPlexusNode);
+  });
   for (ResourceKind k : {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
                          ResourceKind::kCiliumClusterwideNetworkPolicy}) {
     r.setValidator(k, [this](const nlohmann::json& o) { return p_.policies.validate(o); });

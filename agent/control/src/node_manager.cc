@@ -32,6 +32,9 @@ bool NodeManager::track(const ResourceEvent& e) {
     dirty_ = dirty_ || changed;
     return changed;
   }
+  if (e.key.kind == ResourceKind::kPlexusNode) {
+    return trackClaim(e);
+  }
   if (e.key.kind != ResourceKind::kNode) {
     return false;
   }
@@ -46,12 +49,32 @@ bool NodeManager::track(const ResourceEvent& e) {
     }
     change = table_.upsert(*parsed);
   }
+  return nodeChanged(e.key.name, change);
+}
+
+bool NodeManager::trackClaim(const ResourceEvent& e) {
+  std::optional<node::NodeChange> change;
+  if (e.type == ResourceEventType::kDelete) {
+    change = table_.removeClaim(e.key.name);
+  } else {
+    auto parsed = node::parsePlexusNode(e.object);
+    if (!parsed.ok()) {
+      spdlog::warn("{}", parsed.error().message);  // validated on ingest; a watch may differ
+      return false;
+    }
+    change = table_.upsertClaim(*parsed);
+  }
+  return nodeChanged(e.key.name, change);
+}
+
+bool NodeManager::nodeChanged(const std::string& name, const std::optional<node::NodeChange>& change) {
   if (!change) {
     return false;
   }
-  spdlog::info("node {}: {}", e.key.name,
+  spdlog::info("node {}: {}{}", name,
                !change->after ? "removed" : change->before ? node::describe(*change->after) + " (changed)"
-                                                           : node::describe(*change->after));
+                                                           : node::describe(*change->after),
+               change->after && table_.cidrsClaimed(name) ? ", pod CIDRs from its PlexusNode" : "");
   dirty_ = true;
   return true;
 }
@@ -136,7 +159,9 @@ Status NodeManager::syncRoutes() {
   bool tunnel = config_.mode == node::RoutingMode::kTunnel;
   std::vector<node::RouteSpec> desired;
   if (routes_ && (tunnel || config_.auto_direct_node_routes)) {
-    desired = node::desiredRoutes(table_.others(), config_.self);
+    // The whole list, self included: this node's own CIDRs are never routed away, and of two nodes claiming one
+    // CIDR (a cluster-pool claim race) the smaller name keeps it, as in the ipcache below.
+    desired = node::desiredRoutes(table_.list(), config_.self);
   }
   auto plan = node::diffRoutes(installed_routes_, desired);
   Status first = Status::Ok();
@@ -170,10 +195,24 @@ Status NodeManager::syncIpcache() {
   std::map<std::string, Ipv4> endpoints;  // node name -> tunnel endpoint
   for (const auto& n : table_.others()) {
     for (const auto& c : node::nodeIpcacheEntries(n)) {
-      node_entries[c.prefix] = IpcacheEntry{c.identity, c.tunnel_endpoint.value_or(Ipv4{})};
+      if (!c.tunnel_endpoint) {
+        node_entries[c.prefix] = IpcacheEntry{c.identity, Ipv4{}};  // its InternalIPs (remote-node)
+      }
     }
     if (auto ep = n.tunnelEndpoint()) {
       endpoints[n.name] = *ep;
+    }
+  }
+  // Pod CIDRs with their node as tunnel endpoint: one owner per CIDR, the same as the routes (self's CIDRs are
+  // never claimed away; otherwise the smaller name keeps a CIDR two nodes claim).
+  auto all = table_.list();
+  for (const auto& t : node::desiredTunnelEntries(all, config_.self)) {
+    node_entries[t.pod_cidr] = IpcacheEntry{0, t.endpoint};
+  }
+  for (const auto& c : node::podCidrConflicts(all, config_.self)) {
+    if (logged_conflicts_.insert({c.cidr, c.dropped}).second) {
+      spdlog::warn("nodes: pod CIDR {} is claimed by {} and {}; {} keeps it", c.cidr.toString(), c.kept, c.dropped,
+                   c.kept);
     }
   }
   std::map<Ipv4Prefix, IpcacheEntry> pod_entries;

@@ -281,6 +281,12 @@ void KubernetesSync::start() {
     specs.push_back({"/api/v1/services", "v1", "Service", ""});
     specs.push_back({"/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1", "EndpointSlice", ""});
   }
+  // The nodes' own records, as Cilium's CiliumEndpoints and CiliumNodes: the other nodes' pods, and with
+  // cluster-pool IPAM the pod CIDR each node claimed (the node table's CIDRs when a Node has no spec.podCIDRs).
+  specs.push_back({kPlexusEndpointPath, "plexus.io/v1alpha1", "PlexusEndpoint", ""});
+  if (config_.ipam_mode == "cluster-pool") {
+    specs.push_back({kPlexusNodePath, "plexus.io/v1alpha1", "PlexusNode", ""});
+  }
   fetches_.start();
   writes_.start();
   for (const auto& spec : specs) {
@@ -288,9 +294,6 @@ void KubernetesSync::start() {
       sink_.post(ResourcesChanged{std::move(events)});
     }));
   }
-  informers_.push_back(std::make_unique<k8s::Informer>(
-      *client_, k8s::ResourceSpec{kPlexusEndpointPath, "plexus.io/v1alpha1", "PlexusEndpoint", ""},
-      [this](std::vector<ResourceEvent> events) { sink_.post(ResourcesChanged{std::move(events)}); }));
   informers_.push_back(std::make_unique<k8s::Informer>(
       *client_, k8s::ResourceSpec{kIdentityPath, "plexus.io/v1alpha1", "PlexusIdentity", ""},
       [this](std::vector<ResourceEvent> events) { sink_.post(RemoteIdentities{std::move(events)}); }));

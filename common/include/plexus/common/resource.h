@@ -20,6 +20,7 @@ enum class ResourceKind {
   kCiliumNetworkPolicy,
   kCiliumClusterwideNetworkPolicy,
   kPlexusEndpoint,  // plexus.io/v1alpha1: an endpoint another agent published (Kubernetes mode)
+  kPlexusNode,      // plexus.io/v1alpha1: a node's cluster-pool pod CIDR claim (Kubernetes mode)
 };
 
 enum class ResourceEventType { kUpsert, kDelete, kSynced };

@@ -37,4 +37,19 @@ struct Node {
 // "n1 (internal 192.168.1.11, pod CIDRs 10.0.1.0/24)", for logs.
 std::string describe(const Node& node);
 
+// A node's pod CIDR claim in its PlexusNode object (plexus.io/v1alpha1, cluster scoped, named after the node):
+// what an agent with cluster-pool IPAM claimed for itself (spec.ipam.podCIDRs). The node table uses it for a
+// node whose Node object has no spec.podCIDR(s) (docs/nodes.md).
+struct PodCidrClaim {
+  std::string name;                    // the node's name
+  std::vector<Ipv4Prefix> pod_cidrs;   // IPv4 only, first-seen order, duplicates folded; empty: no claim yet
+  friend bool operator==(const PodCidrClaim&, const PodCidrClaim&) = default;
+};
+
+// Parses a PlexusNode. Reads metadata.name (required, a DNS-1123 subdomain) and spec.ipam.podCIDRs (optional;
+// IPv6 entries are validated and ignored). kind and apiVersion, when present, must be PlexusNode and
+// plexus.io/v1alpha1. status and unknown fields are ignored. Errors read like
+// "PlexusNode n1: spec.ipam.podCIDRs[0]: not a CIDR".
+[[nodiscard]] Result<PodCidrClaim> parsePlexusNode(const nlohmann::json& object);
+
 }  // namespace plexus::node

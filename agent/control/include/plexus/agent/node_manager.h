@@ -5,7 +5,10 @@
 // the ipcache statements of source `node` (their addresses as remote-node, their pod CIDRs with the node as
 // tunnel endpoint). Pods on other nodes (standalone: Pod manifests with spec.nodeName and status.podIP) become
 // ipcache statements of source `remote-endpoint` with their identity and their node as tunnel endpoint, while
-// that node is known. In Kubernetes mode the same comes from the PlexusEndpoint objects other agents publish. A deleted node takes its routes and entries with it. Reconcile thread only.
+// that node is known. In Kubernetes mode the same comes from the PlexusEndpoint objects other agents publish.
+// With cluster-pool IPAM a node's pod CIDRs come from its PlexusNode claim when its Node object has none
+// (node::NodeTable merges the two). A deleted node, or a claim that changes or goes, moves its routes and entries
+// in the same sync. Reconcile thread only.
 
 #include <map>
 #include <optional>
@@ -39,13 +42,15 @@ class NodeManager {
       : config_(std::move(config)), table_(config_.self), ipcache_(ipcache), identities_(identities),
         resources_(resources), routes_(routes), flows_(flows) {}
 
-  // A Node or Pod event (others are ignored); true when something changed.
+  // A Node, PlexusNode, Pod or PlexusEndpoint event (others are ignored); true when something changed.
   bool track(const ResourceEvent& e);
   // Writes routes and ipcache statements for what changed; failures stay pending for the next sync.
   Status sync();
   bool pending() const { return dirty_; }
 
   std::vector<node::Node> nodes() const { return table_.list(); }
+  // Whether the node's pod CIDRs come from its PlexusNode claim.
+  bool cidrsClaimed(const std::string& name) const { return table_.cidrsClaimed(name); }
   const std::string& self() const { return config_.self; }
   // Whether the pod is on another node (standalone Pod manifests name their node).
   bool isRemotePod(const nlohmann::json& pod) const;
@@ -58,6 +63,9 @@ class NodeManager {
     std::vector<std::string> labels;
     bool owned = true;  // a reference this node took (standalone); false: the identity came with the object
   };
+  bool trackClaim(const ResourceEvent& e);
+  // Logs and marks dirty a change of the merged node; false for none.
+  bool nodeChanged(const std::string& name, const std::optional<node::NodeChange>& change);
   void trackPod(const ResourceEvent& e);
   void trackEndpoint(const ResourceEvent& e);
   void forgetPod(const std::string& key);
@@ -74,6 +82,7 @@ class NodeManager {
   std::set<Ipv4> named_;  // remote pod addresses published to flows_
   std::map<std::string, RemotePod> remote_pods_;  // "ns/name"
   std::vector<node::RouteSpec> installed_routes_;
+  std::set<std::pair<Ipv4Prefix, std::string>> logged_conflicts_;  // (cidr, dropped node) warned about once
   bool dirty_ = false;
 };
 
