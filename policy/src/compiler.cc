@@ -64,6 +64,15 @@ class EntrySet {
 };
 
 void addPorts(EntrySet* set, const Rule& r, uint32_t id, uint8_t proto, uint16_t lo, uint16_t hi) {
+  if (proto == kProtoIcmpv6) {
+    return;  // this datapath forwards no IPv6: an ICMPv6 type matches nothing (its rule still selects the direction)
+  }
+  if (proto == kProtoIcmp) {
+    // The type in the port slot, exactly (type 0 is echo reply, not every type), as Cilium keys `icmps`.
+    set->add(Entry{.identity = id, .direction = r.direction, .proto = proto, .port = lo, .port_bits = 16,
+                   .deny = r.deny, .rule_id = r.id});
+    return;
+  }
   std::vector<uint8_t> protos;
   if (proto == kProtoAny && lo != 0) {
     protos = {kProtoTcp, kProtoUdp, kProtoSctp};  // ANY with a port: the port-carrying protocols
@@ -294,6 +303,8 @@ std::string describe(const Entry& e) {
     ports = "ANY";
   } else if (e.port_bits == 0) {
     ports = fmt::format("{}/all", protoName(e.proto));
+  } else if (e.proto == kProtoIcmp) {
+    ports = fmt::format("ICMP/type {}", e.port);
   } else if (e.port_bits == 16) {
     ports = fmt::format("{}/{}", protoName(e.proto), e.port);
   } else {

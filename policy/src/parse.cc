@@ -2,6 +2,8 @@
 // enforce (L7 rules, FQDNs, groups, ...) are refused by name rather than ignored: ignoring a field of an
 // allow rule can widen it, and ignoring a deny would fail open.
 #include <algorithm>
+#include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -344,6 +346,115 @@ Result<std::vector<PortSpec>> cnpPorts(const json& rule, const std::string& fiel
   return out;
 }
 
+// ICMP type names CNP `icmps` accepts besides numbers, per family (Cilium's names; the numbers are IANA's ICMP and
+// ICMPv6 type registries).
+std::optional<uint8_t> icmpTypeByName(const std::string& name, bool v6) {
+  static const std::map<std::string, uint8_t> kV4 = {
+      {"EchoReply", 0},   {"DestinationUnreachable", 3}, {"Redirect", 5},          {"Echo", 8},
+      {"EchoRequest", 8}, {"RouterAdvertisement", 9},    {"RouterSelection", 10},  {"TimeExceeded", 11},
+      {"ParameterProblem", 12}, {"Timestamp", 13},       {"TimestampReply", 14},   {"Photuris", 40},
+      {"ExtendedEchoRequest", 42}, {"ExtendedEchoReply", 43}};
+  static const std::map<std::string, uint8_t> kV6 = {
+      {"DestinationUnreachable", 1},
+      {"PacketTooBig", 2},
+      {"TimeExceeded", 3},
+      {"ParameterProblem", 4},
+      {"EchoRequest", 128},
+      {"EchoReply", 129},
+      {"MulticastListenerQuery", 130},
+      {"MulticastListenerReport", 131},
+      {"MulticastListenerDone", 132},
+      {"RouterSolicitation", 133},
+      {"RouterAdvertisement", 134},
+      {"NeighborSolicitation", 135},
+      {"NeighborAdvertisement", 136},
+      {"RedirectMessage", 137},
+      {"RouterRenumbering", 138},
+      {"ICMPNodeInformationQuery", 139},
+      {"ICMPNodeInformationResponse", 140},
+      {"InverseNeighborDiscoverySolicitation", 141},
+      {"InverseNeighborDiscoveryAdvertisement", 142},
+      {"HomeAgentAddressDiscoveryRequest", 144},
+      {"HomeAgentAddressDiscoveryReply", 145},
+      {"MobilePrefixSolicitation", 146},
+      {"MobilePrefixAdvertisement", 147},
+      {"DuplicateAddressRequestCodeSuffix", 157},
+      {"DuplicateAddressConfirmationCodeSuffix", 158},
+      {"ExtendedEchoRequest", 160},
+      {"ExtendedEchoReply", 161}};
+  const auto& table = v6 ? kV6 : kV4;
+  auto it = table.find(name);
+  return it == table.end() ? std::nullopt : std::optional<uint8_t>(it->second);
+}
+
+// CNP `icmps: [{fields: [{type: 8, family: IPv4}]}]`: each field is one ICMP (or ICMPv6) type, a port of that
+// protocol in the policy map, as Cilium compiles it. `type` is 0-255 or a name of the family; family defaults to
+// IPv4.
+Result<std::vector<PortSpec>> cnpIcmps(const json& rule, const std::string& field) {
+  auto list = listField(rule, "icmps", field);
+  if (!list) {
+    return list.error();
+  }
+  std::vector<PortSpec> out;
+  for (size_t i = 0; i < (*list)->size(); ++i) {
+    std::string f = fmt::format("{}.icmps[{}]", field, i);
+    const auto& item = (**list)[i];
+    if (!item.is_object()) {
+      return invalid(f, "must be an object");
+    }
+    if (Status s = checkFields(item, f, {"fields"}); !s.ok()) {
+      return s.error();
+    }
+    auto fields = listField(item, "fields", f);
+    if (!fields) {
+      return fields.error();
+    }
+    if ((*fields)->empty()) {
+      return invalid(f + ".fields", "must list at least one ICMP type");
+    }
+    for (size_t k = 0; k < (*fields)->size(); ++k) {
+      std::string ff = fmt::format("{}.fields[{}]", f, k);
+      const auto& fl = (**fields)[k];
+      if (!fl.is_object()) {
+        return invalid(ff, "must be an object");
+      }
+      if (Status s = checkFields(fl, ff, {"type", "family"}); !s.ok()) {
+        return s.error();
+      }
+      bool v6 = false;
+      if (fl.contains("family") && !fl["family"].is_null()) {
+        if (fl["family"] == "IPv6") {
+          v6 = true;
+        } else if (fl["family"] != "IPv4") {
+          return invalid(ff + ".family", "must be IPv4 or IPv6");
+        }
+      }
+      if (!fl.contains("type") || fl["type"].is_null()) {
+        return invalid(ff + ".type", "required");
+      }
+      const auto& t = fl["type"];
+      PortSpec spec;
+      spec.proto = v6 ? kProtoIcmpv6 : kProtoIcmp;
+      std::string text = t.is_string() ? t.get<std::string>() : "";
+      if (t.is_number_integer() || (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit))) {
+        int64_t n = t.is_number_integer() ? t.get<int64_t>() : (text.size() > 3 ? 256 : std::stoi(text));
+        if (n < 0 || n > 255) {
+          return invalid(ff + ".type", "must be 0-255 or an ICMP type name");
+        }
+        spec.port = static_cast<uint16_t>(n);
+      } else if (auto byName = icmpTypeByName(text, v6); byName) {
+        spec.port = *byName;
+      } else if (t.is_string()) {
+        return invalid(ff + ".type", fmt::format("{:?} is not an {} ICMP type name", text, v6 ? "IPv6" : "IPv4"));
+      } else {
+        return invalid(ff + ".type", "must be a number or a name");
+      }
+      out.push_back(spec);
+    }
+  }
+  return out;
+}
+
 Result<Rule> cnpRule(const json& j, const std::string& field, Direction dir, bool deny, const std::string& ns,
                      std::set<Ipv4Prefix>* cidrs) {
   if (!j.is_object()) {
@@ -351,8 +462,9 @@ Result<Rule> cnpRule(const json& j, const std::string& field, Direction dir, boo
   }
   const bool in = dir == Direction::kIngress;
   const std::string pre = in ? "from" : "to";
-  std::set<std::string> known = {pre + "Endpoints", pre + "CIDR", pre + "CIDRSet", pre + "Entities", "toPorts"};
-  std::set<std::string> unsupported = {pre + "Requires", pre + "Groups", pre + "Nodes", "icmps", "authentication"};
+  std::set<std::string> known = {pre + "Endpoints", pre + "CIDR",   pre + "CIDRSet",
+                                  pre + "Entities",  "toPorts", "icmps"};
+  std::set<std::string> unsupported = {pre + "Requires", pre + "Groups", pre + "Nodes", "authentication"};
   if (!in) {
     unsupported.insert({"toServices", "toFQDNs"});
   }
@@ -434,10 +546,42 @@ Result<Rule> cnpRule(const json& j, const std::string& field, Direction dir, boo
     return ports.error();
   }
   r.ports = std::move(*ports);
+  auto icmps = cnpIcmps(j, field);
+  if (!icmps) {
+    return icmps.error();
+  }
+  if (!icmps->empty() && !r.ports.empty()) {
+    // As Cilium's validation: one rule is either L4 ports or ICMP types.
+    return invalid(field + ".icmps", "cannot be combined with toPorts in one rule (use a separate rule)");
+  }
+  r.ports.insert(r.ports.end(), icmps->begin(), icmps->end());
   if (!has_l3 && !r.ports.empty()) {
     r.peers.all = true;  // an L4-only rule applies to every peer
   }
   return r;
+}
+
+// A CNP applies in its own namespace only. As Cilium does, a match on the namespace label in its endpointSelector is
+// not ANDed with that (which would select nothing for another namespace, leaving the subject open) but dropped and
+// replaced by the policy's namespace, with a warning when it named something else.
+Selector ownNamespace(const Selector& subject, const std::string& ns, const std::string& field,
+                      std::vector<std::string>* warnings) {
+  std::vector<Requirement> kept;
+  bool other = false;
+  for (const auto& r : subject.requirements()) {
+    if (r.key != kPodNamespaceKey) {
+      kept.push_back(r);
+    } else if (r.op != Op::kIn || r.values != std::vector<std::string>{ns}) {
+      other = true;
+    }
+  }
+  if (other) {
+    warnings->push_back(fmt::format("{}: the match on k8s:{} is ignored: a CiliumNetworkPolicy always applies in its "
+                                    "own namespace {:?}",
+                                    field, kPodNamespaceKey, ns));
+  }
+  kept.push_back(nsIs(ns));
+  return Selector(std::move(kept));
 }
 
 Status cnpSpec(const json& j, const std::string& field, const std::string& ns, const std::string& origin,
@@ -468,7 +612,7 @@ Status cnpSpec(const json& j, const std::string& field, const std::string& ns, c
   }
   spec.subject = *subject;
   if (!ns.empty()) {
-    spec.subject.add(nsIs(ns));  // a CNP applies to its namespace only
+    spec.subject = ownNamespace(spec.subject, ns, field + ".endpointSelector", &out->warnings);
   }
   if (j.contains("enableDefaultDeny") && !j["enableDefaultDeny"].is_null()) {
     const auto& d = j["enableDefaultDeny"];
@@ -537,6 +681,8 @@ const char* protoName(uint8_t proto) {
     case kProtoTcp: return "TCP";
     case kProtoUdp: return "UDP";
     case kProtoSctp: return "SCTP";
+    case kProtoIcmp: return "ICMP";
+    case kProtoIcmpv6: return "ICMPv6";
     case kProtoAny: return "ANY";
     default: return "?";
   }

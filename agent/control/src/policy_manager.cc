@@ -57,6 +57,9 @@ void PolicyManager::upsert(const nlohmann::json& object) {
   if (!p.ok()) {
     return;  // validate() refused it before it was stored
   }
+  for (const auto& w : p->warnings) {
+    spdlog::warn("policy {}: {}", p->key(), w);
+  }
   for (const auto& spec : p->specs) {
     for (const auto& r : spec.rules) {
       rule_origins_[r.id] = r.origin;

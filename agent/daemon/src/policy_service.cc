@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "plexus/agent/grpc_services.h"
+#include "plexus/agent/requests.h"
 
 namespace plexus::agent {
 
@@ -108,23 +109,13 @@ grpc::Status PolicyService::GetEndpointPolicy(grpc::ServerContext*, const v1::Ge
 }
 
 grpc::Status PolicyService::Explain(grpc::ServerContext*, const v1::ExplainRequest* req, v1::ExplainResponse* resp) {
-  uint8_t proto = 0;
-  if (req->protocol() == "TCP" || req->protocol() == "tcp") {
-    proto = policy::kProtoTcp;
-  } else if (req->protocol() == "UDP" || req->protocol() == "udp") {
-    proto = policy::kProtoUdp;
-  } else if (req->protocol() == "SCTP" || req->protocol() == "sctp") {
-    proto = policy::kProtoSctp;
-  } else {
-    return grpc::Status(grpc::INVALID_ARGUMENT, fmt::format("protocol {:?}: must be TCP, UDP or SCTP", req->protocol()));
-  }
-  if (req->port() == 0 || req->port() > 65535) {
-    return grpc::Status(grpc::INVALID_ARGUMENT, "port: must be 1-65535");
+  auto q = explainFromProto(*req);
+  if (!q.ok()) {
+    return toGrpc(q.error());
   }
   auto r = state_.reconciler
                .submit([&] {
-                 return state_.policies->explain(state_.endpoints->list(), req->from(), req->to(), proto,
-                                                static_cast<uint16_t>(req->port()));
+                 return state_.policies->explain(state_.endpoints->list(), q->from, q->to, q->proto, q->port);
                })
                .get();
   if (!r.ok()) {

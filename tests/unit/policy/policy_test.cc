@@ -518,3 +518,176 @@ spec:
   ingress: [{fromCIDR: [not-a-cidr]}]
 )") == "spec.ingress[0].fromCIDR[0]: \"not-a-cidr\" is not an IPv4 CIDR");
 }
+
+TEST_CASE("CNP icmps: types as numbers or names, ingress and egress, deny forms, compiled into the port slot",
+          "[unit][policy][icmp]") {
+  World w;
+  auto p = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ping, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {pod: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {pod: b}}]
+    icmps: [{fields: [{type: 8, family: IPv4}]}]
+  - icmps: [{fields: [{type: EchoReply}, {type: "13"}]}]
+  egress:
+  - toEndpoints: [{matchLabels: {pod: b}}]
+    icmps: [{fields: [{type: EchoRequest}]}]
+)");
+  const auto& rules = p.specs.at(0).rules;
+  REQUIRE(rules.size() == 3);
+  REQUIRE(rules[0].ports.size() == 1);
+  CHECK(rules[0].ports[0].proto == kProtoIcmp);
+  CHECK(rules[0].ports[0].port == 8);
+  CHECK(rules[1].peers.all);  // ICMP-only, like toPorts-only: every peer
+  auto ep = w.compileFor(256, {p});
+  CHECK(ep.ingress_enforced);
+  CHECK(ep.egress_enforced);
+  // The entry: protocol ICMP, the type as one exact port.
+  Entry echo{.identity = 257, .direction = Direction::kIngress, .proto = kProtoIcmp, .port = 8, .port_bits = 16};
+  CHECK(std::any_of(ep.entries.begin(), ep.entries.end(), [&](const Entry& e) { return e.key() == echo.key(); }));
+  CHECK(allows(ep, 257, Direction::kIngress, kProtoIcmp, 8));
+  CHECK_FALSE(allows(ep, 258, Direction::kIngress, kProtoIcmp, 8));  // y/a is not pod=b in x
+  CHECK_FALSE(allows(ep, 257, Direction::kIngress, kProtoIcmp, 3));
+  CHECK_FALSE(allows(ep, 257, Direction::kIngress, kProtoTcp, 8));  // a type is no TCP port
+  CHECK_FALSE(allows(ep, 257, Direction::kIngress, kProtoTcp, 80));
+  // Type 0 is echo reply only, not every type.
+  CHECK(allows(ep, 2, Direction::kIngress, kProtoIcmp, 0));
+  CHECK(allows(ep, 2, Direction::kIngress, kProtoIcmp, 13));
+  CHECK_FALSE(allows(ep, 2, Direction::kIngress, kProtoIcmp, 8));
+  CHECK(allows(ep, 257, Direction::kEgress, kProtoIcmp, 8));
+  CHECK_FALSE(allows(ep, 257, Direction::kEgress, kProtoIcmp, 13));
+  CHECK_FALSE(allows(ep, 257, Direction::kEgress, kProtoUdp, 53));
+  CHECK(describe(echo) == "ingress 257 ICMP/type 8 allow");
+
+  // Deny forms beat an L3 allow, for that type only.
+  auto deny = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: no-ping, namespace: x}
+spec:
+  endpointSelector: {}
+  ingress: [{fromEntities: [all]}]
+  ingressDeny: [{fromEndpoints: [{matchLabels: {pod: b}}], icmps: [{fields: [{type: 8}]}]}]
+  egress: [{toEntities: [all]}]
+  egressDeny: [{icmps: [{fields: [{type: TimeExceeded}]}]}]
+)");
+  auto d = w.compileFor(256, {deny});
+  auto v = evaluate(d.entries, 257, Direction::kIngress, kProtoIcmp, 8);
+  CHECK_FALSE(v.allowed);
+  CHECK(v.explicit_deny);
+  CHECK(allows(d, 258, Direction::kIngress, kProtoIcmp, 8));
+  CHECK(allows(d, 257, Direction::kIngress, kProtoIcmp, 0));
+  CHECK(allows(d, 257, Direction::kIngress, kProtoTcp, 80));
+  CHECK(evaluate(d.entries, 2, Direction::kEgress, kProtoIcmp, 11).explicit_deny);
+  CHECK(allows(d, 2, Direction::kEgress, kProtoIcmp, 8));
+
+  // IPv6 types are accepted, and match nothing on this IPv4 datapath: the rule only makes ingress default-deny.
+  auto v6 = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: v6, namespace: x}
+spec:
+  endpointSelector: {}
+  ingress: [{icmps: [{fields: [{type: EchoRequest, family: IPv6}, {type: 129, family: IPv6}]}]}]
+)");
+  CHECK(v6.specs[0].rules[0].ports[0].proto == kProtoIcmpv6);
+  CHECK(v6.specs[0].rules[0].ports[0].port == 128);
+  auto e6 = w.compileFor(256, {v6});
+  CHECK(e6.ingress_enforced);
+  CHECK_FALSE(allows(e6, 2, Direction::kIngress, kProtoIcmp, 128));
+  CHECK_FALSE(allows(e6, 2, Direction::kIngress, kProtoIcmp, 8));
+  for (const auto& e : e6.entries) {
+    CHECK(e.direction == Direction::kEgress);  // only the allow-all of the unselected direction
+  }
+}
+
+TEST_CASE("CNP icmps: invalid forms are refused with the field", "[unit][policy][icmp]") {
+  auto cnp = [](const std::string& rule) {
+    return "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: e, namespace: x}\nspec:\n"
+           "  endpointSelector: {}\n  ingress:\n  - " +
+           rule + "\n";
+  };
+  CHECK(parseError(cnp("icmps: [{fields: [{type: 256}]}]")) ==
+        "spec.ingress[0].icmps[0].fields[0].type: must be 0-255 or an ICMP type name");
+  CHECK(parseError(cnp("icmps: [{fields: [{type: Ping}]}]")) ==
+        "spec.ingress[0].icmps[0].fields[0].type: \"Ping\" is not an IPv4 ICMP type name");
+  CHECK(parseError(cnp("icmps: [{fields: [{type: PacketTooBig}]}]")) ==
+        "spec.ingress[0].icmps[0].fields[0].type: \"PacketTooBig\" is not an IPv4 ICMP type name");
+  CHECK(parseError(cnp("icmps: [{fields: [{type: 8, family: IPv5}]}]")) ==
+        "spec.ingress[0].icmps[0].fields[0].family: must be IPv4 or IPv6");
+  CHECK(parseError(cnp("icmps: [{fields: [{family: IPv4}]}]")) == "spec.ingress[0].icmps[0].fields[0].type: required");
+  CHECK(parseError(cnp("icmps: [{fields: [{type: 8, code: 0}]}]")) ==
+        "spec.ingress[0].icmps[0].fields[0].code: unknown field");
+  CHECK(parseError(cnp("icmps: [{fields: []}]")) == "spec.ingress[0].icmps[0].fields: must list at least one ICMP type");
+  CHECK(parseError(cnp("{icmps: [{fields: [{type: 8}]}], toPorts: [{ports: [{port: '80'}]}]}")) ==
+        "spec.ingress[0].icmps: cannot be combined with toPorts in one rule (use a separate rule)");
+}
+
+TEST_CASE("CNP endpointSelector: a namespace match is replaced by the policy's namespace, with a warning",
+          "[unit][policy]") {
+  World w;
+  auto other = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ns-label, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {pod: a, k8s:io.kubernetes.pod.namespace: y}}
+  ingress: [{fromEndpoints: [{matchLabels: {pod: b}}]}]
+)");
+  // Applies to x/a (its own namespace), not to y/a (the one it named), as in Cilium.
+  auto xa = w.compileFor(256, {other});
+  CHECK(xa.ingress_enforced);
+  CHECK(allows(xa, 257, Direction::kIngress, kProtoTcp, 80));
+  CHECK_FALSE(allows(xa, 2, Direction::kIngress, kProtoTcp, 80));
+  CHECK_FALSE(w.compileFor(258, {other}).ingress_enforced);
+  CHECK_FALSE(w.compileFor(257, {other}).ingress_enforced);  // x/b: the other labels still apply
+  REQUIRE(other.warnings.size() == 1);
+  CHECK(other.warnings[0] ==
+        "spec.endpointSelector: the match on k8s:io.kubernetes.pod.namespace is ignored: a CiliumNetworkPolicy "
+        "always applies in its own namespace \"x\"");
+
+  // An expression on the namespace (any operator), and in a `specs` list: the same.
+  auto expr = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ns-expr, namespace: x}
+specs:
+- endpointSelector:
+    matchExpressions: [{key: k8s:io.kubernetes.pod.namespace, operator: NotIn, values: [x]}]
+  ingress: [{}]
+)");
+  CHECK(w.compileFor(256, {expr}).ingress_enforced);
+  CHECK(w.compileFor(257, {expr}).ingress_enforced);
+  CHECK_FALSE(w.compileFor(258, {expr}).ingress_enforced);
+  REQUIRE(expr.warnings.size() == 1);
+  CHECK(expr.warnings[0].rfind("specs[0].endpointSelector: the match on", 0) == 0);
+
+  // Naming its own namespace is what it means anyway: no warning.
+  auto own = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ns-own, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {k8s:io.kubernetes.pod.namespace: x}}
+  ingress: [{}]
+)");
+  CHECK(own.warnings.empty());
+  CHECK(w.compileFor(256, {own}).ingress_enforced);
+  CHECK_FALSE(w.compileFor(258, {own}).ingress_enforced);
+
+  // A CCNP's selector is not namespaced: there the label selects, as written.
+  auto ccnp = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: in-y}
+spec:
+  endpointSelector: {matchLabels: {k8s:io.kubernetes.pod.namespace: y}}
+  ingress: [{}]
+)");
+  CHECK(ccnp.warnings.empty());
+  CHECK(w.compileFor(258, {ccnp}).ingress_enforced);
+  CHECK_FALSE(w.compileFor(256, {ccnp}).ingress_enforced);
+}

@@ -21,12 +21,15 @@ enum class Direction : uint8_t { kIngress = 1, kEgress = 2 };  // the datapath's
 const char* toString(Direction d);
 
 inline constexpr uint8_t kProtoAny = 0;
+inline constexpr uint8_t kProtoIcmp = 1;
 inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;
+inline constexpr uint8_t kProtoIcmpv6 = 58;
 inline constexpr uint8_t kProtoSctp = 132;
-const char* protoName(uint8_t proto);  // "TCP", "UDP", "SCTP", "ANY"
+const char* protoName(uint8_t proto);  // "TCP", "UDP", "SCTP", "ICMP", "ICMPv6", "ANY"
 
-// One toPorts/ports item. port 0 with no name: every port. A name is resolved on the pods the traffic goes to.
+// One toPorts/ports item, or one CNP `icmps` field. port 0 with no name: every port. A name is resolved on the pods
+// the traffic goes to. ICMP and ICMPv6: `port` is the message type, always exactly that type (0 is echo reply).
 struct PortSpec {
   uint8_t proto = kProtoAny;
   uint16_t port = 0;
@@ -71,6 +74,8 @@ struct Policy {
   std::string name;
   std::vector<Spec> specs;
   std::set<Ipv4Prefix> cidrs;  // every CIDR the peers name (each needs a local CIDR identity)
+  // What was accepted but not taken as written, each naming the field (the caller logs them with key()).
+  std::vector<std::string> warnings;
   std::string key() const;     // "CiliumNetworkPolicy x/name"
 };
 
