@@ -195,7 +195,7 @@ void addPolicyCommands(CLI::App& app, Context& ctx, int& rc) {
   static std::string from, to, port;
   ex->add_option("--from", from, "namespace/pod, endpoint id, IP, world or host")->required();
   ex->add_option("--to", to, "namespace/pod, endpoint id, IP, world or host")->required();
-  ex->add_option("--port", port, "PORT[/PROTOCOL], e.g. 80/tcp, or TYPE/icmp, e.g. 8/icmp")->required();
+  ex->add_option("--port", port, "PORT[/PROTOCOL], e.g. 80/tcp")->required();
   ex->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
   ex->callback([&] { rc = explain(ctx, from, to, port); });
 
