@@ -59,6 +59,17 @@ nlohmann::json nodeList(NodeFixture& n) {
   return r.exit_code == 0 && j.is_array() ? j : nlohmann::json();
 }
 
+// Packets counted under one reason (plexus bpf metrics list), both directions.
+uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
+  uint64_t total = 0;
+  for (const auto& row : n.cliJson({"bpf", "metrics", "list"})) {
+    if (row.value("reason", "") == reason && row.contains("packets")) {
+      total += row["packets"].get<uint64_t>();
+    }
+  }
+  return total;
+}
+
 const nlohmann::json* findNode(const nlohmann::json& list, const std::string& name) {
   for (const auto& n : list) {
     if (n.is_object() && n.value("name", "") == name) {
@@ -241,6 +252,14 @@ TEST_CASE("multinode: pods on different nodes reach each other (ICMP, TCP, UDP, 
         INFO("node " << i << " route to " << f.podCidr(j) << ": " << r.out);
         CHECK(r.out.find("via " + Fabric::underlayIp(j)) != std::string::npos);
       }
+    }
+    // BPF host routing (the default with kube-proxy replacement and a device): in native mode pods' packets to
+    // other nodes leave by FIB lookup and redirect, counted as FORWARDED_FIB; tunnel mode redirects into the tunnel.
+    auto st = f.node(i).cli({"status"});
+    INFO("node " << i << " status: " << st.out);
+    CHECK(st.out.find("host routing BPF") != std::string::npos);
+    if (mode == "native") {
+      CHECK(reasonPackets(f.node(i), "FORWARDED_FIB") > 0);
     }
     auto vx = f.node(i).node().exec("ip -d link show dev plexus_vxlan");
     INFO("node " << i << " plexus_vxlan: " << vx.out << vx.err);
