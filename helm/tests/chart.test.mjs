@@ -5,6 +5,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
 import path from 'node:path';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -141,6 +142,7 @@ describe('CRDs', () => {
     },
     'plexusidentities.plexus.io': { scope: 'Cluster', kind: 'PlexusIdentity', version: 'v1alpha1' },
     'plexusnodes.plexus.io': { scope: 'Cluster', kind: 'PlexusNode', version: 'v1alpha1' },
+    'plexusendpoints.plexus.io': { scope: 'Namespaced', kind: 'PlexusEndpoint', version: 'v1alpha1', short: 'pep' },
   };
 
   // Structural schema (apiextensions v1): every node states a type, or preserves unknown fields.
@@ -159,7 +161,7 @@ describe('CRDs', () => {
 
   const crds = () => render(['--include-crds']).filter((d) => d.kind === 'CustomResourceDefinition');
 
-  test('four CRDs with the expected names, scopes and versions', () => {
+  test('five CRDs with the expected names, scopes and versions', () => {
     const all = crds();
     assert.deepEqual(all.map((c) => c.metadata.name).sort(), Object.keys(kExpected).sort());
     for (const crd of all) {
@@ -220,6 +222,34 @@ describe('CRDs', () => {
     assert.equal(nodeProps.spec.properties.ipam.properties.podCIDRs.type, 'array');
     assert.equal(nodeProps.spec.properties.ipam.properties.podCIDRs.items.type, 'string');
     assert.equal(nodeProps.status.properties.ipam.properties.allocated.type, 'integer');
+  });
+
+  test('PlexusEndpoint: namespaced, status written with the object, the fields the agent reads', () => {
+    const crd = crds().find((c) => c.metadata.name === 'plexusendpoints.plexus.io');
+    assert.ok(crd, 'no CRD plexusendpoints.plexus.io');
+    assert.equal(crd.spec.group, 'plexus.io');
+    assert.equal(crd.spec.names.plural, 'plexusendpoints');
+    assert.equal(crd.spec.names.listKind, 'PlexusEndpointList');
+    const v = crd.spec.versions[0];
+    // The agent creates the object with its status in one request and merge-patches the object: a status
+    // subresource would make the API server drop the status of the create.
+    assert.ok(!v.subresources || !v.subresources.status, 'PlexusEndpoint must not have a status subresource');
+    const status = v.schema.openAPIV3Schema.properties.status;
+    assert.equal(status.type, 'object');
+    assert.deepEqual(status.properties.ipv4, { type: 'string', description: status.properties.ipv4.description });
+    assert.equal(status.properties.identity.type, 'integer');
+    assert.equal(status.properties.identity.minimum, 1);
+    assert.equal(status.properties.identity.maximum, 16777215);
+    assert.equal(status.properties.nodeName.type, 'string');
+    assert.equal(status.properties.labels.type, 'array');
+    assert.equal(status.properties.labels.items.type, 'string');
+    assert.deepEqual([...status.required].sort(), ['identity', 'ipv4', 'nodeName']);
+    // The schema's status fields are exactly those the agent's parser reads (node/src/endpoint.cc): a field the
+    // agent reads but the schema lacks would be pruned by the API server.
+    const src = fs.readFileSync(path.join(repo, 'node', 'src', 'endpoint.cc'), 'utf8');
+    const parser = src.slice(src.indexOf('parsePlexusEndpoint'), src.indexOf('plexusEndpointObject'));
+    const read = new Set([...parser.matchAll(/st(?:\.contains\(|\[)"(\w+)"/g)].map((m) => m[1]));
+    assert.deepEqual([...read].sort(), Object.keys(status.properties).sort());
   });
 });
 
@@ -486,10 +516,117 @@ describe('RBAC', () => {
     'cilium.io/ciliumclusterwidenetworkpolicies': ['get', 'list', 'watch'],
     'cilium.io/ciliumnetworkpolicies/status': ['patch', 'update'],
     'cilium.io/ciliumclusterwidenetworkpolicies/status': ['patch', 'update'],
-    'plexus.io/plexusidentities': ['create', 'delete', 'get', 'list', 'watch'],
+    'plexus.io/plexusidentities': ['create', 'delete', 'get', 'list', 'patch', 'watch'],
     'plexus.io/plexusnodes': ['create', 'get', 'list', 'patch', 'update', 'watch'],
     'plexus.io/plexusnodes/status': ['patch', 'update'],
+    'plexus.io/plexusendpoints': ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+    'plexus.io/plexusendpoints/status': ['get', 'patch', 'update'],
   };
+
+  // What the agent asks of the API server, by resource, with the verbs it uses (agent/daemon/src/kubernetes.cc,
+  // k8s/src/informer.cc). Informers list and watch; the rest are the requests the agent makes.
+  const kAgentCalls = {
+    '/nodes': ['get', 'list', 'watch'],                   // IPAM kubernetes reads its Node; the node table
+    '/pods': ['get', 'list', 'watch'],                    // this node's pods; a pod a CNI ADD needs
+    '/namespaces': ['list', 'watch'],
+    '/services': ['list', 'watch'],
+    'discovery.k8s.io/endpointslices': ['list', 'watch'],
+    'networking.k8s.io/networkpolicies': ['list', 'watch'],
+    'cilium.io/ciliumnetworkpolicies': ['list', 'watch'],
+    'cilium.io/ciliumclusterwidenetworkpolicies': ['list', 'watch'],
+    'cilium.io/ciliumnetworkpolicies/status': ['patch'],  // status.nodes.<node>
+    'cilium.io/ciliumclusterwidenetworkpolicies/status': ['patch'],
+    'plexus.io/plexusidentities': ['list', 'watch', 'get', 'create', 'patch', 'delete'],
+    'plexus.io/plexusnodes': ['list', 'watch', 'create', 'patch'],
+    'plexus.io/plexusendpoints': ['list', 'watch', 'create', 'patch', 'delete'],
+  };
+
+  // Every API path literal in the agent's Kubernetes code, as group/resource[/subresource] with its version and
+  // whether it was addressed in a namespace.
+  function agentApiPaths() {
+    const files = [];
+    for (const dir of ['agent/daemon/src', 'agent/daemon/include/plexus/agent', 'k8s/src', 'k8s/include/plexus/k8s']) {
+      for (const f of fs.readdirSync(path.join(repo, dir))) {
+        if (/\.(cc|h)$/.test(f)) {
+          files.push(path.join(repo, dir, f));
+        }
+      }
+    }
+    const out = new Map();
+    for (const file of files) {
+      const text = fs.readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/"(\/apis?\/[^"\s]*)"/g)) {
+        const parts = m[1].split('/').filter((p) => p);
+        const [group, version, rest] = parts[0] === 'api'
+          ? ['', parts[1], parts.slice(2)] : [parts[1], parts[2], parts.slice(3)];
+        if (!version || rest.length === 0) {
+          continue;  // a group or discovery path
+        }
+        let res = rest;
+        let namespaced = false;
+        if (res[0] === 'namespaces' && res.length >= 3) {
+          namespaced = true;
+          res = res.slice(2);
+        }
+        const key = `${group}/${res[0]}${res.length >= 3 ? '/' + res[2] : ''}`;
+        const seen = out.get(key) ?? { version, namespaced: false, files: new Set() };
+        seen.namespaced ||= namespaced;
+        seen.files.add(path.relative(repo, file));
+        out.set(key, seen);
+      }
+    }
+    return out;
+  }
+
+  function granted() {
+    const role = find(render(), 'ClusterRole', 'plexus');
+    const got = {};
+    for (const rule of role.rules) {
+      for (const group of rule.apiGroups) {
+        for (const res of rule.resources) {
+          got[`${group}/${res}`] = new Set([...(got[`${group}/${res}`] ?? []), ...rule.verbs]);
+        }
+      }
+    }
+    return got;
+  }
+
+  test('every API path in the agent is a known call, and the role grants each call its verbs', () => {
+    const paths = agentApiPaths();
+    assert.ok(paths.size >= 10, `found only ${[...paths.keys()]} in the agent sources`);
+    for (const [key, where] of paths) {
+      assert.ok(key in kAgentCalls,
+        `${key} (in ${[...where.files].join(', ')}) is called by the agent but not listed in kAgentCalls: ` +
+        'add it with its verbs, and the rule to templates/rbac.yaml');
+    }
+    const role = granted();
+    for (const [key, verbs] of Object.entries(kAgentCalls)) {
+      assert.ok(paths.has(key), `${key} is listed but no longer called by the agent: drop it (and its rule)`);
+      for (const verb of verbs) {
+        assert.ok(role[key] && role[key].has(verb), `ClusterRole plexus lacks ${verb} on ${key}`);
+      }
+    }
+  });
+
+  test('every custom resource the agent calls has its CRD in the chart, in the version and scope it uses', () => {
+    const crds = render(['--include-crds']).filter((d) => d.kind === 'CustomResourceDefinition');
+    for (const [key, where] of agentApiPaths()) {
+      const [group, resource] = key.split('/');
+      if (!['plexus.io', 'cilium.io'].includes(group)) {
+        continue;  // built in
+      }
+      const crd = crds.find((c) => c.spec.group === group && c.spec.names.plural === resource);
+      assert.ok(crd, `no CRD for ${group}/${resource} (called in ${[...where.files].join(', ')}) in helm/plexus/crds`);
+      assert.ok(crd.spec.versions.some((v) => v.name === where.version && v.served),
+        `${crd.metadata.name} does not serve ${where.version}`);
+      if (where.namespaced) {
+        assert.equal(crd.spec.scope, 'Namespaced', `${crd.metadata.name} is addressed in a namespace`);
+      }
+      if (key.endsWith('/status')) {
+        assert.deepEqual(crd.spec.versions[0].subresources?.status, {}, `${crd.metadata.name} has no status subresource`);
+      }
+    }
+  });
 
   test('verbs per resource exactly as listed', () => {
     const role = find(render(), 'ClusterRole', 'plexus');
