@@ -4,16 +4,21 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "node_fixture.h"
 
@@ -444,4 +449,231 @@ TEST_CASE("policy: an invalid policy is refused with its reason and changes noth
   auto bad = node.cli({"policy", "explain", "--from", "x/nope", "--to", "x/a", "--port", "80/tcp"});
   CHECK(bad.exit_code != 0);
   CHECK(bad.err.find("--from") != std::string::npos);
+}
+
+// ---- ICMP and policy changes (issue 13, items 1 and 4) ----
+
+namespace {
+
+// A real ping (iputils) running in a pod, one identifier for its whole life, its output in a file. Stopped (and
+// reaped) on destruction, whatever the test did.
+class BackgroundPing {
+ public:
+  BackgroundPing(const Pod& from, const std::string& to_ip, const std::string& out_path) : out_(out_path) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      // -O: a request without an answer by the next one is printed too, so every sequence number shows up.
+      execlp("ip", "ip", "netns", "exec", from.netns->name().c_str(), "ping", "-n", "-O", "-i", "0.2", to_ip.c_str(),
+             static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~BackgroundPing() {
+    if (pid_ <= 0) {
+      return;
+    }
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+  BackgroundPing(const BackgroundPing&) = delete;
+  BackgroundPing& operator=(const BackgroundPing&) = delete;
+
+  // Sequence number -> answered, for every request ping has reported so far.
+  std::map<int, bool> seen() const {
+    std::map<int, bool> out;
+    std::ifstream in(out_);
+    std::string line;
+    while (std::getline(in, line)) {
+      auto at = line.find("icmp_seq=");
+      if (at == std::string::npos) {
+        continue;
+      }
+      int seq = std::atoi(line.c_str() + at + 9);
+      out[seq] = out[seq] || line.find("bytes from") != std::string::npos;
+    }
+    return out;
+  }
+  // Waits (bounded) until `pred(seen())` holds.
+  bool waitFor(const std::function<bool(const std::map<int, bool>&)>& pred,
+               std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pred(seen())) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return pred(seen());
+  }
+  std::string text() const {
+    std::ifstream in(out_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  std::string out_;
+  pid_t pid_ = -1;
+};
+
+// A new ping process: true when an echo reply came back.
+bool pingOnce(const Pod& from, const std::string& to_ip) {
+  return from.netns->exec("ping -n -c 2 -i 0.2 -W 1 " + to_ip).exit_code == 0;
+}
+
+int lastSeq(const std::map<int, bool>& s) { return s.empty() ? 0 : s.rbegin()->first; }
+
+// A ping runs and is answered; `change` applies a policy; from then on the same ping process (its identifier is
+// tracked in conntrack already) gets no answer, and neither does a new one.
+void requirePingStopsAfter(const NodeFixture& node, const Pod& a, const Pod& b, const std::function<void()>& change) {
+  BackgroundPing ping(a, b.ip, node.dir() + "/ping.out");
+  REQUIRE(ping.waitFor([](const auto& s) { return std::count_if(s.begin(), s.end(), [](auto& e) { return e.second; }) >= 2; }));
+  REQUIRE(pingOnce(a, b.ip));
+  change();
+  // Every request numbered past the last one reported when the policy was in place was sent after the change: the
+  // one after it may have been on its way already.
+  int boundary = lastSeq(ping.seen()) + 2;
+  REQUIRE(ping.waitFor([&](const auto& s) { return lastSeq(s) >= boundary + 3; }));
+  auto seen = ping.seen();
+  INFO(ping.text());
+  for (auto it = seen.lower_bound(boundary); it != seen.end(); ++it) {
+    CHECK_FALSE(it->second);
+  }
+  CHECK_FALSE(pingOnce(a, b.ip));
+}
+
+std::string podYaml(const std::string& ns, const std::string& name) {
+  return "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name + ", namespace: " + ns + ", labels: {pod: " + name +
+         "}}\n---\n";
+}
+
+void applyYaml(const NodeFixture& node, const std::string& yaml) {
+  std::string path = node.dir() + "/" + uniqueName("m") + ".yaml";
+  std::ofstream(path) << yaml;
+  auto r = node.cli({"apply", "-f", path});
+  INFO(yaml << "\n" << r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+}
+
+bool tcpReaches(const Pod& from, const Pod& to, uint16_t port) {
+  auto [lfd, bound] = tcpListen(to.netns->path(), port);
+  REQUIRE(lfd >= 0);
+  int cfd = tcpConnect(from.netns->path(), to.ip, bound, std::chrono::milliseconds(1500));
+  bool ok = cfd >= 0;
+  if (ok) {
+    close(cfd);
+    int afd = acceptWithin(lfd, std::chrono::milliseconds(500));
+    if (afd >= 0) {
+      close(afd);
+    }
+  }
+  close(lfd);
+  return ok;
+}
+
+}  // namespace
+
+TEST_CASE("policy: an L3 deny stops a ping that was allowed, in the same process and a new one", "[netns][policy]") {
+  NodeFixture node("10.221.0.0/24");
+  Pod a = node.addPod("a", "x");
+  Pod b = node.addPod("b", "x");
+  applyYaml(node, podYaml("x", "a") + podYaml("x", "b"));
+  requirePingStopsAfter(node, a, b, [&] {
+    // Cilium's deny truth table, column "L3 deny": allow everything, deny the client pod.
+    applyYaml(node, std::string(kCnp) +
+                        "metadata: {name: deny-a, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {pod: b}}\n"
+                        "  ingress: [{fromEntities: [all]}]\n"
+                        "  ingressDeny: [{fromEndpoints: [{matchLabels: {pod: a}}]}]\n");
+  });
+  auto flows = node.cli({"observe", "--verdict", "DROPPED", "--protocol", "ICMP", "--last", "100", "-o", "json"});
+  CHECK(flows.out.find("POLICY_DENY") != std::string::npos);
+}
+
+TEST_CASE("policy: a new default deny stops a ping that was allowed, in the same process and a new one",
+          "[netns][policy]") {
+  NodeFixture node("10.220.0.0/24");
+  Pod a = node.addPod("a", "x");
+  Pod b = node.addPod("b", "x");
+  applyYaml(node, podYaml("x", "a") + podYaml("x", "b"));
+  requirePingStopsAfter(node, a, b, [&] {
+    applyYaml(node, std::string(kNp) + "metadata: {name: isolate-b, namespace: x}\n"
+                                       "spec: {podSelector: {matchLabels: {pod: b}}}\n");
+  });
+}
+
+TEST_CASE("policy: CNP icmps allow echo and nothing else; the deny forms refuse it", "[netns][policy]") {
+  NodeFixture node("10.219.0.0/24");
+  Pod a = node.addPod("a", "x");
+  Pod b = node.addPod("b", "x");
+  Pod c = node.addPod("c", "x");
+  applyYaml(node, podYaml("x", "a") + podYaml("x", "b") + podYaml("x", "c"));
+  REQUIRE(pingOnce(a, b.ip));
+  REQUIRE(tcpReaches(a, b, 0));
+
+  // Ingress: b answers pings from a, and nothing else from anyone.
+  applyYaml(node, std::string(kCnp) +
+                      "metadata: {name: ping-only, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {pod: b}}\n"
+                      "  ingress:\n  - fromEndpoints: [{matchLabels: {pod: a}}]\n"
+                      "    icmps: [{fields: [{type: 8, family: IPv4}]}]\n");
+  CHECK(pingOnce(a, b.ip));
+  CHECK_FALSE(tcpReaches(a, b, 0));
+  CHECK_FALSE(pingOnce(c, b.ip));
+  auto ep = node.cliJson({"endpoint", "get", "x/b"});
+  INFO(ep.dump(2));
+  CHECK(ep["policy"]["entries"].dump().find("\"ICMP\"") != std::string::npos);
+  auto ex = node.cli({"policy", "explain", "--from", "x/a", "--to", "x/b", "--port", "80/tcp"});
+  CHECK(ex.out.find("DENIED") != std::string::npos);
+
+  // Egress: a may only ping (by type name); b's ingress is open again.
+  applyYaml(node, std::string(kCnp) +
+                      "metadata: {name: ping-only, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {pod: a}}\n"
+                      "  egress:\n  - toEndpoints: [{matchLabels: {pod: b}}]\n"
+                      "    icmps: [{fields: [{type: EchoRequest}]}]\n");
+  CHECK(pingOnce(a, b.ip));
+  CHECK_FALSE(pingOnce(a, c.ip));
+  CHECK_FALSE(tcpReaches(a, b, 0));
+  CHECK(tcpReaches(c, b, 0));
+
+  // The deny forms: everything allowed but echo requests.
+  applyYaml(node, std::string(kCnp) +
+                      "metadata: {name: ping-only, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {pod: b}}\n"
+                      "  ingress: [{fromEntities: [all]}]\n"
+                      "  ingressDeny: [{icmps: [{fields: [{type: EchoRequest}]}]}]\n");
+  CHECK_FALSE(pingOnce(a, b.ip));
+  CHECK(tcpReaches(a, b, 0));
+  applyYaml(node, std::string(kCnp) +
+                      "metadata: {name: ping-only, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {pod: a}}\n"
+                      "  egress: [{toEntities: [all]}]\n"
+                      "  egressDeny: [{icmps: [{fields: [{type: 8}]}]}]\n");
+  CHECK(pingOnce(c, b.ip));
+  CHECK_FALSE(pingOnce(a, b.ip));
+  CHECK(tcpReaches(a, b, 0));
+}
+
+TEST_CASE("policy: a CNP whose endpointSelector names a namespace still isolates its subject in its own namespace",
+          "[netns][policy]") {
+  NodeFixture node("10.218.0.0/24");
+  Pod a = node.addPod("a", "x");
+  Pod b = node.addPod("b", "x");
+  Pod c = node.addPod("c", "x");
+  Pod yb = node.addPod("b", "y");
+  applyYaml(node, podYaml("x", "a") + podYaml("x", "b") + podYaml("x", "c") + podYaml("y", "b"));
+  REQUIRE(tcpReaches(a, b, 0));
+  // The policy lives in x but its selector names y: Cilium applies it to x's pod=b, ignoring the namespace match.
+  applyYaml(node, std::string(kCnp) + "metadata: {name: b-from-c, namespace: x}\nspec:\n"
+                                      "  endpointSelector: {matchLabels: {pod: b, k8s:io.kubernetes.pod.namespace: y}}\n"
+                                      "  ingress: [{fromEndpoints: [{matchLabels: {pod: c}}]}]\n");
+  CHECK_FALSE(tcpReaches(a, b, 0));
+  CHECK_FALSE(pingOnce(a, b.ip));
+  CHECK(tcpReaches(c, b, 0));
+  CHECK(tcpReaches(a, yb, 0));  // y's pod=b is not its subject
+  auto pol = node.cliJson({"policy", "get"});
+  INFO(pol.dump(2));
+  REQUIRE(pol["policies"].size() == 1);
+  CHECK(pol["policies"][0]["endpoints"].size() == 1);
+  CHECK(node.agent().log().find("policy CiliumNetworkPolicy x/b-from-c: spec.endpointSelector: the match on "
+                                "k8s:io.kubernetes.pod.namespace is ignored") != std::string::npos);
 }
