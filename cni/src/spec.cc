@@ -228,8 +228,13 @@ nlohmann::json convertResult(const nlohmann::json& result, const std::string& ve
   bool v0 = !versionAtLeast(version, "1.0.0");
   if (j.contains("ips") && j["ips"].is_array()) {
     for (auto& ip : j["ips"]) {
+      if (!ip.is_object()) {
+        continue;  // passed on as the previous plugin wrote it
+      }
       if (v0 && !ip.contains("version")) {
-        ip["version"] = ip.value("address", "").find(':') == std::string::npos ? "4" : "6";
+        bool v6 = ip.contains("address") && ip["address"].is_string() &&
+                  ip["address"].get<std::string>().find(':') != std::string::npos;
+        ip["version"] = v6 ? "6" : "4";
       } else if (!v0) {
         ip.erase("version");
       }
@@ -255,9 +260,43 @@ std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+namespace {
+// prevResult is another plugin's output: check the shape chaining reads before reading it. An interface that
+// was not an object, or a name that was not a string, made value() throw type_error (found by fuzz_cni).
+std::optional<CniError> checkPrevResult(const nlohmann::json& prev) {
+  for (const char* list : {"interfaces", "ips"}) {
+    if (!prev.contains(list)) {
+      continue;
+    }
+    if (!prev[list].is_array()) {
+      return err(kInvalidConfig, fmt::format("prevResult.{}: must be a list", list));
+    }
+    for (size_t i = 0; i < prev[list].size(); ++i) {
+      const auto& e = prev[list][i];
+      if (!e.is_object()) {
+        return err(kInvalidConfig, fmt::format("prevResult.{}[{}]: must be an object", list, i));
+      }
+      for (const char* key : {"name", "mac", "sandbox", "address", "gateway"}) {
+        if (e.contains(key) && !e[key].is_string()) {
+          return err(kInvalidConfig, fmt::format("prevResult.{}[{}].{}: must be a string", list, i, key));
+        }
+      }
+      if (e.contains("interface") && (!e["interface"].is_number_integer() || e["interface"].get<int64_t>() < 0 ||
+                                      e["interface"].get<int64_t>() > 1000000)) {
+        return err(kInvalidConfig, fmt::format("prevResult.{}[{}].interface: must be an interface index", list, i));
+      }
+    }
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 std::optional<CniError> chainedFromPrevResult(const nlohmann::json& prev, const CniEnv& env, ChainedIface* out) {
   if (!prev.is_object() || !prev.contains("interfaces") || !prev["interfaces"].is_array()) {
     return err(kInvalidConfig, "chaining-mode generic-veth needs a prevResult with interfaces from the previous plugin");
+  }
+  if (auto e = checkPrevResult(prev)) {
+    return e;
   }
   const auto& itfs = prev["interfaces"];
   int container_index = -1;
