@@ -34,7 +34,8 @@ int status(const Context& c) {
     devices += (devices.empty() ? "" : ", ") + d;
   }
   std::cout << fmt::format("Devices:     {}\n", devices.empty() ? "none (NodePort from outside is off)" : devices);
-  std::cout << fmt::format("Nodes:       {}/{} reachable\n", r.nodes_reachable(), r.nodes_total());
+  std::cout << fmt::format("Nodes:       {}/{} reachable   probes: {}\n", r.nodes_reachable(), r.nodes_total(),
+                           r.health_probes());
   std::cout << "Programs:\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : r.programs()) {
@@ -147,12 +148,17 @@ int nodeList(const Context& c) {
     }
     return out.empty() ? std::string("-") : out;
   };
+  // One probe's cell: "ok 0.21ms", "failed" (the HEALTH column says why), or "-" (self, not probed).
+  auto probe = [](bool has, const v1::NodeProbe& p) {
+    return !has ? std::string("-") : p.ok() ? fmt::format("ok {:.2f}ms", p.rtt_ms()) : std::string("failed");
+  };
   std::vector<std::vector<std::string>> rows;
   for (const auto& n : r.nodes()) {
     rows.push_back({n.name() + (n.self() ? " (self)" : ""), join(n.addresses()), join(n.pod_cidrs()),
-                    n.reachable() ? "yes" : "no", n.health()});
+                    probe(n.has_icmp(), n.icmp()), probe(n.has_tcp(), n.tcp()), n.reachable() ? "yes" : "no",
+                    n.health()});
   }
-  std::cout << renderTable({"NAME", "ADDRESSES", "POD CIDRS", "REACHABLE", "HEALTH"}, rows);
+  std::cout << renderTable({"NAME", "ADDRESSES", "POD CIDRS", "ICMP", "TCP", "REACHABLE", "HEALTH"}, rows);
   return 0;
 }
 
@@ -180,7 +186,7 @@ void addStatusCommands(CLI::App& app, Context& ctx, int& rc) {
 
   auto* node = app.add_subcommand("node", "the cluster's nodes as this agent knows them");
   node->require_subcommand(1);
-  auto* nlist = node->add_subcommand("list", "nodes: addresses, pod CIDRs, reachability (health probes)");
+  auto* nlist = node->add_subcommand("list", "nodes: addresses, pod CIDRs, reachability (ICMP and TCP health probes)");
   outputFlag(nlist, ctx);
   nlist->callback([&] { rc = nodeList(ctx); });
 }

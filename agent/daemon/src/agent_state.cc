@@ -327,16 +327,23 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->metric_sources.push_back([st = state.get()](Exposition& e) {
     auto probes = st->health ? st->health->results() : std::map<std::string, NodeProbe>{};
     size_t reachable = 0;
-    e.family("plexus_node_health_probe_seconds", "gauge", "Round trip of the last health probe, by node");
+    e.family("plexus_node_health_probe_seconds", "gauge",
+             "Round trip of the last successful health probe, by node and protocol (icmp: echo to the InternalIP, "
+             "tcp: connect to the health port)");
+    e.family("plexus_node_health_probe_ok", "gauge", "Whether the last health probe answered (1) or not (0), by node "
+             "and protocol");
     for (const auto& [name, p] : probes) {
-      reachable += p.reachable ? 1 : 0;
-      if (p.reachable) {
-        e.sample("plexus_node_health_probe_seconds", {{"node", name}}, p.milliseconds / 1000.0);
+      reachable += p.reachable() ? 1 : 0;
+      for (const auto& [proto, r] : {std::pair{"icmp", &p.icmp}, std::pair{"tcp", &p.tcp}}) {
+        e.sample("plexus_node_health_probe_ok", {{"node", name}, {"protocol", proto}}, r->ok ? 1.0 : 0.0);
+        if (r->ok) {
+          e.sample("plexus_node_health_probe_seconds", {{"node", name}, {"protocol", proto}}, r->milliseconds / 1000.0);
+        }
       }
     }
     e.family("plexus_nodes", "gauge", "Nodes known, this one included");
     e.sample("plexus_nodes", {}, static_cast<double>(st->nodes->nodes().size()));
-    e.family("plexus_nodes_reachable", "gauge", "Other nodes whose health endpoint answered the last probe");
+    e.family("plexus_nodes_reachable", "gauge", "Other nodes that answered both health probes (ICMP and TCP) last time");
     e.sample("plexus_nodes_reachable", {}, static_cast<double>(reachable));
     e.family("plexus_conntrack_gc_runs_total", "counter", "Conntrack garbage collection passes");
     e.sample("plexus_conntrack_gc_runs_total", {}, static_cast<double>(st->ct_gc.runs));

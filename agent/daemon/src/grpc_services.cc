@@ -238,10 +238,13 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
           bool self = n.name == state_.config.node_name;
           self_known = self_known || self;
           auto it = probes.find(n.name);
-          reachable += self || (it != probes.end() && it->second.reachable) ? 1 : 0;
+          reachable += self || (it != probes.end() && it->second.reachable()) ? 1 : 0;
         }
         resp->set_nodes_total(static_cast<uint32_t>(nodes.size() + (self_known ? 0 : 1)));
         resp->set_nodes_reachable(reachable + (self_known ? 0 : 1));
+        resp->set_health_probes(state_.health ? fmt::format("ICMP echo ({}) and TCP port {}", state_.health->icmpMode(),
+                                                            state_.config.health_port)
+                                              : "off (--health-port 0)");
         const Ipam& ipam = state_.endpoints->ipam();
         auto* ip = resp->mutable_ipam();
         ip->set_cidr(ipam.cidr().toString());
@@ -281,9 +284,27 @@ grpc::Status DaemonService::DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMa
 }
 
 grpc::Status DaemonService::ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*, v1::ListNodesResponse* resp) {
-  auto nodes = state_.reconciler.submit([&] { return state_.nodes->nodes(); }).get();
+  struct Known {
+    node::Node node;
+    bool claimed = false;  // pod CIDRs from the node's PlexusNode
+  };
+  auto nodes = state_.reconciler
+                   .submit([&] {
+                     std::vector<Known> out;
+                     for (auto& n : state_.nodes->nodes()) {
+                       bool claimed = state_.nodes->cidrsClaimed(n.name);
+                       out.push_back({std::move(n), claimed});
+                     }
+                     return out;
+                   })
+                   .get();
   auto probes = state_.health ? state_.health->results() : std::map<std::string, NodeProbe>{};
-  for (const auto& n : nodes) {
+  auto probeToProto = [](const node::ProbeResult& r, v1::NodeProbe* out) {
+    out->set_ok(r.ok);
+    out->set_rtt_ms(r.milliseconds);
+    out->set_message(r.message);
+  };
+  for (const auto& [n, claimed] : nodes) {
     auto* out = resp->add_nodes();
     out->set_name(n.name);
     for (const auto& ip : n.internal_ips) {
@@ -292,6 +313,7 @@ grpc::Status DaemonService::ListNodes(grpc::ServerContext*, const v1::ListNodesR
     for (const auto& c : n.pod_cidrs) {
       out->add_pod_cidrs(c.toString());
     }
+    out->set_pod_cidrs_source(n.pod_cidrs.empty() ? "" : claimed ? "PlexusNode" : "Node");
     bool self = n.name == state_.config.node_name;
     out->set_self(self);
     auto it = probes.find(n.name);
@@ -299,9 +321,11 @@ grpc::Status DaemonService::ListNodes(grpc::ServerContext*, const v1::ListNodesR
       out->set_reachable(true);
       out->set_health("this node");
     } else if (it != probes.end()) {
-      out->set_reachable(it->second.reachable);
-      out->set_probe_ms(it->second.milliseconds);
-      out->set_health(it->second.message);
+      out->set_reachable(it->second.reachable());
+      out->set_probe_ms(it->second.tcp.milliseconds);
+      out->set_health(node::summary(it->second));
+      probeToProto(it->second.icmp, out->mutable_icmp());
+      probeToProto(it->second.tcp, out->mutable_tcp());
     } else {
       out->set_health(state_.health ? "not probed yet" : "health probes off (--health-port 0)");
     }
