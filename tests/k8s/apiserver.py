@@ -18,9 +18,19 @@ Test controls (not part of the Kubernetes API), all POST:
 and one GET:
   /__test/stats            JSON {"held_pod_gets": pod GETs waiting now, "pod_gets": pod GETs answered so far,
                            "watches": {plural: open watch streams}, "held_watches": {plural: watches waiting in a
-                           hold}}
+                           hold}, "denied": ["verb group/resource[/subresource]" refused by --rbac, in order]}
 
 Usage: apiserver.py --port-file FILE [--token TOKEN] [--tls-cert C --tls-key K --client-ca CA]
+                    [--crds DIR] [--rbac FILE [--admin-token TOKEN]]
+
+  --crds DIR   serve the custom resources (every group but the built-in ones) exactly as the CustomResourceDefinitions
+               in DIR define them (group, version, plural, kind, scope, status subresource) instead of the built-in
+               list. A resource with a status subresource behaves as in Kubernetes: a create or an update/patch of the
+               object ignores its status, and only /status changes it; one without has no /status.
+  --rbac FILE  authorize every request against the rules of the ClusterRole in FILE (YAML; lines with Helm template
+               actions are dropped, so a chart's templates/rbac.yaml works as it is). A request no rule allows gets
+               403 Forbidden and is recorded in /__test/stats "denied". Requests with the bearer token
+               --admin-token (the test itself, as a cluster admin) are authenticated but not checked.
 """
 import argparse
 import base64
@@ -51,6 +61,58 @@ RESOURCES = {
 SHORT = {"pods": ["po"], "namespaces": ["ns"], "nodes": ["no"], "services": ["svc"], "networkpolicies": ["netpol"],
          "ciliumnetworkpolicies": ["cnp"], "ciliumclusterwidenetworkpolicies": ["ccnp"]}
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+BUILTIN_GROUPS = {"", "discovery.k8s.io", "networking.k8s.io"}
+CRD_MODE = False       # --crds: custom resources as their CRDs define them
+STATUS_SUB = set()     # --crds: resource keys with a status subresource
+RBAC_RULES = None      # --rbac: the ClusterRole's rules
+
+
+def load_crds(directory):
+    """Replaces the built-in custom resources with the CRDs in directory."""
+    import os
+    import yaml
+    global CRD_MODE
+    CRD_MODE = True
+    for key in [k for k in RESOURCES if k[0] not in BUILTIN_GROUPS]:
+        del RESOURCES[key]
+    for f in sorted(os.listdir(directory)):
+        if not f.endswith((".yaml", ".yml")):
+            continue
+        for doc in yaml.safe_load_all(open(os.path.join(directory, f))):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            names = spec["names"]
+            for v in spec["versions"]:
+                if not v.get("served"):
+                    continue
+                key = (spec["group"], v["name"], names["plural"])
+                RESOURCES[key] = (names["kind"], spec["scope"] == "Namespaced")
+                if "status" in (v.get("subresources") or {}):
+                    STATUS_SUB.add(key)
+            if names.get("shortNames"):
+                SHORT[names["plural"]] = names["shortNames"]
+
+
+def load_rbac(path):
+    """The rules of the ClusterRole in path; Helm template actions ({{ ... }}) are dropped line by line."""
+    import yaml
+    global RBAC_RULES
+    text = "\n".join(line for line in open(path).read().splitlines() if "{{" not in line)
+    for doc in yaml.safe_load_all(text):
+        if doc and doc.get("kind") == "ClusterRole":
+            RBAC_RULES = doc.get("rules") or []
+            return
+    raise SystemExit(f"--rbac {path}: no ClusterRole")
+
+
+def rbac_allows(verb, group, resource):
+    for rule in RBAC_RULES:
+        if (group in rule.get("apiGroups", []) or "*" in rule.get("apiGroups", [])) and \
+                (resource in rule.get("resources", []) or "*" in rule.get("resources", [])) and \
+                (verb in rule.get("verbs", []) or "*" in rule.get("verbs", [])):
+            return True
+    return False
 
 
 class Store:
@@ -71,6 +133,7 @@ class Store:
         self.pod_gets = 0
         self.watches = {}              # plural -> open watch streams
         self.held_watches = {}         # plural -> watches waiting in a hold
+        self.denied = []               # --rbac refusals: "verb group/resource[/sub]"
 
     def bump(self):
         self.rv += 1
@@ -147,6 +210,7 @@ def parse_path(path):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     token = None
+    admin_token = None
 
     def log_message(self, fmt, *args):  # quiet
         pass
@@ -171,6 +235,8 @@ class Handler(BaseHTTPRequestHandler):
         if not Handler.token:
             return True
         if self.headers.get("Authorization") == "Bearer " + Handler.token:
+            return True
+        if Handler.admin_token and self.headers.get("Authorization") == "Bearer " + Handler.admin_token:
             return True
         if isinstance(self.connection, ssl.SSLSocket) and self.connection.getpeercert():
             return True
@@ -202,8 +268,9 @@ class Handler(BaseHTTPRequestHandler):
             if (g, v) == gv:
                 res.append({"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind,
                             "verbs": VERBS, "shortNames": SHORT.get(plural, [])})
-                res.append({"name": plural + "/status", "singularName": "", "namespaced": namespaced, "kind": kind,
-                            "verbs": ["get", "patch", "update"]})
+                if not CRD_MODE or g in BUILTIN_GROUPS or (g, v, plural) in STATUS_SUB:
+                    res.append({"name": plural + "/status", "singularName": "", "namespaced": namespaced,
+                                "kind": kind, "verbs": ["get", "patch", "update"]})
         if not res:
             return None
         return {"kind": "APIResourceList", "apiVersion": "v1",
@@ -237,20 +304,34 @@ class Handler(BaseHTTPRequestHandler):
             STORE.lock.notify_all()
         self.send_json(200, {"ok": True})
 
-    def forbidden(self, key, verb, ns):
-        if key[2] not in STORE.deny:
+    def forbidden(self, key, verb, ns, sub=None):
+        resource = key[2] + (f"/{sub}" if sub else "")
+        admin = Handler.admin_token and self.headers.get("Authorization") == "Bearer " + Handler.admin_token
+        denied_by_role = RBAC_RULES is not None and not admin and not rbac_allows(verb, key[0], resource)
+        if key[2] not in STORE.deny and not denied_by_role:
             return False
+        if denied_by_role:
+            with STORE.lock:
+                STORE.denied.append(f"{verb} {key[0]}/{resource}")
         scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
         self.send_json(403, status(403, "Forbidden",
-                                   f'{key[2]} is forbidden: User "system:serviceaccount:kube-system:plexus" cannot '
-                                   f'{verb} resource "{key[2]}" in API group "{key[0]}" {scope}', key[2]))
+                                   f'{resource} is forbidden: User "system:serviceaccount:kube-system:plexus" cannot '
+                                   f'{verb} resource "{resource}" in API group "{key[0]}" {scope}', key[2]))
         return True
+
+    def no_status(self, key, sub):
+        """--crds: a custom resource without a status subresource has no /status (404, as Kubernetes)."""
+        if sub == "status" and CRD_MODE and key[0] not in BUILTIN_GROUPS and key not in STATUS_SUB:
+            self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
+            return True
+        return False
 
     def stats(self):
         with STORE.lock:
             body = {"held_pod_gets": STORE.held_pod_gets, "pod_gets": STORE.pod_gets,
                     "watches": {k: v for k, v in STORE.watches.items() if v},
-                    "held_watches": {k: v for k, v in STORE.held_watches.items() if v}}
+                    "held_watches": {k: v for k, v in STORE.held_watches.items() if v},
+                    "denied": list(STORE.denied)}
         self.send_json(200, body)
 
     def slow_pod_get(self):
@@ -283,10 +364,10 @@ class Handler(BaseHTTPRequestHandler):
         key, ns, name, sub = p
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if q.get("watch") in ("1", "true"):
-            if self.forbidden(key, "watch", ns):
+            if self.forbidden(key, "watch", ns, sub):
                 return
             return self.watch(key, ns, q)
-        if self.forbidden(key, "get" if name else "list", ns):
+        if self.forbidden(key, "get" if name else "list", ns, sub) or self.no_status(key, sub):
             return
         kind, namespaced = RESOURCES[key]
         with STORE.lock:
@@ -400,8 +481,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
         key, ns, name, sub = p
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
-        if self.forbidden(key, verb, ns):
+        if method == "DELETE" and not name:
+            verb = "deletecollection"
+        if self.forbidden(key, verb, ns, sub) or self.no_status(key, sub):
             return
+        # --crds, a resource with a status subresource: writes to the object leave its status alone.
+        status_sub = key in STATUS_SUB
         kind, namespaced = RESOURCES[key]
         body = self.body()
         if body == "invalid":
@@ -425,6 +510,8 @@ class Handler(BaseHTTPRequestHandler):
                 md["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 md["resourceVersion"] = str(STORE.bump())
                 body["apiVersion"], body["kind"] = api_version, kind
+                if status_sub:
+                    body.pop("status", None)
                 objs[okey] = body
                 STORE.log.append((STORE.rv, key, "ADDED", json.loads(json.dumps(body))))
                 STORE.lock.notify_all()
@@ -451,12 +538,18 @@ class Handler(BaseHTTPRequestHandler):
                     new["status"] = body.get("status")
                 elif "status" in cur:
                     new["status"] = cur["status"]
+                elif status_sub:
+                    new.pop("status", None)
             else:  # PATCH: merge patch
                 new = json.loads(json.dumps(cur))
                 if sub == "status":
                     new["status"] = merge_patch(new.get("status", {}), (body or {}).get("status", {}))
                 else:
                     new = merge_patch(new, body or {})
+                    if status_sub:
+                        new.pop("status", None)
+                        if "status" in cur:
+                            new["status"] = cur["status"]
             md = new.setdefault("metadata", {})
             for k in ("uid", "creationTimestamp", "namespace", "name"):
                 if k in cur["metadata"]:
@@ -489,8 +582,16 @@ def main():
     ap.add_argument("--tls-key")
     ap.add_argument("--client-ca")
     ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--crds")
+    ap.add_argument("--rbac")
+    ap.add_argument("--admin-token")
     args = ap.parse_args()
+    if args.crds:
+        load_crds(args.crds)
+    if args.rbac:
+        load_rbac(args.rbac)
     Handler.token = args.token
+    Handler.admin_token = args.admin_token
     server = ThreadingHTTPServer((args.bind, 0), Handler)
     server.daemon_threads = True
     if args.tls_cert:
