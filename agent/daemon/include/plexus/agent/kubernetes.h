@@ -1,7 +1,8 @@
 #pragma once
 // Kubernetes mode: the agent learns cluster state from the API server instead of `plexus apply`.
 //   - Informers (list+watch) for this node's Pods, Namespaces, Nodes, Services, EndpointSlices, NetworkPolicies,
-//     CNPs and CCNPs post the same typed events the standalone store produces into the reconcile queue.
+//     CNPs, CCNPs, PlexusEndpoints and (cluster-pool IPAM) PlexusNodes post the same typed events the standalone
+//     store produces into the reconcile queue.
 //   - Everything else that talks to the API server on the agent's behalf (a pod a CNI ADD needs, identity
 //     allocation and release, policy status) runs on this class's own worker thread, never on the reconcile
 //     thread; answers come back as events.
