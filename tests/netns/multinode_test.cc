@@ -365,6 +365,23 @@ spec:
   CHECK(drop.dump().find("\"" + c.db->ip() + "\"") != std::string::npos);  // the remote source address
   CHECK(drop.value("drop_reason_desc", "") == "POLICY_DENIED");
   CHECK(drop.value("traffic_direction", "") == "INGRESS");
+
+  // policy explain on node 2 judges the remote peers by their identities, named by pod or by address; their own
+  // side (egress) is their node's to enforce.
+  for (const std::string& db : {std::string("default/db"), c.db->ip()}) {
+    auto ex = f.node(1).cli({"policy", "explain", "--from", db, "--to", "default/backend", "--port", "80/tcp"});
+    INFO("explain from " << db << ": " << ex.out << ex.err);
+    CHECK(ex.exit_code == 0);
+    CHECK(ex.out.rfind("DENIED", 0) == 0);
+    CHECK(ex.out.find("ingress at default/backend") != std::string::npos);
+    CHECK(ex.out.find("on node " + f.nodeName(c.db->node)) != std::string::npos);
+  }
+  auto ex = f.node(1).cli({"policy", "explain", "--from", "default/frontend", "--to", "default/backend", "--port",
+                           "80/tcp"});
+  INFO("explain from the frontend: " << ex.out << ex.err);
+  CHECK(ex.exit_code == 0);
+  CHECK(ex.out.rfind("ALLOWED", 0) == 0);
+  CHECK(ex.out.find("ALLOWED by") != std::string::npos);
 }
 
 TEST_CASE("multinode: a ClusterIP with backends on nodes 2 and 3 works from a pod and from the host of node 1",

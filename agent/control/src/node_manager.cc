@@ -16,6 +16,25 @@ bool NodeManager::isRemotePod(const nlohmann::json& pod) const {
   return !node.empty() && node != config_.self;
 }
 
+std::optional<NodeManager::RemotePeer> NodeManager::findRemote(const std::string& text) const {
+  auto ip = Ipv4::parse(text);
+  for (const auto& [key, pod] : remote_pods_) {
+    if (ip ? pod.ip == *ip : (key == text || key == podKey("", text))) {
+      return RemotePeer{key, pod.node, pod.identity};
+    }
+  }
+  if (!ip) {
+    return std::nullopt;
+  }
+  for (const auto& n : table_.list()) {
+    if (std::find(n.internal_ips.begin(), n.internal_ips.end(), *ip) != n.internal_ips.end()) {
+      bool self = n.name == config_.self;
+      return RemotePeer{"node " + n.name, n.name, self ? ::plexus::identity::kHost : ::plexus::identity::kRemoteNode};
+    }
+  }
+  return std::nullopt;
+}
+
 bool NodeManager::track(const ResourceEvent& e) {
   if (e.type == ResourceEventType::kSynced) {
     return false;

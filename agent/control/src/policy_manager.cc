@@ -247,11 +247,13 @@ std::optional<EndpointPolicyView> PolicyManager::endpointPolicy(uint16_t id) con
 }
 
 Result<ExplainResult> PolicyManager::explain(const std::vector<EndpointRecord>& endpoints, const std::string& from,
-                                             const std::string& to, uint8_t proto, uint16_t port) {
+                                             const std::string& to, uint8_t proto, uint16_t port,
+                                             const ExplainPeerLookup& remote) {
   struct Side {
     std::optional<EndpointRecord> ep;
     uint32_t identity = 0;
     std::string name;
+    std::string node;  // a peer on another node: the node that enforces its side
   };
   auto side = [&](const std::string& text) -> Result<Side> {
     Side s;
@@ -269,10 +271,16 @@ Result<ExplainResult> PolicyManager::explain(const std::vector<EndpointRecord>& 
       s.identity = s.ep->identity;
       return s;
     }
+    if (auto peer = remote ? remote(text) : std::nullopt) {
+      s.identity = peer->identity;
+      s.name = peer->name;
+      s.node = peer->node;
+      return s;
+    }
     auto ip = Ipv4::parse(text);
     if (!ip) {
       return makeError(ErrorCode::kNotFound,
-                       fmt::format("{:?} is neither a local endpoint (namespace/pod, id, IP) nor an address", text));
+                       fmt::format("{:?} is neither an endpoint (namespace/pod, id, IP) nor an address", text));
     }
     s.identity = ::plexus::identity::kWorld;  // outside the cluster: the narrowest policy CIDR, else world
     int best = -1;
@@ -298,7 +306,11 @@ Result<ExplainResult> PolicyManager::explain(const std::vector<EndpointRecord>& 
   auto judge = [&](const Side& self, const Side& peer, policy::Direction dir) {
     const char* where = dir == policy::Direction::kEgress ? "egress" : "ingress";
     if (!self.ep) {
-      out.lines.push_back(fmt::format("{} at {}: not a local endpoint, not enforced on this node", where, self.name));
+      out.lines.push_back(self.node.empty()
+                              ? fmt::format("{} at {}: not a local endpoint, not enforced on this node", where,
+                                            self.name)
+                              : fmt::format("{} at {} (identity {}): on node {}, enforced there (ask its agent)", where,
+                                            self.name, self.identity, self.node));
       return;
     }
     auto view = endpointPolicy(self.ep->id);

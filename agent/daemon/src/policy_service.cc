@@ -115,7 +115,13 @@ grpc::Status PolicyService::Explain(grpc::ServerContext*, const v1::ExplainReque
   }
   auto r = state_.reconciler
                .submit([&] {
-                 return state_.policies->explain(state_.endpoints->list(), q->from, q->to, q->proto, q->port);
+                 auto remote = [&](const std::string& text) -> std::optional<ExplainPeer> {
+                   auto peer = state_.nodes->findRemote(text);
+                   return peer ? std::optional<ExplainPeer>(ExplainPeer{peer->name, peer->node, peer->identity})
+                               : std::nullopt;
+                 };
+                 return state_.policies->explain(state_.endpoints->list(), q->from, q->to, q->proto, q->port,
+                                                 remote);
                })
                .get();
   if (!r.ok()) {

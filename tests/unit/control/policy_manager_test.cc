@@ -282,3 +282,33 @@ TEST_CASE("policy: an invalid update is refused and the previous version stays e
   CHECK_FALSE(statuses[0].reason.empty());
   CHECK(w.pm.invalidCount() == 1);
 }
+
+TEST_CASE("policy: explain judges a peer on another node by the identity the lookup gives, and names its node",
+          "[unit][policy-manager]") {
+  World w;
+  w.apply(allowWeb());
+  REQUIRE(w.pm.regenerate({w.web}).ok());  // the client is not on this node
+  ExplainPeerLookup remote = [](const std::string& text) -> std::optional<ExplainPeer> {
+    if (text == "default/client" || text == "10.1.0.5") {
+      return ExplainPeer{"default/client", "node-b", 301};
+    }
+    return std::nullopt;
+  };
+  for (const std::string from : {"default/client", "10.1.0.5"}) {
+    INFO("from " << from);
+    auto r = w.pm.explain({w.web}, from, "default/web1", kTcp, 80, remote);
+    REQUIRE(r.ok());
+    CHECK(r->allowed);
+    REQUIRE(r->lines.size() == 2);
+    CHECK(r->lines[0].find("on node node-b, enforced there") != std::string::npos);
+    CHECK(r->lines[1].find("from default/client (identity 301): ALLOWED by") != std::string::npos);
+    auto denied = w.pm.explain({w.web}, from, "default/web1", kTcp, 81, remote);
+    REQUIRE(denied.ok());
+    CHECK_FALSE(denied->allowed);
+  }
+  // Without the lookup the same address is an outside one (world) and denied.
+  auto world = w.pm.explain({w.web}, "10.1.0.5", "default/web1", kTcp, 80);
+  REQUIRE(world.ok());
+  CHECK_FALSE(world->allowed);
+  CHECK_FALSE(w.pm.explain({w.web}, "default/nobody", "default/web1", kTcp, 80, remote).ok());
+}

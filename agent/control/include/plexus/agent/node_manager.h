@@ -54,6 +54,14 @@ class NodeManager {
   const std::string& self() const { return config_.self; }
   // Whether the pod is on another node (standalone Pod manifests name their node).
   bool isRemotePod(const nlohmann::json& pod) const;
+  // A peer outside this node, for `policy explain`: a pod on another node by "namespace/name" (namespace
+  // default when omitted) or address, or a node by an InternalIP (another node's: remote-node; this one's: host).
+  struct RemotePeer {
+    std::string name;  // "namespace/name" or "node <name>"
+    std::string node;
+    uint32_t identity = 0;
+  };
+  std::optional<RemotePeer> findRemote(const std::string& text) const;
 
  private:
   struct RemotePod {

@@ -39,6 +39,14 @@ struct EndpointPolicyView {
   std::string error;  // the last install failure, if the map still holds an older state
 };
 
+// A peer `explain` finds outside this node's endpoints (a pod on another node, a node address).
+struct ExplainPeer {
+  std::string name;
+  std::string node;
+  uint32_t identity = 0;
+};
+using ExplainPeerLookup = std::function<std::optional<ExplainPeer>(const std::string&)>;
+
 struct ExplainResult {
   bool allowed = false;
   std::vector<std::string> lines;  // egress at the source, then ingress at the destination
@@ -73,8 +81,10 @@ class PolicyManager final : public EndpointPolicyInstaller {
   const std::map<uint32_t, std::vector<policy::Label>>& identities() const { return cache_.identities(); }
   // The rule behind a rule id ("" when unknown).
   std::string ruleOrigin(uint32_t rule_id) const;
+  // `remote` resolves what is not a local endpoint (may be empty): its identity judges, its own node enforces.
   Result<ExplainResult> explain(const std::vector<EndpointRecord>& endpoints, const std::string& from,
-                                const std::string& to, uint8_t proto, uint16_t port);
+                                const std::string& to, uint8_t proto, uint16_t port,
+                                const ExplainPeerLookup& remote = {});
   size_t validCount() const { return policies_.size(); }
   size_t invalidCount() const { return invalid_.size(); }
 
