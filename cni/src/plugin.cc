@@ -1,6 +1,8 @@
 #include "plexus/cni/plugin.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 
@@ -45,6 +47,8 @@ CniError fromGrpc(const grpc::Status& s, const std::string& socket, const std::s
       return CniError{kInvalidConfig, s.error_message(), what};
     case grpc::NOT_FOUND:
       return CniError{kUnknownContainer, s.error_message(), what};
+    case grpc::ALREADY_EXISTS:
+      return CniError{kAlreadyExists, fmt::format("plexus agent: {}", s.error_message()), what};
     default:
       return CniError{kAgentError, fmt::format("plexus agent: {}", s.error_message()), what};
   }
@@ -73,7 +77,42 @@ class AgentClient {
   std::unique_ptr<v1::Cni::Stub> stub_;
 };
 
+// The spec: "if an interface of the requested name already exists in the container, the plugin MUST return
+// with an error". Looked up before the agent allocates anything, for a clear error; the agent remains the
+// authority: it refuses a container and interface it already holds (a second ADD into another namespace), and
+// creating the pod's interface fails there if the name is taken. So a failed look-up is logged, not fatal.
+std::optional<CniError> interfaceAlreadyThere(const CniEnv& env, spdlog::logger& log) {
+  bool exists = false;
+  auto lookUp = [&] {
+    auto link = datapath::linkByName(env.ifname);
+    exists = link.ok();
+    return link.ok() || link.error().code == ErrorCode::kNotFound ? Status::Ok() : Status(link.error());
+  };
+  auto ns = datapath::openNetns(env.netns);
+  Status s = ns.ok() ? datapath::inNetns(ns->get(), lookUp) : Status(ns.error());
+  if (!s.ok()) {
+    log.warn("ADD {}/{}: cannot look for {} in {} ({}); the agent checks", env.container_id, env.ifname,
+             env.ifname, env.netns, s.error().message);
+    return std::nullopt;
+  }
+  if (!exists) {
+    return std::nullopt;
+  }
+  return CniError{kAlreadyExists,
+                  fmt::format("container {} already has interface {} in {} (a second ADD without DEL); nothing "
+                              "was changed",
+                              env.container_id, env.ifname, env.netns),
+                  "ADD"};
+}
+
 PluginOutput doAdd(const CniEnv& env, const NetConf& conf, const CniArgs& args, spdlog::logger& log) {
+  if (conf.chaining == ChainingMode::kNone) {
+    // In generic-veth mode the previous plugin made the interface: its presence is expected.
+    if (auto e = interfaceAlreadyThere(env, log)) {
+      log.error("ADD {}/{}: {}", env.container_id, env.ifname, e->msg);
+      return fail(*e, conf.cni_version);
+    }
+  }
   v1::CniAddRequest req;
   req.set_container_id(env.container_id);
   req.set_netns(env.netns);
@@ -216,24 +255,33 @@ PluginOutput doStatus(const NetConf& conf) {
   return PluginOutput{0, ""};
 }
 
-PluginOutput doGc(const NetConf& conf) {
-  v1::CniGcRequest req;
-  if (!conf.valid_attachments.is_array()) {
-    return fail(CniError{kInvalidConfig, "cni.dev/valid-attachments: must be a list", ""}, conf.cni_version);
+// GC's result is empty on success (SPEC.md), so what it did goes to the log and to stderr, which runtimes keep.
+PluginOutput doGc(const NetConf& conf, spdlog::logger& log) {
+  std::optional<std::vector<GcAttachment>> keep;
+  if (auto e = gcAttachments(conf, &keep)) {
+    return fail(*e, conf.cni_version);
   }
-  for (const auto& a : conf.valid_attachments) {
-    if (!a.is_object() || !a.contains("containerID") || !a["containerID"].is_string()) {
-      return fail(CniError{kInvalidConfig, "cni.dev/valid-attachments: entries need containerID", ""}, conf.cni_version);
-    }
+  v1::CniGcRequest req;
+  // Without a list the agent is still asked (it removes nothing, and says so in its log): an absent list must
+  // never reach it as an empty one, which would release every endpoint of the node.
+  req.set_valid_attachments_present(keep.has_value());
+  for (const auto& a : keep.value_or(std::vector<GcAttachment>{})) {
     auto* out = req.add_valid_attachments();
-    out->set_container_id(a["containerID"].get<std::string>());
-    out->set_ifname(a.value("ifname", ""));
+    out->set_container_id(a.container_id);
+    out->set_ifname(a.ifname);
   }
   AgentClient client(conf.socket, conf.timeout_seconds);
   v1::CniGcResponse resp;
   grpc::Status s = client.call(&v1::Cni::Stub::Gc, req, &resp);
   if (!s.ok()) {
     return fail(fromGrpc(s, conf.socket, "GC"), conf.cni_version);
+  }
+  std::string what = resp.message().empty() ? fmt::format("GC: {} released", resp.released()) : "GC: " + resp.message();
+  if (resp.skipped()) {
+    log.warn("{}", what);
+    std::fprintf(stderr, "plexus-cni: %s\n", what.c_str());
+  } else {
+    log.info("{}", what);
   }
   return PluginOutput{0, ""};
 }
@@ -244,11 +292,13 @@ PluginOutput runPlugin(const EnvLookup& lookup, const std::string& stdin_text) {
   const char* command = lookup("CNI_COMMAND");
   NetConf conf;
   auto conf_error = parseNetConf(stdin_text, api::kDefaultSocket, &conf);
-  std::string version = conf_error ? "1.1.0" : conf.cni_version;
+  // Answer in the config's version when we speak it, even when another field of the config is wrong.
+  bool known = std::find(kSupportedVersions.begin(), kSupportedVersions.end(), conf.cni_version) !=
+               kSupportedVersions.end();
+  std::string version = known ? conf.cni_version : "1.1.0";
   if (command && std::string(command) == "VERSION") {
     // Runtimes probe VERSION with dummy env and sometimes an empty or older config: always answer.
-    bool known = !conf_error;
-    return PluginOutput{0, dumpJson(versionJson(known ? conf.cni_version : "1.1.0"))};
+    return PluginOutput{0, dumpJson(versionJson(version))};
   }
   if (conf_error) {
     return fail(*conf_error, version);
@@ -279,7 +329,7 @@ PluginOutput runPlugin(const EnvLookup& lookup, const std::string& stdin_text) {
                                                            conf.cni_version), ""},
                 version);
   }
-  return env.command == "STATUS" ? doStatus(conf) : doGc(conf);
+  return env.command == "STATUS" ? doStatus(conf) : doGc(conf, *log);
 }
 
 }  // namespace plexus::cni

@@ -1,7 +1,10 @@
 #include "plexus/cni/spec.h"
 
 #include <algorithm>
+#include <array>
+#include <set>
 #include <sstream>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -28,7 +31,73 @@ std::vector<int> versionParts(const std::string& v) {
 }
 
 std::string stripPrefix(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+
+bool asciiAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
+// The spec's identifier rule, shared by container IDs and network names.
+std::optional<std::string> identifierProblem(const std::string& value) {
+  if (value.empty()) {
+    return "must not be empty";
+  }
+  if (!asciiAlnum(value.front())) {
+    return "must start with a letter or digit";
+  }
+  for (char c : value) {
+    if (!asciiAlnum(c) && c != '_' && c != '.' && c != '-') {
+      return "may contain only letters, digits, '_', '.' and '-'";
+    }
+  }
+  return std::nullopt;
+}
+
+// Whitespace as the kernel's isspace() sees a byte (ASCII space, \t \n \v \f \r, and 0xA0 of its Latin-1
+// table), plus the UTF-8 encodings of Unicode's other White_Space characters, which libcni refuses.
+bool hasWhitespace(std::string_view name) {
+  static constexpr std::array<std::string_view, 7> kUnicodeSpaces = {
+      "\xc2\x85", "\xe1\x9a\x80", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f",
+      "\xe3\x80\x80"};
+  for (size_t i = 0; i < name.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c == ' ' || (c >= '\t' && c <= '\r') || c == 0xa0) {
+      return true;
+    }
+    // U+2000..U+200A: E2 80 80..8A.
+    if (c == 0xe2 && i + 2 < name.size() && static_cast<unsigned char>(name[i + 1]) == 0x80 &&
+        static_cast<unsigned char>(name[i + 2]) >= 0x80 && static_cast<unsigned char>(name[i + 2]) <= 0x8a) {
+      return true;
+    }
+    for (std::string_view s : kUnicodeSpaces) {
+      if (name.substr(i, s.size()) == s) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
 }  // namespace
+
+std::optional<std::string> containerIdProblem(const std::string& id) { return identifierProblem(id); }
+
+std::optional<std::string> networkNameProblem(const std::string& name) { return identifierProblem(name); }
+
+std::optional<std::string> ifnameProblem(const std::string& ifname) {
+  if (ifname.empty()) {
+    return "must not be empty";
+  }
+  if (ifname.size() > 15) {
+    return fmt::format("is {} bytes, at most 15 fit an interface name", ifname.size());
+  }
+  if (ifname == "." || ifname == "..") {
+    return "must not be '.' or '..'";
+  }
+  if (ifname.find_first_of("/:") != std::string::npos) {
+    return "must not contain '/' or ':'";
+  }
+  if (hasWhitespace(ifname)) {
+    return "must not contain whitespace";
+  }
+  return std::nullopt;
+}
 
 bool versionAtLeast(const std::string& version, const std::string& minimum) {
   return versionParts(version) >= versionParts(minimum);
@@ -71,6 +140,16 @@ std::optional<CniError> readEnv(const EnvLookup& lookup, CniEnv* out) {
       list += (list.empty() ? "" : " ") + m;
     }
     return err(kInvalidEnv, fmt::format("required env variables [{}] missing", list));
+  }
+  // Checked before anything is created: the agent names host veths and records after these, and a DEL queued
+  // while the agent is down names a file after them (a '/' or ".." would leave the queue directory).
+  if (c == "ADD" || c == "DEL" || c == "CHECK") {
+    if (auto why = containerIdProblem(out->container_id)) {
+      return err(kInvalidEnv, fmt::format("CNI_CONTAINERID {:?}: {}", out->container_id, *why));
+    }
+    if (auto why = ifnameProblem(out->ifname)) {
+      return err(kInvalidEnv, fmt::format("CNI_IFNAME {:?}: {}", out->ifname, *why));
+    }
   }
   return std::nullopt;
 }
@@ -133,7 +212,16 @@ std::optional<CniError> parseNetConf(const std::string& text, const std::string&
                  fmt::format("incompatible CNI versions: config is {:?}, plugin supports 0.3.1, 0.4.0, 1.0.0, 1.1.0",
                              out->cni_version));
     }
-    out->name = j.value("name", "");
+    if (!j.contains("name")) {
+      return err(kInvalidConfig, "network config: name: missing (every network configuration has a name)");
+    }
+    if (!j["name"].is_string()) {
+      return err(kInvalidConfig, "network config: name: must be a string");
+    }
+    out->name = j["name"].get<std::string>();
+    if (auto why = networkNameProblem(out->name)) {
+      return err(kInvalidConfig, fmt::format("network config: name {:?}: {}", out->name, *why));
+    }
     out->type = j.value("type", "");
     out->socket = j.value("socket", default_socket);
     if (out->socket.empty()) {
@@ -175,9 +263,42 @@ std::optional<CniError> parseNetConf(const std::string& text, const std::string&
       }
     }
     out->prev_result = j.contains("prevResult") ? j["prevResult"] : nlohmann::json(nullptr);
-    out->valid_attachments = j.value("cni.dev/valid-attachments", nlohmann::json::array());
+    out->gc_attachments = j.contains("cni.dev/attachments") ? j["cni.dev/attachments"] : nlohmann::json(nullptr);
+    out->gc_valid_attachments =
+        j.contains("cni.dev/valid-attachments") ? j["cni.dev/valid-attachments"] : nlohmann::json(nullptr);
   } catch (const nlohmann::json::exception& e) {
     return err(kInvalidConfig, fmt::format("network config: {}", e.what()));
+  }
+  return std::nullopt;
+}
+
+std::optional<CniError> gcAttachments(const NetConf& conf, std::optional<std::vector<GcAttachment>>* out) {
+  out->reset();
+  std::set<GcAttachment> keep;
+  bool listed = false;
+  const std::pair<const char*, const nlohmann::json*> keys[] = {
+      {"cni.dev/valid-attachments", &conf.gc_valid_attachments}, {"cni.dev/attachments", &conf.gc_attachments}};
+  for (const auto& [key, list] : keys) {
+    if (list->is_null()) {
+      continue;
+    }
+    if (!list->is_array()) {
+      return err(kInvalidConfig, fmt::format("{}: must be a list of attachments", key));
+    }
+    listed = true;
+    for (const auto& a : *list) {
+      if (!a.is_object() || !a.contains("containerID") || !a["containerID"].is_string()) {
+        return err(kInvalidConfig, fmt::format("{}: each attachment needs a containerID string", key));
+      }
+      if (a.contains("ifname") && !a["ifname"].is_string()) {
+        return err(kInvalidConfig, fmt::format("{}: an attachment's ifname must be a string", key));
+      }
+      std::string ifname = a.value("ifname", "");
+      keep.insert(GcAttachment{a["containerID"].get<std::string>(), ifname.empty() ? "eth0" : ifname});
+    }
+  }
+  if (listed) {
+    *out = std::vector<GcAttachment>(keep.begin(), keep.end());
   }
   return std::nullopt;
 }

@@ -1,4 +1,11 @@
-// Bad input to plexus-cni against a live agent: each case gets the spec's error or a success, and nothing leaks.
+// Bad input to plexus-cni against a live agent, executed exactly as a runtime does (env vars, config on stdin,
+// result on stdout): each case gets the spec's error or a success, nothing is created for a refused call, and
+// GC or a repeated ADD never takes a pod's network away.
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
 #include <catch2/catch.hpp>
 
 #include "node_fixture.h"
@@ -16,11 +23,51 @@ nlohmann::json errorOf(const CommandResult& r) {
   return j;
 }
 
+bool mentions(const nlohmann::json& error, const std::string& what) {
+  return error.at("msg").get<std::string>().find(what) != std::string::npos;
+}
+
 CommandResult execRaw(const NodeFixture& node, const std::map<std::string, std::string>& env, const std::string& in) {
   return runCommand({"ip", "netns", "exec", const_cast<NodeFixture&>(node).node().name(), cniBinary()}, in, env);
 }
 
 int ipamUsed(NodeFixture& node) { return node.cliJson({"status"}).at("ipam").at("used").get<int>(); }
+
+// Links inside a namespace, loopback included.
+int linkCount(const Netns& ns) {
+  auto r = ns.exec("ip -o link show | wc -l");
+  return r.exit_code == 0 ? std::stoi(r.out) : -1;
+}
+
+std::set<std::string> endpointContainers(NodeFixture& node) {
+  std::set<std::string> out;
+  for (const auto& e : node.cliJson({"endpoint", "list"})) {
+    out.insert(e.at("container_id").get<std::string>());
+  }
+  return out;
+}
+
+// GC as libcni issues it: no container, netns or interface; the list (if any) in the config.
+CommandResult gc(const NodeFixture& node, const nlohmann::json& config) {
+  CniCall c = node.call("GC", Pod{});
+  c.ifname = "";
+  return execPlugin(cniBinary(), c, config);
+}
+
+nlohmann::json attachments(const std::vector<const Pod*>& pods) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const Pod* p : pods) {
+    list.push_back({{"containerID", p->container_id}, {"ifname", p->ifname}});
+  }
+  return list;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 }  // namespace
 
 TEST_CASE("plexus-cni rejects bad input with the spec's codes and leaks nothing", "[netns][cni]") {
@@ -58,32 +105,156 @@ TEST_CASE("plexus-cni rejects bad input with the spec's codes and leaks nothing"
     e["CNI_NETNS"] = "/run/netns/does-not-exist-" + pod.container_id;
     auto err = errorOf(execRaw(node, e, node.cniConfig().dump()));
     CHECK(err["code"].get<int>() != 0);
-    CHECK(node.hostLxcCount() == 0);
   }
   SECTION("an invalid config value is invalid config") {
     auto cfg = node.cniConfig();
     cfg["chaining-mode"] = "banana";
     CHECK(errorOf(execRaw(node, env, cfg.dump()))["code"] == 7);
   }
+  SECTION("a container id or interface name outside the spec's rules is invalid environment, naming it") {
+    for (const std::string id : {"-lead", ".lead", "_lead", "a/b", "../up", "a b", "a:b", "a;b", "ctr$", "c\ttab",
+                                 "c\xc3\xa9"}) {
+      INFO("CNI_CONTAINERID=" << id);
+      auto e = env;
+      e["CNI_CONTAINERID"] = id;
+      auto err = errorOf(execRaw(node, e, node.cniConfig().dump()));
+      CHECK(err["code"] == 4);
+      CHECK(mentions(err, "CNI_CONTAINERID"));
+    }
+    for (const std::string ifname : {"eth0/1", "a:b", "a b", "a\tb", ".", "..", "abcdefghijklmnop"}) {
+      INFO("CNI_IFNAME=" << ifname);
+      auto e = env;
+      e["CNI_IFNAME"] = ifname;
+      auto err = errorOf(execRaw(node, e, node.cniConfig().dump()));
+      CHECK(err["code"] == 4);
+      CHECK(mentions(err, "CNI_IFNAME"));
+    }
+  }
+  SECTION("a network config without a valid name is invalid config") {
+    std::vector<nlohmann::json> names = {nullptr, "", "-net", ".net", "my net", "net/1", "net:1", 42};
+    for (const auto& name : names) {
+      INFO("name " << name.dump());
+      auto cfg = node.cniConfig();
+      if (name.is_null()) {
+        cfg.erase("name");
+      } else {
+        cfg["name"] = name;
+      }
+      auto err = errorOf(execRaw(node, env, cfg.dump()));
+      CHECK(err["code"] == 7);
+      CHECK(mentions(err, "name"));
+    }
+  }
+  // Nothing was created for any refused call: no address, no endpoint, no host veth, no pod interface.
   CHECK(ipamUsed(node) == used);
   CHECK(node.cliJson({"endpoint", "list"}).empty());
+  CHECK(node.hostLxcCount() == 0);
+  CHECK(linkCount(*pod.netns) == 1);
 }
 
-TEST_CASE("duplicate ADD returns the same pod, DEL of an unknown container succeeds", "[netns][cni]") {
+TEST_CASE("a second ADD for an attached container and interface fails and the first pod keeps working",
+          "[netns][cni]") {
   NodeFixture node("10.251.0.0/24");
   Pod a = node.addPod("a");
-  auto again = node.cni("ADD", a, node.cniConfig());
-  INFO(again.out << again.err);
-  REQUIRE(again.exit_code == 0);
-  auto j = nlohmann::json::parse(again.out);
-  CHECK(j.at("ips").at(0).at("address").get<std::string>().rfind(a.ip + "/", 0) == 0);
-  CHECK(node.cliJson({"endpoint", "list"}).size() == 1);
-  CHECK(node.hostLxcCount() == 1);
+  Pod b = node.addPod("b");
+  REQUIRE(ping(*a.netns, b.ip));
+  auto ifindex = node.endpointIfindex(a.ip);
+  REQUIRE(ifindex.has_value());
 
+  SECTION("into the same namespace: the interface is already there") {
+    auto err = errorOf(node.cni("ADD", a, node.cniConfig()));
+    CHECK(err["code"] == 101);
+    CHECK(mentions(err, "eth0"));
+  }
+  SECTION("into another namespace: the agent already holds that container and interface") {
+    Pod again;
+    again.netns = std::make_unique<Netns>("pd");
+    again.container_id = a.container_id;
+    auto err = errorOf(node.cni("ADD", again, node.cniConfig()));
+    CHECK(err["code"] == 101);
+    CHECK(mentions(err, a.container_id));
+    CHECK(linkCount(*again.netns) == 1);
+  }
+  // The first attachment is intact: its endpoint, address, veth, map entry, and real traffic both ways.
+  CHECK(endpointContainers(node) == std::set<std::string>{a.container_id, b.container_id});
+  CHECK(ipamUsed(node) == 2);
+  CHECK(node.hostLxcCount() == 2);
+  CHECK(node.hostLinkExists(a.host_veth));
+  CHECK(node.endpointIfindex(a.ip) == ifindex);
+  CHECK(ping(*a.netns, b.ip));
+  CHECK(ping(*b.netns, a.ip));
+  requireTcpExchange(b, a);
+  auto check = node.cni("CHECK", a, node.cniConfig());
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+
+  // DEL of a container the agent never saw succeeds and touches nothing else.
   Pod ghost;
   ghost.container_id = uniqueName("ghost");
   CHECK(node.cni("DEL", ghost, node.cniConfig()).exit_code == 0);
-  CHECK(node.cliJson({"endpoint", "list"}).size() == 1);
+  CHECK(node.cliJson({"endpoint", "list"}).size() == 2);
+}
+
+TEST_CASE("GC keeps the attachments listed under either key and releases only the others", "[netns][cni]") {
+  NodeFixture node("10.253.0.0/24");
+  Pod a = node.addPod("a");
+  Pod b = node.addPod("b");
+  Pod c = node.addPod("c");
+  auto cfg = node.cniConfig("1.1.0");
+
+  SECTION("cni.dev/attachments alone (the CNI 1.1.0 key)") {
+    cfg["cni.dev/attachments"] = attachments({&a, &b});
+  }
+  SECTION("both keys, as libcni sends them") {
+    cfg["cni.dev/attachments"] = attachments({&a, &b});
+    cfg["cni.dev/valid-attachments"] = attachments({&a, &b});
+  }
+  SECTION("cni.dev/valid-attachments alone") {
+    cfg["cni.dev/valid-attachments"] = attachments({&a, &b});
+  }
+  auto r = gc(node, cfg);
+  INFO(r.out << r.err << "\nagent log:\n" << node.agent().log());
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.empty());
+  CHECK(endpointContainers(node) == std::set<std::string>{a.container_id, b.container_id});
+  CHECK(ipamUsed(node) == 2);
+  CHECK_FALSE(node.hostLinkExists(c.host_veth));
+  CHECK_FALSE(node.endpointIfindex(c.ip).has_value());
+  CHECK(node.hostLinkExists(a.host_veth));
+  CHECK(ping(*a.netns, b.ip));
+  requireTcpExchange(b, a);
+}
+
+TEST_CASE("GC without a list of valid attachments removes nothing and says so", "[netns][cni]") {
+  NodeFixture node("10.254.0.0/24");
+  Pod a = node.addPod("a");
+  Pod b = node.addPod("b");
+  auto cfg = node.cniConfig("1.1.0");
+  std::string log_file = node.dir() + "/plexus-cni.log";
+  cfg["log-file"] = log_file;
+
+  SECTION("neither key") {}
+  SECTION("a null list (a Go runtime's nil slice) is no list") {
+    cfg["cni.dev/valid-attachments"] = nullptr;
+    cfg["cni.dev/attachments"] = nullptr;
+  }
+  auto r = gc(node, cfg);
+  INFO(r.out << r.err << "\nagent log:\n" << node.agent().log());
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.err.find("nothing removed") != std::string::npos);
+  CHECK(readFile(log_file).find("nothing removed") != std::string::npos);
+  CHECK(node.agent().log().find("nothing removed") != std::string::npos);
+  CHECK(endpointContainers(node) == std::set<std::string>{a.container_id, b.container_id});
+  CHECK(ipamUsed(node) == 2);
+  CHECK(node.hostLxcCount() == 2);
+  CHECK(ping(*a.netns, b.ip));
+
+  // An explicitly empty list is the runtime saying no attachment is valid: everything goes.
+  cfg["cni.dev/attachments"] = nlohmann::json::array();
+  cfg["cni.dev/valid-attachments"] = nlohmann::json::array();
+  REQUIRE(gc(node, cfg).exit_code == 0);
+  CHECK(node.cliJson({"endpoint", "list"}).empty());
+  CHECK(ipamUsed(node) == 0);
 }
 
 TEST_CASE("ADD and CHECK with the agent unreachable are 'try again later'", "[netns][cni]") {
@@ -95,6 +266,16 @@ TEST_CASE("ADD and CHECK with the agent unreachable are 'try again later'", "[ne
   CHECK(errorOf(node.cni("ADD", pod, node.cniConfig()))["code"] == 11);
   CHECK(errorOf(node.cni("CHECK", pod, node.cniConfig()))["code"] == 11);
   CHECK(pod.netns->exec("ip link show eth0").exit_code != 0);
+
+  // A DEL queued while the agent is down names a file after the container: an id that is not the spec's
+  // is refused before anything is written (here it would climb out of cni-pending/).
+  Pod escape;
+  escape.netns = std::make_unique<Netns>("pd");
+  escape.container_id = "../escape";
+  auto err = errorOf(node.cni("DEL", escape, node.cniConfig()));
+  CHECK(err["code"] == 4);
+  CHECK(mentions(err, "CNI_CONTAINERID"));
+  CHECK_FALSE(std::filesystem::exists(node.dir() + "/escape_eth0.json"));
 }
 
 TEST_CASE("VERSION answers as podman calls it, with dummy netns", "[netns][cni]") {
@@ -137,9 +318,9 @@ TEST_CASE("ADD honours a requested address from CNI_ARGS and from the ips capabi
   c2.container_id = uniqueName("ipc");
   CniCall cc = node.call("ADD", c2);
   cc.args = "IP=10.237.0.77";
-  auto clash = execPlugin(cniBinary(), cc, node.cniConfig());
-  CHECK(clash.exit_code != 0);
-  CHECK(nlohmann::json::parse(clash.out)["msg"].get<std::string>().find("10.237.0.77") != std::string::npos);
+  auto clash = errorOf(execPlugin(cniBinary(), cc, node.cniConfig()));
+  CHECK(clash["code"] == 101);
+  CHECK(mentions(clash, "10.237.0.77"));
   CHECK(node.hostLxcCount() == 2);
   CHECK(node.cliJson({"status"})["ipam"]["used"] == 2);
 }

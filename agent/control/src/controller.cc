@@ -236,7 +236,11 @@ void Controller::endpointsChanged(const std::string& ns) {
 
 Result<EndpointRecord> Controller::addEndpoint(const AddRequest& req) {
   if (auto existing = p_.endpoints.live(req.container_id + "/" + req.ifname)) {
-    return *existing;  // a repeated ADD for a live attachment returns what the first one returned
+    // A runtime must not ADD a container and interface twice without a DEL, and the plugin must then fail
+    // (CNI SPEC.md, ADD). Refused before anything is allocated; the first attachment stays as it is.
+    return makeError(ErrorCode::kAlreadyExists,
+                     fmt::format("container {} interface {} is already attached as endpoint {} ({}); DEL it first",
+                                 req.container_id, req.ifname, existing->id, existing->ip.toString()));
   }
   Resolved id = resolve(req.pod_namespace, req.pod_name);
   auto rec = p_.endpoints.add(req, id.identity, id.labels);

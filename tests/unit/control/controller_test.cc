@@ -103,11 +103,14 @@ TEST_CASE("controller standalone: a known pod's endpoint gets its labels' identi
   CHECK(info.pod_name == "web");
   CHECK(info.endpoint_id == rec->id);
   CHECK(has(info.labels, "k8s:app=web"));
-  // A repeated ADD returns the same endpoint.
+  // A second ADD for the live container and interface is refused (CNI SPEC.md) and changes nothing.
   auto again = a.controller.addEndpoint(request("c1", "web"));
-  REQUIRE(again.ok());
-  CHECK(again->id == rec->id);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == plexus::ErrorCode::kAlreadyExists);
+  CHECK(again.error().message.find("c1") != std::string::npos);
   CHECK(a.endpoints.list().size() == 1);
+  CHECK(a.endpoints.list().front().id == rec->id);
+  CHECK(endpointEntry(f.endpoints_map, rec->ip)->identity == rec->identity);
   CHECK_FALSE(a.controller.pending());
 
   // Deleting releases the identity (the last local user).

@@ -28,6 +28,9 @@ enum CniCode : int {
   kPluginNotAvailable = 50,
   kPluginNotAvailableLimited = 51,
   kAgentError = 100,  // plugin-specific: the agent refused the request (message says why)
+  // plugin-specific: ADD would create what already exists (the interface in the pod, the container and interface
+  // at the agent, a requested address another pod holds); nothing was changed.
+  kAlreadyExists = 101,
 };
 
 struct CniError {
@@ -45,9 +48,20 @@ struct CniEnv {
   std::string path;
 };
 
-// Reads CNI_* from a lookup function (getenv in the binary, a map in tests) and checks what the command needs.
+// Reads CNI_* from a lookup function (getenv in the binary, a map in tests) and checks what the command needs:
+// the variables it requires are present, and CNI_CONTAINERID and CNI_IFNAME (ADD, DEL, CHECK) follow the spec's
+// rules. Every failure is invalid environment (4) and names the variable.
 using EnvLookup = std::function<const char*(const char*)>;
 std::optional<CniError> readEnv(const EnvLookup& lookup, CniEnv* out);
+
+// The spec's rules (SPEC.md, "Parameters"): a container ID is non-empty, starts with a letter or digit and
+// continues with letters, digits, '_', '.' or '-' (ASCII). An interface name is non-empty, at most 15 bytes
+// (IFNAMSIZ less the NUL), neither "." nor "..", and has no '/', ':' or whitespace (the kernel's dev_valid_name).
+// Both return why a value is invalid, or nullopt.
+std::optional<std::string> containerIdProblem(const std::string& id);
+std::optional<std::string> ifnameProblem(const std::string& ifname);
+// A network name follows the container ID's rule (SPEC.md, "Network configuration format": name).
+std::optional<std::string> networkNameProblem(const std::string& name);
 
 // CNI_ARGS: "K=V;K=V". Keys in any order; unknown keys are an error unless IgnoreUnknown is true.
 struct CniArgs {
@@ -74,12 +88,31 @@ struct NetConf {
   std::vector<std::string> runtime_ips;  // runtimeConfig.ips, without prefix
   std::string runtime_mac;               // runtimeConfig.mac
   nlohmann::json prev_result;            // null when absent
-  nlohmann::json valid_attachments;      // cni.dev/valid-attachments (GC)
+  // GC (1.1.0): the attachments to keep, as sent. The tagged 1.1.0 text names the key cni.dev/attachments,
+  // libcni sends cni.dev/valid-attachments, newer libcni both. null when absent.
+  nlohmann::json gc_attachments;         // cni.dev/attachments
+  nlohmann::json gc_valid_attachments;   // cni.dev/valid-attachments
 };
 
-// Parses stdin. Malformed JSON is a decoding failure (6), a bad field is invalid config (7), an unsupported
-// cniVersion is incompatible (1). default_socket fills `socket` when absent.
+// Parses stdin. Malformed JSON is a decoding failure (6), a bad field or a missing or invalid `name` is invalid
+// config (7), an unsupported cniVersion is incompatible (1). default_socket fills `socket` when absent.
+// cni_version is filled before any other check, so a caller can answer in the config's version.
 std::optional<CniError> parseNetConf(const std::string& text, const std::string& default_socket, NetConf* out);
+
+struct GcAttachment {
+  std::string container_id;
+  std::string ifname;
+  bool operator<(const GcAttachment& o) const {
+    return container_id != o.container_id ? container_id < o.container_id : ifname < o.ifname;
+  }
+  bool operator==(const GcAttachment& o) const { return container_id == o.container_id && ifname == o.ifname; }
+};
+
+// GC's list of attachments to keep: the union of both keys (an attachment named under either is kept). nullopt
+// when neither key carries a list (absent, or JSON null as a Go runtime marshals a nil slice): the caller must
+// then remove nothing, never read it as "no attachment is valid". A key that is neither null nor a list of
+// {containerID, ifname} objects is invalid config (7). An entry without ifname means eth0.
+std::optional<CniError> gcAttachments(const NetConf& conf, std::optional<std::vector<GcAttachment>>* out);
 
 bool versionAtLeast(const std::string& version, const std::string& minimum);
 
