@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/map_dump.h"
+#include "plexus/agent/requests.h"
 
 namespace plexus::agent {
 
@@ -30,8 +31,6 @@ grpc::Status toGrpc(const Error& e) {
 namespace {
 
 grpc::Status notReady() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent is starting"); }
-
-grpc::Status invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
 
 void toProto(const EndpointRecord& r, v1::Endpoint* out) {
   out->set_id(r.id);
@@ -60,55 +59,11 @@ grpc::Status CniService::Add(grpc::ServerContext*, const v1::CniAddRequest* req,
   if (!state_.ready) {
     return notReady();
   }
-  if (req->container_id().empty() || req->ifname().empty()) {
-    return invalid("container_id and ifname are required");
+  auto parsed = addRequestFromProto(*req);
+  if (!parsed.ok()) {
+    return toGrpc(parsed.error());
   }
-  AddRequest add;
-  add.container_id = req->container_id();
-  add.netns = req->netns();
-  add.ifname = req->ifname();
-  add.pod_namespace = req->pod_namespace();
-  add.pod_name = req->pod_name();
-  add.pod_uid = req->pod_uid();
-  add.mtu = req->mtu();
-  if (req->requested_ips_size() > 0) {
-    auto ip = Ipv4::parse(req->requested_ips(0));
-    if (!ip) {
-      return invalid(fmt::format("requested IP {:?} is not an IPv4 address", req->requested_ips(0)));
-    }
-    add.requested_ip = *ip;
-  }
-  if (!req->requested_mac().empty()) {
-    auto mac = Mac::parse(req->requested_mac());
-    if (!mac) {
-      return invalid(fmt::format("requested MAC {:?} is malformed", req->requested_mac()));
-    }
-    add.requested_mac = *mac;
-  }
-  if (req->has_chained()) {
-    ChainedSpec ch;
-    ch.host_ifname = req->chained().host_ifname();
-    ch.container_ifname = req->chained().container_ifname();
-    if (!req->chained().container_mac().empty()) {
-      ch.container_mac = Mac::parse(req->chained().container_mac());
-    }
-    for (const auto& cidr : req->chained().ips()) {
-      auto slash = cidr.find('/');
-      auto addr = Ipv4::parse(cidr.substr(0, slash));
-      auto prefix = Ipv4Prefix::parse(cidr);
-      if (!addr || !prefix) {
-        continue;  // IPv6 addresses from the previous plugin are not ours to handle
-      }
-      ch.addresses.push_back(*addr);
-      ch.ips.push_back(*prefix);
-    }
-    if (ch.host_ifname.empty()) {
-      return invalid("chained ADD needs the host-side interface from prevResult");
-    }
-    add.chained = ch;
-  } else if (req->netns().empty()) {
-    return invalid("netns is required");
-  }
+  const AddRequest& add = *parsed;
   auto result = state_.reconciler.submit([&] { return state_.controller->addEndpoint(add); }).get();
   if (!result.ok()) {
     spdlog::warn("CNI ADD {}/{} (pod {}/{}): {}", add.container_id, add.ifname, add.pod_namespace, add.pod_name,
@@ -141,14 +96,14 @@ grpc::Status CniService::Del(grpc::ServerContext*, const v1::CniDelRequest* req,
   if (!state_.ready) {
     return notReady();
   }
-  if (req->container_id().empty()) {
-    return invalid("container_id is required");
+  auto del = delRequestFromProto(*req);
+  if (!del.ok()) {
+    return toGrpc(del.error());
   }
-  std::string ifname = req->ifname().empty() ? "eth0" : req->ifname();
-  plexus::Status s = state_.reconciler.submit([&] { return state_.controller->deleteEndpoint(req->container_id(), ifname); })
-          .get();
+  plexus::Status s =
+      state_.reconciler.submit([&] { return state_.controller->deleteEndpoint(del->container_id, del->ifname); }).get();
   if (!s.ok()) {
-    spdlog::warn("CNI DEL {}/{}: {}", req->container_id(), ifname, s.error().message);
+    spdlog::warn("CNI DEL {}/{}: {}", del->container_id, del->ifname, s.error().message);
     return toGrpc(s.error());
   }
   return grpc::Status::OK;
@@ -167,23 +122,8 @@ grpc::Status CniService::Gc(grpc::ServerContext*, const v1::CniGcRequest* req, v
   if (!state_.ready) {
     return notReady();
   }
-  if (!req->valid_attachments_present() && req->valid_attachments_size() == 0) {
-    // No list is not an empty list: read as one, it would release every endpoint of the node. (A client from
-    // before valid_attachments_present that sends a list is still heard: a non-empty list cannot be a missing one.)
-    resp->set_skipped(true);
-    resp->set_message(
-        "no list of valid attachments (neither cni.dev/valid-attachments nor cni.dev/attachments): nothing removed");
-    spdlog::warn("CNI GC: {}", resp->message());
-    return grpc::Status::OK;
-  }
-  std::set<std::string> valid;
-  for (const auto& a : req->valid_attachments()) {
-    valid.insert(a.container_id() + "/" + (a.ifname().empty() ? "eth0" : a.ifname()));
-  }
+  std::set<std::string> valid = gcOwnersFromProto(*req);
   resp->set_released(state_.reconciler.submit([&] { return state_.controller->gcEndpoints(valid); }).get());
-  resp->set_message(fmt::format("{} attachments valid, {} endpoints and allocations released", valid.size(),
-                                resp->released()));
-  spdlog::info("CNI GC: {}", resp->message());
   return grpc::Status::OK;
 }
 
@@ -278,12 +218,13 @@ grpc::Status DaemonService::ListEndpoints(grpc::ServerContext*, const v1::ListEn
 }
 
 grpc::Status DaemonService::GetEndpoint(grpc::ServerContext*, const v1::GetEndpointRequest* req, v1::Endpoint* resp) {
-  if (req->selector().empty()) {
-    return invalid("an endpoint id, container id, namespace/pod or IP is required");
+  auto selector = endpointSelectorFromProto(*req);
+  if (!selector.ok()) {
+    return toGrpc(selector.error());
   }
-  auto found = state_.reconciler.submit([&] { return state_.endpoints->find(req->selector()); }).get();
+  auto found = state_.reconciler.submit([&] { return state_.endpoints->find(*selector); }).get();
   if (!found) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("no endpoint matches {:?}", req->selector()));
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("no endpoint matches {:?}", *selector));
   }
   toProto(*found, resp);
   return grpc::Status::OK;

@@ -3,6 +3,7 @@
 
 #include "plexus/agent/grpc_services.h"
 #include "plexus/agent/reason_names.h"
+#include "plexus/agent/requests.h"
 
 namespace plexus::agent {
 
@@ -39,22 +40,6 @@ void toProto(const FlowRecord& f, const std::string& node, v1::Flow* out) {
   out->set_node_name(node);
 }
 
-FlowFilterSpec specOf(const v1::FlowFilter& f) {
-  FlowFilterSpec s;
-  s.namespaces.assign(f.namespace_().begin(), f.namespace_().end());
-  s.pods.assign(f.pod().begin(), f.pod().end());
-  s.from_pods.assign(f.from_pod().begin(), f.from_pod().end());
-  s.to_pods.assign(f.to_pod().begin(), f.to_pod().end());
-  s.labels.assign(f.label().begin(), f.label().end());
-  s.ips.assign(f.ip().begin(), f.ip().end());
-  s.verdicts.assign(f.verdict().begin(), f.verdict().end());
-  s.protocols.assign(f.protocol().begin(), f.protocol().end());
-  s.identities.assign(f.identity().begin(), f.identity().end());
-  s.ports.assign(f.port().begin(), f.port().end());
-  s.since_unix_nano = f.since_unix_nano();
-  return s;
-}
-
 }  // namespace
 
 grpc::Status ObserverService::GetFlows(grpc::ServerContext* ctx, const v1::GetFlowsRequest* req,
@@ -62,9 +47,9 @@ grpc::Status ObserverService::GetFlows(grpc::ServerContext* ctx, const v1::GetFl
   if (!state_.flows) {
     return grpc::Status(grpc::FAILED_PRECONDITION, "flow observability is off (--enable-hubble=false)");
   }
-  auto filter = parseFlowFilter(specOf(req->filter()));
+  auto filter = flowFilterFromProto(req->filter());
   if (!filter.ok()) {
-    return grpc::Status(grpc::INVALID_ARGUMENT, "filter: " + filter.error().message);
+    return toGrpc(filter.error());
   }
   const std::string& node = state_.config.node_name;
   state_.events.flush();  // events the datapath has submitted so far are in the store before we answer

@@ -5,7 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/grpc_services.h"
-#include "plexus/common/manifest.h"
+#include "plexus/agent/requests.h"
 
 namespace plexus::agent {
 
@@ -16,10 +16,9 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
                                     state_.kube->client().config().server, remove ? "delete" : "apply"));
   }
   auto start = std::chrono::steady_clock::now();
-  auto objects = parseManifests(req->manifest());
+  auto objects = manifestsFromProto(*req);
   if (!objects.ok()) {
-    std::string source = req->source().empty() ? "manifest" : req->source();
-    return grpc::Status(grpc::INVALID_ARGUMENT, fmt::format("{}: {}", source, objects.error().message));
+    return toGrpc(objects.error());
   }
   auto outcomes = state_.reconciler
                       .submit([&] {

@@ -1,0 +1,138 @@
+#include "plexus/agent/requests.h"
+
+#include <fmt/format.h>
+
+#include "plexus/common/manifest.h"
+#include "plexus/policy/policy.h"
+
+namespace plexus::agent {
+
+namespace {
+Error invalid(std::string message) { return makeError(ErrorCode::kInvalidArgument, std::move(message)); }
+}  // namespace
+
+Result<AddRequest> addRequestFromProto(const v1::CniAddRequest& req) {
+  if (req.container_id().empty() || req.ifname().empty()) {
+    return invalid("container_id and ifname are required");
+  }
+  AddRequest add;
+  add.container_id = req.container_id();
+  add.netns = req.netns();
+  add.ifname = req.ifname();
+  add.pod_namespace = req.pod_namespace();
+  add.pod_name = req.pod_name();
+  add.pod_uid = req.pod_uid();
+  add.mtu = req.mtu();
+  if (req.requested_ips_size() > 0) {
+    auto ip = Ipv4::parse(req.requested_ips(0));
+    if (!ip) {
+      return invalid(fmt::format("requested IP {:?} is not an IPv4 address", req.requested_ips(0)));
+    }
+    add.requested_ip = *ip;
+  }
+  if (!req.requested_mac().empty()) {
+    auto mac = Mac::parse(req.requested_mac());
+    if (!mac) {
+      return invalid(fmt::format("requested MAC {:?} is malformed", req.requested_mac()));
+    }
+    add.requested_mac = *mac;
+  }
+  if (req.has_chained()) {
+    ChainedSpec ch;
+    ch.host_ifname = req.chained().host_ifname();
+    ch.container_ifname = req.chained().container_ifname();
+    if (!req.chained().container_mac().empty()) {
+      ch.container_mac = Mac::parse(req.chained().container_mac());
+    }
+    for (const auto& cidr : req.chained().ips()) {
+      auto slash = cidr.find('/');
+      auto addr = Ipv4::parse(cidr.substr(0, slash));
+      auto prefix = Ipv4Prefix::parse(cidr);
+      if (!addr || !prefix) {
+        continue;  // IPv6 addresses from the previous plugin are not ours to handle
+      }
+      ch.addresses.push_back(*addr);
+      ch.ips.push_back(*prefix);
+    }
+    if (ch.host_ifname.empty()) {
+      return invalid("chained ADD needs the host-side interface from prevResult");
+    }
+    add.chained = ch;
+  } else if (req.netns().empty()) {
+    return invalid("netns is required");
+  }
+  return add;
+}
+
+Result<DelRequest> delRequestFromProto(const v1::CniDelRequest& req) {
+  if (req.container_id().empty()) {
+    return invalid("container_id is required");
+  }
+  return DelRequest{req.container_id(), req.ifname().empty() ? "eth0" : req.ifname()};
+}
+
+std::set<std::string> gcOwnersFromProto(const v1::CniGcRequest& req) {
+  std::set<std::string> valid;
+  for (const auto& a : req.valid_attachments()) {
+    valid.insert(a.container_id() + "/" + (a.ifname().empty() ? "eth0" : a.ifname()));
+  }
+  return valid;
+}
+
+Result<std::string> endpointSelectorFromProto(const v1::GetEndpointRequest& req) {
+  if (req.selector().empty()) {
+    return invalid("an endpoint id, container id, namespace/pod or IP is required");
+  }
+  return req.selector();
+}
+
+Result<FlowFilter> flowFilterFromProto(const v1::FlowFilter& f) {
+  FlowFilterSpec s;
+  s.namespaces.assign(f.namespace_().begin(), f.namespace_().end());
+  s.pods.assign(f.pod().begin(), f.pod().end());
+  s.from_pods.assign(f.from_pod().begin(), f.from_pod().end());
+  s.to_pods.assign(f.to_pod().begin(), f.to_pod().end());
+  s.labels.assign(f.label().begin(), f.label().end());
+  s.ips.assign(f.ip().begin(), f.ip().end());
+  s.verdicts.assign(f.verdict().begin(), f.verdict().end());
+  s.protocols.assign(f.protocol().begin(), f.protocol().end());
+  s.identities.assign(f.identity().begin(), f.identity().end());
+  s.ports.assign(f.port().begin(), f.port().end());
+  s.since_unix_nano = f.since_unix_nano();
+  auto filter = parseFlowFilter(s);
+  if (!filter.ok()) {
+    return filter.error().wrap("filter");
+  }
+  return filter;
+}
+
+Result<ExplainQuery> explainFromProto(const v1::ExplainRequest& req) {
+  ExplainQuery q;
+  const std::string& p = req.protocol();
+  if (p == "TCP" || p == "tcp") {
+    q.proto = policy::kProtoTcp;
+  } else if (p == "UDP" || p == "udp") {
+    q.proto = policy::kProtoUdp;
+  } else if (p == "SCTP" || p == "sctp") {
+    q.proto = policy::kProtoSctp;
+  } else {
+    return invalid(fmt::format("protocol {:?}: must be TCP, UDP or SCTP", p));
+  }
+  if (req.port() == 0 || req.port() > 65535) {
+    return invalid("port: must be 1-65535");
+  }
+  q.port = static_cast<uint16_t>(req.port());
+  q.from = req.from();
+  q.to = req.to();
+  return q;
+}
+
+Result<std::vector<nlohmann::json>> manifestsFromProto(const v1::ApplyRequest& req) {
+  auto objects = parseManifests(req.manifest());
+  if (!objects.ok()) {
+    return invalid(fmt::format("{}: {}", req.source().empty() ? "manifest" : req.source(), objects.error().message));
+  }
+  return objects;
+}
+
+}  // namespace plexus::agent
