@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "plexus/k8s/watch.h"
+
 namespace plexus::k8s {
 
 Informer::Informer(const Client& client, ResourceSpec spec, EventSink sink, InformerOptions options)
@@ -41,16 +43,7 @@ std::string Informer::query(const std::string& extra) const {
 }
 
 ResourceEvent Informer::toEvent(ResourceEventType type, nlohmann::json object) const {
-  object["apiVersion"] = spec_.api_version;
-  object["kind"] = spec_.kind;
-  ResourceEvent e;
-  e.type = type;
-  e.key.kind = kind_;
-  const auto& md = object.value("metadata", nlohmann::json::object());
-  e.key.namespace_name = md.value("namespace", "");
-  e.key.name = md.value("name", "");
-  e.object = std::move(object);
-  return e;
+  return objectEvent(kind_, spec_.api_version, spec_.kind, type, std::move(object));
 }
 
 void Informer::backoff() {
@@ -82,12 +75,18 @@ bool Informer::list(std::string* resource_version) {
       spdlog::warn("k8s: list {}: {} (retrying)", spec_.kind, r.error().message);
       return false;
     }
-    for (auto& item : (*r)["items"]) {
+    auto decoded = decodeListPage(std::move(*r));
+    if (!decoded.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.last_error = decoded.error().message;
+      spdlog::warn("k8s: list {}: {} (retrying)", spec_.kind, decoded.error().message);
+      return false;
+    }
+    for (auto& item : decoded->items) {
       items.push_back(std::move(item));
     }
-    const auto& md = (*r)["metadata"];
-    *resource_version = md.value("resourceVersion", "");
-    cont = md.value("continue", "");
+    *resource_version = decoded->resource_version;
+    cont = decoded->continue_token;
     if (cont.empty()) {
       break;
     }
@@ -123,32 +122,28 @@ Informer::WatchEnd Informer::watch(std::string* resource_version) {
   }
   bool gone = false;
   auto on_line = [&](const std::string& line) {
-    auto ev = nlohmann::json::parse(line, nullptr, false);
-    if (!ev.is_object() || !ev.contains("type") || !ev.contains("object")) {
-      spdlog::warn("k8s: watch {}: malformed event skipped", spec_.kind);
+    auto ev = decodeWatchLine(line);
+    if (!ev.ok()) {
+      spdlog::warn("k8s: watch {}: {} (event skipped)", spec_.kind, ev.error().message);
       return;
     }
-    std::string type = ev["type"];
-    auto& obj = ev["object"];
-    std::string rv = obj.value("metadata", nlohmann::json::object()).value("resourceVersion", "");
-    if (type == "BOOKMARK") {
-      *resource_version = rv;
+    if (ev->type == WatchEventType::kBookmark) {
+      *resource_version = ev->resource_version;
       std::lock_guard<std::mutex> lock(mu_);
       stats_.bookmarks++;
       return;
     }
-    if (type == "ERROR") {
-      if (obj.value("code", 0) == 410) {
+    if (ev->type == WatchEventType::kError) {
+      if (ev->code == 410) {
         gone = true;
       } else {
-        spdlog::warn("k8s: watch {}: {}", spec_.kind, obj.value("message", std::string("error event")));
+        spdlog::warn("k8s: watch {}: {}", spec_.kind, ev->message);
       }
       return;
     }
-    if (type != "ADDED" && type != "MODIFIED" && type != "DELETED") {
-      return;
-    }
-    auto e = toEvent(type == "DELETED" ? ResourceEventType::kDelete : ResourceEventType::kUpsert, std::move(obj));
+    std::string rv = ev->resource_version;
+    auto e = toEvent(ev->type == WatchEventType::kDeleted ? ResourceEventType::kDelete : ResourceEventType::kUpsert,
+                     std::move(ev->object));
     auto key = std::make_pair(e.key.namespace_name, e.key.name);
     if (e.type == ResourceEventType::kDelete) {
       cache_.erase(key);
