@@ -1,10 +1,10 @@
 // plexus observe: recent and live flows, with hubble observe's flags and output habits.
 #include <ctime>
-#include <regex>
 
 #include <fmt/format.h>
 
 #include "context.h"
+#include "plexus/cli/since.h"
 #include "plexus/v1/flows.grpc.pb.h"
 
 namespace plexus::cli {
@@ -124,27 +124,6 @@ std::string compact(const v1::Flow& f) {
                      f.is_reply() ? "<-" : "->", peerText(right), f.traffic_direction(), svc, what, flags);
 }
 
-// "30s", "5m", "2h" before now, or an RFC 3339 UTC time.
-bool parseSince(const std::string& text, int64_t* out) {
-  static const std::regex kDuration(R"(^(\d+)(s|m|h)$)");
-  std::smatch m;
-  if (std::regex_match(text, m, kDuration)) {
-    int64_t n = std::stoll(m[1]);
-    int64_t mult = m[2] == "s" ? 1 : m[2] == "m" ? 60 : 3600;
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    *out = (static_cast<int64_t>(now.tv_sec) - n * mult) * 1000000000LL;
-    return true;
-  }
-  struct tm tm {};
-  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (end && (*end == 'Z' || *end == '\0')) {
-    *out = static_cast<int64_t>(timegm(&tm)) * 1000000000LL;
-    return true;
-  }
-  return false;
-}
-
 int observe(const Context& c, const ObserveArgs& a) {
   v1::GetFlowsRequest req;
   req.set_last(a.all ? 0 : a.last);
@@ -162,7 +141,9 @@ int observe(const Context& c, const ObserveArgs& a) {
   for (auto v : a.ports) f->add_port(v);
   if (!a.since.empty()) {
     int64_t since = 0;
-    if (!parseSince(a.since, &since)) {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (!parseSince(a.since, static_cast<int64_t>(now.tv_sec), &since)) {
       std::cerr << "error: --since " << a.since << ": use a duration (30s, 5m, 2h) or 2006-01-02T15:04:05Z\n";
       return 1;
     }
