@@ -44,6 +44,35 @@ Result<uint16_t> portNumber(const nlohmann::json& j, const std::string& what, co
   return static_cast<uint16_t>(v);
 }
 
+// An optional boolean field (EndpointSlice conditions): absent or null gives the default.
+Result<bool> optionalBool(const nlohmann::json& o, const char* key, bool def, const std::string& what,
+                          const std::string& field) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) {
+    return def;
+  }
+  if (!it->is_boolean()) {
+    return bad(what, field + "." + key, "must be true or false");
+  }
+  return it->get<bool>();
+}
+
+// The parsers' contract is a Result: a field of an unexpected JSON type (a string where a map was expected, ...)
+// makes nlohmann's value() and get() throw type_error, which became a refusal only where a check came first
+// (fuzz_manifest found `conditions: {ready: falsa}` killing the agent). Whatever a check still misses is
+// refused here, naming the object.
+template <typename T, typename F>
+Result<T> refuseTypeErrors(const nlohmann::json& o, const char* kind, F&& parse) {
+  try {
+    return parse();
+  } catch (const nlohmann::json::exception& e) {
+    const auto* md = o.is_object() && o.contains("metadata") && o["metadata"].is_object() ? &o["metadata"] : nullptr;
+    std::string ns = md && md->contains("namespace") && (*md)["namespace"].is_string() ? (*md)["namespace"].get<std::string>() : "default";
+    std::string name = md && md->contains("name") && (*md)["name"].is_string() ? (*md)["name"].get<std::string>() : "";
+    return bad(fmt::format("{} {}/{}", kind, ns, name), "a field", fmt::format("has the wrong type ({})", e.what()));
+  }
+}
+
 Result<Ipv4> address(const nlohmann::json& j, const std::string& what, const std::string& field) {
   auto ip = j.is_string() ? Ipv4::parse(j.get<std::string>()) : std::nullopt;
   if (!ip) {
@@ -53,7 +82,9 @@ Result<Ipv4> address(const nlohmann::json& j, const std::string& what, const std
 }
 }  // namespace
 
-Result<Service> parseService(const nlohmann::json& o) {
+namespace {
+// The checks, field by field; parseService() adds the type-error net.
+Result<Service> parseServiceFields(const nlohmann::json& o) {
   Service s;
   s.ns = o["metadata"].value("namespace", "default");
   s.name = o["metadata"].value("name", "");
@@ -178,7 +209,8 @@ Result<Service> parseService(const nlohmann::json& o) {
   return s;
 }
 
-Result<EndpointSlice> parseEndpointSlice(const nlohmann::json& o) {
+// The checks, field by field; parseEndpointSlice() adds the type-error net.
+Result<EndpointSlice> parseEndpointSliceFields(const nlohmann::json& o) {
   EndpointSlice es;
   es.ns = o["metadata"].value("namespace", "default");
   es.name = o["metadata"].value("name", "");
@@ -226,14 +258,35 @@ Result<EndpointSlice> parseEndpointSlice(const nlohmann::json& o) {
       EndpointAddress ea;
       ea.ip = *ip;
       // Per the EndpointSlice API: absent ready means ready; serving defaults to ready; terminating to false.
-      ea.ready = cond.value("ready", true);
-      ea.serving = cond.value("serving", ea.ready);
-      ea.terminating = cond.value("terminating", false);
+      if (!cond.is_object()) {
+        return bad(what, f + ".conditions", "must be a map");
+      }
+      auto ready = optionalBool(cond, "ready", true, what, f + ".conditions");
+      auto serving = optionalBool(cond, "serving", ready.ok() && *ready, what, f + ".conditions");
+      auto terminating = optionalBool(cond, "terminating", false, what, f + ".conditions");
+      for (const Result<bool>* r : {&ready, &serving, &terminating}) {
+        if (!r->ok()) {
+          return r->error();
+        }
+      }
+      ea.ready = *ready;
+      ea.serving = *serving;
+      ea.terminating = *terminating;
       ea.node_name = e.value("nodeName", "");
       es.endpoints.push_back(ea);
     }
   }
   return es;
+}
+
+}  // namespace
+
+Result<Service> parseService(const nlohmann::json& o) {
+  return refuseTypeErrors<Service>(o, "Service", [&] { return parseServiceFields(o); });
+}
+
+Result<EndpointSlice> parseEndpointSlice(const nlohmann::json& o) {
+  return refuseTypeErrors<EndpointSlice>(o, "EndpointSlice", [&] { return parseEndpointSliceFields(o); });
 }
 
 std::vector<EndpointSlice> deriveSlices(const Service& svc, const std::vector<PodRecord>& pods) {
