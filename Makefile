@@ -2,10 +2,12 @@
 #   make demo   installs dependencies, builds, and runs the standalone demo
 #   make test   installs dependencies, builds, and runs every test (what .ci/run calls)
 # One tier at a time (after building): make unit, make bpf-test, make netns-test, make k8s-test.
+# make fuzz: every libFuzzer target for FUZZ_SECONDS each (docs/fuzzing.md); make test runs each for 5 s.
 BUILD ?= build
 JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
 
-.PHONY: deps build demo test unit bpf-test netns-test k8s-test bench clean
+.PHONY: deps build demo test unit bpf-test netns-test k8s-test fuzz bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -32,6 +34,10 @@ netns-test: build
 
 k8s-test: build
 	ctest --test-dir $(BUILD) --output-on-failure -R '^k8s_client$$'
+
+# Builds its own tree (build-fuzz, clang with sanitizers), not $(BUILD).
+fuzz: deps
+	JOBS=$(JOBS) bash scripts/fuzz.sh --seconds $(FUZZ_SECONDS)
 
 bench: build
 	bash bench/run.sh $(BUILD)

@@ -4,7 +4,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config git
-  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  clang libclang-rt-14-dev llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev catch2 libyaml-cpp-dev libcurl4-openssl-dev
   libspdlog-dev libfmt-dev libcli11-dev libbenchmark-dev

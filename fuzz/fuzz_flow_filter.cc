@@ -1,0 +1,119 @@
+// libFuzzer target: `plexus observe`'s filter (docs/fuzzing.md).
+//
+// Input: the first line is the --since value; each further line is one filter flag as "name=value", with the
+// names of the CLI's flags (namespace, pod, from-pod, to-pod, label, ip, verdict, protocol, identity, port).
+// --since goes through the CLI's parseSince(); the filter goes through the agent's parseFlowFilter() (what
+// Observer.GetFlows does with the request's filter) and, when accepted, is matched against a small flow store.
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "plexus/agent/flow_store.h"
+#include "plexus/cli/since.h"
+
+namespace {
+
+using namespace plexus;
+using namespace plexus::agent;
+
+uint32_t number(std::string_view v) {
+  uint32_t n = 0;
+  std::from_chars(v.data(), v.data() + v.size(), n);
+  return n;
+}
+
+void addFlag(std::string_view line, FlowFilterSpec* spec) {
+  size_t eq = line.find('=');
+  if (eq == std::string_view::npos) {
+    return;
+  }
+  std::string_view name = line.substr(0, eq);
+  std::string value(line.substr(eq + 1));
+  if (name == "namespace") {
+    spec->namespaces.push_back(value);
+  } else if (name == "pod") {
+    spec->pods.push_back(value);
+  } else if (name == "from-pod") {
+    spec->from_pods.push_back(value);
+  } else if (name == "to-pod") {
+    spec->to_pods.push_back(value);
+  } else if (name == "label") {
+    spec->labels.push_back(value);
+  } else if (name == "ip") {
+    spec->ips.push_back(value);
+  } else if (name == "verdict") {
+    spec->verdicts.push_back(value);
+  } else if (name == "protocol") {
+    spec->protocols.push_back(value);
+  } else if (name == "identity") {
+    spec->identities.push_back(number(value));
+  } else if (name == "port") {
+    spec->ports.push_back(number(value));
+  }
+}
+
+FlowRecord flow(const char* src, const char* src_pod, const char* dst, const char* dst_pod, uint8_t verdict,
+                uint8_t proto, uint16_t dport, int64_t time) {
+  FlowRecord f;
+  f.time_unix_nano = time;
+  f.verdict = verdict;
+  f.protocol = proto;
+  f.source.ip = *Ipv4::parse(src);
+  f.source.port = 40000;
+  f.source.identity = 300;
+  f.source.pod_namespace = "default";
+  f.source.pod_name = src_pod;
+  f.source.labels = {"app=client", "k8s:app=client"};
+  f.destination.ip = *Ipv4::parse(dst);
+  f.destination.port = dport;
+  f.destination.identity = 301;
+  f.destination.pod_namespace = dst_pod[0] ? "prod" : "";
+  f.destination.pod_name = dst_pod;
+  f.destination.labels = {"app=web"};
+  return f;
+}
+
+const FlowStore& store() {
+  static const FlowStore* s = [] {
+    auto* fs = new FlowStore(8);
+    fs->add(flow("10.0.0.5", "client", "10.0.0.6", "web", 1, 6, 80, 1700000000000000000));
+    fs->add(flow("10.0.0.5", "client", "10.96.0.10", "", 3, 17, 53, 1700000001000000000));
+    fs->add(flow("10.0.0.7", "", "10.0.0.6", "web", 2, 1, 0, 1700000002000000000));
+    return fs;
+  }();
+  return *s;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view input(reinterpret_cast<const char*>(data), size);
+  size_t end = input.find('\n');
+  std::string since(input.substr(0, end));
+  FlowFilterSpec spec;
+  int64_t since_nano = 0;
+  if (cli::parseSince(since, 1700000000, &since_nano)) {
+    spec.since_unix_nano = since_nano;
+  }
+  size_t pos = end == std::string_view::npos ? input.size() : end + 1;
+  while (pos < input.size()) {
+    end = input.find('\n', pos);
+    if (end == std::string_view::npos) {
+      end = input.size();
+    }
+    addFlag(input.substr(pos, end - pos), &spec);
+    pos = end + 1;
+  }
+  auto filter = parseFlowFilter(spec);
+  if (!filter.ok()) {
+    return 0;
+  }
+  (void)store().last(0, *filter);
+  (void)store().last(1, *filter);
+  uint64_t after = 0;
+  (void)store().waitNewer(&after, *filter, std::chrono::milliseconds(0));
+  return 0;
+}
