@@ -505,6 +505,11 @@ TEST_CASE("multinode: a cross-node TCP stream survives kill -9 of the remote age
     }
     done = true;
   });
+  // Left in the kernel while the agent is down: a route of the agent's (proto 193) to a pod CIDR no node has any
+  // more (as when a node is deleted meanwhile), and an operator's route it must not touch.
+  auto& host2 = f.node(1).node();
+  REQUIRE(host2.exec("ip route add 10.250.0.0/24 via " + Fabric::underlayIp(0) + " proto 193").exit_code == 0);
+  REQUIRE(host2.exec("ip route add 10.251.0.0/24 via " + Fabric::underlayIp(0)).exit_code == 0);
   waitUntil([&] { return sent >= 5; }, std::chrono::seconds(10));
   f.node(1).agent().kill9();
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
@@ -519,6 +524,15 @@ TEST_CASE("multinode: a cross-node TCP stream survives kill -9 of the remote age
   close(cfd);
   close(afd);
   close(lfd);
+  // The restarted agent removed its leftover route once it knew every node, and nothing else.
+  bool leftover_gone =
+      waitUntil([&] { return host2.exec("ip -4 route show 10.250.0.0/24").out.empty(); }, std::chrono::seconds(10));
+  INFO("node 2 routes: " << host2.exec("ip -4 route show").out);
+  CHECK(leftover_gone);
+  CHECK_FALSE(host2.exec("ip -4 route show 10.251.0.0/24").out.empty());
+  if (mode == "native") {
+    CHECK(host2.exec("ip -4 route show " + f.podCidr(0)).out.find("proto 193") != std::string::npos);
+  }
   // The restarted agent kept the cluster it was told about: both nodes, and new connections across them.
   CHECK(waitUntil([&] { return nodeList(f.node(1)).size() == 2; }, std::chrono::seconds(10)));
   CHECK(tcpOk(*c.frontend, *c.backend));

@@ -45,6 +45,11 @@ Controller::Controller(ControllerParts parts, std::string node) : p_(parts), nod
 
 Status Controller::start(std::vector<std::string>* problems) {
   PLEXUS_TRY(p_.identities.restore(), "restore identities");
+  if (p_.nodes) {
+    if (Status s = p_.nodes->restore(); !s.ok()) {
+      problems->push_back(s.error().message);  // leftovers stay; nothing wanted is lost
+    }
+  }
   auto events = p_.resources.restore();
   if (!events.ok()) {
     return events.error().wrap("restore cluster state");

@@ -35,9 +35,26 @@ std::optional<NodeManager::RemotePeer> NodeManager::findRemote(const std::string
   return std::nullopt;
 }
 
+Status NodeManager::restore() {
+  if (!routes_) {
+    return Status::Ok();
+  }
+  auto left = routes_->installed();
+  if (!left.ok()) {
+    return left.error().wrap("adopt node routes");
+  }
+  adopted_routes_.insert(left->begin(), left->end());
+  dirty_ = dirty_ || !adopted_routes_.empty();
+  return Status::Ok();
+}
+
 bool NodeManager::track(const ResourceEvent& e) {
   if (e.type == ResourceEventType::kSynced) {
-    return false;
+    if (unsynced_.erase(e.key.kind) == 0 || !unsynced_.empty() || adopted_routes_.empty()) {
+      return false;
+    }
+    dirty_ = true;  // the table is complete: leftovers can go
+    return true;
   }
   if (e.key.kind == ResourceKind::kPlexusEndpoint) {
     trackEndpoint(e);
@@ -184,12 +201,29 @@ Status NodeManager::syncRoutes() {
   }
   auto plan = node::diffRoutes(installed_routes_, desired);
   Status first = Status::Ok();
+  // An earlier run's routes: kept while the node table may be incomplete, then those no node wants are removed.
+  for (const auto& r : desired) {
+    adopted_routes_.erase(r.dst);
+  }
+  if (routes_ && unsynced_.empty()) {
+    for (auto it = adopted_routes_.begin(); it != adopted_routes_.end();) {
+      if (Status s = routes_->remove(*it); !s.ok()) {
+        if (first.ok()) {
+          first = s.error().wrap(fmt::format("route {} left by an earlier run", it->toString()));
+        }
+        ++it;
+        continue;
+      }
+      spdlog::info("nodes: removed route {} left by an earlier run (no node has that pod CIDR now)", it->toString());
+      it = adopted_routes_.erase(it);
+    }
+  }
   for (const auto& r : plan.remove) {
     bool replaced = std::any_of(plan.add.begin(), plan.add.end(), [&](const auto& a) { return a.dst == r.dst; });
     if (replaced) {
       continue;  // the add below replaces it
     }
-    if (Status s = routes_->remove(r.dst, r.via, tunnel); !s.ok() && first.ok()) {
+    if (Status s = routes_->remove(r.dst); !s.ok() && first.ok()) {
       first = s.error().wrap(fmt::format("route {}", r.dst.toString()));
       continue;
     }

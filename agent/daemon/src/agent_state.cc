@@ -264,8 +264,15 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       EndpointManagerDeps{ports.network, ports.endpoints, *state->ipcache, *state->policies, *state->store},
       *state->ipam, EndpointManagerConfig{state->pod_mtu}, [] { return static_cast<int64_t>(std::time(nullptr)); });
   state->node_routes = std::make_unique<KernelNodeRoutes>(state->tunnel_ifindex);
+  NodeManagerConfig node_cfg{config.node_name, *mode, config.auto_direct_node_routes, {}};
+  if (state->kube) {  // the node table is complete once the informers listed Nodes (and PlexusNode claims)
+    node_cfg.sync_kinds.insert(ResourceKind::kNode);
+    if (config.ipam_mode == "cluster-pool") {
+      node_cfg.sync_kinds.insert(ResourceKind::kPlexusNode);
+    }
+  }
   state->nodes = std::make_unique<NodeManager>(
-      NodeManagerConfig{config.node_name, *mode, config.auto_direct_node_routes}, *state->ipcache,
+      std::move(node_cfg), *state->ipcache,
       *state->identities, *state->resources, state->node_routes.get(), &state->flow_dir);
   if (config.kube_proxy_replacement) {
     lb::PlannerConfig pc;

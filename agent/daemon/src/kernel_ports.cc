@@ -207,7 +207,7 @@ Result<dp::RouteSpec> KernelNodeRoutes::spec(Ipv4Prefix dst, Ipv4 via, bool tunn
     if (tunnel_ifindex_ <= 0) {
       return makeError(ErrorCode::kFailedPrecondition, "no tunnel device");
     }
-    return dp::RouteSpec{dst, std::nullopt, tunnel_ifindex_, true};
+    return dp::RouteSpec{dst, std::nullopt, tunnel_ifindex_, true, dp::kNodeRouteProtocol};
   }
   auto links = dp::listLinks();
   if (!links.ok()) {
@@ -216,7 +216,7 @@ Result<dp::RouteSpec> KernelNodeRoutes::spec(Ipv4Prefix dst, Ipv4 via, bool tunn
   for (const auto& l : *links) {
     for (const auto& a : l.addresses) {
       if (a.length() > 0 && a.contains(via)) {
-        return dp::RouteSpec{dst, via, l.info.ifindex, false};
+        return dp::RouteSpec{dst, via, l.info.ifindex, false, dp::kNodeRouteProtocol};
       }
     }
   }
@@ -233,13 +233,44 @@ Status KernelNodeRoutes::replace(Ipv4Prefix dst, Ipv4 via, bool tunnel) {
   return dp::replaceRoute(*s);
 }
 
-Status KernelNodeRoutes::remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) {
-  auto s = spec(dst, via, tunnel);
-  if (!s.ok()) {
-    return s.error().code == ErrorCode::kNotFound ? Status::Ok() : Status(s.error());
+namespace {
+// The agent's routes in the main table (marked with its route protocol).
+Result<std::vector<dp::RouteSpec>> ownRoutes() {
+  auto routes = dp::listRoutes();
+  if (!routes.ok()) {
+    return routes.error();
   }
-  Status r = dp::deleteRoute(*s);
-  return r.ok() || r.error().code == ErrorCode::kNotFound ? Status::Ok() : r;
+  std::erase_if(*routes, [](const dp::RouteSpec& r) { return r.protocol != dp::kNodeRouteProtocol; });
+  return routes;
+}
+}  // namespace
+
+Status KernelNodeRoutes::remove(Ipv4Prefix dst) {
+  auto own = ownRoutes();
+  if (!own.ok()) {
+    return own.error();
+  }
+  for (const auto& r : *own) {
+    if (r.dst == dst) {
+      Status s = dp::deleteRoute(r);
+      if (!s.ok() && s.error().code != ErrorCode::kNotFound) {
+        return s;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Ipv4Prefix>> KernelNodeRoutes::installed() {
+  auto own = ownRoutes();
+  if (!own.ok()) {
+    return own.error();
+  }
+  std::vector<Ipv4Prefix> out;
+  for (const auto& r : *own) {
+    out.push_back(r.dst);
+  }
+  return out;
 }
 
 std::set<Ipv4> KernelHostAddresses::list() {

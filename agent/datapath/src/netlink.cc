@@ -105,7 +105,7 @@ Status routeOp(const RouteSpec& spec, bool add) {
   std::unique_ptr<rtnl_route, void (*)(rtnl_route*)> guard(route, rtnl_route_put);
   rtnl_route_set_family(route, AF_INET);
   rtnl_route_set_table(route, RT_TABLE_MAIN);
-  rtnl_route_set_protocol(route, RTPROT_STATIC);
+  rtnl_route_set_protocol(route, spec.protocol);
   rtnl_route_set_type(route, RTN_UNICAST);
   auto dst = ipv4Addr(spec.dst.network(), spec.dst.length());
   rtnl_route_set_dst(route, dst.get());
@@ -409,6 +409,7 @@ Result<std::vector<RouteSpec>> listRoutes() {
     auto net = ipv4Of(dst);
     spec.dst = Ipv4Prefix(net.value_or(Ipv4{}), dst ? static_cast<int>(nl_addr_get_prefixlen(dst)) : 0);
     spec.scope_link = rtnl_route_get_scope(r) == RT_SCOPE_LINK;
+    spec.protocol = rtnl_route_get_protocol(r);
     if (rtnl_route_get_nnexthops(r) > 0) {
       rtnl_nexthop* nh = rtnl_route_nexthop_n(r, 0);
       spec.ifindex = rtnl_route_nh_get_ifindex(nh);

@@ -383,14 +383,23 @@ class FakeNodeRoutes final : public NodeRoutes {
     routes[dst] = {via, tunnel};
     return Status::Ok();
   }
-  Status remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) override {
+  Status remove(Ipv4Prefix dst) override {
     if (fail_next_removes > 0) {
       --fail_next_removes;
       return makeError(ErrorCode::kInternal, "fake routes: remove refused");
     }
-    calls.push_back({"remove", dst, via, tunnel});
+    auto it = routes.find(dst);
+    calls.push_back({"remove", dst, it == routes.end() ? Ipv4{} : it->second.first,
+                     it != routes.end() && it->second.second});
     routes.erase(dst);
     return Status::Ok();
+  }
+  Result<std::vector<Ipv4Prefix>> installed() override {
+    std::vector<Ipv4Prefix> out;
+    for (const auto& [dst, r] : routes) {
+      out.push_back(dst);
+    }
+    return out;
   }
   size_t count(const std::string& op) const {
     return static_cast<size_t>(std::count_if(calls.begin(), calls.end(), [&](const Call& c) { return c.op == op; }));

@@ -55,10 +55,10 @@ struct World {
   FlowDirectory flows;
   std::unique_ptr<NodeManager> nodes;
 
-  explicit World(node::RoutingMode mode, bool auto_routes = true) {
+  explicit World(node::RoutingMode mode, bool auto_routes = true, std::set<ResourceKind> sync_kinds = {}) {
     REQUIRE(identities.restore().ok());
-    nodes = std::make_unique<NodeManager>(NodeManagerConfig{"n1", mode, auto_routes}, ipcache, identities,
-                                          resources, &routes, &flows);
+    nodes = std::make_unique<NodeManager>(NodeManagerConfig{"n1", mode, auto_routes, std::move(sync_kinds)},
+                                          ipcache, identities, resources, &routes, &flows);
   }
 
   // Applies through the resource state and hands the changes to the node manager; returns how many it took.
@@ -344,4 +344,48 @@ TEST_CASE("nodes: the same Node applied twice writes its route once", "[unit][no
   w.sync();
   CHECK(w.routes.count("replace") == 1);
   CHECK(w.routes.calls.size() == 1);
+}
+
+TEST_CASE("nodes: routes an earlier run left are adopted; those no node wants go once the node table is complete",
+          "[unit][node-manager]") {
+  const Ipv4 none{};
+  SECTION("standalone: the restored state is complete at once") {
+    World w(node::RoutingMode::kNative);
+    w.routes.routes[prefix("10.0.2.0/24")] = {ip("192.168.1.12"), false};  // n2, still a node
+    w.routes.routes[prefix("10.0.9.0/24")] = {ip("192.168.1.19"), false};  // n9, deleted meanwhile
+    REQUIRE(w.nodes->restore().ok());
+    w.threeNodes();
+    w.sync();
+    CHECK(w.routes.routes.count(prefix("10.0.2.0/24")));
+    CHECK(w.routes.routes.count(prefix("10.0.3.0/24")));
+    CHECK_FALSE(w.routes.routes.count(prefix("10.0.9.0/24")));
+    CHECK(w.routes.count("remove") == 1);
+  }
+  SECTION("kubernetes: nothing goes before the Node listing is complete; a failed removal is retried") {
+    World w(node::RoutingMode::kTunnel, false, {ResourceKind::kNode});
+    w.routes.routes[prefix("10.0.9.0/24")] = {none, true};
+    REQUIRE(w.nodes->restore().ok());
+    CHECK(w.nodes->pending());
+    w.threeNodes();
+    w.sync();
+    CHECK(w.routes.routes.count(prefix("10.0.9.0/24")));  // the listing may still bring n9
+    CHECK(w.routes.count("remove") == 0);
+    CHECK_FALSE(w.nodes->track(ResourceEvent{ResourceEventType::kSynced, {ResourceKind::kPod, "", ""}, nullptr}));
+    w.routes.fail_next_removes = 1;
+    CHECK(w.nodes->track(ResourceEvent{ResourceEventType::kSynced, {ResourceKind::kNode, "", ""}, nullptr}));
+    CHECK_FALSE(w.nodes->sync().ok());
+    CHECK(w.nodes->pending());
+    CHECK(w.routes.routes.count(prefix("10.0.9.0/24")));
+    w.sync();
+    CHECK_FALSE(w.routes.routes.count(prefix("10.0.9.0/24")));
+    CHECK(w.routes.routes.count(prefix("10.0.2.0/24")));
+  }
+  SECTION("native without direct routes: every route of an earlier run goes") {
+    World w(node::RoutingMode::kNative, false);
+    w.routes.routes[prefix("10.0.2.0/24")] = {ip("192.168.1.12"), false};
+    REQUIRE(w.nodes->restore().ok());
+    w.threeNodes();
+    w.sync();
+    CHECK(w.routes.routes.empty());
+  }
 }

@@ -32,6 +32,9 @@ struct NodeManagerConfig {
   std::string self;
   node::RoutingMode mode = node::RoutingMode::kTunnel;
   bool auto_direct_node_routes = false;  // native mode: routes via the other nodes' InternalIPs
+  // The kinds whose first full listing completes the node table (Kubernetes: Node, and PlexusNode with
+  // cluster-pool). Empty: the restored state is complete (standalone). Until then no route is taken away.
+  std::set<ResourceKind> sync_kinds;
 };
 
 class NodeManager {
@@ -39,10 +42,14 @@ class NodeManager {
   // flows: remote pods are named in flows as local ones are (may be null).
   NodeManager(NodeManagerConfig config, IpcacheManager& ipcache, IdentityManager& identities,
               const ResourceState& resources, NodeRoutes* routes, FlowDirectory* flows)
-      : config_(std::move(config)), table_(config_.self), ipcache_(ipcache), identities_(identities),
+      : config_(std::move(config)), table_(config_.self), unsynced_(config_.sync_kinds), ipcache_(ipcache), identities_(identities),
         resources_(resources), routes_(routes), flows_(flows) {}
 
-  // A Node, PlexusNode, Pod or PlexusEndpoint event (others are ignored); true when something changed.
+  // Adopts the routes an earlier run left in the kernel: once the node table is complete (sync_kinds), those no
+  // node wants any more are removed by sync(). Call before the restored resources are tracked.
+  Status restore();
+  // A Node, PlexusNode, Pod or PlexusEndpoint event, or the kSynced marker of a sync kind (others are ignored);
+  // true when something changed.
   bool track(const ResourceEvent& e);
   // Writes routes and ipcache statements for what changed; failures stay pending for the next sync.
   Status sync();
@@ -90,6 +97,8 @@ class NodeManager {
   std::set<Ipv4> named_;  // remote pod addresses published to flows_
   std::map<std::string, RemotePod> remote_pods_;  // "ns/name"
   std::vector<node::RouteSpec> installed_routes_;
+  std::set<Ipv4Prefix> adopted_routes_;  // an earlier run's, not yet wanted or removed
+  std::set<ResourceKind> unsynced_;      // sync kinds not listed yet
   std::set<std::pair<Ipv4Prefix, std::string>> logged_conflicts_;  // (cidr, dropped node) warned about once
   bool dirty_ = false;
 };

@@ -148,8 +148,10 @@ class NodeRoutes {
  public:
   virtual ~NodeRoutes() = default;
   [[nodiscard]] virtual Status replace(Ipv4Prefix dst, Ipv4 via, bool tunnel) = 0;
-  // Removing an absent route is fine.
-  [[nodiscard]] virtual Status remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) = 0;
+  // Removes the agent's route to dst, whatever its next hop. Removing an absent route is fine.
+  [[nodiscard]] virtual Status remove(Ipv4Prefix dst) = 0;
+  // The destinations of the agent's routes in the kernel, this run's and any earlier run's.
+  [[nodiscard]] virtual Result<std::vector<Ipv4Prefix>> installed() = 0;
 };
 
 // The node's own IPv4 addresses (host identity in the ipcache).

@@ -74,7 +74,8 @@ class KernelNodeRoutes final : public NodeRoutes {
  public:
   explicit KernelNodeRoutes(int tunnel_ifindex) : tunnel_ifindex_(tunnel_ifindex) {}
   Status replace(Ipv4Prefix dst, Ipv4 via, bool tunnel) override;
-  Status remove(Ipv4Prefix dst, Ipv4 via, bool tunnel) override;
+  Status remove(Ipv4Prefix dst) override;
+  Result<std::vector<Ipv4Prefix>> installed() override;
 
  private:
   Result<datapath::RouteSpec> spec(Ipv4Prefix dst, Ipv4 via, bool tunnel) const;

@@ -29,11 +29,17 @@ struct VethSpec {
   std::optional<Mac> peer_mac;
 };
 
+// The route protocol (rtm_protocol) that marks the routes to other nodes' pod CIDRs as the agent's, so that a
+// restart finds those an earlier run left (nodes deleted meanwhile, a changed routing mode). Unassigned in
+// iproute2's rt_protos; `ip route` shows it as "proto 193".
+inline constexpr uint8_t kNodeRouteProtocol = 193;
+
 struct RouteSpec {
   Ipv4Prefix dst;
   std::optional<Ipv4> gateway;
   int ifindex = 0;
   bool scope_link = false;     // on-link route with no gateway
+  uint8_t protocol = 4;        // RTPROT_STATIC; kNodeRouteProtocol for node routes
 };
 
 // Finds a link in the current network namespace. NotFound when absent.
