@@ -490,6 +490,11 @@ describe('ConfigMap config.yaml', () => {
     assert.equal(agentConfig(['--set', 'MTU=1450']).mtu, 1450);
   });
 
+  test('bpf.hostLegacyRouting: BPF host routing by default, the kernel stack when set', () => {
+    assert.equal(agentConfig()['enable-host-legacy-routing'], false);
+    assert.equal(agentConfig(['--set', 'bpf.hostLegacyRouting=true'])['enable-host-legacy-routing'], true);
+  });
+
   test('healthPort: a port, or 0 for off', () => {
     assert.equal(agentConfig(['--set', 'healthPort=4241'])['health-port'], 4241);
     assert.equal(agentConfig(['--set', 'healthPort=0'])['health-port'], 0);

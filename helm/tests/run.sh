@@ -79,6 +79,7 @@ PY
   check '{"ipam-mode": "kubernetes", "enable-hubble": false, "lb-algorithm": "random", "debug": true}' \
     --set ipam.mode=kubernetes,hubble.enabled=false,loadBalancer.algorithm=random,debug.enabled=true
   check '{"prometheus-serve-addr": "", "health-addr": "127.0.0.1:9879"}' --set prometheus.enabled=false
+  check '{"enable-host-legacy-routing": true}' --set bpf.hostLegacyRouting=true
   check '{"conntrack-gc-interval": 300}' --set conntrackGCInterval=5m
   check '{"conntrack-gc-interval": 60}'  # "0s": the agent's default
 else
