@@ -122,8 +122,20 @@ grpc::Status CniService::Gc(grpc::ServerContext*, const v1::CniGcRequest* req, v
   if (!state_.ready) {
     return notReady();
   }
+  if (!req->valid_attachments_present() && req->valid_attachments_size() == 0) {
+    // No list is not an empty list: read as one, it would release every endpoint of the node. (A client from
+    // before valid_attachments_present that sends a list is still heard: a non-empty list cannot be a missing one.)
+    resp->set_skipped(true);
+    resp->set_message(
+        "no list of valid attachments (neither cni.dev/valid-attachments nor cni.dev/attachments): nothing removed");
+    spdlog::warn("CNI GC: {}", resp->message());
+    return grpc::Status::OK;
+  }
   std::set<std::string> valid = gcOwnersFromProto(*req);
   resp->set_released(state_.reconciler.submit([&] { return state_.controller->gcEndpoints(valid); }).get());
+  resp->set_message(fmt::format("{} attachments valid, {} endpoints and allocations released", valid.size(),
+                                resp->released()));
+  spdlog::info("CNI GC: {}", resp->message());
   return grpc::Status::OK;
 }
 
