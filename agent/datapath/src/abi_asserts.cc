@@ -52,6 +52,16 @@ PLEXUS_ABI(plexus_lb4_sock_revnat_value, 8);
 PLEXUS_ABI(plexus_ct4_key, 16);
 PLEXUS_OFF(plexus_ct4_key, proto, 12);
 PLEXUS_ABI(plexus_ct4_value, 24);
+PLEXUS_OFF(plexus_ct4_value, backend_id, 8);
+PLEXUS_OFF(plexus_ct4_value, rev_nat_index, 12);
+PLEXUS_OFF(plexus_ct4_value, tx_flags, 14);
+PLEXUS_OFF(plexus_ct4_value, nat_port, 16);
+// The retired v1 value: what a leftover plexus_ct4_v1 pin holds (read by the migration only).
+PLEXUS_ABI(plexus_ct4_value_v1, 16);
+PLEXUS_OFF(plexus_ct4_value_v1, backend_id, 8);
+PLEXUS_OFF(plexus_ct4_value_v1, rev_nat_index, 12);
+PLEXUS_OFF(plexus_ct4_value_v1, tx_flags, 14);
+PLEXUS_OFF(plexus_ct4_value_v1, rx_flags, 15);
 PLEXUS_ABI(plexus_lb4_affinity_value, 16);
 
 PLEXUS_ABI(plexus_policy_key, 12);

@@ -13,7 +13,8 @@ Result<MapInfo> mapInfo(int fd) {
   if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
     return errnoError("bpf map info", errno);
   }
-  return MapInfo{info.name, info.type, info.key_size, info.value_size, info.max_entries, info.id};
+  return MapInfo{info.name, info.type, info.key_size, info.value_size, info.max_entries, info.id,
+                 info.map_flags};
 }
 
 const char* mapTypeName(uint32_t type) {

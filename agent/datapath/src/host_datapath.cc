@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "plexus/datapath/map_migration.h"
 #include "plexus/datapath/tc.h"
 #include "plexus_host.skel.h"
 #include "plexus_overlay.skel.h"
@@ -29,10 +30,10 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
   skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
   bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
-  int err = plexus_host__load(skel);
-  if (err != 0) {
+  auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_host__load(skel); });
+  if (!carried.ok()) {
     plexus_host__destroy(skel);
-    return errnoError("load host programs", -err);
+    return carried.error().wrap("load host programs");
   }
   return std::unique_ptr<HostDatapath>(new HostDatapath(skel));
 }
@@ -71,12 +72,11 @@ Result<std::unique_ptr<OverlayDatapath>> OverlayDatapath::load(const LxcConfig& 
   skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
   bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
-  int err = plexus_overlay__load(skel);
-  if (err != 0) {
+  auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_overlay__load(skel); });
+  if (!carried.ok()) {
     plexus_overlay__destroy(skel);
-    return errnoError(fmt::format("load overlay programs (pinned maps under {} must match this build's layouts)",
-                                  config.bpf_root),
-                      -err);
+    return carried.error().wrap(
+        fmt::format("load overlay programs (pinned maps under {} must match this build's layouts)", config.bpf_root));
   }
   return std::unique_ptr<OverlayDatapath>(new OverlayDatapath(skel));
 }

@@ -9,8 +9,8 @@
 #include <filesystem>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
+#include "plexus/datapath/map_migration.h"
 #include "plexus/datapath/tc.h"
 #include "plexus/reasons.h"
 #include "plexus_lxc.skel.h"
@@ -225,13 +225,6 @@ Status validateRouting(const LxcConfig& config) {
 Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) {
   PLEXUS_TRY(validateRouting(config), "load lxc programs");
   PLEXUS_TRY(ensureBpfRoot(config.bpf_root), "load lxc programs");
-  // Maps whose layout a later version replaced (docs/datapath.md, "version"): nothing uses their pins any more.
-  for (const char* retired : {"plexus_ct4_v1"}) {
-    std::error_code ec;
-    if (std::filesystem::remove(config.bpf_root + "/" + retired, ec)) {
-      spdlog::info("bpf: removed the retired map {} (its entries are not carried over)", retired);
-    }
-  }
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = config.bpf_root.c_str());
   plexus_lxc* skel = plexus_lxc__open_opts(&opts);
   if (!skel) {
@@ -250,12 +243,13 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
   bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.
-  int err = plexus_lxc__load(skel);
-  if (err != 0) {
+  // Entries of retired layouts (plexus_ct4_v1) and of maps pinned with another size are carried in here, before
+  // any program is attached.
+  auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_lxc__load(skel); });
+  if (!carried.ok()) {
     plexus_lxc__destroy(skel);
-    return errnoError(fmt::format("load lxc programs (pinned maps under {} must match this build's layouts)",
-                                  config.bpf_root),
-                      -err);
+    return carried.error().wrap(
+        fmt::format("load lxc programs (pinned maps under {} must match this build's layouts)", config.bpf_root));
   }
   auto eps = BpfMap<plexus_endpoint_key, plexus_endpoint_value>::fromFd(bpf_map__fd(skel->maps.plexus_endpoints_v1));
   auto ipc = BpfMap<plexus_ipcache_key, plexus_ipcache_value>::fromFd(bpf_map__fd(skel->maps.plexus_ipcache_v1));
@@ -271,9 +265,11 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
     plexus_lxc__destroy(skel);
     return lb.error().wrap("load lxc programs");
   }
-  return std::unique_ptr<LxcDatapath>(new LxcDatapath(skel, config.bpf_root, std::move(eps.value()),
-                                                      std::move(ipc.value()), std::move(met.value()),
-                                                      std::move(lb.value())));
+  auto dp = std::unique_ptr<LxcDatapath>(new LxcDatapath(skel, config.bpf_root, std::move(eps.value()),
+                                                         std::move(ipc.value()), std::move(met.value()),
+                                                         std::move(lb.value())));
+  dp->carried_ = std::move(carried.value());
+  return dp;
 }
 
 LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpoint_key, plexus_endpoint_value> eps,

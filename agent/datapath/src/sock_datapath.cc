@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "plexus/datapath/fd.h"
+#include "plexus/datapath/map_migration.h"
 #include "plexus_sock.skel.h"
 
 namespace plexus::datapath {
@@ -86,10 +87,10 @@ Result<std::unique_ptr<SockDatapath>> SockDatapath::load(const SockConfig& confi
     return errnoError("load socket programs: open skeleton", errno);
   }
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
-  int err = plexus_sock__load(skel);
-  if (err != 0) {
+  auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_sock__load(skel); });
+  if (!carried.ok()) {
     plexus_sock__destroy(skel);
-    return errnoError("load socket programs", -err);
+    return carried.error().wrap("load socket programs");
   }
   std::error_code ec;
   fs::create_directories(linkDir(config.bpf_root), ec);

@@ -59,3 +59,14 @@ struct plexus_ct4_value {
                           * port, restored on replies (0: none). See ct4_pick_port. */
   __u16 pad[3];          /* zero */
 };
+
+/* The value of plexus_ct4_v1 (retired by v2, same key). BPF never uses it: the agent reads a leftover v1 pin with it
+ * and carries the entries into plexus_ct4_v2 (agent/datapath map_convert.h, docs/datapath.md "Layout and size
+ * changes"). */
+struct plexus_ct4_value_v1 {
+  __u64 last_seen_ns;
+  __u32 backend_id;
+  __u16 rev_nat_index;
+  __u8 tx_flags;
+  __u8 rx_flags;
+};

@@ -26,6 +26,7 @@ struct MapInfo {
   uint32_t value_size = 0;
   uint32_t max_entries = 0;
   uint32_t id = 0;
+  uint32_t map_flags = 0;
 };
 
 Result<MapInfo> mapInfo(int fd);

@@ -8,6 +8,7 @@
 
 #include "plexus/common/result.h"
 #include "plexus/datapath/bpf_map.h"
+#include "plexus/datapath/map_convert.h"
 #include "plexus/conntrack.h"
 #include "plexus/endpoint.h"
 #include "plexus/events.h"
@@ -111,8 +112,9 @@ PolicyEntries allowAllPolicy();
 
 class LxcDatapath {
  public:
-  // Loads the programs and creates or reuses the pinned maps. Fails with a clear error when a pinned map's
-  // layout differs from this build's (a layout never changes in place; see docs/datapath.md).
+  // Loads the programs and creates or reuses the pinned maps, carrying the entries of retired layouts and of maps
+  // pinned with another size into this build's maps (loadPinnedObject). Fails with a clear error when a pinned
+  // map's key or value size differs under the same name (a layout never changes in place; docs/datapath.md).
   static Result<std::unique_ptr<LxcDatapath>> load(const LxcConfig& config);
   ~LxcDatapath();
   LxcDatapath(const LxcDatapath&) = delete;
@@ -134,6 +136,8 @@ class LxcDatapath {
   int toContainerFd() const;
   std::vector<ProgramHandle> programs() const;
   std::vector<PinnedMapInfo> maps() const;
+  // What the load carried over from old pins (empty when every pin was reused as it was).
+  const std::vector<CarryReport>& carried() const { return carried_; }
 
  private:
   LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpoint_key, plexus_endpoint_value> eps,
@@ -147,6 +151,7 @@ class LxcDatapath {
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> metrics_;
   std::unique_ptr<LbMaps> lb_;
   std::unique_ptr<PolicyMaps> policy_;
+  std::vector<CarryReport> carried_;
 };
 
 // Checks that path is on a bpffs (statfs magic) and creates it if missing.
