@@ -97,6 +97,8 @@ class AgentProcess {
   // SIGTERM and wait; returns the exit code.
   int stop();
   bool running() const { return pid_ > 0; }
+  // Arguments of the next start (a restart with other flags, as after an operator's change).
+  void setExtraArgs(std::vector<std::string> args) { options_.extra_args = std::move(args); }
   const std::string& socket() const { return socket_; }
   const std::string& logPath() const { return log_; }
   // The cgroup v2 directory the agent's socket-LB programs are attached to.
