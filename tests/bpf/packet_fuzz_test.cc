@@ -374,6 +374,7 @@ struct Expect {
   Act act = Act::kPass;
   uint8_t reason = 0;  // kShot, kRefuse: the reason counted
   std::string why;     // the model's path, for failure messages
+  bool admitted = false;  // from-container: egress policy admitted a new flow (opened its EGRESS conntrack entry)
 };
 
 Expect drop(uint8_t reason, std::string why) { return {Act::kShot, reason, std::move(why)}; }
@@ -441,6 +442,9 @@ std::string policyWhy(const char* what, uint32_t peer, const Parsed& p, uint16_t
          std::to_string(port);
 }
 
+Expect deliverFromContainer(const World& w, const Parsed& p, const Parsed& judged, const ModelEndpoint& src_ep,
+                            uint32_t daddr, uint16_t port);
+
 // plexus_from_container on pod A's veth (ifindex 1); lxc programs in tunnel mode.
 Expect expectFromContainer(const World& w, const std::vector<uint8_t>& pkt, const std::vector<uint8_t>& out,
                            std::string* problem) {
@@ -481,6 +485,15 @@ Expect expectFromContainer(const World& w, const std::vector<uint8_t>& pkt, cons
   if (uint8_t r = w.verdict(src->ep_id, peer, policy::Direction::kEgress, p.proto, port)) {
     return drop(r, policyWhy("egress", peer, p, port));
   }
+  Expect e = deliverFromContainer(w, p, judged, *src, daddr, port);
+  e.admitted = !p.related;  // an ICMP error opens no entry
+  return e;
+}
+
+// from-container after the egress policy admitted the packet.
+Expect deliverFromContainer(const World& w, const Parsed& p, const Parsed& judged, const ModelEndpoint& src_ep,
+                            uint32_t daddr, uint16_t port) {
+  const ModelEndpoint* src = &src_ep;
   const auto* dst = w.endpoint(daddr);
   if (!dst) {
     const auto* e = w.ipcacheLookup(daddr);
@@ -1169,6 +1182,165 @@ Stats fuzzProgram(FuzzFixture& f, const Program& prog, uint64_t seed, uint64_t c
   return st;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Conversations: conntrack is emptied before each, then a generated packet P runs through the first program (judged
+// by the fresh model, exactly), and its reply R and an ICMP error E quoting it (both from P's destination, P as the
+// first program emitted it) through the second, with whatever conntrack P left. Checked: return codes, the drop
+// accounting, and for pod A (from-container then to-container) that a reply or related error of a flow egress
+// admitted passes, while those of a flow it did not admit are judged as new flows, exactly as the model says; for a
+// NodePort flow (from-netdev then to-netdev) that the reply leaves with the frontend as its source.
+
+// R: addresses (and ports) swapped, echo request and reply exchanged, TCP flags SYN-ACK. Empty without an IPv4 header.
+std::vector<uint8_t> replyOf(const std::vector<uint8_t>& out) {
+  Parsed p = parse(out);
+  if (!p.ipv4) {
+    return {};
+  }
+  std::vector<uint8_t> r = out;
+  for (int i = 0; i < 4; ++i) {
+    std::swap(r[14 + 12 + i], r[14 + 16 + i]);
+  }
+  r[14 + 8] = 64;
+  if (p.has_ports) {
+    std::swap(r[p.l4], r[p.l4 + 2]);
+    std::swap(r[p.l4 + 1], r[p.l4 + 3]);
+    if (p.proto == IPPROTO_TCP) {
+      r[p.l4 + 13] = 0x12;
+    }
+  } else if (p.has_icmp && (p.icmp_type == 8 || p.icmp_type == 0)) {
+    r[p.l4] = p.icmp_type == 8 ? 0 : 8;  // the identifier moves from one port slot to the other: the reverse tuple
+  }
+  return r;
+}
+
+struct Conversation {
+  const char* name;
+  int first_fd;
+  ExpectFn first;
+  int second_fd;
+  ExpectFn second;
+  Pools pools;
+  bool pod_a;  // from-container then to-container
+};
+
+Fixture::Run runOne(int fd, const std::vector<uint8_t>& pkt, int* err) {
+  Fixture::Run r;
+  r.out.resize(pkt.size() + 256);
+  __sk_buff ctx{};
+  ctx.ifindex = kPodAIfindex;
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = r.out.data(),
+              .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(r.out.size()),
+              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+  *err = bpf_prog_test_run_opts(fd, &opts);
+  r.retval = static_cast<int>(opts.retval);
+  r.out.resize(std::min<size_t>(opts.data_size_out, r.out.size()));
+  return r;
+}
+
+struct ConversationStats {
+  uint64_t ran = 0;
+  uint64_t replies_admitted = 0;  // replies and related errors of an admitted flow, checked to pass
+  uint64_t judged_new = 0;        // replies and errors of a flow nothing admitted, checked against the model
+  uint64_t nodeport_replies = 0;  // NodePort replies checked to leave from the frontend
+};
+
+ConversationStats converse(FuzzFixture& f, const Conversation& c, uint64_t seed, uint64_t count) {
+  ConversationStats cs;
+  Generator gen(seed, c.pools);
+  f.droppedEvents();
+  auto before = f.dropCounters();
+  uint64_t drops = 0;
+  uint64_t& ran = cs.ran;
+  auto sum = [](const std::map<uint8_t, uint64_t>& m) {
+    uint64_t t = 0;
+    for (const auto& [r, n] : m) {
+      t += n;
+    }
+    return t;
+  };
+  for (uint64_t i = 0; i < count; ++i) {
+    f.clearConntrack();
+    Generated first = gen.packet();
+    int err = 0;
+    auto p = runOne(c.first_fd, first.bytes, &err);
+    if (err == -EINVAL && kernelRefuses(first.bytes)) {
+      continue;
+    }
+    std::string problem;
+    Expect want = err == 0 ? c.first(f.world, first.bytes, p.out, &problem) : Expect{};
+    std::ostringstream where;
+    where << "seed " << seed << " (PLEXUS_FUZZ_SEED), conversation " << c.name << " " << i << ", P " << hex(first.bytes);
+    INFO(where.str());
+    INFO("P: test_run " << err << ", returned " << p.retval << ", model " << actName(want.act) << " (" << want.why
+                        << ") " << problem);
+    REQUIRE((err == 0 && matches(want.act, p.retval) && problem.empty()));
+    ran++;
+    drops += want.act == Act::kShot || want.act == Act::kRefuse;
+    auto reply = replyOf(p.out);
+    if (reply.empty()) {
+      continue;
+    }
+    bool reply_mutated = gen.rng().chance(20);
+    if (reply_mutated) {
+      gen.mutate(reply);
+    }
+    Parsed rp = parse(reply);
+    // E first: an ICMP error opens no entry, so R then sees only what P left; R, when admitted as a new flow, would
+    // open one that E's quote matches.
+    std::vector<std::vector<uint8_t>> seconds;
+    if (rp.ipv4 && p.out.size() > 14 + 20) {  // E: unreachable from P's destination back to P's source, quoting P
+      PacketSpec s{Mac{}, Mac{}, Ipv4(rp.saddr), Ipv4(rp.daddr)};
+      seconds.push_back(icmpError(s, 3, 1, p.out));
+    }
+    seconds.push_back(reply);
+    for (size_t k = 0; k < seconds.size(); ++k) {
+      const auto& pkt = seconds[k];
+      if (kernelRefuses(pkt)) {
+        continue;
+      }
+      auto r = runOne(c.second_fd, pkt, &err);
+      std::string problem2;
+      Expect fresh = c.second(f.world, pkt, r.out, &problem2);
+      bool is_reply = k + 1 == seconds.size();
+      INFO((is_reply ? "R " : "E ") << hex(pkt) << ": test_run " << err << ", returned " << r.retval
+                                  << "; as a new flow the model says " << actName(fresh.act) << " (" << fresh.why
+                                  << "); P admitted by egress: " << want.admitted);
+      REQUIRE(err == 0);
+      REQUIRE((r.retval == TC_ACT_OK || r.retval == TC_ACT_SHOT || r.retval == TC_ACT_REDIRECT));
+      ran++;
+      drops += r.retval == TC_ACT_SHOT;
+      bool well_formed = !is_reply || !reply_mutated;
+      if (c.pod_a && well_formed) {
+        if (want.admitted && (is_reply || parse(pkt).related)) {
+          CHECK(r.retval != TC_ACT_SHOT);  // a reply, or an error about the admitted flow
+          cs.replies_admitted++;
+        } else if (!want.admitted && !(is_reply && first.mutated)) {
+          CHECK(matches(fresh.act, r.retval));  // nothing admitted it: judged as a new flow
+          cs.judged_new++;
+        }
+      }
+      if (!c.pod_a && is_reply && well_formed && p.retval != TC_ACT_SHOT && want.act != Act::kRefuse) {
+        Parsed in = parse(first.bytes);
+        const Frontend* fe = in.has_ports && !in.l4_truncated ? frontendOf(in) : nullptr;
+        if (fe && !fe->backends.empty() && r.out.size() >= rp.l4 + 4) {
+          CHECK(Ipv4(be32(r.out, 14 + 12)) == fe->vip);  // the NodePort reply leaves from the frontend
+          CHECK(be16(r.out, rp.l4) == fe->port);
+          cs.nodeport_replies++;
+        }
+      }
+    }
+    if ((i + 1) % kBatch == 0 || i + 1 == count) {
+      auto after = f.dropCounters();
+      INFO("seed " << seed << ", conversation " << c.name << ", batch up to " << i);
+      REQUIRE(sum(after) - sum(before) == drops);
+      REQUIRE(f.droppedEvents() == drops);
+      before = after;
+      drops = 0;
+    }
+  }
+  return cs;
+}
+
 std::string reasonName(uint8_t r) {
   switch (r) {
 #define PLEXUS_FUZZ_NAME_(name, value, hubble, desc) \
@@ -1225,5 +1397,24 @@ TEST_CASE("packet fuzzing: every tc program against the model, every drop counte
     report(prog.name, st);
     CHECK(st.packets == count);
     CHECK(st.unrunnable < count / 10);
+  }
+  std::vector<Conversation> conversations = {
+      {"from-container/to-container", f.dp->fromContainerFd(), expectFromContainer, f.dp->toContainerFd(),
+       expectToContainer, {{kPodA}, vips}, true},
+      {"from-netdev/to-netdev", f.host->fromNetdevFd(), expectFromNetdev, toNetdev.fd, expectToNetdev,
+       {outside, {kNodeIp, kNodeIp, kVipTcp, kPodB}}, false},
+  };
+  const uint64_t talks = count / 5;
+  for (const auto& c : conversations) {
+    if (only && *only) {
+      break;
+    }
+    ConversationStats cs = converse(f, c, seed + offset++, talks);
+    std::printf("packet-fuzz conversations %s: %" PRIu64 " conversations, %" PRIu64 " packets; replies and related "
+                "errors of admitted flows %" PRIu64 ", of flows nothing admitted (judged as new) %" PRIu64
+                ", NodePort replies from the frontend %" PRIu64 "\n",
+                c.name, talks, cs.ran, cs.replies_admitted, cs.judged_new, cs.nodeport_replies);
+    CHECK(cs.ran > talks);
+    CHECK(cs.replies_admitted + cs.judged_new + cs.nodeport_replies > 0);
   }
 }
