@@ -12,6 +12,8 @@
 //   - every drop is counted: per batch, the metrics map's drop-reason counters grew by exactly the number of
 //     TC_ACT_SHOT results plus the refusals (no backend: a RST or ICMP unreachable sent back, counted as a drop of
 //     NO_SERVICE_BACKEND), per reason as the model predicted, and as many DROPPED flow events were emitted.
+// Then conversations (see converse()): a packet, an ICMP error quoting it and its reply, through a program pair with
+// the conntrack state the packet left, so replies, related errors and NodePort reverse NAT are fuzzed too.
 // What test_run cannot do: give a packet a tunnel key (the __sk_buff context has no tunnel fields, and
 // bpf_skb_get_tunnel_key fails on a test skb), so plexus_from_overlay only reaches its "no tunnel metadata" drop
 // here; its parse and policy path after the key is local_ingress(), which to-container and from-netdev (host
