@@ -71,7 +71,7 @@ int explain(const Context& c, const std::string& from, const std::string& to, co
   try {
     req.set_port(static_cast<uint32_t>(std::stoul(port.substr(0, slash))));
   } catch (const std::exception&) {
-    std::cerr << "error: --port " << port << ": expected PORT[/PROTOCOL], e.g. 80/tcp\n";
+    std::cerr << "error: --port " << port << ": expected PORT[/PROTOCOL] or TYPE/icmp, e.g. 80/tcp\n";
     return 2;
   }
   req.set_protocol(slash == std::string::npos ? "TCP" : port.substr(slash + 1));
@@ -195,7 +195,7 @@ void addPolicyCommands(CLI::App& app, Context& ctx, int& rc) {
   static std::string from, to, port;
   ex->add_option("--from", from, "namespace/pod, endpoint id, IP, world or host")->required();
   ex->add_option("--to", to, "namespace/pod, endpoint id, IP, world or host")->required();
-  ex->add_option("--port", port, "PORT[/PROTOCOL], e.g. 80/tcp")->required();
+  ex->add_option("--port", port, "PORT[/PROTOCOL] or TYPE/icmp, e.g. 80/tcp, 8/icmp (echo request)")->required();
   ex->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
   ex->callback([&] { rc = explain(ctx, from, to, port); });
 

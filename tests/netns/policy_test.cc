@@ -626,6 +626,14 @@ TEST_CASE("policy: CNP icmps allow echo and nothing else; the deny forms refuse 
   CHECK(ep["policy"]["entries"].dump().find("\"ICMP\"") != std::string::npos);
   auto ex = node.cli({"policy", "explain", "--from", "x/a", "--to", "x/b", "--port", "80/tcp"});
   CHECK(ex.out.find("DENIED") != std::string::npos);
+  // explain takes an ICMP type: echo request allowed by the rule, echo reply (type 0) not.
+  auto echo = node.cli({"policy", "explain", "--from", "x/a", "--to", "x/b", "--port", "8/icmp"});
+  INFO("explain 8/icmp: " << echo.out << echo.err);
+  CHECK(echo.out.rfind("ALLOWED", 0) == 0);
+  CHECK(echo.out.find("ALLOWED by CiliumNetworkPolicy x/ping-only") != std::string::npos);
+  auto reply = node.cli({"policy", "explain", "--from", "x/a", "--to", "x/b", "--port", "0/icmp"});
+  CHECK(reply.out.rfind("DENIED", 0) == 0);
+  CHECK(node.cli({"policy", "explain", "--from", "x/a", "--to", "x/b", "--port", "256/icmp"}).exit_code != 0);
 
   // Egress: a may only ping (by type name); b's ingress is open again.
   applyYaml(node, std::string(kCnp) +

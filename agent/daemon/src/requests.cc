@@ -115,11 +115,13 @@ Result<ExplainQuery> explainFromProto(const v1::ExplainRequest& req) {
     q.proto = policy::kProtoUdp;
   } else if (p == "SCTP" || p == "sctp") {
     q.proto = policy::kProtoSctp;
+  } else if (p == "ICMP" || p == "icmp") {
+    q.proto = policy::kProtoIcmp;  // the port is the ICMP type, as in the policy map (CNP icmps)
   } else {
-    return invalid(fmt::format("protocol {:?}: must be TCP, UDP or SCTP", p));
+    return invalid(fmt::format("protocol {:?}: must be TCP, UDP, SCTP or ICMP", p));
   }
-  if (req.port() == 0 || req.port() > 65535) {
-    return invalid("port: must be 1-65535");
+  if (q.proto == policy::kProtoIcmp ? req.port() > 255 : (req.port() == 0 || req.port() > 65535)) {
+    return invalid(q.proto == policy::kProtoIcmp ? "port: an ICMP type is 0-255" : "port: must be 1-65535");
   }
   q.port = static_cast<uint16_t>(req.port());
   q.from = req.from();
