@@ -225,6 +225,22 @@ class Load {
     close(procs);
   }
 
+  // Attempted and failed connections per path, failures by the agent's phase when they began.
+  std::string describe() const {
+    std::string out;
+    for (int p = 0; p < kPaths; ++p) {
+      const PathCounts& c = shared_->paths[p];
+      out += std::string(kPathNames[p]) + ": " + std::to_string(c.attempted.load()) + " attempted, " +
+             std::to_string(c.failed.load()) + " failed (agent up " + std::to_string(c.failed_in[kUp].load()) +
+             ", down " + std::to_string(c.failed_in[kDown].load()) + ", starting " +
+             std::to_string(c.failed_in[kStarting].load()) + "; first errno " +
+             std::to_string(c.first_failure_errno.load()) + "), " + std::to_string(c.retransmitted.load()) +
+             " retransmitted; " + std::to_string(c.attempted_in[kDown].load()) + " while down, " +
+             std::to_string(c.attempted_in[kStarting].load()) + " while starting\n";
+    }
+    return out;
+  }
+
   // Waits (bounded) until every path has made `n` more attempts than it had; false if one did not.
   bool waitForAttempts(int n) {
     int from[kPaths];
@@ -290,10 +306,17 @@ spec: {clusterIP: 10.96.16.10, selector: {app: web}, ports: [{name: http, port: 
   load.fromThread(kPodToPod, direct, web.ip, kBackendPort);
   load.fromProcessInCgroup(kSocketLb, sock, node.agent().cgroup(), "10.96.16.10", 80);
   load.fromThread(kPerPacketLb, packet, "10.96.16.10", 80);
+  // Each wait is bounded; a path that stops making attempts (connects stuck until their timeout) fails the test
+  // with the counts so far.
+  auto requireAttempts = [&load](int n) {
+    if (!load.waitForAttempts(n)) {
+      FAIL("a path made fewer than " << n << " attempts in time:\n" << load.describe());
+    }
+  };
   // Every path works before the first restart.
-  REQUIRE(load.waitForAttempts(5));
+  requireAttempts(5);
   for (int p = 0; p < kPaths; ++p) {
-    INFO(kPathNames[p] << ": first errno " << load.path(PathId(p)).first_failure_errno.load());
+    INFO(load.describe());
     REQUIRE(load.path(PathId(p)).failed.load() == 0);
   }
 
@@ -302,28 +325,18 @@ spec: {clusterIP: 10.96.16.10, selector: {app: web}, ports: [{name: http, port: 
     phase = kDown;
     node.agent().kill9();
     // Connections made with no agent at all: the datapath alone carries them.
-    REQUIRE(load.waitForAttempts(kDownAttempts));
+    requireAttempts(kDownAttempts);
     phase = kStarting;
     bool started = node.agent().start();
     INFO("restart " << r + 1 << ", agent log:\n" << tail(node.agent().log(), 6000));
     REQUIRE(started);
     phase = kUp;
     // Connections made with the restarted agent, while it reconciles and after.
-    REQUIRE(load.waitForAttempts(10));
+    requireAttempts(10);
   }
   load.shared().stop = true;
 
-  std::string report;
-  for (int p = 0; p < kPaths; ++p) {
-    const PathCounts& c = load.path(PathId(p));
-    report += std::string(kPathNames[p]) + ": " + std::to_string(c.attempted.load()) + " attempted, " +
-              std::to_string(c.failed.load()) + " failed (agent up " + std::to_string(c.failed_in[kUp].load()) +
-              ", down " + std::to_string(c.failed_in[kDown].load()) + ", starting " +
-              std::to_string(c.failed_in[kStarting].load()) + "; first errno " +
-              std::to_string(c.first_failure_errno.load()) + "), " + std::to_string(c.retransmitted.load()) +
-              " retransmitted; " + std::to_string(c.attempted_in[kDown].load()) + " while down, " +
-              std::to_string(c.attempted_in[kStarting].load()) + " while starting\n";
-  }
+  std::string report = load.describe();
   uint32_t translated_after = sockRevnatEntries();
   report += "socket-LB reverse-NAT entries added: " + std::to_string(translated_after - translated_before) + "\n";
   WARN("restart under load, " << kRestarts << " kill -9 restarts:\n" << report);
