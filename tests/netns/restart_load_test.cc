@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -213,6 +214,7 @@ class Load {
     child_ = fork();
     REQUIRE(child_ >= 0);
     if (child_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test process that dies takes its generator along
       bool ready = write(procs, "0", 1) == 1 && setns(ns, CLONE_NEWNET) == 0;
       if (ready) {
         generate(*shared_, shared_->paths[id], dst);
