@@ -117,6 +117,14 @@ static __always_inline int flow4_parse_quoted(struct __sk_buff *skb, __u32 off, 
   return 1;
 }
 
+/* An ICMP error message (RFC 792, RFC 1122 §3.2.2): destination unreachable, time exceeded, parameter problem. Errors
+ * are reports about another packet, never a flow of their own: whether or not their quote names a tracked flow
+ * (f->related), they open no conntrack entry. */
+static __always_inline int flow4_icmp_error(const struct flow4 *f) {
+  return f->has_icmp &&
+         (f->icmp_type == ICMP_DEST_UNREACH || f->icmp_type == ICMP_TIME_EXCEEDED || f->icmp_type == ICMP_PARAMETERPROB);
+}
+
 /* ICMP: the type, the echo identifier into the tuple, and for errors the quoted packet. A first fragment only
  * (later ones carry no ICMP header). Returns 0, or a negative reason for a truncated ICMP header. */
 static __always_inline int flow4_parse_icmp(struct __sk_buff *skb, __u32 l4_off, struct flow4 *f) {

@@ -108,7 +108,7 @@ static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
  * packet in a connection's own direction is judged by the endpoint's current policy, established or not, so a policy
  * change applies to connections already open (an L3 deny or a new default deny stops the next packet, ping
  * included); an established connection the policy now refuses loses its entry. A new allowed connection gets one,
- * except an unrelated ICMP error (nothing to track). */
+ * except an ICMP error, related or not (nothing to track). */
 static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __u32 peer, __u8 dir, __u8 own,
                                           __u8 other, struct policy_trace *pt) {
   int state = policy_ct_state(f, own, other, pt);
@@ -125,7 +125,10 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
     }
     return ret;
   }
-  if (state == POLICY_CT_ESTABLISHED || f->related) {
+  /* An ICMP error opens nothing, related or not: an entry for one whose quote names no known flow (a garbled or
+   * truncated quote, another packet's source) would be keyed with ports 0, and every later non-echo ICMP message
+   * of the peer (redirect, timestamp, an error of its own) would then pass as its reply, unjudged. */
+  if (state == POLICY_CT_ESTABLISHED || flow4_icmp_error(f)) {
     return 0;
   }
   return policy_ct_admit(f, own);

@@ -240,3 +240,30 @@ TEST_CASE("a policy change reaches established connections: the next packet in t
     CHECK(ctHas(f, ctKey(kPodA, kPodB, 0, 42, IPPROTO_ICMP, PLEXUS_CT_INGRESS)));
   }
 }
+
+TEST_CASE("an ICMP error opens no conntrack entry even when its quote names no flow: the peer's ICMP is still judged",
+          "[bpf][policy][icmp]") {
+  // Found by packet fuzzing (packet_fuzz_test.cc, seed 42): an error whose quote did not parse, or named another
+  // source, opened an EGRESS entry with ports 0, and every later non-echo ICMP message of the peer passed the
+  // endpoint's ingress as its reply, unjudged.
+  Fixture f;
+  REQUIRE(f.dp->policy().set(1, {{key(0, PLEXUS_DIR_EGRESS), allow()}}).ok());  // A sends anything, admits nothing
+  PacketSpec s = fromA();
+  s.proto = IPPROTO_ICMP;
+  PacketSpec other = fromB();  // quoted: a packet from another address to A
+  other.src = *Ipv4::parse("10.244.0.99");
+  const std::vector<std::vector<uint8_t>> errors = {
+      ipv4WithPayload(s, {3, 1, 0, 0, 0, 0, 0, 0, 0xde, 0xad}),  // a quote too short to parse
+      icmpError(fromA(), 11, 0, udp(other, 53, 5353)),           // a quote of a packet B did not send
+  };
+  for (const auto& err : errors) {
+    CHECK(f.run(f.dp->fromContainerFd(), err).retval == TC_ACT_REDIRECT);  // A's egress admits it
+  }
+  // B's timestamp request and redirect are no reply of anything A sent: A's ingress refuses them.
+  CHECK(f.run(f.dp->toContainerFd(), icmpType(fromB(), 13)).retval == TC_ACT_SHOT);
+  CHECK(f.run(f.dp->toContainerFd(), icmpType(fromB(), 5)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) == 2);
+  // A request A sent does open an entry, and its reply passes on it.
+  CHECK(f.run(f.dp->fromContainerFd(), icmpType(fromA(), 13)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->toContainerFd(), icmpType(fromB(), 14)).retval == TC_ACT_OK);
+}

@@ -224,6 +224,8 @@ struct Parsed {
   uint8_t icmp_type = 0;
   bool related = false;  // an ICMP error whose quote parsed and names this packet's destination as its source
 
+  // flow4_icmp_error(): an error message, which opens no conntrack entry whether its quote parsed or not.
+  bool icmpError() const { return has_icmp && (icmp_type == 3 || icmp_type == 11 || icmp_type == 12); }
   uint16_t policyPort() const {
     if (proto != IPPROTO_ICMP) {
       return dport;
@@ -432,7 +434,7 @@ inline Expect expectFromContainer(const World& w, const std::vector<uint8_t>& pk
     return drop(r, policyWhy("egress", peer, p, port));
   }
   Expect e = deliverFromContainer(w, p, judged, *src, daddr, port);
-  e.admitted = !p.related;  // an ICMP error opens no entry
+  e.admitted = !p.icmpError();  // an ICMP error opens no entry
   return e;
 }
 
@@ -449,9 +451,10 @@ inline Expect deliverFromContainer(const World& w, const Parsed& p, const Parsed
   if (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) {
     return pass(Act::kPass, "host or chained destination: the stack");
   }
-  // An endpoint's packet to itself: egress admitted it and opened an EGRESS entry; ingress then finds that entry as
-  // the reply of its own tuple when the tuple is its own reverse (equal ports, or none), and passes it unjudged.
-  bool self_reply = dst == src && !judged.related && judged.sport == judged.dport;
+  // An endpoint's packet to itself: egress admitted it and opened an EGRESS entry (an ICMP error opens none); ingress
+  // then finds that entry as the reply of its own tuple when the tuple is its own reverse (equal ports, or none), and
+  // passes it unjudged.
+  bool self_reply = dst == src && !judged.icmpError() && judged.sport == judged.dport;
   if (!self_reply) {
     if (uint8_t r = w.verdict(dst->ep_id, src->identity, policy::Direction::kIngress, p.proto, port)) {
       return drop(r, policyWhy("ingress of the local destination", src->identity, p, port));
