@@ -20,17 +20,39 @@ std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" :
 }  // namespace
 
 Status validatePod(const nlohmann::json& pod) {
-  if (!pod.contains("spec") || !pod["spec"].is_object()) {
+  // The node manager reads spec.nodeName and status.podIP of every pod as strings: a number or null there threw
+  // type_error on the reconcile thread (shown with fuzz_manifest on handcrafted Pods).
+  if (pod.contains("status") && !pod["status"].is_null()) {
+    const auto& status = pod["status"];
+    if (!status.is_object()) {
+      return makeError(ErrorCode::kInvalidArgument, "status: must be an object");
+    }
+    if (status.contains("podIP") && !status["podIP"].is_string()) {
+      return makeError(ErrorCode::kInvalidArgument, "status.podIP: must be a string");
+    }
+  }
+  if (!pod.contains("spec") || pod["spec"].is_null()) {
     return Status::Ok();
   }
+  if (!pod["spec"].is_object()) {
+    return makeError(ErrorCode::kInvalidArgument, "spec: must be an object");
+  }
   const auto& spec = pod["spec"];
+  if (spec.contains("nodeName") && !spec["nodeName"].is_string()) {
+    return makeError(ErrorCode::kInvalidArgument, "spec.nodeName: must be a string");
+  }
   if (spec.contains("containers")) {
     if (!spec["containers"].is_array()) {
       return makeError(ErrorCode::kInvalidArgument, "spec.containers: must be a list");
     }
     for (size_t i = 0; i < spec["containers"].size(); ++i) {
       const auto& c = spec["containers"][i];
-      if (!c.is_object() || !c.contains("ports")) {
+      // podNamedPorts() reads every container and port: each must be an object, a port's name and protocol
+      // strings (a container that was a string threw type_error there, on the reconcile thread).
+      if (!c.is_object()) {
+        return makeError(ErrorCode::kInvalidArgument, fmt::format("spec.containers[{}]: must be an object", i));
+      }
+      if (!c.contains("ports")) {
         continue;
       }
       if (!c["ports"].is_array()) {
@@ -42,6 +64,12 @@ Status validatePod(const nlohmann::json& pod) {
             p["containerPort"].get<int64_t>() < 1 || p["containerPort"].get<int64_t>() > 65535) {
           return makeError(ErrorCode::kInvalidArgument,
                            fmt::format("spec.containers[{}].ports[{}].containerPort: must be 1-65535", i, j));
+        }
+        for (const char* field : {"name", "protocol"}) {
+          if (p.contains(field) && !p[field].is_string()) {
+            return makeError(ErrorCode::kInvalidArgument,
+                             fmt::format("spec.containers[{}].ports[{}].{}: must be a string", i, j, field));
+          }
         }
       }
     }
