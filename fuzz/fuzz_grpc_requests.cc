@@ -13,6 +13,7 @@
 
 #include "plexus/agent/requests.h"
 #include "plexus/common/manifest.h"
+#include "plexus/policy/policy.h"
 
 namespace {
 
@@ -77,8 +78,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 5: {
       v1::ExplainRequest req;
       if (parse(data, size, &req)) {
+        // Port 0 only as ICMP type 0 (echo reply).
         auto q = explainFromProto(req);
-        if (q.ok() && q->port == 0) {
+        if (q.ok() && q->port == 0 && q->proto != policy::kProtoIcmp) {
           __builtin_trap();
         }
       }
