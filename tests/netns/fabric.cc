@@ -108,8 +108,10 @@ Fabric::Fabric(FabricOptions options) : options_(std::move(options)) {
         args.push_back(std::move(a));
       }
     }
-    args.push_back("--devices");
-    args.push_back(dev);
+    if (!options_.detect_devices) {
+      args.push_back("--devices");
+      args.push_back(dev);
+    }
     std::string kept_log = logs_dir_.path() + "/node" + std::to_string(i) + ".log";
     bool fabric_ok = false;
     try {

@@ -28,6 +28,7 @@ struct FabricOptions {
   size_t nodes = 3;
   int cidr_base = 220;                  // node i: 10.{cidr_base+i}.0.0/24
   std::vector<std::string> agent_args;  // routing flags etc. for every agent; --devices <underlay> is added
+  bool detect_devices = false;          // leave --devices out: the agents detect the underlay themselves
   // Optional, per node i: agent arguments added after agent_args (e.g. a kubeconfig that differs per node).
   std::function<std::vector<std::string>(size_t)> node_args;
   // Optional, per node i: runs in the node's setup once its underlay link is up and checked, before its agent

@@ -437,6 +437,46 @@ TEST_CASE("multinode: a ClusterIP with backends on nodes 2 and 3 works from a po
   CHECK_FALSE(host_seen.empty());
 }
 
+TEST_CASE("multinode: without --devices, the underlay is detected once the other nodes are known (the route to "
+          "them), gets the host programs, and NodePort listens on its address",
+          "[netns][multinode]") {
+  // The node namespaces have no default route: at start nothing carries one, so no device is selected yet.
+  FabricOptions o{2, 250, routingArgs("native")};
+  o.detect_devices = true;
+  Fabric f(o);
+  FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
+  f.addPod(0, "client", {{"app", "client"}});
+  f.applyCluster();
+  for (size_t i = 0; i < f.size(); ++i) {
+    bool detected = waitUntil([&] {
+      return f.node(i).cli({"status"}).out.find("Devices:     " + f.underlayDevice(i)) != std::string::npos;
+    });
+    INFO("node " << i << " status: " << f.node(i).cli({"status"}).out << "\n" << f.node(i).agent().log());
+    CHECK(detected);
+    CHECK(f.node(i).agent().log().find("devices: " + f.underlayDevice(i) + " selected") != std::string::npos);
+  }
+  f.applyEverywhere("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n"
+                    "  type: NodePort\n  clusterIP: 10.96.71.10\n  ports: [{name: http, port: 80, protocol: TCP, "
+                    "targetPort: 8080, nodePort: 30091}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                    "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
+                    "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n"
+                    "- addresses: [" + web.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + f.nodeName(1) + "\n",
+                    "svc.yaml");
+  Greeter g(web);
+  // From node 1's host to node 2's underlay address: translated by the host program on the detected device.
+  std::string answer;
+  bool reached = waitUntil([&] {
+    int fd = tcpConnect(f.node(0).node().path(), Fabric::underlayIp(1), 30091);
+    answer = fd >= 0 ? readGreeting(fd) : "";
+    if (fd >= 0) {
+      close(fd);
+    }
+    return answer == "web";
+  });
+  INFO("NodePort answer: [" << answer << "]\n" << f.logs());
+  CHECK(reached);
+}
+
 TEST_CASE("multinode: deleting node 3 removes its routes and ipcache entries on node 1; re-applying restores them",
           "[netns][multinode]") {
   std::string mode = GENERATE(as<std::string>{}, "native", "tunnel");

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "plexus/api/paths.h"
@@ -39,11 +40,9 @@ std::vector<Ipv4> nodeAddresses(const std::vector<std::string>& devices) {
   freeifaddrs(list);
   return out;
 }
-// --devices, or when empty the devices Cilium would pick: up, global unicast IPv4, carrying the default route.
-Result<std::vector<std::string>> effectiveDevices(const AgentConfig& config) {
-  if (!config.devices.empty()) {
-    return config.devices;
-  }
+// The devices Cilium would pick: up, global unicast IPv4, carrying the default route or the route to another node.
+// `log`: one line per link saying why it was or was not picked.
+Result<std::vector<std::string>> detectDevices(const std::vector<Ipv4>& other_nodes, bool log) {
   auto links = datapath::listLinks();
   auto routes = datapath::listRoutes();
   if (!links.ok() || !routes.ok()) {
@@ -57,10 +56,12 @@ Result<std::vector<std::string>> effectiveDevices(const AgentConfig& config) {
   for (const auto& r : *routes) {
     rin.push_back(node::RouteInfo{r.dst, r.ifindex, r.gateway});
   }
-  for (const auto& d : node::explainDevices(in, rin, {})) {
-    spdlog::info("devices: {} {}: {}", d.name, d.selected ? "selected" : "skipped", d.reason);
+  if (log) {
+    for (const auto& d : node::explainDevices(in, rin, other_nodes)) {
+      spdlog::info("devices: {} {}: {}", d.name, d.selected ? "selected" : "skipped", d.reason);
+    }
   }
-  return node::detectDevices(in, rin, {});
+  return node::detectDevices(in, rin, other_nodes);
 }
 
 }  // namespace
@@ -85,6 +86,49 @@ void AgentState::stop() {
 }
 
 AgentState::~AgentState() { stop(); }
+
+void AgentState::refreshDevices() {
+  if (!config.devices.empty() || !nodes) {
+    return;
+  }
+  std::vector<Ipv4> others;
+  for (const auto& n : nodes->nodes()) {
+    if (n.name != config.node_name) {
+      others.insert(others.end(), n.internal_ips.begin(), n.internal_ips.end());
+    }
+  }
+  auto found = detectDevices(others, false);
+  auto current = devices();
+  if (!found.ok() || *found == current) {
+    return;
+  }
+  (void)detectDevices(others, true);  // the reasons, once per change
+  std::vector<std::string> next;
+  for (const auto& dev : *found) {
+    bool known = std::find(current.begin(), current.end(), dev) != current.end();
+    if (!known && host) {
+      auto link = datapath::linkByName(dev);
+      Status s = link.ok() ? host->attachDevice(link->ifindex) : Status(link.error());
+      if (!s.ok()) {
+        spdlog::warn("devices: {}: {} (will retry)", dev, s.error().message);
+        continue;
+      }
+    }
+    next.push_back(dev);
+  }
+  for (const auto& dev : current) {
+    if (std::find(next.begin(), next.end(), dev) == next.end()) {
+      spdlog::info("devices: {} is no longer selected; its programs stay attached until the agent restarts", dev);
+    }
+  }
+  spdlog::info("devices: {} (were {})", next.empty() ? "none" : fmt::format("{}", fmt::join(next, ", ")),
+               current.empty() ? "none" : fmt::format("{}", fmt::join(current, ", ")));
+  if (services) {
+    services->setNodeAddresses(nodeAddresses(next));
+  }
+  std::lock_guard<std::mutex> lock(devices_mu);
+  devices_ = std::move(next);
+}
 
 void AgentState::collectConntrack() {
   uint64_t now = datapath::monotonicNs();
@@ -113,14 +157,15 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     return mode.error().wrap("--routing-mode");
   }
   state->routing_mode = *mode;
-  auto devices = effectiveDevices(config);
+  // Without --devices: detected now from the default route, and again once the nodes are known (refreshDevices).
+  auto devices = config.devices.empty() ? detectDevices({}, true) : Result<std::vector<std::string>>(config.devices);
   if (!devices.ok()) {
     return devices.error();
   }
-  state->devices = *devices;
+  state->devices_ = *devices;
   int device_mtu = 1500;
-  if (!state->devices.empty()) {
-    if (auto l = datapath::linkByName(state->devices.front()); l.ok() && l->mtu > 0) {
+  if (!state->devices_.empty()) {
+    if (auto l = datapath::linkByName(state->devices_.front()); l.ok() && l->mtu > 0) {
       device_mtu = l->mtu;
     }
   }
@@ -159,11 +204,11 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.tunnel_ifindex = static_cast<uint32_t>(state->tunnel_ifindex);
   // BPF host routing (FIB lookup + redirect out, the devices' redirect_peer in), as Cilium enables it: it needs the
   // host programs on the devices, which come with kube-proxy replacement. Otherwise the stack forwards ("legacy").
-  state->host_routing = !config.enable_host_legacy_routing && config.kube_proxy_replacement && !state->devices.empty();
+  state->host_routing = !config.enable_host_legacy_routing && config.kube_proxy_replacement;
   lxc_cfg.host_routing = state->host_routing;
   spdlog::info("host routing: {}", state->host_routing ? "BPF"
                                    : config.enable_host_legacy_routing ? "legacy (--enable-host-legacy-routing)"
-                                   : "legacy (needs kube-proxy replacement and a device)");
+                                   : "legacy (needs kube-proxy replacement)");
   auto lxc = datapath::LxcDatapath::load(lxc_cfg);
   if (!lxc.ok()) {
     return lxc.error();
@@ -190,12 +235,13 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   }
 
   // NodePort/LoadBalancer from outside the node: the external devices get bpf_host at tc ingress.
-  if (config.kube_proxy_replacement && !state->devices.empty()) {
+  // Loaded even without devices: devices detected later (refreshDevices) get them then.
+  if (config.kube_proxy_replacement) {
     auto host = datapath::HostDatapath::load(lxc_cfg);
     if (!host.ok()) {
       return host.error();
     }
-    for (const auto& dev : state->devices) {
+    for (const auto& dev : state->devices_) {
       auto link = datapath::linkByName(dev);
       if (!link.ok()) {
         return link.error().wrap(fmt::format("--devices {}", dev));
@@ -277,7 +323,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   if (config.kube_proxy_replacement) {
     lb::PlannerConfig pc;
     pc.node_name = config.node_name;
-    pc.node_ips = nodeAddresses(state->devices);
+    pc.node_ips = nodeAddresses(state->devices_);
     pc.maglev = config.lb_algorithm == "maglev";
     pc.maglev_m = static_cast<uint32_t>(config.maglev_table_size);
     auto seed = lb::parseMaglevSeed(config.maglev_hash_seed.empty() ? lb::kDefaultMaglevSeed

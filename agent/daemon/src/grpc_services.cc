@@ -189,7 +189,7 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
         }
         resp->set_endpoint_count(static_cast<uint32_t>(state_.endpoints->list().size()));
         resp->set_routing_mode(state_.routing_mode == node::RoutingMode::kTunnel ? "tunnel (vxlan)" : "native");
-        for (const auto& d : state_.devices) {
+        for (const auto& d : state_.devices()) {
           resp->add_devices(d);
         }
         resp->set_pod_mtu(static_cast<uint32_t>(state_.pod_mtu));

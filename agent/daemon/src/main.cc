@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
         next_gc = std::chrono::steady_clock::now() + std::chrono::seconds(config->conntrack_gc_interval);
       }
       (void)st.reconciler.submit([&st, gc] {
+        st.refreshDevices();
         st.controller->tick();
         if (gc) {
           st.collectConntrack();

@@ -81,6 +81,8 @@ struct Plan {
 class Planner {
  public:
   explicit Planner(PlannerConfig config) : config_(std::move(config)) {}
+  // NodePort frontends' addresses (devices detected later); takes effect at the next compute().
+  void setNodeIps(std::vector<Ipv4> ips) { config_.node_ips = std::move(ips); }
 
   // Adopts the ids the maps already hold (an agent restart), before the first compute(): a backend keeps its id and
   // a frontend its reverse-NAT index, so conntrack and affinity entries, which store them, stay valid. Ids that the

@@ -29,6 +29,11 @@ class ServiceManager {
   // difference for those services alone, so one change costs the same with 10 or 10,000 services installed.
   Status update(const std::map<std::string, std::optional<lb::Service>>& changed,
                 const std::map<std::string, std::vector<lb::EndpointSlice>>& slices);
+  // The node addresses NodePort frontends listen on (the devices'); the next sync is a full one.
+  void setNodeAddresses(std::vector<Ipv4> ips) {
+    planner_.setNodeIps(std::move(ips));
+    needs_full_ = true;
+  }
   // After a failed write the planner is ahead of the maps: the next sync must be a full one.
   bool needsFullSync() const { return needs_full_; }
   const lb::MapState& installed() const { return installed_; }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -52,11 +53,17 @@ struct AgentState {
   // Kernel adapters and the seams over them.
   std::unique_ptr<datapath::LxcDatapath> lxc;
   std::unique_ptr<datapath::SockDatapath> sock;  // null when socket LB is off
-  std::unique_ptr<datapath::HostDatapath> host;  // null when no --devices are given
+  std::unique_ptr<datapath::HostDatapath> host;  // null when kube-proxy replacement is off
   std::unique_ptr<datapath::OverlayDatapath> overlay;  // null in native routing
   std::unique_ptr<StateStore> store;
   node::RoutingMode routing_mode = node::RoutingMode::kTunnel;
-  std::vector<std::string> devices;  // --devices, or detected
+  // --devices, or detected (again whenever the nodes change: a route to another node selects a device too).
+  std::vector<std::string> devices() const {
+    std::lock_guard<std::mutex> lock(devices_mu);
+    return devices_;
+  }
+  std::vector<std::string> devices_;
+  mutable std::mutex devices_mu;
   int tunnel_ifindex = 0;            // the tunnel device (tunnel mode)
   int pod_mtu = 1500;
   bool host_routing = false;         // BPF host routing (fib redirect out, redirect_peer in)
@@ -95,6 +102,9 @@ struct AgentState {
     double last_seconds = 0;
   } ct_gc;
   void collectConntrack();
+  // Without --devices: detects the devices again with the other nodes' addresses (reconcile thread); new ones get
+  // the host programs, and NodePort listens on their addresses.
+  void refreshDevices();
   // Stops what feeds or reads through the reconcile thread, then the reconcile thread. Idempotent.
   void stop();
 
