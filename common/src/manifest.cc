@@ -92,7 +92,13 @@ size_t lineOfTopLevelComma(std::string_view text) {
       depth = 0;
       i = 3;
     }
-    if (decided || (quote == 0 && depth == 0 && !l.empty() && l[0] == '%')) {
+    if (quote == 0 && !l.empty() && l[0] == '%') {
+      // A directive line starts a new document for yaml-cpp, even without "---" (found by fuzz_grpc_requests).
+      decided = false;
+      depth = 0;
+      l = {};
+    }
+    if (decided) {
       l = {};
     }
     if (quote == 0 && depth == 0) {

@@ -39,7 +39,9 @@ TEST_CASE("fuzz: a top-level ',' that would hang yaml-cpp is refused with its li
   // yaml-cpp 0.7's LoadAll() never returns on these (fuzz_grpc_requests and fuzz_manifest timed out): the
   // agent's Apply handler spun forever.
   for (const char* text : {",", " ,", "{a: 1},", "[a], b", "&x ,", "!t ,", "\"x\",", "---\n,",
-                           "kind: Pod\n---\n{a: 1}, {b: 2}\n", "# comment\n{\"kind\": \"Pod\"},\n"}) {
+                           "kind: Pod\n---\n{a: 1}, {b: 2}\n", "# comment\n{\"kind\": \"Pod\"},\n",
+                           // A directive line ends the document before it (fuzz_grpc_requests).
+                           "a: 1\n% x\n,", "kind: Pod\n%YAML 1.2\n ,ports: []\n"}) {
     INFO(text);
     auto r = parseManifests(text);
     REQUIRE_FALSE(r.ok());
