@@ -5,19 +5,22 @@
 #   scripts/fuzz.sh [--seconds N] [--build DIR] [target...]
 #     --seconds N   how long each target runs (default: $FUZZ_SECONDS, else 60); make test runs 5
 #     --build DIR   the fuzz build directory (default: build-fuzz)
+#     --seed N      libFuzzer's random seed (default 0: a new one each run); make test uses 1, so a run repeats
 #     target        cni manifest flow_filter k8s_watch grpc_requests (default: all)
-# JOBS (default: nproc) sets the build's parallelism.
+# JOBS (default: nproc) sets the build's parallelism; FUZZ_OPT (-O0, or -O1) the optimisation of a new build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
 build=build-fuzz
+seed=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --seed) seed="$2"; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -34,6 +37,7 @@ fi
 start=$(date +%s)
 if [ ! -f "${build}/CMakeCache.txt" ]; then
   CC=clang CXX=clang++ cmake -S . -B "${build}" -G "Unix Makefiles" -DPLEXUS_FUZZ=ON -DCMAKE_BUILD_TYPE=Fuzz \
+    -DPLEXUS_FUZZ_OPT="${FUZZ_OPT:--O0}" \
     >"${build}.configure.log" 2>&1 || { cat "${build}.configure.log"; exit 1; }
 fi
 bins=()
@@ -58,7 +62,7 @@ for t in "${targets[@]}"; do
   mkdir -p "${work}/${t}" "${artifacts}"
   log="${build}/fuzz-${t}.log"
   # The first corpus directory receives new inputs (a scratch copy); the committed seeds are only read.
-  timeout $((seconds + 120)) "${bin}" -max_total_time="${seconds}" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+  timeout $((seconds + 120)) "${bin}" -max_total_time="${seconds}" -seed="${seed}" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
     -print_final_stats=1 -artifact_prefix="${artifacts}/" "${work}/${t}" "${corpus}" >"${log}" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "${log}" | tail -1)

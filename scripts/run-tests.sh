@@ -8,6 +8,8 @@
 #            netns_e2e     [netns] the real agent, CNI plugin and CLI with namespaces and traffic
 #            k8s_client    [k8s] the Kubernetes client against the wire-protocol test API server
 #   helm   chart tests (helm/tests/run.sh: lint, template, node --test), when the script exists
+#   fuzz   every libFuzzer target briefly (FUZZ_TEST_SECONDS, default 5 s each) from its committed corpus, so a
+#          crash found once stays found (scripts/fuzz.sh, its own build-fuzz tree; docs/fuzzing.md)
 # Each tier reports on its own line; the script exits non-zero if any tier failed. One ctest tier alone:
 # make unit, make bpf-test, make netns-test, make k8s-test.
 set -uo pipefail
@@ -32,6 +34,8 @@ run_tier ctest ctest --test-dir "${build}" --output-on-failure --timeout 900
 if [ -x helm/tests/run.sh ] || [ -f helm/tests/run.sh ]; then
   run_tier helm bash helm/tests/run.sh
 fi
+
+run_tier fuzz bash scripts/fuzz.sh --seconds "${FUZZ_TEST_SECONDS:-5}" --seed 1
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "run-tests: FAILED tiers: ${failed[*]}"
