@@ -36,9 +36,10 @@ fi
 
 start=$(date +%s)
 if [ ! -f "${build}/CMakeCache.txt" ]; then
+  mkdir -p "${build}"
   CC=clang CXX=clang++ cmake -S . -B "${build}" -G "Unix Makefiles" -DPLEXUS_FUZZ=ON -DCMAKE_BUILD_TYPE=Fuzz \
     -DPLEXUS_FUZZ_OPT="${FUZZ_OPT:--O0}" \
-    >"${build}.configure.log" 2>&1 || { cat "${build}.configure.log"; exit 1; }
+    >"${build}/configure.log" 2>&1 || { cat "${build}/configure.log"; exit 1; }
 fi
 bins=()
 for t in "${targets[@]}"; do bins+=(--target "fuzz_${t}"); done
