@@ -42,8 +42,8 @@ class NodeManager {
   // flows: remote pods are named in flows as local ones are (may be null).
   NodeManager(NodeManagerConfig config, IpcacheManager& ipcache, IdentityManager& identities,
               const ResourceState& resources, NodeRoutes* routes, FlowDirectory* flows)
-      : config_(std::move(config)), table_(config_.self), unsynced_(config_.sync_kinds), ipcache_(ipcache), identities_(identities),
-        resources_(resources), routes_(routes), flows_(flows) {}
+      : config_(std::move(config)), table_(config_.self), ipcache_(ipcache), identities_(identities),
+        resources_(resources), routes_(routes), flows_(flows), unsynced_(config_.sync_kinds) {}
 
   // Adopts the routes an earlier run left in the kernel: once the node table is complete (sync_kinds), those no
   // node wants any more are removed by sync(). Call before the restored resources are tracked.
