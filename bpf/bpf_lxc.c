@@ -53,6 +53,13 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
     }
   }
   if (cfg_host_routing) {
+    /* Only destinations inside the cluster (other nodes' pods and hosts): traffic leaving the cluster, and the replies
+     * of connections the node's netfilter translated (portmap's hostPort DNAT, an operator's masquerade rule), need
+     * the stack's NAT until the datapath masquerades itself, as Cilium keeps legacy routing without BPF masquerade. */
+    struct plexus_ipcache_value *dst = ipcache_lookup(daddr);
+    if (!dst || dst->identity == PLEXUS_IDENTITY_WORLD || (dst->identity & PLEXUS_IDENTITY_LOCAL_FLAG)) {
+      return TC_ACT_OK;
+    }
     int ret = fib_redirect_v4(skb, cfg_tunnel_ifindex);
     if (ret == TC_ACT_REDIRECT) {
       c->reason = PLEXUS_REASON_FORWARDED_FIB;

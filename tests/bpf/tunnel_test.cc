@@ -390,12 +390,18 @@ TEST_CASE("native routing: BPF host routing forwards past the node's FORWARD cha
     cfg.host_routing = host_routing;
     n1.load(cfg, false, true, "ul0");
     setIpcache(*n1.dp, kNode2.toString() + "/32", PLEXUS_IDENTITY_REMOTE_NODE, Ipv4{});
+    setIpcache(*n1.dp, "10.244.2.0/24", PLEXUS_IDENTITY_UNKNOWN, kNode2);  // the other node's pod CIDR, as the agent
     REQUIRE(n1.dp->policy().set(1, ingressFrom({PLEXUS_IDENTITY_REMOTE_NODE})).ok());
 
     // Out: the first datagram finds no neighbour for the next hop (redirect_neigh resolves it), later ones do.
     CHECK(udpDelivered(n1.pod, 42001, n2.ns, kPod2, 7101) == host_routing);
     CHECK(udpDelivered(n1.pod, 42002, n2.ns, kPod2, 7102) == host_routing);
     CHECK((counter(*n1.dp, PLEXUS_REASON_FORWARDED_FIB, PLEXUS_DIR_EGRESS) >= 2) == host_routing);
+    // A destination outside the cluster (no ipcache entry) always takes the stack, whose NAT it may need: the FORWARD
+    // chain drops it in both modes.
+    must(n2.ns, "ip addr add 198.51.100.7/32 dev lo");
+    must(n1.ns, "ip route add 198.51.100.7/32 via " + kNode2.toString());
+    CHECK_FALSE(udpDelivered(n1.pod, 42003, n2.ns, *Ipv4::parse("198.51.100.7"), 7104));
 
     // In: from the other node's address (remote-node, admitted) to the pod, and from an address the pod does not
     // admit (world).
