@@ -36,6 +36,9 @@ int status(const Context& c) {
   std::cout << fmt::format("Devices:     {}\n", devices.empty() ? "none (NodePort from outside is off)" : devices);
   std::cout << fmt::format("Nodes:       {}/{} reachable   probes: {}\n", r.nodes_reachable(), r.nodes_total(),
                            r.health_probes());
+  for (const auto& p : r.problems()) {
+    std::cout << fmt::format("Problem:     {}\n", p);
+  }
   std::cout << "Programs:\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : r.programs()) {
@@ -85,6 +88,11 @@ int endpointList(const Context& c) {
     rows.push_back(endpointRow(e));
   }
   std::cout << renderTable(kEndpointHeader, rows);
+  for (const auto& e : r.endpoints()) {
+    if (!e.status().empty()) {
+      std::cout << fmt::format("endpoint {}: {}\n", e.id(), e.status());
+    }
+  }
   return 0;
 }
 
@@ -107,6 +115,9 @@ int endpointGet(const Context& c, const std::string& selector) {
     return 0;
   }
   std::cout << renderTable(kEndpointHeader, {endpointRow(e)});
+  if (!e.status().empty()) {
+    std::cout << "status: " << e.status() << "\n";
+  }
   std::cout << fmt::format("\ncontainer {}  ifname {}  netns {}\npod MAC {}  host MAC {}  host ifindex {}\n",
                            e.container_id(), e.ifname(), e.netns(), e.mac(), e.host_mac(), e.host_ifindex());
   if (e.labels_size() > 0) {

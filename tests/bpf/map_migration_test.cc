@@ -68,7 +68,7 @@ struct Root {
   std::unique_ptr<LxcDatapath> load(uint32_t ct_map_size = PLEXUS_CT4_DEFAULT_MAX) {
     LxcConfig cfg;
     cfg.bpf_root = path;
-    cfg.ct_map_size = ct_map_size;
+    cfg.sizes.ct = ct_map_size;
     auto dp = LxcDatapath::load(cfg);
     INFO((dp.ok() ? std::string() : dp.error().message));
     REQUIRE(dp.ok());
@@ -235,7 +235,7 @@ TEST_CASE("a failed load puts a map moved aside back; a layout changed in place 
   REQUIRE(bpf_obj_pin(bad.get(), ep_pin.c_str()) == 0);
   LxcConfig cfg;
   cfg.bpf_root = root.path;
-  cfg.ct_map_size = 1024;  // ... after the conntrack map was moved aside for its new size
+  cfg.sizes.ct = 1024;  // ... after the conntrack map was moved aside for its new size
   auto failed = LxcDatapath::load(cfg);
   REQUIRE_FALSE(failed.ok());
   CHECK(failed.error().message.find("must match this build's layouts") != std::string::npos);

@@ -59,7 +59,7 @@ struct FuzzFixture : Fixture {
     cfg.tunnel_ifindex = 1;  // test_run does not check a redirect's target
     // A small conntrack map: it is emptied before every packet, and finding the first key of a hash map walks its
     // buckets (with the default size that walk was 80% of the run).
-    cfg.ct_map_size = kCtMapSize;
+    cfg.sizes.ct = kCtMapSize;
     return cfg;
   }
 
@@ -67,7 +67,7 @@ struct FuzzFixture : Fixture {
     datapath::LxcConfig hc;
     hc.bpf_root = bpffs.path() + "/plexus";
     hc.host_routing = true;
-    hc.ct_map_size = kCtMapSize;
+    hc.sizes.ct = kCtMapSize;
     auto h = datapath::HostDatapath::load(hc);
     INFO((h.ok() ? std::string() : h.error().message));
     REQUIRE(h.ok());

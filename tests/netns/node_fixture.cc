@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include <catch2/catch.hpp>
 
 #include "plexus/datapath/bpf_map.h"
@@ -66,14 +68,26 @@ CommandResult NodeFixture::cni(const std::string& command, const Pod& pod, const
   return execPlugin(cniBinary(), call(command, pod), config);
 }
 
-Pod NodeFixture::addPod(const std::string& name, const std::string& pod_namespace) {
-  Pod pod;
+CommandResult NodeFixture::tryAddPod(Pod& pod, const std::string& name, const std::string& pod_namespace) {
   pod.netns = std::make_unique<Netns>("pd");
   pod.container_id = uniqueName("ctr-" + name);
   CniCall c = call("ADD", pod);
   c.args = "K8S_POD_UID=uid-" + name + ";K8S_POD_NAMESPACE=" + pod_namespace + ";K8S_POD_NAME=" + name +
            ";K8S_POD_INFRA_CONTAINER_ID=" + pod.container_id;
-  auto r = execPlugin(cniBinary(), c, cniConfig());
+  return execPlugin(cniBinary(), c, cniConfig());
+}
+
+void NodeFixture::apply(const std::string& yaml) {
+  std::string path = tmp_.path() + "/" + uniqueName("apply") + ".yaml";
+  std::ofstream(path) << yaml;
+  auto r = cli({"apply", "-f", path});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+}
+
+Pod NodeFixture::addPod(const std::string& name, const std::string& pod_namespace) {
+  Pod pod;
+  auto r = tryAddPod(pod, name, pod_namespace);
   INFO("plexus-cni ADD: " << r.out << r.err << "\nagent log:\n" << agent_->log());
   REQUIRE(r.exit_code == 0);
   pod.result = nlohmann::json::parse(r.out);

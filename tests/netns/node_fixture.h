@@ -50,6 +50,10 @@ class NodeFixture {
 
   // Creates a pod namespace and runs ADD; REQUIREs success.
   Pod addPod(const std::string& name, const std::string& pod_namespace = "default");
+  // The same ADD, whatever its outcome: fills pod's namespace and container id, returns the plugin's result.
+  CommandResult tryAddPod(Pod& pod, const std::string& name, const std::string& pod_namespace = "default");
+  // `plexus apply -f` of the YAML (written to a file of its own); REQUIREs success.
+  void apply(const std::string& yaml);
   CommandResult cni(const std::string& command, const Pod& pod, const nlohmann::json& config) const;
   CommandResult cli(const std::vector<std::string>& args) const;
   // `plexus <args> -o json`, parsed; REQUIREs success.

@@ -64,15 +64,11 @@ Status Controller::start(std::vector<std::string>* problems) {
   if (p_.services) {
     // The first service sync: every restored pod address is known now.
     p_.services->endpointsRestored();
-    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
-      problems->push_back("services: " + s.error().message + " (will retry)");
-    }
+    syncServices();
   }
   regenerate();
   // Every source has spoken: what the ipcache still holds beyond that is a leftover.
-  if (Status s = p_.ipcache.reconcile(); !s.ok()) {
-    problems->push_back(s.error().message + " (will retry)");
-  }
+  note("ipcache", p_.ipcache.reconcile());
   return Status::Ok();
 }
 
@@ -179,14 +175,10 @@ void Controller::changed(const std::vector<ResourceEvent>& events) {
     }
   }
   if (services_changed) {
-    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
-      spdlog::error("services: {} (will retry)", s.error().message);
-    }
+    syncServices();
   }
   if (nodes_changed) {
-    if (Status s = p_.nodes->sync(); !s.ok()) {
-      spdlog::error("nodes: {} (will retry)", s.error().message);
-    }
+    syncNodes();
   }
   for (const auto& e : events) {
     bool pod = e.key.kind == ResourceKind::kPod;
@@ -232,9 +224,7 @@ void Controller::reportPolicies(const std::vector<ResourceEvent>& events) {
 void Controller::endpointsChanged(const std::string& ns) {
   if (p_.services) {
     p_.services->podsChanged(nsOrDefault(ns));
-    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
-      spdlog::error("services: {} (will retry)", s.error().message);
-    }
+    syncServices();
   }
   regenerate();  // a new or vanished identity changes what other endpoints' selectors match
 }
@@ -313,15 +303,41 @@ void Controller::syncHostAddresses() {
   for (const Ipv4& ip : p_.host->list()) {
     entries[Ipv4Prefix(ip, 32)] = IpcacheEntry{kIdentityHost, Ipv4{}};
   }
-  if (Status s = p_.ipcache.replace(IpcacheSource::kHost, entries); !s.ok()) {
-    spdlog::warn("{} (will retry)", s.error().message);
+  note("ipcache", p_.ipcache.replace(IpcacheSource::kHost, entries));
+}
+
+void Controller::regenerate() { note("policy", p_.policies.regenerate(p_.endpoints.list())); }
+
+void Controller::syncServices() { note("services", p_.services->sync(p_.endpoints.list())); }
+
+void Controller::syncNodes() { note("nodes", p_.nodes->sync()); }
+
+void Controller::note(const std::string& area, const Status& outcome) {
+  auto it = problems_.find(area);
+  if (outcome.ok()) {
+    if (it != problems_.end()) {
+      spdlog::info("{}: recovered (was: {})", area, it->second);
+      problems_.erase(it);
+    }
+    return;
+  }
+  if (it == problems_.end() || it->second != outcome.error().message) {
+    spdlog::error("{}: {} (will retry)", area, outcome.error().message);
+    problems_[area] = outcome.error().message;
   }
 }
 
-void Controller::regenerate() {
-  if (Status s = p_.policies.regenerate(p_.endpoints.list()); !s.ok()) {
-    spdlog::warn("{} (will retry)", s.error().message);
+std::vector<std::string> Controller::problems() const {
+  std::vector<std::string> out;
+  for (const auto& [area, message] : problems_) {
+    out.push_back(area + ": " + message);
   }
+  if (!p_.ipcache.failures().empty() && !problems_.count("ipcache")) {
+    const auto& [prefix, why] = *p_.ipcache.failures().begin();
+    out.push_back(fmt::format("ipcache: {} prefixes not installed (first: {}: {})", p_.ipcache.failures().size(),
+                              prefix.toString(), why));
+  }
+  return out;
 }
 
 bool Controller::pending() const {
@@ -332,19 +348,13 @@ bool Controller::pending() const {
 void Controller::tick() {
   syncHostAddresses();
   if (p_.ipcache.pending()) {
-    if (Status s = p_.ipcache.reconcile(); !s.ok()) {
-      spdlog::warn("{} (will retry)", s.error().message);
-    }
+    note("ipcache", p_.ipcache.reconcile());
   }
   if (p_.services && p_.services->pending()) {
-    if (Status s = p_.services->sync(p_.endpoints.list()); !s.ok()) {
-      spdlog::error("services: {} (will retry)", s.error().message);
-    }
+    syncServices();
   }
   if (p_.nodes && p_.nodes->pending()) {
-    if (Status s = p_.nodes->sync(); !s.ok()) {
-      spdlog::warn("nodes: {} (will retry)", s.error().message);
-    }
+    syncNodes();
   }
   if (p_.policies.pending()) {
     regenerate();

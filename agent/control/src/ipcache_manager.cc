@@ -69,12 +69,29 @@ Status IpcacheManager::replace(IpcacheSource source, const std::map<Ipv4Prefix, 
 
 Status IpcacheManager::reconcile() {
   Status first = Status::Ok();
-  for (auto prefix : std::set<Ipv4Prefix>(dirty_)) {
-    if (Status s = flush(prefix); !s.ok() && first.ok()) {
-      first = s;
+  // Removals first: in a full map they make the room the writes need.
+  std::set<Ipv4Prefix> pending = dirty_;
+  for (bool removals : {true, false}) {
+    for (auto prefix : pending) {
+      if (lookup(prefix).has_value() == removals) {
+        continue;
+      }
+      if (Status s = flush(prefix); !s.ok() && first.ok()) {
+        first = s;
+      }
     }
   }
   return first;
+}
+
+std::optional<std::string> IpcacheManager::failure(IpcacheSource source) const {
+  for (const auto& [prefix, error] : failed_) {
+    auto it = statements_.find(prefix);
+    if (it != statements_.end() && it->second.count(source)) {
+      return error;
+    }
+  }
+  return std::nullopt;
 }
 
 Status IpcacheManager::flush(Ipv4Prefix prefix) {
@@ -84,6 +101,7 @@ Status IpcacheManager::flush(Ipv4Prefix prefix) {
     if (have != installed_.end()) {
       Status s = map_.erase(encodeIpcacheKey(prefix));
       if (!s.ok() && s.error().code != ErrorCode::kNotFound) {
+        failed_[prefix] = s.error().message;
         return s.error().wrap(fmt::format("ipcache {}: remove", prefix.toString()));
       }
       installed_.erase(have);
@@ -91,11 +109,13 @@ Status IpcacheManager::flush(Ipv4Prefix prefix) {
   } else if (have == installed_.end() || !(have->second == *want)) {
     Status s = map_.update(encodeIpcacheKey(prefix), encodeIpcacheValue(want->identity, want->tunnel_endpoint));
     if (!s.ok()) {
+      failed_[prefix] = s.error().message;
       return s.error().wrap(fmt::format("ipcache {} -> identity {}", prefix.toString(), want->identity));
     }
     installed_[prefix] = *want;
   }
   dirty_.erase(prefix);
+  failed_.erase(prefix);
   return Status::Ok();
 }
 

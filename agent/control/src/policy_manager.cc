@@ -158,9 +158,25 @@ policy::EndpointPolicy PolicyManager::compileFor(const EndpointRecord& rec,
   return policy::compile(info, ptrs, cache_, resolver);
 }
 
+std::optional<std::string> PolicyManager::cidrHole(const policy::EndpointPolicy& compiled) const {
+  auto failure = ipcache_.failure(IpcacheSource::kPolicyCidr);
+  if (!failure) {
+    return std::nullopt;
+  }
+  bool uses = std::any_of(compiled.entries.begin(), compiled.entries.end(),
+                          [](const policy::Entry& e) { return e.identity >= identity::kFirstLocalIdentity; });
+  if (!uses) {
+    return std::nullopt;
+  }
+  return "the ipcache cannot hold the CIDR identities it uses: " + *failure;
+}
+
 Status PolicyManager::install(const EndpointRecord& rec, const std::vector<EndpointRecord>& endpoints) {
   syncIdentities();
   auto compiled = compileFor(rec, endpoints);
+  if (auto hole = cidrHole(compiled)) {
+    return makeError(ErrorCode::kResourceExhausted, fmt::format("policy for endpoint {}: {}", rec.id, *hole));
+  }
   PLEXUS_TRY(map_.set(rec.id, encode(compiled.entries)), fmt::format("policy map for endpoint {}", rec.id));
   installed_[rec.id] = EndpointPolicyView{std::move(compiled), ""};
   return Status::Ok();
@@ -177,6 +193,14 @@ bool PolicyManager::pending() const {
   return std::any_of(installed_.begin(), installed_.end(), [](const auto& kv) { return !kv.second.error.empty(); });
 }
 
+size_t PolicyManager::largestPolicy() const {
+  size_t most = 0;
+  for (const auto& [id, view] : installed_) {
+    most = std::max(most, view.compiled.entries.size());
+  }
+  return most;
+}
+
 Status PolicyManager::regenerate(const std::vector<EndpointRecord>& endpoints) {
   syncIdentities();
   Status first = Status::Ok();
@@ -190,13 +214,19 @@ Status PolicyManager::regenerate(const std::vector<EndpointRecord>& endpoints) {
     }
     auto d = policy::diff(it == installed_.end() ? std::vector<policy::Entry>{} : it->second.compiled.entries,
                           compiled.entries);
-    Status s = map_.set(rec.id, encode(compiled.entries));
+    // Installing a policy whose CIDR identities are not all in the ipcache could let an address through as a
+    // shorter prefix or as world (past an except or a CIDR deny): the endpoint keeps its previous trie instead.
+    auto hole = cidrHole(compiled);
+    Status s = hole ? makeError(ErrorCode::kResourceExhausted, *hole) : map_.set(rec.id, encode(compiled.entries));
     if (!s.ok()) {
       // The old trie stays in place: the endpoint keeps its last complete state, and the next regenerate retries.
-      spdlog::error("policy: endpoint {} ({}/{}): {}", rec.id, rec.pod_namespace, rec.pod_name, s.error().message);
-      installed_[rec.id].error = s.error().message;  // a new endpoint without a trie drops everything meanwhile
+      std::string why = s.error().message + "; the previous policy stays enforced";
+      if (it == installed_.end() || it->second.error != why) {
+        spdlog::error("policy: endpoint {} ({}/{}): {}", rec.id, rec.pod_namespace, rec.pod_name, why);
+      }
+      installed_[rec.id].error = why;  // a new endpoint without a trie drops everything meanwhile
       if (first.ok()) {
-        first = s.error().wrap(fmt::format("policy for endpoint {}", rec.id));
+        first = Error{s.error().code, fmt::format("policy for endpoint {}: {}", rec.id, why)};
       }
       continue;
     }

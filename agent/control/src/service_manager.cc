@@ -49,7 +49,7 @@ Status ServiceManager::sync(const std::vector<lb::Service>& services, const std:
   auto t2 = std::chrono::steady_clock::now();
   if (plan.size() > 0) {
     if (Status s = maps_.apply(plan); !s.ok()) {
-      needs_full_ = true;
+      failed(s);
       return s.error().wrap("service maps");
     }
   }
@@ -74,7 +74,7 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
     return Status::Ok();
   }
   if (Status s = maps_.apply(plan); !s.ok()) {
-    needs_full_ = true;  // the planner moved on; the next sync recomputes everything against installed_
+    failed(s);  // the planner moved on; the next sync recomputes everything against installed_
     return s.error().wrap("service maps");
   }
   record(&last_incremental_, plan.size(), t0);
@@ -91,6 +91,19 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
   spdlog::info("services: {} changed, {} map operations, {} frontends", changed.size(), plan.size(),
                installed_.frontends.size());
   return Status::Ok();
+}
+
+void ServiceManager::failed(const Status& s) {
+  needs_full_ = true;
+  // Part of the plan may be in the maps (a full map refuses the rest): what they hold now is what the next sync
+  // diffs against, so that entries written for objects deleted meanwhile are removed, not leaked.
+  auto read = maps_.read();
+  if (!read.ok()) {
+    spdlog::warn("services: read the maps after {}: {}", s.error().message, read.error().message);
+    return;
+  }
+  read->frontends = std::move(installed_.frontends);
+  installed_ = std::move(*read);
 }
 
 void ServiceManager::publishNames() {

@@ -193,8 +193,11 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
 
   datapath::LxcConfig lxc_cfg;
   lxc_cfg.bpf_root = config.bpf_root;
-  lxc_cfg.ct_map_size = static_cast<uint32_t>(config.ct_map_size);
-  lxc_cfg.events_ring_bytes = static_cast<uint32_t>(config.events_ring_size);
+  lxc_cfg.sizes.ct = static_cast<uint32_t>(config.ct_map_size);
+  lxc_cfg.sizes.events_ring_bytes = static_cast<uint32_t>(config.events_ring_size);
+  lxc_cfg.sizes.lb = static_cast<uint32_t>(config.lb_map_max);
+  lxc_cfg.sizes.policy = static_cast<uint32_t>(config.policy_map_max);
+  lxc_cfg.sizes.ipcache = static_cast<uint32_t>(config.ipcache_map_max);
   lxc_cfg.maglev_table_size = static_cast<uint32_t>(config.maglev_table_size);
   lxc_cfg.enable_events = config.enable_hubble;
   lxc_cfg.monitor_aggregation =
@@ -216,7 +219,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->lxc = std::move(lxc.value());
   if (config.kube_proxy_replacement && config.enable_socket_lb) {
     auto sock = datapath::SockDatapath::load(
-        {config.bpf_root, config.cgroup_root, static_cast<uint32_t>(config.maglev_table_size)});
+        {config.bpf_root, config.cgroup_root, static_cast<uint32_t>(config.maglev_table_size), lxc_cfg.sizes});
     if (!sock.ok()) {
       return sock.error();
     }

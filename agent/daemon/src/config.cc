@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <set>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -63,6 +64,10 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--devices", c.devices, "external devices for NodePort")->delimiter(',');
   app.add_option("--enable-socket-lb", c.enable_socket_lb, "socket-level load-balancing");
   app.add_option("--ct-map-size", c.ct_map_size, "conntrack map entries");
+  app.add_option("--bpf-lb-map-max", c.lb_map_max,
+                 "entries of each service map (services, backends, rev-NAT, affinity, Maglev tables)");
+  app.add_option("--bpf-policy-map-max", c.policy_map_max, "entries of each endpoint's policy map");
+  app.add_option("--bpf-ipcache-map-max", c.ipcache_map_max, "entries of the ipcache (IP prefix -> identity)");
   app.add_option("--conntrack-gc-interval", c.conntrack_gc_interval,
                  "seconds between conntrack garbage collections (0: never; entries then leave by LRU eviction only)");
   app.add_option("--events-ring-size", c.events_ring_size,
@@ -206,6 +211,14 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));
   }
+  for (const auto& [flag, value, low, high] :
+       {std::tuple<const char*, int, int, int>{"--bpf-lb-map-max", c.lb_map_max, 16, 16777216},
+        {"--bpf-policy-map-max", c.policy_map_max, 16, PLEXUS_POLICY_INNER_MAX},
+        {"--bpf-ipcache-map-max", c.ipcache_map_max, 16, 16777216}}) {
+    if (value < low || value > high) {
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: must be {}-{}", flag, value, low, high));
+    }
+  }
   if (c.conntrack_gc_interval < 0 || c.conntrack_gc_interval > 86400) {
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("--conntrack-gc-interval {}: must be 0-86400 seconds", c.conntrack_gc_interval));
@@ -252,6 +265,9 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"devices", c.devices},
           {"enable-socket-lb", c.enable_socket_lb},
           {"ct-map-size", c.ct_map_size},
+          {"bpf-lb-map-max", c.lb_map_max},
+          {"bpf-policy-map-max", c.policy_map_max},
+          {"bpf-ipcache-map-max", c.ipcache_map_max},
           {"conntrack-gc-interval", c.conntrack_gc_interval},
           {"events-ring-size", c.events_ring_size}};
 }

@@ -32,7 +32,8 @@ namespace {
 
 grpc::Status notReady() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent is starting"); }
 
-void toProto(const EndpointRecord& r, v1::Endpoint* out) {
+// `policy_error`: why the endpoint's desired policy is not installed (empty: it is).
+void toProto(const EndpointRecord& r, const std::string& policy_error, v1::Endpoint* out) {
   out->set_id(r.id);
   out->set_container_id(r.container_id);
   out->set_ifname(r.ifname);
@@ -48,7 +49,10 @@ void toProto(const EndpointRecord& r, v1::Endpoint* out) {
   for (const auto& l : r.labels) {
     out->add_labels(l);
   }
-  out->set_state(v1::ENDPOINT_STATE_READY);
+  out->set_state(policy_error.empty() ? v1::ENDPOINT_STATE_READY : v1::ENDPOINT_STATE_NOT_READY);
+  if (!policy_error.empty()) {
+    out->set_status("policy: " + policy_error);
+  }
   out->set_chained(r.chained);
   out->set_created_unix(r.created_unix);
 }
@@ -188,6 +192,9 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
           out->set_pin_path(m.pin_path);
         }
         resp->set_endpoint_count(static_cast<uint32_t>(state_.endpoints->list().size()));
+        for (const auto& p : state_.controller->problems()) {
+          resp->add_problems(p);
+        }
         resp->set_routing_mode(state_.routing_mode == node::RoutingMode::kTunnel ? "tunnel (vxlan)" : "native");
         for (const auto& d : state_.devices()) {
           resp->add_devices(d);
@@ -220,12 +227,20 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
   return grpc::Status::OK;
 }
 
+std::string DaemonService::policyError(uint16_t id) const {
+  auto view = state_.policies->endpointPolicy(id);
+  return view ? view->error : "";
+}
+
 grpc::Status DaemonService::ListEndpoints(grpc::ServerContext*, const v1::ListEndpointsRequest*,
                                           v1::ListEndpointsResponse* resp) {
-  auto list = state_.reconciler.submit([&] { return state_.endpoints->list(); }).get();
-  for (const auto& r : list) {
-    toProto(r, resp->add_endpoints());
-  }
+  state_.reconciler
+      .submit([&] {
+        for (const auto& r : state_.endpoints->list()) {
+          toProto(r, policyError(r.id), resp->add_endpoints());
+        }
+      })
+      .get();
   return grpc::Status::OK;
 }
 
@@ -234,11 +249,18 @@ grpc::Status DaemonService::GetEndpoint(grpc::ServerContext*, const v1::GetEndpo
   if (!selector.ok()) {
     return toGrpc(selector.error());
   }
-  auto found = state_.reconciler.submit([&] { return state_.endpoints->find(*selector); }).get();
+  bool found = state_.reconciler
+                   .submit([&] {
+                     auto rec = state_.endpoints->find(*selector);
+                     if (rec) {
+                       toProto(*rec, policyError(rec->id), resp);
+                     }
+                     return rec.has_value();
+                   })
+                   .get();
   if (!found) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, fmt::format("no endpoint matches {:?}", *selector));
   }
-  toProto(*found, resp);
   return grpc::Status::OK;
 }
 

@@ -5,6 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <set>
+#include <tuple>
+
 #include "plexus/datapath/netlink.h"
 #include "plexus/datapath/tc.h"
 
@@ -14,6 +17,22 @@ namespace dp = plexus::datapath;
 
 Status KernelServiceMaps::apply(const lb::Plan& plan) {
   auto ignoreMissing = [](const Status& s) { return s.ok() || s.error().code == ErrorCode::kNotFound; };
+  // Frontends that go away entirely leave first: nothing refers to their entries, and in a full map they make the
+  // room the writes need. A frontend that only loses slots keeps them until its master no longer counts them.
+  std::set<std::tuple<uint32_t, uint16_t, uint8_t, uint8_t>> gone;
+  for (const auto& k : plan.service_deletes) {
+    if (k.backend_slot == 0) {
+      gone.insert({k.address, k.dport, k.proto, k.scope});
+    }
+  }
+  auto whole = [&](const plexus_lb4_key& k) { return gone.count({k.address, k.dport, k.proto, k.scope}) > 0; };
+  for (const auto& k : plan.service_deletes) {
+    if (whole(k)) {
+      if (Status s = maps_.services.erase(k); !ignoreMissing(s)) {
+        return s.error().wrap("service entry");
+      }
+    }
+  }
   // Batched writes in dependency order: backends and reverse NAT before the service entries that name them,
   // and (within the service entries, as the plan orders them) slots before their master.
   PLEXUS_TRY(maps_.backends.updateBatch(plan.backend_upserts), "backends");
@@ -23,6 +42,9 @@ Status KernelServiceMaps::apply(const lb::Plan& plan) {
   }
   PLEXUS_TRY(maps_.services.updateBatch(plan.service_upserts), "service entries");
   for (const auto& k : plan.service_deletes) {
+    if (whole(k)) {
+      continue;
+    }
     if (Status s = maps_.services.erase(k); !ignoreMissing(s)) {
       return s.error().wrap("service entry");
     }

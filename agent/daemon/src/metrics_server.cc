@@ -58,6 +58,10 @@ std::string renderMetrics(AgentState& state) {
                static_cast<double>(m.entries) / static_cast<double>(m.info.max_entries));
     }
   }
+  // The endpoints' policy maps (one trie each, all of one size): the fullest of them, as "plexus_policy".
+  size_t largest = state.reconciler.submit([&] { return state.policies->largestPolicy(); }).get();
+  e.sample("plexus_bpf_map_pressure", {{"map_name", "plexus_policy"}},
+           static_cast<double>(largest) / static_cast<double>(state.lxc->policy().capacity()));
 
   state.events.flush();  // the flow counters include every event submitted before the scrape
   e.family("plexus_hubble_lost_events_total", "counter", "Flow events that did not fit the ring buffer");

@@ -50,6 +50,15 @@ Result<UniqueFd> openChecked(int borrowed_fd, uint32_t key_size, uint32_t value_
   return UniqueFd(fd);
 }
 
+Error updateError(const std::string& what, const std::string& map_name, uint32_t max_entries, int err) {
+  if (err == E2BIG || err == ENOSPC) {
+    return makeError(ErrorCode::kResourceExhausted,
+                     fmt::format("map {} is full ({} entries)", map_name.empty() ? "(unnamed)" : map_name,
+                                 max_entries));
+  }
+  return errnoError(fmt::format("{} {}", what, map_name), err);
+}
+
 }  // namespace detail
 uint32_t countKeys(int fd) {
   auto info = mapInfo(fd);

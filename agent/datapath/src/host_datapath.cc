@@ -28,8 +28,7 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
   // BPF host routing delivers local pods' traffic here, after their ingress policy.
   skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
   skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
-  bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
-  bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
+  applyMapSizes(skel->obj, config.sizes);
   auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_host__load(skel); });
   if (!carried.ok()) {
     plexus_host__destroy(skel);
@@ -70,8 +69,7 @@ Result<std::unique_ptr<OverlayDatapath>> OverlayDatapath::load(const LxcConfig& 
   skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
   skel->rodata->cfg_routing_mode = static_cast<uint8_t>(config.routing_mode);
   skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
-  bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
-  bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
+  applyMapSizes(skel->obj, config.sizes);
   auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_overlay__load(skel); });
   if (!carried.ok()) {
     plexus_overlay__destroy(skel);

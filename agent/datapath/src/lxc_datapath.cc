@@ -34,14 +34,37 @@ Status ensureBpfRoot(const std::string& path) {
   return Status::Ok();
 }
 
+void applyMapSizes(bpf_object* obj, const MapSizes& sizes) {
+  const std::pair<const char*, uint32_t> table[] = {
+      {"plexus_ct4_v2", sizes.ct},
+      {"plexus_events_v1", sizes.events_ring_bytes},
+      {"plexus_ipcache_v1", sizes.ipcache},
+      {"plexus_lb4_services_v1", sizes.lb},
+      {"plexus_lb4_backends_v1", sizes.lb},
+      {"plexus_lb4_reverse_nat_v1", sizes.lb},
+      {"plexus_lb4_maglev_v1", sizes.lb},
+      {"plexus_lb4_affinity_v1", sizes.lb},
+  };
+  for (const auto& [name, size] : table) {
+    if (bpf_map* m = bpf_object__find_map_by_name(obj, name)) {
+      bpf_map__set_max_entries(m, size);
+    }
+  }
+}
+
 namespace {
+// A skeleton's map, named by its full name in errors.
+template <typename K, typename V>
+Result<BpfMap<K, V>> openMap(const bpf_map* m) {
+  return BpfMap<K, V>::fromFd(bpf_map__fd(m), bpf_map__name(m));
+}
+
 Result<std::unique_ptr<LbMaps>> openLbMaps(plexus_lxc* skel, uint32_t maglev_m) {
-  auto svc = BpfMap<plexus_lb4_key, plexus_lb4_service>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_services_v1));
-  auto be = BpfMap<uint32_t, plexus_lb4_backend>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_backends_v1));
-  auto rn = BpfMap<uint16_t, plexus_lb4_reverse_nat>::fromFd(bpf_map__fd(skel->maps.plexus_lb4_reverse_nat_v1));
-  auto ct = BpfMap<plexus_ct4_key, plexus_ct4_value>::fromFd(bpf_map__fd(skel->maps.plexus_ct4_v2));
-  auto aff = BpfMap<plexus_lb4_affinity_key, plexus_lb4_affinity_value>::fromFd(
-      bpf_map__fd(skel->maps.plexus_lb4_affinity_v1));
+  auto svc = openMap<plexus_lb4_key, plexus_lb4_service>(skel->maps.plexus_lb4_services_v1);
+  auto be = openMap<uint32_t, plexus_lb4_backend>(skel->maps.plexus_lb4_backends_v1);
+  auto rn = openMap<uint16_t, plexus_lb4_reverse_nat>(skel->maps.plexus_lb4_reverse_nat_v1);
+  auto ct = openMap<plexus_ct4_key, plexus_ct4_value>(skel->maps.plexus_ct4_v2);
+  auto aff = openMap<plexus_lb4_affinity_key, plexus_lb4_affinity_value>(skel->maps.plexus_lb4_affinity_v1);
   if (!svc.ok() || !be.ok() || !rn.ok() || !ct.ok() || !aff.ok()) {
     const Error& e = !svc.ok() ? svc.error()
                      : !be.ok() ? be.error()
@@ -160,14 +183,15 @@ PolicyEntries allowAllPolicy() {
 }
 
 Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
-  if (entries.size() > PLEXUS_POLICY_INNER_MAX) {
+  if (entries.size() > capacity_) {
     return makeError(ErrorCode::kResourceExhausted,
-                     fmt::format("policy for endpoint {} needs {} entries, the map holds {}", endpoint_id,
-                                 entries.size(), PLEXUS_POLICY_INNER_MAX));
+                     fmt::format("policy map of endpoint {} is full: the policy needs {} entries, the map holds {} "
+                                 "(--bpf-policy-map-max)",
+                                 endpoint_id, entries.size(), capacity_));
   }
   LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
   int inner = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_i", sizeof(plexus_policy_key),
-                             sizeof(plexus_policy_value), PLEXUS_POLICY_INNER_MAX, &opts);
+                             sizeof(plexus_policy_value), capacity_, &opts);
   if (inner < 0) {
     return errnoError(fmt::format("policy for endpoint {}: create", endpoint_id), errno);
   }
@@ -180,7 +204,8 @@ Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
   uint32_t key = endpoint_id;
   int fd_value = inner_fd.get();
   if (bpf_map_update_elem(outer_.get(), &key, &fd_value, BPF_ANY) != 0) {
-    return errnoError(fmt::format("policy for endpoint {}: swap", endpoint_id), errno);
+    return detail::updateError(fmt::format("policy for endpoint {}: swap", endpoint_id), "plexus_policy_v1",
+                               PLEXUS_POLICY_ENDPOINTS_MAX, errno);
   }
   return Status::Ok();
 }
@@ -240,8 +265,7 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   skel->rodata->cfg_routing_mode = static_cast<uint8_t>(config.routing_mode);
   skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
   skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
-  bpf_map__set_max_entries(skel->maps.plexus_ct4_v2, config.ct_map_size);
-  bpf_map__set_max_entries(skel->maps.plexus_events_v1, config.events_ring_bytes);
+  applyMapSizes(skel->obj, config.sizes);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.
   // Entries of retired layouts (plexus_ct4_v1) and of maps pinned with another size are carried in here, before
   // any program is attached.
@@ -251,8 +275,8 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
     return carried.error().wrap(
         fmt::format("load lxc programs (pinned maps under {} must match this build's layouts)", config.bpf_root));
   }
-  auto eps = BpfMap<plexus_endpoint_key, plexus_endpoint_value>::fromFd(bpf_map__fd(skel->maps.plexus_endpoints_v1));
-  auto ipc = BpfMap<plexus_ipcache_key, plexus_ipcache_value>::fromFd(bpf_map__fd(skel->maps.plexus_ipcache_v1));
+  auto eps = openMap<plexus_endpoint_key, plexus_endpoint_value>(skel->maps.plexus_endpoints_v1);
+  auto ipc = openMap<plexus_ipcache_key, plexus_ipcache_value>(skel->maps.plexus_ipcache_v1);
   auto met =
       PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value>::fromFd(bpf_map__fd(skel->maps.plexus_metrics_v1));
   if (!eps.ok() || !ipc.ok() || !met.ok()) {
@@ -267,17 +291,19 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   }
   auto dp = std::unique_ptr<LxcDatapath>(new LxcDatapath(skel, config.bpf_root, std::move(eps.value()),
                                                          std::move(ipc.value()), std::move(met.value()),
-                                                         std::move(lb.value())));
+                                                         std::move(lb.value()), config.sizes.policy));
   dp->carried_ = std::move(carried.value());
   return dp;
 }
 
 LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpoint_key, plexus_endpoint_value> eps,
                          BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipc,
-                         PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met, std::unique_ptr<LbMaps> lb)
+                         PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met, std::unique_ptr<LbMaps> lb,
+                         uint32_t policy_capacity)
     : skel_(skel), root_(std::move(root)), endpoints_(std::move(eps)), ipcache_(std::move(ipc)),
       metrics_(std::move(met)), lb_(std::move(lb)),
-      policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v1))))) {}
+      policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v1))),
+                                           policy_capacity)) {}
 
 // Destroying the skeleton closes our fds only: tc filters keep their programs and the maps stay pinned.
 LxcDatapath::~LxcDatapath() { plexus_lxc__destroy(skel_); }

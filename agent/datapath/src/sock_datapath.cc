@@ -87,6 +87,7 @@ Result<std::unique_ptr<SockDatapath>> SockDatapath::load(const SockConfig& confi
     return errnoError("load socket programs: open skeleton", errno);
   }
   skel->rodata->cfg_maglev_m = config.maglev_table_size;
+  applyMapSizes(skel->obj, config.sizes);
   auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_sock__load(skel); });
   if (!carried.ok()) {
     plexus_sock__destroy(skel);

@@ -3,6 +3,9 @@
 #pragma once
 #include "plexus/types.h"
 
+/* The defaults of --bpf-lb-map-max (the agent sizes the services, backends, rev-NAT, Maglev outer and affinity maps
+ * with it before load). */
+#define PLEXUS_LB_MAP_DEFAULT_MAX 65536
 #define PLEXUS_LB_SERVICES_MAX 65536
 #define PLEXUS_LB_BACKENDS_MAX 65536
 #define PLEXUS_LB_REVNAT_MAX 65536

@@ -14,9 +14,11 @@
 #include "plexus/types.h"
 
 #define PLEXUS_POLICY_ENDPOINTS_MAX 65536
-/* Entries per endpoint. The tries are not preallocated, so memory follows the real entry count; the agent
- * refuses (and reports) a policy that would need more, never truncating it. */
+/* Entries per endpoint: the template's size and the largest --bpf-policy-map-max. The tries are not preallocated,
+ * so memory follows the real entry count; the agent refuses (and reports) a policy that would need more than the
+ * configured size, never truncating it. */
 #define PLEXUS_POLICY_INNER_MAX 65536
+#define PLEXUS_POLICY_MAP_DEFAULT_MAX 16384 /* Cilium's bpf-policy-map-max default */
 /* Bits of the key data covered by the fixed part: identity (32) + direction (8). Protocol adds 8,
  * the destination port up to 16 more. */
 #define PLEXUS_POLICY_FIXED_PREFIX 40

@@ -280,3 +280,42 @@ TEST_CASE("controller: apply() journals each change and a new agent restores fro
     CHECK(s.error().message.find("line 1") != std::string::npos);
   }
 }
+
+TEST_CASE("controller: problems() names what a retry waits for, once per area, and forgets it once it is fixed",
+          "[unit][controller]") {
+  Fakes f;
+  Agent a(f, false);
+  std::vector<std::string> problems;
+  REQUIRE(a.controller.start(&problems).ok());
+  CHECK(a.controller.problems().empty());
+
+  // A service whose maps refuse it (a full map): the area and the maps' message, retried by every tick.
+  f.service_maps.fail_next_applies = 1000;
+  a.controller.apply({nlohmann::json::parse(R"({"apiVersion":"v1","kind":"Service",
+    "metadata":{"name":"web","namespace":"default"},
+    "spec":{"type":"ClusterIP","clusterIP":"10.96.0.10","ports":[{"port":80}]}})")});
+  auto now = a.controller.problems();
+  REQUIRE(now.size() == 1);
+  CHECK(now[0].rfind("services: ", 0) == 0);
+  CHECK(now[0].find("apply refused") != std::string::npos);
+  a.controller.tick();
+  CHECK(a.controller.problems().size() == 1);
+
+  // A policy the map refuses adds its area.
+  a.controller.apply({namespaceJson(), podJson("web", "web")});
+  REQUIRE(a.controller.addEndpoint(request("c1", "web")).ok());
+  f.policy_map.fail_next_sets = 1;
+  a.controller.apply({allowWeb()});
+  now = a.controller.problems();
+  REQUIRE(now.size() == 2);
+  CHECK(now[0].rfind("policy: ", 0) == 0);
+  CHECK(now[0].find("previous policy stays enforced") != std::string::npos);
+
+  a.controller.tick();  // the policy retry succeeds; the services still fail
+  REQUIRE(a.controller.problems().size() == 1);
+  CHECK(a.controller.problems()[0].rfind("services: ", 0) == 0);
+  f.service_maps.fail_next_applies = 0;
+  a.controller.tick();
+  CHECK(a.controller.problems().empty());
+  CHECK_FALSE(a.controller.pending());
+}

@@ -50,6 +50,10 @@ class FakeMap final : public MapWriter<K, V> {
       ++failed_updates;
       return makeError(fail_code, "fake map: update refused");
     }
+    if (capacity && !data.count(key) && data.size() >= *capacity) {
+      ++failed_updates;
+      return makeError(ErrorCode::kResourceExhausted, "fake map is full");
+    }
     if (on_update) {
       on_update(key, value);
     }
@@ -77,6 +81,7 @@ class FakeMap final : public MapWriter<K, V> {
   int fail_next_erases = 0;
   mutable int fail_next_lookups = 0;
   ErrorCode fail_code = ErrorCode::kInternal;  // or kResourceExhausted: a full map
+  std::optional<size_t> capacity;              // a new key beyond it is refused, as a full kernel map does
   int updates = 0;                             // successful writes
   int failed_updates = 0;
   int erases = 0;
@@ -155,6 +160,9 @@ class FakeServiceMaps final : public ServiceMaps {
       state.maglev[id] = t;
     }
     for (const auto& [k, v] : plan.service_upserts) {
+      if (service_capacity && !state.services.count(k) && state.services.size() >= *service_capacity) {
+        return makeError(ErrorCode::kResourceExhausted, "fake services map is full");  // the writes before stay
+      }
       state.services[k] = v;
     }
     for (const auto& k : plan.service_deletes) {
@@ -182,6 +190,7 @@ class FakeServiceMaps final : public ServiceMaps {
 
   lb::MapState state;
   int fail_next_applies = 0;
+  std::optional<size_t> service_capacity;  // service entries the map holds; a plan stops at the first beyond
   bool fail_reads = false;
   int applies = 0;
 };

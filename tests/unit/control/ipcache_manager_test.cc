@@ -195,3 +195,36 @@ TEST_CASE("ipcache property: after random statements, failures and reconcile(), 
     }
   }
 }
+
+TEST_CASE("ipcache: in a full map removals make room first, failures name the prefixes, and a freed slot lets the "
+          "waiting write in", "[unit][ipcache]") {
+  FakeIpcacheMap map;
+  map.capacity = 2;
+  IpcacheManager m(map);
+  auto a = prefix("10.0.0.1/32");
+  auto b = prefix("10.0.0.8/32");
+  auto c = prefix("10.0.0.9/32");
+  REQUIRE(m.replace(IpcacheSource::kRemoteEndpoint, {{b, {300, {}}}, {c, {301, {}}}}).ok());
+  // One replace swaps c for a: a sorts first, but the removal of c is written before it, so a fits.
+  REQUIRE(m.replace(IpcacheSource::kRemoteEndpoint, {{a, {302, {}}}, {b, {300, {}}}}).ok());
+  CHECK(ipcacheEntry(map, a) == IpcacheEntry{302, {}});
+  CHECK_FALSE(ipcacheEntry(map, c));
+  CHECK(m.failures().empty());
+
+  // A third prefix does not fit: the failure names the map's refusal and the prefix, for its source only.
+  Status s = m.upsert(c, IpcacheSource::kPolicyCidr, IpcacheEntry{16777300, {}});
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == ErrorCode::kResourceExhausted);
+  REQUIRE(m.failures().size() == 1);
+  CHECK(m.failures().begin()->first == c);
+  CHECK(m.failure(IpcacheSource::kPolicyCidr) == std::optional<std::string>("fake map is full"));
+  CHECK_FALSE(m.failure(IpcacheSource::kRemoteEndpoint));
+  CHECK_FALSE(m.reconcile().ok());  // still no room
+
+  // A slot frees up: the waiting statement gets in and the failure is gone.
+  REQUIRE(m.remove(a, IpcacheSource::kRemoteEndpoint).ok());
+  REQUIRE(m.reconcile().ok());
+  CHECK(ipcacheEntry(map, c) == IpcacheEntry{16777300, {}});
+  CHECK(m.failures().empty());
+  CHECK_FALSE(m.failure(IpcacheSource::kPolicyCidr));
+}

@@ -312,3 +312,51 @@ TEST_CASE("policy: explain judges a peer on another node by the identity the loo
   CHECK_FALSE(world->allowed);
   CHECK_FALSE(w.pm.explain({w.web}, "default/nobody", "default/web1", kTcp, 80, remote).ok());
 }
+
+TEST_CASE("policy: while the ipcache cannot hold a policy's CIDR identities, endpoints keep their previous policy "
+          "and new endpoints are refused", "[unit][policy-manager]") {
+  World w;
+  REQUIRE(w.pm.regenerate(w.all()).ok());
+  PolicyEntries web_before = w.map.tries.at(1);
+  // The ipcache is full: the policy's CIDR identity cannot be installed. Installing the policy anyway would judge
+  // 203.0.113.0/24 as world (past a CIDR deny or an except): the endpoint it selects keeps its previous trie.
+  w.ipcache_map.capacity = 0;
+  w.apply(egressCidr());
+  Status s = w.pm.regenerate(w.all());
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == ErrorCode::kResourceExhausted);
+  CHECK(sameTrie(w.map.tries.at(1), web_before));
+  auto view = w.pm.endpointPolicy(1);
+  REQUIRE(view);
+  CHECK(view->error.find("CIDR identities") != std::string::npos);
+  CHECK(view->error.find("previous policy stays enforced") != std::string::npos);
+  CHECK(w.pm.endpointPolicy(2)->error.empty());  // its policy uses no CIDR identity
+  CHECK(w.pm.pending());
+
+  // A new endpoint the policy selects gets no trie (no map: the datapath drops everything) and its ADD fails.
+  EndpointRecord web2 = endpoint(3, 300, "web", "10.0.0.12");
+  Status add = w.pm.install(web2, w.all());
+  REQUIRE_FALSE(add.ok());
+  CHECK(add.error().code == ErrorCode::kResourceExhausted);
+  CHECK_FALSE(w.map.tries.count(3));
+
+  // Room in the ipcache: the retry installs the CIDR identity, then the policy.
+  w.ipcache_map.capacity.reset();
+  REQUIRE(w.ipcache.reconcile().ok());
+  REQUIRE(w.pm.regenerate(w.all()).ok());
+  CHECK_FALSE(w.pm.pending());
+  CHECK(w.pm.endpointPolicy(1)->error.empty());
+  CHECK(w.pm.endpointPolicy(1)->compiled.egress_enforced);
+  REQUIRE(w.pm.install(web2, w.all()).ok());
+}
+
+TEST_CASE("policy: largestPolicy() is the entry count of the fullest installed trie", "[unit][policy-manager]") {
+  World w;
+  REQUIRE(w.pm.regenerate(w.all()).ok());
+  size_t open = w.pm.largestPolicy();
+  CHECK(open == w.map.tries.at(1).size());
+  w.apply(allowWeb());
+  REQUIRE(w.pm.regenerate(w.all()).ok());
+  CHECK(w.pm.largestPolicy() == std::max(w.map.tries.at(1).size(), w.map.tries.at(2).size()));
+  CHECK(w.pm.largestPolicy() > 0);
+}

@@ -188,3 +188,44 @@ TEST_CASE("services: deleting the Service removes its entries", "[unit][services
   CHECK(maps.state.revnat.empty());
   CHECK(s.flows.lookupService(ip("10.96.0.10"), 80, 6).empty());
 }
+
+TEST_CASE("services: a plan a full map stops half-way leaks nothing: the next sync starts from what the maps hold",
+          "[unit][services]") {
+  FakeServiceMaps maps;
+  maps.service_capacity = 3;
+  Services s(maps);
+  s.sync.endpointsRestored();
+  REQUIRE(s.sync.sync({}).ok());
+  // Two services of two entries each (a master and a slot): the second's master does not fit.
+  auto svc = [](const std::string& name, const std::string& ip) {
+    auto j = serviceJson();
+    j["metadata"]["name"] = name;
+    j["spec"]["clusterIP"] = ip;
+    return j;
+  };
+  auto slice = [](const std::string& service) {
+    auto j = sliceJson({"10.0.0.21"});
+    j["metadata"]["name"] = service + "-abc";
+    j["metadata"]["labels"]["kubernetes.io/service-name"] = service;
+    return j;
+  };
+  for (const auto& [name, address] : {std::pair{"a", "10.96.0.10"}, std::pair{"b", "10.96.0.11"}}) {
+    s.sync.track(upsert(ResourceKind::kService, name, svc(name, address)));
+    s.sync.track(upsert(ResourceKind::kEndpointSlice, std::string(name) + "-abc", slice(name)));
+  }
+  Status st = s.sync.sync({});
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().code == ErrorCode::kResourceExhausted);
+  CHECK(maps.state.services.size() == 3);  // what fitted stays in the maps ...
+  CHECK(s.manager.installed().services.size() == 3);  // ... and the manager knows it
+
+  // Service b goes away: its half-written entry is removed too, and a fits whole.
+  s.sync.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kService, "default", "b"}, {}});
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(maps.state.services.size() == 2);
+  CHECK(master(maps.state, "10.96.0.10", 80));
+  CHECK_FALSE(master(maps.state, "10.96.0.11", 80));
+  for (const auto& [k, v] : maps.state.services) {
+    CHECK(k.address == ip("10.96.0.10").networkOrder());
+  }
+}

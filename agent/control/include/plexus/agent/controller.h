@@ -5,6 +5,7 @@
 // identity) are not known, and the endpoint is regenerated when they arrive. Failed map writes stay pending in
 // their owner and tick() retries them. See docs/architecture.md for the sequences.
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -57,6 +58,9 @@ class Controller {
   void tick();
   // Something is waiting for a retry.
   bool pending() const;
+  // What keeps the maps from the desired state now, one line per area ("services: map ... is full ..."), for
+  // `plexus status`; empty when everything is installed.
+  std::vector<std::string> problems() const;
 
  private:
   struct Resolved {
@@ -75,10 +79,16 @@ class Controller {
   void publish(const EndpointRecord& rec);
   void unpublish(const EndpointRecord& rec);
   void regenerate();
+  // Records the outcome of programming one area (services, nodes, ipcache, policy): a new or changed failure is
+  // logged once (retries repeat it every tick), and so is the recovery.
+  void note(const std::string& area, const Status& outcome);
+  void syncServices();
+  void syncNodes();
 
   ControllerParts p_;
   std::string node_;
   std::set<std::string> fetching_;  // "ns/pod" asked of the API server
+  std::map<std::string, std::string> problems_;  // area -> current failure
 };
 
 }  // namespace plexus::agent

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string>
 
 #include "plexus/agent/seams.h"
 #include "plexus/common/ipv4.h"
@@ -49,6 +50,10 @@ class IpcacheManager {
   // Writes every pending prefix; Ok when the map equals the merged statements.
   Status reconcile();
   bool pending() const { return !dirty_.empty(); }
+  // Why some of `source`'s statements are not in the map (their last failed write), if any are not.
+  std::optional<std::string> failure(IpcacheSource source) const;
+  // Prefixes whose last write failed (a full map: their statements wait for room).
+  const std::map<Ipv4Prefix, std::string>& failures() const { return failed_; }
 
   // The merged view (what the map must hold).
   std::optional<IpcacheEntry> lookup(Ipv4Prefix prefix) const;
@@ -62,6 +67,7 @@ class IpcacheManager {
   std::map<Ipv4Prefix, std::map<IpcacheSource, IpcacheEntry>> statements_;
   std::map<Ipv4Prefix, IpcacheEntry> installed_;
   std::set<Ipv4Prefix> dirty_;
+  std::map<Ipv4Prefix, std::string> failed_;
 };
 
 }  // namespace plexus::agent

@@ -74,6 +74,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
   void forget(uint16_t id) override;
   // Endpoints whose last install failed (kept on their previous state).
   bool pending() const;
+  // The most entries any endpoint's installed policy holds (the fullest policy map).
+  size_t largestPolicy() const;
 
   std::vector<PolicyStatus> policies() const;
   std::optional<EndpointPolicyView> endpointPolicy(uint16_t id) const;
@@ -89,6 +91,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
   size_t invalidCount() const { return invalid_.size(); }
 
  private:
+  // Why `compiled` must not be installed yet: it uses CIDR identities the ipcache failed to take.
+  std::optional<std::string> cidrHole(const policy::EndpointPolicy& compiled) const;
   static std::string keyOf(const std::string& kind, const std::string& ns, const std::string& name);
   void syncIdentities();
   void syncCidrIdentities();

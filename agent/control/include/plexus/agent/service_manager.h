@@ -51,6 +51,8 @@ class ServiceManager {
   const SyncRecord& lastIncremental() const { return last_incremental_; }
 
  private:
+  // A plan failed half-way: the next sync starts from what the maps hold.
+  void failed(const Status& s);
   void publishNames();
 
   ServiceMaps& maps_;

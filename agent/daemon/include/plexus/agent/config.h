@@ -3,7 +3,10 @@
 // flag names (the Helm chart's ConfigMap renders that file). Flags given on the command line win.
 
 #include "plexus/conntrack.h"
+#include "plexus/endpoint.h"
 #include "plexus/events.h"
+#include "plexus/lb.h"
+#include "plexus/policy.h"
 #include <string>
 #include <vector>
 
@@ -52,6 +55,9 @@ struct AgentConfig {
   std::vector<std::string> devices;
   bool enable_socket_lb = true;
   int ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
+  int lb_map_max = PLEXUS_LB_MAP_DEFAULT_MAX;          // entries of each service map
+  int policy_map_max = PLEXUS_POLICY_MAP_DEFAULT_MAX;  // entries of each endpoint's policy map
+  int ipcache_map_max = PLEXUS_IPCACHE_MAX;
   int conntrack_gc_interval = 60;  // seconds; 0: no GC
   int events_ring_size = PLEXUS_EVENTS_RING_BYTES;  // bytes of the flow-event ring buffer
   bool print_config = false;       // print the effective configuration as JSON and exit

@@ -39,6 +39,8 @@ class DaemonService final : public plexus::v1::Daemon::Service {
   grpc::Status ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*, v1::ListNodesResponse*) override;
 
  private:
+  // Why the endpoint's desired policy is not installed ("" when it is). Reconcile thread.
+  std::string policyError(uint16_t id) const;
   AgentState& state_;
 };
 

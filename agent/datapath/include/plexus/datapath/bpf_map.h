@@ -39,6 +39,9 @@ int possibleCpus();
 namespace detail {
 // Opens (dups) a map fd and checks its layout; shared by the typed wrappers.
 Result<UniqueFd> openChecked(int borrowed_fd, uint32_t key_size, uint32_t value_size, uint32_t value_multiplier);
+// The error of a failed update. A full map (E2BIG from hash maps, ENOSPC from LPM tries) is ResourceExhausted
+// naming the map and its size, so that the operator knows which --bpf-*-map-max to raise.
+Error updateError(const std::string& what, const std::string& map_name, uint32_t max_entries, int err);
 }  // namespace detail
 
 template <typename K, typename V>
@@ -46,13 +49,14 @@ class BpfMap {
   static_assert(std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<V>);
 
  public:
-  // Takes its own reference (dup) to a map fd owned elsewhere, e.g. by a skeleton.
-  static Result<BpfMap> fromFd(int borrowed_fd) {
+  // Takes its own reference (dup) to a map fd owned elsewhere, e.g. by a skeleton. `name` names the map in
+  // errors (the kernel keeps only 15 characters of it); empty: the kernel's name.
+  static Result<BpfMap> fromFd(int borrowed_fd, std::string name = {}) {
     auto fd = detail::openChecked(borrowed_fd, sizeof(K), sizeof(V), 0);
     if (!fd.ok()) {
       return fd.error();
     }
-    return BpfMap(std::move(fd.value()));
+    return BpfMap(std::move(fd.value()), std::move(name));
   }
 
   Result<std::optional<V>> lookup(const K& key) const {
@@ -68,7 +72,7 @@ class BpfMap {
 
   Status update(const K& key, const V& value, uint64_t flags = BPF_ANY) {
     if (bpf_map_update_elem(fd_.get(), &key, &value, flags) != 0) {
-      return errnoError("bpf map update", errno);
+      return detail::updateError("bpf map update", name_, max_entries_, errno);
     }
     return Status::Ok();
   }
@@ -101,7 +105,7 @@ class BpfMap {
         continue;
       }
       if (batch_ && !batchUnsupported(errno)) {
-        return errnoError("bpf map batch update", errno);
+        return detail::updateError("bpf map batch update", name_, max_entries_, errno);
       }
       batch_ = false;
       for (size_t i = 0; i < n; ++i) {
@@ -176,11 +180,16 @@ class BpfMap {
   }
 
   int fd() const { return fd_.get(); }
+  const std::string& name() const { return name_; }
+  uint32_t maxEntries() const { return max_entries_; }
 
  private:
-  explicit BpfMap(UniqueFd fd) : fd_(std::move(fd)) {
+  BpfMap(UniqueFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {
     auto info = mapInfo(fd_.get());
     max_entries_ = info.ok() ? info->max_entries : 0;
+    if (name_.empty() && info.ok()) {
+      name_ = info->name;
+    }
   }
   uint32_t info_max_entries() const { return max_entries_ + 1; }
   static bool batchUnsupported(int err) { return err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */; }
@@ -215,6 +224,7 @@ class BpfMap {
   }
 
   UniqueFd fd_;
+  std::string name_;
   uint32_t max_entries_ = 0;
   bool batch_ = true;  // cleared once the kernel refuses a batch operation on this map
 };

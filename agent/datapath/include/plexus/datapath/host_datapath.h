@@ -18,7 +18,7 @@ namespace plexus::datapath {
 
 class HostDatapath {
  public:
-  // ct_map_size, events_ring_bytes and maglev_table_size must match the lxc programs' (the pinned maps are shared).
+  // sizes and maglev_table_size must match the lxc programs' (the pinned maps are shared).
   static Result<std::unique_ptr<HostDatapath>> load(const LxcConfig& config);
   ~HostDatapath();
   HostDatapath(const HostDatapath&) = delete;

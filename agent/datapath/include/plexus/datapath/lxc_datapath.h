@@ -19,6 +19,7 @@
 
 struct plexus_lxc;
 struct bpf_program;
+struct bpf_object;
 
 namespace plexus::datapath {
 
@@ -27,6 +28,19 @@ enum class RoutingMode : uint8_t {
   kNative = PLEXUS_ROUTING_NATIVE,  // unencapsulated; the node's routes reach other nodes' pod CIDRs
   kTunnel = PLEXUS_ROUTING_TUNNEL,  // VXLAN through the collect-metadata device plexus_vxlan
 };
+
+// Entries of the maps whose size the operator picks. Every object that shares one of these maps by pinning must
+// open it with the same size (applyMapSizes before load), or its load would move the pinned map to its own size.
+struct MapSizes {
+  uint32_t ct = PLEXUS_CT4_DEFAULT_MAX;                   // --ct-map-size
+  uint32_t events_ring_bytes = PLEXUS_EVENTS_RING_BYTES;  // a power of two, at least one page
+  uint32_t lb = PLEXUS_LB_MAP_DEFAULT_MAX;    // --bpf-lb-map-max: services, backends, rev-NAT, affinity, Maglev
+  uint32_t policy = PLEXUS_POLICY_MAP_DEFAULT_MAX;  // --bpf-policy-map-max: each endpoint's policy trie
+  uint32_t ipcache = PLEXUS_IPCACHE_MAX;      // --bpf-ipcache-map-max
+};
+
+// Sets the sizes on the object's maps that have them (before bpf_object__load).
+void applyMapSizes(bpf_object* obj, const MapSizes& sizes);
 
 // Load-time switches of the lxc, host and overlay programs (rodata: changing one means loading again). The defaults
 // are the single-node datapath.
@@ -38,8 +52,7 @@ struct LxcConfig {
   bool enable_policy = true;  // enforce the per-endpoint policy maps
   bool enable_events = true;  // flow events into the ring buffer (hubble.enabled)
   uint8_t monitor_aggregation = PLEXUS_AGGREGATION_MEDIUM;
-  uint32_t ct_map_size = PLEXUS_CT4_DEFAULT_MAX;
-  uint32_t events_ring_bytes = PLEXUS_EVENTS_RING_BYTES;  // a power of two, at least one page
+  MapSizes sizes;
   uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
   RoutingMode routing_mode = RoutingMode::kNative;
   // ifindex of plexus_vxlan (in the node's namespace); 0: none. Tunnel mode needs it, so the device must exist before
@@ -94,7 +107,8 @@ using PolicyEntries = std::vector<std::pair<plexus_policy_key, plexus_policy_val
 // The per-endpoint policy tries behind plexus_policy_v1 (ARRAY_OF_MAPS indexed by endpoint id).
 class PolicyMaps {
  public:
-  explicit PolicyMaps(UniqueFd outer) : outer_(std::move(outer)) {}
+  // `capacity`: entries of each endpoint's trie (--bpf-policy-map-max).
+  PolicyMaps(UniqueFd outer, uint32_t capacity) : outer_(std::move(outer)), capacity_(capacity) {}
   // Builds a complete new trie and swaps it in with one update: the endpoint never runs with a half-written
   // or empty map. Refuses (and changes nothing) when the entries exceed the trie's capacity.
   Status set(uint16_t endpoint_id, const PolicyEntries& entries);
@@ -102,9 +116,11 @@ class PolicyMaps {
   // The installed entries; NotFound when the endpoint has no trie.
   Result<PolicyEntries> get(uint16_t endpoint_id) const;
   int outerFd() const { return outer_.get(); }
+  uint32_t capacity() const { return capacity_; }
 
  private:
   UniqueFd outer_;
+  uint32_t capacity_;
 };
 
 // The state of an endpoint that no policy selects: one allow-all entry per direction.
@@ -142,7 +158,8 @@ class LxcDatapath {
  private:
   LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpoint_key, plexus_endpoint_value> eps,
               BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipc,
-              PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met, std::unique_ptr<LbMaps> lb);
+              PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> met, std::unique_ptr<LbMaps> lb,
+              uint32_t policy_capacity);
 
   plexus_lxc* skel_;
   std::string root_;
