@@ -85,6 +85,15 @@ function mountOf(container, volumeName) {
   return m;
 }
 
+// A values file in a temporary directory (for quoted strings and structures --set cannot express).
+function valuesFile(text) {
+  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'plexus-chart-test-'));
+  const file = path.join(dir, 'values.yaml');
+  fs.writeFileSync(file, text);
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return ['-f', file];
+}
+
 function expectFailure(args, pattern) {
   const r = template(args);
   assert.notEqual(r.status, 0, `helm template ${args.join(' ')} should fail`);
@@ -261,6 +270,7 @@ describe('DaemonSet', () => {
     assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet');
     assert.equal(pod.priorityClassName, 'system-node-critical');
     assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
+    assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux' });
     assert.equal(pod.serviceAccountName, 'plexus');
     assert.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
   });
@@ -268,6 +278,7 @@ describe('DaemonSet', () => {
   test('agent command, env and image', () => {
     const agent = agentContainer(daemonSet());
     assert.deepEqual(agent.command, ['plexus-agent', '--config', '/etc/plexus/config.yaml']);
+    assert.ok(!('args' in agent), 'no args without extraArgs');
     assert.equal(agent.image, 'localhost/plexus:0.1.0');
     assert.equal(agent.imagePullPolicy, 'IfNotPresent');
     const nodeName = agent.env.find((e) => e.name === 'PLEXUS_NODE_NAME');
@@ -719,5 +730,234 @@ describe('failures', () => {
   test('wrong types fail the schema', () => {
     expectFailure(['--set', 'kubeProxyReplacement=yes'], /kubeProxyReplacement/);
     expectFailure(['--set', 'prometheus.port=notaport'], /prometheus\.port/);
+  });
+});
+
+// What a Cilium user writes (issue 15): each value renders where Cilium's chart means it to act.
+describe('Cilium values', () => {
+  // In the shape of a typical Cilium kube-proxy-replacement install, with Cilium's own spellings (quoted numbers,
+  // string booleans, compound durations).
+  const kCiliumKpr = `
+kubeProxyReplacement: "true"
+k8sServiceHost: 10.0.0.1
+k8sServicePort: "6443"
+routingMode: native
+autoDirectNodeRoutes: true
+ipv4NativeRoutingCIDR: 10.0.0.0/8
+ipam:
+  mode: kubernetes
+loadBalancer:
+  algorithm: maglev
+maglev:
+  tableSize: 65521
+  hashSeed: AAECAwQFBgcICQoL
+bpf:
+  masquerade: false
+  monitorAggregation: none
+  ctTcpMax: 524288
+  lbMapMax: 131072
+  policyMapMax: 32768
+hubble:
+  enabled: true
+  eventBufferCapacity: "8191"
+cni:
+  chainingMode: portmap
+MTU: 1450
+conntrackGCInterval: 1m30s
+operator:
+  replicas: 1
+tolerations:
+  - key: node-role.kubernetes.io/control-plane
+    operator: Exists
+    effect: NoSchedule
+nodeSelector:
+  kubernetes.io/os: linux
+  plexus.io/node: "true"
+extraArgs:
+  - --debug=true
+extraConfig:
+  events-ring-size: 1048576
+  lb-algorithm: random
+`;
+
+  test('a Cilium kube-proxy-replacement values file renders, and the config and DaemonSet carry it', () => {
+    const args = valuesFile(kCiliumKpr);
+    const cfg = agentConfig(args);
+    assert.equal(cfg['kube-proxy-replacement'], true);
+    assert.equal(cfg['enable-socket-lb'], true);
+    assert.equal(cfg['k8s-service-port'], 6443);
+    assert.equal(cfg['routing-mode'], 'native');
+    assert.equal(cfg['ipam-mode'], 'kubernetes');
+    assert.equal(cfg['maglev-table-size'], 65521);
+    assert.equal(cfg['maglev-hash-seed'], 'AAECAwQFBgcICQoL');
+    assert.equal(cfg['monitor-aggregation'], 'none');
+    assert.equal(cfg['ct-map-size'], 524288);
+    assert.equal(cfg['bpf-lb-map-max'], 131072);
+    assert.equal(cfg['bpf-policy-map-max'], 32768);
+    assert.equal(cfg['hubble-flow-buffer-size'], 8191);
+    assert.equal(cfg.mtu, 1450);
+    assert.equal(cfg['conntrack-gc-interval'], 90);
+    assert.equal(cfg['events-ring-size'], 1048576);
+    assert.equal(cfg['lb-algorithm'], 'random', 'extraConfig wins over loadBalancer.algorithm');
+    const ds = daemonSet(args);
+    const pod = ds.spec.template.spec;
+    assert.deepEqual(pod.tolerations,
+      [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }]);
+    assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux', 'plexus.io/node': 'true' });
+    const agent = agentContainer(ds);
+    assert.deepEqual(agent.args, ['--debug=true']);
+    assert.deepEqual(agent.env.find((e) => e.name === 'KUBERNETES_SERVICE_PORT'),
+      { name: 'KUBERNETES_SERVICE_PORT', value: '6443' });
+    assert.ok(!render(args).some((d) => d.kind === 'Deployment'), 'no operator Deployment');
+  });
+
+  test('tolerations: every taint by default, replaced by the value', () => {
+    const custom = daemonSet(['--set', 'tolerations[0].key=dedicated', '--set', 'tolerations[0].operator=Equal',
+      '--set', 'tolerations[0].value=net', '--set', 'tolerations[0].effect=NoSchedule']);
+    assert.deepEqual(custom.spec.template.spec.tolerations,
+      [{ key: 'dedicated', operator: 'Equal', value: 'net', effect: 'NoSchedule' }]);
+    const none = daemonSet(['--set', 'tolerations=null']);
+    assert.ok(!('tolerations' in none.spec.template.spec), 'tolerations=null renders none');
+    expectFailure(['--set', 'tolerations=notalist'], /tolerations/);
+  });
+
+  test('nodeSelector: linux nodes by default, replaced or extended by the value', () => {
+    const ds = daemonSet(['--set', 'nodeSelector.pool=edge']);
+    assert.deepEqual(ds.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux', pool: 'edge' });
+    expectFailure([...valuesFile('nodeSelector:\n  pool: [a]\n')], /nodeSelector/);
+  });
+
+  test('extraArgs are appended to the agent command', () => {
+    const agent = agentContainer(daemonSet(['--set', 'extraArgs={--debug=true,--mtu=1400}']));
+    assert.deepEqual(agent.command, ['plexus-agent', '--config', '/etc/plexus/config.yaml']);
+    assert.deepEqual(agent.args, ['--debug=true', '--mtu=1400']);
+    expectFailure([...valuesFile('extraArgs:\n  - {a: 1}\n')], /extraArgs/);
+  });
+
+  test('extraConfig: new keys added, chart keys replaced (once), lists kept, maps refused', () => {
+    const args = valuesFile('extraConfig:\n  events-ring-size: 65536\n  debug: true\n  devices: [eth0, eth1]\n' +
+      '  k8s-kubeconfig-path: /etc/kube.conf\n');
+    const cfg = agentConfig(args);
+    assert.equal(cfg['events-ring-size'], 65536);
+    assert.equal(cfg.debug, true);
+    assert.deepEqual(cfg.devices, ['eth0', 'eth1']);
+    assert.equal(cfg['k8s-kubeconfig-path'], '/etc/kube.conf');
+    const text = find(render(args), 'ConfigMap', 'plexus-config').data['config.yaml'];
+    assert.equal(text.match(/^debug:/gm).length, 1, 'a replaced key appears once');
+    expectFailure([...valuesFile('extraConfig:\n  nested:\n    a: 1\n')], /extraConfig/);
+  });
+
+  test('a config change rolls the agents (checksum annotation)', () => {
+    const sum = (args) => daemonSet(args).spec.template.metadata.annotations['checksum/config'];
+    assert.notEqual(sum(['--set', 'extraConfig.debug=true']), sum([]));
+  });
+
+  test('operator.replicas is accepted and renders no operator', () => {
+    const docs = render(['--set', 'operator.replicas=2']);
+    assert.ok(!docs.some((d) => d.kind === 'Deployment'));
+    expectFailure(['--set', 'operator.replicas=-1'], /operator\.replicas/);
+    expectFailure(['--set', 'operator.bogus=1'], /Additional property bogus is not allowed/);
+  });
+
+  test('k8sServicePort: a number or a quoted number', () => {
+    const base = ['--set', 'kubeProxyReplacement=true', '--set', 'k8sServiceHost=10.0.0.1'];
+    const args = [...base, '--set-string', 'k8sServicePort=6443'];
+    assert.equal(agentConfig(args)['k8s-service-port'], 6443);
+    assert.equal(agentContainer(daemonSet(args)).env.find((e) => e.name === 'KUBERNETES_SERVICE_PORT').value, '6443');
+    assert.equal(agentConfig([...base, '--set', 'k8sServicePort=7443'])['k8s-service-port'], 7443);
+    expectFailure([...base, '--set-string', 'k8sServicePort=99999'], /k8sServicePort=99999: must be a port/);
+    expectFailure([...base, '--set-string', 'k8sServicePort=0644'], /k8sServicePort/);
+    expectFailure([...base, '--set-string', 'k8sServicePort=https'], /k8sServicePort/);
+  });
+
+  test('kubeProxyReplacement: booleans and the strings "true"/"false"', () => {
+    const on = agentConfig(['--set-string', 'kubeProxyReplacement=true', '--set', 'k8sServiceHost=10.0.0.1']);
+    assert.equal(on['kube-proxy-replacement'], true);
+    assert.equal(on['enable-socket-lb'], true);
+    const off = ['--set-string', 'kubeProxyReplacement=false'];
+    assert.equal(agentConfig(off)['kube-proxy-replacement'], false);
+    assert.equal(agentConfig(off)['enable-socket-lb'], false);
+    assert.ok(!agentContainer(daemonSet(off)).env.some((e) => e.name.startsWith('KUBERNETES_SERVICE_')),
+      'the string "false" is off');
+    const r = template(['--set-string', 'kubeProxyReplacement=true']);
+    assert.notEqual(r.status, 0);
+    assert.ok(r.stderr.includes(kKprMessage), 'the string "true" needs k8sServiceHost too');
+    expectFailure(['--set', 'kubeProxyReplacement=strict', '--set', 'k8sServiceHost=10.0.0.1'],
+      /kubeProxyReplacement=strict is not supported: use true or false/);
+  });
+
+  test('conntrackGCInterval: compound durations in seconds, at most 24h', () => {
+    const gc = (d) => agentConfig(['--set', `conntrackGCInterval=${d}`])['conntrack-gc-interval'];
+    assert.equal(gc('1m30s'), 90);
+    assert.equal(gc('1h2m3s'), 3723);
+    assert.equal(gc('2h30m'), 9000);
+    assert.equal(gc('1m08s'), 68);
+    assert.equal(gc('24h'), 86400);
+    assert.ok(!('conntrack-gc-interval' in agentConfig(['--set-string', 'conntrackGCInterval=0'])));
+    expectFailure(['--set', 'conntrackGCInterval=25h'], /conntrackGCInterval=25h: at most 24h/);
+    expectFailure(['--set', 'conntrackGCInterval=30s1m'], /conntrackGCInterval/);
+    expectFailure(['--set-string', 'conntrackGCInterval=90'], /conntrackGCInterval/);
+    expectFailure(['--set', 'conntrackGCInterval=500ms'], /conntrackGCInterval/);
+  });
+
+  test('maglev.tableSize and maglev.hashSeed', () => {
+    assert.equal(agentConfig()['maglev-table-size'], 16381);
+    assert.ok(!('maglev-hash-seed' in agentConfig()), 'empty seed: the agent default');
+    const cfg = agentConfig(['--set', 'maglev.tableSize=251', '--set', 'maglev.hashSeed=JLfvgnHc2kaSUFaI']);
+    assert.equal(cfg['maglev-table-size'], 251);
+    assert.equal(cfg['maglev-hash-seed'], 'JLfvgnHc2kaSUFaI');
+    expectFailure(['--set', 'maglev.tableSize=1000'], /maglev\.tableSize/);
+    expectFailure(['--set', 'maglev.hashSeed=short'], /maglev\.hashSeed/);
+  });
+
+  test('bpf.monitorAggregation: medium or none; Cilium\'s low and maximum fail naming the key', () => {
+    assert.equal(agentConfig()['monitor-aggregation'], 'medium');
+    assert.equal(agentConfig(['--set', 'bpf.monitorAggregation=none'])['monitor-aggregation'], 'none');
+    for (const level of ['low', 'maximum']) {
+      expectFailure(['--set', `bpf.monitorAggregation=${level}`],
+        new RegExp(`bpf\\.monitorAggregation=${level} is not supported`));
+    }
+    expectFailure(['--set', 'bpf.monitorAggregation=high'], /bpf\.monitorAggregation/);
+  });
+
+  test('bpf.ctTcpMax, bpf.lbMapMax, bpf.policyMapMax size the maps', () => {
+    const def = agentConfig();
+    assert.equal(def['ct-map-size'], 262144);
+    assert.equal(def['bpf-lb-map-max'], 65536);
+    assert.equal(def['bpf-policy-map-max'], 16384);
+    const cfg = agentConfig(['--set', 'bpf.ctTcpMax=1048576', '--set', 'bpf.lbMapMax=262144',
+      '--set', 'bpf.policyMapMax=4096']);
+    assert.equal(cfg['ct-map-size'], 1048576);
+    assert.equal(cfg['bpf-lb-map-max'], 262144);
+    assert.equal(cfg['bpf-policy-map-max'], 4096);
+    expectFailure(['--set', 'bpf.ctTcpMax=100'], /bpf\.ctTcpMax/);
+    expectFailure(['--set', 'bpf.lbMapMax=0'], /bpf\.lbMapMax/);
+    expectFailure(['--set', 'bpf.policyMapMax=0'], /bpf\.policyMapMax/);
+  });
+
+  test('MTU: 0 is automatic, and the default', () => {
+    assert.equal(agentConfig().mtu, 0);
+    assert.equal(agentConfig(['--set', 'MTU=0']).mtu, 0);
+    assert.equal(agentConfig(['--set', 'MTU=9000']).mtu, 9000);
+  });
+
+  test('hubble.eventBufferCapacity: a number or a quoted number', () => {
+    assert.equal(agentConfig()['hubble-flow-buffer-size'], 4095);
+    assert.equal(agentConfig(['--set-string', 'hubble.eventBufferCapacity=65535'])['hubble-flow-buffer-size'], 65535);
+    assert.equal(agentConfig(['--set', 'hubble.eventBufferCapacity=1023'])['hubble-flow-buffer-size'], 1023);
+    expectFailure(['--set', 'hubble.eventBufferCapacity=0'], /hubble\.eventBufferCapacity/);
+    expectFailure(['--set-string', 'hubble.eventBufferCapacity=2000000'],
+      /hubble\.eventBufferCapacity=2000000: must be 1-1048576/);
+  });
+
+  test('cni.chainingMode: none and portmap render plexus-cni first with portmap; the others fail naming the key', () => {
+    const conflist = (args) => JSON.parse(find(render(args), 'ConfigMap', 'plexus-config').data['05-plexus.conflist']);
+    const def = conflist([]);
+    assert.deepEqual(def.plugins.map((p) => p.type), ['plexus-cni', 'portmap']);
+    assert.deepEqual(conflist(['--set', 'cni.chainingMode=portmap']), def);
+    assert.deepEqual(conflist(['--set', 'cni.chainingMode=none']), def);
+    expectFailure(['--set', 'cni.chainingMode=generic-veth'], /cni\.chainingMode=generic-veth is not supported/);
+    expectFailure(['--set', 'cni.chainingMode=aws-cni'], /cni\.chainingMode=aws-cni is not supported/);
+    expectFailure(['--set', 'cni.chainingMode=bogus'], /cni\.chainingMode/);
   });
 });

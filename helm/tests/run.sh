@@ -82,6 +82,31 @@ PY
   check '{"enable-host-legacy-routing": true}' --set bpf.hostLegacyRouting=true
   check '{"conntrack-gc-interval": 300}' --set conntrackGCInterval=5m
   check '{"conntrack-gc-interval": 60}'  # "0s": the agent's default
+  check '{"maglev-table-size": 16381, "monitor-aggregation": "medium", "ct-map-size": 262144, "hubble-flow-buffer-size": 4095, "bpf-lb-map-max": 65536, "bpf-policy-map-max": 16384}'
+  # A values file as a Cilium kube-proxy-replacement install writes it: quoted numbers, a string boolean, a compound
+  # duration, the map sizes, and extraConfig keys (agent flag names) laid over the chart's.
+  cat >"$tmp/cilium-kpr.yaml" <<'YAML'
+kubeProxyReplacement: "true"
+k8sServiceHost: 10.0.0.1
+k8sServicePort: "6443"
+routingMode: native
+autoDirectNodeRoutes: true
+ipv4NativeRoutingCIDR: 10.0.0.0/8
+ipam: {mode: kubernetes}
+maglev: {tableSize: 65521, hashSeed: AAECAwQFBgcICQoL}
+bpf: {monitorAggregation: none, ctTcpMax: 524288, lbMapMax: 131072, policyMapMax: 32768}
+hubble: {eventBufferCapacity: "8191"}
+cni: {chainingMode: portmap}
+MTU: 1450
+conntrackGCInterval: 1m30s
+operator: {replicas: 1}
+tolerations: [{operator: Exists}]
+nodeSelector: {kubernetes.io/os: linux}
+extraArgs: ["--debug=true"]
+extraConfig: {events-ring-size: 1048576, lb-algorithm: random}
+YAML
+  check '{"kube-proxy-replacement": true, "enable-socket-lb": true, "k8s-service-port": 6443, "routing-mode": "native", "ipam-mode": "kubernetes", "maglev-table-size": 65521, "maglev-hash-seed": "AAECAwQFBgcICQoL", "monitor-aggregation": "none", "ct-map-size": 524288, "bpf-lb-map-max": 131072, "bpf-policy-map-max": 32768, "hubble-flow-buffer-size": 8191, "mtu": 1450, "conntrack-gc-interval": 90, "events-ring-size": 1048576, "lb-algorithm": "random"}' \
+    -f "$tmp/cilium-kpr.yaml"
 else
   echo "== skipped the agent config check: $agent is not built"
 fi

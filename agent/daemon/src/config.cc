@@ -258,6 +258,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"monitor-aggregation", c.monitor_aggregation},
           {"lb-algorithm", c.lb_algorithm},
           {"maglev-table-size", c.maglev_table_size},
+          {"maglev-hash-seed", c.maglev_hash_seed},
           {"prometheus-serve-addr", c.prometheus_serve_addr},
           {"health-addr", c.health_addr},
           {"debug", c.debug},

@@ -37,10 +37,75 @@ health-addr port. Not to be confused with .Values.healthPort, the node-to-node h
 {{- end -}}
 
 {{/*
-Fail early on value combinations that render but cannot work.
+kubeProxyReplacement as Cilium takes it: true/false or the strings "true"/"false". "true" when on, "" when off, so
+that `if (include "plexus.kubeProxyReplacement" .)` works; a plain `if .Values.kubeProxyReplacement` would take the
+string "false" as on.
+*/}}
+{{- define "plexus.kubeProxyReplacement" -}}
+{{- if eq (toString .Values.kubeProxyReplacement) "true" -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+k8sServicePort as a number: Cilium takes 6443 or "6443". atoi, not int: int parses "0…" as octal.
+*/}}
+{{- define "plexus.k8sServicePort" -}}
+{{- toString .Values.k8sServicePort | atoi -}}
+{{- end -}}
+
+{{/*
+hubble.eventBufferCapacity as a number (Cilium writes it as a string, "4095").
+*/}}
+{{- define "plexus.eventBufferCapacity" -}}
+{{- toString .Values.hubble.eventBufferCapacity | atoi -}}
+{{- end -}}
+
+{{/*
+conntrackGCInterval in seconds. The schema admits Go durations of whole h/m/s parts in that order ("90s", "1m30s",
+"2h", "0"), the form Cilium's value takes; the agent's flag counts seconds.
+*/}}
+{{- define "plexus.conntrackGCSeconds" -}}
+{{- $d := toString .Values.conntrackGCInterval -}}
+{{- $h := regexFind "[0-9]+h" $d | trimSuffix "h" | default "0" | atoi -}}
+{{- $m := regexFind "[0-9]+m" $d | trimSuffix "m" | default "0" | atoi -}}
+{{- $s := regexFind "[0-9]+s" $d | trimSuffix "s" | default "0" | atoi -}}
+{{- add (mul $h 3600) (mul $m 60) $s -}}
+{{- end -}}
+
+{{/*
+Fail early on value combinations that render but cannot work, and on Cilium values for features this build lacks
+(the schema admits them so that the message can name the key).
 */}}
 {{- define "plexus.validate" -}}
-{{- if and .Values.kubeProxyReplacement (not .Values.k8sServiceHost) -}}
+{{- $kprValue := toString .Values.kubeProxyReplacement -}}
+{{- if has $kprValue (list "strict" "partial" "probe" "disabled") -}}
+{{- fail (printf "kubeProxyReplacement=%s is not supported: use true or false (the older Cilium modes strict, partial, probe and disabled are not)" $kprValue) -}}
+{{- end -}}
+{{- $port := include "plexus.k8sServicePort" . | atoi -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail (printf "k8sServicePort=%v: must be a port, 1-65535" .Values.k8sServicePort) -}}
+{{- end -}}
+{{- $gc := include "plexus.conntrackGCSeconds" . | atoi -}}
+{{- if gt $gc 86400 -}}
+{{- fail (printf "conntrackGCInterval=%s: at most 24h (the agent takes 0-86400 seconds)" (toString .Values.conntrackGCInterval)) -}}
+{{- end -}}
+{{- $events := include "plexus.eventBufferCapacity" . | atoi -}}
+{{- if or (lt $events 1) (gt $events 1048576) -}}
+{{- fail (printf "hubble.eventBufferCapacity=%v: must be 1-1048576 (flows the agent keeps in memory)" .Values.hubble.eventBufferCapacity) -}}
+{{- end -}}
+{{- $agg := toString .Values.bpf.monitorAggregation -}}
+{{- if has $agg (list "low" "maximum") -}}
+{{- fail (printf "bpf.monitorAggregation=%s is not supported: the datapath aggregates flow events at medium or none" $agg) -}}
+{{- end -}}
+{{- $chaining := toString .Values.cni.chainingMode -}}
+{{- if eq $chaining "generic-veth" -}}
+{{- fail "cni.chainingMode=generic-veth is not supported by the chart: it writes plexus-cni as the first plugin of its own conflist, and generic-veth needs another plugin before it (set up such a conflist by hand, see docs/cni.md); use none" -}}
+{{- end -}}
+{{- if has $chaining (list "aws-cni" "flannel") -}}
+{{- fail (printf "cni.chainingMode=%s is not supported: plexus-cni chains only in generic-veth mode; use none" $chaining) -}}
+{{- end -}}
+{{- if and (include "plexus.kubeProxyReplacement" .) (not .Values.k8sServiceHost) -}}
 {{- fail "kubeProxyReplacement=true needs k8sServiceHost: without kube-proxy the kubernetes Service ClusterIP is not reachable before the agent runs" -}}
 {{- end -}}
 {{- if eq (toString .Values.tunnelProtocol) "geneve" -}}
@@ -49,4 +114,67 @@ Fail early on value combinations that render but cannot work.
 {{- if and .Values.autoDirectNodeRoutes (ne (toString .Values.routingMode) "native") -}}
 {{- fail (printf "autoDirectNodeRoutes=true needs routingMode=native (routingMode is %s): direct node routes replace the tunnel, as in Cilium" (toString .Values.routingMode)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The agent's configuration from the chart's values, before extraConfig (configmap.yaml merges it).
+*/}}
+{{- define "plexus.agentConfig" -}}
+{{- $kpr := include "plexus.kubeProxyReplacement" . | eq "true" -}}
+state-dir: /var/lib/plexus
+bpf-root: {{ printf "%s/plexus" (trimSuffix "/" .Values.bpf.root) | quote }}
+socket: /run/plexus/plexus.sock
+cluster-name: {{ .Values.cluster.name | quote }}
+ipam-mode: {{ .Values.ipam.mode | quote }}
+{{- if eq .Values.ipam.mode "cluster-pool" }}
+cluster-pool-ipv4-cidr:
+  {{- range .Values.ipam.operator.clusterPoolIPv4PodCIDRList }}
+  - {{ . | quote }}
+  {{- end }}
+cluster-pool-ipv4-mask-size: {{ .Values.ipam.operator.clusterPoolIPv4MaskSize }}
+{{- end }}
+kube-proxy-replacement: {{ $kpr }}
+{{- if .Values.k8sServiceHost }}
+k8s-service-host: {{ .Values.k8sServiceHost | quote }}
+k8s-service-port: {{ include "plexus.k8sServicePort" . }}
+{{- end }}
+routing-mode: {{ .Values.routingMode | quote }}
+tunnel-protocol: {{ .Values.tunnelProtocol | quote }}
+tunnel-port: {{ .Values.tunnelPort | int }}
+auto-direct-node-routes: {{ .Values.autoDirectNodeRoutes }}
+enable-host-legacy-routing: {{ .Values.bpf.hostLegacyRouting }}
+{{- if .Values.ipv4NativeRoutingCIDR }}
+ipv4-native-routing-cidr: {{ .Values.ipv4NativeRoutingCIDR | quote }}
+{{- end }}
+mtu: {{ .Values.MTU | int }}
+health-port: {{ .Values.healthPort | int }}
+enable-bpf-masquerade: {{ .Values.bpf.masquerade }}
+monitor-aggregation: {{ .Values.bpf.monitorAggregation | quote }}
+ct-map-size: {{ .Values.bpf.ctTcpMax | int }}
+bpf-lb-map-max: {{ .Values.bpf.lbMapMax | int }}
+bpf-policy-map-max: {{ .Values.bpf.policyMapMax | int }}
+enable-hubble: {{ .Values.hubble.enabled }}
+hubble-flow-buffer-size: {{ include "plexus.eventBufferCapacity" . }}
+lb-algorithm: {{ .Values.loadBalancer.algorithm | quote }}
+maglev-table-size: {{ .Values.maglev.tableSize | int }}
+{{- if .Values.maglev.hashSeed }}
+maglev-hash-seed: {{ .Values.maglev.hashSeed | quote }}
+{{- end }}
+{{- $gcSeconds := include "plexus.conntrackGCSeconds" . | atoi }}
+{{- if gt $gcSeconds 0 }}
+conntrack-gc-interval: {{ $gcSeconds }}
+{{- end }}
+{{- if .Values.prometheus.enabled }}
+prometheus-serve-addr: {{ printf "0.0.0.0:%v" .Values.prometheus.port | quote }}
+health-addr: ""
+{{- else }}
+prometheus-serve-addr: ""
+health-addr: "127.0.0.1:{{ include "plexus.healthzPort" . }}"
+{{- end }}
+debug: {{ .Values.debug.enabled }}
+cgroup-root: {{ .Values.cgroup.hostRoot | quote }}
+{{- if .Values.devices }}
+devices: {{ .Values.devices | toJson }}
+{{- end }}
+enable-socket-lb: {{ $kpr }}
 {{- end -}}
