@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "context.h"
+#include "plexus/cli/manifest_chunks.h"
 #include "plexus/v1/resources.grpc.pb.h"
 
 namespace plexus::cli {
@@ -29,23 +30,35 @@ bool readManifest(const std::string& path, std::string* out) {
   return true;
 }
 
+// Requests carry at most this much manifest text (gRPC's default message limit is 4 MiB); a larger file goes in
+// several requests, cut at document boundaries.
+constexpr size_t kChunkBytes = 2u << 20;
+
 int applyOrDelete(const Context& c, const std::vector<std::string>& files, bool remove) {
   auto stub = v1::Resources::NewStub(c.channel());
   int rc = 0;
   for (const auto& file : files) {
-    v1::ApplyRequest req;
-    if (!readManifest(file, req.mutable_manifest())) {
+    std::string manifest;
+    if (!readManifest(file, &manifest)) {
       return 1;
     }
-    req.set_source(file);
-    grpc::ClientContext ctx;
-    c.deadline(&ctx);
-    v1::ApplyResponse r;
-    grpc::Status s = remove ? stub->Delete(&ctx, req, &r) : stub->Apply(&ctx, req, &r);
-    if (!s.ok()) {
-      reportError(c, s);
-      rc = 1;
-      continue;
+    v1::ApplyResponse r;  // the outcomes of every piece, in order
+    for (auto& piece : manifestChunks(manifest, kChunkBytes)) {
+      v1::ApplyRequest req;
+      *req.mutable_manifest() = std::move(piece);
+      req.set_source(file);
+      grpc::ClientContext ctx;
+      c.deadline(&ctx);
+      v1::ApplyResponse part;
+      grpc::Status s = remove ? stub->Delete(&ctx, req, &part) : stub->Apply(&ctx, req, &part);
+      if (!s.ok()) {
+        reportError(c, s);
+        rc = 1;
+        break;  // later pieces may depend on this one (a Namespace before its Pods)
+      }
+      double agent_ms = r.agent_ms() + part.agent_ms();
+      r.MergeFrom(part);
+      r.set_agent_ms(agent_ms);
     }
     if (c.format() == Output::kJson) {
       std::cout << toJson(r).dump(2) << "\n";

@@ -687,3 +687,30 @@ TEST_CASE("the agent collects expired conntrack entries on its interval", "[netn
   REQUIRE(kept.ok());
   CHECK(kept->has_value());
 }
+
+TEST_CASE("apply: a manifest larger than one gRPC message (11000 services and their slices) applies whole",
+          "[netns][services][apply]") {
+  NodeFixture node("10.227.0.0/24");
+  std::string yaml;
+  for (int i = 0; i < 11000; ++i) {
+    std::string name = "svc-" + std::to_string(i);
+    std::string ip = "10.97." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250);
+    yaml += "---\napiVersion: v1\nkind: Service\nmetadata: {name: " + name + "}\nspec: {clusterIP: " + ip +
+            ", ports: [{name: http, port: 80, targetPort: 8080}]}\n"
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: " + name +
+            "-a, labels: {kubernetes.io/service-name: " + name + "}}\naddressType: IPv4\n"
+            "ports: [{name: http, port: 8080, protocol: TCP}]\nendpoints: [{addresses: [10.1.0.1]}, "
+            "{addresses: [10.1.0.2]}, {addresses: [10.1.0.3]}]\n";
+  }
+  REQUIRE(yaml.size() > (4u << 20));  // gRPC's default message limit
+  std::string path = node.dir() + "/big.yaml";
+  std::ofstream(path) << yaml;
+  auto r = node.cli({"apply", "-f", path, "-o", "json"});
+  INFO(r.err.substr(0, 2000));
+  REQUIRE(r.exit_code == 0);
+  auto out = nlohmann::json::parse(r.out);
+  CHECK(out["outcomes"].size() == 22000);
+  CHECK(node.cliJson({"service", "list"}).size() == 11000);
+  auto last = node.cliJson({"service", "get", "svc-10999"});
+  CHECK(last["service"]["frontends"][0]["backends"].size() == 3);
+}

@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
   agent::ResourcesService resources(st);
   agent::PolicyService policy(st);
   grpc::ServerBuilder builder;
+  // plexus apply sends at most 2 MiB of manifest per request; one larger document (a v1 List) may still come whole.
+  builder.SetMaxReceiveMessageSize(64 << 20);
   builder.AddListeningPort(api::grpcTarget(config->socket), grpc::InsecureServerCredentials());
   builder.RegisterService(&cni);
   builder.RegisterService(&daemon);
