@@ -18,6 +18,7 @@
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/reject.h"
+#include "lib/snat.h"
 #include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -41,7 +42,15 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
     return TC_ACT_OK; /* not ours to judge: the stack drops what is malformed */
   }
   struct flow4 f = {};
-  if (flow4_parse(skb, ip, &f) < 0 || !f.has_ports) {
+  if (flow4_parse(skb, ip, &f) < 0) {
+    return TC_ACT_OK;
+  }
+  /* A reply (or an ICMP error) of a masqueraded flow: back to its pod, which the stack or host routing delivers. */
+  int masq = snat4_ingress(skb, &f);
+  if (masq != 0) {
+    return masq < 0 ? masq : TC_ACT_OK;
+  }
+  if (!f.has_ports) {
     return TC_ACT_OK;
   }
   verdict_trace_flow(c, &f);
@@ -82,22 +91,26 @@ static __always_inline int host_ipv4_deliver_local(struct __sk_buff *skb, struct
   return local_deliver(skb, dst, 1);
 }
 
-/* Replies of NodePort flows on their way out. Returns a TC action or a negative reason. */
+/* Replies of NodePort flows on their way out, and pods' traffic to the outside (masquerade). Returns a TC action or a
+ * negative reason. */
 static __always_inline int host_ipv4_to_netdev(struct __sk_buff *skb, struct verdict_ctx *c) {
   struct iphdr *ip = ipv4_hdr(skb);
   if (!ip) {
     return TC_ACT_OK;
   }
   struct flow4 f = {};
-  if (flow4_parse(skb, ip, &f) < 0 || !f.has_ports) {
+  if (flow4_parse(skb, ip, &f) < 0) {
     return TC_ACT_OK;
   }
   verdict_trace_flow(c, &f);
-  int ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE_NODEPORT);
-  if (ret < 0) {
-    return ret;
+  if (f.has_ports) {
+    int ret = lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE_NODEPORT);
+    if (ret < 0) {
+      return ret;
+    }
   }
-  return TC_ACT_OK;
+  int masq = snat4_egress(skb, &f);
+  return masq < 0 ? masq : TC_ACT_OK;
 }
 
 SEC("tc")

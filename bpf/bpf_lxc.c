@@ -17,6 +17,7 @@
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/reject.h"
+#include "lib/snat.h" /* its maps only: the agent reads the masquerade map through this object */
 #include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -68,6 +68,16 @@ CommandResult NodeFixture::cni(const std::string& command, const Pod& pod, const
   return execPlugin(cniBinary(), call(command, pod), config);
 }
 
+// The before_start hook of a node whose external device `dev` (192.0.2.1/24) faces namespace `ext` (192.0.2.2/24).
+std::function<void(Netns&)> externalLink(const std::string& dev, const std::string& peer, Netns& ext) {
+  return [dev, peer, &ext](Netns& n) {
+    REQUIRE(sh("ip link add " + dev + " netns " + n.name() + " type veth peer name " + peer + " netns " + ext.name())
+                .exit_code == 0);
+    n.exec("ip addr add 192.0.2.1/24 dev " + dev + " && ip link set " + dev + " up");
+    ext.exec("ip addr add 192.0.2.2/24 dev " + peer + " && ip link set " + peer + " up");
+  };
+}
+
 CommandResult NodeFixture::tryAddPod(Pod& pod, const std::string& name, const std::string& pod_namespace) {
   pod.netns = std::make_unique<Netns>("pd");
   pod.container_id = uniqueName("ctr-" + name);

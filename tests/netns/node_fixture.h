@@ -30,6 +30,10 @@ struct Pod {
 // and closes; REQUIREs every step.
 void requireTcpExchange(const Pod& from, const Pod& to, uint16_t port = 0);
 
+// The before_start hook of a node whose external device `dev` (192.0.2.1/24) faces namespace `ext` (192.0.2.2/24),
+// the "world" of a test: it has no route to the pods.
+std::function<void(Netns&)> externalLink(const std::string& dev, const std::string& peer, Netns& ext);
+
 class NodeFixture {
  public:
   // before_start runs in the node namespace's setup, before the agent starts (e.g. to create --devices).

@@ -50,16 +50,6 @@ void apply(NodeFixture& node, const std::string& yaml, const std::string& file) 
   REQUIRE(r.exit_code == 0);
 }
 
-// The before_start hook of a node whose external device `dev` (192.0.2.1/24) faces namespace `ext` (192.0.2.2/24).
-std::function<void(Netns&)> externalLink(const std::string& dev, const std::string& peer, Netns& ext) {
-  return [dev, peer, &ext](Netns& n) {
-    REQUIRE(sh("ip link add " + dev + " netns " + n.name() + " type veth peer name " + peer + " netns " + ext.name())
-                .exit_code == 0);
-    n.exec("ip addr add 192.0.2.1/24 dev " + dev + " && ip link set " + dev + " up");
-    ext.exec("ip addr add 192.0.2.2/24 dev " + peer + " && ip link set " + peer + " up");
-  };
-}
-
 // A TCP connect from a namespace to ip:port that reports errno, bounded by SO_SNDTIMEO.
 int connectErrno(const std::string& netns_path, const std::string& ip, uint16_t port) {
   int fd = socketInNetns(netns_path, SOCK_STREAM);

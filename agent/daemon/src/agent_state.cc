@@ -40,6 +40,12 @@ std::vector<Ipv4> nodeAddresses(const std::vector<std::string>& devices) {
   freeifaddrs(list);
   return out;
 }
+// The address pods' traffic leaving through the device is masqueraded to: its first IPv4 address.
+std::optional<Ipv4> masqueradeAddress(const std::string& device) {
+  auto addresses = nodeAddresses({device});
+  return addresses.empty() ? std::nullopt : std::optional<Ipv4>(addresses.front());
+}
+
 // The devices Cilium would pick: up, global unicast IPv4, carrying the default route or the route to another node.
 // `log`: one line per link saying why it was or was not picked.
 Result<std::vector<std::string>> detectDevices(const std::vector<Ipv4>& other_nodes, bool log) {
@@ -108,7 +114,7 @@ void AgentState::refreshDevices() {
     bool known = std::find(current.begin(), current.end(), dev) != current.end();
     if (!known && host) {
       auto link = datapath::linkByName(dev);
-      Status s = link.ok() ? host->attachDevice(link->ifindex) : Status(link.error());
+      Status s = link.ok() ? host->attachDevice(link->ifindex, masqueradeAddress(dev)) : Status(link.error());
       if (!s.ok()) {
         spdlog::warn("devices: {}: {} (will retry)", dev, s.error().message);
         continue;
@@ -140,6 +146,13 @@ void AgentState::collectConntrack() {
   ++ct_gc.runs;
   ct_gc.deleted += r->deleted;
   ct_gc.entries = r->scanned - r->deleted;
+  if (config.enable_bpf_masquerade) {
+    auto nat = lxc->nat();
+    auto n = nat.ok() ? datapath::collectNat(*nat, now, datapath::CtLifetimes{}) : Result<datapath::CtGcResult>(nat.error());
+    if (!n.ok()) {
+      spdlog::warn("{}", n.error().message);
+    }
+  }
   ct_gc.last_seconds = static_cast<double>(datapath::monotonicNs() - now) / 1e9;
   spdlog::debug("conntrack gc: {} entries, {} expired, {:.1f} ms", r->scanned, r->deleted, ct_gc.last_seconds * 1e3);
 }
@@ -198,6 +211,11 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.sizes.lb = static_cast<uint32_t>(config.lb_map_max);
   lxc_cfg.sizes.policy = static_cast<uint32_t>(config.policy_map_max);
   lxc_cfg.sizes.ipcache = static_cast<uint32_t>(config.ipcache_map_max);
+  lxc_cfg.sizes.nat = static_cast<uint32_t>(config.nat_map_max);
+  lxc_cfg.masquerade = config.enable_bpf_masquerade;
+  if (auto native = Ipv4Prefix::parse(config.ipv4_native_routing_cidr)) {
+    lxc_cfg.native_cidr = *native;
+  }
   lxc_cfg.maglev_table_size = static_cast<uint32_t>(config.maglev_table_size);
   lxc_cfg.enable_events = config.enable_hubble;
   lxc_cfg.monitor_aggregation =
@@ -249,7 +267,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       if (!link.ok()) {
         return link.error().wrap(fmt::format("--devices {}", dev));
       }
-      PLEXUS_TRY((*host)->attachDevice(link->ifindex), fmt::format("--devices {}", dev));
+      PLEXUS_TRY((*host)->attachDevice(link->ifindex, masqueradeAddress(dev)), fmt::format("--devices {}", dev));
     }
     state->host = std::move(host.value());
   }

@@ -68,6 +68,7 @@ void addOptions(CLI::App& app, AgentConfig& c) {
                  "entries of each service map (services, backends, rev-NAT, affinity, Maglev tables)");
   app.add_option("--bpf-policy-map-max", c.policy_map_max, "entries of each endpoint's policy map");
   app.add_option("--bpf-ipcache-map-max", c.ipcache_map_max, "entries of the ipcache (IP prefix -> identity)");
+  app.add_option("--bpf-nat-global-max", c.nat_map_max, "entries of the masquerade (BPF SNAT) map");
   app.add_option("--conntrack-gc-interval", c.conntrack_gc_interval,
                  "seconds between conntrack garbage collections (0: never; entries then leave by LRU eviction only)");
   app.add_option("--events-ring-size", c.events_ring_size,
@@ -204,9 +205,9 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (c.mtu != 0 && (c.mtu < 576 || c.mtu > 65535)) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--mtu {}: must be 576-65535 (or 0: automatic)", c.mtu));
   }
-  if (c.enable_bpf_masquerade) {
+  if (c.enable_bpf_masquerade && !c.kube_proxy_replacement) {
     return makeError(ErrorCode::kInvalidArgument,
-                     "--enable-bpf-masquerade: not implemented in this build (pod egress is not masqueraded)");
+                     "--enable-bpf-masquerade needs --kube-proxy-replacement (it runs in the devices' programs)");
   }
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));
@@ -214,7 +215,8 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   for (const auto& [flag, value, low, high] :
        {std::tuple<const char*, int, int, int>{"--bpf-lb-map-max", c.lb_map_max, 16, 16777216},
         {"--bpf-policy-map-max", c.policy_map_max, 16, PLEXUS_POLICY_INNER_MAX},
-        {"--bpf-ipcache-map-max", c.ipcache_map_max, 16, 16777216}}) {
+        {"--bpf-ipcache-map-max", c.ipcache_map_max, 16, 16777216},
+        {"--bpf-nat-global-max", c.nat_map_max, 1024, 16777216}}) {
     if (value < low || value > high) {
       return makeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: must be {}-{}", flag, value, low, high));
     }
@@ -269,6 +271,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"bpf-lb-map-max", c.lb_map_max},
           {"bpf-policy-map-max", c.policy_map_max},
           {"bpf-ipcache-map-max", c.ipcache_map_max},
+          {"bpf-nat-global-max", c.nat_map_max},
           {"conntrack-gc-interval", c.conntrack_gc_interval},
           {"events-ring-size", c.events_ring_size}};
 }

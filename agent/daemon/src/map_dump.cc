@@ -178,6 +178,29 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
       }
       return Status::Ok();
     }
+    case v1::BPF_MAP_NAT: {
+      out->set_name("plexus_snat4_v1");
+      columns(out, {"source", "destination", "proto", "direction"}, {"age_seconds", "translated_to"});
+      auto map = lxc.nat();
+      if (!map.ok()) {
+        return map.error();
+      }
+      auto entries = map->entries();
+      if (!entries.ok()) {
+        return entries.error();
+      }
+      uint64_t now_ns = datapath::monotonicNs();
+      for (const auto& [k, v] : *entries) {
+        auto* row = out->add_rows();
+        row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.saddr).toString(), ntohs(k.sport)));
+        row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.daddr).toString(), ntohs(k.dport)));
+        row->add_key(protoName(k.proto));
+        row->add_key(k.dir == PLEXUS_SNAT_EGRESS ? "egress" : k.dir == PLEXUS_SNAT_INGRESS ? "ingress" : "?");
+        row->add_value(std::to_string(now_ns > v.last_seen_ns ? (now_ns - v.last_seen_ns) / PLEXUS_NSEC_PER_SEC : 0));
+        row->add_value(fmt::format("{}:{}", Ipv4::fromNetwork(v.to_addr).toString(), ntohs(v.to_port)));
+      }
+      return Status::Ok();
+    }
     case v1::BPF_MAP_POLICY: {
       out->set_name("plexus_policy_v1");
       columns(out, {"identity", "direction", "proto", "ports"}, {"verdict", "rule_id"});

@@ -17,26 +17,24 @@ bool conntrackExpired(const plexus_ct4_key& key, const plexus_ct4_value& value, 
 
 Result<CtGcResult> collectConntrack(BpfMap<plexus_ct4_key, plexus_ct4_value>& ct, uint64_t now_ns,
                                     const CtLifetimes& lifetimes) {
-  auto entries = ct.entries();
-  if (!entries.ok()) {
-    return entries.error().wrap("conntrack gc");
-  }
-  CtGcResult out;
-  out.scanned = entries->size();
-  std::vector<plexus_ct4_key> expired;
-  for (const auto& [key, value] : *entries) {
-    if (conntrackExpired(key, value, now_ns, lifetimes)) {
-      expired.push_back(key);
-    }
-  }
-  // A packet between the walk and the delete is lost with its entry; the flow was idle for a whole lifetime, and
-  // its next packet starts it again (as with Cilium's collector).
-  auto deleted = ct.eraseBatch(expired);
-  if (!deleted.ok()) {
-    return deleted.error().wrap("conntrack gc");
-  }
-  out.deleted = *deleted;
-  return out;
+  auto r = collectExpired(ct, [&](const plexus_ct4_key& k, const plexus_ct4_value& v) {
+    return conntrackExpired(k, v, now_ns, lifetimes);
+  });
+  return r.ok() ? r : Result<CtGcResult>(r.error().wrap("conntrack gc"));
+}
+
+bool natExpired(const plexus_snat4_key& key, const plexus_snat4_value& value, uint64_t now_ns,
+                const CtLifetimes& lifetimes) {
+  uint64_t age = now_ns > value.last_seen_ns ? now_ns - value.last_seen_ns : 0;
+  return age > (key.proto == IPPROTO_TCP ? lifetimes.tcp_ns : lifetimes.non_tcp_ns);
+}
+
+Result<CtGcResult> collectNat(BpfMap<plexus_snat4_key, plexus_snat4_value>& nat, uint64_t now_ns,
+                              const CtLifetimes& lifetimes) {
+  auto r = collectExpired(nat, [&](const plexus_snat4_key& k, const plexus_snat4_value& v) {
+    return natExpired(k, v, now_ns, lifetimes);
+  });
+  return r.ok() ? r : Result<CtGcResult>(r.error().wrap("masquerade gc"));
 }
 
 uint64_t monotonicNs() {

@@ -1,5 +1,6 @@
 #include "plexus/datapath/host_datapath.h"
 
+#include <arpa/inet.h>
 #include <bpf/libbpf.h>
 
 #include <cerrno>
@@ -28,6 +29,11 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
   // BPF host routing delivers local pods' traffic here, after their ingress policy.
   skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
   skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
+  skel->rodata->cfg_masquerade = config.masquerade ? 1 : 0;
+  if (config.native_cidr.length() > 0) {
+    skel->rodata->cfg_native_cidr_addr = config.native_cidr.network().networkOrder();
+    skel->rodata->cfg_native_cidr_mask = htonl(config.native_cidr.mask());
+  }
   applyMapSizes(skel->obj, config.sizes);
   auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_host__load(skel); });
   if (!carried.ok()) {
@@ -41,7 +47,16 @@ HostDatapath::~HostDatapath() { plexus_host__destroy(skel_); }
 
 int HostDatapath::fromNetdevFd() const { return bpf_program__fd(skel_->progs.plexus_from_netdev); }
 
-Status HostDatapath::attachDevice(int ifindex) {
+Status HostDatapath::attachDevice(int ifindex, std::optional<Ipv4> masquerade_address) {
+  if (masquerade_address) {
+    uint32_t key = static_cast<uint32_t>(ifindex);
+    plexus_device_value v{};
+    v.ipv4 = masquerade_address->networkOrder();
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.plexus_devices_v1), &key, &v, BPF_ANY) != 0) {
+      return detail::updateError(fmt::format("masquerade address of ifindex {}", ifindex), "plexus_devices_v1",
+                                 PLEXUS_DEVICES_MAX, errno);
+    }
+  }
   auto in = tcAttach(ifindex, TcDirection::kIngress, fromNetdevFd());
   if (!in.ok()) {
     return in.error().wrap(fmt::format("attach from-netdev on ifindex {}", ifindex));

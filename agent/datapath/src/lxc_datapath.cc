@@ -44,6 +44,7 @@ void applyMapSizes(bpf_object* obj, const MapSizes& sizes) {
       {"plexus_lb4_reverse_nat_v1", sizes.lb},
       {"plexus_lb4_maglev_v1", sizes.lb},
       {"plexus_lb4_affinity_v1", sizes.lb},
+      {"plexus_snat4_v1", sizes.nat},
   };
   for (const auto& [name, size] : table) {
     if (bpf_map* m = bpf_object__find_map_by_name(obj, name)) {
@@ -357,13 +358,17 @@ std::vector<ProgramHandle> LxcDatapath::programs() const {
   return out;
 }
 
+Result<BpfMap<plexus_snat4_key, plexus_snat4_value>> LxcDatapath::nat() const {
+  return openMap<plexus_snat4_key, plexus_snat4_value>(skel_->maps.plexus_snat4_v1);
+}
+
 std::vector<PinnedMapInfo> LxcDatapath::maps() const {
   std::vector<PinnedMapInfo> out;
   for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1,
                      skel_->maps.plexus_lb4_services_v1, skel_->maps.plexus_lb4_backends_v1,
                      skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
                      skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v2, skel_->maps.plexus_policy_v1,
-                     skel_->maps.plexus_events_lost_v1}) {
+                     skel_->maps.plexus_events_lost_v1, skel_->maps.plexus_snat4_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
     PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{},
                     countKeys(bpf_map__fd(m))};

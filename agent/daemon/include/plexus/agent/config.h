@@ -6,6 +6,7 @@
 #include "plexus/endpoint.h"
 #include "plexus/events.h"
 #include "plexus/lb.h"
+#include "plexus/nat.h"
 #include "plexus/policy.h"
 #include <string>
 #include <vector>
@@ -58,6 +59,7 @@ struct AgentConfig {
   int lb_map_max = PLEXUS_LB_MAP_DEFAULT_MAX;          // entries of each service map
   int policy_map_max = PLEXUS_POLICY_MAP_DEFAULT_MAX;  // entries of each endpoint's policy map
   int ipcache_map_max = PLEXUS_IPCACHE_MAX;
+  int nat_map_max = PLEXUS_SNAT4_DEFAULT_MAX;  // entries of the masquerade map
   int conntrack_gc_interval = 60;  // seconds; 0: no GC
   int events_ring_size = PLEXUS_EVENTS_RING_BYTES;  // bytes of the flow-event ring buffer
   bool print_config = false;       // print the effective configuration as JSON and exit

@@ -4,9 +4,11 @@
 // closing TCP flows, which are kept for a TIME_WAIT period (the per-packet path's source-port choice reads them).
 
 #include <cstdint>
+#include <vector>
 
 #include "plexus/common/result.h"
 #include "plexus/conntrack.h"
+#include "plexus/nat.h"
 #include "plexus/datapath/bpf_map.h"
 
 namespace plexus::datapath {
@@ -29,9 +31,40 @@ struct CtGcResult {
   size_t deleted = 0;
 };
 
-// One pass over the map: reads it and deletes the expired entries, both batched.
+// One pass over a map: reads it and deletes the entries `expired` picks, both batched. A packet between the walk and
+// the delete is lost with its entry; the flow was idle for a whole lifetime, and its next packet starts it again (as
+// with Cilium's collector).
+template <typename K, typename V, typename Expired>
+Result<CtGcResult> collectExpired(BpfMap<K, V>& map, Expired expired) {
+  auto entries = map.entries();
+  if (!entries.ok()) {
+    return entries.error();
+  }
+  CtGcResult out;
+  out.scanned = entries->size();
+  std::vector<K> gone;
+  for (const auto& [key, value] : *entries) {
+    if (expired(key, value)) {
+      gone.push_back(key);
+    }
+  }
+  auto deleted = map.eraseBatch(gone);
+  if (!deleted.ok()) {
+    return deleted.error();
+  }
+  out.deleted = *deleted;
+  return out;
+}
+
 Result<CtGcResult> collectConntrack(BpfMap<plexus_ct4_key, plexus_ct4_value>& ct, uint64_t now_ns,
                                     const CtLifetimes& lifetimes);
+
+// Masquerade entries live as long as conntrack's open flows (TCP 6 h, others 60 s since their last packet); the map
+// keeps no TCP flags, so a closed TCP flow's entries wait for their lifetime or LRU eviction. Pure.
+bool natExpired(const plexus_snat4_key& key, const plexus_snat4_value& value, uint64_t now_ns,
+                const CtLifetimes& lifetimes);
+Result<CtGcResult> collectNat(BpfMap<plexus_snat4_key, plexus_snat4_value>& nat, uint64_t now_ns,
+                              const CtLifetimes& lifetimes);
 
 // CLOCK_MONOTONIC in nanoseconds.
 uint64_t monotonicNs();

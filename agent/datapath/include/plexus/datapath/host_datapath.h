@@ -5,9 +5,11 @@
 // maps with the lxc programs through pinning, so its drops are counted and observed with theirs.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "plexus/common/ipv4.h"
 #include "plexus/common/result.h"
 #include "plexus/datapath/lxc_datapath.h"
 
@@ -24,7 +26,8 @@ class HostDatapath {
   HostDatapath(const HostDatapath&) = delete;
   HostDatapath& operator=(const HostDatapath&) = delete;
 
-  Status attachDevice(int ifindex);
+  // The programs on the device, and its masquerade address (unset: the device's traffic is not masqueraded).
+  Status attachDevice(int ifindex, std::optional<Ipv4> masquerade_address = std::nullopt);
   int fromNetdevFd() const;
   std::vector<ProgramHandle> programs() const;
 

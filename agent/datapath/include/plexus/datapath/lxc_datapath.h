@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "plexus/common/ipv4.h"
 #include "plexus/common/result.h"
 #include "plexus/datapath/bpf_map.h"
 #include "plexus/datapath/map_convert.h"
@@ -13,6 +14,7 @@
 #include "plexus/endpoint.h"
 #include "plexus/events.h"
 #include "plexus/lb.h"
+#include "plexus/nat.h"
 #include "plexus/metrics.h"
 #include "plexus/policy.h"
 #include "plexus/routing.h"
@@ -37,6 +39,7 @@ struct MapSizes {
   uint32_t lb = PLEXUS_LB_MAP_DEFAULT_MAX;    // --bpf-lb-map-max: services, backends, rev-NAT, affinity, Maglev
   uint32_t policy = PLEXUS_POLICY_MAP_DEFAULT_MAX;  // --bpf-policy-map-max: each endpoint's policy trie
   uint32_t ipcache = PLEXUS_IPCACHE_MAX;      // --bpf-ipcache-map-max
+  uint32_t nat = PLEXUS_SNAT4_DEFAULT_MAX;    // --bpf-nat-global-max: the masquerade map
 };
 
 // Sets the sizes on the object's maps that have them (before bpf_object__load).
@@ -62,6 +65,10 @@ struct LxcConfig {
   // other FIB answer goes to the stack), and the external devices' traffic for local pods enters them with
   // bpf_redirect_peer after their ingress policy.
   bool host_routing = false;
+  // BPF masquerade at the devices' egress (host programs) of pods' traffic to destinations outside the cluster and
+  // outside native_cidr (prefix length 0: none).
+  bool masquerade = false;
+  Ipv4Prefix native_cidr;
 };
 
 // Refuses a combination the datapath cannot run (tunnel mode without a tunnel device).
@@ -141,6 +148,8 @@ class LxcDatapath {
 
   BpfMap<plexus_endpoint_key, plexus_endpoint_value>& endpoints() { return endpoints_; }
   BpfMap<plexus_ipcache_key, plexus_ipcache_value>& ipcache() { return ipcache_; }
+  // The masquerade map (written by the host programs; shared by pinning).
+  Result<BpfMap<plexus_snat4_key, plexus_snat4_value>> nat() const;
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value>& metrics() { return metrics_; }
   LbMaps& lb() { return *lb_; }
   PolicyMaps& policy() { return *policy_; }

@@ -18,7 +18,7 @@ struct SockConfig {
   std::string bpf_root;     // the same root as the lxc programs: the service maps are shared by pinning
   std::string cgroup_path;  // cgroup v2 directory whose processes get socket LB
   uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
-  MapSizes sizes;  // the lxc programs' (the service maps are shared)
+  MapSizes sizes{};  // the lxc programs' (the service maps are shared)
 };
 
 class SockDatapath {

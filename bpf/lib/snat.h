@@ -1,0 +1,193 @@
+/* Masquerade (BPF SNAT, --enable-bpf-masquerade): a local pod's traffic leaving the node through an external device
+ * towards the world gets the device's address as its source, at the device's egress (plexus_to_netdev); replies,
+ * and ICMP errors about those flows, get the pod back at the device's ingress (plexus_from_netdev). The NAT map keeps
+ * both directions of each flow: EGRESS {pod tuple} -> {node address, port} and INGRESS {reply tuple} -> {pod, port}.
+ * TCP and UDP are translated by port, ICMP echo by identifier. What stays inside the cluster (the ipcache knows the
+ * destination as a pod, a node or a pod CIDR) or inside --ipv4-native-routing-cidr keeps the pod's address. */
+#pragma once
+#include "plexus/identity.h"
+#include "plexus/nat.h"
+#include "lib/common.h"
+#include "lib/endpoints.h"
+#include "lib/nat.h"
+#include "lib/parse.h"
+
+const volatile __u8 cfg_masquerade = 0;
+const volatile __be32 cfg_native_cidr_addr = 0; /* network order; with the mask: --ipv4-native-routing-cidr */
+const volatile __be32 cfg_native_cidr_mask = 0; /* network order; 0: none */
+
+/* plexus_snat4_v1: both directions of each masqueraded flow; written by BPF, garbage-collected by the agent with
+ * conntrack's lifetimes. LRU: a full map evicts the least recently used flow. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, PLEXUS_SNAT4_DEFAULT_MAX); /* resized by the agent before load (--bpf-nat-global-max) */
+  __type(key, struct plexus_snat4_key);
+  __type(value, struct plexus_snat4_value);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_snat4_v1 SEC(".maps");
+
+/* plexus_devices_v1: ifindex -> the device's masquerade address; written by the agent as it selects devices. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, PLEXUS_DEVICES_MAX);
+  __type(key, __u32);
+  __type(value, struct plexus_device_value);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_devices_v1 SEC(".maps");
+
+#define SNAT4_PORT_SPAN (PLEXUS_SNAT_PORT_MAX - PLEXUS_SNAT_PORT_MIN + 1)
+
+static __always_inline __be32 snat4_device_addr(__u32 ifindex) {
+  struct plexus_device_value *d = bpf_map_lookup_elem(&plexus_devices_v1, &ifindex);
+  return d ? d->ipv4 : 0;
+}
+
+/* Masquerade applies to destinations outside the cluster: not in the native routing CIDR, and world to the ipcache
+ * (unknown, world, or a CIDR identity of a policy). Pods, nodes and pod CIDRs keep the pod's address. */
+static __always_inline int snat4_outside(__be32 daddr) {
+  if (cfg_native_cidr_mask && (daddr & cfg_native_cidr_mask) == cfg_native_cidr_addr) {
+    return 0;
+  }
+  struct plexus_ipcache_value *v = ipcache_lookup(daddr);
+  return !v || v->identity == PLEXUS_IDENTITY_WORLD || (v->identity & PLEXUS_IDENTITY_LOCAL_FLAG);
+}
+
+/* Rewrites the address and the port (TCP/UDP) or echo identifier (ICMP) of the source (is_src) or destination. ICMP
+ * has no pseudo-header: only the IP checksum follows the address, and the ICMP checksum the identifier. */
+static __always_inline int snat4_rewrite(struct __sk_buff *skb, const struct flow4 *f, int is_src, __be32 addr,
+                                         __be16 port) {
+  if (f->proto != IPPROTO_ICMP) {
+    return nat4_rewrite(skb, f, is_src, addr, port);
+  }
+  __be32 old_addr = is_src ? f->saddr : f->daddr;
+  if (bpf_l3_csum_replace(skb, IPV4_CSUM_OFF, old_addr, addr, 4) < 0 ||
+      bpf_skb_store_bytes(skb, is_src ? IPV4_SADDR_OFF : IPV4_DADDR_OFF, &addr, 4, 0) < 0) {
+    return PLEXUS_DROP(NAT_FAILED);
+  }
+  __be16 old_id = is_src ? f->dport : f->sport; /* a request leaving carries it in dport, a reply arriving in sport */
+  if (old_id != port && (bpf_l4_csum_replace(skb, f->l4_off + 2, old_id, port, 2) < 0 ||
+                         bpf_skb_store_bytes(skb, f->l4_off + 4, &port, 2, 0) < 0)) {
+    return PLEXUS_DROP(NAT_FAILED);
+  }
+  return 0;
+}
+
+/* A port for a new flow: the INGRESS entry is claimed with BPF_NOEXIST, so two flows never share a reply tuple.
+ * Returns the port (network order), or 0 when every try was taken. */
+static __always_inline __be16 snat4_claim(struct plexus_snat4_key *rev, const struct plexus_snat4_value *back) {
+  __u32 start = bpf_get_prandom_u32();
+  for (__u32 i = 0; i < PLEXUS_SNAT_PORT_TRIES; i++) {
+    __be16 port = bpf_htons((__u16)(PLEXUS_SNAT_PORT_MIN + (start + i * 1021) % SNAT4_PORT_SPAN));
+    rev->dport = port;
+    if (bpf_map_update_elem(&plexus_snat4_v1, rev, back, BPF_NOEXIST) == 0) {
+      return port;
+    }
+  }
+  return 0;
+}
+
+/* At the device's egress: a local pod's packet to the outside leaves with the device's address. Returns 1 when the
+ * packet was translated, 0 when it is not ours, or a negative reason (no free port: NAT_NO_PORT). */
+static __always_inline int snat4_egress(struct __sk_buff *skb, const struct flow4 *f) {
+  if (!cfg_masquerade || !(f->has_ports || (f->has_icmp && f->icmp_type == ICMP_ECHO))) {
+    return 0;
+  }
+  struct plexus_endpoint_value *src = endpoint_lookup(f->saddr);
+  if (!src || (src->flags & PLEXUS_EP_F_HOST) || !snat4_outside(f->daddr)) {
+    return 0;
+  }
+  __be32 node = snat4_device_addr(skb->ifindex);
+  if (!node) {
+    return 0; /* a device without an address: the stack's rules decide */
+  }
+  __be16 local = f->proto == IPPROTO_ICMP ? f->dport : f->sport;
+  __be16 remote = f->proto == IPPROTO_ICMP ? 0 : f->dport;
+  struct plexus_snat4_key key = {
+      .saddr = f->saddr, .daddr = f->daddr, .sport = local, .dport = remote, .proto = f->proto,
+      .dir = PLEXUS_SNAT_EGRESS};
+  __u64 now = bpf_ktime_get_ns();
+  __be16 port;
+  struct plexus_snat4_value *v = bpf_map_lookup_elem(&plexus_snat4_v1, &key);
+  if (v && v->to_addr == node) {
+    v->last_seen_ns = now;
+    port = v->to_port;
+  } else {
+    struct plexus_snat4_key rev = {
+        .saddr = f->daddr, .daddr = node, .sport = remote, .proto = f->proto, .dir = PLEXUS_SNAT_INGRESS};
+    struct plexus_snat4_value back = {.last_seen_ns = now, .to_addr = f->saddr, .to_port = local};
+    port = snat4_claim(&rev, &back);
+    if (!port) {
+      return PLEXUS_DROP(NAT_NO_PORT);
+    }
+    struct plexus_snat4_value out = {.last_seen_ns = now, .to_addr = node, .to_port = port};
+    if (bpf_map_update_elem(&plexus_snat4_v1, &key, &out, BPF_ANY) < 0) {
+      bpf_map_delete_elem(&plexus_snat4_v1, &rev);
+      return PLEXUS_DROP(NAT_FAILED);
+    }
+  }
+  int ret = snat4_rewrite(skb, f, 1, node, port);
+  return ret < 0 ? ret : 1;
+}
+
+/* An ICMP error about a masqueraded flow (fragmentation needed, port unreachable, ...) arrives for the node address
+ * and quotes the packet as it left (node:port -> remote): the outer destination and the quoted source become the pod
+ * again, so that path MTU discovery and connection errors reach it. The quoted header's own checksum changes with its
+ * address and cancels that change in the ICMP checksum; the quoted port (identifier) change is added to it. */
+static __always_inline int snat4_ingress_error(struct __sk_buff *skb, const struct flow4 *f) {
+  const struct flow4_tuple *q = &f->quoted;
+  __be16 local = q->proto == IPPROTO_ICMP ? q->dport : q->sport;
+  __be16 remote = q->proto == IPPROTO_ICMP ? 0 : q->dport;
+  struct plexus_snat4_key key = {
+      .saddr = q->daddr, .daddr = q->saddr, .sport = remote, .dport = local, .proto = q->proto,
+      .dir = PLEXUS_SNAT_INGRESS};
+  struct plexus_snat4_value *v = bpf_map_lookup_elem(&plexus_snat4_v1, &key);
+  if (!v) {
+    return 0;
+  }
+  __be32 pod = v->to_addr;
+  __be16 pod_port = v->to_port;
+  __u32 inner = f->l4_off + 8; /* after the ICMP header */
+  __u8 vihl = 0;
+  if (bpf_skb_load_bytes(skb, inner, &vihl, 1) < 0) {
+    return PLEXUS_DROP(INVALID_PACKET);
+  }
+  __u32 inner_l4 = inner + (vihl & 0xf) * 4;
+  __u32 port_off = q->proto == IPPROTO_ICMP ? inner_l4 + 4 : inner_l4;
+  if (bpf_l3_csum_replace(skb, IPV4_CSUM_OFF, f->daddr, pod, 4) < 0 ||
+      bpf_skb_store_bytes(skb, IPV4_DADDR_OFF, &pod, 4, 0) < 0 ||
+      bpf_l3_csum_replace(skb, inner + __builtin_offsetof(struct iphdr, check), q->saddr, pod, 4) < 0 ||
+      bpf_skb_store_bytes(skb, inner + __builtin_offsetof(struct iphdr, saddr), &pod, 4, 0) < 0) {
+    return PLEXUS_DROP(NAT_FAILED);
+  }
+  if (local != pod_port && (bpf_l4_csum_replace(skb, f->l4_off + 2, local, pod_port, 2) < 0 ||
+                            bpf_skb_store_bytes(skb, port_off, &pod_port, 2, 0) < 0)) {
+    return PLEXUS_DROP(NAT_FAILED);
+  }
+  return 1;
+}
+
+/* At the device's ingress: a reply (or an ICMP error) for a masqueraded flow goes back to its pod. Returns 1 when the
+ * packet was translated, 0 when it is not ours (the node's own traffic), or a negative reason. */
+static __always_inline int snat4_ingress(struct __sk_buff *skb, const struct flow4 *f) {
+  if (!cfg_masquerade || f->daddr != snat4_device_addr(skb->ifindex)) {
+    return 0;
+  }
+  if (f->related) {
+    return snat4_ingress_error(skb, f);
+  }
+  if (!(f->has_ports || (f->has_icmp && f->icmp_type == ICMP_ECHOREPLY))) {
+    return 0;
+  }
+  __be16 local = f->proto == IPPROTO_ICMP ? f->sport : f->dport;
+  __be16 remote = f->proto == IPPROTO_ICMP ? 0 : f->sport;
+  struct plexus_snat4_key key = {
+      .saddr = f->saddr, .daddr = f->daddr, .sport = remote, .dport = local, .proto = f->proto,
+      .dir = PLEXUS_SNAT_INGRESS};
+  struct plexus_snat4_value *v = bpf_map_lookup_elem(&plexus_snat4_v1, &key);
+  if (!v) {
+    return 0;
+  }
+  v->last_seen_ns = bpf_ktime_get_ns();
+  int ret = snat4_rewrite(skb, f, 0, v->to_addr, v->to_port);
+  return ret < 0 ? ret : 1;
+}

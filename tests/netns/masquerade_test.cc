@@ -1,0 +1,150 @@
+// BPF masquerade end to end: a node whose external device faces a "world" namespace that has no route to the pods.
+// With --enable-bpf-masquerade a pod reaches it over TCP, UDP and ping with the device's address as source, and an
+// ICMP error about a masqueraded flow (port unreachable) reaches the pod's socket.
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "node_fixture.h"
+#include "plexus/nat.h"
+
+using namespace plexus::testing;
+
+namespace {
+sockaddr_in address(const std::string& ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  return a;
+}
+
+std::string text(const sockaddr_in& a) {
+  char buf[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
+  return buf;
+}
+
+void receiveTimeout(int fd, int seconds) {
+  timeval tv{seconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+}  // namespace
+
+TEST_CASE("masquerade: pods reach the world with the device's address, replies and ICMP errors come back",
+          "[netns][masquerade]") {
+  std::string dev = uniqueName("vm");
+  std::string peer = uniqueName("vw");
+  Netns world("wd");
+  NodeFixture node("10.226.0.0/24", {"--devices", dev, "--enable-bpf-masquerade", "true"},
+                   externalLink(dev, peer, world));
+  Pod pod = node.addPod("client");
+
+  SECTION("TCP: the server sees the node's address and a port of the masquerade range; data flows both ways") {
+    auto [listener, port] = tcpListen(world.path(), 0);
+    int c = tcpConnect(pod.netns->path(), "192.0.2.2", port);
+    INFO(node.agent().log());
+    REQUIRE(c >= 0);
+    int a = acceptWithin(listener);
+    REQUIRE(a >= 0);
+    sockaddr_in peer_addr{};
+    socklen_t len = sizeof(peer_addr);
+    REQUIRE(getpeername(a, reinterpret_cast<sockaddr*>(&peer_addr), &len) == 0);
+    CHECK(text(peer_addr) == "192.0.2.1");
+    CHECK(ntohs(peer_addr.sin_port) >= PLEXUS_SNAT_PORT_MIN);
+    CHECK(exchange(c, a, "to the world"));
+    CHECK(exchange(a, c, "and back"));
+    close(a);
+    close(c);
+    close(listener);
+    // The translation is in the NAT map, both directions.
+    auto nat = node.cliJson({"bpf", "nat", "list"});
+    bool egress = false;
+    bool ingress = false;
+    for (const auto& row : nat) {
+      std::string dir = row.value("direction", "");
+      std::string to = row.value("translated_to", "");
+      egress = egress || (dir == "egress" && to.rfind("192.0.2.1:", 0) == 0);
+      ingress = ingress || (dir == "ingress" && to.rfind(pod.ip + ":", 0) == 0);
+    }
+    INFO(nat.dump());
+    CHECK(egress);
+    CHECK(ingress);
+  }
+
+  SECTION("UDP: a datagram and its reply") {
+    int server = socketInNetns(world.path(), SOCK_DGRAM);
+    sockaddr_in any = address("0.0.0.0", 7007);
+    REQUIRE(bind(server, reinterpret_cast<sockaddr*>(&any), sizeof(any)) == 0);
+    receiveTimeout(server, 3);
+    int client = socketInNetns(pod.netns->path(), SOCK_DGRAM);
+    receiveTimeout(client, 3);
+    sockaddr_in to = address("192.0.2.2", 7007);
+    REQUIRE(sendto(client, "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 4);
+    char buf[16];
+    sockaddr_in from{};
+    socklen_t from_len = sizeof(from);
+    REQUIRE(recvfrom(server, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &from_len) == 4);
+    CHECK(text(from) == "192.0.2.1");
+    REQUIRE(sendto(server, "pong", 4, 0, reinterpret_cast<sockaddr*>(&from), from_len) == 4);
+    CHECK(recv(client, buf, sizeof(buf), 0) == 4);
+    close(client);
+    close(server);
+  }
+
+  SECTION("ICMP echo by identifier") {
+    CHECK(ping(*pod.netns, "192.0.2.2"));
+    bool echo = false;
+    for (const auto& row : node.cliJson({"bpf", "nat", "list"})) {
+      echo = echo || row.value("proto", "") == "ICMP";
+    }
+    CHECK(echo);
+  }
+
+  SECTION("an ICMP port unreachable about a masqueraded datagram reaches the pod's socket") {
+    int client = socketInNetns(pod.netns->path(), SOCK_DGRAM);
+    receiveTimeout(client, 3);
+    sockaddr_in closed = address("192.0.2.2", 9);  // nothing listens: the world answers port unreachable
+    REQUIRE(connect(client, reinterpret_cast<sockaddr*>(&closed), sizeof(closed)) == 0);
+    int err = 0;
+    char buf[4];
+    // Bounded: a few datagrams (the first error may race the socket's connect state), 3 s each.
+    for (int i = 0; i < 3 && err != ECONNREFUSED; ++i) {
+      REQUIRE(send(client, "x", 1, 0) == 1);
+      err = recv(client, buf, sizeof(buf), 0) < 0 ? errno : 0;
+    }
+    CHECK(err == ECONNREFUSED);
+    close(client);
+  }
+}
+
+TEST_CASE("masquerade: traffic inside the cluster keeps the pod's address", "[netns][masquerade]") {
+  std::string dev = uniqueName("vm");
+  std::string peer = uniqueName("vw");
+  Netns world("wd");
+  // The world's network is declared part of the native routing CIDR: its peers see the pod itself, and reply to it
+  // through a route the test adds (the operator's fabric).
+  NodeFixture node("10.225.0.0/24",
+                   {"--devices", dev, "--enable-bpf-masquerade", "true", "--routing-mode", "native",
+                    "--ipv4-native-routing-cidr", "192.0.2.0/24"},
+                   externalLink(dev, peer, world));
+  world.exec("ip route add 10.225.0.0/24 via 192.0.2.1");
+  Pod pod = node.addPod("client");
+  auto [listener, port] = tcpListen(world.path(), 0);
+  int c = tcpConnect(pod.netns->path(), "192.0.2.2", port);
+  REQUIRE(c >= 0);
+  int a = acceptWithin(listener);
+  REQUIRE(a >= 0);
+  sockaddr_in peer_addr{};
+  socklen_t len = sizeof(peer_addr);
+  REQUIRE(getpeername(a, reinterpret_cast<sockaddr*>(&peer_addr), &len) == 0);
+  CHECK(text(peer_addr) == pod.ip);
+  close(a);
+  close(c);
+  close(listener);
+  CHECK(node.cliJson({"bpf", "nat", "list"}).empty());
+}
