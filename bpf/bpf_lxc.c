@@ -41,23 +41,25 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
  * BPF host routing, the FIB decides; anything else is the stack's (world, node addresses, native routes). */
 static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verdict_ctx *c, __be32 daddr,
                                               __u32 src_identity) {
-  if (cfg_routing_mode == PLEXUS_ROUTING_TUNNEL && cfg_tunnel_ifindex) {
-    struct plexus_ipcache_value *info = ipcache_lookup(daddr);
-    if (info && info->tunnel_endpoint) {
-      c->t.dst_identity = info->identity;
-      int ret = overlay_set_key(skb, info->tunnel_endpoint, src_identity);
-      if (ret < 0) {
-        return ret;
-      }
-      c->reason = PLEXUS_REASON_FORWARDED_TUNNEL;
-      return bpf_redirect(cfg_tunnel_ifindex, 0);
+  int tunnel = cfg_routing_mode == PLEXUS_ROUTING_TUNNEL && cfg_tunnel_ifindex;
+  if (!tunnel && !cfg_host_routing) {
+    return TC_ACT_OK;
+  }
+  /* One lookup serves both modes: a tunnel-mode destination without a tunnel endpoint falls through to the FIB. */
+  struct plexus_ipcache_value *dst = ipcache_lookup(daddr);
+  if (tunnel && dst && dst->tunnel_endpoint) {
+    c->t.dst_identity = dst->identity;
+    int ret = overlay_set_key(skb, dst->tunnel_endpoint, src_identity);
+    if (ret < 0) {
+      return ret;
     }
+    c->reason = PLEXUS_REASON_FORWARDED_TUNNEL;
+    return bpf_redirect(cfg_tunnel_ifindex, 0);
   }
   if (cfg_host_routing) {
     /* Only destinations inside the cluster (other nodes' pods and hosts): traffic leaving the cluster, and the replies
      * of connections the node's netfilter translated (portmap's hostPort DNAT, an operator's masquerade rule), need
      * the stack's NAT until the datapath masquerades itself, as Cilium keeps legacy routing without BPF masquerade. */
-    struct plexus_ipcache_value *dst = ipcache_lookup(daddr);
     if (!dst || dst->identity == PLEXUS_IDENTITY_WORLD || (dst->identity & PLEXUS_IDENTITY_LOCAL_FLAG)) {
       return TC_ACT_OK;
     }

@@ -39,6 +39,7 @@ class Parser {
     return Error{ErrorCode::kInvalidArgument, fmt::format("{}: {}: {}", who, path, why)};
   }
   void setName(std::string name) { name_ = std::move(name); }
+  const std::string& kind() const { return kind_; }
 
  private:
   std::string kind_;
@@ -80,6 +81,39 @@ void appendUnique(std::vector<T>& v, const T& x) {
   if (std::find(v.begin(), v.end(), x) == v.end()) {
     v.push_back(x);
   }
+}
+
+// The header every object shares: it must be a JSON object (called `root` in the error), its kind and
+// apiVersion, when present, must be p's kind and `api_version`, and metadata.name must be a DNS-1123 subdomain.
+// Returns the name and names p after it, so later errors say which object they are about.
+Result<std::string> parseHeader(Parser& p, const json& object, const char* root, const char* api_version) {
+  if (!object.is_object()) {
+    return p.bad(root, "must be an object");
+  }
+  if (const json* kind = field(object, "kind"); kind != nullptr) {
+    if (!kind->is_string() || kind->get_ref<const std::string&>() != p.kind()) {
+      return p.bad("kind", "must be " + p.kind());
+    }
+  }
+  if (const json* api = field(object, "apiVersion"); api != nullptr) {
+    if (!api->is_string() || api->get_ref<const std::string&>() != api_version) {
+      return p.bad("apiVersion", fmt::format("must be {}", api_version));
+    }
+  }
+  const json* metadata = field(object, "metadata");
+  if (metadata == nullptr || !metadata->is_object()) {
+    return p.bad("metadata", "must be an object");
+  }
+  const json* name = field(*metadata, "name");
+  if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>().empty()) {
+    return p.bad("metadata.name", "required");
+  }
+  const std::string& text = name->get_ref<const std::string&>();
+  if (!isDnsSubdomain(text)) {
+    return p.bad("metadata.name", fmt::format("not a DNS-1123 subdomain: {:?}", text));
+  }
+  p.setName(text);
+  return text;
 }
 
 // One pod CIDR entry: IPv4 is kept, well-formed IPv6 is skipped, anything else is an error. Kubernetes
@@ -181,33 +215,12 @@ Status parseAddresses(const Parser& p, const json& manifest, Node& node) {
 
 Result<Node> parseNode(const json& manifest) {
   Parser p;
-  if (!manifest.is_object()) {
-    return p.bad("manifest", "must be an object");
-  }
-  if (const json* kind = field(manifest, "kind"); kind != nullptr) {
-    if (!kind->is_string() || kind->get_ref<const std::string&>() != "Node") {
-      return p.bad("kind", "must be Node");
-    }
-  }
-  if (const json* api = field(manifest, "apiVersion"); api != nullptr) {
-    if (!api->is_string() || api->get_ref<const std::string&>() != "v1") {
-      return p.bad("apiVersion", "must be v1");
-    }
-  }
-  const json* metadata = field(manifest, "metadata");
-  if (metadata == nullptr || !metadata->is_object()) {
-    return p.bad("metadata", "must be an object");
-  }
-  const json* name = field(*metadata, "name");
-  if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>().empty()) {
-    return p.bad("metadata.name", "required");
-  }
-  if (!isDnsSubdomain(name->get_ref<const std::string&>())) {
-    return p.bad("metadata.name", fmt::format("not a DNS-1123 subdomain: {:?}", name->get_ref<const std::string&>()));
+  auto name = parseHeader(p, manifest, "manifest", "v1");
+  if (!name.ok()) {
+    return name.error();
   }
   Node node;
-  node.name = name->get_ref<const std::string&>();
-  p.setName(node.name);
+  node.name = std::move(*name);
   if (auto st = parseSpec(p, manifest, node); !st.ok()) {
     return st.error();
   }
@@ -219,33 +232,12 @@ Result<Node> parseNode(const json& manifest) {
 
 Result<PodCidrClaim> parsePlexusNode(const json& object) {
   Parser p("PlexusNode");
-  if (!object.is_object()) {
-    return p.bad("object", "must be an object");
-  }
-  if (const json* kind = field(object, "kind"); kind != nullptr) {
-    if (!kind->is_string() || kind->get_ref<const std::string&>() != "PlexusNode") {
-      return p.bad("kind", "must be PlexusNode");
-    }
-  }
-  if (const json* api = field(object, "apiVersion"); api != nullptr) {
-    if (!api->is_string() || api->get_ref<const std::string&>() != "plexus.io/v1alpha1") {
-      return p.bad("apiVersion", "must be plexus.io/v1alpha1");
-    }
-  }
-  const json* metadata = field(object, "metadata");
-  if (metadata == nullptr || !metadata->is_object()) {
-    return p.bad("metadata", "must be an object");
-  }
-  const json* name = field(*metadata, "name");
-  if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>().empty()) {
-    return p.bad("metadata.name", "required");
-  }
-  if (!isDnsSubdomain(name->get_ref<const std::string&>())) {
-    return p.bad("metadata.name", fmt::format("not a DNS-1123 subdomain: {:?}", name->get_ref<const std::string&>()));
+  auto name = parseHeader(p, object, "object", "plexus.io/v1alpha1");
+  if (!name.ok()) {
+    return name.error();
   }
   PodCidrClaim claim;
-  claim.name = name->get_ref<const std::string&>();
-  p.setName(claim.name);
+  claim.name = std::move(*name);
   const json* spec = field(object, "spec");
   if (spec == nullptr || spec->is_null()) {
     return claim;

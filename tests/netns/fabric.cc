@@ -61,6 +61,91 @@ bool waitUntil(const std::function<bool()>& pred, std::chrono::milliseconds limi
   return false;
 }
 
+std::vector<std::string> routingArgs(const std::string& mode) {
+  if (mode == "native") {
+    return {"--routing-mode", "native", "--auto-direct-node-routes=true"};
+  }
+  return {"--routing-mode", "tunnel", "--tunnel-protocol", "vxlan"};
+}
+
+bool tcpOk(const FabricPod& from, const FabricPod& to, std::chrono::milliseconds connect_timeout) {
+  auto [lfd, port] = tcpListen(to.netns().path());
+  if (lfd < 0) {
+    return false;
+  }
+  bool ok = false;
+  int cfd = tcpConnect(from.netns().path(), to.ip(), port, connect_timeout);
+  if (cfd >= 0) {
+    int afd = acceptWithin(lfd);
+    if (afd >= 0) {
+      ok = exchange(cfd, afd, "hello from " + from.name) && exchange(afd, cfd, "hello from " + to.name);
+      close(afd);
+    }
+    close(cfd);
+  }
+  close(lfd);
+  return ok;
+}
+
+bool pingOnce(const Netns& from, const std::string& ip) { return from.exec("ping -c 1 -W 1 " + ip).exit_code == 0; }
+
+nlohmann::json nodeList(NodeFixture& n) {
+  auto r = n.cli({"node", "list", "-o", "json"});
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return r.exit_code == 0 && j.is_array() ? j : nlohmann::json();
+}
+
+const nlohmann::json* findNode(const nlohmann::json& list, const std::string& name) {
+  for (const auto& n : list) {
+    if (n.is_object() && n.value("name", "") == name) {
+      return &n;
+    }
+  }
+  return nullptr;
+}
+
+std::vector<nlohmann::json> droppedFlows(NodeFixture& node) {
+  auto r = node.cli({"observe", "--verdict", "DROPPED", "--last", "2000", "-o", "json"});
+  std::vector<nlohmann::json> out;
+  if (r.exit_code != 0) {
+    return out;
+  }
+  std::stringstream ss(r.out);
+  std::string line;
+  for (int i = 0; i < 100000 && std::getline(ss, line); ++i) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded()) {
+      out.push_back(j.contains("flow") ? j["flow"] : j);
+    }
+  }
+  return out;
+}
+
+std::optional<nlohmann::json> waitForDrop(NodeFixture& node, const std::string& source, const std::string& destination) {
+  std::optional<nlohmann::json> drop;
+  waitUntil(
+      [&] {
+        for (const auto& fl : droppedFlows(node)) {
+          if (fl.value(nlohmann::json::json_pointer("/source/pod_name"), "") == source &&
+              fl.value(nlohmann::json::json_pointer("/destination/pod_name"), "") == destination) {
+            drop = fl;
+            return true;
+          }
+        }
+        return false;
+      },
+      std::chrono::seconds(10));
+  return drop;
+}
+
+std::string droppedFlowsText(NodeFixture& node) {
+  std::string out;
+  for (const auto& fl : droppedFlows(node)) {
+    out += fl.dump() + "\n";
+  }
+  return out;
+}
+
 Fabric::Fabric(FabricOptions options) : options_(std::move(options)) {
   REQUIRE(options_.nodes >= 1);
   REQUIRE(options_.nodes <= 200);
@@ -231,7 +316,7 @@ CommandResult Fabric::exec(const FabricPod& pod, const std::string& command, std
 }
 
 bool Fabric::underlayPing(size_t from, size_t to) const {
-  return nodes_.at(from)->node().exec("ping -c 1 -W 1 " + underlayIp(to)).exit_code == 0;
+  return pingOnce(nodes_.at(from)->node(), underlayIp(to));
 }
 
 std::string Fabric::logs() const {

@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,28 @@ struct FabricPod {
 
 // Bounded poll: true as soon as pred() holds, false after `limit` (checked every 100 ms).
 bool waitUntil(const std::function<bool()>& pred, std::chrono::milliseconds limit = std::chrono::seconds(15));
+
+// What the multi-node tests share beside the fabric itself.
+
+// The agent flags of a routing mode: "native" (with auto-direct-node-routes) or, for anything else, tunnel (VXLAN).
+std::vector<std::string> routingArgs(const std::string& mode);
+// One TCP connection from `from` to a listener in `to` (ephemeral port), a message each way; false on any failure
+// (bounded).
+bool tcpOk(const FabricPod& from, const FabricPod& to,
+           std::chrono::milliseconds connect_timeout = std::chrono::seconds(3));
+// One ICMP echo with a 1 s wait.
+bool pingOnce(const Netns& from, const std::string& ip);
+// `plexus node list -o json`, or null when the command fails or prints no JSON array.
+nlohmann::json nodeList(NodeFixture& n);
+// The entry named `name` in a node list, or nullptr.
+const nlohmann::json* findNode(const nlohmann::json& list, const std::string& name);
+// The flows of `plexus observe --verdict DROPPED` (the last 2000 events), each without its {"flow": ...} wrapper;
+// empty when the command fails.
+std::vector<nlohmann::json> droppedFlows(NodeFixture& node);
+// Polls droppedFlows (bounded, 10 s) for one from the pod named `source` to the pod named `destination`.
+std::optional<nlohmann::json> waitForDrop(NodeFixture& node, const std::string& source, const std::string& destination);
+// droppedFlows, one per line, for INFO.
+std::string droppedFlowsText(NodeFixture& node);
 
 class Fabric {
  public:

@@ -13,8 +13,6 @@
 // The API server serves the chart's CRDs (helm/plexus/crds) and enforces the chart's ClusterRole
 // (helm/plexus/templates/rbac.yaml) on the agents' token; every case ends by checking that it denied nothing.
 // Every wait is bounded; the fixtures clean up.
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -22,7 +20,6 @@
 #include <fstream>
 #include <optional>
 #include <memory>
-#include <sstream>
 
 #include "apiserver.h"
 #include "fabric.h"
@@ -38,51 +35,7 @@ constexpr const char* kAdmin = "admin-token";  // the test's own requests (not c
 constexpr const char* kEndpoints = "/apis/plexus.io/v1alpha1/plexusendpoints";
 constexpr const char* kPlexusNodes = "/apis/plexus.io/v1alpha1/plexusnodes";
 
-std::vector<std::string> routingArgs(const std::string& mode) {
-  if (mode == "native") {
-    return {"--routing-mode", "native", "--auto-direct-node-routes=true"};
-  }
-  return {"--routing-mode", "tunnel", "--tunnel-protocol", "vxlan"};
-}
-
 enum class IpamMode { kKubernetes, kClusterPool };
-
-bool tcpOk(const FabricPod& from, const FabricPod& to,
-           std::chrono::milliseconds connect_timeout = std::chrono::seconds(3)) {
-  auto [lfd, port] = tcpListen(to.netns().path());
-  if (lfd < 0) {
-    return false;
-  }
-  bool ok = false;
-  int cfd = tcpConnect(from.netns().path(), to.ip(), port, connect_timeout);
-  if (cfd >= 0) {
-    int afd = acceptWithin(lfd);
-    if (afd >= 0) {
-      ok = exchange(cfd, afd, "hello from " + from.name) && exchange(afd, cfd, "hello from " + to.name);
-      close(afd);
-    }
-    close(cfd);
-  }
-  close(lfd);
-  return ok;
-}
-
-bool pingOnce(const Netns& from, const std::string& ip) { return from.exec("ping -c 1 -W 1 " + ip).exit_code == 0; }
-
-nlohmann::json nodeList(NodeFixture& n) {
-  auto r = n.cli({"node", "list", "-o", "json"});
-  auto j = nlohmann::json::parse(r.out, nullptr, false);
-  return r.exit_code == 0 && j.is_array() ? j : nlohmann::json();
-}
-
-const nlohmann::json* findNode(const nlohmann::json& list, const std::string& name) {
-  for (const auto& n : list) {
-    if (n.is_object() && n.value("name", "") == name) {
-      return &n;
-    }
-  }
-  return nullptr;
-}
 
 // What node's ipcache answers for ip (the longest prefix: a remote pod's /32, else e.g. its node's pod CIDR).
 struct IpcacheEntry {
@@ -110,23 +63,6 @@ std::optional<IpcacheEntry> ipcacheLookup(NodeFixture& node, const std::string& 
                         std::to_string(b[3]);
   }
   return e;
-}
-
-std::vector<nlohmann::json> droppedFlows(NodeFixture& node) {
-  auto r = node.cli({"observe", "--verdict", "DROPPED", "--last", "2000", "-o", "json"});
-  std::vector<nlohmann::json> out;
-  if (r.exit_code != 0) {
-    return out;
-  }
-  std::stringstream ss(r.out);
-  std::string line;
-  for (int i = 0; i < 100000 && std::getline(ss, line); ++i) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) {
-      out.push_back(j.contains("flow") ? j["flow"] : j);
-    }
-  }
-  return out;
 }
 
 // The API server, then the fabric whose nodes link to it and find their Node objects at start. Members go in
@@ -402,27 +338,13 @@ TEST_CASE("kubernetes multinode: Node objects and PlexusEndpoints join two nodes
   CHECK(pingOnce(client.netns(), web.ip()));
 
   // Node 2 names the remote source of the drop (learnt from db's PlexusEndpoint).
-  nlohmann::json drop;
-  bool observed = waitUntil(
-      [&] {
-        for (const auto& fl : droppedFlows(f.node(1))) {
-          if (fl.value(nlohmann::json::json_pointer("/source/pod_name"), "") == "db" &&
-              fl.value(nlohmann::json::json_pointer("/destination/pod_name"), "") == "web") {
-            drop = fl;
-            return true;
-          }
-        }
-        return false;
-      },
-      std::chrono::seconds(10));
+  auto observed = waitForDrop(f.node(1), "db", "web");
   {
-    std::string flows;
-    for (const auto& fl : droppedFlows(f.node(1))) {
-      flows += fl.dump() + "\n";
-    }
-    INFO("DROPPED flows on node 2 (the source must be named db, namespace x, from its PlexusEndpoint):\n" << flows);
-    REQUIRE(observed);
+    INFO("DROPPED flows on node 2 (the source must be named db, namespace x, from its PlexusEndpoint):\n"
+         << droppedFlowsText(f.node(1)));
+    REQUIRE(observed.has_value());
   }
+  nlohmann::json drop = *observed;  // a copy: operator[] below may add what is missing
   CHECK(drop["source"].value("namespace", "") == "x");
   CHECK(drop["destination"].value("namespace", "") == "x");
   CHECK(drop.dump().find("\"" + db.ip() + "\"") != std::string::npos);

@@ -14,7 +14,6 @@
 #include <atomic>
 #include <chrono>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "fabric.h"
@@ -22,42 +21,6 @@
 using namespace plexus::testing;
 
 namespace {
-
-std::vector<std::string> routingArgs(const std::string& mode) {
-  if (mode == "native") {
-    return {"--routing-mode", "native", "--auto-direct-node-routes=true"};
-  }
-  return {"--routing-mode", "tunnel", "--tunnel-protocol", "vxlan"};
-}
-
-// One TCP connection from `from` to a listener in `to`, a message each way; false on any failure (bounded).
-bool tcpOk(const FabricPod& from, const FabricPod& to, std::chrono::milliseconds connect_timeout = std::chrono::seconds(3)) {
-  auto [lfd, port] = tcpListen(to.netns().path());
-  if (lfd < 0) {
-    return false;
-  }
-  bool ok = false;
-  int cfd = tcpConnect(from.netns().path(), to.ip(), port, connect_timeout);
-  if (cfd >= 0) {
-    int afd = acceptWithin(lfd);
-    if (afd >= 0) {
-      ok = exchange(cfd, afd, "hello from " + from.name) && exchange(afd, cfd, "hello from " + to.name);
-      close(afd);
-    }
-    close(cfd);
-  }
-  close(lfd);
-  return ok;
-}
-
-bool pingOnce(const Netns& from, const std::string& ip) { return from.exec("ping -c 1 -W 1 " + ip).exit_code == 0; }
-
-// `plexus node list -o json`, or null when the command fails or prints no JSON array.
-nlohmann::json nodeList(NodeFixture& n) {
-  auto r = n.cli({"node", "list", "-o", "json"});
-  auto j = nlohmann::json::parse(r.out, nullptr, false);
-  return r.exit_code == 0 && j.is_array() ? j : nlohmann::json();
-}
 
 // Packets counted under one reason (plexus bpf metrics list), both directions.
 uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
@@ -68,15 +31,6 @@ uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
     }
   }
   return total;
-}
-
-const nlohmann::json* findNode(const nlohmann::json& list, const std::string& name) {
-  for (const auto& n : list) {
-    if (n.is_object() && n.value("name", "") == name) {
-      return &n;
-    }
-  }
-  return nullptr;
 }
 
 // "addresses" may hold strings or {type, address} objects: look for the quoted IP.
@@ -147,23 +101,6 @@ std::string readGreeting(int fd) {
   }
   ssize_t n = read(fd, buf, sizeof(buf));
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-}
-
-std::vector<nlohmann::json> droppedFlows(NodeFixture& node) {
-  auto r = node.cli({"observe", "--verdict", "DROPPED", "--last", "2000", "-o", "json"});
-  std::vector<nlohmann::json> out;
-  if (r.exit_code != 0) {
-    return out;
-  }
-  std::stringstream ss(r.out);
-  std::string line;
-  for (int i = 0; i < 100000 && std::getline(ss, line); ++i) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) {
-      out.push_back(j);
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -338,28 +275,10 @@ spec:
   CHECK(tcpOk(*c.db, *c.plain[1]));
 
   // Node 2 reports the drop with the remote source pod (learnt from its Pod manifest) and the local destination.
-  nlohmann::json drop;
-  bool observed = waitUntil(
-      [&] {
-        for (const auto& line : droppedFlows(f.node(1))) {
-          const auto& fl = line.contains("flow") ? line["flow"] : line;
-          if (fl.value(nlohmann::json::json_pointer("/source/pod_name"), "") == "db" &&
-              fl.value(nlohmann::json::json_pointer("/destination/pod_name"), "") == "backend") {
-            drop = fl;
-            return true;
-          }
-        }
-        return false;
-      },
-      std::chrono::seconds(10));
-  INFO("DROPPED flows on node 2: " << [&] {
-    std::string s;
-    for (const auto& l : droppedFlows(f.node(1))) {
-      s += l.dump() + "\n";
-    }
-    return s;
-  }());
-  REQUIRE(observed);
+  auto observed = waitForDrop(f.node(1), "db", "backend");
+  INFO("DROPPED flows on node 2: " << droppedFlowsText(f.node(1)));
+  REQUIRE(observed.has_value());
+  nlohmann::json drop = *observed;  // a copy: operator[] below may add what is missing
   CHECK(drop["source"]["namespace"] == "default");
   CHECK(drop["destination"]["namespace"] == "default");
   CHECK(drop.dump().find("\"" + c.db->ip() + "\"") != std::string::npos);  // the remote source address

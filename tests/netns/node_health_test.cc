@@ -16,24 +16,16 @@ using namespace plexus::testing;
 
 namespace {
 
-nlohmann::json nodeList(NodeFixture& n) {
-  auto r = n.cli({"node", "list", "-o", "json"});
-  auto j = nlohmann::json::parse(r.out, nullptr, false);
-  return r.exit_code == 0 && j.is_array() ? j : nlohmann::json();
-}
-
-nlohmann::json findNode(const nlohmann::json& list, const std::string& name) {
-  for (const auto& n : list) {
-    if (n.is_object() && n.value("name", "") == name) {
-      return n;
-    }
-  }
-  return nullptr;
+// The entry named `name` in a node list (fabric.h), copied; null when absent, so a missing node fails the checks
+// that follow instead of dereferencing nothing.
+nlohmann::json nodeEntry(const nlohmann::json& list, const std::string& name) {
+  const nlohmann::json* n = findNode(list, name);
+  return n != nullptr ? *n : nlohmann::json();
 }
 
 // The two probes of `name` as node `on` reports them: {icmp ok, tcp ok}, or nothing when not listed or not probed.
 std::optional<std::pair<bool, bool>> probes(NodeFixture& on, const std::string& name) {
-  auto n = findNode(nodeList(on), name);
+  auto n = nodeEntry(nodeList(on), name);
   if (!n.is_object() || !n.contains("icmp") || !n.contains("tcp")) {
     return std::nullopt;
   }
@@ -75,14 +67,14 @@ TEST_CASE("node health: ICMP and TCP probes are reported apart; a node that answ
   }
   auto list = nodeList(n1);
   for (const auto& name : {n2, n3}) {
-    auto n = findNode(list, name);
+    auto n = nodeEntry(list, name);
     INFO(n.dump());
     CHECK(n.value("reachable", false));
     CHECK(n.value("health", "") == "ok");
     CHECK(n["icmp"].value("rtt_ms", 0.0) > 0);
     CHECK(n["tcp"].value("rtt_ms", 0.0) > 0);
   }
-  CHECK_FALSE(findNode(list, f.nodeName(0)).contains("icmp"));  // self is not probed
+  CHECK_FALSE(nodeEntry(list, f.nodeName(0)).contains("icmp"));  // self is not probed
   CHECK(n1.cli({"status"}).out.find("3/3 reachable") != std::string::npos);
   {
     auto m = metrics(n1);
@@ -107,7 +99,7 @@ TEST_CASE("node health: ICMP and TCP probes are reported apart; a node that answ
     INFO("node 1 node list with node 3's TCP 4240 rejected (want icmp ok, tcp failed): " << list.dump());
     REQUIRE(tcp_down);
   }
-  auto down = findNode(list, n3);
+  auto down = nodeEntry(list, n3);
   CHECK_FALSE(down.value("reachable", true));
   CHECK(down["tcp"].value("message", "").find(":4240") != std::string::npos);
   CHECK(down["icmp"].value("message", "") == "ok");
@@ -143,7 +135,7 @@ TEST_CASE("node health: ICMP and TCP probes are reported apart; a node that answ
     INFO("node 1 node list with node 3 dropping echo requests (want icmp failed, tcp ok): " << list.dump());
     REQUIRE(icmp_down);
   }
-  down = findNode(list, n3);
+  down = nodeEntry(list, n3);
   CHECK_FALSE(down.value("reachable", true));
   CHECK(down["icmp"].value("message", "").find("no echo reply from " + Fabric::underlayIp(2)) != std::string::npos);
   CHECK(down.value("health", "").find(", tcp ok") != std::string::npos);
