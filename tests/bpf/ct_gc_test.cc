@@ -56,3 +56,20 @@ TEST_CASE("a conntrack GC pass deletes expired entries and keeps live ones", "[b
   CHECK(present(17, 1002));
   CHECK_FALSE(present(17, 1003));
 }
+
+TEST_CASE("masquerade lifetimes: TCP 6 h, others 60 s since the last packet", "[unit][conntrack]") {
+  datapath::CtLifetimes l;
+  plexus_snat4_key k{};
+  plexus_snat4_value v{};
+  v.last_seen_ns = 1000;
+  k.proto = IPPROTO_TCP;
+  CHECK_FALSE(datapath::natExpired(k, v, 1000 + l.tcp_ns, l));
+  CHECK(datapath::natExpired(k, v, 1001 + l.tcp_ns, l));
+  k.proto = IPPROTO_UDP;
+  CHECK_FALSE(datapath::natExpired(k, v, 1000 + l.non_tcp_ns, l));
+  CHECK(datapath::natExpired(k, v, 1001 + l.non_tcp_ns, l));
+  k.proto = IPPROTO_ICMP;
+  CHECK(datapath::natExpired(k, v, 1001 + l.non_tcp_ns, l));
+  v.last_seen_ns = 5000;  // seen after `now` (another CPU's clock read): not expired
+  CHECK_FALSE(datapath::natExpired(k, v, 4000, l));
+}

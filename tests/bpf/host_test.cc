@@ -19,8 +19,7 @@ constexpr uint16_t kRevNat = 9;
 struct HostFixture : Fixture {
   std::unique_ptr<datapath::HostDatapath> host;
 
-  HostFixture() {
-    datapath::LxcConfig cfg;
+  explicit HostFixture(datapath::LxcConfig cfg = {}) {
     cfg.bpf_root = bpffs.path() + "/plexus";
     auto loaded = datapath::HostDatapath::load(cfg);
     INFO((loaded.ok() ? std::string() : loaded.error().message));
@@ -166,4 +165,88 @@ TEST_CASE("from-netdev: traffic that touches no service is neither counted nor r
   REQUIRE(entries.ok());
   CHECK(entries->empty());
   CHECK(f.events().empty());
+}
+
+namespace {
+datapath::LxcConfig masquerading() {
+  datapath::LxcConfig cfg;
+  cfg.masquerade = true;
+  return cfg;
+}
+
+// Source (or destination) address and port of a frame's IPv4/TCP headers.
+std::pair<Ipv4, uint16_t> endpointOf(const std::vector<uint8_t>& frame, bool source) {
+  REQUIRE(frame.size() >= 14 + 20 + 4);
+  uint32_t addr = 0;
+  uint16_t port = 0;
+  std::memcpy(&addr, frame.data() + 14 + (source ? 12 : 16), 4);
+  std::memcpy(&port, frame.data() + 14 + 20 + (source ? 0 : 2), 2);
+  return {Ipv4::fromNetwork(addr), ntohs(port)};
+}
+}  // namespace
+
+TEST_CASE("to-netdev masquerades a pod's flow to the world; from-netdev takes the reply back; a full port range "
+          "drops with NAT_NO_PORT", "[bpf][host][masquerade]") {
+  HostFixture f(masquerading());
+  // BPF_PROG_TEST_RUN runs on the loopback device: it is the masquerading device here.
+  REQUIRE(f.host->setMasqueradeAddress(1, kNodeIp).ok());
+  PacketSpec out{kPodAMac, kDeviceMac, kPodA, kClient, IPPROTO_TCP};
+  out.sport = 40000;
+  out.dport = 80;
+  auto sent = f.run(f.host->toNetdevFd(), ipv4Packet(out));
+  REQUIRE(sent.retval == TC_ACT_OK);
+  auto [src, nat_port] = endpointOf(sent.out, true);
+  CHECK(src == kNodeIp);
+  CHECK(nat_port >= PLEXUS_SNAT_PORT_MIN);
+  CHECK(nat_port <= PLEXUS_SNAT_PORT_MAX);
+  // The flow's next packet keeps its port.
+  auto again = f.run(f.host->toNetdevFd(), ipv4Packet(out));
+  CHECK(endpointOf(again.out, true).second == nat_port);
+
+  // The reply goes back to pod A's own port.
+  PacketSpec reply{kClientMac, kDeviceMac, kClient, kNodeIp, IPPROTO_TCP};
+  reply.sport = 80;
+  reply.dport = nat_port;
+  reply.tcp_flags = 0x12;
+  auto back = f.run(f.host->fromNetdevFd(), ipv4Packet(reply));
+  REQUIRE(back.retval == TC_ACT_OK);
+  CHECK(endpointOf(back.out, false) == std::pair<Ipv4, uint16_t>{kPodA, 40000});
+
+  // The node's own traffic, and a pod's traffic to a cluster address (pod B's identity in the ipcache), keep theirs.
+  PacketSpec own{kDeviceMac, kClientMac, kNodeIp, kClient, IPPROTO_TCP};
+  CHECK(endpointOf(f.run(f.host->toNetdevFd(), ipv4Packet(own)).out, true).first == kNodeIp);
+  plexus_ipcache_key k{};
+  k.prefixlen = 32;
+  k.ip = kClient.networkOrder();
+  plexus_ipcache_value v{};
+  v.identity = PLEXUS_IDENTITY_REMOTE_NODE;
+  REQUIRE(f.dp->ipcache().update(k, v).ok());
+  PacketSpec inside = out;
+  inside.sport = 40002;
+  CHECK(endpointOf(f.run(f.host->toNetdevFd(), ipv4Packet(inside)).out, true).first == kPodA);
+  REQUIRE(f.dp->ipcache().erase(k).ok());
+
+  // Every port towards the client's :80 taken: a new flow is dropped, counted under NAT_NO_PORT.
+  auto nat = f.dp->nat();
+  REQUIRE(nat.ok());
+  for (uint32_t port = PLEXUS_SNAT_PORT_MIN; port <= PLEXUS_SNAT_PORT_MAX; ++port) {
+    plexus_snat4_key taken{};
+    taken.saddr = kClient.networkOrder();
+    taken.daddr = kNodeIp.networkOrder();
+    taken.sport = htons(80);
+    taken.dport = htons(static_cast<uint16_t>(port));
+    taken.proto = IPPROTO_TCP;
+    taken.dir = PLEXUS_SNAT_INGRESS;
+    plexus_snat4_value holder{};
+    holder.to_addr = kPodB.networkOrder();
+    holder.to_port = htons(static_cast<uint16_t>(port));
+    (void)nat->update(taken, holder, BPF_NOEXIST);  // the flow above holds one already
+  }
+  PacketSpec late = out;
+  late.sport = 40001;
+  auto refused = f.run(f.host->toNetdevFd(), ipv4Packet(late));
+  CHECK(refused.retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_NAT_NO_PORT, PLEXUS_DIR_EGRESS) == 1);
+  // The established flow is untouched.
+  CHECK(endpointOf(f.run(f.host->toNetdevFd(), ipv4Packet(out)).out, true).second == nat_port);
 }

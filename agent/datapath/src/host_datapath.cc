@@ -47,21 +47,28 @@ HostDatapath::~HostDatapath() { plexus_host__destroy(skel_); }
 
 int HostDatapath::fromNetdevFd() const { return bpf_program__fd(skel_->progs.plexus_from_netdev); }
 
+int HostDatapath::toNetdevFd() const { return bpf_program__fd(skel_->progs.plexus_to_netdev); }
+
+Status HostDatapath::setMasqueradeAddress(int ifindex, Ipv4 address) {
+  uint32_t key = static_cast<uint32_t>(ifindex);
+  plexus_device_value v{};
+  v.ipv4 = address.networkOrder();
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.plexus_devices_v1), &key, &v, BPF_ANY) != 0) {
+    return detail::updateError(fmt::format("masquerade address of ifindex {}", ifindex), "plexus_devices_v1",
+                               PLEXUS_DEVICES_MAX, errno);
+  }
+  return Status::Ok();
+}
+
 Status HostDatapath::attachDevice(int ifindex, std::optional<Ipv4> masquerade_address) {
   if (masquerade_address) {
-    uint32_t key = static_cast<uint32_t>(ifindex);
-    plexus_device_value v{};
-    v.ipv4 = masquerade_address->networkOrder();
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.plexus_devices_v1), &key, &v, BPF_ANY) != 0) {
-      return detail::updateError(fmt::format("masquerade address of ifindex {}", ifindex), "plexus_devices_v1",
-                                 PLEXUS_DEVICES_MAX, errno);
-    }
+    PLEXUS_TRY(setMasqueradeAddress(ifindex, *masquerade_address), "attach");
   }
   auto in = tcAttach(ifindex, TcDirection::kIngress, fromNetdevFd());
   if (!in.ok()) {
     return in.error().wrap(fmt::format("attach from-netdev on ifindex {}", ifindex));
   }
-  auto out = tcAttach(ifindex, TcDirection::kEgress, bpf_program__fd(skel_->progs.plexus_to_netdev));
+  auto out = tcAttach(ifindex, TcDirection::kEgress, toNetdevFd());
   if (!out.ok()) {
     return out.error().wrap(fmt::format("attach to-netdev on ifindex {}", ifindex));
   }

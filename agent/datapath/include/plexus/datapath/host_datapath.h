@@ -28,7 +28,9 @@ class HostDatapath {
 
   // The programs on the device, and its masquerade address (unset: the device's traffic is not masqueraded).
   Status attachDevice(int ifindex, std::optional<Ipv4> masquerade_address = std::nullopt);
+  Status setMasqueradeAddress(int ifindex, Ipv4 address);
   int fromNetdevFd() const;
+  int toNetdevFd() const;
   std::vector<ProgramHandle> programs() const;
 
  private:
