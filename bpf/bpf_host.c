@@ -109,7 +109,10 @@ static __always_inline int host_ipv4_to_netdev(struct __sk_buff *skb, struct ver
       return ret;
     }
   }
-  int masq = snat4_egress(skb, &f);
+  int masq = snat4_nodeport(skb, &f);
+  if (masq == 0) {
+    masq = snat4_egress(skb, &f);
+  }
   return masq < 0 ? masq : TC_ACT_OK;
 }
 

@@ -8,6 +8,7 @@
 #include "plexus/identity.h"
 #include "plexus/nat.h"
 #include "lib/common.h"
+#include "lib/conntrack.h"
 #include "lib/endpoints.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
@@ -86,20 +87,9 @@ static __always_inline __be16 snat4_claim(struct plexus_snat4_key *rev, const st
   return 0;
 }
 
-/* At the device's egress: a local pod's packet to the outside leaves with the device's address. Returns 1 when the
- * packet was translated, 0 when it is not ours, or a negative reason (no free port: NAT_NO_PORT). */
-static __always_inline int snat4_egress(struct __sk_buff *skb, const struct flow4 *f) {
-  if (!cfg_masquerade || !(f->has_ports || (f->has_icmp && f->icmp_type == ICMP_ECHO))) {
-    return 0;
-  }
-  struct plexus_endpoint_value *src = endpoint_lookup(f->saddr);
-  if (!src || (src->flags & PLEXUS_EP_F_HOST) || !snat4_outside(f->daddr)) {
-    return 0;
-  }
-  __be32 node = snat4_device_addr(skb->ifindex);
-  if (!node) {
-    return 0; /* a device without an address: the stack's rules decide */
-  }
+/* The packet leaves with the node's address `node` and a port of its flow (claimed on its first packet). Returns 1, or
+ * a negative reason (no free port: NAT_NO_PORT). */
+static __always_inline int snat4_translate(struct __sk_buff *skb, const struct flow4 *f, __be32 node) {
   __be16 local = f->proto == IPPROTO_ICMP ? f->dport : f->sport;
   __be16 remote = f->proto == IPPROTO_ICMP ? 0 : f->dport;
   struct plexus_snat4_key key = {
@@ -127,6 +117,40 @@ static __always_inline int snat4_egress(struct __sk_buff *skb, const struct flow
   }
   int ret = snat4_rewrite(skb, f, 1, node, port);
   return ret < 0 ? ret : 1;
+}
+
+/* At the device's egress: a local pod's packet to the outside leaves with the device's address. Returns 1 when the
+ * packet was translated, 0 when it is not ours, or a negative reason (no free port: NAT_NO_PORT). */
+static __always_inline int snat4_egress(struct __sk_buff *skb, const struct flow4 *f) {
+  if (!cfg_masquerade || !(f->has_ports || (f->has_icmp && f->icmp_type == ICMP_ECHO))) {
+    return 0;
+  }
+  struct plexus_endpoint_value *src = endpoint_lookup(f->saddr);
+  if (!src || (src->flags & PLEXUS_EP_F_HOST) || !snat4_outside(f->daddr)) {
+    return 0;
+  }
+  __be32 node = snat4_device_addr(skb->ifindex);
+  if (!node) {
+    return 0; /* a device without an address: the stack's rules decide */
+  }
+  return snat4_translate(skb, f, node);
+}
+
+/* At the device's egress: a NodePort (LoadBalancer, externalIP) flow from outside that this node translated to a
+ * backend on another node leaves again towards that node; its source becomes the device's address, so that the
+ * backend replies through this node (loadBalancer.mode snat), which restores the client and then the frontend. Such
+ * a packet is client -> backend with the reverse entry (backend -> client) from-netdev's translation created. */
+static __always_inline int snat4_nodeport(struct __sk_buff *skb, const struct flow4 *f) {
+  if (!f->has_ports) {
+    return 0;
+  }
+  struct plexus_ct4_key rev = {.saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport,
+                               .proto = f->proto, .dir = PLEXUS_CT_REVERSE_NODEPORT};
+  if (!bpf_map_lookup_elem(&plexus_ct4_v2, &rev)) {
+    return 0;
+  }
+  __be32 node = snat4_device_addr(skb->ifindex);
+  return node ? snat4_translate(skb, f, node) : 0;
 }
 
 /* An ICMP error about a masqueraded flow (fragmentation needed, port unreachable, ...) arrives for the node address
@@ -166,10 +190,11 @@ static __always_inline int snat4_ingress_error(struct __sk_buff *skb, const stru
   return 1;
 }
 
-/* At the device's ingress: a reply (or an ICMP error) for a masqueraded flow goes back to its pod. Returns 1 when the
- * packet was translated, 0 when it is not ours (the node's own traffic), or a negative reason. */
+/* At the device's ingress: a reply (or an ICMP error) for a masqueraded flow goes back to its pod, and a NodePort
+ * backend's reply back to its client (whatever cfg_masquerade says). Returns 1 when the packet was translated, 0 when
+ * it is not ours (the node's own traffic), or a negative reason. */
 static __always_inline int snat4_ingress(struct __sk_buff *skb, const struct flow4 *f) {
-  if (!cfg_masquerade || f->daddr != snat4_device_addr(skb->ifindex)) {
+  if (f->daddr != snat4_device_addr(skb->ifindex)) {
     return 0;
   }
   if (f->related) {

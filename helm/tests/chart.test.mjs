@@ -682,6 +682,16 @@ describe('failures', () => {
     assert.ok(r.stderr.includes(kKprMessage), r.stderr);
   });
 
+  test('bpf.masquerade=true without kube-proxy replacement fails with the reason; with it, it renders', () => {
+    const r = template(['--set', 'bpf.masquerade=true']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /bpf.masquerade=true needs kubeProxyReplacement=true/);
+    const ok = template(['--set', 'bpf.masquerade=true', '--set', 'kubeProxyReplacement=true',
+      '--set', 'k8sServiceHost=10.0.0.1']);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /enable-bpf-masquerade: true/);
+  });
+
   test('tunnelProtocol=geneve fails rendering, naming the key', () => {
     const r = template(['--set', 'tunnelProtocol=geneve']);
     assert.notEqual(r.status, 0);

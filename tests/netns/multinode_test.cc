@@ -396,6 +396,41 @@ TEST_CASE("multinode: without --devices, the underlay is detected once the other
   CHECK(reached);
 }
 
+TEST_CASE("multinode: NodePort on node 1 to a backend on node 2 answers a client outside the cluster (SNAT to node "
+          "1's address, native routing)", "[netns][multinode][nodeport]") {
+  Fabric f(FabricOptions{2, 208, routingArgs("native")});
+  FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
+  f.applyCluster();
+  f.applyEverywhere("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n"
+                    "  type: NodePort\n  clusterIP: 10.96.72.10\n  ports: [{name: http, port: 80, protocol: TCP, "
+                    "targetPort: 8080, nodePort: 30092}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                    "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
+                    "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n"
+                    "- addresses: [" + web.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + f.nodeName(1) + "\n",
+                    "svc.yaml");
+  Greeter g(web);
+  // The fabric namespace is outside the cluster: it has no route to the pods, so the backend's reply can only come
+  // back through node 1, which restores the client and the frontend.
+  std::string answer;
+  bool reached = waitUntil([&] {
+    int fd = tcpConnect(f.fabricNetns().path(), Fabric::underlayIp(0), 30092);
+    answer = fd >= 0 ? readGreeting(fd) : "";
+    if (fd >= 0) {
+      close(fd);
+    }
+    return answer == "web";
+  });
+  INFO("NodePort answer: [" << answer << "]\n" << f.logs());
+  CHECK(reached);
+  bool snat = false;
+  for (const auto& row : f.node(0).cliJson({"bpf", "nat", "list"})) {
+    snat = snat || (row.value("direction", "") == "egress" &&
+                    row.value("translated_to", "").rfind(Fabric::underlayIp(0) + ":", 0) == 0 &&
+                    row.value("destination", "") == web.ip() + ":8080");
+  }
+  CHECK(snat);
+}
+
 TEST_CASE("multinode: deleting node 3 removes its routes and ipcache entries on node 1; re-applying restores them",
           "[netns][multinode]") {
   std::string mode = GENERATE(as<std::string>{}, "native", "tunnel");

@@ -105,6 +105,9 @@ Fail early on value combinations that render but cannot work, and on Cilium valu
 {{- if has $chaining (list "aws-cni" "flannel") -}}
 {{- fail (printf "cni.chainingMode=%s is not supported: plexus-cni chains only in generic-veth mode; use none" $chaining) -}}
 {{- end -}}
+{{- if and .Values.bpf.masquerade (not (include "plexus.kubeProxyReplacement" .)) -}}
+{{- fail "bpf.masquerade=true needs kubeProxyReplacement=true: BPF masquerade runs in the devices' programs, which come with kube-proxy replacement" -}}
+{{- end -}}
 {{- if and (include "plexus.kubeProxyReplacement" .) (not .Values.k8sServiceHost) -}}
 {{- fail "kubeProxyReplacement=true needs k8sServiceHost: without kube-proxy the kubernetes Service ClusterIP is not reachable before the agent runs" -}}
 {{- end -}}
