@@ -143,6 +143,18 @@ class Store:
 STORE = Store()
 
 
+def seed_namespaces():
+    """The namespaces every real API server has from its start."""
+    objs = STORE.objects.setdefault(("", "v1", "namespaces"), {})
+    for name in ("default", "kube-system", "kube-public"):
+        objs[("", name)] = {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": str(STORE.bump()),
+                         "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "labels": {"kubernetes.io/metadata.name": name}},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
 def status(code, reason, message, kind=None):
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
             "reason": reason, "code": code}
@@ -586,6 +598,7 @@ def main():
     ap.add_argument("--rbac")
     ap.add_argument("--admin-token")
     args = ap.parse_args()
+    seed_namespaces()
     if args.crds:
         load_crds(args.crds)
     if args.rbac:

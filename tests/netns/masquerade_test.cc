@@ -15,18 +15,33 @@
 using namespace plexus::testing;
 
 namespace {
-sockaddr_in address(const std::string& ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  return a;
-}
-
 std::string text(const sockaddr_in& a) {
   char buf[INET_ADDRSTRLEN] = {};
   inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
   return buf;
+}
+
+// A TCP connection from a pod to a listener (on 192.0.2.2): both ends, and the client address the server sees.
+struct Connection {
+  int client = -1;
+  int server = -1;
+  sockaddr_in seen{};
+  ~Connection() {
+    for (int fd : {client, server}) {
+      if (fd >= 0) {
+        close(fd);
+      }
+    }
+  }
+};
+
+void connectOut(const Pod& pod, int listener, uint16_t port, Connection* c) {
+  c->client = tcpConnect(pod.netns->path(), "192.0.2.2", port);
+  REQUIRE(c->client >= 0);
+  c->server = acceptWithin(listener);
+  REQUIRE(c->server >= 0);
+  socklen_t len = sizeof(c->seen);
+  REQUIRE(getpeername(c->server, reinterpret_cast<sockaddr*>(&c->seen), &len) == 0);
 }
 
 void receiveTimeout(int fd, int seconds) {
@@ -46,20 +61,15 @@ TEST_CASE("masquerade: pods reach the world with the device's address, replies a
 
   SECTION("TCP: the server sees the node's address and a port of the masquerade range; data flows both ways") {
     auto [listener, port] = tcpListen(world.path(), 0);
-    int c = tcpConnect(pod.netns->path(), "192.0.2.2", port);
     INFO(node.agent().log());
-    REQUIRE(c >= 0);
-    int a = acceptWithin(listener);
-    REQUIRE(a >= 0);
-    sockaddr_in peer_addr{};
-    socklen_t len = sizeof(peer_addr);
-    REQUIRE(getpeername(a, reinterpret_cast<sockaddr*>(&peer_addr), &len) == 0);
-    CHECK(text(peer_addr) == "192.0.2.1");
-    CHECK(ntohs(peer_addr.sin_port) >= PLEXUS_SNAT_PORT_MIN);
-    CHECK(exchange(c, a, "to the world"));
-    CHECK(exchange(a, c, "and back"));
-    close(a);
-    close(c);
+    {
+      Connection c;
+      connectOut(pod, listener, port, &c);
+      CHECK(text(c.seen) == "192.0.2.1");
+      CHECK(ntohs(c.seen.sin_port) >= PLEXUS_SNAT_PORT_MIN);
+      CHECK(exchange(c.client, c.server, "to the world"));
+      CHECK(exchange(c.server, c.client, "and back"));
+    }
     close(listener);
     // The translation is in the NAT map, both directions.
     auto nat = node.cliJson({"bpf", "nat", "list"});
@@ -78,12 +88,12 @@ TEST_CASE("masquerade: pods reach the world with the device's address, replies a
 
   SECTION("UDP: a datagram and its reply") {
     int server = socketInNetns(world.path(), SOCK_DGRAM);
-    sockaddr_in any = address("0.0.0.0", 7007);
+    sockaddr_in any = ipv4Address("0.0.0.0", 7007);
     REQUIRE(bind(server, reinterpret_cast<sockaddr*>(&any), sizeof(any)) == 0);
     receiveTimeout(server, 3);
     int client = socketInNetns(pod.netns->path(), SOCK_DGRAM);
     receiveTimeout(client, 3);
-    sockaddr_in to = address("192.0.2.2", 7007);
+    sockaddr_in to = ipv4Address("192.0.2.2", 7007);
     REQUIRE(sendto(client, "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 4);
     char buf[16];
     sockaddr_in from{};
@@ -108,7 +118,7 @@ TEST_CASE("masquerade: pods reach the world with the device's address, replies a
   SECTION("an ICMP port unreachable about a masqueraded datagram reaches the pod's socket") {
     int client = socketInNetns(pod.netns->path(), SOCK_DGRAM);
     receiveTimeout(client, 3);
-    sockaddr_in closed = address("192.0.2.2", 9);  // nothing listens: the world answers port unreachable
+    sockaddr_in closed = ipv4Address("192.0.2.2", 9);  // nothing listens: the world answers port unreachable
     REQUIRE(connect(client, reinterpret_cast<sockaddr*>(&closed), sizeof(closed)) == 0);
     int err = 0;
     char buf[4];
@@ -135,16 +145,11 @@ TEST_CASE("masquerade: traffic inside the cluster keeps the pod's address", "[ne
   world.exec("ip route add 10.225.0.0/24 via 192.0.2.1");
   Pod pod = node.addPod("client");
   auto [listener, port] = tcpListen(world.path(), 0);
-  int c = tcpConnect(pod.netns->path(), "192.0.2.2", port);
-  REQUIRE(c >= 0);
-  int a = acceptWithin(listener);
-  REQUIRE(a >= 0);
-  sockaddr_in peer_addr{};
-  socklen_t len = sizeof(peer_addr);
-  REQUIRE(getpeername(a, reinterpret_cast<sockaddr*>(&peer_addr), &len) == 0);
-  CHECK(text(peer_addr) == pod.ip);
-  close(a);
-  close(c);
+  {
+    Connection c;
+    connectOut(pod, listener, port, &c);
+    CHECK(text(c.seen) == pod.ip);
+  }
   close(listener);
   CHECK(node.cliJson({"bpf", "nat", "list"}).empty());
 }

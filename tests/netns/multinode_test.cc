@@ -103,6 +103,16 @@ std::string readGreeting(int fd) {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
 
+// A NodePort Service "web" (port 80 -> 8080) with one EndpointSlice holding `backend` on node `node_name`.
+std::string nodePortService(const std::string& cluster_ip, int node_port, const FabricPod& backend,
+                            const std::string& node_name) {
+  return "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  type: NodePort\n"
+         "  clusterIP: " + cluster_ip + "\n  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080, nodePort: " +
+         std::to_string(node_port) + "}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+         "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
+         "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n"
+         "- addresses: [" + backend.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + node_name + "\n";
+}
 }  // namespace
 
 TEST_CASE("multinode: the fabric joins node namespaces over one bridge", "[netns][multinode]") {
@@ -374,13 +384,7 @@ TEST_CASE("multinode: without --devices, the underlay is detected once the other
     CHECK(detected);
     CHECK(f.node(i).agent().log().find("devices: " + f.underlayDevice(i) + " selected") != std::string::npos);
   }
-  f.applyEverywhere("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n"
-                    "  type: NodePort\n  clusterIP: 10.96.71.10\n  ports: [{name: http, port: 80, protocol: TCP, "
-                    "targetPort: 8080, nodePort: 30091}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-                    "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
-                    "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n"
-                    "- addresses: [" + web.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + f.nodeName(1) + "\n",
-                    "svc.yaml");
+  f.applyEverywhere(nodePortService("10.96.71.10", 30091, web, f.nodeName(1)), "svc.yaml");
   Greeter g(web);
   // From node 1's host to node 2's underlay address: translated by the host program on the detected device.
   std::string answer;
@@ -401,13 +405,7 @@ TEST_CASE("multinode: NodePort on node 1 to a backend on node 2 answers a client
   Fabric f(FabricOptions{2, 208, routingArgs("native")});
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
   f.applyCluster();
-  f.applyEverywhere("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n"
-                    "  type: NodePort\n  clusterIP: 10.96.72.10\n  ports: [{name: http, port: 80, protocol: TCP, "
-                    "targetPort: 8080, nodePort: 30092}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-                    "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
-                    "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n"
-                    "- addresses: [" + web.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + f.nodeName(1) + "\n",
-                    "svc.yaml");
+  f.applyEverywhere(nodePortService("10.96.72.10", 30092, web, f.nodeName(1)), "svc.yaml");
   Greeter g(web);
   // The fabric namespace is outside the cluster: it has no route to the pods, so the backend's reply can only come
   // back through node 1, which restores the client and the frontend.

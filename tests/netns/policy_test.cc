@@ -30,13 +30,6 @@ constexpr uint16_t kPorts[] = {80, 81};
 const char* kNamespaces[] = {"x", "y", "z"};
 const char* kPodNames[] = {"a", "b", "c"};
 
-sockaddr_in addr(const std::string& ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  return a;
-}
 
 struct Server {
   int tcp[2] = {-1, -1};
@@ -72,7 +65,7 @@ class Model {
           s.tcp[i] = tcpListen(pods_[name].netns->path(), kPorts[i]).first;
           fcntl(s.tcp[i], F_SETFL, O_NONBLOCK);
           s.udp[i] = socketInNetns(pods_[name].netns->path(), SOCK_DGRAM);
-          auto a = addr("0.0.0.0", kPorts[i]);
+          auto a = ipv4Address("0.0.0.0", kPorts[i]);
           REQUIRE(bind(s.udp[i], reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
           fcntl(s.udp[i], F_SETFL, O_NONBLOCK);
         }
@@ -119,7 +112,7 @@ class Model {
         for (uint16_t port : kPorts) {
           int fd = socketInNetns(fp.netns->path(), SOCK_STREAM);
           fcntl(fd, F_SETFL, O_NONBLOCK);
-          auto a = addr(tp.ip, port);
+          auto a = ipv4Address(tp.ip, port);
           (void)connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
           pending.emplace_back(probeKey(from, to, port, false), fd);
           int u = socketInNetns(fp.netns->path(), SOCK_DGRAM);
@@ -356,11 +349,11 @@ TEST_CASE("policy: ipBlock with except, and the host and world entities", "[netn
   auto reaches = [&](const std::string& netns_path, const std::string& src) {
     int fd = socketInNetns(netns_path, SOCK_STREAM);
     if (!src.empty()) {
-      auto s = addr(src, 0);
+      auto s = ipv4Address(src, 0);
       REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&s), sizeof(s)) == 0);
     }
     fcntl(fd, F_SETFL, O_NONBLOCK);
-    auto a = addr(web.ip, 80);
+    auto a = ipv4Address(web.ip, 80);
     (void)connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
     pollfd p{fd, POLLOUT, 0};
     bool ok = false;

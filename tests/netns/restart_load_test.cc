@@ -128,13 +128,6 @@ void generate(Shared& shared, PathCounts& counts, const sockaddr_in& dst) {
   }
 }
 
-sockaddr_in address(const std::string& ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  return a;
-}
 
 // Everything that runs beside the test body: the backend's accept loop, two generator threads and the socket-LB
 // generator process. The destructor stops and reaps them all, also when a REQUIRE fails mid-run.
@@ -190,7 +183,7 @@ class Load {
   void fromThread(PathId id, const Pod& client, const std::string& ip, uint16_t port) {
     int ns = open(client.netns->path().c_str(), O_RDONLY | O_CLOEXEC);
     REQUIRE(ns >= 0);
-    sockaddr_in dst = address(ip, port);
+    sockaddr_in dst = ipv4Address(ip, port);
     threads_.emplace_back([this, id, ns, dst] {
       bool entered = setns(ns, CLONE_NEWNET) == 0;
       close(ns);
@@ -210,7 +203,7 @@ class Load {
     REQUIRE(ns >= 0);
     int procs = open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
     REQUIRE(procs >= 0);
-    sockaddr_in dst = address(ip, port);
+    sockaddr_in dst = ipv4Address(ip, port);
     child_ = fork();
     REQUIRE(child_ >= 0);
     if (child_ == 0) {

@@ -382,6 +382,14 @@ std::pair<int, uint16_t> tcpListen(const std::string& netns_path, uint16_t port)
   return {fd, ntohs(addr.sin_port)};
 }
 
+sockaddr_in ipv4Address(const std::string& ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  return a;
+}
+
 int tcpConnect(const std::string& netns_path, const std::string& ip, uint16_t port, std::chrono::milliseconds timeout) {
   int fd = socketInNetns(netns_path, SOCK_STREAM);
   if (fd < 0) {
@@ -389,10 +397,7 @@ int tcpConnect(const std::string& netns_path, const std::string& ip, uint16_t po
   }
   int flags = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  sockaddr_in addr = ipv4Address(ip, port);
   int r = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   if (r != 0 && errno != EINPROGRESS) {
     close(fd);

@@ -2,6 +2,7 @@
 // Hermetic helpers for [netns] and [bpf] tests. Every resource is unique per test (names carry the pid and a
 // counter) and removed in destructors, so a failing REQUIRE still cleans up. Every wait is bounded.
 
+#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -143,6 +144,8 @@ ConflistResult runConflist(const nlohmann::json& conflist, const CniCall& call,
                            const nlohmann::json& runtime_config = nlohmann::json::object(),
                            const nlohmann::json& cached_result = nullptr);
 
+// An IPv4 socket address (ip in dotted form).
+sockaddr_in ipv4Address(const std::string& ip, uint16_t port);
 // Sockets created inside a network namespace (the fd keeps its namespace wherever it is used).
 int socketInNetns(const std::string& netns_path, int type);
 // A TCP listener on 0.0.0.0:port (port 0: ephemeral) inside a namespace. Returns the fd and the bound port.

@@ -116,6 +116,12 @@ Controller::Resolved Controller::resolve(const std::string& pod_ns, const std::s
     }
     return {kIdentityInit, {}};
   }
+  if (p_.api && !p_.resources.namespaceKnown(ns)) {
+    // Cluster mode: the namespace's labels are part of the identity, and its watch may deliver it after the pod's.
+    // Until it arrives the endpoint runs as init (an identity allocated now would be given back at once, and two
+    // nodes would briefly disagree); the namespace event re-identifies it.
+    return {kIdentityInit, {}};
+  }
   uint32_t id = p_.identities.acquire(labels);
   if (id == kIdentityInit) {
     return {kIdentityInit, {}};  // waiting for the cluster-wide identity

@@ -240,6 +240,10 @@ identity::Labels ResourceState::podIdentityLabels(const std::string& pod_ns, con
   return identity::podIdentityLabels(in, filter_);
 }
 
+bool ResourceState::namespaceKnown(const std::string& ns) const {
+  return store_.get({ResourceKind::kNamespace, "", nsOrDefault(ns)}).has_value();
+}
+
 NamedPorts ResourceState::namedPorts(const std::string& ns, const std::string& name) const {
   auto p = pod(ns, name);
   return p ? podNamedPorts(*p) : NamedPorts{};

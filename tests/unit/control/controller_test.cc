@@ -61,6 +61,10 @@ nlohmann::json podJson(const std::string& name, const std::string& app) {
           {"metadata", {{"name", name}, {"namespace", "default"}, {"labels", {{"app", app}}}}},
           {"spec", {{"containers", {{{"name", "c"}, {"image", "nginx"}}}}}}};
 }
+ResourceEvent namespaceUpsert() {
+  return ResourceEvent{ResourceEventType::kUpsert, ResourceKey{ResourceKind::kNamespace, "", "default"},
+                       namespaceJson()};
+}
 ResourceEvent podUpsert(const std::string& name, const std::string& app) {
   return ResourceEvent{ResourceEventType::kUpsert, ResourceKey{ResourceKind::kPod, "default", name},
                        podJson(name, app)};
@@ -133,6 +137,10 @@ TEST_CASE("controller cluster mode: ADD wires with init, the pod and the identit
   CHECK(endpointEntry(f.endpoints_map, rec->ip)->identity == kIdentityInit);
 
   a.controller.handle(ResourcesChanged{{podUpsert("web", "web")}});
+  // The pod's namespace is not known yet: its labels are part of the identity, so nothing is allocated until it is.
+  CHECK(f.api.allocations.empty());
+  CHECK(a.endpoints.get(rec->id)->identity == kIdentityInit);
+  a.controller.handle(ResourcesChanged{{namespaceUpsert()}});
   REQUIRE(f.api.allocations.size() == 1);
   auto labels = a.resources.podIdentityLabels("default", "web");
   CHECK(f.api.allocations[0] == labels);
@@ -171,7 +179,7 @@ TEST_CASE("controller: an answer nobody waits for any more is released", "[unit]
   Agent a(f, true);
   std::vector<std::string> problems;
   REQUIRE(a.controller.start(&problems).ok());
-  a.controller.handle(ResourcesChanged{{podUpsert("web", "web")}});
+  a.controller.handle(ResourcesChanged{{namespaceUpsert(), podUpsert("web", "web")}});
   auto rec = a.controller.addEndpoint(request("c1", "web"));
   REQUIRE(rec.ok());
   REQUIRE(f.api.allocations.size() == 1);
@@ -186,7 +194,7 @@ TEST_CASE("controller: a failed ipcache write fails the ADD cleanly; a pending o
   Agent a(f, true);
   std::vector<std::string> problems;
   REQUIRE(a.controller.start(&problems).ok());
-  a.controller.handle(ResourcesChanged{{podUpsert("web", "web")}});
+  a.controller.handle(ResourcesChanged{{namespaceUpsert(), podUpsert("web", "web")}});
 
   // During the ADD: rolled back, nothing pending, nothing left.
   f.ipcache_map.fail_next_updates = 1;

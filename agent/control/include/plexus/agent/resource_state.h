@@ -41,6 +41,7 @@ class ResourceState {
   std::optional<nlohmann::json> pod(const std::string& ns, const std::string& name) const;
   // The identity labels of a pod now (empty while the pod is unknown).
   identity::Labels podIdentityLabels(const std::string& ns, const std::string& name) const;
+  bool namespaceKnown(const std::string& ns) const;
   NamedPorts namedPorts(const std::string& ns, const std::string& name) const;
 
  private:
