@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 4: {
       v1::GetFlowsRequest req;
       if (parse(data, size, &req)) {
-        (void)flowFilterFromProto(req.filter());
+        (void)flowQueryFromProto(req);
       }
       break;
     }

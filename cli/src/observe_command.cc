@@ -11,15 +11,33 @@ namespace plexus::cli {
 
 namespace {
 
+// The flags as hubble observe reads them: every filter flag goes into `filter`, or, right after --not, into a
+// filter of its own in `deny`. The agent matches; the CLI only carries the flags (flow_store.h).
 struct ObserveArgs {
-  std::vector<std::string> namespaces, pods, from_pods, to_pods, labels, ips, verdicts, protocols;
-  std::vector<uint32_t> identities, ports;
+  v1::FlowFilter filter;
+  std::vector<v1::FlowFilter> deny;
+  bool negate_next = false;
   uint32_t last = 20;
+  uint32_t first = 0;
   bool follow = false;
   bool all = false;
   std::string since;
+  std::string until;
   std::string output = "compact";
+  CLI::Option* last_flag = nullptr;
+  CLI::Option* first_flag = nullptr;
+
+  v1::FlowFilter* target() {
+    if (!negate_next) {
+      return &filter;
+    }
+    negate_next = false;
+    deny.emplace_back();
+    return &deny.back();
+  }
 };
+
+constexpr uint32_t kDefaultLast = 20;  // hubble observe without --last, --since or --follow
 
 std::string timeText(int64_t ns, bool rfc3339) {
   time_t secs = static_cast<time_t>(ns / 1000000000);
@@ -124,30 +142,75 @@ std::string compact(const v1::Flow& f) {
                      f.is_reply() ? "<-" : "->", peerText(right), f.traffic_direction(), svc, what, flags);
 }
 
-int observe(const Context& c, const ObserveArgs& a) {
+// --since/--until: a duration ago or an RFC 3339 time.
+bool timeFlag(const std::string& name, const std::string& text, int64_t* out) {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  if (!parseSince(text, static_cast<int64_t>(now.tv_sec), out)) {
+    std::cerr << "error: " << name << " " << text
+              << ": use a duration (30s, 5m, 1h30m) or an RFC 3339 time (2006-01-02T15:04:05Z)\n";
+    return false;
+  }
+  return true;
+}
+
+// Which stored flows to send, as hubble observe chooses: --first N, --last N, --all; else every match of a
+// --since/--until window; else with --follow none (only new flows); else the last 20.
+bool buildRequest(ObserveArgs& a, v1::GetFlowsRequest* req) {
+  if (a.negate_next) {
+    std::cerr << "error: --not must be followed by a filter flag (--not --pod web)\n";
+    return false;
+  }
+  bool has_last = a.last_flag && a.last_flag->count() > 0;
+  bool has_first = a.first_flag && a.first_flag->count() > 0;
+  if (has_first && (has_last || a.all)) {
+    std::cerr << "error: --first cannot be combined with --last or --all\n";
+    return false;
+  }
+  if (has_first && a.follow) {
+    std::cerr << "error: --first cannot be combined with --follow\n";
+    return false;
+  }
+  if (!a.until.empty() && a.follow) {
+    std::cerr << "error: --until cannot be combined with --follow\n";
+    return false;
+  }
+  int64_t since = 0;
+  int64_t until = 0;
+  if (!a.since.empty() && !timeFlag("--since", a.since, &since)) {
+    return false;
+  }
+  if (!a.until.empty() && !timeFlag("--until", a.until, &until)) {
+    return false;
+  }
+  a.filter.set_since_unix_nano(since);
+  a.filter.set_until_unix_nano(until);
+  *req->mutable_filter() = a.filter;
+  for (const auto& d : a.deny) {
+    *req->add_deny() = d;
+  }
+  req->set_follow(a.follow);
+  if (has_first) {
+    req->set_first(a.first);
+  } else if (a.all) {
+    req->set_last(0);
+  } else if (has_last) {
+    req->set_last(a.last);
+    req->set_only_new(a.follow && a.last == 0);
+  } else if (!a.since.empty() || !a.until.empty()) {
+    req->set_last(0);
+  } else if (a.follow) {
+    req->set_only_new(true);
+  } else {
+    req->set_last(kDefaultLast);
+  }
+  return true;
+}
+
+int observe(const Context& c, ObserveArgs& a) {
   v1::GetFlowsRequest req;
-  req.set_last(a.all ? 0 : a.last);
-  req.set_follow(a.follow);
-  auto* f = req.mutable_filter();
-  for (const auto& v : a.namespaces) f->add_namespace_(v);
-  for (const auto& v : a.pods) f->add_pod(v);
-  for (const auto& v : a.from_pods) f->add_from_pod(v);
-  for (const auto& v : a.to_pods) f->add_to_pod(v);
-  for (const auto& v : a.labels) f->add_label(v);
-  for (const auto& v : a.ips) f->add_ip(v);
-  for (const auto& v : a.verdicts) f->add_verdict(v);
-  for (const auto& v : a.protocols) f->add_protocol(v);
-  for (auto v : a.identities) f->add_identity(v);
-  for (auto v : a.ports) f->add_port(v);
-  if (!a.since.empty()) {
-    int64_t since = 0;
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (!parseSince(a.since, static_cast<int64_t>(now.tv_sec), &since)) {
-      std::cerr << "error: --since " << a.since << ": use a duration (30s, 5m, 2h) or 2006-01-02T15:04:05Z\n";
-      return 1;
-    }
-    f->set_since_unix_nano(since);
+  if (!buildRequest(a, &req)) {
+    return 1;
   }
   auto stub = v1::Observer::NewStub(c.channel());
   grpc::ClientContext ctx;
@@ -183,20 +246,50 @@ int observe(const Context& c, const ObserveArgs& a) {
 void addObserveCommand(CLI::App& app, Context& ctx, int& rc) {
   static ObserveArgs a;
   auto* o = app.add_subcommand("observe", "show flows (like hubble observe)");
-  o->add_option("-n,--namespace", a.namespaces, "flows from or to this namespace");
-  o->add_option("--pod", a.pods, "flows from or to this pod ([namespace/]name)");
-  o->add_option("--from-pod", a.from_pods, "flows from this pod");
-  o->add_option("--to-pod", a.to_pods, "flows to this pod");
-  o->add_option("-l,--label", a.labels, "flows from or to endpoints with this label (key or key=value)");
-  o->add_option("--identity", a.identities, "flows from or to this security identity");
-  o->add_option("--ip", a.ips, "flows from or to this IP");
-  o->add_option("--verdict", a.verdicts, "FORWARDED, DROPPED or TRANSLATED");
-  o->add_option("--protocol", a.protocols, "TCP, UDP, ICMP or SCTP");
-  o->add_option("--port", a.ports, "flows from or to this port");
-  o->add_option("--last", a.last, "the last N flows (default 20)");
+  // Each occurrence is applied as it is parsed, so --not reaches exactly the next filter flag.
+  auto text = [&](const std::string& names, const std::string& help, auto add) {
+    o->add_option_function<std::string>(names, [add](const std::string& v) { add(a.target(), v); }, help)
+        ->trigger_on_parse();
+  };
+  auto number = [&](const std::string& names, const std::string& help, auto add) {
+    o->add_option_function<uint32_t>(names, [add](const uint32_t& v) { add(a.target(), v); }, help)
+        ->trigger_on_parse();
+  };
+  using F = v1::FlowFilter*;
+  using S = const std::string&;
+  text("-n,--namespace", "flows from or to pods in this namespace", [](F f, S v) { f->add_namespace_(v); });
+  text("--from-namespace", "flows from pods in this namespace", [](F f, S v) { f->add_from_namespace(v); });
+  text("--to-namespace", "flows to pods in this namespace", [](F f, S v) { f->add_to_namespace(v); });
+  text("--pod", "flows from or to pods named [namespace/]prefix (namespace default; ns/ for all)",
+       [](F f, S v) { f->add_pod(v); });
+  text("--from-pod", "flows from pods named [namespace/]prefix", [](F f, S v) { f->add_from_pod(v); });
+  text("--to-pod", "flows to pods named [namespace/]prefix", [](F f, S v) { f->add_to_pod(v); });
+  text("-l,--label", "flows from or to endpoints matching a label selector (app=web, 'tier in (a,b)', !key)",
+       [](F f, S v) { f->add_label(v); });
+  text("--from-label", "flows from endpoints matching a label selector", [](F f, S v) { f->add_from_label(v); });
+  text("--to-label", "flows to endpoints matching a label selector", [](F f, S v) { f->add_to_label(v); });
+  number("--identity", "flows from or to this security identity", [](F f, uint32_t v) { f->add_identity(v); });
+  number("--from-identity", "flows from this security identity", [](F f, uint32_t v) { f->add_from_identity(v); });
+  number("--to-identity", "flows to this security identity", [](F f, uint32_t v) { f->add_to_identity(v); });
+  text("--ip", "flows from or to this IP or CIDR", [](F f, S v) { f->add_ip(v); });
+  text("--from-ip", "flows from this IP or CIDR", [](F f, S v) { f->add_from_ip(v); });
+  text("--to-ip", "flows to this IP or CIDR", [](F f, S v) { f->add_to_ip(v); });
+  number("--port", "flows from or to this port", [](F f, uint32_t v) { f->add_port(v); });
+  number("--from-port", "flows from this port", [](F f, uint32_t v) { f->add_from_port(v); });
+  number("--to-port", "flows to this port", [](F f, uint32_t v) { f->add_to_port(v); });
+  text("--verdict", "FORWARDED, DROPPED or TRANSLATED", [](F f, S v) { f->add_verdict(v); });
+  text("--protocol", "TCP, UDP, ICMP or SCTP", [](F f, S v) { f->add_protocol(v); });
+  text("-t,--type", "event type: trace, drop or policy-verdict", [](F f, S v) { f->add_event_type(v); });
+  text("--tcp-flags", "TCP flags that must all be set (SYN,ACK); repeat for either", [](F f, S v) { f->add_tcp_flags(v); });
+  text("--node-name", "flows seen by this node (a name or a pattern with *)", [](F f, S v) { f->add_node_name(v); });
+  o->add_flag_callback("--not", [] { a.negate_next = true; }, "negate the next filter flag (--not --pod web)")
+      ->trigger_on_parse();
+  a.last_flag = o->add_option("--last", a.last, "the last N matching flows (default 20 without --since or -f)");
+  a.first_flag = o->add_option("--first", a.first, "the first (oldest) N matching flows");
   o->add_flag("--all", a.all, "every stored flow");
-  o->add_flag("-f,--follow", a.follow, "keep streaming new flows");
-  o->add_option("--since", a.since, "flows since a duration ago (30s, 5m) or a time (2006-01-02T15:04:05Z)");
+  o->add_flag("-f,--follow", a.follow, "stream new flows (with --last or --since, stored ones first)");
+  o->add_option("--since", a.since, "flows since a duration ago (5m, 1h30m) or a time (2006-01-02T15:04:05Z)");
+  o->add_option("--until", a.until, "flows until a duration ago (5m) or a time (2006-01-02T15:04:05Z)");
   o->add_option("-o,--output", a.output, "compact, json or table")
       ->check(CLI::IsMember({"compact", "json", "jsonpb", "table"}));
   o->callback([&] { rc = observe(ctx, a); });

@@ -33,6 +33,150 @@ const char* opName(Op op) {
   return "?";
 }
 
+bool isSpace(char c) { return c == ' ' || c == '\t'; }
+
+std::string trim(const std::string& s) {
+  size_t b = 0;
+  size_t e = s.size();
+  while (b < e && isSpace(s[b])) {
+    ++b;
+  }
+  while (e > b && isSpace(s[e - 1])) {
+    --e;
+  }
+  return s.substr(b, e - b);
+}
+
+// A key or value token: no spaces, separators, operators or parentheses (Kubernetes keys add '/', '.', '-').
+bool isToken(const std::string& s) {
+  return !s.empty() && s.find_first_of(" \t,=!()") == std::string::npos;
+}
+
+// Requirements are separated by commas outside parentheses ("a in (x,y),b" is two requirements).
+Result<std::vector<std::string>> splitRequirements(const std::string& text) {
+  std::vector<std::string> parts;
+  std::string cur;
+  int depth = 0;
+  for (char c : text) {
+    if (c == '(') {
+      ++depth;
+    } else if (c == ')') {
+      --depth;
+    }
+    if (depth < 0 || depth > 1) {
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("label selector {:?}: unbalanced parentheses", text));
+    }
+    if (c == ',' && depth == 0) {
+      parts.push_back(trim(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (depth != 0) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("label selector {:?}: unbalanced parentheses", text));
+  }
+  parts.push_back(trim(cur));
+  return parts;
+}
+
+// "key in (a, b)" / "key notin (a,b)": the set form. Returns false when `text` is not in that form.
+bool parseSetRequirement(const std::string& text, Requirement* r, std::string* err) {
+  auto open = text.find('(');
+  if (open == std::string::npos || text.back() != ')') {
+    return false;
+  }
+  std::string head = trim(text.substr(0, open));
+  auto space = head.find_last_of(" \t");
+  if (space == std::string::npos) {
+    return false;
+  }
+  std::string op = head.substr(space + 1);
+  std::string key = trim(head.substr(0, space));
+  if (op != "in" && op != "notin") {
+    return false;
+  }
+  if (!isToken(key)) {
+    *err = fmt::format("key {:?} is not a label key", key);
+    return true;
+  }
+  std::string inner = text.substr(open + 1, text.size() - open - 2);
+  size_t pos = 0;
+  while (pos <= inner.size()) {
+    size_t comma = inner.find(',', pos);
+    std::string v = trim(inner.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    if (!v.empty() && !isToken(v)) {
+      *err = fmt::format("value {:?} is not a label value", v);
+      return true;
+    }
+    r->values.push_back(v);
+    if (comma == std::string::npos) {
+      break;
+    }
+    pos = comma + 1;
+  }
+  std::tie(r->source, r->key) = splitSource(key);
+  r->op = op == "in" ? Op::kIn : Op::kNotIn;
+  return true;
+}
+}  // namespace
+
+Result<Selector> Selector::parseText(const std::string& text) {
+  auto parts = splitRequirements(text);
+  if (!parts.ok()) {
+    return parts.error();
+  }
+  auto bad = [&](const std::string& why) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("label selector {:?}: {}", text, why));
+  };
+  std::vector<Requirement> reqs;
+  for (const auto& part : *parts) {
+    if (part.empty()) {
+      return bad("empty requirement");
+    }
+    Requirement r;
+    std::string err;
+    if (parseSetRequirement(part, &r, &err)) {
+      if (!err.empty()) {
+        return bad(err);
+      }
+      reqs.push_back(std::move(r));
+      continue;
+    }
+    std::string key;
+    std::string value;
+    if (part.front() == '!') {
+      key = trim(part.substr(1));
+      r.op = Op::kDoesNotExist;
+    } else if (auto ne = part.find("!="); ne != std::string::npos) {
+      key = trim(part.substr(0, ne));
+      value = trim(part.substr(ne + 2));
+      r.op = Op::kNotIn;
+    } else if (auto eq = part.find('='); eq != std::string::npos) {
+      key = trim(part.substr(0, eq));
+      size_t v = part.compare(eq, 2, "==") == 0 ? eq + 2 : eq + 1;
+      value = trim(part.substr(v));
+      r.op = Op::kIn;
+    } else {
+      key = part;
+      r.op = Op::kExists;
+    }
+    if (!isToken(key)) {
+      return bad(fmt::format("{:?} is not a label key", key));
+    }
+    if (!value.empty() && !isToken(value)) {
+      return bad(fmt::format("{:?} is not a label value", value));
+    }
+    std::tie(r.source, r.key) = splitSource(key);
+    if (r.op == Op::kIn || r.op == Op::kNotIn) {
+      r.values.push_back(value);
+    }
+    reqs.push_back(std::move(r));
+  }
+  return Selector(std::move(reqs));
+}
+
+namespace {
 bool keyMatches(const Requirement& r, const Label& l) {
   return l.key == r.key && (r.source == "any" || r.source == l.source);
 }

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -80,6 +81,99 @@ TEST_CASE("observe --follow streams a flow that happens after it starts", "[netn
   requireTcpExchange(a, b, 9099);
   follower.join();  // ends at its timeout: follow never ends on its own
   CHECK(followed.out.find("\"destination_port\":9099") != std::string::npos);
+}
+
+TEST_CASE("observe speaks hubble's filters: -l without the k8s: source, --pod ns/prefix, --not, -f new only",
+          "[netns][observe]") {
+  NodeFixture node("10.236.0.0/24");
+  Pod web = node.addPod("web-7f9c", "shop");
+  Pod api = node.addPod("api-55d", "shop");
+  Pod client = node.addPod("client");
+  std::string path = node.dir() + "/pods.yaml";
+  std::ofstream(path) << R"(apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-7f9c, namespace: shop, labels: {app: web, tier: front}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-55d, namespace: shop, labels: {app: api, tier: back}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default, labels: {app: client}}
+)";
+  auto applied = node.cli({"apply", "-f", path});
+  INFO(applied.out << applied.err);
+  REQUIRE(applied.exit_code == 0);
+  requireTcpExchange(client, web, 8080);
+  requireTcpExchange(client, api, 9090);
+  // Every flow shown has a side that the filter names; `pods` collects the pod names seen on either side.
+  auto pods = [](const std::vector<nlohmann::json>& flows) {
+    std::set<std::string> out;
+    for (const auto& f : flows) {
+      for (const char* side : {"source", "destination"}) {
+        if (f["flow"][side].contains("pod_name")) {
+          out.insert(f["flow"][side]["pod_name"].get<std::string>());
+        }
+      }
+    }
+    return out;
+  };
+  auto touches = [](const nlohmann::json& f, const std::string& pod) {
+    return f["flow"]["source"].value("pod_name", "") == pod || f["flow"]["destination"].value("pod_name", "") == pod;
+  };
+
+  auto by_label = flowsJson(node, {"-l", "app=web", "--all"});
+  REQUIRE_FALSE(by_label.empty());
+  for (const auto& f : by_label) {
+    CHECK(touches(f, "web-7f9c"));
+  }
+  bool stored_with_source = false;  // the agent stores "k8s:app=web"; -l app=web matched it
+  for (const auto& f : by_label) {
+    const auto& labels = f["flow"]["destination"]["labels"];
+    stored_with_source = stored_with_source || std::find(labels.begin(), labels.end(), "k8s:app=web") != labels.end();
+  }
+  CHECK(stored_with_source);
+  CHECK(pods(flowsJson(node, {"-l", "tier in (front,back)", "--all"})).count("api-55d") == 1);
+  auto not_front = flowsJson(node, {"--to-label", "tier notin (front)", "--all"});
+  CHECK(pods(not_front).count("api-55d") == 1);
+  for (const auto& f : not_front) {
+    CHECK(f["flow"]["destination"].value("pod_name", "") != "web-7f9c");
+  }
+  CHECK(flowsJson(node, {"-l", "app=nothing", "--all"}).empty());
+
+  auto by_prefix = flowsJson(node, {"--pod", "shop/web", "--all"});
+  REQUIRE_FALSE(by_prefix.empty());
+  for (const auto& f : by_prefix) {
+    CHECK(touches(f, "web-7f9c"));
+  }
+  CHECK(flowsJson(node, {"--pod", "web", "--all"}).empty());  // no namespace: default, where no web runs
+  CHECK(pods(flowsJson(node, {"--to-pod", "shop/", "--all"})).count("api-55d") == 1);
+  CHECK(pods(flowsJson(node, {"--pod", "client", "--to-port", "9090", "--all"})) ==
+        std::set<std::string>{"client", "api-55d"});
+  for (const auto& f : flowsJson(node, {"--pod", "client", "--not", "--to-pod", "shop/web", "--all"})) {
+    CHECK(f["flow"]["destination"].value("pod_name", "") != "web-7f9c");
+  }
+  CHECK_FALSE(flowsJson(node, {"--type", "trace", "--tcp-flags", "SYN", "--to-pod", "shop/api", "--all"}).empty());
+  CHECK(flowsJson(node, {"--type", "drop", "--to-pod", "shop/", "--all"}).empty());
+  CHECK_FALSE(flowsJson(node, {"--since", "1h", "--until", "2030-01-01T00:00:00Z", "--pod", "shop/web"}).empty());
+
+  // -f alone shows only new flows: the old ones to api are not replayed, a new one to web arrives.
+  CommandResult followed;
+  std::thread follower([&] {
+    followed = runCommand({cliBinary(), "--socket", node.socket(), "observe", "-f", "-n", "shop", "-o", "json"}, "",
+                          {}, std::chrono::seconds(4));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  requireTcpExchange(client, web, 8081);
+  follower.join();
+  CHECK(followed.out.find("\"destination_port\":8081") != std::string::npos);
+  CHECK(followed.out.find("\"destination_port\":9090") == std::string::npos);
+  CHECK(followed.out.find("\"destination_port\":8080") == std::string::npos);
 }
 
 TEST_CASE("bad observe input gets a clear error from the CLI and the API", "[netns][observe]") {

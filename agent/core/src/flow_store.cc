@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "plexus/events.h"
+#include "plexus/reasons.h"
 
 namespace plexus::agent {
 
@@ -36,43 +38,182 @@ std::string upper(std::string s) {
   return s;
 }
 
-// "ns/name" matches exactly; a bare "name" matches that pod in any namespace.
-bool podMatches(const FlowPeer& p, const std::string& want) {
-  if (p.pod_name.empty()) {
-    return false;
-  }
-  auto slash = want.find('/');
-  if (slash == std::string::npos) {
-    return p.pod_name == want;
-  }
-  return p.pod_namespace == want.substr(0, slash) && p.pod_name == want.substr(slash + 1);
-}
-
-bool labelMatches(const FlowPeer& p, const std::string& want) {
-  bool key_only = want.find('=') == std::string::npos;
-  for (const auto& l : p.labels) {
-    if (l == want || (key_only && l.substr(0, l.find('=')) == want)) {
-      return true;
-    }
-  }
-  return false;
-}
+Error invalid(const std::string& message) { return Error{ErrorCode::kInvalidArgument, message}; }
 
 template <typename T, typename Pred>
 bool anyOf(const std::vector<T>& wanted, Pred pred) {
   return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
 }
+
+bool podMatches(const FlowPeer& p, const PodPrefix& want) {
+  return !p.pod_name.empty() && p.pod_namespace == want.pod_namespace && p.pod_name.starts_with(want.prefix);
+}
+
+// '*' matches any run of characters (hubble observe --node-name "node-*").
+bool globMatches(std::string_view pattern, std::string_view text) {
+  size_t p = 0;
+  size_t t = 0;
+  size_t star = std::string_view::npos;
+  size_t mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') {
+    ++p;
+  }
+  return p == pattern.size();
+}
+
+bool nodeMatches(const std::string& node, const std::string& pattern) {
+  auto slash = pattern.find('/');
+  return globMatches(slash == std::string::npos ? pattern : std::string_view(pattern).substr(slash + 1), node);
+}
+
+bool isPolicyReason(uint8_t reason) { return reason == PLEXUS_REASON_POLICY_DENIED || reason == PLEXUS_REASON_POLICY_DENY; }
+
+bool typeMatches(const FlowRecord& f, FlowType t) {
+  switch (t) {
+    case FlowType::kTrace: return f.verdict == PLEXUS_VERDICT_FORWARDED || f.verdict == PLEXUS_VERDICT_TRANSLATED;
+    case FlowType::kDrop: return f.verdict == PLEXUS_VERDICT_DROPPED;
+    case FlowType::kPolicyVerdict: return f.verdict == PLEXUS_VERDICT_DROPPED && isPolicyReason(f.reason);
+    case FlowType::kNeverEmitted: return false;
+  }
+  return false;
+}
+
+Result<FlowType> parseType(const std::string& text) {
+  std::string t = text;
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (t == "trace") {
+    return FlowType::kTrace;
+  }
+  if (t == "drop") {
+    return FlowType::kDrop;
+  }
+  if (t == "policy-verdict") {
+    return FlowType::kPolicyVerdict;
+  }
+  for (const char* other : {"capture", "l7", "debug", "trace-sock", "sock", "agent", "recorder", "lost"}) {
+    if (t == other) {
+      return FlowType::kNeverEmitted;
+    }
+  }
+  return invalid(fmt::format("type {:?}: must be trace, drop or policy-verdict (subtypes are not supported)", text));
+}
+
+// "SYN,ACK": flags that must all be set.
+Result<uint8_t> parseTcpFlags(const std::string& text) {
+  static const std::pair<const char*, uint8_t> kFlags[] = {{"FIN", 0x01}, {"SYN", 0x02}, {"RST", 0x04},
+                                                           {"PSH", 0x08}, {"ACK", 0x10}, {"URG", 0x20},
+                                                           {"ECE", 0x40}, {"CWR", 0x80}};
+  uint8_t bits = 0;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string name = upper(text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    auto it = std::find_if(std::begin(kFlags), std::end(kFlags), [&](const auto& f) { return name == f.first; });
+    if (it == std::end(kFlags)) {
+      return invalid(fmt::format("tcp flags {:?}: {:?} is not one of FIN, SYN, RST, PSH, ACK, URG, ECE, CWR", text, name));
+    }
+    bits |= it->second;
+    if (comma == std::string::npos) {
+      break;
+    }
+    pos = comma + 1;
+  }
+  return bits;
+}
+
+Result<PeerFilter> parsePeer(const PeerFilterSpec& spec) {
+  PeerFilter f;
+  f.namespaces = spec.namespaces;
+  f.identities = spec.identities;
+  for (const auto& p : spec.pods) {
+    auto pod = parsePodPrefix(p);
+    if (!pod.ok()) {
+      return pod.error();
+    }
+    f.pods.push_back(*pod);
+  }
+  for (const auto& l : spec.labels) {
+    auto sel = policy::Selector::parseText(l);
+    if (!sel.ok()) {
+      return sel.error();
+    }
+    f.labels.push_back(std::move(*sel));
+  }
+  for (const auto& ip : spec.ips) {
+    auto parsed = Ipv4Prefix::parse(ip);
+    if (!parsed) {
+      return invalid(fmt::format("ip {:?}: not an IPv4 address or CIDR", ip));
+    }
+    f.ips.push_back(*parsed);
+  }
+  for (uint32_t port : spec.ports) {
+    if (port == 0 || port > 65535) {
+      return invalid(fmt::format("port {}: must be 1-65535", port));
+    }
+    f.ports.push_back(static_cast<uint16_t>(port));
+  }
+  return f;
+}
 }  // namespace
+
+Result<PodPrefix> parsePodPrefix(const std::string& text) {
+  auto slash = text.find('/');
+  if (slash == std::string::npos) {
+    if (text.empty()) {
+      return invalid("pod \"\": must be [namespace/]name-prefix");
+    }
+    return PodPrefix{"default", text};
+  }
+  if (slash == 0 || text.find('/', slash + 1) != std::string::npos) {
+    return invalid(fmt::format("pod {:?}: must be [namespace/]name-prefix", text));
+  }
+  return PodPrefix{text.substr(0, slash), text.substr(slash + 1)};
+}
+
+bool PeerFilter::empty() const {
+  return namespaces.empty() && pods.empty() && labels.empty() && identities.empty() && ips.empty() && ports.empty();
+}
+
+bool PeerFilter::matches(const FlowPeer& p) const {
+  if (empty()) {
+    return true;
+  }
+  std::vector<policy::Label> parsed = labels.empty() ? std::vector<policy::Label>{} : policy::parseLabels(p.labels);
+  return anyOf(namespaces, [&](const std::string& n) { return !p.pod_name.empty() && p.pod_namespace == n; }) &&
+         anyOf(pods, [&](const PodPrefix& want) { return podMatches(p, want); }) &&
+         anyOf(labels, [&](const policy::Selector& s) { return s.matches(parsed); }) &&
+         anyOf(identities, [&](uint32_t id) { return p.identity == id; }) &&
+         anyOf(ips, [&](const Ipv4Prefix& net) { return net.contains(p.ip); }) &&
+         anyOf(ports, [&](uint16_t port) { return p.port == port; });
+}
 
 Result<FlowFilter> parseFlowFilter(const FlowFilterSpec& spec) {
   FlowFilter f;
-  f.namespaces = spec.namespaces;
-  f.pods = spec.pods;
-  f.from_pods = spec.from_pods;
-  f.to_pods = spec.to_pods;
-  f.labels = spec.labels;
-  f.identities = spec.identities;
   f.since_unix_nano = spec.since_unix_nano;
+  f.until_unix_nano = spec.until_unix_nano;
+  f.node_names = spec.node_names;
+  for (auto [in, out] : {std::pair{&spec.either, &f.either}, std::pair{&spec.source, &f.source},
+                         std::pair{&spec.destination, &f.destination}}) {
+    auto peer = parsePeer(*in);
+    if (!peer.ok()) {
+      return peer.error();
+    }
+    *out = std::move(*peer);
+  }
   for (const auto& v : spec.verdicts) {
     std::string u = upper(v);
     if (u == "FORWARDED") {
@@ -82,8 +223,7 @@ Result<FlowFilter> parseFlowFilter(const FlowFilterSpec& spec) {
     } else if (u == "TRANSLATED") {
       f.verdicts.push_back(PLEXUS_VERDICT_TRANSLATED);
     } else {
-      return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("verdict {:?}: must be one of FORWARDED, DROPPED, TRANSLATED", v));
+      return invalid(fmt::format("verdict {:?}: must be one of FORWARDED, DROPPED, TRANSLATED", v));
     }
   }
   for (const auto& p : spec.protocols) {
@@ -97,44 +237,50 @@ Result<FlowFilter> parseFlowFilter(const FlowFilterSpec& spec) {
     } else if (u == "SCTP") {
       f.protocols.push_back(IPPROTO_SCTP);
     } else {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("protocol {:?}: must be TCP, UDP, ICMP or SCTP", p));
+      return invalid(fmt::format("protocol {:?}: must be TCP, UDP, ICMP or SCTP", p));
     }
   }
-  for (const auto& ip : spec.ips) {
-    auto parsed = Ipv4::parse(ip);
-    if (!parsed) {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("ip {:?}: not an IPv4 address", ip));
+  for (const auto& t : spec.types) {
+    auto type = parseType(t);
+    if (!type.ok()) {
+      return type.error();
     }
-    f.ips.push_back(*parsed);
+    f.types.push_back(*type);
   }
-  for (uint32_t port : spec.ports) {
-    if (port == 0 || port > 65535) {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("port {}: must be 1-65535", port));
+  for (const auto& t : spec.tcp_flags) {
+    auto bits = parseTcpFlags(t);
+    if (!bits.ok()) {
+      return bits.error();
     }
-    f.ports.push_back(static_cast<uint16_t>(port));
+    f.tcp_flags.push_back(*bits);
   }
-  for (const auto& l : spec.labels) {
-    if (l.empty() || l.front() == '=') {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("label {:?}: must be key or key=value", l));
+  for (const auto& n : spec.node_names) {
+    if (n.empty()) {
+      return invalid("node name \"\": must be a name or a pattern with *");
     }
+  }
+  if (f.until_unix_nano != 0 && f.until_unix_nano < f.since_unix_nano) {
+    return invalid("until is before since");
   }
   return f;
 }
 
 bool matches(const FlowRecord& flow, const FlowFilter& f) {
-  const FlowPeer& s = flow.source;
-  const FlowPeer& d = flow.destination;
-  return flow.time_unix_nano >= f.since_unix_nano &&
-         anyOf(f.namespaces, [&](const std::string& n) { return s.pod_namespace == n || d.pod_namespace == n; }) &&
-         anyOf(f.pods, [&](const std::string& p) { return podMatches(s, p) || podMatches(d, p); }) &&
-         anyOf(f.from_pods, [&](const std::string& p) { return podMatches(s, p); }) &&
-         anyOf(f.to_pods, [&](const std::string& p) { return podMatches(d, p); }) &&
-         anyOf(f.labels, [&](const std::string& l) { return labelMatches(s, l) || labelMatches(d, l); }) &&
-         anyOf(f.identities, [&](uint32_t id) { return s.identity == id || d.identity == id; }) &&
-         anyOf(f.ips, [&](Ipv4 ip) { return s.ip == ip || d.ip == ip; }) &&
+  return flow.time_unix_nano >= f.since_unix_nano && (f.until_unix_nano == 0 || flow.time_unix_nano <= f.until_unix_nano) &&
+         f.source.matches(flow.source) && f.destination.matches(flow.destination) &&
+         (f.either.matches(flow.source) || f.either.matches(flow.destination)) &&
          anyOf(f.verdicts, [&](uint8_t v) { return flow.verdict == v; }) &&
          anyOf(f.protocols, [&](uint8_t p) { return flow.protocol == p; }) &&
-         anyOf(f.ports, [&](uint16_t p) { return s.port == p || d.port == p; });
+         anyOf(f.types, [&](FlowType t) { return typeMatches(flow, t); }) &&
+         anyOf(f.tcp_flags,
+               [&](uint8_t bits) { return flow.protocol == IPPROTO_TCP && (flow.tcp_flags & bits) == bits; }) &&
+         anyOf(f.node_names, [&](const std::string& n) { return nodeMatches(flow.node_name, n); });
+}
+
+bool matches(const FlowRecord& flow, const FlowQuery& q) {
+  auto hit = [&](const FlowFilter& f) { return matches(flow, f); };
+  return matches(flow, q.filter) && (q.allow.empty() || std::any_of(q.allow.begin(), q.allow.end(), hit)) &&
+         std::none_of(q.deny.begin(), q.deny.end(), hit);
 }
 
 FlowStore::FlowStore(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
@@ -150,11 +296,22 @@ void FlowStore::add(FlowRecord flow) {
   cv_.notify_all();
 }
 
-std::vector<FlowRecord> FlowStore::last(size_t n, const FlowFilter& filter) const {
+std::vector<FlowRecord> FlowStore::first(size_t n, const FlowQuery& query) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<FlowRecord> out;
+  for (auto it = ring_.begin(); it != ring_.end() && (n == 0 || out.size() < n); ++it) {
+    if (matches(it->second, query)) {
+      out.push_back(it->second);
+    }
+  }
+  return out;
+}
+
+std::vector<FlowRecord> FlowStore::last(size_t n, const FlowQuery& query) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<FlowRecord> out;
   for (auto it = ring_.rbegin(); it != ring_.rend() && (n == 0 || out.size() < n); ++it) {
-    if (matches(it->second, filter)) {
+    if (matches(it->second, query)) {
       out.push_back(it->second);
     }
   }
@@ -162,13 +319,13 @@ std::vector<FlowRecord> FlowStore::last(size_t n, const FlowFilter& filter) cons
   return out;
 }
 
-std::vector<FlowRecord> FlowStore::waitNewer(uint64_t* after, const FlowFilter& filter,
+std::vector<FlowRecord> FlowStore::waitNewer(uint64_t* after, const FlowQuery& query,
                                              std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return seq_ > *after; });
   std::vector<FlowRecord> out;
   for (const auto& [seq, flow] : ring_) {
-    if (seq > *after && matches(flow, filter)) {
+    if (seq > *after && matches(flow, query)) {
       out.push_back(flow);
     }
   }

@@ -63,7 +63,9 @@ int main(int argc, char** argv) {
     clock_gettime(CLOCK_MONOTONIC, &mono);
     int64_t offset = (real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
     auto started = st.events.start(st.lxc->eventsFd(), [&st, offset](const plexus_flow_event& e) {
-      st.flows->add(agent::decodeFlow(e, offset, st.flow_dir));
+      agent::FlowRecord flow = agent::decodeFlow(e, offset, st.flow_dir);
+      flow.node_name = st.config.node_name;
+      st.flows->add(std::move(flow));
     });
     if (!started.ok()) {
       spdlog::error("start: {}", started.error().message);

@@ -37,7 +37,7 @@ void toProto(const FlowRecord& f, const std::string& node, v1::Flow* out) {
   out->set_service_frontend(f.service_frontend);
   out->set_observed_endpoint(f.observed_endpoint);
   out->set_length(f.length);
-  out->set_node_name(node);
+  out->set_node_name(f.node_name.empty() ? node : f.node_name);
 }
 
 }  // namespace
@@ -47,14 +47,19 @@ grpc::Status ObserverService::GetFlows(grpc::ServerContext* ctx, const v1::GetFl
   if (!state_.flows) {
     return grpc::Status(grpc::FAILED_PRECONDITION, "flow observability is off (--enable-hubble=false)");
   }
-  auto filter = flowFilterFromProto(req->filter());
-  if (!filter.ok()) {
-    return toGrpc(filter.error());
+  auto query = flowQueryFromProto(*req);
+  if (!query.ok()) {
+    return toGrpc(query.error());
   }
   const std::string& node = state_.config.node_name;
   state_.events.flush();  // events the datapath has submitted so far are in the store before we answer
   uint64_t after = state_.flows->sequence();
-  for (const auto& f : state_.flows->last(req->last(), *filter)) {
+  // Stored flows first: none with only_new (hubble observe -f alone), else the oldest `first` or newest `last`.
+  std::vector<FlowRecord> stored;
+  if (!req->only_new()) {
+    stored = req->first() ? state_.flows->first(req->first(), *query) : state_.flows->last(req->last(), *query);
+  }
+  for (const auto& f : stored) {
     v1::GetFlowsResponse r;
     toProto(f, node, r.mutable_flow());
     if (!writer->Write(r)) {
@@ -63,7 +68,7 @@ grpc::Status ObserverService::GetFlows(grpc::ServerContext* ctx, const v1::GetFl
   }
   // Follow until the client goes away or the agent stops; each wait is bounded so both are noticed.
   while (req->follow() && !ctx->IsCancelled() && state_.ready) {
-    for (const auto& f : state_.flows->waitNewer(&after, *filter, std::chrono::milliseconds(200))) {
+    for (const auto& f : state_.flows->waitNewer(&after, *query, std::chrono::milliseconds(200))) {
       v1::GetFlowsResponse r;
       toProto(f, node, r.mutable_flow());
       if (!writer->Write(r)) {

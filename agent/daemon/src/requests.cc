@@ -86,24 +86,60 @@ Result<std::string> endpointSelectorFromProto(const v1::GetEndpointRequest& req)
   return req.selector();
 }
 
+namespace {
+template <typename T>
+std::vector<T> all(const google::protobuf::RepeatedPtrField<T>& f) {
+  return {f.begin(), f.end()};
+}
+template <typename T>
+std::vector<T> all(const google::protobuf::RepeatedField<T>& f) {
+  return {f.begin(), f.end()};
+}
+}  // namespace
+
 Result<FlowFilter> flowFilterFromProto(const v1::FlowFilter& f) {
   FlowFilterSpec s;
-  s.namespaces.assign(f.namespace_().begin(), f.namespace_().end());
-  s.pods.assign(f.pod().begin(), f.pod().end());
-  s.from_pods.assign(f.from_pod().begin(), f.from_pod().end());
-  s.to_pods.assign(f.to_pod().begin(), f.to_pod().end());
-  s.labels.assign(f.label().begin(), f.label().end());
-  s.ips.assign(f.ip().begin(), f.ip().end());
-  s.verdicts.assign(f.verdict().begin(), f.verdict().end());
-  s.protocols.assign(f.protocol().begin(), f.protocol().end());
-  s.identities.assign(f.identity().begin(), f.identity().end());
-  s.ports.assign(f.port().begin(), f.port().end());
+  s.either = {all(f.namespace_()), all(f.pod()), all(f.label()), all(f.ip()), all(f.identity()), all(f.port())};
+  s.source = {all(f.from_namespace()), all(f.from_pod()), all(f.from_label()),
+              all(f.from_ip()),        all(f.from_identity()), all(f.from_port())};
+  s.destination = {all(f.to_namespace()), all(f.to_pod()), all(f.to_label()),
+                   all(f.to_ip()),        all(f.to_identity()), all(f.to_port())};
+  s.verdicts = all(f.verdict());
+  s.protocols = all(f.protocol());
+  s.types = all(f.event_type());
+  s.tcp_flags = all(f.tcp_flags());
+  s.node_names = all(f.node_name());
   s.since_unix_nano = f.since_unix_nano();
+  s.until_unix_nano = f.until_unix_nano();
   auto filter = parseFlowFilter(s);
   if (!filter.ok()) {
     return filter.error().wrap("filter");
   }
   return filter;
+}
+
+Result<FlowQuery> flowQueryFromProto(const v1::GetFlowsRequest& req) {
+  FlowQuery q;
+  auto main = flowFilterFromProto(req.filter());
+  if (!main.ok()) {
+    return main.error();
+  }
+  q.filter = std::move(*main);
+  for (int i = 0; i < req.allow_size(); ++i) {
+    auto a = flowFilterFromProto(req.allow(i));
+    if (!a.ok()) {
+      return a.error().wrap(fmt::format("allow[{}]", i));
+    }
+    q.allow.push_back(std::move(*a));
+  }
+  for (int i = 0; i < req.deny_size(); ++i) {
+    auto d = flowFilterFromProto(req.deny(i));
+    if (!d.ok()) {
+      return d.error().wrap(fmt::format("deny[{}]", i));
+    }
+    q.deny.push_back(std::move(*d));
+  }
+  return q;
 }
 
 Result<ExplainQuery> explainFromProto(const v1::ExplainRequest& req) {

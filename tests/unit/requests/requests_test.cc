@@ -68,6 +68,28 @@ TEST_CASE("Cni.Del, Gc, GetEndpoint, Explain and the flow filter", "[unit][reque
   v1::FlowFilter f;
   f.add_verdict("MAYBE");
   CHECK(flowFilterFromProto(f).error().message.find("filter: verdict") == 0);
+  v1::GetFlowsRequest flows;
+  flows.add_deny()->add_to_label("tier in (a");
+  CHECK(flowQueryFromProto(flows).error().message.find("deny[0]: filter: label selector") == 0);
+  flows.clear_deny();
+  auto* both = flows.mutable_filter();
+  both->add_from_pod("shop/web");
+  both->add_to_port(8080);
+  both->add_event_type("drop");
+  both->add_tcp_flags("SYN");
+  both->add_node_name("kind-*");
+  both->set_until_unix_nano(50);
+  flows.add_allow()->add_label("app=web");
+  auto q = flowQueryFromProto(flows);
+  REQUIRE(q.ok());
+  CHECK(q->filter.source.pods.at(0).prefix == "web");
+  CHECK(q->filter.destination.ports == std::vector<uint16_t>{8080});
+  CHECK(q->filter.types == std::vector<FlowType>{FlowType::kDrop});
+  CHECK(q->filter.tcp_flags == std::vector<uint8_t>{0x02});
+  CHECK(q->filter.node_names == std::vector<std::string>{"kind-*"});
+  CHECK(q->filter.until_unix_nano == 50);
+  REQUIRE(q->allow.size() == 1);
+  CHECK(q->allow[0].either.labels.size() == 1);
 
   v1::ApplyRequest apply;
   apply.set_source("x.yaml");

@@ -42,6 +42,10 @@ class Selector {
   explicit Selector(std::vector<Requirement> reqs);
   // Parses a Kubernetes LabelSelector (matchLabels + matchExpressions). `field` names it in errors.
   static Result<Selector> parse(const nlohmann::json& j, const std::string& field);
+  // Parses the string form kubectl -l and hubble observe -l take: comma-separated requirements "k=v", "k==v",
+  // "k!=v", "k", "!k", "k in (a,b)", "k notin (a,b)". A key without a known source ("app") matches any source,
+  // so "app=web" selects "k8s:app=web"; "k8s:app=web" selects only that source.
+  static Result<Selector> parseText(const std::string& text);
 
   Selector& add(Requirement r);
   bool matches(const std::vector<Label>& labels) const;

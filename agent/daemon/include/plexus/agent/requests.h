@@ -41,6 +41,8 @@ Result<std::string> endpointSelectorFromProto(const v1::GetEndpointRequest& req)
 
 // Observer.GetFlows: the filter, checked by parseFlowFilter(); the message starts with "filter: ".
 Result<FlowFilter> flowFilterFromProto(const v1::FlowFilter& filter);
+// Observer.GetFlows: the request's filter, allow and deny lists; an error names the list entry.
+Result<FlowQuery> flowQueryFromProto(const v1::GetFlowsRequest& req);
 
 struct ExplainQuery {
   std::string from;
