@@ -90,19 +90,19 @@ struct FlowFilter {
 // A request's filters: a flow passes when it matches `filter`, one of `allow` (or `allow` is empty) and none of
 // `deny`.
 struct FlowQuery {
-  FlowFilter filter;
-  std::vector<FlowFilter> allow;
-  std::vector<FlowFilter> deny;
+  FlowFilter filter{};
+  std::vector<FlowFilter> allow{};
+  std::vector<FlowFilter> deny{};
 };
 
 // Raw fields as the API and the CLI carry them, before validation.
 struct PeerFilterSpec {
-  std::vector<std::string> namespaces, pods, labels, ips;
-  std::vector<uint32_t> identities, ports;
+  std::vector<std::string> namespaces{}, pods{}, labels{}, ips{};
+  std::vector<uint32_t> identities{}, ports{};
 };
 struct FlowFilterSpec {
-  PeerFilterSpec either, source, destination;
-  std::vector<std::string> verdicts, protocols, types, tcp_flags, node_names;
+  PeerFilterSpec either{}, source{}, destination{};
+  std::vector<std::string> verdicts{}, protocols{}, types{}, tcp_flags{}, node_names{};
   int64_t since_unix_nano = 0;
   int64_t until_unix_nano = 0;
 };
