@@ -690,6 +690,12 @@ describe('failures', () => {
       '--set', 'k8sServiceHost=10.0.0.1']);
     assert.equal(ok.status, 0, ok.stderr);
     assert.match(ok.stdout, /enable-bpf-masquerade: true/);
+    const kpr = ['--set', 'bpf.masquerade=true', '--set', 'kubeProxyReplacement=true', '--set', 'k8sServiceHost=10.0.0.1',
+      '--set', 'routingMode=native'];
+    const native = template(kpr);
+    assert.notEqual(native.status, 0);
+    assert.match(native.stderr, /routingMode=native needs ipv4NativeRoutingCIDR/);
+    assert.equal(template([...kpr, '--set', 'ipv4NativeRoutingCIDR=10.0.0.0/8']).status, 0);
   });
 
   test('tunnelProtocol=geneve fails rendering, naming the key', () => {

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <vector>
 
 #include "node_fixture.h"
 #include "plexus/nat.h"
@@ -152,4 +153,25 @@ TEST_CASE("masquerade: traffic inside the cluster keeps the pod's address", "[ne
   }
   close(listener);
   CHECK(node.cliJson({"bpf", "nat", "list"}).empty());
+}
+
+TEST_CASE("masquerade: refused at start without kube-proxy replacement, and in native routing without the native "
+          "routing CIDR", "[netns][masquerade]") {
+  TempDir tmp;
+  auto start = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {agentBinary(), "--state-dir", tmp.path() + "/state", "--bpf-root",
+                                     tmp.path() + "/bpf", "--socket", tmp.path() + "/s.sock", "--print-config",
+                                     "--enable-bpf-masquerade", "true"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return runCommand(argv, "", {}, std::chrono::seconds(20));
+  };
+  auto no_kpr = start({"--kube-proxy-replacement", "false"});
+  CHECK(no_kpr.exit_code != 0);
+  CHECK((no_kpr.out + no_kpr.err).find("needs --kube-proxy-replacement") != std::string::npos);
+  auto native = start({"--routing-mode", "native"});
+  CHECK(native.exit_code != 0);
+  CHECK((native.out + native.err).find("needs --ipv4-native-routing-cidr") != std::string::npos);
+  auto ok = start({"--routing-mode", "native", "--ipv4-native-routing-cidr", "10.0.0.0/8"});
+  INFO(ok.out << ok.err);
+  CHECK(ok.exit_code == 0);
 }

@@ -209,6 +209,12 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
     return makeError(ErrorCode::kInvalidArgument,
                      "--enable-bpf-masquerade needs --kube-proxy-replacement (it runs in the devices' programs)");
   }
+  if (c.enable_bpf_masquerade && c.routing_mode == "native" && c.ipv4_native_routing_cidr.empty()) {
+    // As Cilium: without it, a pod on another node that the ipcache does not know yet would be masqueraded.
+    return makeError(ErrorCode::kInvalidArgument,
+                     "--enable-bpf-masquerade in native routing needs --ipv4-native-routing-cidr (the destinations "
+                     "reached without masquerade, e.g. the cluster's pod CIDRs)");
+  }
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));
   }

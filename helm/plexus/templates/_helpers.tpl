@@ -108,6 +108,9 @@ Fail early on value combinations that render but cannot work, and on Cilium valu
 {{- if and .Values.bpf.masquerade (not (include "plexus.kubeProxyReplacement" .)) -}}
 {{- fail "bpf.masquerade=true needs kubeProxyReplacement=true: BPF masquerade runs in the devices' programs, which come with kube-proxy replacement" -}}
 {{- end -}}
+{{- if and .Values.bpf.masquerade (eq (toString .Values.routingMode) "native") (not .Values.ipv4NativeRoutingCIDR) -}}
+{{- fail "bpf.masquerade=true with routingMode=native needs ipv4NativeRoutingCIDR: the destinations reached without masquerade (the cluster's pod CIDRs)" -}}
+{{- end -}}
 {{- if and (include "plexus.kubeProxyReplacement" .) (not .Values.k8sServiceHost) -}}
 {{- fail "kubeProxyReplacement=true needs k8sServiceHost: without kube-proxy the kubernetes Service ClusterIP is not reachable before the agent runs" -}}
 {{- end -}}
