@@ -698,6 +698,14 @@ describe('failures', () => {
     assert.equal(template([...kpr, '--set', 'ipv4NativeRoutingCIDR=10.0.0.0/8']).status, 0);
   });
 
+  test('kubeProxyReplacementHealthzBindAddr renders the agent key, and only when set', () => {
+    const on = template(['--set', 'kubeProxyReplacementHealthzBindAddr=0.0.0.0:10256']);
+    assert.equal(on.status, 0, on.stderr);
+    assert.match(on.stdout, /kube-proxy-replacement-healthz-bind-address: "0.0.0.0:10256"/);
+    assert.doesNotMatch(template().stdout, /kube-proxy-replacement-healthz-bind-address/);
+    assert.notEqual(template(['--set', 'kubeProxyReplacementHealthzBindAddr=10256']).status, 0);
+  });
+
   test('tunnelProtocol=geneve fails rendering, naming the key', () => {
     const r = template(['--set', 'tunnelProtocol=geneve']);
     assert.notEqual(r.status, 0);

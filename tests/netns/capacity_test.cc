@@ -78,15 +78,27 @@ nlohmann::json problemsUntil(NodeFixture& node, const std::function<bool(const n
 }
 }  // namespace
 
-TEST_CASE("capacity: a full service map is named, the services installed before keep working, and room heals it",
-          "[netns][capacity]") {
-  NodeFixture node("10.229.0.0/24", {"--bpf-lb-map-max", "16"});
+TEST_CASE("capacity: a full service map is named, the services installed before keep working, and room heals it; "
+          "kube-proxy's /healthz says so", "[netns][capacity]") {
+  NodeFixture node("10.229.0.0/24", {"--bpf-lb-map-max", "16", "--kube-proxy-replacement-healthz-bind-address",
+                                     "127.0.0.1:10256", "--health-addr", "127.0.0.1:9879"});
+  // kube-proxy's answer: the HTTP status, then the JSON body.
+  auto healthz = [&] {
+    return node.node().exec("curl -s -w '\\n%{http_code}' http://127.0.0.1:10256/healthz").out;
+  };
+  CHECK(node.node().exec("curl -sf http://127.0.0.1:9879/healthz").out == "ok\n");
   Pod web = node.addPod("web");
   Pod client = node.addPod("client");
   node.apply(pods({{"web", "web"}, {"client", "client"}}));
   node.apply(service("first", "10.96.9.10"));
   auto [listener, port] = tcpListen(web.netns->path(), 8080);
   REQUIRE(connects(client, listener, "10.96.9.10", 80));
+  std::string h = healthz();
+  INFO(h);
+  CHECK(h.substr(h.rfind('\n') + 1) == "200");
+  auto body = nlohmann::json::parse(h.substr(0, h.rfind('\n')));
+  CHECK(body["nodeEligible"] == true);
+  CHECK(std::string(body["lastUpdated"]).size() == std::string("2026-12-06T05:00:00.000Z").size());
 
   // Ten more services need 20 more entries of a 16-entry map (a master entry and a backend slot each).
   std::string more;
@@ -104,6 +116,8 @@ TEST_CASE("capacity: a full service map is named, the services installed before 
   CHECK(text.out.find("Problem:     services: ") != std::string::npos);
   auto metrics = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
   CHECK(metrics.find("plexus_bpf_map_pressure{map_name=\"plexus_lb4_services_v1\"} 1") != std::string::npos);
+  h = healthz();
+  CHECK(h.substr(h.rfind('\n') + 1) == "503");
 
   // The agent lives on, the first service still answers, and the log names the map once, not once per retry.
   std::this_thread::sleep_for(std::chrono::seconds(3));  // three retries
@@ -123,6 +137,8 @@ TEST_CASE("capacity: a full service map is named, the services installed before 
   CHECK(problems.empty());
   CHECK(connects(client, listener, "10.96.9.29", 80));
   CHECK(node.agent().log().find("services: recovered") != std::string::npos);
+  h = healthz();
+  CHECK(h.substr(h.rfind('\n') + 1) == "200");
   close(listener);
 }
 

@@ -37,6 +37,9 @@ namespace {
 void record(ServiceManager::SyncRecord* r, size_t operations, std::chrono::steady_clock::time_point since) {
   r->operations = operations;
   r->milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+  r->unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
   ++r->count;
 }
 }  // namespace

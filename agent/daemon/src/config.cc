@@ -59,6 +59,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--maglev-hash-seed", c.maglev_hash_seed, "base64 12-byte Maglev seed");
   app.add_option("--prometheus-serve-addr", c.prometheus_serve_addr, "host:port for /metrics and /healthz (empty: off)");
   app.add_option("--health-addr", c.health_addr, "address for /healthz (empty: off)");
+  app.add_option("--kube-proxy-replacement-healthz-bind-address", c.kpr_healthz_addr,
+                 "host:port serving kube-proxy's /healthz and /livez (empty: off)");
   app.add_option("--debug", c.debug, "debug logging");
   app.add_option("--cgroup-root", c.cgroup_root, "cgroup v2 root for socket load-balancing");
   app.add_option("--devices", c.devices, "external devices for NodePort")->delimiter(',');
@@ -269,6 +271,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"maglev-hash-seed", c.maglev_hash_seed},
           {"prometheus-serve-addr", c.prometheus_serve_addr},
           {"health-addr", c.health_addr},
+          {"kube-proxy-replacement-healthz-bind-address", c.kpr_healthz_addr},
           {"debug", c.debug},
           {"cgroup-root", c.cgroup_root},
           {"devices", c.devices},

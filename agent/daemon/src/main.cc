@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
@@ -73,9 +74,17 @@ int main(int argc, char** argv) {
     }
   }
   agent::MetricsServer metrics(st);
-  if (!config->prometheus_serve_addr.empty()) {
-    auto m = metrics.start(config->prometheus_serve_addr);
-    if (!m.ok()) {
+  agent::MetricsServer health(st);
+  agent::MetricsServer kpr_health(st);
+  for (auto [server, address, routes, flag] :
+       {std::tuple{&metrics, config->prometheus_serve_addr, agent::HttpRoutes::kMetrics, "--prometheus-serve-addr"},
+        std::tuple{&health, config->health_addr, agent::HttpRoutes::kHealth, "--health-addr"},
+        std::tuple{&kpr_health, config->kpr_healthz_addr, agent::HttpRoutes::kKubeProxyHealth,
+                   "--kube-proxy-replacement-healthz-bind-address"}}) {
+    if (address.empty()) {
+      continue;
+    }
+    if (auto m = server->start(address, routes, flag); !m.ok()) {
       spdlog::error("start: {}", m.error().message);
       return 1;
     }

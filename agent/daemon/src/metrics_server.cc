@@ -2,7 +2,12 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/agent_state.h"
@@ -100,11 +105,37 @@ MetricsServer::MetricsServer(AgentState& state) : state_(state), server_(std::ma
 
 MetricsServer::~MetricsServer() { stop(); }
 
-Status MetricsServer::start(const std::string& address) {
+namespace {
+std::string rfc3339(int64_t unix_ms) {
+  std::time_t s = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, unix_ms % 1000);
+}
+}  // namespace
+
+KubeProxyHealth kubeProxyHealth(AgentState& state) {
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  int64_t updated = 0;
+  bool healthy = state.ready && state.services != nullptr;
+  if (healthy) {
+    updated = std::max(state.services->lastFull().unix_ms, state.services->lastIncremental().unix_ms);
+    for (const auto& p : state.controller->problems()) {
+      healthy = healthy && p.rfind("services:", 0) != 0;
+    }
+  }
+  nlohmann::json body = {{"lastUpdated", rfc3339(updated)}, {"currentTime", rfc3339(now)}, {"nodeEligible", true}};
+  return {healthy ? 200 : 503, body.dump()};
+}
+
+Status MetricsServer::start(const std::string& address, HttpRoutes routes, const std::string& flag) {
   auto colon = address.rfind(':');
   if (colon == std::string::npos) {
-    return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("--prometheus-serve-addr {}: must be host:port", address));
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: must be host:port", flag, address));
   }
   std::string host = address.substr(0, colon);
   int port = 0;
@@ -114,23 +145,36 @@ Status MetricsServer::start(const std::string& address) {
     port = -1;
   }
   if (port <= 0 || port > 65535) {
-    return makeError(ErrorCode::kInvalidArgument, fmt::format("--prometheus-serve-addr {}: bad port", address));
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: bad port", flag, address));
   }
   if (host.empty()) {
     host = "0.0.0.0";
   }
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(renderMetrics(state_), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    res.status = state_.ready ? 200 : 503;
-    res.set_content(state_.ready ? "ok\n" : "starting\n", "text/plain");
-  });
+  if (routes == HttpRoutes::kKubeProxyHealth) {
+    auto health = [this](const httplib::Request&, httplib::Response& res) {
+      auto h = state_.ready ? state_.reconciler.submit([this] { return kubeProxyHealth(state_); }).get()
+                            : kubeProxyHealth(state_);
+      res.status = h.status;
+      res.set_content(h.body, "application/json");
+    };
+    server_->Get("/healthz", health);
+    server_->Get("/livez", health);
+  } else {
+    if (routes == HttpRoutes::kMetrics) {
+      server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+        res.set_content(renderMetrics(state_), "text/plain; version=0.0.4; charset=utf-8");
+      });
+    }
+    server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+      res.status = state_.ready ? 200 : 503;
+      res.set_content(state_.ready ? "ok\n" : "starting\n", "text/plain");
+    });
+  }
   if (!server_->bind_to_port(host.c_str(), port)) {
-    return makeError(ErrorCode::kUnavailable, fmt::format("metrics: cannot listen on {}", address));
+    return makeError(ErrorCode::kUnavailable, fmt::format("{}: cannot listen on {}", flag, address));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  spdlog::info("metrics on http://{}/metrics", address);
+  spdlog::info("{}: serving http://{}", flag, address);
   return Status::Ok();
 }
 

@@ -170,6 +170,9 @@ maglev-hash-seed: {{ .Values.maglev.hashSeed | quote }}
 {{- if gt $gcSeconds 0 }}
 conntrack-gc-interval: {{ $gcSeconds }}
 {{- end }}
+{{- if .Values.kubeProxyReplacementHealthzBindAddr }}
+kube-proxy-replacement-healthz-bind-address: {{ .Values.kubeProxyReplacementHealthzBindAddr | quote }}
+{{- end }}
 {{- if .Values.prometheus.enabled }}
 prometheus-serve-addr: {{ printf "0.0.0.0:%v" .Values.prometheus.port | quote }}
 health-addr: ""

@@ -46,6 +46,7 @@ class ServiceManager {
     size_t operations = 0;
     double milliseconds = 0;
     uint64_t count = 0;  // how many of this kind so far
+    int64_t unix_ms = 0;  // when it finished (wall clock)
   };
   const SyncRecord& lastFull() const { return last_full_; }
   const SyncRecord& lastIncremental() const { return last_incremental_; }

@@ -51,6 +51,7 @@ struct AgentConfig {
   std::string maglev_hash_seed;
   std::string prometheus_serve_addr = "127.0.0.1:9962";
   std::string health_addr;
+  std::string kpr_healthz_addr;  // kube-proxy's /healthz (empty: off)
   bool debug = false;
   std::string cgroup_root = "/run/plexus/cgroupv2";
   std::vector<std::string> devices;

@@ -19,11 +19,28 @@ struct AgentState;
 // Everything one scrape reports, in exposition format.
 std::string renderMetrics(AgentState& state);
 
+// What one HTTP listener serves.
+enum class HttpRoutes {
+  kMetrics,          // /metrics and /healthz (--prometheus-serve-addr)
+  kHealth,           // /healthz alone (--health-addr)
+  kKubeProxyHealth,  // kube-proxy's /healthz and /livez (--kube-proxy-replacement-healthz-bind-address)
+};
+
+// kube-proxy's health answer: 200 while the agent is ready and the service maps hold what the cluster wants, else
+// 503; the body is kube-proxy's JSON ({"lastUpdated", "currentTime", "nodeEligible"}). Reconcile thread.
+struct KubeProxyHealth {
+  int status = 503;
+  std::string body;
+};
+KubeProxyHealth kubeProxyHealth(AgentState& state);
+
 class MetricsServer {
  public:
   explicit MetricsServer(AgentState& state);
   ~MetricsServer();
-  Status start(const std::string& address);  // "host:port"
+  // "host:port"; `flag` names the address in errors.
+  Status start(const std::string& address, HttpRoutes routes = HttpRoutes::kMetrics,
+               const std::string& flag = "--prometheus-serve-addr");
   void stop();
 
  private:
