@@ -701,7 +701,7 @@ describe('failures', () => {
   test('kubeProxyReplacementHealthzBindAddr renders the agent key, and only when set', () => {
     const on = template(['--set', 'kubeProxyReplacementHealthzBindAddr=0.0.0.0:10256']);
     assert.equal(on.status, 0, on.stderr);
-    assert.match(on.stdout, /kube-proxy-replacement-healthz-bind-address: "0.0.0.0:10256"/);
+    assert.match(on.stdout, /kube-proxy-replacement-healthz-bind-address: "?0\.0\.0\.0:10256"?\n/);
     assert.doesNotMatch(template().stdout, /kube-proxy-replacement-healthz-bind-address/);
     assert.notEqual(template(['--set', 'kubeProxyReplacementHealthzBindAddr=10256']).status, 0);
   });
