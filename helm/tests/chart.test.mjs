@@ -487,8 +487,8 @@ describe('ConfigMap config.yaml', () => {
     assert.equal(cfg['routing-mode'], 'native');
     assert.equal(cfg['auto-direct-node-routes'], true);
     assert.equal(cfg['ipv4-native-routing-cidr'], '10.0.0.0/8');
-    // Native mode without direct routes also renders.
-    const plain = agentConfig(['--set', 'routingMode=native']);
+    // Native mode without direct routes also renders (without masquerade, which would need the native CIDR).
+    const plain = agentConfig(['--set', 'routingMode=native', '--set', 'enableIPv4Masquerade=false']);
     assert.equal(plain['routing-mode'], 'native');
     assert.equal(plain['auto-direct-node-routes'], false);
   });
@@ -694,8 +694,17 @@ describe('failures', () => {
       '--set', 'routingMode=native'];
     const native = template(kpr);
     assert.notEqual(native.status, 0);
-    assert.match(native.stderr, /routingMode=native needs ipv4NativeRoutingCIDR/);
+    assert.match(native.stderr, /enableIPv4Masquerade=true with routingMode=native needs ipv4NativeRoutingCIDR/);
     assert.equal(template([...kpr, '--set', 'ipv4NativeRoutingCIDR=10.0.0.0/8']).status, 0);
+  });
+
+  test('enableIPv4Masquerade: iptables by default, BPF with bpf.masquerade, none when false', () => {
+    const def = agentConfig();
+    assert.equal(def['enable-ipv4-masquerade'], true);
+    assert.equal(def['enable-bpf-masquerade'], false);
+    const off = agentConfig(['--set', 'enableIPv4Masquerade=false', '--set', 'bpf.masquerade=true']);
+    assert.equal(off['enable-ipv4-masquerade'], false);
+    assert.equal(off['enable-bpf-masquerade'], false);
   });
 
   test('kubeProxyReplacementHealthzBindAddr renders the agent key, and only when set', () => {

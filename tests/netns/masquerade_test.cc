@@ -175,3 +175,31 @@ TEST_CASE("masquerade: refused at start without kube-proxy replacement, and in n
   INFO(ok.out << ok.err);
   CHECK(ok.exit_code == 0);
 }
+
+TEST_CASE("masquerade with iptables when BPF masquerade is off: the world sees the node's address; turned off, the "
+          "chain goes", "[netns][masquerade]") {
+  std::string dev = uniqueName("vm");
+  std::string peer = uniqueName("vw");
+  Netns world("wd");
+  NodeFixture node("10.224.0.0/24", {"--devices", dev, "--enable-ipv4-masquerade", "true"},
+                   externalLink(dev, peer, world));
+  Pod pod = node.addPod("client");
+  auto rules = node.node().exec("iptables -w -t nat -S PLEXUS_POST_nat").out;
+  INFO(rules << node.agent().log());
+  CHECK(rules.find("-A PLEXUS_POST_nat -s 10.224.0.0/24") != std::string::npos);
+  CHECK(node.node().exec("iptables -w -t nat -C POSTROUTING -j PLEXUS_POST_nat").exit_code == 0);
+  auto [listener, port] = tcpListen(world.path(), 0);
+  {
+    Connection c;
+    connectOut(pod, listener, port, &c);
+    CHECK(text(c.seen) == "192.0.2.1");
+  }
+  CHECK(node.cliJson({"bpf", "nat", "list"}).empty());  // netfilter's, not the datapath's
+  // The agent restarted without it: the chain and the jump are gone, and the world sees the pod itself.
+  node.agent().stop();
+  node.agent().setExtraArgs({"--devices", dev});
+  REQUIRE(node.agent().start());
+  CHECK(node.node().exec("iptables -w -t nat -S PLEXUS_POST_nat").exit_code != 0);
+  CHECK(node.node().exec("iptables -w -t nat -C POSTROUTING -j PLEXUS_POST_nat").exit_code != 0);
+  close(listener);
+}

@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "plexus/agent/iptables.h"
 #include "plexus/api/paths.h"
 #include "plexus/datapath/netlink.h"
 #include "plexus/identity.h"
@@ -294,6 +295,12 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     cidr = *from_api;
     spdlog::info("ipam {}: pod CIDR {}", config.ipam_mode, cidr.toString());
   }
+  // Netfilter's masquerade when BPF masquerade is off; leftovers of an earlier run go when neither is on.
+  std::optional<node::MasqueradeRules> masquerade;
+  if (config.enable_ipv4_masquerade && !config.enable_bpf_masquerade) {
+    masquerade = node::MasqueradeRules{cidr, Ipv4Prefix::parse(config.ipv4_native_routing_cidr)};
+  }
+  PLEXUS_TRY(applyMasqueradeRules(masquerade), "start");
   state->ipam = std::make_unique<Ipam>(cidr, cidr.at(1));
   auto snapshot = state->store->loadIpam();
   if (!snapshot.ok()) {

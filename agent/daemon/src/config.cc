@@ -50,6 +50,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
                  "destinations reached without masquerade in native mode");
   app.add_option("--health-port", c.health_port, "TCP port of the node health endpoint other nodes probe (0: off)");
   app.add_option("--enable-bpf-masquerade", c.enable_bpf_masquerade, "masquerade pod egress in eBPF");
+  app.add_option("--enable-ipv4-masquerade", c.enable_ipv4_masquerade,
+                 "masquerade pod egress (in eBPF with --enable-bpf-masquerade, else with an iptables rule)");
   app.add_option("--enable-hubble", c.enable_hubble, "flow events and the flow store");
   app.add_option("--hubble-flow-buffer-size", c.hubble_flow_buffer_size, "flows kept in memory");
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
@@ -211,11 +213,13 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
     return makeError(ErrorCode::kInvalidArgument,
                      "--enable-bpf-masquerade needs --kube-proxy-replacement (it runs in the devices' programs)");
   }
-  if (c.enable_bpf_masquerade && c.routing_mode == "native" && c.ipv4_native_routing_cidr.empty()) {
-    // As Cilium: without it, a pod on another node that the ipcache does not know yet would be masqueraded.
+  if ((c.enable_bpf_masquerade || c.enable_ipv4_masquerade) && c.routing_mode == "native" &&
+      c.ipv4_native_routing_cidr.empty()) {
+    // As Cilium: without it, traffic to pods on other nodes would be masqueraded.
     return makeError(ErrorCode::kInvalidArgument,
-                     "--enable-bpf-masquerade in native routing needs --ipv4-native-routing-cidr (the destinations "
-                     "reached without masquerade, e.g. the cluster's pod CIDRs)");
+                     fmt::format("{} in native routing needs --ipv4-native-routing-cidr (the destinations reached "
+                                 "without masquerade, e.g. the cluster's pod CIDRs)",
+                                 c.enable_bpf_masquerade ? "--enable-bpf-masquerade" : "--enable-ipv4-masquerade"));
   }
   if (c.ct_map_size < 1024 || c.ct_map_size > 16777216) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--ct-map-size {}: must be 1024-16777216", c.ct_map_size));
@@ -263,6 +267,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"ipv4-native-routing-cidr", c.ipv4_native_routing_cidr},
           {"health-port", c.health_port},
           {"enable-bpf-masquerade", c.enable_bpf_masquerade},
+          {"enable-ipv4-masquerade", c.enable_ipv4_masquerade},
           {"enable-hubble", c.enable_hubble},
           {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},
           {"monitor-aggregation", c.monitor_aggregation},

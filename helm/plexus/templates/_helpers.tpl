@@ -105,11 +105,11 @@ Fail early on value combinations that render but cannot work, and on Cilium valu
 {{- if has $chaining (list "aws-cni" "flannel") -}}
 {{- fail (printf "cni.chainingMode=%s is not supported: plexus-cni chains only in generic-veth mode; use none" $chaining) -}}
 {{- end -}}
-{{- if and .Values.bpf.masquerade (not (include "plexus.kubeProxyReplacement" .)) -}}
+{{- if and .Values.enableIPv4Masquerade .Values.bpf.masquerade (not (include "plexus.kubeProxyReplacement" .)) -}}
 {{- fail "bpf.masquerade=true needs kubeProxyReplacement=true: BPF masquerade runs in the devices' programs, which come with kube-proxy replacement" -}}
 {{- end -}}
-{{- if and .Values.bpf.masquerade (eq (toString .Values.routingMode) "native") (not .Values.ipv4NativeRoutingCIDR) -}}
-{{- fail "bpf.masquerade=true with routingMode=native needs ipv4NativeRoutingCIDR: the destinations reached without masquerade (the cluster's pod CIDRs)" -}}
+{{- if and .Values.enableIPv4Masquerade (eq (toString .Values.routingMode) "native") (not .Values.ipv4NativeRoutingCIDR) -}}
+{{- fail "enableIPv4Masquerade=true with routingMode=native needs ipv4NativeRoutingCIDR: the destinations reached without masquerade (the cluster's pod CIDRs); or set enableIPv4Masquerade=false when the network routes pod addresses" -}}
 {{- end -}}
 {{- if and (include "plexus.kubeProxyReplacement" .) (not .Values.k8sServiceHost) -}}
 {{- fail "kubeProxyReplacement=true needs k8sServiceHost: without kube-proxy the kubernetes Service ClusterIP is not reachable before the agent runs" -}}
@@ -154,7 +154,8 @@ ipv4-native-routing-cidr: {{ .Values.ipv4NativeRoutingCIDR | quote }}
 {{- end }}
 mtu: {{ .Values.MTU | int }}
 health-port: {{ .Values.healthPort | int }}
-enable-bpf-masquerade: {{ .Values.bpf.masquerade }}
+enable-ipv4-masquerade: {{ .Values.enableIPv4Masquerade }}
+enable-bpf-masquerade: {{ and .Values.enableIPv4Masquerade .Values.bpf.masquerade }}
 monitor-aggregation: {{ .Values.bpf.monitorAggregation | quote }}
 ct-map-size: {{ .Values.bpf.ctTcpMax | int }}
 bpf-lb-map-max: {{ .Values.bpf.lbMapMax | int }}

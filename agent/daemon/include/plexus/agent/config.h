@@ -43,6 +43,7 @@ struct AgentConfig {
   std::string ipv4_native_routing_cidr;
   int health_port = 4240;  // cilium-health's port; 0: no health endpoint or probes
   bool enable_bpf_masquerade = false;
+  bool enable_ipv4_masquerade = false;  // netfilter's MASQUERADE when BPF masquerade is off (the chart turns it on)
   bool enable_hubble = true;
   int hubble_flow_buffer_size = 4096;
   std::string monitor_aggregation = "medium";
