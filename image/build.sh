@@ -82,7 +82,7 @@ cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf"
 mount -t proc proc "$rootfs/proc"
 chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive apt-get update
 chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  "${runtime_packages[@]}" iproute2 util-linux mount
+  "${runtime_packages[@]}" iproute2 util-linux mount iptables
 chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/apt/*
 umount "$rootfs/proc"
