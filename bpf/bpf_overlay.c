@@ -3,7 +3,8 @@
  *   local endpoint is judged by that endpoint's ingress policy with it and delivered into the pod with
  *   bpf_redirect_peer. Anything else goes to the stack.
  *   plexus_to_overlay: tc egress. Packets the host stack routes into the device (host to remote pod) carry no tunnel
- *   key yet: they get one from the ipcache, with the host's identity. Pod packets keyed by plexus_from_container pass.
+ *   key yet: they get one from the ipcache, with the host's identity (NodePort flows translated to another node's
+ *   backend first get the node's address as source). Pod packets keyed by plexus_from_container pass.
  * Like bpf_lxc.c, each entry parses, dispatches to lib/ helpers and leaves through verdict_exit() (lib/verdict.h). */
 #include "vmlinux.h"
 
@@ -14,6 +15,7 @@
 #include "lib/overlay.h"
 #include "lib/parse.h"
 #include "lib/policy.h"
+#include "lib/snat.h"
 #include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -56,6 +58,12 @@ static __always_inline int overlay_ipv4_egress(struct __sk_buff *skb, struct ver
   struct flow4 f = {};
   int ret = flow4_parse(skb, ip, &f);
   verdict_trace_flow(c, &f);
+  if (ret < 0) {
+    return ret;
+  }
+  /* A NodePort flow from outside that from-netdev translated to a backend on another node: the backend must answer
+   * through this node (loadBalancer.mode snat), so the source becomes the node's address, as at the devices. */
+  ret = snat4_nodeport(skb, &f);
   if (ret < 0) {
     return ret;
   }

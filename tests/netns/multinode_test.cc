@@ -401,8 +401,10 @@ TEST_CASE("multinode: without --devices, the underlay is detected once the other
 }
 
 TEST_CASE("multinode: NodePort on node 1 to a backend on node 2 answers a client outside the cluster (SNAT to node "
-          "1's address, native routing)", "[netns][multinode][nodeport]") {
-  Fabric f(FabricOptions{2, 208, routingArgs("native")});
+          "1's address), in native routing and in the tunnel", "[netns][multinode][nodeport]") {
+  std::string mode = GENERATE("native", "tunnel");
+  INFO("routing mode " << mode);
+  Fabric f(FabricOptions{2, 208, routingArgs(mode)});
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
   f.applyCluster();
   f.applyEverywhere(nodePortService("10.96.72.10", 30092, web, f.nodeName(1)), "svc.yaml");

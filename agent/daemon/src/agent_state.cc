@@ -47,6 +47,21 @@ std::optional<Ipv4> masqueradeAddress(const std::string& device) {
   return addresses.empty() ? std::nullopt : std::optional<Ipv4>(addresses.front());
 }
 
+// The host programs on a device, with its masquerade address. That address is also the tunnel device's (tunnel_ifindex
+// > 0): NodePort flows translated to another node's backend leave through the tunnel with it as their source.
+Status attachHostDevice(datapath::HostDatapath& host, const std::string& dev, int tunnel_ifindex) {
+  auto link = datapath::linkByName(dev);
+  if (!link.ok()) {
+    return link.error();
+  }
+  auto address = masqueradeAddress(dev);
+  PLEXUS_TRY(host.attachDevice(link->ifindex, address), "attach");
+  if (address && tunnel_ifindex > 0) {
+    PLEXUS_TRY(host.setMasqueradeAddress(tunnel_ifindex, *address), "tunnel device address");
+  }
+  return Status::Ok();
+}
+
 // The devices Cilium would pick: up, global unicast IPv4, carrying the default route or the route to another node.
 // `log`: one line per link saying why it was or was not picked.
 Result<std::vector<std::string>> detectDevices(const std::vector<Ipv4>& other_nodes, bool log) {
@@ -114,8 +129,7 @@ void AgentState::refreshDevices() {
   for (const auto& dev : *found) {
     bool known = std::find(current.begin(), current.end(), dev) != current.end();
     if (!known && host) {
-      auto link = datapath::linkByName(dev);
-      Status s = link.ok() ? host->attachDevice(link->ifindex, masqueradeAddress(dev)) : Status(link.error());
+      Status s = attachHostDevice(*host, dev, tunnel_ifindex);
       if (!s.ok()) {
         spdlog::warn("devices: {}: {} (will retry)", dev, s.error().message);
         continue;
@@ -264,11 +278,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       return host.error();
     }
     for (const auto& dev : state->devices_) {
-      auto link = datapath::linkByName(dev);
-      if (!link.ok()) {
-        return link.error().wrap(fmt::format("--devices {}", dev));
-      }
-      PLEXUS_TRY((*host)->attachDevice(link->ifindex, masqueradeAddress(dev)), fmt::format("--devices {}", dev));
+      PLEXUS_TRY(attachHostDevice(**host, dev, state->tunnel_ifindex), fmt::format("--devices {}", dev));
     }
     state->host = std::move(host.value());
   }
