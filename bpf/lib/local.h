@@ -52,6 +52,13 @@ static __always_inline int local_deliver(struct __sk_buff *skb, const struct ple
   __u32 ifindex = dst->ifindex;
   __builtin_memcpy(src_mac, dst->node_mac, ETH_ALEN);
   __builtin_memcpy(dst_mac, dst->pod_mac, ETH_ALEN);
+  /* From outside and larger than the pod's device takes (a pod MTU below the node's): the stack forwards it instead,
+   * so that it answers with ICMP fragmentation needed (path MTU discovery) or fragments it; redirect_peer would let
+   * the pod's device drop it silently. */
+  __u32 mtu_len = 0;
+  if (from_outside && bpf_check_mtu(skb, ifindex, &mtu_len, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED) {
+    return TC_ACT_OK;
+  }
   struct iphdr *ip = ipv4_hdr(skb);
   if (!ip) {
     return PLEXUS_DROP(INVALID_PACKET);

@@ -119,23 +119,6 @@ static __always_inline int snat4_translate(struct __sk_buff *skb, const struct f
   return ret < 0 ? ret : 1;
 }
 
-/* At the device's egress: a local pod's packet to the outside leaves with the device's address. Returns 1 when the
- * packet was translated, 0 when it is not ours, or a negative reason (no free port: NAT_NO_PORT). */
-static __always_inline int snat4_egress(struct __sk_buff *skb, const struct flow4 *f) {
-  if (!cfg_masquerade || !(f->has_ports || (f->has_icmp && f->icmp_type == ICMP_ECHO))) {
-    return 0;
-  }
-  struct plexus_endpoint_value *src = endpoint_lookup(f->saddr);
-  if (!src || (src->flags & PLEXUS_EP_F_HOST) || !snat4_outside(f->daddr)) {
-    return 0;
-  }
-  __be32 node = snat4_device_addr(skb->ifindex);
-  if (!node) {
-    return 0; /* a device without an address: the stack's rules decide */
-  }
-  return snat4_translate(skb, f, node);
-}
-
 /* At the device's egress: a NodePort (LoadBalancer, externalIP) flow from outside that this node translated to a
  * backend on another node leaves again towards that node; its source becomes the device's address, so that the
  * backend replies through this node (loadBalancer.mode snat), which restores the client and then the frontend. Such
@@ -151,6 +134,33 @@ static __always_inline int snat4_nodeport(struct __sk_buff *skb, const struct fl
   }
   __be32 node = snat4_device_addr(skb->ifindex);
   return node ? snat4_translate(skb, f, node) : 0;
+}
+
+/* The packet an ICMP error f quotes gets `addr` as its source (quoted_src) or destination, and on that side the port
+ * (ICMP echo: identifier) `port` instead of `old_port`. The quoted header's own checksum changes with its address and
+ * cancels that change in the ICMP checksum; the port change is added to it (the quoted L4 checksum, often cut off by the
+ * quote, is left as it is, as routers do). */
+static __always_inline int snat4_rewrite_quoted(struct __sk_buff *skb, const struct flow4 *f, int quoted_src,
+                                                __be32 addr, __be16 old_port, __be16 port) {
+  const struct flow4_tuple *q = &f->quoted;
+  __u32 inner = f->l4_off + 8; /* after the ICMP header */
+  __u8 vihl = 0;
+  if (bpf_skb_load_bytes(skb, inner, &vihl, 1) < 0) {
+    return PLEXUS_DROP(INVALID_PACKET);
+  }
+  __u32 inner_l4 = inner + (vihl & 0xf) * 4;
+  __u32 port_off = q->proto == IPPROTO_ICMP ? inner_l4 + 4 : inner_l4 + (quoted_src ? 0 : 2);
+  __u32 addr_off = inner + (quoted_src ? __builtin_offsetof(struct iphdr, saddr) : __builtin_offsetof(struct iphdr, daddr));
+  __be32 old_addr = quoted_src ? q->saddr : q->daddr;
+  if (bpf_l3_csum_replace(skb, inner + __builtin_offsetof(struct iphdr, check), old_addr, addr, 4) < 0 ||
+      bpf_skb_store_bytes(skb, addr_off, &addr, 4, 0) < 0) {
+    return PLEXUS_DROP(NAT_FAILED);
+  }
+  if (old_port != port && (bpf_l4_csum_replace(skb, f->l4_off + 2, old_port, port, 2) < 0 ||
+                           bpf_skb_store_bytes(skb, port_off, &port, 2, 0) < 0)) {
+    return PLEXUS_DROP(NAT_FAILED);
+  }
+  return 0;
 }
 
 /* An ICMP error about a masqueraded flow (fragmentation needed, port unreachable, ...) arrives for the node address
@@ -170,24 +180,57 @@ static __always_inline int snat4_ingress_error(struct __sk_buff *skb, const stru
   }
   __be32 pod = v->to_addr;
   __be16 pod_port = v->to_port;
-  __u32 inner = f->l4_off + 8; /* after the ICMP header */
-  __u8 vihl = 0;
-  if (bpf_skb_load_bytes(skb, inner, &vihl, 1) < 0) {
-    return PLEXUS_DROP(INVALID_PACKET);
-  }
-  __u32 inner_l4 = inner + (vihl & 0xf) * 4;
-  __u32 port_off = q->proto == IPPROTO_ICMP ? inner_l4 + 4 : inner_l4;
   if (bpf_l3_csum_replace(skb, IPV4_CSUM_OFF, f->daddr, pod, 4) < 0 ||
-      bpf_skb_store_bytes(skb, IPV4_DADDR_OFF, &pod, 4, 0) < 0 ||
-      bpf_l3_csum_replace(skb, inner + __builtin_offsetof(struct iphdr, check), q->saddr, pod, 4) < 0 ||
-      bpf_skb_store_bytes(skb, inner + __builtin_offsetof(struct iphdr, saddr), &pod, 4, 0) < 0) {
+      bpf_skb_store_bytes(skb, IPV4_DADDR_OFF, &pod, 4, 0) < 0) {
     return PLEXUS_DROP(NAT_FAILED);
   }
-  if (local != pod_port && (bpf_l4_csum_replace(skb, f->l4_off + 2, local, pod_port, 2) < 0 ||
-                            bpf_skb_store_bytes(skb, port_off, &pod_port, 2, 0) < 0)) {
+  int ret = snat4_rewrite_quoted(skb, f, 1, pod, local, pod_port);
+  return ret < 0 ? ret : 1;
+}
+
+/* At the device's egress: an ICMP error about a reply of a masqueraded flow (the node could not forward it into the
+ * pod, fragmentation needed; or the pod itself refused it) quotes the reply as the pod got it (remote -> pod:port); the
+ * remote side knows it as sent to the node's address and port, so those come back in the quote, and as the outer
+ * source when the pod sent the error. Returns 1 when translated, 0 when not ours, or a negative reason. */
+static __always_inline int snat4_egress_error(struct __sk_buff *skb, const struct flow4 *f) {
+  const struct flow4_tuple *q = &f->quoted;
+  __be16 local = q->proto == IPPROTO_ICMP ? q->sport : q->dport; /* a quoted echo reply carries the id in sport */
+  __be16 remote = q->proto == IPPROTO_ICMP ? 0 : q->sport;
+  struct plexus_snat4_key key = {
+      .saddr = q->daddr, .daddr = q->saddr, .sport = local, .dport = remote, .proto = q->proto,
+      .dir = PLEXUS_SNAT_EGRESS};
+  struct plexus_snat4_value *v = bpf_map_lookup_elem(&plexus_snat4_v1, &key);
+  if (!v) {
+    return 0;
+  }
+  __be32 node = v->to_addr;
+  __be16 node_port = v->to_port;
+  if (f->saddr == q->daddr && (bpf_l3_csum_replace(skb, IPV4_CSUM_OFF, f->saddr, node, 4) < 0 ||
+                               bpf_skb_store_bytes(skb, IPV4_SADDR_OFF, &node, 4, 0) < 0)) {
     return PLEXUS_DROP(NAT_FAILED);
   }
-  return 1;
+  int ret = snat4_rewrite_quoted(skb, f, 0, node, local, node_port);
+  return ret < 0 ? ret : 1;
+}
+
+/* At the device's egress: a local pod's packet to the outside leaves with the device's address. Returns 1 when the
+ * packet was translated, 0 when it is not ours, or a negative reason (no free port: NAT_NO_PORT). */
+static __always_inline int snat4_egress(struct __sk_buff *skb, const struct flow4 *f) {
+  if (f->related) {
+    return snat4_egress_error(skb, f);
+  }
+  if (!cfg_masquerade || !(f->has_ports || (f->has_icmp && f->icmp_type == ICMP_ECHO))) {
+    return 0;
+  }
+  struct plexus_endpoint_value *src = endpoint_lookup(f->saddr);
+  if (!src || (src->flags & PLEXUS_EP_F_HOST) || !snat4_outside(f->daddr)) {
+    return 0;
+  }
+  __be32 node = snat4_device_addr(skb->ifindex);
+  if (!node) {
+    return 0; /* a device without an address: the stack's rules decide */
+  }
+  return snat4_translate(skb, f, node);
 }
 
 /* At the device's ingress: a reply (or an ICMP error) for a masqueraded flow goes back to its pod, and a NodePort

@@ -203,3 +203,50 @@ TEST_CASE("masquerade with iptables when BPF masquerade is off: the world sees t
   CHECK(node.node().exec("iptables -w -t nat -C POSTROUTING -j PLEXUS_POST_nat").exit_code != 0);
   close(listener);
 }
+
+TEST_CASE("masquerade: path MTU discovery through a smaller pod MTU: the node's fragmentation needed reaches the "
+          "world as about the node's address", "[netns][masquerade]") {
+  std::string dev = uniqueName("vm");
+  std::string peer = uniqueName("vw");
+  Netns world("wd");
+  NodeFixture node("10.223.0.0/24", {"--devices", dev, "--enable-bpf-masquerade", "true", "--mtu", "1280"},
+                   externalLink(dev, peer, world));
+  Pod pod = node.addPod("client");
+  // The pod opens the flow; the world answers on a connected socket with DF set.
+  int client = socketInNetns(pod.netns->path(), SOCK_DGRAM);
+  int server = socketInNetns(world.path(), SOCK_DGRAM);
+  receiveTimeout(client, 3);
+  receiveTimeout(server, 3);
+  sockaddr_in any = ipv4Address("0.0.0.0", 7008);
+  REQUIRE(bind(server, reinterpret_cast<sockaddr*>(&any), sizeof(any)) == 0);
+  sockaddr_in to = ipv4Address("192.0.2.2", 7008);
+  REQUIRE(sendto(client, "hello", 5, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 5);
+  char buf[2048];
+  sockaddr_in from{};
+  socklen_t from_len = sizeof(from);
+  REQUIRE(recvfrom(server, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &from_len) == 5);
+  REQUIRE(text(from) == "192.0.2.1");
+  REQUIRE(connect(server, reinterpret_cast<sockaddr*>(&from), from_len) == 0);
+  int pmtu = IP_PMTUDISC_DO;
+  REQUIRE(setsockopt(server, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu)) == 0);
+  std::string big(1400, 'x');
+  int mtu = 0;
+  // Bounded: a few datagrams; the first too-large one brings the ICMP error back, which lowers the route's MTU.
+  for (int i = 0; i < 5 && mtu != 1280; ++i) {
+    (void)send(server, big.data(), big.size(), 0);
+    usleep(200 * 1000);
+    socklen_t len = sizeof(mtu);
+    REQUIRE(getsockopt(server, IPPROTO_IP, IP_MTU, &mtu, &len) == 0);
+  }
+  INFO(node.agent().log());
+  CHECK(mtu == 1280);
+  // A datagram that fits still reaches the pod (the socket reports the earlier EMSGSIZE on one send first).
+  bool sent = false;
+  for (int i = 0; i < 3 && !sent; ++i) {
+    sent = send(server, "small", 5, 0) == 5;
+  }
+  REQUIRE(sent);
+  CHECK(recv(client, buf, sizeof(buf), 0) == 5);
+  close(client);
+  close(server);
+}

@@ -16,8 +16,9 @@ extern char** environ;
 namespace plexus::agent {
 
 namespace {
-// Runs a tool with `input` on its stdin; its stderr goes to the agent's log. Returns its exit status.
-Result<int> run(const std::vector<std::string>& argv, const std::string& input = "") {
+// Runs a tool with `input` on its stdin; its stderr goes to the agent's log, unless `quiet` (a probe whose failure is
+// an answer). Returns its exit status.
+Result<int> run(const std::vector<std::string>& argv, const std::string& input = "", bool quiet = false) {
   int in[2];
   if (pipe2(in, O_CLOEXEC) != 0) {
     return errnoError("pipe", errno);
@@ -25,6 +26,9 @@ Result<int> run(const std::vector<std::string>& argv, const std::string& input =
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+  if (quiet) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  }
   std::vector<char*> args;
   for (const auto& a : argv) {
     args.push_back(const_cast<char*>(a.c_str()));
@@ -51,7 +55,7 @@ Result<int> run(const std::vector<std::string>& argv, const std::string& input =
 
 Status applyMasqueradeRules(const std::optional<node::MasqueradeRules>& rules) {
   const std::string chain = node::kMasqueradeChain;
-  auto linked = run({"iptables", "-w", "-t", "nat", "-C", "POSTROUTING", "-j", chain});
+  auto linked = run({"iptables", "-w", "-t", "nat", "-C", "POSTROUTING", "-j", chain}, "", true);
   if (!linked.ok()) {
     // No iptables on this node: nothing an earlier run could have left, but nothing to install with either.
     return rules ? Status(linked.error().wrap("masquerade rules")) : Status::Ok();
