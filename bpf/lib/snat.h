@@ -73,15 +73,45 @@ static __always_inline int snat4_rewrite(struct __sk_buff *skb, const struct flo
   return 0;
 }
 
-/* A port for a new flow: the INGRESS entry is claimed with BPF_NOEXIST, so two flows never share a reply tuple.
- * Returns the port (network order), or 0 when every try was taken. */
-static __always_inline __be16 snat4_claim(struct plexus_snat4_key *rev, const struct plexus_snat4_value *back) {
+/* A closed TCP flow's entries hold their port for a TIME_WAIT period after its last packet (plexus/conntrack.h: the
+ * remote side may still hold the old connection), then free it for a new flow. */
+static __always_inline int snat4_expired(const struct plexus_snat4_value *v, __u64 now) {
+  return (v->flags & PLEXUS_SNAT_F_CLOSING) && now - v->last_seen_ns > PLEXUS_CT_TIME_WAIT_NS;
+}
+
+/* A TCP FIN or RST marks the flow's entries closing: the one the packet matched, and its other direction (`other`). */
+static __always_inline void snat4_note_close(const struct flow4 *f, struct plexus_snat4_value *v,
+                                             const struct plexus_snat4_key *other) {
+  if (f->proto != IPPROTO_TCP || !(f->tcp_flags & PLEXUS_CT_CLOSING_FLAGS) || (v->flags & PLEXUS_SNAT_F_CLOSING)) {
+    return;
+  }
+  v->flags |= PLEXUS_SNAT_F_CLOSING;
+  struct plexus_snat4_value *o = bpf_map_lookup_elem(&plexus_snat4_v1, other);
+  if (o) {
+    o->flags |= PLEXUS_SNAT_F_CLOSING;
+  }
+}
+
+/* A port for a new flow: the INGRESS entry is claimed with BPF_NOEXIST, so two flows never share a reply tuple; an
+ * entry of a closed flow past its TIME_WAIT is taken over (and its EGRESS entry removed). Returns the port (network
+ * order), or 0 when every try was taken. */
+static __always_inline __be16 snat4_claim(struct plexus_snat4_key *rev, const struct plexus_snat4_value *back,
+                                          __u64 now) {
   __u32 start = bpf_get_prandom_u32();
   for (__u32 i = 0; i < PLEXUS_SNAT_PORT_TRIES; i++) {
     __be16 port = bpf_htons((__u16)(PLEXUS_SNAT_PORT_MIN + (start + i * 1021) % SNAT4_PORT_SPAN));
     rev->dport = port;
     if (bpf_map_update_elem(&plexus_snat4_v1, rev, back, BPF_NOEXIST) == 0) {
       return port;
+    }
+    struct plexus_snat4_value *held = bpf_map_lookup_elem(&plexus_snat4_v1, rev);
+    if (held && snat4_expired(held, now)) {
+      struct plexus_snat4_key old = {.saddr = held->to_addr, .daddr = rev->saddr, .sport = held->to_port,
+                                     .dport = rev->sport, .proto = rev->proto, .dir = PLEXUS_SNAT_EGRESS};
+      bpf_map_delete_elem(&plexus_snat4_v1, &old);
+      if (bpf_map_update_elem(&plexus_snat4_v1, rev, back, BPF_EXIST) == 0) {
+        return port;
+      }
     }
   }
   return 0;
@@ -97,15 +127,17 @@ static __always_inline int snat4_translate(struct __sk_buff *skb, const struct f
       .dir = PLEXUS_SNAT_EGRESS};
   __u64 now = bpf_ktime_get_ns();
   __be16 port;
+  struct plexus_snat4_key rev = {
+      .saddr = f->daddr, .daddr = node, .sport = remote, .proto = f->proto, .dir = PLEXUS_SNAT_INGRESS};
   struct plexus_snat4_value *v = bpf_map_lookup_elem(&plexus_snat4_v1, &key);
-  if (v && v->to_addr == node) {
+  if (v && v->to_addr == node && !snat4_expired(v, now)) {
     v->last_seen_ns = now;
     port = v->to_port;
+    rev.dport = port;
+    snat4_note_close(f, v, &rev);
   } else {
-    struct plexus_snat4_key rev = {
-        .saddr = f->daddr, .daddr = node, .sport = remote, .proto = f->proto, .dir = PLEXUS_SNAT_INGRESS};
     struct plexus_snat4_value back = {.last_seen_ns = now, .to_addr = f->saddr, .to_port = local};
-    port = snat4_claim(&rev, &back);
+    port = snat4_claim(&rev, &back, now);
     if (!port) {
       return PLEXUS_DROP(NAT_NO_PORT);
     }
@@ -256,6 +288,9 @@ static __always_inline int snat4_ingress(struct __sk_buff *skb, const struct flo
     return 0;
   }
   v->last_seen_ns = bpf_ktime_get_ns();
+  struct plexus_snat4_key out = {.saddr = v->to_addr, .daddr = f->saddr, .sport = v->to_port, .dport = remote,
+                                 .proto = f->proto, .dir = PLEXUS_SNAT_EGRESS};
+  snat4_note_close(f, v, &out);
   int ret = snat4_rewrite(skb, f, 0, v->to_addr, v->to_port);
   return ret < 0 ? ret : 1;
 }

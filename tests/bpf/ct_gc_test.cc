@@ -57,7 +57,7 @@ TEST_CASE("a conntrack GC pass deletes expired entries and keeps live ones", "[b
   CHECK_FALSE(present(17, 1003));
 }
 
-TEST_CASE("masquerade lifetimes: TCP 6 h, others 60 s since the last packet", "[unit][conntrack]") {
+TEST_CASE("masquerade lifetimes: TCP 6 h, closing TCP 120 s, others 60 s since the last packet", "[unit][conntrack]") {
   datapath::CtLifetimes l;
   plexus_snat4_key k{};
   plexus_snat4_value v{};
@@ -65,6 +65,10 @@ TEST_CASE("masquerade lifetimes: TCP 6 h, others 60 s since the last packet", "[
   k.proto = IPPROTO_TCP;
   CHECK_FALSE(datapath::natExpired(k, v, 1000 + l.tcp_ns, l));
   CHECK(datapath::natExpired(k, v, 1001 + l.tcp_ns, l));
+  v.flags = PLEXUS_SNAT_F_CLOSING;
+  CHECK_FALSE(datapath::natExpired(k, v, 1000 + l.tcp_closing_ns, l));
+  CHECK(datapath::natExpired(k, v, 1001 + l.tcp_closing_ns, l));
+  v.flags = 0;
   k.proto = IPPROTO_UDP;
   CHECK_FALSE(datapath::natExpired(k, v, 1000 + l.non_tcp_ns, l));
   CHECK(datapath::natExpired(k, v, 1001 + l.non_tcp_ns, l));

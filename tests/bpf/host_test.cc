@@ -249,4 +249,46 @@ TEST_CASE("to-netdev masquerades a pod's flow to the world; from-netdev takes th
   CHECK(f.counter(PLEXUS_REASON_NAT_NO_PORT, PLEXUS_DIR_EGRESS) == 1);
   // The established flow is untouched.
   CHECK(endpointOf(f.run(f.host->toNetdevFd(), ipv4Packet(out)).out, true).second == nat_port);
+
+  // Its FIN marks both of its entries closing.
+  PacketSpec fin = out;
+  fin.tcp_flags = 0x11;  // FIN, ACK
+  REQUIRE(f.run(f.host->toNetdevFd(), ipv4Packet(fin)).retval == TC_ACT_OK);
+  plexus_snat4_key egress{};
+  egress.saddr = kPodA.networkOrder();
+  egress.daddr = kClient.networkOrder();
+  egress.sport = htons(40000);
+  egress.dport = htons(80);
+  egress.proto = IPPROTO_TCP;
+  egress.dir = PLEXUS_SNAT_EGRESS;
+  plexus_snat4_key ingress{};
+  ingress.saddr = kClient.networkOrder();
+  ingress.daddr = kNodeIp.networkOrder();
+  ingress.sport = htons(80);
+  ingress.dport = htons(nat_port);
+  ingress.proto = IPPROTO_TCP;
+  ingress.dir = PLEXUS_SNAT_INGRESS;
+  for (const auto& k : {egress, ingress}) {
+    auto v = nat->lookup(k);
+    REQUIRE(v.ok());
+    REQUIRE(v->has_value());
+    CHECK(((*v)->flags & PLEXUS_SNAT_F_CLOSING) != 0);
+  }
+
+  // Closed flows past their TIME_WAIT give their ports back: the holders marked closing (last seen at boot time), the
+  // refused flow now gets a port, and the previous owner's egress entry goes.
+  auto entries = nat->entries();
+  REQUIRE(entries.ok());
+  for (auto [k, v] : *entries) {
+    if (k.dir == PLEXUS_SNAT_INGRESS && v.to_addr == kPodB.networkOrder()) {
+      v.flags = PLEXUS_SNAT_F_CLOSING;
+      v.last_seen_ns = 0;
+      REQUIRE(nat->update(k, v).ok());
+    }
+  }
+  auto reused = f.run(f.host->toNetdevFd(), ipv4Packet(late));
+  REQUIRE(reused.retval == TC_ACT_OK);
+  auto [reused_src, reused_port] = endpointOf(reused.out, true);
+  CHECK(reused_src == kNodeIp);
+  CHECK(reused_port >= PLEXUS_SNAT_PORT_MIN);
 }

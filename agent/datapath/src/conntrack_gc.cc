@@ -26,7 +26,10 @@ Result<CtGcResult> collectConntrack(BpfMap<plexus_ct4_key, plexus_ct4_value>& ct
 bool natExpired(const plexus_snat4_key& key, const plexus_snat4_value& value, uint64_t now_ns,
                 const CtLifetimes& lifetimes) {
   uint64_t age = now_ns > value.last_seen_ns ? now_ns - value.last_seen_ns : 0;
-  return age > (key.proto == IPPROTO_TCP ? lifetimes.tcp_ns : lifetimes.non_tcp_ns);
+  if (key.proto != IPPROTO_TCP) {
+    return age > lifetimes.non_tcp_ns;
+  }
+  return age > ((value.flags & PLEXUS_SNAT_F_CLOSING) ? lifetimes.tcp_closing_ns : lifetimes.tcp_ns);
 }
 
 Result<CtGcResult> collectNat(BpfMap<plexus_snat4_key, plexus_snat4_value>& nat, uint64_t now_ns,

@@ -31,11 +31,16 @@ struct plexus_snat4_key {
   __u8 pad[2];
 };
 
+enum plexus_snat_flags {
+  PLEXUS_SNAT_F_CLOSING = 1 << 0, /* a TCP FIN or RST was seen: the flow is over once its TIME_WAIT has passed */
+};
+
 struct plexus_snat4_value {
   __u64 last_seen_ns;
   __be32 to_addr; /* EGRESS: the node address; INGRESS: the pod */
   __be16 to_port; /* EGRESS: the allocated port; INGRESS: the pod's port */
-  __u16 pad;
+  __u8 flags;     /* enum plexus_snat_flags */
+  __u8 pad;
 };
 
 struct plexus_device_value {

@@ -59,8 +59,8 @@ Result<CtGcResult> collectExpired(BpfMap<K, V>& map, Expired expired) {
 Result<CtGcResult> collectConntrack(BpfMap<plexus_ct4_key, plexus_ct4_value>& ct, uint64_t now_ns,
                                     const CtLifetimes& lifetimes);
 
-// Masquerade entries live as long as conntrack's open flows (TCP 6 h, others 60 s since their last packet); the map
-// keeps no TCP flags, so a closed TCP flow's entries wait for their lifetime or LRU eviction. Pure.
+// Masquerade entries live as long as conntrack's flows: open TCP 6 h, TCP after a FIN or RST its TIME_WAIT period,
+// others 60 s, since their last packet. Pure.
 bool natExpired(const plexus_snat4_key& key, const plexus_snat4_value& value, uint64_t now_ns,
                 const CtLifetimes& lifetimes);
 Result<CtGcResult> collectNat(BpfMap<plexus_snat4_key, plexus_snat4_value>& nat, uint64_t now_ns,
