@@ -103,6 +103,18 @@ std::string readGreeting(int fd) {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
 
+// Connects from `from` to ip:port until the greeting is `name` (bounded by waitUntil); the last answer in *answer.
+bool greetedBy(const Netns& from, const std::string& ip, uint16_t port, const std::string& name, std::string* answer) {
+  return waitUntil([&] {
+    int fd = tcpConnect(from.path(), ip, port);
+    *answer = fd >= 0 ? readGreeting(fd) : "";
+    if (fd >= 0) {
+      close(fd);
+    }
+    return *answer == name;
+  });
+}
+
 // A NodePort Service "web" (port 80 -> 8080) with one EndpointSlice holding `backend` on node `node_name`.
 std::string nodePortService(const std::string& cluster_ip, int node_port, const FabricPod& backend,
                             const std::string& node_name) {
@@ -388,14 +400,7 @@ TEST_CASE("multinode: without --devices, the underlay is detected once the other
   Greeter g(web);
   // From node 1's host to node 2's underlay address: translated by the host program on the detected device.
   std::string answer;
-  bool reached = waitUntil([&] {
-    int fd = tcpConnect(f.node(0).node().path(), Fabric::underlayIp(1), 30091);
-    answer = fd >= 0 ? readGreeting(fd) : "";
-    if (fd >= 0) {
-      close(fd);
-    }
-    return answer == "web";
-  });
+  bool reached = greetedBy(f.node(0).node(), Fabric::underlayIp(1), 30091, "web", &answer);
   INFO("NodePort answer: [" << answer << "]\n" << f.logs());
   CHECK(reached);
 }
@@ -412,14 +417,7 @@ TEST_CASE("multinode: NodePort on node 1 to a backend on node 2 answers a client
   // The fabric namespace is outside the cluster: it has no route to the pods, so the backend's reply can only come
   // back through node 1, which restores the client and the frontend.
   std::string answer;
-  bool reached = waitUntil([&] {
-    int fd = tcpConnect(f.fabricNetns().path(), Fabric::underlayIp(0), 30092);
-    answer = fd >= 0 ? readGreeting(fd) : "";
-    if (fd >= 0) {
-      close(fd);
-    }
-    return answer == "web";
-  });
+  bool reached = greetedBy(f.fabricNetns(), Fabric::underlayIp(0), 30092, "web", &answer);
   INFO("NodePort answer: [" << answer << "]\n" << f.logs());
   CHECK(reached);
   bool snat = false;
