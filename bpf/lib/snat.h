@@ -79,16 +79,28 @@ static __always_inline int snat4_expired(const struct plexus_snat4_value *v, __u
   return (v->flags & PLEXUS_SNAT_F_CLOSING) && now - v->last_seen_ns > PLEXUS_CT_TIME_WAIT_NS;
 }
 
-/* A TCP FIN or RST marks the flow's entries closing: the one the packet matched, and its other direction (`other`). */
-static __always_inline void snat4_note_close(const struct flow4 *f, struct plexus_snat4_value *v,
-                                             const struct plexus_snat4_key *other) {
-  if (f->proto != IPPROTO_TCP || !(f->tcp_flags & PLEXUS_CT_CLOSING_FLAGS) || (v->flags & PLEXUS_SNAT_F_CLOSING)) {
+/* TCP state in the entries: a FIN or RST marks the flow closing, a new SYN on the same tuple (the pod reused its port
+ * for a new connection) open again; both the entry the packet matched and its other direction (`other`). */
+static __always_inline void snat4_note_tcp(const struct flow4 *f, struct plexus_snat4_value *v,
+                                           const struct plexus_snat4_key *other) {
+  if (f->proto != IPPROTO_TCP) {
     return;
   }
-  v->flags |= PLEXUS_SNAT_F_CLOSING;
+  __u8 closing;
+  if (f->tcp_flags & PLEXUS_CT_CLOSING_FLAGS) {
+    closing = PLEXUS_SNAT_F_CLOSING;
+  } else if ((f->tcp_flags & (PLEXUS_TCP_SYN | PLEXUS_TCP_ACK)) == PLEXUS_TCP_SYN) {
+    closing = 0;
+  } else {
+    return;
+  }
+  if ((v->flags & PLEXUS_SNAT_F_CLOSING) == closing) {
+    return;
+  }
+  v->flags = (v->flags & ~PLEXUS_SNAT_F_CLOSING) | closing;
   struct plexus_snat4_value *o = bpf_map_lookup_elem(&plexus_snat4_v1, other);
   if (o) {
-    o->flags |= PLEXUS_SNAT_F_CLOSING;
+    o->flags = (o->flags & ~PLEXUS_SNAT_F_CLOSING) | closing;
   }
 }
 
@@ -134,7 +146,7 @@ static __always_inline int snat4_translate(struct __sk_buff *skb, const struct f
     v->last_seen_ns = now;
     port = v->to_port;
     rev.dport = port;
-    snat4_note_close(f, v, &rev);
+    snat4_note_tcp(f, v, &rev);
   } else {
     struct plexus_snat4_value back = {.last_seen_ns = now, .to_addr = f->saddr, .to_port = local};
     port = snat4_claim(&rev, &back, now);
@@ -290,7 +302,7 @@ static __always_inline int snat4_ingress(struct __sk_buff *skb, const struct flo
   v->last_seen_ns = bpf_ktime_get_ns();
   struct plexus_snat4_key out = {.saddr = v->to_addr, .daddr = f->saddr, .sport = v->to_port, .dport = remote,
                                  .proto = f->proto, .dir = PLEXUS_SNAT_EGRESS};
-  snat4_note_close(f, v, &out);
+  snat4_note_tcp(f, v, &out);
   int ret = snat4_rewrite(skb, f, 0, v->to_addr, v->to_port);
   return ret < 0 ? ret : 1;
 }

@@ -274,6 +274,13 @@ TEST_CASE("to-netdev masquerades a pod's flow to the world; from-netdev takes th
     REQUIRE(v->has_value());
     CHECK(((*v)->flags & PLEXUS_SNAT_F_CLOSING) != 0);
   }
+  // The pod reusing the port for a new connection (a SYN on the same tuple) opens them again, same port.
+  auto syn = f.run(f.host->toNetdevFd(), ipv4Packet(out));
+  CHECK(endpointOf(syn.out, true).second == nat_port);
+  for (const auto& k : {egress, ingress}) {
+    CHECK(((*nat->lookup(k))->flags & PLEXUS_SNAT_F_CLOSING) == 0);
+  }
+  REQUIRE(f.run(f.host->toNetdevFd(), ipv4Packet(fin)).retval == TC_ACT_OK);
 
   // Closed flows past their TIME_WAIT give their ports back: the holders marked closing (last seen at boot time), the
   // refused flow now gets a port, and the previous owner's egress entry goes.
