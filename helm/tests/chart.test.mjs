@@ -707,6 +707,15 @@ describe('failures', () => {
     assert.equal(off['enable-bpf-masquerade'], false);
   });
 
+  test('loadBalancer.mode: snat renders; dsr and hybrid fail naming the key', () => {
+    assert.equal(agentConfig()['bpf-lb-mode'], 'snat');
+    for (const mode of ['dsr', 'hybrid']) {
+      const r = template(['--set', `loadBalancer.mode=${mode}`]);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, new RegExp(`loadBalancer.mode=${mode} is not supported yet`));
+    }
+  });
+
   test('kubeProxyReplacementHealthzBindAddr renders the agent key, and only when set', () => {
     const on = template(['--set', 'kubeProxyReplacementHealthzBindAddr=0.0.0.0:10256']);
     assert.equal(on.status, 0, on.stderr);

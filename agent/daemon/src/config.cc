@@ -57,6 +57,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
                  "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");
   app.add_option("--lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
+  app.add_option("--bpf-lb-mode", c.lb_mode, "snat (NodePort to another node's backend: the entry node's address as "
+                 "source); dsr and hybrid are not built yet");
   app.add_option("--maglev-table-size", c.maglev_table_size, "Maglev table size (prime)");
   app.add_option("--maglev-hash-seed", c.maglev_hash_seed, "base64 12-byte Maglev seed");
   app.add_option("--prometheus-serve-addr", c.prometheus_serve_addr, "host:port for /metrics and /healthz (empty: off)");
@@ -209,6 +211,14 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (c.mtu != 0 && (c.mtu < 576 || c.mtu > 65535)) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--mtu {}: must be 576-65535 (or 0: automatic)", c.mtu));
   }
+  if (c.lb_mode != "snat") {
+    return makeError(ErrorCode::kInvalidArgument,
+                     c.lb_mode == "dsr" || c.lb_mode == "hybrid"
+                         ? fmt::format("--bpf-lb-mode {}: not built yet (direct server return needs the service address "
+                                       "carried to the backend's node, in an IPv4 option; only snat is)",
+                                       c.lb_mode)
+                         : fmt::format("--bpf-lb-mode {:?}: must be snat, dsr or hybrid", c.lb_mode));
+  }
   if (c.enable_bpf_masquerade && !c.kube_proxy_replacement) {
     return makeError(ErrorCode::kInvalidArgument,
                      "--enable-bpf-masquerade needs --kube-proxy-replacement (it runs in the devices' programs)");
@@ -272,6 +282,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},
           {"monitor-aggregation", c.monitor_aggregation},
           {"lb-algorithm", c.lb_algorithm},
+          {"bpf-lb-mode", c.lb_mode},
           {"maglev-table-size", c.maglev_table_size},
           {"maglev-hash-seed", c.maglev_hash_seed},
           {"prometheus-serve-addr", c.prometheus_serve_addr},

@@ -105,6 +105,9 @@ Fail early on value combinations that render but cannot work, and on Cilium valu
 {{- if has $chaining (list "aws-cni" "flannel") -}}
 {{- fail (printf "cni.chainingMode=%s is not supported: plexus-cni chains only in generic-veth mode; use none" $chaining) -}}
 {{- end -}}
+{{- if ne (toString .Values.loadBalancer.mode) "snat" -}}
+{{- fail (printf "loadBalancer.mode=%s is not supported yet: only snat is built (direct server return needs the service address carried to the backend's node)" (toString .Values.loadBalancer.mode)) -}}
+{{- end -}}
 {{- if and .Values.enableIPv4Masquerade .Values.bpf.masquerade (not (include "plexus.kubeProxyReplacement" .)) -}}
 {{- fail "bpf.masquerade=true needs kubeProxyReplacement=true: BPF masquerade runs in the devices' programs, which come with kube-proxy replacement" -}}
 {{- end -}}
@@ -163,6 +166,7 @@ bpf-policy-map-max: {{ .Values.bpf.policyMapMax | int }}
 enable-hubble: {{ .Values.hubble.enabled }}
 hubble-flow-buffer-size: {{ include "plexus.eventBufferCapacity" . }}
 lb-algorithm: {{ .Values.loadBalancer.algorithm | quote }}
+bpf-lb-mode: {{ .Values.loadBalancer.mode | quote }}
 maglev-table-size: {{ .Values.maglev.tableSize | int }}
 {{- if .Values.maglev.hashSeed }}
 maglev-hash-seed: {{ .Values.maglev.hashSeed | quote }}

@@ -48,6 +48,7 @@ struct AgentConfig {
   int hubble_flow_buffer_size = 4096;
   std::string monitor_aggregation = "medium";
   std::string lb_algorithm = "maglev";
+  std::string lb_mode = "snat";  // how NodePort reaches another node's backend (Cilium's bpf-lb-mode)
   int maglev_table_size = 16381;
   std::string maglev_hash_seed;
   std::string prometheus_serve_addr = "127.0.0.1:9962";
