@@ -36,7 +36,11 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } plexus_devices_v1 SEC(".maps");
 
-#define SNAT4_PORT_SPAN (PLEXUS_SNAT_PORT_MAX - PLEXUS_SNAT_PORT_MIN + 1)
+/* The i-th port of the masquerade ranges (i < PLEXUS_SNAT_PORT_SPAN), in host order. */
+static __always_inline __u16 snat4_port_at(__u32 i) {
+  const __u32 low = PLEXUS_SNAT_PORT_LOW_MAX - PLEXUS_SNAT_PORT_LOW_MIN + 1;
+  return (__u16)(i < low ? PLEXUS_SNAT_PORT_LOW_MIN + i : PLEXUS_SNAT_PORT_MIN + (i - low));
+}
 
 static __always_inline __be32 snat4_device_addr(__u32 ifindex) {
   struct plexus_device_value *d = bpf_map_lookup_elem(&plexus_devices_v1, &ifindex);
@@ -111,7 +115,7 @@ static __always_inline __be16 snat4_claim(struct plexus_snat4_key *rev, const st
                                           __u64 now) {
   __u32 start = bpf_get_prandom_u32();
   for (__u32 i = 0; i < PLEXUS_SNAT_PORT_TRIES; i++) {
-    __be16 port = bpf_htons((__u16)(PLEXUS_SNAT_PORT_MIN + (start + i * 1021) % SNAT4_PORT_SPAN));
+    __be16 port = bpf_htons(snat4_port_at((start + i * 1021) % PLEXUS_SNAT_PORT_SPAN));
     rev->dport = port;
     if (bpf_map_update_elem(&plexus_snat4_v1, rev, back, BPF_NOEXIST) == 0) {
       return port;

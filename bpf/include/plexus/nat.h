@@ -5,11 +5,16 @@
 
 /* Default size; the agent sets max_entries from --bpf-nat-global-max before load (Cilium's default). */
 #define PLEXUS_SNAT4_DEFAULT_MAX 524288
-/* Ports (ICMP echo: identifiers) a masqueraded flow gets on the node's address: above the kernel's default ephemeral
- * range (32768-60999, the node's own connections and the service port moves) and the NodePort range (30000-32767),
- * so that neither can collide with them. */
+/* Ports (ICMP echo: identifiers) a masqueraded flow gets on the node's address: outside the kernel's default ephemeral
+ * range (32768-60999: the node's own connections and the service port moves) and the NodePort range (30000-32767), so
+ * that neither collides with them, and above the privileged ports: 1024-29999 and 61000-65535, 33,512 ports per
+ * destination address and port (a burst of new connections to one server needs one each until TIME_WAIT passes). */
+#define PLEXUS_SNAT_PORT_LOW_MIN 1024
+#define PLEXUS_SNAT_PORT_LOW_MAX 29999
 #define PLEXUS_SNAT_PORT_MIN 61000
 #define PLEXUS_SNAT_PORT_MAX 65535
+#define PLEXUS_SNAT_PORT_SPAN \
+  ((PLEXUS_SNAT_PORT_LOW_MAX - PLEXUS_SNAT_PORT_LOW_MIN + 1) + (PLEXUS_SNAT_PORT_MAX - PLEXUS_SNAT_PORT_MIN + 1))
 #define PLEXUS_SNAT_PORT_TRIES 32
 /* Devices (the external ones the host programs run on) and their masquerade address. */
 #define PLEXUS_DEVICES_MAX 256
