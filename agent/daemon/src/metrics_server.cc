@@ -124,9 +124,7 @@ KubeProxyHealth kubeProxyHealth(AgentState& state) {
   bool healthy = state.ready && state.services != nullptr;
   if (healthy) {
     updated = std::max(state.services->lastFull().unix_ms, state.services->lastIncremental().unix_ms);
-    for (const auto& p : state.controller->problems()) {
-      healthy = healthy && p.rfind("services:", 0) != 0;
-    }
+    healthy = !state.controller->failing("services");
   }
   nlohmann::json body = {{"lastUpdated", rfc3339(updated)}, {"currentTime", rfc3339(now)}, {"nodeEligible", true}};
   return {healthy ? 200 : 503, body.dump()};

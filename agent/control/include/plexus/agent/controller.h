@@ -61,6 +61,8 @@ class Controller {
   // What keeps the maps from the desired state now, one line per area ("services: map ... is full ..."), for
   // `plexus status`; empty when everything is installed.
   std::vector<std::string> problems() const;
+  // Whether `area` (services, ipcache, nodes, policy) has a failure waiting for a retry.
+  bool failing(const std::string& area) const { return problems_.count(area) > 0; }
 
  private:
   struct Resolved {
