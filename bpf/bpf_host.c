@@ -12,6 +12,7 @@
 #include "vmlinux.h"
 
 #include "lib/common.h"
+#include "lib/dsr.h"
 #include "lib/fib.h"
 #include "lib/lb_xlate.h"
 #include "lib/local.h"
@@ -68,6 +69,12 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
     c->t.orig_daddr = lb.frontend;
     c->t.orig_dport = lb.frontend_port;
     verdict_trace_flow(c, &f);
+    if (lb.dsr) {
+      int ret = dsr4_set_opt(skb, &f, lb.frontend, lb.frontend_port);
+      if (ret < 0) {
+        return ret;
+      }
+    }
   }
   return TC_ACT_OK;
 }

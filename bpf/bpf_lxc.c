@@ -8,6 +8,7 @@
 
 #include "lib/common.h"
 #include "lib/arp.h"
+#include "lib/dsr.h"
 #include "lib/endpoints.h"
 #include "lib/fib.h"
 #include "lib/l3.h"
@@ -17,7 +18,6 @@
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/reject.h"
-#include "lib/snat.h" /* its maps only: the agent reads the masquerade map through this object */
 #include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -158,6 +158,21 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     }
     ret = lb4_hairpin_restore(skb, &f, own);
     if (ret < 0) {
+      return ret;
+    }
+  }
+  if (!service_reply) {
+    /* A reply of a direct-server-return flow: to the client with the frontend as its source, by the FIB when host
+     * routing is on (the node's netfilter never saw the flow's first packets). */
+    ret = dsr4_reply(skb, &f);
+    if (ret < 0) {
+      return ret;
+    }
+    if (ret == 1) {
+      ret = cfg_host_routing ? fib_redirect_v4(skb, cfg_tunnel_ifindex) : TC_ACT_OK;
+      if (ret == TC_ACT_REDIRECT) {
+        c->reason = PLEXUS_REASON_FORWARDED_FIB;
+      }
       return ret;
     }
   }

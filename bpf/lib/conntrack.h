@@ -106,7 +106,8 @@ static __always_inline __be16 ct4_pick_port(const struct flow4 *f, __be32 backen
 }
 
 /* Records a new translated flow: client->frontend gets the backend (and the port the flow was moved to, if it was),
- * backend->client gets the frontend (keyed on the port the backend sees; the client's own port to restore). */
+ * backend->client gets the frontend (keyed on the port the backend sees; the client's own port to restore), unless
+ * reverse_dir is 0. */
 static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr, __be16 backend_port, __u32 backend_id,
                                       __u16 rev_nat_index, __u8 reverse_dir, __be16 port) {
   __be16 moved = port != f->sport ? port : 0;
@@ -117,6 +118,9 @@ static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr
                                .rev_nat_index = rev_nat_index, .tx_flags = f->tcp_flags, .nat_port = moved};
   if (bpf_map_update_elem(&plexus_ct4_v2, &fwd, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
+  }
+  if (!reverse_dir) {
+    return 0; /* direct server return: replies do not come back through this node */
   }
   struct plexus_ct4_key rev = {
       .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = port, .proto = f->proto,

@@ -5,9 +5,28 @@
 #pragma once
 #include "lib/common.h"
 #include "lib/conntrack.h"
+#include "lib/endpoints.h"
 #include "lib/lb.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
+
+/* loadBalancer.mode (enum plexus_lb_mode); set by the agent before load (--bpf-lb-mode). */
+const volatile __u8 cfg_lb_mode = PLEXUS_LB_MODE_SNAT;
+
+/* Whether a node frontend's flow of this protocol to a backend on another node goes by direct server return. */
+static __always_inline int lb4_dsr_wanted(__u8 proto) {
+  return cfg_lb_mode == PLEXUS_LB_MODE_DSR || (cfg_lb_mode == PLEXUS_LB_MODE_HYBRID && proto == IPPROTO_TCP);
+}
+
+/* A backend direct server return can reach: a pod on another node (the ipcache gives it a cluster identity; its node
+ * runs Plexus and reads the option). Local backends, hosts and addresses outside the cluster keep SNAT. */
+static __always_inline int lb4_dsr_backend(__be32 addr) {
+  if (endpoint_lookup(addr)) {
+    return 0;
+  }
+  __u32 id = ipcache_identity(addr);
+  return id >= PLEXUS_IDENTITY_CLUSTER_MIN && !(id & PLEXUS_IDENTITY_LOCAL_FLAG);
+}
 
 /* Replies of translated flows: the backend's address becomes the frontend again. `dir` is REVERSE (restored
  * on the pod's veth) or REVERSE_NODEPORT (restored at the external device). Returns 0 (rewritten, or nothing to
@@ -54,6 +73,7 @@ struct lb4_result {
   __u8 action;         /* enum lb4_action */
   __u8 new_flow;       /* TRANSLATED: a backend was picked and conntrack entries were created for this packet */
   __u8 notify;         /* TRANSLATED: a new flow, or a TCP flag its direction had not shown (monitor aggregation) */
+  __u8 dsr;            /* TRANSLATED: direct server return (lib/dsr.h): the backend's node replies to the client */
   __be32 frontend;     /* the service address and port the packet was sent to (network order) */
   __be16 frontend_port;
 };
@@ -67,6 +87,8 @@ static __always_inline struct lb4_result lb4_drop(int reason) {
  * backend; then the destination is rewritten. `internal`: the client is a local pod or the host (internal scope;
  * replies restored on its veth), otherwise outside the node (replies restored at the device it came in on). */
 static __always_inline struct lb4_result lb4_xlate(struct __sk_buff *skb, struct flow4 *f, int internal) {
+  /* Only outside clients' flows go by DSR; the decision follows from the backend, so every packet of a flow makes it
+   * alike. */
   struct lb4_result res = {.frontend = f->daddr, .frontend_port = f->dport};
   __u8 reverse_dir = internal ? PLEXUS_CT_REVERSE : PLEXUS_CT_REVERSE_NODEPORT;
   struct plexus_lb4_key key;
@@ -91,6 +113,7 @@ static __always_inline struct lb4_result lb4_xlate(struct __sk_buff *skb, struct
         sport = ct->nat_port;
       }
       res.notify = ct4_touch(ct, f->tcp_flags, 0);
+      res.dsr = !internal && !ct->nat_port && lb4_dsr_wanted(f->proto) && lb4_dsr_backend(be->address);
     }
   }
   if (!be) {
@@ -102,11 +125,13 @@ static __always_inline struct lb4_result lb4_xlate(struct __sk_buff *skb, struct
       res.action = LB4_NO_BACKEND;
       return res;
     }
-    /* A hairpin flow gets the hairpin source address instead, a tuple of its own. */
-    if (be->address != f->saddr) {
+    res.dsr = !internal && lb4_dsr_wanted(f->proto) && lb4_dsr_backend(be->address);
+    /* A hairpin flow gets the hairpin source address instead, a tuple of its own. A DSR flow keeps its port (the
+     * backend replies to it directly) and needs no reverse entry here. */
+    if (be->address != f->saddr && !res.dsr) {
       sport = ct4_pick_port(f, be->address, be->port, svc->rev_nat_index, reverse_dir);
     }
-    int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index, reverse_dir, sport);
+    int ret = ct4_create(f, be->address, be->port, id, svc->rev_nat_index, res.dsr ? 0 : reverse_dir, sport);
     if (ret < 0) {
       return lb4_drop(ret);
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "lib/common.h"
+#include "lib/dsr.h"
 #include "lib/endpoints.h"
 #include "lib/l3.h"
 #include "lib/lb_xlate.h"
@@ -12,7 +13,8 @@
 /* Traffic entering a local endpoint from anywhere but a same-node pod's redirect: the stack's delivery (to-container),
  * the tunnel device, an external device with BPF host routing. The endpoint's ingress policy judges the flow with the
  * source's identity; then the reply of a service flow this node translated to a backend on another node gets its
- * frontend back (only the client's node holds that conntrack entry; a miss costs one lookup). Fills the event.
+ * frontend back (only the client's node holds that conntrack entry; a miss costs one lookup), and a direct server
+ * return flow's frontend is kept for the backend's replies (lib/dsr.h). Fills the event.
  * Returns 0 to go on with the delivery, or a negative reason. */
 static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_ctx *c, struct iphdr *ip,
                                          const struct plexus_endpoint_value *dst, __u32 src_identity) {
@@ -35,7 +37,14 @@ static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_c
       return ret;
     }
   }
-  return f.has_ports ? lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE) : 0;
+  if (!f.has_ports) {
+    return 0;
+  }
+  ret = dsr4_ingress(skb, &f);
+  if (ret < 0) {
+    return ret;
+  }
+  return lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
 }
 
 /* Rewrites L2 for the pod (its own MAC as destination, the host veth's as source), decrements the TTL as the router

@@ -707,13 +707,19 @@ describe('failures', () => {
     assert.equal(off['enable-bpf-masquerade'], false);
   });
 
-  test('loadBalancer.mode: snat renders; dsr and hybrid fail naming the key', () => {
+  test('loadBalancer.mode: snat, dsr and hybrid render; dsr needs kube-proxy replacement; only opt dispatch', () => {
     assert.equal(agentConfig()['bpf-lb-mode'], 'snat');
+    assert.equal(agentConfig()['bpf-lb-dsr-dispatch'], 'opt');
     for (const mode of ['dsr', 'hybrid']) {
-      const r = template(['--set', `loadBalancer.mode=${mode}`]);
+      const kpr = ['--set', 'kubeProxyReplacement=true', '--set', 'k8sServiceHost=10.0.0.1'];
+      assert.equal(agentConfig([...kpr, '--set', `loadBalancer.mode=${mode}`])['bpf-lb-mode'], mode);
+      const r = template(['--set', `loadBalancer.mode=${mode}`, '--set', 'kubeProxyReplacement=false']);
       assert.notEqual(r.status, 0);
-      assert.match(r.stderr, new RegExp(`loadBalancer.mode=${mode} is not supported yet`));
+      assert.match(r.stderr, new RegExp(`loadBalancer.mode=${mode} needs kubeProxyReplacement=true`));
     }
+    const ipip = template(['--set', 'loadBalancer.dsrDispatch=ipip']);
+    assert.notEqual(ipip.status, 0);
+    assert.match(ipip.stderr, /loadBalancer.dsrDispatch=ipip is not supported/);
   });
 
   test('kubeProxyReplacementHealthzBindAddr renders the agent key, and only when set', () => {

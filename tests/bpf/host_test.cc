@@ -19,7 +19,7 @@ constexpr uint16_t kRevNat = 9;
 struct HostFixture : Fixture {
   std::unique_ptr<datapath::HostDatapath> host;
 
-  explicit HostFixture(datapath::LxcConfig cfg = {}) {
+  explicit HostFixture(datapath::LxcConfig cfg = {}) : Fixture(cfg) {
     cfg.bpf_root = bpffs.path() + "/plexus";
     auto loaded = datapath::HostDatapath::load(cfg);
     INFO((loaded.ok() ? std::string() : loaded.error().message));
@@ -34,19 +34,19 @@ struct HostFixture : Fixture {
     REQUIRE(dp->ipcache().update(k, v).ok());
   }
 
-  // A NodePort frontend on the node's address; backend ids in `backends` are pod B on :8080.
-  void installNodePort(const std::vector<uint32_t>& backends) {
+  // A NodePort frontend on the node's address; backend ids in `backends` are `backend` (pod B) on :8080.
+  void installNodePort(const std::vector<uint32_t>& backends, Ipv4 backend = kPodB, uint8_t proto = IPPROTO_TCP) {
     auto& lb = dp->lb();
     plexus_lb4_key key{};
     key.address = kNodeIp.networkOrder();
     key.dport = htons(kNodePort);
-    key.proto = IPPROTO_TCP;
+    key.proto = proto;
     key.scope = PLEXUS_LB_SCOPE_EXTERNAL;
     for (size_t i = 0; i < backends.size(); ++i) {
       plexus_lb4_backend b{};
-      b.address = kPodB.networkOrder();
+      b.address = backend.networkOrder();
       b.port = htons(8080);
-      b.proto = IPPROTO_TCP;
+      b.proto = proto;
       b.state = PLEXUS_BACKEND_ACTIVE;
       REQUIRE(lb.backends.update(backends[i], b).ok());
       plexus_lb4_service slot{};
@@ -67,12 +67,12 @@ struct HostFixture : Fixture {
     REQUIRE(lb.revnat.update(kRevNat, rn).ok());
   }
 
-  Run fromOutside(uint16_t sport, uint8_t flags, Ipv4 dst = kNodeIp) {
-    PacketSpec s{kClientMac, kDeviceMac, kClient, dst, IPPROTO_TCP};
+  Run fromOutside(uint16_t sport, uint8_t flags, Ipv4 dst = kNodeIp, uint8_t proto = IPPROTO_TCP) {
+    PacketSpec s{kClientMac, kDeviceMac, kClient, dst, proto};
     s.sport = sport;
     s.dport = kNodePort;
     s.tcp_flags = flags;
-    return run(host->fromNetdevFd(), ipv4Packet(s));
+    return run(host->fromNetdevFd(), withL4Checksum(ipv4Packet(s)));
   }
 
   std::vector<plexus_flow_event> events() { return drainEvents(dp->eventsFd()); }
@@ -306,4 +306,138 @@ TEST_CASE("to-netdev masquerades a pod's flow to the world; from-netdev takes th
   auto [reused_src, reused_port] = endpointOf(reused.out, true);
   CHECK(reused_src == kNodeIp);
   CHECK(snatPort(reused_port));
+}
+
+namespace {
+datapath::LxcConfig lbMode(uint8_t mode) {
+  datapath::LxcConfig cfg;
+  cfg.lb_mode = mode;
+  cfg.host_routing = true;  // from-netdev delivers into local pods (and so runs their ingress) itself
+  return cfg;
+}
+
+// Pod A as a pod on another node: no endpoint here, a cluster identity in the ipcache.
+void podAElsewhere(HostFixture& f) {
+  plexus_endpoint_key ek{};
+  ek.ip = kPodA.networkOrder();
+  REQUIRE(f.dp->endpoints().erase(ek).ok());
+  plexus_ipcache_key k{};
+  k.prefixlen = 32;
+  k.ip = kPodA.networkOrder();
+  plexus_ipcache_value v{};
+  v.identity = PLEXUS_IDENTITY_CLUSTER_MIN + 1;
+  REQUIRE(f.dp->ipcache().update(k, v).ok());
+}
+
+const iphdr* ipOf(const std::vector<uint8_t>& frame) { return reinterpret_cast<const iphdr*>(frame.data() + 14); }
+}  // namespace
+
+TEST_CASE("DSR: the entry node puts the frontend in an IPv4 option of the SYN and keeps the client's address; the "
+          "backend's node keeps it and its reply leaves with the frontend as source", "[bpf][host][dsr]") {
+  HostFixture f(lbMode(PLEXUS_LB_MODE_DSR));
+  f.installNodePort({1}, kPodA);
+  podAElsewhere(f);
+  REQUIRE(f.host->setMasqueradeAddress(1, kNodeIp).ok());  // the test device: NodePort SNAT would use it
+
+  // Entry node: the SYN is translated to the backend, keeps the client as source, and grows the option.
+  auto syn = f.fromOutside(50100, 0x02);
+  REQUIRE(syn.retval == TC_ACT_OK);
+  REQUIRE(syn.out.size() == 14 + 28 + 20);
+  const iphdr* ip = ipOf(syn.out);
+  CHECK(ip->ihl == 7);
+  CHECK(ntohs(ip->tot_len) == 28 + 20);
+  CHECK(ipChecksum(ip, 28) == 0);
+  CHECK(Ipv4::fromNetwork(ip->saddr) == kClient);
+  CHECK(Ipv4::fromNetwork(ip->daddr) == kPodA);
+  plexus_dsr_opt4 opt{};
+  std::memcpy(&opt, syn.out.data() + 14 + 20, sizeof(opt));
+  CHECK(opt.type == PLEXUS_DSR_OPT_TYPE);
+  CHECK(opt.len == PLEXUS_DSR_OPT_LEN);
+  CHECK(Ipv4::fromNetwork(opt.address) == kNodeIp);
+  CHECK(ntohs(opt.port) == kNodePort);
+  CHECK(l4Checksum(syn.out) == 0);  // the pseudo header does not cover options
+  const auto* tcp = reinterpret_cast<const tcphdr*>(syn.out.data() + 14 + 28);
+  CHECK(ntohs(tcp->source) == 50100);  // the client's port is kept: the backend answers it directly
+  CHECK(ntohs(tcp->dest) == 8080);
+  // Later packets of the flow go to the same backend without the option; leaving, nothing translates the source.
+  auto ack = f.fromOutside(50100, 0x10);
+  CHECK(ipOf(ack.out)->ihl == 5);
+  CHECK(Ipv4::fromNetwork(ipOf(ack.out)->daddr) == kPodA);
+  auto out = f.run(f.host->toNetdevFd(), syn.out);
+  CHECK(Ipv4::fromNetwork(ipOf(out.out)->saddr) == kClient);
+
+  // The backend's node (pod A local again): the option is read on the way in, the frontend kept for the replies.
+  f.addEndpoint(kPodA, kPodAIfindex, 1, kPodAMac, kNodeAMac, 0);
+  auto in = f.run(f.host->fromNetdevFd(), syn.out);
+  CHECK(in.retval == TC_ACT_REDIRECT);  // into the pod
+  auto nat = f.dp->nat();
+  REQUIRE(nat.ok());
+  plexus_snat4_key k{};
+  k.saddr = kPodA.networkOrder();
+  k.daddr = kClient.networkOrder();
+  k.sport = htons(8080);
+  k.dport = htons(50100);
+  k.proto = IPPROTO_TCP;
+  k.dir = PLEXUS_SNAT_DSR;
+  auto kept = nat->lookup(k);
+  REQUIRE(kept.ok());
+  REQUIRE(kept->has_value());
+  CHECK(Ipv4::fromNetwork((*kept)->to_addr) == kNodeIp);
+  CHECK(ntohs((*kept)->to_port) == kNodePort);
+
+  // The backend's SYN-ACK leaves its pod as the frontend's, checksums intact.
+  PacketSpec reply{kPodAMac, kNodeAMac, kPodA, kClient, IPPROTO_TCP};
+  reply.sport = 8080;
+  reply.dport = 50100;
+  reply.tcp_flags = 0x12;
+  auto back = f.run(f.dp->fromContainerFd(), withL4Checksum(ipv4Packet(reply)));
+  REQUIRE(back.retval >= 0);
+  CHECK(Ipv4::fromNetwork(ipOf(back.out)->saddr) == kNodeIp);
+  CHECK(ntohs(reinterpret_cast<const tcphdr*>(back.out.data() + 14 + 20)->source) == kNodePort);
+  CHECK(ipChecksum(ipOf(back.out), 20) == 0);
+  CHECK(l4Checksum(back.out) == 0);
+}
+
+TEST_CASE("DSR modes: hybrid gives TCP direct server return and UDP SNAT; snat never writes the option, and a node "
+          "not in DSR ignores one", "[bpf][host][dsr]") {
+  auto mode = GENERATE(as<uint8_t>{}, PLEXUS_LB_MODE_SNAT, PLEXUS_LB_MODE_DSR, PLEXUS_LB_MODE_HYBRID);
+  auto proto = GENERATE(as<uint8_t>{}, IPPROTO_TCP, IPPROTO_UDP);
+  INFO("mode " << int(mode) << " protocol " << int(proto));
+  bool dsr = mode == PLEXUS_LB_MODE_DSR || (mode == PLEXUS_LB_MODE_HYBRID && proto == IPPROTO_TCP);
+  HostFixture f(lbMode(mode));
+  f.installNodePort({1}, kPodA, proto);
+  podAElsewhere(f);
+  auto first = f.fromOutside(50200, 0x02, kNodeIp, proto);
+  REQUIRE(first.retval == TC_ACT_OK);
+  CHECK(Ipv4::fromNetwork(ipOf(first.out)->daddr) == kPodA);
+  CHECK((ipOf(first.out)->ihl == 7) == dsr);
+  // A reverse entry (replies back through this node) exists only without DSR.
+  plexus_ct4_key rev{};
+  rev.saddr = kPodA.networkOrder();
+  rev.daddr = kClient.networkOrder();
+  rev.sport = htons(8080);
+  rev.dport = htons(50200);
+  rev.proto = proto;
+  rev.dir = PLEXUS_CT_REVERSE_NODEPORT;
+  auto entry = f.dp->lb().ct.lookup(rev);
+  REQUIRE(entry.ok());
+  CHECK(entry->has_value() != dsr);
+  if (proto == IPPROTO_UDP) {  // every datagram carries the option
+    CHECK((ipOf(f.fromOutside(50200, 0, kNodeIp, proto).out)->ihl == 7) == dsr);
+  }
+  if (mode == PLEXUS_LB_MODE_SNAT) {
+    // An option from elsewhere (pod A local now) is not honoured by a node in snat mode.
+    f.addEndpoint(kPodA, kPodAIfindex, 1, kPodAMac, kNodeAMac, 0);
+    HostFixture dsr_entry(lbMode(PLEXUS_LB_MODE_DSR));
+    dsr_entry.installNodePort({1}, kPodA, proto);
+    podAElsewhere(dsr_entry);
+    auto with_opt = dsr_entry.fromOutside(50201, 0x02, kNodeIp, proto);
+    REQUIRE(ipOf(with_opt.out)->ihl == 7);
+    f.run(f.host->fromNetdevFd(), with_opt.out);
+    auto nat = f.dp->nat();
+    REQUIRE(nat.ok());
+    auto entries = nat->entries();
+    REQUIRE(entries.ok());
+    CHECK(entries->empty());
+  }
 }

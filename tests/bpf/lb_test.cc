@@ -79,34 +79,12 @@ const tcphdr* tcpOf(const std::vector<uint8_t>& pkt) {
   return reinterpret_cast<const tcphdr*>(pkt.data() + 14 + sizeof(iphdr));
 }
 
-// The L4 checksum over the pseudo header and the segment: zero for a correct packet.
-uint16_t l4Checksum(const std::vector<uint8_t>& pkt) {
-  const iphdr* ip = ipOf(pkt);
-  size_t l4_len = ntohs(ip->tot_len) - ip->ihl * 4;
-  std::vector<uint8_t> buf(12 + l4_len + 1, 0);
-  std::memcpy(buf.data(), &ip->saddr, 4);
-  std::memcpy(buf.data() + 4, &ip->daddr, 4);
-  buf[9] = ip->protocol;
-  buf[10] = static_cast<uint8_t>(l4_len >> 8);
-  buf[11] = static_cast<uint8_t>(l4_len);
-  std::memcpy(buf.data() + 12, pkt.data() + 14 + ip->ihl * 4, l4_len);
-  return ipChecksum(buf.data(), 12 + l4_len + (l4_len % 2));
-}
-
 std::vector<uint8_t> clientPacket(uint16_t sport, uint8_t flags, uint8_t proto = IPPROTO_TCP, Ipv4 vip = kVip) {
   PacketSpec s{kPodAMac, kNodeAMac, kPodA, vip, proto};
   s.sport = sport;
   s.dport = kVipPort;
   s.tcp_flags = flags;
-  auto pkt = ipv4Packet(s);
-  // Give the segment a real checksum so the rewrites can be checked to keep it valid.
-  auto* ip = reinterpret_cast<iphdr*>(pkt.data() + 14);
-  uint8_t* l4 = pkt.data() + 14 + sizeof(iphdr);
-  uint16_t* check = reinterpret_cast<uint16_t*>(l4 + (proto == IPPROTO_TCP ? 16 : 6));
-  *check = 0;
-  *check = l4Checksum(pkt);
-  (void)ip;
-  return pkt;
+  return withL4Checksum(ipv4Packet(s));
 }
 
 std::optional<plexus_ct4_value> ctEntry(Fixture& f, Ipv4 s, Ipv4 d, uint16_t sp, uint16_t dp, uint8_t dir) {
@@ -148,10 +126,7 @@ TEST_CASE("replies from the backend carry the frontend address again", "[bpf][lb
   s.sport = kBackendPort;
   s.dport = 40001;
   s.tcp_flags = 0x12;  // SYN-ACK
-  auto pkt = ipv4Packet(s);
-  uint16_t* check = reinterpret_cast<uint16_t*>(pkt.data() + 14 + sizeof(iphdr) + 16);
-  *check = l4Checksum(pkt);
-  auto r = f.run(f.dp->fromContainerFd(), pkt);
+  auto r = f.run(f.dp->fromContainerFd(), withL4Checksum(ipv4Packet(s)));
   REQUIRE(r.retval == TC_ACT_REDIRECT);
   CHECK(Ipv4::fromNetwork(ipOf(r.out)->saddr) == kVip);
   CHECK(ntohs(tcpOf(r.out)->source) == kVipPort);

@@ -136,4 +136,29 @@ inline std::vector<uint8_t> arpRequest(const Mac& sender_mac, Ipv4 sender_ip, Ip
   return pkt;
 }
 
+// The L4 checksum over the pseudo header and the segment (after the IPv4 header and its options): zero for a correct
+// packet.
+inline uint16_t l4Checksum(const std::vector<uint8_t>& pkt) {
+  const auto* ip = reinterpret_cast<const iphdr*>(pkt.data() + sizeof(ethhdr));
+  size_t l4_len = ntohs(ip->tot_len) - ip->ihl * 4;
+  std::vector<uint8_t> buf(12 + l4_len + 1, 0);
+  std::memcpy(buf.data(), &ip->saddr, 4);
+  std::memcpy(buf.data() + 4, &ip->daddr, 4);
+  buf[9] = ip->protocol;
+  buf[10] = static_cast<uint8_t>(l4_len >> 8);
+  buf[11] = static_cast<uint8_t>(l4_len);
+  std::memcpy(buf.data() + 12, pkt.data() + sizeof(ethhdr) + ip->ihl * 4, l4_len);
+  return ipChecksum(buf.data(), 12 + l4_len + (l4_len % 2));
+}
+
+// A TCP or UDP packet of ipv4Packet with a real L4 checksum, so that rewrites can be checked to keep it valid.
+inline std::vector<uint8_t> withL4Checksum(std::vector<uint8_t> pkt) {
+  const auto* ip = reinterpret_cast<const iphdr*>(pkt.data() + sizeof(ethhdr));
+  uint8_t* l4 = pkt.data() + sizeof(ethhdr) + ip->ihl * 4;
+  uint16_t* check = reinterpret_cast<uint16_t*>(l4 + (ip->protocol == IPPROTO_TCP ? 16 : 6));
+  *check = 0;
+  *check = l4Checksum(pkt);
+  return pkt;
+}
+
 }  // namespace plexus::testing

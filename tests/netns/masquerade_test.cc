@@ -173,9 +173,12 @@ TEST_CASE("masquerade: refused at start without kube-proxy replacement, and in n
   auto native = start({"--routing-mode", "native"});
   CHECK(native.exit_code != 0);
   CHECK((native.out + native.err).find("needs --ipv4-native-routing-cidr") != std::string::npos);
-  auto dsr = start({"--bpf-lb-mode", "dsr"});
+  auto dsr = start({"--bpf-lb-mode", "dsr", "--bpf-lb-dsr-dispatch", "ipip"});
   CHECK(dsr.exit_code != 0);
-  CHECK((dsr.out + dsr.err).find("--bpf-lb-mode dsr: not built yet") != std::string::npos);
+  CHECK((dsr.out + dsr.err).find("--bpf-lb-dsr-dispatch \"ipip\": only opt") != std::string::npos);
+  auto mode = start({"--bpf-lb-mode", "dnat"});
+  CHECK(mode.exit_code != 0);
+  CHECK((mode.out + mode.err).find("must be snat, dsr or hybrid") != std::string::npos);
   auto ok = start({"--routing-mode", "native", "--ipv4-native-routing-cidr", "10.0.0.0/8"});
   INFO(ok.out << ok.err);
   CHECK(ok.exit_code == 0);

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "fabric.h"
@@ -124,6 +125,108 @@ std::string nodePortService(const std::string& cluster_ip, int node_port, const 
          "metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\n"
          "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n"
          "- addresses: [" + backend.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + node_name + "\n";
+}
+
+// Tells each TCP connection on 8080 and each UDP datagram on 8081 the address it came from (bounded): what the
+// backend sees as the client.
+struct PeerTeller {
+  int tcp = -1;
+  int udp = -1;
+  std::atomic<bool> stop{false};
+  std::thread t;
+  explicit PeerTeller(const FabricPod& pod) {
+    tcp = tcpListen(pod.netns().path(), 8080).first;
+    udp = socketInNetns(pod.netns().path(), SOCK_DGRAM);
+    sockaddr_in any = ipv4Address("0.0.0.0", 8081);
+    (void)!bind(udp, reinterpret_cast<sockaddr*>(&any), sizeof(any));
+    t = std::thread([this] {
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+      for (int i = 0; i < 5000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
+        pollfd p[2] = {{tcp, POLLIN, 0}, {udp, POLLIN, 0}};
+        if (poll(p, 2, 100) <= 0) {
+          continue;
+        }
+        sockaddr_in peer{};
+        socklen_t len = sizeof(peer);
+        char buf[64];
+        if (p[0].revents & POLLIN) {
+          int c = accept(tcp, reinterpret_cast<sockaddr*>(&peer), &len);
+          if (c >= 0) {
+            std::string who = inet_ntoa(peer.sin_addr);
+            (void)!write(c, who.data(), who.size());
+            close(c);
+          }
+        }
+        len = sizeof(peer);
+        if ((p[1].revents & POLLIN) &&
+            recvfrom(udp, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer), &len) >= 0) {
+          std::string who = inet_ntoa(peer.sin_addr);
+          sendto(udp, who.data(), who.size(), 0, reinterpret_cast<sockaddr*>(&peer), len);
+        }
+      }
+    });
+  }
+  ~PeerTeller() {
+    stop = true;
+    t.join();
+    close(tcp);
+    close(udp);
+  }
+};
+
+// A datagram from `from` to ip:port on a connected socket (so only an answer from ip:port counts); the answer, or ""
+// after 5 tries of 1 s.
+std::string udpAsk(const Netns& from, const std::string& ip, uint16_t port) {
+  int fd = socketInNetns(from.path(), SOCK_DGRAM);
+  sockaddr_in to = ipv4Address(ip, port);
+  std::string answer;
+  if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0) {
+    for (int attempt = 0; attempt < 5 && answer.empty(); ++attempt) {
+      (void)!send(fd, "who", 3, 0);
+      pollfd p{fd, POLLIN, 0};
+      char buf[64];
+      ssize_t n = poll(&p, 1, 1000) == 1 ? recv(fd, buf, sizeof(buf), 0) : -1;
+      answer = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    }
+  }
+  if (fd >= 0) {
+    close(fd);
+  }
+  return answer;
+}
+
+// A NodePort Service "echo" with TCP 80 -> 8080 (node_port), UDP 81 -> 8081 (node_port + 1) and TCP 82 -> 8082
+// (node_port + 2), one EndpointSlice holding `backend` on node `node_name`.
+std::string echoNodePortService(const std::string& cluster_ip, int node_port, const FabricPod& backend,
+                                const std::string& node_name) {
+  auto np = [&](int i) { return std::to_string(node_port + i); };
+  return "apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: default}\nspec:\n  type: NodePort\n"
+         "  clusterIP: " + cluster_ip + "\n  ports:\n"
+         "  - {name: tcp, port: 80, protocol: TCP, targetPort: 8080, nodePort: " + np(0) + "}\n"
+         "  - {name: udp, port: 81, protocol: UDP, targetPort: 8081, nodePort: " + np(1) + "}\n"
+         "  - {name: stream, port: 82, protocol: TCP, targetPort: 8082, nodePort: " + np(2) + "}\n"
+         "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+         "metadata: {name: echo-1, namespace: default, labels: {kubernetes.io/service-name: echo}}\n"
+         "addressType: IPv4\nports:\n- {name: tcp, port: 8080, protocol: TCP}\n- {name: udp, port: 8081, protocol: UDP}\n"
+         "- {name: stream, port: 8082, protocol: TCP}\nendpoints:\n"
+         "- addresses: [" + backend.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + node_name + "\n";
+}
+
+// Packets node `n`'s stack received from the backend's port (an iptables raw PREROUTING counter the caller added with
+// countFrom): the backend's replies that came back through this node.
+uint64_t countedFrom(Netns& n, const std::string& chain) {
+  auto out = n.exec("iptables -t raw -L " + chain + " -v -x -n").out;
+  uint64_t total = 0;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    uint64_t pkts = 0;
+    if (fields >> pkts) {
+      total += pkts;
+    }
+  }
+  return total;
 }
 }  // namespace
 
@@ -427,6 +530,67 @@ TEST_CASE("multinode: NodePort on node 1 to a backend on node 2 answers a client
                     row.value("destination", "") == web.ip() + ":8080");
   }
   CHECK(snat);
+}
+
+TEST_CASE("multinode: NodePort by direct server return (dsr; hybrid: TCP only): the backend sees the client's address "
+          "and its replies skip the entry node; established flows survive kill -9 of the entry node's agent",
+          "[netns][multinode][nodeport][dsr]") {
+  auto [mode, lb] = GENERATE(table<std::string, std::string>(
+      {{"native", "snat"}, {"native", "dsr"}, {"tunnel", "dsr"}, {"native", "hybrid"}}));
+  INFO("routing mode " << mode << ", --bpf-lb-mode " << lb);
+  auto args = routingArgs(mode);
+  args.insert(args.end(), {"--bpf-lb-mode", lb});
+  Fabric f(FabricOptions{2, mode == "tunnel" ? 212 : 214, args});
+  FabricPod& echo = f.addPod(1, "echo", {{"app", "echo"}});
+  f.applyCluster();
+  f.applyEverywhere(echoNodePortService("10.96.73.10", 30093, echo, f.nodeName(1)), "svc.yaml");
+  PeerTeller teller(echo);
+  // Replies from the backend that reach node 1's stack, by protocol (after the tunnel's decapsulation, if any).
+  Netns& entry = f.node(0).node();
+  REQUIRE(entry.exec("iptables -t raw -N PLEXUS_TEST_TCP && iptables -t raw -N PLEXUS_TEST_UDP && "
+                     "iptables -t raw -A PLEXUS_TEST_TCP -s " + echo.ip() + " -p tcp --sport 8080 && "
+                     "iptables -t raw -A PLEXUS_TEST_UDP -s " + echo.ip() + " -p udp --sport 8081 && "
+                     "iptables -t raw -A PREROUTING -j PLEXUS_TEST_TCP && iptables -t raw -A PREROUTING -j PLEXUS_TEST_UDP")
+              .exit_code == 0);
+  const std::string client = "172.30.0.1";  // the fabric namespace: outside the cluster
+  const std::string entry_ip = Fabric::underlayIp(0);
+  bool tcp_dsr = lb != "snat";
+  bool udp_dsr = lb == "dsr";
+
+  std::string answer;
+  bool reached = greetedBy(f.fabricNetns(), entry_ip, 30093, tcp_dsr ? client : entry_ip, &answer);
+  INFO("TCP: the backend saw [" << answer << "]\n" << f.logs());
+  CHECK(reached);
+  std::string udp = udpAsk(f.fabricNetns(), entry_ip, 30094);
+  INFO("UDP: the backend saw [" << udp << "]");
+  CHECK(udp == (udp_dsr ? client : entry_ip));
+  CHECK((countedFrom(entry, "PLEXUS_TEST_TCP") == 0) == tcp_dsr);
+  CHECK((countedFrom(entry, "PLEXUS_TEST_UDP") == 0) == udp_dsr);
+  // The backend's node keeps the frontend of each DSR flow for its replies.
+  bool kept = false;
+  for (const auto& row : f.node(1).cliJson({"bpf", "nat", "list"})) {
+    kept = kept || (row.value("direction", "") == "dsr" && row.value("translated_to", "") == entry_ip + ":30093");
+  }
+  CHECK(kept == tcp_dsr);
+
+  // An established NodePort connection survives kill -9 of the entry node's agent (and its restart).
+  auto [lfd, port] = tcpListen(echo.netns().path(), 8082);
+  REQUIRE(lfd >= 0);
+  int cfd = tcpConnect(f.fabricNetns().path(), entry_ip, 30095);
+  REQUIRE(cfd >= 0);
+  int afd = acceptWithin(lfd);
+  REQUIRE(afd >= 0);
+  CHECK(exchange(cfd, afd, "before"));
+  CHECK(exchange(afd, cfd, "reply before"));
+  f.node(0).agent().kill9();
+  CHECK(exchange(cfd, afd, "while the agent is down"));
+  CHECK(exchange(afd, cfd, "reply while the agent is down"));
+  CHECK(f.node(0).agent().start());
+  CHECK(exchange(cfd, afd, "after restart"));
+  CHECK(exchange(afd, cfd, "reply after restart"));
+  close(cfd);
+  close(afd);
+  close(lfd);
 }
 
 TEST_CASE("multinode: deleting node 3 removes its routes and ipcache entries on node 1; re-applying restores them",

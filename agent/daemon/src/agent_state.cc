@@ -228,6 +228,9 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.sizes.ipcache = static_cast<uint32_t>(config.ipcache_map_max);
   lxc_cfg.sizes.nat = static_cast<uint32_t>(config.nat_map_max);
   lxc_cfg.masquerade = config.enable_bpf_masquerade;
+  lxc_cfg.lb_mode = config.lb_mode == "dsr"      ? PLEXUS_LB_MODE_DSR
+                    : config.lb_mode == "hybrid" ? PLEXUS_LB_MODE_HYBRID
+                                                 : PLEXUS_LB_MODE_SNAT;
   if (auto native = Ipv4Prefix::parse(config.ipv4_native_routing_cidr)) {
     lxc_cfg.native_cidr = *native;
   }

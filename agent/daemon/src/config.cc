@@ -57,8 +57,12 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
                  "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");
   app.add_option("--lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
-  app.add_option("--bpf-lb-mode", c.lb_mode, "snat (NodePort to another node's backend: the entry node's address as "
-                 "source); dsr and hybrid are not built yet");
+  app.add_option("--bpf-lb-mode", c.lb_mode,
+                 "NodePort/LoadBalancer to another node's backend: snat (the entry node's address as source), dsr "
+                 "(direct server return: the client's address kept, the backend's node replies) or hybrid (dsr for "
+                 "TCP, snat for UDP)");
+  app.add_option("--bpf-lb-dsr-dispatch", c.lb_dsr_dispatch,
+                 "how dsr names the frontend to the backend's node: opt (an IPv4 option)");
   app.add_option("--maglev-table-size", c.maglev_table_size, "Maglev table size (prime)");
   app.add_option("--maglev-hash-seed", c.maglev_hash_seed, "base64 12-byte Maglev seed");
   app.add_option("--prometheus-serve-addr", c.prometheus_serve_addr, "host:port for /metrics and /healthz (empty: off)");
@@ -211,13 +215,21 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (c.mtu != 0 && (c.mtu < 576 || c.mtu > 65535)) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--mtu {}: must be 576-65535 (or 0: automatic)", c.mtu));
   }
-  if (c.lb_mode != "snat") {
+  if (c.lb_mode != "snat" && c.lb_mode != "dsr" && c.lb_mode != "hybrid") {
     return makeError(ErrorCode::kInvalidArgument,
-                     c.lb_mode == "dsr" || c.lb_mode == "hybrid"
-                         ? fmt::format("--bpf-lb-mode {}: not built yet (direct server return needs the service address "
-                                       "carried to the backend's node, in an IPv4 option; only snat is)",
-                                       c.lb_mode)
-                         : fmt::format("--bpf-lb-mode {:?}: must be snat, dsr or hybrid", c.lb_mode));
+                     fmt::format("--bpf-lb-mode {:?}: must be snat, dsr or hybrid", c.lb_mode));
+  }
+  if (c.lb_mode != "snat" && !c.kube_proxy_replacement) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--bpf-lb-mode {} needs --kube-proxy-replacement (it runs in the devices' programs)",
+                                 c.lb_mode));
+  }
+  if (c.lb_dsr_dispatch != "opt") {
+    // Cilium's other dispatch methods: ipip (an IPIP header), geneve (a Geneve option; no Geneve driver here).
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--bpf-lb-dsr-dispatch {:?}: only opt (the frontend in an IPv4 option) is built; "
+                                 "ipip and geneve are not",
+                                 c.lb_dsr_dispatch));
   }
   if (c.enable_bpf_masquerade && !c.kube_proxy_replacement) {
     return makeError(ErrorCode::kInvalidArgument,
@@ -283,6 +295,7 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"monitor-aggregation", c.monitor_aggregation},
           {"lb-algorithm", c.lb_algorithm},
           {"bpf-lb-mode", c.lb_mode},
+          {"bpf-lb-dsr-dispatch", c.lb_dsr_dispatch},
           {"maglev-table-size", c.maglev_table_size},
           {"maglev-hash-seed", c.maglev_hash_seed},
           {"prometheus-serve-addr", c.prometheus_serve_addr},

@@ -195,7 +195,10 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
         row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.saddr).toString(), ntohs(k.sport)));
         row->add_key(fmt::format("{}:{}", Ipv4::fromNetwork(k.daddr).toString(), ntohs(k.dport)));
         row->add_key(protoName(k.proto));
-        row->add_key(k.dir == PLEXUS_SNAT_EGRESS ? "egress" : k.dir == PLEXUS_SNAT_INGRESS ? "ingress" : "?");
+        row->add_key(k.dir == PLEXUS_SNAT_EGRESS    ? "egress"
+                    : k.dir == PLEXUS_SNAT_INGRESS ? "ingress"
+                    : k.dir == PLEXUS_SNAT_DSR     ? "dsr"
+                                                   : "?");
         row->add_value(std::to_string(now_ns > v.last_seen_ns ? (now_ns - v.last_seen_ns) / PLEXUS_NSEC_PER_SEC : 0));
         row->add_value(fmt::format("{}:{}", Ipv4::fromNetwork(v.to_addr).toString(), ntohs(v.to_port)));
       }

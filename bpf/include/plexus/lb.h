@@ -17,6 +17,27 @@
  * IPV4_LOOPBACK), since a packet from its own address would be dropped as martian; replies are restored. */
 #define PLEXUS_LB_HAIRPIN_ADDR 0xa9fe2a01 /* 169.254.42.1, host order */
 
+/* loadBalancer.mode (--bpf-lb-mode): how a node frontend reaches a backend on another node. */
+enum plexus_lb_mode {
+  PLEXUS_LB_MODE_SNAT = 0,   /* the entry node's address as source; replies return through the entry node */
+  PLEXUS_LB_MODE_DSR = 1,    /* the client's address kept; the backend's node replies to the client directly */
+  PLEXUS_LB_MODE_HYBRID = 2, /* DSR for TCP, SNAT for the rest */
+};
+
+/* Direct server return, dispatched with an IPv4 option (Cilium's dsrDispatch "opt"): the entry node inserts it after
+ * the IPv4 header of the translated packet (every UDP packet, a TCP connection's SYN), and the backend's node keeps
+ * the frontend it names to put back as the source of the backend's replies. Option type 0x9a (RFC 791: copied flag
+ * set, class 0, number 26, the number Cilium uses), length 8. */
+#define PLEXUS_DSR_OPT_TYPE 0x9a
+#define PLEXUS_DSR_OPT_LEN 8
+
+struct plexus_dsr_opt4 {
+  __u8 type;      /* PLEXUS_DSR_OPT_TYPE */
+  __u8 len;       /* PLEXUS_DSR_OPT_LEN */
+  __be16 port;    /* the frontend port, network order */
+  __be32 address; /* the frontend address, network order */
+};
+
 /* plexus_lb4_services_v1: HASH, {frontend, slot} -> service/backend pointer. Written by the agent. */
 struct plexus_lb4_key {
   __be32 address;     /* frontend IP, network order */

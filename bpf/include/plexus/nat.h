@@ -22,6 +22,8 @@
 enum plexus_snat_dir {
   PLEXUS_SNAT_EGRESS = 1,  /* pod -> outside, as the pod sent it: which node address and port it leaves with */
   PLEXUS_SNAT_INGRESS = 2, /* outside -> node address and port, as the reply arrives: which pod and port it is for */
+  PLEXUS_SNAT_DSR = 3,     /* on a DSR backend's node: backend -> client, as the backend replies: the frontend to put
+                            * back as the source (to_addr, to_port) */
 };
 
 /* The local side's port is the TCP/UDP port or the ICMP echo identifier; the remote side's is the TCP/UDP port, 0 for

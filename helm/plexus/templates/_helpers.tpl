@@ -105,8 +105,11 @@ Fail early on value combinations that render but cannot work, and on Cilium valu
 {{- if has $chaining (list "aws-cni" "flannel") -}}
 {{- fail (printf "cni.chainingMode=%s is not supported: plexus-cni chains only in generic-veth mode; use none" $chaining) -}}
 {{- end -}}
-{{- if ne (toString .Values.loadBalancer.mode) "snat" -}}
-{{- fail (printf "loadBalancer.mode=%s is not supported yet: only snat is built (direct server return needs the service address carried to the backend's node)" (toString .Values.loadBalancer.mode)) -}}
+{{- if and (ne (toString .Values.loadBalancer.mode) "snat") (not (include "plexus.kubeProxyReplacement" .)) -}}
+{{- fail (printf "loadBalancer.mode=%s needs kubeProxyReplacement=true: direct server return runs in the devices' programs" (toString .Values.loadBalancer.mode)) -}}
+{{- end -}}
+{{- if ne (toString .Values.loadBalancer.dsrDispatch) "opt" -}}
+{{- fail (printf "loadBalancer.dsrDispatch=%s is not supported: only opt (an IPv4 option) is built" (toString .Values.loadBalancer.dsrDispatch)) -}}
 {{- end -}}
 {{- if and .Values.enableIPv4Masquerade .Values.bpf.masquerade (not (include "plexus.kubeProxyReplacement" .)) -}}
 {{- fail "bpf.masquerade=true needs kubeProxyReplacement=true: BPF masquerade runs in the devices' programs, which come with kube-proxy replacement" -}}
@@ -167,6 +170,7 @@ enable-hubble: {{ .Values.hubble.enabled }}
 hubble-flow-buffer-size: {{ include "plexus.eventBufferCapacity" . }}
 lb-algorithm: {{ .Values.loadBalancer.algorithm | quote }}
 bpf-lb-mode: {{ .Values.loadBalancer.mode | quote }}
+bpf-lb-dsr-dispatch: {{ .Values.loadBalancer.dsrDispatch | quote }}
 maglev-table-size: {{ .Values.maglev.tableSize | int }}
 {{- if .Values.maglev.hashSeed }}
 maglev-hash-seed: {{ .Values.maglev.hashSeed | quote }}

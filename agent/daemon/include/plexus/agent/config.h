@@ -49,6 +49,7 @@ struct AgentConfig {
   std::string monitor_aggregation = "medium";
   std::string lb_algorithm = "maglev";
   std::string lb_mode = "snat";  // how NodePort reaches another node's backend (Cilium's bpf-lb-mode)
+  std::string lb_dsr_dispatch = "opt";  // how DSR names the frontend to the backend's node (bpf-lb-dsr-dispatch)
   int maglev_table_size = 16381;
   std::string maglev_hash_seed;
   std::string prometheus_serve_addr = "127.0.0.1:9962";
