@@ -85,13 +85,17 @@ bench_plexus_add() {
 # Median of numbers on stdin.
 bench_median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
+# The servers listen on 5201 (iperf3), 7000 (RR) and 7001 (CRR); clients connect to those ports plus BENCH_PORT_SHIFT
+# (0 unless set: a service whose frontend ports are the servers' shifted, e.g. NodePorts).
+
 # iperf3 throughput from client netns $1 to a server in netns $2 at $3, with $4 parallel streams (default 1); prints
 # Gbit/s (the sum over the streams).
 bench_throughput() {
   ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
   local spid=$!
   sleep 0.3
-  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p 5201 -t "$SECONDS_PER_RUN" -P "${4:-1}" -J |
+  ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p $((5201 + ${BENCH_PORT_SHIFT:-0})) \
+    -t "$SECONDS_PER_RUN" -P "${4:-1}" -J |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
   wait "$spid" || true
 }
@@ -101,7 +105,8 @@ bench_latency() {
   ip netns exec "$2" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" server 7000 64 &
   local spid=$!
   sleep 0.2
-  ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" 7000 "$RR_N" 64 |
+  ip netns exec "$1" timeout 60 "$BUILD/bench/datapath/plexus-bench-rr" client "$3" $((7000 + ${BENCH_PORT_SHIFT:-0})) \
+    "$RR_N" 64 |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
   wait "$spid" || true
 }
@@ -112,7 +117,8 @@ bench_crr() {
   ip netns exec "$2" timeout 120 "$BUILD/bench/datapath/plexus-bench-rr" crr-server 7001 "$CRR_N" &
   local spid=$!
   sleep 0.2
-  ip netns exec "$1" timeout 120 "$BUILD/bench/datapath/plexus-bench-rr" crr-client "$3" 7001 "$CRR_N" |
+  ip netns exec "$1" timeout 120 "$BUILD/bench/datapath/plexus-bench-rr" crr-client "$3" \
+    $((7001 + ${BENCH_PORT_SHIFT:-0})) "$CRR_N" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["p50_us"], d["p99_us"])'
   wait "$spid" || true
 }
@@ -158,4 +164,39 @@ bench_plain_pods() {
     ip -n "$pod" neigh replace 169.254.1.1 lladdr "$host_mac" dev eth0 nud permanent
     ip -n "$node" neigh replace "$ip" lladdr "$pod_mac" dev "$host" nud permanent
   done
+}
+
+# Setups measured side by side: SETUPS (names), CLIENT/SERVER/TARGET (associative: client netns, server netns, the
+# address the client connects to), SHIFT (associative, optional: BENCH_PORT_SHIFT per setup), SAMPLES (a file of
+# "<setup> <metric> <value>" lines). bench_rounds runs ROUNDS rounds of every metric for every setup (tp1, tp4, rr50/99,
+# crr50/99), rotating the setup order each round so that machine noise hits all alike. $1 names the bench in messages.
+bench_sample() {  # name setup metric value...
+  local name="$1" s="$2" m="$3"
+  shift 3
+  if [ -z "${1:-}" ]; then echo "bench $name: $s $m: run failed" >&2; return 0; fi
+  echo "$s $m $1" >>"$SAMPLES"
+}
+bench_rounds() {  # name
+  local name="$1" n=${#SETUPS[@]} r i s a b order
+  for r in $(seq 1 "$ROUNDS"); do
+    order=()
+    for ((i = 0; i < n; i++)); do order+=("${SETUPS[$(((i + r - 1) % n))]}"); done
+    for s in "${order[@]}"; do
+      BENCH_PORT_SHIFT="${SHIFT[$s]:-0}"
+      bench_sample "$name" "$s" tp1 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 1 2>/dev/null || true)"
+      bench_sample "$name" "$s" tp4 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 4 2>/dev/null || true)"
+      read -r a b < <(bench_latency "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true
+      bench_sample "$name" "$s" rr50 "${a:-}"; bench_sample "$name" "$s" rr99 "${b:-}"
+      read -r a b < <(bench_crr "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true
+      bench_sample "$name" "$s" crr50 "${a:-}"; bench_sample "$name" "$s" crr99 "${b:-}"
+    done
+    BENCH_PORT_SHIFT=0
+    echo "bench $name: round $r of $ROUNDS done" >&2
+  done
+}
+
+# The medians of bench_rounds' samples and their ratios, one JSON line each (bench/summary.py): $1 is the STATUS file
+# ("<setup> unavailable <reason>" lines), $2 the spec as JSON (see summary.py).
+bench_summary() {
+  python3 "$(dirname "${BASH_SOURCE[0]}")/summary.py" "$SAMPLES" "$1" "$2"
 }

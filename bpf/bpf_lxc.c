@@ -39,17 +39,23 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
 /* A destination on another node. Tunnel mode: a destination whose ipcache entry names the node hosting it is
  * encapsulated towards that node with the sender's identity as VNI and redirected into the VXLAN device. Otherwise, with
  * BPF host routing, the FIB decides; anything else is the stack's (world, node addresses, native routes). */
-static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verdict_ctx *c, __be32 daddr,
+static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f,
                                               __u32 src_identity) {
   int tunnel = cfg_routing_mode == PLEXUS_ROUTING_TUNNEL && cfg_tunnel_ifindex;
   if (!tunnel && !cfg_host_routing) {
     return TC_ACT_OK;
   }
   /* One lookup serves both modes: a tunnel-mode destination without a tunnel endpoint falls through to the FIB. */
-  struct plexus_ipcache_value *dst = ipcache_lookup(daddr);
+  struct plexus_ipcache_value *dst = ipcache_lookup(f->daddr);
   if (tunnel && dst && dst->tunnel_endpoint) {
     c->t.dst_identity = dst->identity;
-    int ret = overlay_set_key(skb, dst->tunnel_endpoint, src_identity);
+    /* The reply of a NodePort flow from a pod on another node: the device's egress, where such replies get their
+     * frontend back, is not on the tunnel's way. */
+    int ret = f->has_ports ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
+    if (ret < 0) {
+      return ret;
+    }
+    ret = overlay_set_key(skb, dst->tunnel_endpoint, src_identity);
     if (ret < 0) {
       return ret;
     }
@@ -162,18 +168,22 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     }
   }
   if (!service_reply) {
-    /* A reply of a direct-server-return flow: to the client with the frontend as its source, by the FIB when host
-     * routing is on (the node's netfilter never saw the flow's first packets). */
+    /* A reply of a direct-server-return flow gets the frontend as its source. To a client outside the node it leaves
+     * by the FIB when host routing is on (the node's netfilter never saw the flow's first packets); to a local pod (a
+     * hairpin through another node's frontend) it is delivered below, judged as the reply it is to that pod. */
     ret = dsr4_reply(skb, &f);
     if (ret < 0) {
       return ret;
     }
     if (ret == 1) {
-      ret = cfg_host_routing ? fib_redirect_v4(skb, cfg_tunnel_ifindex) : TC_ACT_OK;
-      if (ret == TC_ACT_REDIRECT) {
-        c->reason = PLEXUS_REASON_FORWARDED_FIB;
+      if (!endpoint_lookup(f.daddr)) {
+        ret = cfg_host_routing ? fib_redirect_v4(skb, cfg_tunnel_ifindex) : TC_ACT_OK;
+        if (ret == TC_ACT_REDIRECT) {
+          c->reason = PLEXUS_REASON_FORWARDED_FIB;
+        }
+        return ret;
       }
-      return ret;
+      judged = f;
     }
   }
   /* The rewrites invalidated packet pointers. */
@@ -183,7 +193,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   }
   struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
   if (!dst && !(src_flags & PLEXUS_EP_F_CHAINED)) {
-    return lxc_forward_remote(skb, c, ip->daddr, src_identity);
+    return lxc_forward_remote(skb, c, &f, src_identity);
   }
   if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src_flags & PLEXUS_EP_F_CHAINED) ||
       !cfg_redirect_peer) {

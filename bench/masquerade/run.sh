@@ -66,57 +66,13 @@ setup bpf b 231 --enable-bpf-masquerade=true
 setup iptables i 232 --enable-ipv4-masquerade=true
 setup routed r 233
 
-sample() {  # setup metric value...
-  local s="$1" m="$2"
-  shift 2
-  if [ -z "${1:-}" ]; then echo "bench masquerade: $s $m: run failed" >&2; return 0; fi
-  echo "$s $m $1" >>"$SAMPLES"
-}
-n=${#SETUPS[@]}
-for r in $(seq 1 "$ROUNDS"); do
-  order=()
-  for ((i = 0; i < n; i++)); do order+=("${SETUPS[$(((i + r - 1) % n))]}"); done
-  for s in "${order[@]}"; do
-    sample "$s" tp1 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" 192.0.2.2 1 2>/dev/null || true)"
-    sample "$s" tp4 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" 192.0.2.2 4 2>/dev/null || true)"
-    read -r a b < <(bench_latency "${CLIENT[$s]}" "${SERVER[$s]}" 192.0.2.2 2>/dev/null || true) || true
-    sample "$s" rr50 "${a:-}"; sample "$s" rr99 "${b:-}"
-    read -r a b < <(bench_crr "${CLIENT[$s]}" "${SERVER[$s]}" 192.0.2.2 2>/dev/null || true) || true
-    sample "$s" crr50 "${a:-}"; sample "$s" crr99 "${b:-}"
-  done
-  echo "bench masquerade: round $r of $ROUNDS done" >&2
-done
-
-python3 - "$SAMPLES" "$STATUS" <<'PY'
-import json, statistics, sys
-samples, status = {}, {}
-for line in open(sys.argv[1]):
-    s, m, v = line.split()
-    samples.setdefault((s, m), []).append(float(v))
-for line in open(sys.argv[2]):
-    s, _, reason = line.rstrip("\n").split(" ", 2)
-    status[s] = reason
-names = {"bpf": "BPF masquerade", "iptables": "iptables MASQUERADE", "routed": "no masquerade (routed)"}
-metrics = {"tp1": ("TCP throughput, 1 stream (Gbit/s)", "higher"), "tp4": ("TCP throughput, 4 streams (Gbit/s)", "higher"),
-           "rr50": ("TCP_RR p50 (us)", "lower"), "rr99": ("TCP_RR p99 (us)", "lower"),
-           "crr50": ("TCP_CRR p50 (us)", "lower"), "crr99": ("TCP_CRR p99 (us)", "lower")}
-def med(s, m):
-    v = samples.get((s, m))
-    return statistics.median(v) if v else None
-def out(**kw):
-    print(json.dumps({"bench": "masquerade", **kw}))
-for p, b in (("bpf", "iptables"), ("bpf", "routed")):
-    for m, (label, better) in metrics.items():
-        pv, bv = med(p, m), med(b, m)
-        line = dict(metric=f"pod to internet, {names[p]} / {names[b]}: {label}",
-                    plexus=None if pv is None else round(pv, 3), baseline=None if bv is None else round(bv, 3),
-                    ratio=round(pv / bv, 3) if pv is not None and bv else None, better=better)
-        if b == "iptables" and m in ("tp1", "tp4"):
-            line["target"] = ">= 1.0"
-            if line["ratio"] is not None:
-                line["met"] = line["ratio"] >= 1.0
-        missing = [x for x in (p, b) if x in status]
-        if missing:
-            line["unavailable"] = "; ".join(f"{names[x]}: {status[x]}" for x in missing)
-        out(**line)
-PY
+declare -A TARGET SHIFT
+for s in "${SETUPS[@]}"; do TARGET[$s]=192.0.2.2; done
+bench_rounds masquerade
+bench_summary "$STATUS" '{"bench": "masquerade",
+  "names": {"bpf": "BPF masquerade", "iptables": "iptables MASQUERADE", "routed": "no masquerade (routed)"},
+  "ratios": [["bpf", "iptables", "tp1", ">= 1.0"], ["bpf", "iptables", "tp4", ">= 1.0"],
+             ["bpf", "iptables", "rr50", null], ["bpf", "iptables", "rr99", null],
+             ["bpf", "iptables", "crr50", null], ["bpf", "iptables", "crr99", null],
+             ["bpf", "routed", "tp1", null], ["bpf", "routed", "tp4", null], ["bpf", "routed", "rr50", null],
+             ["bpf", "routed", "rr99", null], ["bpf", "routed", "crr50", null], ["bpf", "routed", "crr99", null]]}'

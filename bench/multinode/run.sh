@@ -190,82 +190,16 @@ plexus_setup native pn 225 226 $NATIVE_ARGS
 plexus_setup vxlan pv 227 228 $TUNNEL_ARGS
 
 # --- measurements: every metric in every round for every setup, the setup order rotated each round
-sample() {  # setup metric value...
-  local s="$1" m="$2"
-  shift 2
-  if [ -z "${1:-}" ]; then echo "bench multinode: $s $m: run failed" >&2; return 0; fi
-  echo "$s $m $1" >>"$SAMPLES"
-}
-n=${#SETUPS[@]}
-for r in $(seq 1 "$ROUNDS"); do
-  order=()
-  for ((i = 0; i < n; i++)); do order+=("${SETUPS[$(((i + r - 1) % n))]}"); done
-  for s in "${order[@]}"; do
-    sample "$s" tp1 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 1 2>/dev/null || true)"
-  done
-  for s in "${order[@]}"; do
-    sample "$s" tp4 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 4 2>/dev/null || true)"
-  done
-  for s in "${order[@]}"; do
-    read -r a b < <(bench_latency "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true
-    sample "$s" rr50 "${a:-}"; sample "$s" rr99 "${b:-}"
-  done
-  for s in "${order[@]}"; do
-    read -r a b < <(bench_crr "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true
-    sample "$s" crr50 "${a:-}"; sample "$s" crr99 "${b:-}"
-  done
-  echo "bench multinode: round $r of $ROUNDS done" >&2
-done
-
-python3 - "$SAMPLES" "$STATUS" <<'PY'
-import json, statistics, sys
-samples, status = {}, {}
-for line in open(sys.argv[1]):
-    s, m, v = line.split()
-    samples.setdefault((s, m), []).append(float(v))
-for line in open(sys.argv[2]):
-    s, _, reason = line.rstrip("\n").split(" ", 2)
-    status[s] = reason
-names = {"host": "host networking", "routes": "kernel routes (Calico BGP shape)",
-         "flannel": "bridge + kernel VXLAN (flannel shape)", "native": "plexus native", "vxlan": "plexus vxlan"}
-metrics = {"tp1": ("TCP throughput, 1 stream (Gbit/s)", "higher"), "tp4": ("TCP throughput, 4 streams (Gbit/s)", "higher"),
-           "rr50": ("TCP_RR p50 (us)", "lower"), "rr99": ("TCP_RR p99 (us)", "lower"),
-           "crr50": ("TCP_CRR p50 (us)", "lower"), "crr99": ("TCP_CRR p99 (us)", "lower")}
-def med(s, m):
-    v = samples.get((s, m))
-    return statistics.median(v) if v else None
-def out(**kw):
-    print(json.dumps({"bench": "multinode", **kw}))
-for s in names:
-    if s in status:
-        out(metric=f"{names[s]}: unavailable", plexus=None, baseline=None, ratio=None, better="-",
-            unavailable=True, reason=status[s])
-        continue
-    for m, (label, better) in metrics.items():
-        v = med(s, m)
-        out(metric=f"{names[s]}: {label}", plexus=None if v is None else round(v, 3), baseline=0, ratio=None,
-            better=better, samples=samples.get((s, m), []))
-ratios = [("native", "host", "tp1", ">= 0.98"), ("native", "host", "tp4", ">= 0.98"),
-          ("native", "host", "rr50", "<= 1.05"), ("native", "host", "crr50", "<= 1.05"),
-          ("native", "host", "rr99", None), ("native", "host", "crr99", None),
-          ("native", "routes", "tp1", ">= 1.05"), ("native", "routes", "tp4", ">= 1.05"),
-          ("native", "routes", "rr50", None), ("native", "routes", "crr50", None),
-          ("vxlan", "flannel", "tp1", ">= 1.10"), ("vxlan", "flannel", "tp4", ">= 1.10"),
-          ("vxlan", "flannel", "rr50", "<= 0.90"), ("vxlan", "flannel", "crr50", "<= 0.90"),
-          ("vxlan", "flannel", "rr99", None), ("vxlan", "flannel", "crr99", None)]
-for p, b, m, target in ratios:
-    label, better = metrics[m]
-    pv, bv = med(p, m), med(b, m)
-    line = dict(metric=f"{names[p]} / {names[b]}: {label}", plexus=None if pv is None else round(pv, 3),
-                baseline=None if bv is None else round(bv, 3),
-                ratio=round(pv / bv, 3) if pv is not None and bv else None, better=better)
-    if target:
-        line["target"] = target
-        if line["ratio"] is not None:
-            op, t = target.split()
-            line["met"] = line["ratio"] >= float(t) if op == ">=" else line["ratio"] <= float(t)
-    missing = [x for x in (p, b) if x in status]
-    if missing:
-        line["unavailable"] = "; ".join(f"{names[x]}: {status[x]}" for x in missing)
-    out(**line)
-PY
+declare -A SHIFT
+bench_rounds multinode
+bench_summary "$STATUS" '{"bench": "multinode", "absolute": true,
+  "names": {"host": "host networking", "routes": "kernel routes (Calico BGP shape)",
+            "flannel": "bridge + kernel VXLAN (flannel shape)", "native": "plexus native", "vxlan": "plexus vxlan"},
+  "ratios": [["native", "host", "tp1", ">= 0.98"], ["native", "host", "tp4", ">= 0.98"],
+             ["native", "host", "rr50", "<= 1.05"], ["native", "host", "crr50", "<= 1.05"],
+             ["native", "host", "rr99", null], ["native", "host", "crr99", null],
+             ["native", "routes", "tp1", ">= 1.05"], ["native", "routes", "tp4", ">= 1.05"],
+             ["native", "routes", "rr50", null], ["native", "routes", "crr50", null],
+             ["vxlan", "flannel", "tp1", ">= 1.10"], ["vxlan", "flannel", "tp4", ">= 1.10"],
+             ["vxlan", "flannel", "rr50", "<= 0.90"], ["vxlan", "flannel", "crr50", "<= 0.90"],
+             ["vxlan", "flannel", "rr99", null], ["vxlan", "flannel", "crr99", null]]}'

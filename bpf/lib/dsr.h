@@ -63,7 +63,8 @@ static __always_inline int dsr4_set_opt(struct __sk_buff *skb, const struct flow
 
 /* The backend's node, as a packet enters a local backend from outside: a DSR option names the frontend the client
  * sent it to; the backend's replies to the client will carry it as their source. Only when this node runs DSR (the
- * option is not honoured otherwise) and the sender is not a local pod. Returns 0 or a negative reason. */
+ * option is not honoured otherwise). The client may be a pod of this node that reached another node's frontend (a
+ * hairpin). Returns 0 or a negative reason. */
 static __always_inline int dsr4_ingress(struct __sk_buff *skb, const struct flow4 *f) {
   if (cfg_lb_mode == PLEXUS_LB_MODE_SNAT || f->l4_off != ETH_HLEN + sizeof(struct iphdr) + PLEXUS_DSR_OPT_LEN ||
       !f->has_ports || !lb4_dsr_wanted(f->proto)) {
@@ -73,7 +74,7 @@ static __always_inline int dsr4_ingress(struct __sk_buff *skb, const struct flow
   if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(struct iphdr), &opt, sizeof(opt)) < 0) {
     return PLEXUS_DROP(INVALID_PACKET);
   }
-  if (opt.type != PLEXUS_DSR_OPT_TYPE || opt.len != PLEXUS_DSR_OPT_LEN || endpoint_lookup(f->saddr)) {
+  if (opt.type != PLEXUS_DSR_OPT_TYPE || opt.len != PLEXUS_DSR_OPT_LEN) {
     return 0;
   }
   struct plexus_snat4_key key = {.saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport,

@@ -533,7 +533,8 @@ TEST_CASE("multinode: NodePort on node 1 to a backend on node 2 answers a client
 }
 
 TEST_CASE("multinode: NodePort by direct server return (dsr; hybrid: TCP only): the backend sees the client's address "
-          "and its replies skip the entry node; established flows survive kill -9 of the entry node's agent",
+          "and its replies skip the entry node; pods and hosts of both nodes reach it; established flows survive kill -9 of "
+          "the entry node's agent",
           "[netns][multinode][nodeport][dsr]") {
   auto [mode, lb] = GENERATE(table<std::string, std::string>(
       {{"native", "snat"}, {"native", "dsr"}, {"tunnel", "dsr"}, {"native", "hybrid"}}));
@@ -572,6 +573,35 @@ TEST_CASE("multinode: NodePort by direct server return (dsr; hybrid: TCP only): 
     kept = kept || (row.value("direction", "") == "dsr" && row.value("translated_to", "") == entry_ip + ":30093");
   }
   CHECK(kept == tcp_dsr);
+
+  // Hairpin and host traffic: pods on either node and the nodes' own processes reach the NodePort of either node.
+  FabricPod& near = f.addPod(0, "near", {{"app", "near"}});
+  FabricPod& beside = f.addPod(1, "beside", {{"app", "beside"}});
+  f.applyCluster();
+  auto reaches = [&](const Netns& from, const std::string& ip) {
+    return waitUntil([&] {
+      int fd = tcpConnect(from.path(), ip, 30093);
+      std::string seen = fd >= 0 ? readGreeting(fd) : "";
+      if (fd >= 0) {
+        close(fd);
+      }
+      return !seen.empty();
+    }, std::chrono::seconds(10));
+  };
+  // A host process in the agent's cgroup (socket LB), as the node's processes are in a real cluster.
+  auto host_reaches = [&](size_t node, const std::string& ip) {
+    auto r = f.node(node).node().exec("echo $$ > " + f.node(node).agent().cgroup() +
+                                      "/cgroup.procs && exec nc -w 3 " + ip + " 30093 </dev/null");
+    INFO("host of node " << node << " to " << ip << ": [" << r.out << r.err << "]");
+    return !r.out.empty();
+  };
+  for (const std::string& ip : {entry_ip, Fabric::underlayIp(1)}) {
+    INFO("NodePort at " << ip);
+    CHECK(reaches(near.netns(), ip));
+    CHECK(reaches(beside.netns(), ip));
+    CHECK(host_reaches(0, ip));
+    CHECK(host_reaches(1, ip));
+  }
 
   // An established NodePort connection survives kill -9 of the entry node's agent (and its restart).
   auto [lfd, port] = tcpListen(echo.netns().path(), 8082);
