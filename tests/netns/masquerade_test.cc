@@ -7,7 +7,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "node_fixture.h"
@@ -116,6 +118,41 @@ TEST_CASE("masquerade: pods reach the world with the device's address, replies a
       echo = echo || row.value("proto", "") == "ICMP";
     }
     CHECK(echo);
+  }
+
+  SECTION("every port towards a server taken: a new flow is dropped and counted as an allocation failure") {
+    auto nat = node.pinnedMap<plexus_snat4_key, plexus_snat4_value>("plexus_snat4_v1");
+    REQUIRE(nat);
+    // Held by flows of another pod (as after a burst of connections to one server), in both of the ranges.
+    for (uint32_t p = PLEXUS_SNAT_PORT_LOW_MIN; p <= PLEXUS_SNAT_PORT_MAX; ++p) {
+      if (p > PLEXUS_SNAT_PORT_LOW_MAX && p < PLEXUS_SNAT_PORT_MIN) {
+        continue;
+      }
+      plexus_snat4_key k{};
+      k.saddr = ipv4Address("192.0.2.2", 0).sin_addr.s_addr;
+      k.daddr = ipv4Address("192.0.2.1", 0).sin_addr.s_addr;
+      k.sport = htons(7008);
+      k.dport = htons(static_cast<uint16_t>(p));
+      k.proto = IPPROTO_UDP;
+      k.dir = PLEXUS_SNAT_INGRESS;
+      plexus_snat4_value v{};
+      v.to_addr = ipv4Address("10.226.0.250", 0).sin_addr.s_addr;
+      v.to_port = k.dport;
+      REQUIRE(nat->update(k, v).ok());
+    }
+    int client = socketInNetns(pod.netns->path(), SOCK_DGRAM);
+    sockaddr_in to = ipv4Address("192.0.2.2", 7008);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(sendto(client, "x", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 1);
+    }
+    close(client);
+    double failures = -1;
+    for (int i = 0; i < 20 && failures < 3; ++i) {  // the counters are read per scrape: bounded, 5 s
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      failures = metric(node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out,
+                        "plexus_nat_port_allocation_failures_total");
+    }
+    CHECK(failures >= 3);
   }
 
   SECTION("an ICMP port unreachable about a masqueraded datagram reaches the pod's socket") {

@@ -12,6 +12,7 @@
 
 #include "plexus/agent/agent_state.h"
 #include "plexus/agent/reason_names.h"
+#include "plexus/reasons.h"
 
 namespace plexus::agent {
 
@@ -26,12 +27,16 @@ std::string renderMetrics(AgentState& state) {
   if (counters.ok()) {
     std::map<Labels, std::pair<uint64_t, uint64_t>> fwd;
     std::map<Labels, std::pair<uint64_t, uint64_t>> drop;
+    uint64_t nat_no_port = 0;
     for (const auto& [k, per_cpu] : *counters) {
       uint64_t packets = 0;
       uint64_t bytes = 0;
       for (const auto& v : per_cpu) {
         packets += v.packets;
         bytes += v.bytes;
+      }
+      if (k.reason == PLEXUS_REASON_NAT_NO_PORT) {
+        nat_no_port += packets;
       }
       if (isDropReason(k.reason)) {
         auto& d = drop[{{"reason", hubbleReasonName(k.reason)}, {"direction", directionName(k.direction)}}];
@@ -51,6 +56,11 @@ std::string renderMetrics(AgentState& state) {
       e.sample("plexus_drop_count_total", l, static_cast<double>(v.first));
       e.sample("plexus_drop_bytes_total", l, static_cast<double>(v.second));
     }
+    // New masqueraded or NodePort-SNAT flows that found no free port on the node's address (each one's packets are
+    // dropped as NAT_NO_PORT until a port frees up).
+    e.family("plexus_nat_port_allocation_failures_total", "counter",
+             "Packets of new masquerade/SNAT flows dropped because no port was free");
+    e.sample("plexus_nat_port_allocation_failures_total", {}, static_cast<double>(nat_no_port));
   }
 
   e.family("plexus_bpf_map_pressure", "gauge", "Fill ratio of each BPF map (entries / max entries)");
