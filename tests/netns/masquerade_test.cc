@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -294,4 +296,71 @@ TEST_CASE("masquerade: path MTU discovery through a smaller pod MTU: the node's 
   CHECK(recv(client, buf, sizeof(buf), 0) == 5);
   close(client);
   close(server);
+}
+
+TEST_CASE("masquerade: a large TCP download from the internet through a smaller MTU on the path completes",
+          "[netns][masquerade]") {
+  // pod -- node (192.0.2.1) -- router (192.0.2.2 | 198.51.100.1) -- internet (198.51.100.2). The router's way to the
+  // node takes 1280-byte packets only (a route MTU): the internet's full-size segments to the pod's masqueraded
+  // address need path MTU discovery (the router's fragmentation needed) while the NAT carries the flow.
+  std::string dev = uniqueName("vm");
+  std::string peer = uniqueName("vw");
+  std::string r_in = uniqueName("vr");
+  std::string i_in = uniqueName("vi");
+  Netns router("rt");
+  Netns inet("in");
+  NodeFixture node("10.207.0.0/24", {"--devices", dev, "--enable-bpf-masquerade", "true"},
+                   externalLink(dev, peer, router));
+  REQUIRE(sh("ip link add " + r_in + " netns " + router.name() + " type veth peer name " + i_in + " netns " +
+             inet.name()).exit_code == 0);
+  REQUIRE(router.exec("ip addr add 198.51.100.1/24 dev " + r_in + " && ip link set " + r_in + " up && "
+                      "sysctl -qw net.ipv4.ip_forward=1 && ip route add 192.0.2.1/32 dev " + peer + " mtu 1280")
+              .exit_code == 0);
+  REQUIRE(inet.exec("ip addr add 198.51.100.2/24 dev " + i_in + " && ip link set " + i_in + " up && "
+                    "ip route add 192.0.2.0/24 via 198.51.100.1").exit_code == 0);
+  REQUIRE(node.node().exec("ip route add 198.51.100.0/24 via 192.0.2.2").exit_code == 0);
+  Pod pod = node.addPod("client");
+
+  constexpr size_t kSize = 4 << 20;
+  auto [listener, port] = tcpListen(inet.path(), 0);
+  REQUIRE(listener >= 0);
+  std::atomic<size_t> written{0};
+  std::thread server([&, listener = listener] {
+    int c = acceptWithin(listener, std::chrono::seconds(10));
+    if (c < 0) {
+      return;
+    }
+    timeval tv{20, 0};
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    std::string chunk(64 << 10, 'd');
+    while (written < kSize) {
+      ssize_t n = write(c, chunk.data(), std::min(chunk.size(), kSize - written));
+      if (n <= 0) {
+        break;
+      }
+      written += static_cast<size_t>(n);
+    }
+    close(c);
+  });
+  int client = tcpConnect(pod.netns->path(), "198.51.100.2", port);
+  size_t received = 0;
+  if (client >= 0) {
+    receiveTimeout(client, 10);
+    std::vector<char> buf(64 << 10);
+    for (int i = 0; i < 100000 && received < kSize; ++i) {  // bounded by count and by the 10 s receive timeout
+      ssize_t n = read(client, buf.data(), buf.size());
+      if (n <= 0) {
+        break;
+      }
+      received += static_cast<size_t>(n);
+    }
+    close(client);
+  }
+  server.join();
+  close(listener);
+  INFO("written " << written << ", received " << received << "\n" << node.agent().log());
+  CHECK(client >= 0);
+  CHECK(received == kSize);
+  // The internet side learnt the smaller path MTU towards the node's address.
+  CHECK(inet.exec("ip route get 192.0.2.1").out.find("mtu 1280") != std::string::npos);
 }
