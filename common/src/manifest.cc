@@ -1,13 +1,16 @@
 #include "plexus/common/manifest.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <regex>
+#include <memory>
+#include <optional>
+#include <unordered_map>
 
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
+#include <yaml.h>
 
 namespace plexus {
 
@@ -66,10 +69,9 @@ const std::string& checkedText(const std::string& s) {
   return s;
 }
 
-// yaml-cpp 0.7 (Debian 12) never returns from LoadAll() when a ',' follows at the top level of a document whose
-// root is not a block collection: "{a: 1},", "[a], b", "&x ,", "," (its parser loops on the flow-entry token;
-// found by fuzz_grpc_requests and fuzz_manifest, a 10 s timeout each). Such a document is never a manifest (the
-// root must be a mapping), so it is refused before yaml-cpp sees it. The scan follows quotes, comments and flow
+// A ',' at the top level of a document whose root is not a block collection ("{a: 1},", "[a], b", "&x ,", ",") is
+// refused with its line before parsing: such a document is never a manifest (the root must be a mapping). (yaml-cpp
+// 0.7, the parser before libyaml, never returned on them: found by fuzz_grpc_requests and fuzz_manifest.) The scan follows quotes, comments and flow
 // brackets; it stops looking at a document once a line shows its root is a block mapping or sequence, and it
 // refuses a few odd documents yaml-cpp would read (a root plain scalar with a comma, a root key with a comma).
 // Returns the 1-based line of the first such comma, or 0.
@@ -151,23 +153,51 @@ size_t lineOfTopLevelComma(std::string_view text) {
   return 0;
 }
 
+bool allDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool coreFloat(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+    s.remove_prefix(1);
+  }
+  size_t e = s.find_first_of("eE");
+  std::string_view mantissa = s.substr(0, e);
+  if (e != std::string_view::npos) {
+    std::string_view exp = s.substr(e + 1);
+    if (!exp.empty() && (exp[0] == '-' || exp[0] == '+')) {
+      exp.remove_prefix(1);
+    }
+    if (!allDigits(exp)) {
+      return false;
+    }
+  }
+  size_t dot = mantissa.find('.');
+  if (dot == std::string_view::npos) {
+    return allDigits(mantissa);
+  }
+  std::string_view whole = mantissa.substr(0, dot);
+  std::string_view frac = mantissa.substr(dot + 1);
+  return whole.empty() ? allDigits(frac) : allDigits(whole) && (frac.empty() || allDigits(frac));
+}
+
 // YAML 1.2 core schema resolution for plain (unquoted) scalars.
 nlohmann::json plainScalar(const std::string& s) {
-  static const std::regex kNull("^(~|null|Null|NULL|)$");
-  static const std::regex kTrue("^(true|True|TRUE)$");
-  static const std::regex kFalse("^(false|False|FALSE)$");
-  static const std::regex kInt("^[-+]?[0-9]+$");
-  static const std::regex kFloat(R"(^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$)");
-  if (std::regex_match(s, kNull)) {
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
     return nullptr;
   }
-  if (std::regex_match(s, kTrue)) {
+  if (s == "true" || s == "True" || s == "TRUE") {
     return true;
   }
-  if (std::regex_match(s, kFalse)) {
+  if (s == "false" || s == "False" || s == "FALSE") {
     return false;
   }
-  if (std::regex_match(s, kInt)) {
+  std::string_view digits(s);
+  if (digits[0] == '-' || digits[0] == '+') {
+    digits.remove_prefix(1);
+  }
+  if (allDigits(digits)) {
     int64_t v = 0;
     const char* begin = s.data() + (s[0] == '+' ? 1 : 0);
     auto [ptr, ec] = std::from_chars(begin, s.data() + s.size(), v);
@@ -176,7 +206,7 @@ nlohmann::json plainScalar(const std::string& s) {
     }
     return s;  // out of range: keep the text
   }
-  if (std::regex_match(s, kFloat)) {
+  if (coreFloat(s)) {
     // strtod, not stod: "1e999" is out of range, which stod throws for (found by fuzz_manifest); keep the text.
     errno = 0;
     double v = std::strtod(s.c_str(), nullptr);
@@ -188,31 +218,200 @@ nlohmann::json plainScalar(const std::string& s) {
   return s;
 }
 
-nlohmann::json toJson(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-      return nullptr;
-    case YAML::NodeType::Scalar:
-      // A tag of "!" marks a quoted scalar: always a string.
-      return n.Tag() == "!" ? nlohmann::json(checkedText(n.Scalar())) : plainScalar(checkedText(n.Scalar()));
-    case YAML::NodeType::Sequence: {
-      nlohmann::json a = nlohmann::json::array();
-      for (const auto& item : n) {
-        a.push_back(toJson(item));
-      }
-      return a;
-    }
-    case YAML::NodeType::Map: {
-      nlohmann::json o = nlohmann::json::object();
-      for (const auto& kv : n) {
-        o[checkedText(kv.first.as<std::string>())] = toJson(kv.second);
-      }
-      return o;
-    }
-    default:
-      return nullptr;
+// A malformed manifest, thrown inside ManifestReader and caught in parseManifests.
+struct Malformed {
+  std::string message;
+};
+
+constexpr int kMaxDepth = 512;  // collections inside collections
+
+// The documents of a YAML (or JSON) stream built straight into JSON from libyaml's events, without a node graph in
+// between (yaml-cpp's took several times longer than the rest of an apply). Anchors are kept per document; an alias
+// copies its node, within a budget of nodes (`billion laughs`: nested aliases would otherwise multiply).
+class ManifestReader {
+ public:
+  explicit ManifestReader(std::string_view text) : text_(text), budget_(8 * text.size() + 4096) {
+    yaml_parser_initialize(&parser_);
+    yaml_parser_set_input_string(&parser_, reinterpret_cast<const unsigned char*>(text.data()), text.size());
+    yaml_parser_set_encoding(&parser_, YAML_UTF8_ENCODING);
   }
-}
+  ~ManifestReader() { yaml_parser_delete(&parser_); }
+  ManifestReader(const ManifestReader&) = delete;
+  ManifestReader& operator=(const ManifestReader&) = delete;
+
+  // The next document's root (null for an empty one), or nullopt at the end of the stream.
+  std::optional<nlohmann::json> next() {
+    for (;;) {
+      Event ev = read();
+      if (ev.get().type == YAML_STREAM_END_EVENT) {
+        return std::nullopt;
+      }
+      if (ev.get().type != YAML_DOCUMENT_START_EVENT) {
+        continue;  // stream start, document end
+      }
+      ++document_;
+      anchors_.clear();
+      Event root = read();
+      nlohmann::json out = build(root, 0);
+      return out;
+    }
+  }
+
+  size_t document() const { return document_; }
+
+ private:
+  struct Event {
+    yaml_event_t ev{};
+    bool owned = false;
+    Event() = default;
+    Event(Event&& o) noexcept : ev(o.ev), owned(o.owned) { o.owned = false; }
+    Event& operator=(Event&&) = delete;
+    ~Event() {
+      if (owned) {
+        yaml_event_delete(&ev);
+      }
+    }
+    const yaml_event_t& get() const { return ev; }
+  };
+
+  Event read() {
+    Event e;
+    if (!yaml_parser_parse(&parser_, &e.ev)) {
+      throw Malformed{parserError()};
+    }
+    e.owned = true;
+    return e;
+  }
+
+  std::string parserError() const {
+    std::string problem = parser_.problem ? parser_.problem : "malformed YAML";
+    if (parser_.error == YAML_READER_ERROR) {
+      // The reader refuses bytes that are not UTF-8 (and control characters): name the document they are in.
+      if (problem.find("UTF-8") != std::string::npos || problem.find("Unicode") != std::string::npos) {
+        return fmt::format("manifest document {}: text that is not UTF-8", documentAt(parser_.problem_offset));
+      }
+      return fmt::format("manifest document {}: {}", documentAt(parser_.problem_offset), problem);
+    }
+    return fmt::format("manifest: line {}, column {}: {}", parser_.problem_mark.line + 1,
+                       parser_.problem_mark.column + 1, problem);
+  }
+
+  // The 1-based document holding byte `offset`: the "---" lines before it (one at the very start opens document 1).
+  size_t documentAt(size_t offset) const {
+    size_t doc = 1;
+    std::string_view before = text_.substr(0, std::min(offset, text_.size()));
+    size_t pos = 0;
+    while (pos < before.size()) {
+      if (before.compare(pos, 3, "---") == 0 && pos > 0) {
+        ++doc;
+      }
+      size_t nl = before.find('\n', pos);
+      if (nl == std::string_view::npos) {
+        break;
+      }
+      pos = nl + 1;
+    }
+    return doc;
+  }
+
+  void spend(size_t nodes) {
+    if (nodes > budget_) {
+      throw Malformed{fmt::format("manifest document {}: aliases expand to too many nodes", document_)};
+    }
+    budget_ -= nodes;
+  }
+
+  static size_t nodesOf(const nlohmann::json& j) {
+    size_t n = 1;
+    if (j.is_structured()) {
+      for (const auto& c : j) {
+        n += nodesOf(c);
+      }
+    }
+    return n;
+  }
+
+  void anchor(const yaml_char_t* name, const nlohmann::json& value) {
+    if (name) {
+      anchors_[reinterpret_cast<const char*>(name)] = {value, nodesOf(value)};
+    }
+  }
+
+  std::string mark(const yaml_event_t& e) const {
+    return fmt::format("manifest document {}: line {}, column {}", document_, e.start_mark.line + 1,
+                       e.start_mark.column + 1);
+  }
+
+  nlohmann::json build(const Event& event, int depth) {
+    const yaml_event_t& e = event.get();
+    spend(1);
+    switch (e.type) {
+      case YAML_SCALAR_EVENT: {
+        std::string text(reinterpret_cast<const char*>(e.data.scalar.value), e.data.scalar.length);
+        const char* tag = reinterpret_cast<const char*>(e.data.scalar.tag);
+        bool str = e.data.scalar.style != YAML_PLAIN_SCALAR_STYLE || (tag && std::string_view(tag) == YAML_STR_TAG);
+        nlohmann::json out = str ? nlohmann::json(checkedText(text)) : plainScalar(checkedText(text));
+        anchor(e.data.scalar.anchor, out);
+        return out;
+      }
+      case YAML_ALIAS_EVENT: {
+        auto it = anchors_.find(reinterpret_cast<const char*>(e.data.alias.anchor));
+        if (it == anchors_.end()) {
+          throw Malformed{mark(e) + ": an alias to an unknown anchor"};
+        }
+        spend(it->second.second);
+        return it->second.first;
+      }
+      case YAML_SEQUENCE_START_EVENT: {
+        if (depth >= kMaxDepth) {
+          throw Malformed{mark(e) + ": nested too deeply"};
+        }
+        nlohmann::json out = nlohmann::json::array();
+        for (;;) {
+          Event item = read();
+          if (item.get().type == YAML_SEQUENCE_END_EVENT) {
+            break;
+          }
+          out.push_back(build(item, depth + 1));
+        }
+        anchor(e.data.sequence_start.anchor, out);
+        return out;
+      }
+      case YAML_MAPPING_START_EVENT: {
+        if (depth >= kMaxDepth) {
+          throw Malformed{mark(e) + ": nested too deeply"};
+        }
+        nlohmann::json out = nlohmann::json::object();
+        for (;;) {
+          Event key = read();
+          if (key.get().type == YAML_MAPPING_END_EVENT) {
+            break;
+          }
+          nlohmann::json k = build(key, depth + 1);
+          if (k.is_structured()) {
+            throw Malformed{mark(key.get()) + ": a key that is not text"};
+          }
+          std::string name = k.is_string() ? k.get<std::string>() : k.is_null() ? "" : k.dump();
+          if (key.get().type == YAML_SCALAR_EVENT) {  // a key is its text as written (1.0 stays "1.0")
+            name.assign(reinterpret_cast<const char*>(key.get().data.scalar.value), key.get().data.scalar.length);
+          }
+          Event value = read();
+          out[name] = build(value, depth + 1);
+        }
+        anchor(e.data.mapping_start.anchor, out);
+        return out;
+      }
+      default:
+        throw Malformed{mark(e) + ": unexpected YAML event"};
+    }
+  }
+
+  std::string_view text_;
+  yaml_parser_t parser_{};
+  size_t budget_;
+  size_t document_ = 0;
+  std::unordered_map<std::string, std::pair<nlohmann::json, size_t>> anchors_;
+};
 
 }  // namespace
 
@@ -221,23 +420,22 @@ Result<std::vector<nlohmann::json>> parseManifests(std::string_view text) {
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("manifest: line {}: ',' outside a flow collection ([...] or {{...}})", line));
   }
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("manifest: line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1, e.msg));
-  }
   std::vector<nlohmann::json> out;
-  for (size_t i = 0; i < docs.size(); ++i) {
-    nlohmann::json doc;
+  ManifestReader reader(text);
+  for (;;) {
+    std::optional<nlohmann::json> next;
     try {
-      doc = toJson(docs[i]);
-    } catch (const YAML::Exception& e) {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: {}", i + 1, e.msg));
+      next = reader.next();
+    } catch (const Malformed& e) {
+      return makeError(ErrorCode::kInvalidArgument, e.message);
     } catch (const NotJson& e) {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: {}", i + 1, e.reason));
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: {}", reader.document(), e.reason));
     }
+    if (!next) {
+      break;
+    }
+    size_t i = reader.document() - 1;
+    nlohmann::json& doc = *next;
     if (doc.is_null()) {
       continue;
     }

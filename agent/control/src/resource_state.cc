@@ -145,24 +145,32 @@ void ResourceState::persist(const std::vector<ResourceEvent>& events) {
   // Each change is one appended line, made durable with one fsync per call, so a change costs the same whatever
   // the number of objects stored. When the journal outgrows the store it is folded into a new snapshot
   // (amortised O(1) per change).
-  std::vector<nlohmann::json> entries;
+  // The lines are written as JSON text straight from the events' objects (the stored ones), without building a
+  // JSON entry around a copy of each.
+  std::string lines;
+  size_t entries = 0;
   for (const auto& e : events) {
     if (e.type == ResourceEventType::kDelete) {
-      entries.push_back(
-          {{"op", "delete"}, {"key", journalKey(toString(e.key.kind), e.key.namespace_name, e.key.name)}});
+      lines += nlohmann::json{{"op", "delete"},
+                              {"key", journalKey(toString(e.key.kind), e.key.namespace_name, e.key.name)}}
+                   .dump();
     } else if (e.type == ResourceEventType::kUpsert) {
-      if (auto obj = store_.get(e.key)) {
-        entries.push_back({{"op", "upsert"}, {"object", *obj}});
-      }
+      lines += R"({"object":)";
+      lines += e.object.dump();
+      lines += R"(,"op":"upsert"})";
+    } else {
+      continue;
     }
+    lines += '\n';
+    ++entries;
   }
-  journal_entries_ += entries.size();
+  journal_entries_ += entries;
   Status s = Status::Ok();
   if (journal_entries_ > std::max<size_t>(1024, store_.size())) {
     s = files_.writeSnapshot(store_.snapshot());
     journal_entries_ = 0;
-  } else if (!entries.empty()) {
-    s = files_.appendJournal(entries);
+  } else if (entries > 0) {
+    s = files_.appendJournal(lines);
   }
   if (!s.ok()) {
     spdlog::error("resources: persist: {}", s.error().message);

@@ -129,7 +129,7 @@ std::vector<ApplyOutcome> ResourceStore::apply(const std::vector<nlohmann::json>
     o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
     outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;
     objects_[key] = o;
-    events->push_back(ResourceEvent{ResourceEventType::kUpsert, key, o});
+    events->push_back(ResourceEvent{ResourceEventType::kUpsert, key, std::move(o)});
     out.push_back(outcome);
   }
   return out;

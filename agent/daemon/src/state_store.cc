@@ -158,11 +158,7 @@ Result<std::optional<nlohmann::json>> StateStore::loadIdentities() const {
   return std::optional<nlohmann::json>(std::move(j));
 }
 
-Status StateStore::appendJournal(const std::vector<nlohmann::json>& entries) {
-  std::string lines;
-  for (const auto& e : entries) {
-    lines += e.dump() + "\n";
-  }
+Status StateStore::appendJournal(const std::string& lines) {
   std::string path = dir_ + "/resources.log";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) {

@@ -57,3 +57,32 @@ TEST_CASE("malformed manifests fail with the line, never crash", "[unit][manifes
   REQUIRE(empty.ok());
   CHECK(empty->empty());
 }
+
+TEST_CASE("anchors and aliases copy their node; an alias bomb, deep nesting and collection keys are refused",
+          "[unit][manifest]") {
+  auto r = parseManifests("kind: Pod\nmetadata:\n  labels: &l {app: web, tier: '1'}\n  annotations: *l\n"
+                          "spec: {ports: [&p 80, *p], name: !!str 123, '8080': x, 1.50: y}\n");
+  REQUIRE(r.ok());
+  const auto& pod = (*r)[0];
+  CHECK(pod["metadata"]["annotations"] == pod["metadata"]["labels"]);
+  CHECK(pod["spec"]["ports"] == nlohmann::json::array({80, 80}));
+  CHECK(pod["spec"]["name"] == "123");  // an explicit !!str tag keeps the text
+  CHECK(pod["spec"]["8080"] == "x");
+  CHECK(pod["spec"]["1.50"] == "y");  // a key is its text as written
+  // Each level doubles the one before: 2^40 nodes if expanded.
+  std::string bomb = "kind: Pod\na0: &a0 [x, x]\n";
+  for (int i = 1; i <= 40; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) + ", *a" +
+            std::to_string(i - 1) + "]\n";
+  }
+  auto refused = parseManifests(bomb);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("too many nodes") != std::string::npos);
+  auto deep = parseManifests("kind: Pod\nx: " + std::string(2000, '[') + std::string(2000, ']') + "\n");
+  REQUIRE_FALSE(deep.ok());
+  CHECK(deep.error().message.find("nested too deeply") != std::string::npos);
+  auto key = parseManifests("kind: Pod\n? {a: 1}\n: b\n");
+  REQUIRE_FALSE(key.ok());
+  CHECK(key.error().message.find("a key that is not text") != std::string::npos);
+  CHECK_FALSE(parseManifests("kind: Pod\nx: *nowhere\n").ok());
+}

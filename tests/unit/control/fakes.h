@@ -292,12 +292,10 @@ class FakeAgentStore final : public AgentStore {
     return Status::Ok();
   }
   Result<std::optional<nlohmann::json>> loadIdentities() const override { return identities; }
-  Status appendJournal(const std::vector<nlohmann::json>& entries) override {
+  Status appendJournal(const std::string& lines) override {
     PLEXUS_TRY(failure(), "append journal");
     ++journal_appends;
-    for (const auto& e : entries) {
-      journal += e.dump() + "\n";
-    }
+    journal += lines;
     return Status::Ok();
   }
   Status writeSnapshot(const nlohmann::json& s) override {

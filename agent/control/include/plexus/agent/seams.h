@@ -113,8 +113,9 @@ class AgentStore {
   virtual std::vector<EndpointRecord> loadEndpoints(std::vector<std::string>* problems) const = 0;
   [[nodiscard]] virtual Status saveIdentities(const nlohmann::json& snapshot) = 0;
   [[nodiscard]] virtual Result<std::optional<nlohmann::json>> loadIdentities() const = 0;
-  // The resource journal: appends change entries ({op, key | object}), durably, one fsync per call.
-  [[nodiscard]] virtual Status appendJournal(const std::vector<nlohmann::json>& entries) = 0;
+  // The resource journal: appends change entries, one JSON text line each ({op, key | object}), durably, one fsync
+  // per call.
+  [[nodiscard]] virtual Status appendJournal(const std::string& lines) = 0;
   // Replaces the snapshot and empties the journal.
   [[nodiscard]] virtual Status writeSnapshot(const nlohmann::json& snapshot) = 0;
   struct StoredResources {
