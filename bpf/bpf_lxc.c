@@ -34,6 +34,9 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
   verdict_trace_flow(c, f);
   c->t.notify |= pt->notify;
   c->t.is_reply = pt->is_reply;
+  if (pt->audit) {
+    c->audit = pt->audit;
+  }
 }
 
 /* A destination on another node. Tunnel mode: a destination whose ipcache entry names the node hosting it is
@@ -206,6 +209,9 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   if (cfg_enable_policy) {
     ret = policy_ingress(&judged, dst, src_identity, &pt);
     c->t.notify |= pt.notify;
+    if (pt.audit) {
+      c->audit = pt.audit;
+    }
     if (ret < 0) {
       c->direction = PLEXUS_DIR_INGRESS;
       c->t.endpoint_id = dst->ep_id;

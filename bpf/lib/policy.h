@@ -8,6 +8,7 @@
 #include "lib/endpoints.h"
 
 const volatile __u8 cfg_enable_policy = 1; /* enforce per-endpoint policy maps (rodata, STYLE.md rule 6) */
+const volatile __u8 cfg_policy_audit = 0;  /* policy audit mode: a would-be drop passes and is reported as AUDIT */
 
 /* Sizes rather than __type: clang emits struct pointees of an inner-map template only as forward
  * declarations, which libbpf cannot size. The tries themselves are created by the agent. */
@@ -54,6 +55,7 @@ static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u
 struct policy_trace {
   __u8 notify;   /* a new connection, or new TCP flags on a known one */
   __u8 is_reply;
+  __u8 audit;    /* audit mode: the reason the policy would have dropped the packet for (0: none) */
 };
 
 /* How conntrack knows a packet at one enforcement point (Cilium's CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED). */
@@ -119,6 +121,10 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
     pt->notify = 1;
   }
   int ret = policy_verdict(ep_id, peer, dir, f->proto, flow4_policy_port(f));
+  if (ret < 0 && cfg_policy_audit) {
+    pt->audit = (__u8)(-ret); /* reported as AUDIT; the connection goes on as if allowed */
+    ret = 0;
+  }
   if (ret < 0) {
     if (state == POLICY_CT_ESTABLISHED) {
       ct4_delete(f, own);

@@ -18,6 +18,7 @@ struct verdict_ctx {
   __u8 refused;     /* the packet was turned into a refusal to its sender (no backend): a drop of `reason` for
                      * counters and events, though the program returns the redirect of the refusal */
   __u8 resolve_src; /* the source identity is not known yet: look it up in the ipcache when reporting */
+  __u8 audit;       /* policy audit mode: the packet passed though policy would have dropped it for this reason */
   struct trace_info t;
 };
 
@@ -61,7 +62,10 @@ static __always_inline int verdict_exit(struct __sk_buff *skb, struct verdict_ct
       verdict_resolve_identities(c);
     }
     __u8 verdict = c->reason == PLEXUS_REASON_SERVICE_TRANSLATED ? PLEXUS_VERDICT_TRANSLATED : PLEXUS_VERDICT_FORWARDED;
-    events_emit(&c->t, verdict, c->reason, c->direction, skb->len);
+    if (c->audit) {
+      verdict = PLEXUS_VERDICT_AUDIT; /* with the reason it would have been dropped for */
+    }
+    events_emit(&c->t, verdict, c->audit ? c->audit : c->reason, c->direction, skb->len);
   }
   return ret;
 }

@@ -722,6 +722,15 @@ describe('failures', () => {
     assert.match(ipip.stderr, /loadBalancer.dsrDispatch=ipip is not supported/);
   });
 
+  test('policyEnforcementMode and policyAuditMode render the agent keys; an unknown mode is refused', () => {
+    assert.equal(agentConfig()['enable-policy'], 'default');
+    assert.equal(agentConfig()['policy-audit-mode'], false);
+    const on = agentConfig(['--set', 'policyEnforcementMode=always', '--set', 'policyAuditMode=true']);
+    assert.equal(on['enable-policy'], 'always');
+    assert.equal(on['policy-audit-mode'], true);
+    assert.notEqual(template(['--set', 'policyEnforcementMode=strict']).status, 0);
+  });
+
   test('kubeProxyReplacementHealthzBindAddr renders the agent key, and only when set', () => {
     const on = template(['--set', 'kubeProxyReplacementHealthzBindAddr=0.0.0.0:10256']);
     assert.equal(on.status, 0, on.stderr);

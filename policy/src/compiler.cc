@@ -182,13 +182,33 @@ const std::vector<Label>* SelectorCache::labelsOf(uint32_t id) const {
   return it == identities_.end() ? nullptr : &it->second;
 }
 
+std::optional<EnforcementMode> parseEnforcementMode(const std::string& text) {
+  if (text == "default") {
+    return EnforcementMode::kDefault;
+  }
+  if (text == "always") {
+    return EnforcementMode::kAlways;
+  }
+  if (text == "never") {
+    return EnforcementMode::kNever;
+  }
+  return std::nullopt;
+}
+
 EndpointPolicy compile(const EndpointInfo& ep, const std::vector<const Policy*>& policies, SelectorCache& cache,
-                       const NamedPortResolver& named_ports) {
+                       const NamedPortResolver& named_ports, EnforcementMode mode) {
   EndpointPolicy out;
   EntrySet set;
   std::set<std::string> selected_by;
+  if (mode == EnforcementMode::kNever) {
+    for (Direction dir : {Direction::kIngress, Direction::kEgress}) {
+      set.add(Entry{.identity = kWildcardIdentity, .direction = dir});
+    }
+    out.entries = set.resolve();
+    return out;
+  }
   for (Direction dir : {Direction::kIngress, Direction::kEgress}) {
-    bool enforced = false;
+    bool enforced = mode == EnforcementMode::kAlways;
     std::vector<const Rule*> rules;
     for (const Policy* p : policies) {
       for (const Spec& spec : p->specs) {

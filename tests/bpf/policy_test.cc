@@ -147,3 +147,35 @@ TEST_CASE("port ranges are prefixes: a /8 port prefix covers 256 ports with one 
   CHECK(f.run(f.dp->fromContainerFd(), aToB(7002, 4352)).retval == TC_ACT_SHOT);
   CHECK(f.run(f.dp->fromContainerFd(), aToB(7003, 4095)).retval == TC_ACT_SHOT);
 }
+
+TEST_CASE("audit mode: a packet policy would drop passes and is reported as AUDIT with the drop's reason",
+          "[bpf][policy][audit]") {
+  datapath::LxcConfig cfg;
+  cfg.policy_audit = true;
+  Fixture f(cfg);
+  // B admits TCP/80 from A only; a deny rule refuses A's TCP/81.
+  datapath::PolicyEntries b = allowEgressAll();
+  b.push_back({key(kIdA, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 80), allow(10)});
+  b.push_back({key(kIdA, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 81), deny(11)});
+  REQUIRE(f.dp->policy().set(2, b).ok());
+  drainEvents(f.dp->eventsFd());
+
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(1000, 80)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(1001, 82)).retval == TC_ACT_REDIRECT);  // no rule: would be dropped
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(1002, 81)).retval == TC_ACT_REDIRECT);  // denied: would be dropped
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) == 0);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENY, PLEXUS_DIR_INGRESS) == 0);
+  auto events = drainEvents(f.dp->eventsFd());
+  REQUIRE(events.size() == 3);
+  CHECK(events[0].verdict == PLEXUS_VERDICT_FORWARDED);
+  CHECK(events[1].verdict == PLEXUS_VERDICT_AUDIT);
+  CHECK(events[1].reason == PLEXUS_REASON_POLICY_DENIED);
+  CHECK(ntohs(events[1].dport) == 82);
+  CHECK(events[2].verdict == PLEXUS_VERDICT_AUDIT);
+  CHECK(events[2].reason == PLEXUS_REASON_POLICY_DENY);
+
+  // Without audit mode the same packets are dropped.
+  Fixture enforcing;
+  REQUIRE(enforcing.dp->policy().set(2, b).ok());
+  CHECK(enforcing.run(enforcing.dp->fromContainerFd(), aToB(1001, 82)).retval == TC_ACT_SHOT);
+}

@@ -678,3 +678,40 @@ TEST_CASE("policy: a CNP whose endpointSelector names a namespace still isolates
   CHECK(node.agent().log().find("policy CiliumNetworkPolicy x/b-from-c: spec.endpointSelector: the match on "
                                 "k8s:io.kubernetes.pod.namespace is ignored") != std::string::npos);
 }
+
+TEST_CASE("policy: enforcement modes always and never, and audit mode, on a live node", "[netns][policy][audit]") {
+  const std::string deny_a = std::string(kCnp) +
+                             "metadata: {name: deny-a, namespace: x}\nspec:\n  endpointSelector: {matchLabels: {pod: b}}\n"
+                             "  ingress: [{fromEntities: [all]}]\n"
+                             "  ingressDeny: [{fromEndpoints: [{matchLabels: {pod: a}}]}]\n";
+  SECTION("audit: a denied ping passes and is reported as AUDIT, not as a drop") {
+    NodeFixture node("10.206.0.0/24", {"--policy-audit-mode", "true"});
+    Pod a = node.addPod("a", "x");
+    Pod b = node.addPod("b", "x");
+    applyYaml(node, podYaml("x", "a") + podYaml("x", "b") + deny_a);
+    CHECK(ping(*a.netns, b.ip));
+    auto flows = node.cli({"observe", "--verdict", "AUDIT", "--last", "100", "-o", "json"});
+    INFO(flows.out << flows.err);
+    CHECK(flows.out.find("\"verdict\":\"AUDIT\"") != std::string::npos);
+    CHECK(flows.out.find(b.ip) != std::string::npos);
+    CHECK(node.cli({"observe", "--verdict", "DROPPED", "--last", "100", "-o", "json"}).out.find("POLICY_DENY") ==
+          std::string::npos);
+  }
+  SECTION("always: a pod no policy selects is unreachable until a policy allows it") {
+    NodeFixture node("10.205.0.0/24", {"--enable-policy", "always"});
+    Pod a = node.addPod("a", "x");
+    Pod b = node.addPod("b", "x");
+    applyYaml(node, podYaml("x", "a") + podYaml("x", "b"));
+    CHECK_FALSE(ping(*a.netns, b.ip));
+    applyYaml(node, std::string(kCnp) + "metadata: {name: open, namespace: x}\nspec:\n  endpointSelector: {}\n"
+                                        "  ingress: [{fromEntities: [all]}]\n  egress: [{toEntities: [all]}]\n");
+    CHECK(ping(*a.netns, b.ip));
+  }
+  SECTION("never: a deny rule is not enforced") {
+    NodeFixture node("10.204.0.0/24", {"--enable-policy", "never"});
+    Pod a = node.addPod("a", "x");
+    Pod b = node.addPod("b", "x");
+    applyYaml(node, podYaml("x", "a") + podYaml("x", "b") + deny_a);
+    CHECK(ping(*a.netns, b.ip));
+  }
+}

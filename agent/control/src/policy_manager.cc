@@ -31,8 +31,12 @@ std::string nsOf(const nlohmann::json& object, bool cluster_scoped) {
 }  // namespace
 
 PolicyManager::PolicyManager(PolicyMap& map, IpcacheManager& ipcache, IdentitySource identities,
-                             NamedPortsOf named_ports)
-    : map_(map), ipcache_(ipcache), identity_source_(std::move(identities)), named_ports_(std::move(named_ports)) {}
+                             NamedPortsOf named_ports, policy::EnforcementMode mode)
+    : map_(map),
+      ipcache_(ipcache),
+      identity_source_(std::move(identities)),
+      named_ports_(std::move(named_ports)),
+      mode_(mode) {}
 
 std::string PolicyManager::keyOf(const std::string& kind, const std::string& ns, const std::string& name) {
   return ns.empty() ? fmt::format("{} {}", kind, name) : fmt::format("{} {}/{}", kind, ns, name);
@@ -155,7 +159,7 @@ policy::EndpointPolicy PolicyManager::compileFor(const EndpointRecord& rec,
     }
     return out;
   };
-  return policy::compile(info, ptrs, cache_, resolver);
+  return policy::compile(info, ptrs, cache_, resolver, mode_);
 }
 
 std::optional<std::string> PolicyManager::cidrHole(const policy::EndpointPolicy& compiled) const {

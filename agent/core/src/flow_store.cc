@@ -18,6 +18,7 @@ const char* verdictName(uint8_t verdict) {
     case PLEXUS_VERDICT_FORWARDED: return "FORWARDED";
     case PLEXUS_VERDICT_DROPPED: return "DROPPED";
     case PLEXUS_VERDICT_TRANSLATED: return "TRANSLATED";
+    case PLEXUS_VERDICT_AUDIT: return "AUDIT";
     default: return "UNKNOWN";
   }
 }
@@ -86,7 +87,8 @@ bool typeMatches(const FlowRecord& f, FlowType t) {
   switch (t) {
     case FlowType::kTrace: return f.verdict == PLEXUS_VERDICT_FORWARDED || f.verdict == PLEXUS_VERDICT_TRANSLATED;
     case FlowType::kDrop: return f.verdict == PLEXUS_VERDICT_DROPPED;
-    case FlowType::kPolicyVerdict: return f.verdict == PLEXUS_VERDICT_DROPPED && isPolicyReason(f.reason);
+    case FlowType::kPolicyVerdict:
+      return (f.verdict == PLEXUS_VERDICT_DROPPED || f.verdict == PLEXUS_VERDICT_AUDIT) && isPolicyReason(f.reason);
     case FlowType::kNeverEmitted: return false;
   }
   return false;
@@ -222,8 +224,10 @@ Result<FlowFilter> parseFlowFilter(const FlowFilterSpec& spec) {
       f.verdicts.push_back(PLEXUS_VERDICT_DROPPED);
     } else if (u == "TRANSLATED") {
       f.verdicts.push_back(PLEXUS_VERDICT_TRANSLATED);
+    } else if (u == "AUDIT") {
+      f.verdicts.push_back(PLEXUS_VERDICT_AUDIT);
     } else {
-      return invalid(fmt::format("verdict {:?}: must be one of FORWARDED, DROPPED, TRANSLATED", v));
+      return invalid(fmt::format("verdict {:?}: must be one of FORWARDED, DROPPED, TRANSLATED, AUDIT", v));
     }
   }
   for (const auto& p : spec.protocols) {

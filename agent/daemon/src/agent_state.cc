@@ -228,6 +228,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.sizes.ipcache = static_cast<uint32_t>(config.ipcache_map_max);
   lxc_cfg.sizes.nat = static_cast<uint32_t>(config.nat_map_max);
   lxc_cfg.masquerade = config.enable_bpf_masquerade;
+  lxc_cfg.policy_audit = config.policy_audit_mode;
   lxc_cfg.lb_mode = config.lb_mode == "dsr"      ? PLEXUS_LB_MODE_DSR
                     : config.lb_mode == "hybrid" ? PLEXUS_LB_MODE_HYBRID
                                                  : PLEXUS_LB_MODE_SNAT;
@@ -346,7 +347,8 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->ipcache = std::make_unique<IpcacheManager>(ports.ipcache);
   state->policies = std::make_unique<PolicyManager>(
       ports.policy, *state->ipcache, [ids = state->identities.get()] { return ids->all(); },
-      [r = state->resources.get()](const EndpointRecord& rec) { return r->namedPorts(rec.pod_namespace, rec.pod_name); });
+      [r = state->resources.get()](const EndpointRecord& rec) { return r->namedPorts(rec.pod_namespace, rec.pod_name); },
+      *policy::parseEnforcementMode(config.enable_policy));
   state->endpoints = std::make_unique<EndpointManager>(
       EndpointManagerDeps{ports.network, ports.endpoints, *state->ipcache, *state->policies, *state->store},
       *state->ipam, EndpointManagerConfig{state->pod_mtu}, [] { return static_cast<int64_t>(std::time(nullptr)); });

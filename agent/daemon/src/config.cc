@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "plexus/lb/maglev.h"
+#include "plexus/policy/compiler.h"
 
 namespace plexus::agent {
 
@@ -57,6 +58,11 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
                  "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");
   app.add_option("--lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
+  app.add_option("--enable-policy", c.enable_policy,
+                 "policy enforcement: default (a direction selected by a policy), always (every endpoint, no rule: "
+                 "deny) or never");
+  app.add_option("--policy-audit-mode", c.policy_audit_mode,
+                 "policy drops are not enforced: the packets pass and are reported with verdict AUDIT");
   app.add_option("--bpf-lb-mode", c.lb_mode,
                  "NodePort/LoadBalancer to another node's backend: snat (the entry node's address as source), dsr "
                  "(direct server return: the client's address kept, the backend's node replies) or hybrid (dsr for "
@@ -215,6 +221,10 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
   if (c.mtu != 0 && (c.mtu < 576 || c.mtu > 65535)) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--mtu {}: must be 576-65535 (or 0: automatic)", c.mtu));
   }
+  if (!policy::parseEnforcementMode(c.enable_policy)) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--enable-policy {:?}: must be default, always or never", c.enable_policy));
+  }
   if (c.lb_mode != "snat" && c.lb_mode != "dsr" && c.lb_mode != "hybrid") {
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("--bpf-lb-mode {:?}: must be snat, dsr or hybrid", c.lb_mode));
@@ -294,6 +304,8 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},
           {"monitor-aggregation", c.monitor_aggregation},
           {"lb-algorithm", c.lb_algorithm},
+          {"enable-policy", c.enable_policy},
+          {"policy-audit-mode", c.policy_audit_mode},
           {"bpf-lb-mode", c.lb_mode},
           {"bpf-lb-dsr-dispatch", c.lb_dsr_dispatch},
           {"maglev-table-size", c.maglev_table_size},

@@ -30,6 +30,7 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
   skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
   skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
   skel->rodata->cfg_masquerade = config.masquerade ? 1 : 0;
+  skel->rodata->cfg_policy_audit = config.policy_audit ? 1 : 0;
   skel->rodata->cfg_lb_mode = config.lb_mode;
   if (config.native_cidr.length() > 0) {
     skel->rodata->cfg_native_cidr_addr = config.native_cidr.network().networkOrder();
@@ -93,6 +94,7 @@ Result<std::unique_ptr<OverlayDatapath>> OverlayDatapath::load(const LxcConfig& 
   skel->rodata->cfg_routing_mode = static_cast<uint8_t>(config.routing_mode);
   skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
   skel->rodata->cfg_lb_mode = config.lb_mode;
+  skel->rodata->cfg_policy_audit = config.policy_audit ? 1 : 0;
   applyMapSizes(skel->obj, config.sizes);
   auto carried = loadPinnedObject(skel->obj, config.bpf_root, [skel] { return plexus_overlay__load(skel); });
   if (!carried.ok()) {

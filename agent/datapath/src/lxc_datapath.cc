@@ -266,6 +266,7 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
   skel->rodata->cfg_routing_mode = static_cast<uint8_t>(config.routing_mode);
   skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
   skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
+  skel->rodata->cfg_policy_audit = config.policy_audit ? 1 : 0;
   skel->rodata->cfg_lb_mode = config.lb_mode;
   applyMapSizes(skel->obj, config.sizes);
   // The Maglev inner template keeps its default size: BPF_F_INNER_MAP accepts tables of any size M.

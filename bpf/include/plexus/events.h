@@ -8,6 +8,7 @@ enum plexus_verdict {
   PLEXUS_VERDICT_FORWARDED = 1,
   PLEXUS_VERDICT_DROPPED = 2,
   PLEXUS_VERDICT_TRANSLATED = 3, /* a service frontend was rewritten to a backend */
+  PLEXUS_VERDICT_AUDIT = 4,      /* policy audit mode: policy would have dropped it (the reason says why); it passed */
 };
 
 /* Monitor aggregation (rodata cfg_monitor_aggregation), like Cilium's --monitor-aggregation. */

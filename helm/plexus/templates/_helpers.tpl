@@ -169,6 +169,8 @@ bpf-policy-map-max: {{ .Values.bpf.policyMapMax | int }}
 enable-hubble: {{ .Values.hubble.enabled }}
 hubble-flow-buffer-size: {{ include "plexus.eventBufferCapacity" . }}
 lb-algorithm: {{ .Values.loadBalancer.algorithm | quote }}
+enable-policy: {{ .Values.policyEnforcementMode | quote }}
+policy-audit-mode: {{ .Values.policyAuditMode }}
 bpf-lb-mode: {{ .Values.loadBalancer.mode | quote }}
 bpf-lb-dsr-dispatch: {{ .Values.loadBalancer.dsrDispatch | quote }}
 maglev-table-size: {{ .Values.maglev.tableSize | int }}

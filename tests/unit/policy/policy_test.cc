@@ -65,16 +65,20 @@ struct World {
   uint32_t cidrId(const std::string& c) { return cidr_ids.at(*Ipv4Prefix::parse(c)); }
   std::map<Ipv4Prefix, uint32_t> cidr_ids;
   EndpointPolicy compileFor(uint32_t id, const std::vector<Policy>& policies,
-                            std::multimap<std::string, std::pair<uint16_t, uint8_t>> named = {}) {
+                            std::multimap<std::string, std::pair<uint16_t, uint8_t>> named = {},
+                            EnforcementMode mode = EnforcementMode::kDefault) {
     EndpointInfo ep{id, parseLabels(ids.at(id)), named};
     std::vector<const Policy*> ptrs;
     for (const auto& p : policies) {
       ptrs.push_back(&p);
     }
-    return compile(ep, ptrs, cache, [](uint32_t, const std::string& n) {
-      return n == "http" ? std::vector<std::pair<uint16_t, uint8_t>>{{8080, kProtoTcp}}
-                         : std::vector<std::pair<uint16_t, uint8_t>>{};
-    });
+    return compile(
+        ep, ptrs, cache,
+        [](uint32_t, const std::string& n) {
+          return n == "http" ? std::vector<std::pair<uint16_t, uint8_t>>{{8080, kProtoTcp}}
+                             : std::vector<std::pair<uint16_t, uint8_t>>{};
+        },
+        mode);
   }
 };
 
@@ -690,4 +694,37 @@ spec:
   CHECK(ccnp.warnings.empty());
   CHECK(w.compileFor(258, {ccnp}).ingress_enforced);
   CHECK_FALSE(w.compileFor(256, {ccnp}).ingress_enforced);
+}
+
+TEST_CASE("enforcement modes: default enforces a selected direction, always every direction, never none",
+          "[unit][policy]") {
+  World w;
+  auto deny_b = mustParse(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: deny-b, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {pod: a}}
+  ingress: [{fromEntities: [all]}]
+  ingressDeny: [{fromEndpoints: [{matchLabels: {pod: b}}]}]
+)");
+  CHECK(parseEnforcementMode("always") == EnforcementMode::kAlways);
+  CHECK_FALSE(parseEnforcementMode("strict").has_value());
+  // No policy selects x/b: default allows both ways, always allows nothing.
+  auto open = w.compileFor(257, {deny_b});
+  CHECK(allows(open, 258, Direction::kIngress, kProtoTcp, 80));
+  CHECK(allows(open, 258, Direction::kEgress, kProtoTcp, 80));
+  auto closed = w.compileFor(257, {deny_b}, {}, EnforcementMode::kAlways);
+  CHECK_FALSE(allows(closed, 258, Direction::kIngress, kProtoTcp, 80));
+  CHECK_FALSE(allows(closed, 258, Direction::kEgress, kProtoTcp, 80));
+  // x/a is selected for ingress: always also closes its egress; its rules still apply.
+  auto a_always = w.compileFor(256, {deny_b}, {}, EnforcementMode::kAlways);
+  CHECK(allows(a_always, 258, Direction::kIngress, kProtoTcp, 80));
+  CHECK_FALSE(allows(a_always, 257, Direction::kIngress, kProtoTcp, 80));
+  CHECK_FALSE(allows(a_always, 258, Direction::kEgress, kProtoTcp, 80));
+  CHECK(allows(w.compileFor(256, {deny_b}), 258, Direction::kEgress, kProtoTcp, 80));
+  // never: the deny rule is not enforced either.
+  auto a_never = w.compileFor(256, {deny_b}, {}, EnforcementMode::kNever);
+  CHECK(allows(a_never, 257, Direction::kIngress, kProtoTcp, 80));
+  CHECK(a_never.selected_by.empty());
 }

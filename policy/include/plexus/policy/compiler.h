@@ -72,6 +72,13 @@ struct EndpointInfo {
 // identity `id` (id 0: on any pod).
 using NamedPortResolver = std::function<std::vector<std::pair<uint16_t, uint8_t>>(uint32_t id, const std::string& name)>;
 
+// Cilium's policy enforcement modes (--enable-policy, Helm policyEnforcementMode): default enforces a direction once a
+// policy with rules for it selects the endpoint; always enforces every direction of every endpoint (no rule: deny);
+// never enforces nothing (every endpoint allows everything, deny rules included).
+enum class EnforcementMode { kDefault, kAlways, kNever };
+// "default", "always", "never"; nullopt otherwise.
+std::optional<EnforcementMode> parseEnforcementMode(const std::string& text);
+
 struct EndpointPolicy {
   std::vector<Entry> entries;  // sorted by key, unique keys
   bool ingress_enforced = false;
@@ -82,7 +89,7 @@ struct EndpointPolicy {
 
 // Compiles the endpoint's map state. The result does not depend on the order of `policies` or of their rules.
 EndpointPolicy compile(const EndpointInfo& ep, const std::vector<const Policy*>& policies, SelectorCache& cache,
-                       const NamedPortResolver& named_ports);
+                       const NamedPortResolver& named_ports, EnforcementMode mode = EnforcementMode::kDefault);
 
 // Entries to add and keys to remove to go from `before` to `after`.
 struct EntryDiff {

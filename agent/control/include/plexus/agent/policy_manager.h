@@ -58,7 +58,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
   using IdentitySource = std::function<std::map<uint32_t, std::vector<std::string>>()>;
   using NamedPortsOf = std::function<std::multimap<std::string, std::pair<uint16_t, uint8_t>>(const EndpointRecord&)>;
 
-  PolicyManager(PolicyMap& map, IpcacheManager& ipcache, IdentitySource identities, NamedPortsOf named_ports);
+  PolicyManager(PolicyMap& map, IpcacheManager& ipcache, IdentitySource identities, NamedPortsOf named_ports,
+                policy::EnforcementMode mode = policy::EnforcementMode::kDefault);
 
   // Validates without storing; records the refusal (or clears an old one) under the object's key.
   Status validate(const nlohmann::json& object);
@@ -106,6 +107,7 @@ class PolicyManager final : public EndpointPolicyInstaller {
   std::map<std::string, std::string> invalid_;      // key -> reason
   std::map<uint32_t, std::string> rule_origins_;
   policy::SelectorCache cache_;
+  policy::EnforcementMode mode_;
   std::map<Ipv4Prefix, uint32_t> cidr_ids_;
   uint32_t next_cidr_id_ = identity::kFirstLocalIdentity;  // Cilium's local (CIDR) identity scope
   std::map<uint16_t, EndpointPolicyView> installed_;

@@ -48,6 +48,8 @@ struct AgentConfig {
   int hubble_flow_buffer_size = 4096;
   std::string monitor_aggregation = "medium";
   std::string lb_algorithm = "maglev";
+  std::string enable_policy = "default";  // policy enforcement mode: default | always | never (Cilium's enable-policy)
+  bool policy_audit_mode = false;  // policy drops are forwarded and reported as AUDIT (Cilium's policy-audit-mode)
   std::string lb_mode = "snat";  // how NodePort reaches another node's backend (Cilium's bpf-lb-mode)
   std::string lb_dsr_dispatch = "opt";  // how DSR names the frontend to the backend's node (bpf-lb-dsr-dispatch)
   int maglev_table_size = 16381;

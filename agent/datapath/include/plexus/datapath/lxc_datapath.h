@@ -69,6 +69,8 @@ struct LxcConfig {
   // outside native_cidr (prefix length 0: none).
   bool masquerade = false;
   Ipv4Prefix native_cidr;
+  // Policy audit mode: a packet the policy would drop passes, reported with verdict AUDIT.
+  bool policy_audit = false;
   // loadBalancer.mode: how a node frontend's flow reaches a backend pod on another node (lib/dsr.h).
   uint8_t lb_mode = PLEXUS_LB_MODE_SNAT;
 };
