@@ -1,7 +1,5 @@
 #include "plexus/agent/resource_store.h"
 
-#include <regex>
-
 #include <fmt/format.h>
 
 #include "plexus/common/manifest.h"
@@ -21,11 +19,33 @@ const char* toString(ApplyAction action) {
 }
 
 namespace {
-// Kubernetes object names: DNS-1123 subdomain (RFC 1123), at most 253 characters.
+// Kubernetes object names: DNS-1123 subdomain (RFC 1123), at most 253 characters: dot-separated labels of lower-case
+// letters, digits and '-', each starting and ending with a letter or digit.
 bool validName(const std::string& name) {
-  static const std::regex kSubdomain(R"(^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$)");
-  return !name.empty() && name.size() <= 253 && std::regex_match(name, kSubdomain);
+  if (name.empty() || name.size() > 253) {
+    return false;
+  }
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string::npos) {
+      end = name.size();
+    }
+    if (end == start || !alnum(name[start]) || !alnum(name[end - 1])) {
+      return false;
+    }
+    for (size_t i = start; i < end; ++i) {
+      if (!alnum(name[i]) && name[i] != '-') {
+        return false;
+      }
+    }
+    start = end + 1;
+  }
+  return true;
 }
+
+nlohmann::json decode(const std::vector<std::uint8_t>& bytes) { return nlohmann::json::from_cbor(bytes); }
 
 // The part of an object that decides whether a re-apply changed anything.
 nlohmann::json comparable(const nlohmann::json& object) {
@@ -116,19 +136,19 @@ std::vector<ApplyOutcome> ResourceStore::apply(const std::vector<nlohmann::json>
       continue;
     }
     auto it = objects_.find(key);
-    if (it != objects_.end() && comparable(it->second) == comparable(o)) {
+    if (it != objects_.end() && comparable(decode(it->second)) == comparable(o)) {
       outcome.action = ApplyAction::kUnchanged;
       out.push_back(outcome);
       continue;
     }
     int64_t generation = 1;
     if (it != objects_.end()) {
-      generation = it->second["metadata"].value("generation", int64_t{1}) + 1;
+      generation = decode(it->second)["metadata"].value("generation", int64_t{1}) + 1;
     }
     o["metadata"]["generation"] = generation;
     o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
     outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;
-    objects_[key] = o;
+    objects_[key] = nlohmann::json::to_cbor(o);
     events->push_back(ResourceEvent{ResourceEventType::kUpsert, key, std::move(o)});
     out.push_back(outcome);
   }
@@ -155,7 +175,7 @@ std::vector<ApplyOutcome> ResourceStore::remove(const std::vector<nlohmann::json
       out.push_back(outcome);
       continue;
     }
-    events->push_back(ResourceEvent{ResourceEventType::kDelete, key, it->second});
+    events->push_back(ResourceEvent{ResourceEventType::kDelete, key, decode(it->second)});
     objects_.erase(it);
     outcome.action = ApplyAction::kDeleted;
     out.push_back(outcome);
@@ -168,7 +188,7 @@ std::vector<nlohmann::json> ResourceStore::list(ResourceKind kind) const {
   // Keys order by kind first: one range, not a scan of every object.
   for (auto it = objects_.lower_bound(ResourceKey{kind, "", ""}); it != objects_.end() && it->first.kind == kind;
        ++it) {
-    out.push_back(it->second);
+    out.push_back(decode(it->second));
   }
   return out;
 }
@@ -178,13 +198,13 @@ std::optional<nlohmann::json> ResourceStore::get(const ResourceKey& key) const {
   if (it == objects_.end()) {
     return std::nullopt;
   }
-  return it->second;
+  return decode(it->second);
 }
 
 nlohmann::json ResourceStore::snapshot() const {
   nlohmann::json items = nlohmann::json::array();
   for (const auto& [key, o] : objects_) {
-    items.push_back(o);
+    items.push_back(decode(o));
   }
   return {{"resourceVersion", resource_version_}, {"items", items}};
 }
@@ -202,8 +222,8 @@ Result<std::vector<ResourceEvent>> ResourceStore::restore(const nlohmann::json& 
     if (!s.ok()) {
       return s.error().wrap("resource snapshot");
     }
-    objects_[key] = o;
-    events.push_back(ResourceEvent{ResourceEventType::kUpsert, key, o});
+    objects_[key] = nlohmann::json::to_cbor(o);
+    events.push_back(ResourceEvent{ResourceEventType::kUpsert, key, std::move(o)});
   }
   resource_version_ = snapshot.value("resourceVersion", uint64_t{0});
   events.push_back(ResourceEvent{ResourceEventType::kSynced, {}, nullptr});

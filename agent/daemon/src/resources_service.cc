@@ -1,4 +1,6 @@
 // The Resources API: `plexus apply -f` / `delete -f` into the standalone store.
+#include <malloc.h>
+
 #include <chrono>
 
 #include <fmt/format.h>
@@ -8,6 +10,10 @@
 #include "plexus/agent/requests.h"
 
 namespace plexus::agent {
+
+namespace {
+constexpr size_t kTrimAfter = 1000;  // objects in one request
+}  // namespace
 
 grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyResponse* resp, bool remove) {
   if (state_.kube) {
@@ -26,6 +32,13 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
                       })
                       .get();
   resp->set_agent_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  if (objects->size() >= kTrimAfter) {
+    // A bulk apply leaves the parsed objects' memory free in this thread's and the reconcile thread's malloc arenas;
+    // hand it back to the kernel, or the agent's RSS keeps the peak of the largest apply it ever saw.
+    objects->clear();
+    objects->shrink_to_fit();
+    malloc_trim(0);
+  }
   for (const auto& o : outcomes) {
     auto* out = resp->add_outcomes();
     out->set_object(o.object);
