@@ -194,7 +194,11 @@ uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
 TEST_CASE("multinode: externalTrafficPolicy Local keeps the client's address, the node without a local backend "
           "refuses, and healthCheckNodePort answers 200 with the count there and 503 elsewhere",
           "[netns][multinode][nodeport][etp-local]") {
-  Fabric f(FabricOptions{2, 206, routingArgs("native")});
+  FabricOptions o;
+  o.nodes = 2;
+  o.cidr_base = 206;
+  o.agent_args = routingArgs("native");
+  Fabric f(o);
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
   f.applyCluster();
   f.applyEverywhere(lbService(web, f.nodeName(1), "  externalTrafficPolicy: Local\n  healthCheckNodePort: 31555\n"),
@@ -268,7 +272,11 @@ TEST_CASE("multinode: externalTrafficPolicy Local keeps the client's address, th
 TEST_CASE("multinode: loadBalancerSourceRanges admit a client inside them and drop one outside (NOT_IN_SRC_RANGE); "
           "a change of the ranges takes effect",
           "[netns][multinode][nodeport][source-range]") {
-  Fabric f(FabricOptions{2, 204, routingArgs("native")});
+  FabricOptions o;
+  o.nodes = 2;
+  o.cidr_base = 204;
+  o.agent_args = routingArgs("native");
+  Fabric f(o);
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
   f.applyCluster();
   OutsideClient other(f);
