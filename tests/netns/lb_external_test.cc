@@ -179,6 +179,15 @@ std::string lbService(const FabricPod& backend, const std::string& node_name, co
          "- addresses: [" + backend.ip() + "]\n  conditions: {ready: true}\n  nodeName: " + node_name + "\n";
 }
 
+// Two nodes in native routing, pod CIDRs 10.{base}.0.0/24 and 10.{base+1}.0.0/24.
+FabricOptions twoNodes(int cidr_base) {
+  FabricOptions o;
+  o.nodes = 2;
+  o.cidr_base = cidr_base;
+  o.agent_args = routingArgs("native");
+  return o;
+}
+
 uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
   uint64_t total = 0;
   for (const auto& row : n.cliJson({"bpf", "metrics", "list"})) {
@@ -194,11 +203,7 @@ uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
 TEST_CASE("multinode: externalTrafficPolicy Local keeps the client's address, the node without a local backend "
           "refuses, and healthCheckNodePort answers 200 with the count there and 503 elsewhere",
           "[netns][multinode][nodeport][etp-local]") {
-  FabricOptions o;
-  o.nodes = 2;
-  o.cidr_base = 206;
-  o.agent_args = routingArgs("native");
-  Fabric f(o);
+  Fabric f(twoNodes(206));
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
   f.applyCluster();
   f.applyEverywhere(lbService(web, f.nodeName(1), "  externalTrafficPolicy: Local\n  healthCheckNodePort: 31555\n"),
@@ -272,11 +277,7 @@ TEST_CASE("multinode: externalTrafficPolicy Local keeps the client's address, th
 TEST_CASE("multinode: loadBalancerSourceRanges admit a client inside them and drop one outside (NOT_IN_SRC_RANGE); "
           "a change of the ranges takes effect",
           "[netns][multinode][nodeport][source-range]") {
-  FabricOptions o;
-  o.nodes = 2;
-  o.cidr_base = 204;
-  o.agent_args = routingArgs("native");
-  Fabric f(o);
+  Fabric f(twoNodes(204));
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
   f.applyCluster();
   OutsideClient other(f);
