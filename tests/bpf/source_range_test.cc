@@ -152,3 +152,26 @@ TEST_CASE("a local pod reaching the LoadBalancer IP (internal scope, from-contai
   CHECK(f.counter(PLEXUS_REASON_NOT_IN_SRC_RANGE, PLEXUS_DIR_EGRESS) == 0);
   CHECK(f.fromOutside(kOutside, 53001).retval == TC_ACT_SHOT);
 }
+
+TEST_CASE("capacity: --bpf-lb-map-max sizes the source range trie for every program sharing it, and a full trie is "
+          "ResourceExhausted naming it",
+          "[bpf][capacity][source-range]") {
+  datapath::LxcConfig cfg;
+  cfg.sizes.lb = 16;
+  Fixture f(cfg);
+  auto info = datapath::mapInfo(f.dp->lb().source_ranges.fd());
+  REQUIRE(info.ok());
+  CHECK(info->max_entries == 16);
+  CHECK(info->type == BPF_MAP_TYPE_LPM_TRIE);
+  cfg.bpf_root = f.bpffs.path() + "/plexus";
+  auto host = datapath::HostDatapath::load(cfg);  // opens the same pin with the same size: nothing moved aside
+  REQUIRE(host.ok());
+  for (uint32_t i = 0; i < 16; ++i) {
+    auto k = lb::makeSourceRangeKey(static_cast<uint16_t>(i + 1), *Ipv4Prefix::parse("10.0.0.0/8"));
+    REQUIRE(f.dp->lb().source_ranges.update(k, 1).ok());
+  }
+  auto full = f.dp->lb().source_ranges.update(lb::makeSourceRangeKey(17, *Ipv4Prefix::parse("10.0.0.0/8")), 1);
+  REQUIRE_FALSE(full.ok());
+  CHECK(full.error().code == ErrorCode::kResourceExhausted);
+  CHECK(full.error().message == "map plexus_lb4_source_range_v1 is full (16 entries)");
+}
