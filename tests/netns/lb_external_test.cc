@@ -252,6 +252,7 @@ TEST_CASE("multinode: externalTrafficPolicy Local keeps the client's address, th
   CHECK(body["serviceProxyHealthy"] == true);
   CHECK(up.headers.find("Content-Type: application/json") != std::string::npos);
   CHECK(up.headers.find("X-Content-Type-Options: nosniff") != std::string::npos);
+  CHECK(f.node(1).cliJson({"service", "get", "web"})["service"]["health_check_node_port"] == 31555);
   CHECK(httpGet(f.fabricNetns(), Fabric::underlayIp(1), 31555, "/any/path").status == 200);
 
   HttpReply down;
@@ -313,6 +314,10 @@ TEST_CASE("multinode: loadBalancerSourceRanges admit a client inside them and dr
   CHECK(reported);
   CHECK(f.node(0).agent().log().find("service default/web: spec.loadBalancerSourceRanges: \"not-a-cidr\"") !=
         std::string::npos);
+  auto svc = f.node(0).cliJson({"service", "get", "web"});
+  INFO(svc.dump());
+  CHECK(svc["service"]["load_balancer_source_ranges"] == nlohmann::json::array({"172.30.0.1/32"}));
+  CHECK(svc["service"]["source_ranges_set"] == true);
   auto ranges = f.node(0).cliJson({"bpf", "lb-source-range", "list"});
   INFO(ranges.dump());
   REQUIRE(ranges.size() == 1);
