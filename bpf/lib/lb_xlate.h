@@ -7,6 +7,7 @@
 #include "lib/conntrack.h"
 #include "lib/endpoints.h"
 #include "lib/lb.h"
+#include "lib/lb_source_range.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
 
@@ -95,6 +96,10 @@ static __always_inline struct lb4_result lb4_xlate(struct __sk_buff *skb, struct
   struct plexus_lb4_service *svc = lb4_lookup_service(&key, f->daddr, f->dport, f->proto, internal);
   if (!svc) {
     return res;
+  }
+  int range = internal ? 0 : lb4_src_range_check(svc, f->saddr);
+  if (range < 0) {
+    return lb4_drop(range);
   }
   struct plexus_lb4_backend *be = 0;
   __u32 id = 0;

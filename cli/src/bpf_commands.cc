@@ -65,6 +65,8 @@ void addBpfCommands(CLI::App& app, Context& ctx, int& rc) {
       {"metrics", "forward/drop counters by reason and direction (plexus_metrics_v1)", v1::BPF_MAP_METRICS},
       {"lb", "service frontends and backend slots (plexus_lb4_services_v1)", v1::BPF_MAP_LB_SERVICES},
       {"backends", "service backends (plexus_lb4_backends_v1)", v1::BPF_MAP_LB_BACKENDS},
+      {"lb-source-range", "LoadBalancer source ranges by frontend (plexus_lb4_source_range_v1)",
+       v1::BPF_MAP_LB_SOURCE_RANGE},
       {"ct", "connection tracking (plexus_ct4_v2)", v1::BPF_MAP_CONNTRACK},
       {"nat", "masquerade translations (plexus_snat4_v1)", v1::BPF_MAP_NAT},
       {"policy", "an endpoint's policy map (plexus_policy_v1); needs --endpoint", v1::BPF_MAP_POLICY},

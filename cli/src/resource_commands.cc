@@ -131,6 +131,16 @@ int serviceGet(const Context& c, const std::string& name) {
   std::cout << fmt::format("Service {}/{}  type {}  affinity {}  externalTrafficPolicy {}  endpoints from {}\n",
                            svc.namespace_(), svc.name(), svc.type(), svc.session_affinity(),
                            svc.external_traffic_policy(), svc.endpoints_source());
+  if (svc.health_check_node_port() != 0) {
+    std::cout << fmt::format("  healthCheckNodePort {}\n", svc.health_check_node_port());
+  }
+  if (svc.source_ranges_set()) {
+    std::string ranges;
+    for (const auto& r : svc.load_balancer_source_ranges()) {
+      ranges += (ranges.empty() ? "" : ", ") + r;
+    }
+    std::cout << fmt::format("  loadBalancerSourceRanges {}\n", ranges.empty() ? "(none usable: closed)" : ranges);
+  }
   for (const auto& f : svc.frontends()) {
     std::cout << fmt::format("  {}:{}/{} {} ({}){}  ->  {}\n", f.address(), f.port(), f.protocol(), f.type(),
                              f.scope(), f.maglev() ? " maglev" : "", backendsText(f));

@@ -21,6 +21,15 @@ plexus_lb4_key makeLbKey(Ipv4 addr, uint16_t port, uint8_t proto, uint8_t scope,
   return k;
 }
 
+plexus_lb4_src_range_key makeSourceRangeKey(uint16_t rev_nat_index, const Ipv4Prefix& range) {
+  plexus_lb4_src_range_key k;
+  std::memset(&k, 0, sizeof(k));
+  k.prefixlen = PLEXUS_LB_SRC_RANGE_FIXED_PREFIX + static_cast<uint32_t>(range.length());
+  k.rev_nat_index = rev_nat_index;
+  k.address = range.network().networkOrder();
+  return k;
+}
+
 namespace {
 // How the planner names a backend or a frontend for its ids: "ip:port/PROTO".
 std::string endpointKey(Ipv4 ip, uint16_t port, uint8_t proto) {
@@ -248,6 +257,15 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
         install(PLEXUS_LB_SCOPE_INTERNAL, svc.internal_traffic_local ? local : all);
         st.services[makeLbKey(addr, port, sp.proto, PLEXUS_LB_SCOPE_EXTERNAL, 0)].flags |= PLEXUS_SVC_F_TWO_SCOPES;
       }
+      // loadBalancerSourceRanges guard the LoadBalancer addresses only (kube-proxy and Cilium leave the NodePort and
+      // the clusterIP open). The flag goes on whenever the field lists anything, so that a service whose ranges are
+      // all unusable is closed to every client, never open to all.
+      if (flag == PLEXUS_SVC_F_LOADBALANCER && svc.source_ranges_set) {
+        st.services[makeLbKey(addr, port, sp.proto, PLEXUS_LB_SCOPE_EXTERNAL, 0)].flags |= PLEXUS_SVC_F_SOURCE_RANGE;
+        for (const auto& range : svc.source_ranges) {
+          st.source_ranges.insert(makeSourceRangeKey(rid, range));
+        }
+      }
     };
 
     if (svc.cluster_ip) {
@@ -332,6 +350,7 @@ void merge(MapState* into, const MapState& part) {
   }
   into->revnat.insert(part.revnat.begin(), part.revnat.end());
   into->maglev.insert(part.maglev.begin(), part.maglev.end());
+  into->source_ranges.insert(part.source_ranges.begin(), part.source_ranges.end());
   into->frontends.insert(into->frontends.end(), part.frontends.begin(), part.frontends.end());
 }
 }  // namespace
@@ -405,6 +424,9 @@ void Planner::commit(MapState* installed, const Change& change, const Plan& plan
   }
   for (uint32_t id : plan.backend_deletes) {
     installed->backends.erase(id);
+  }
+  for (const auto& k : change.before.source_ranges) {
+    installed->source_ranges.erase(k);
   }
   std::set<std::string> changed;
   for (const auto& f : change.before.frontends) {
@@ -501,6 +523,16 @@ Plan Planner::diff(const MapState& installed, const MapState& desired) {
   for (const auto& [id, b] : installed.backends) {
     if (!desired.backends.count(id)) {
       p.backend_deletes.push_back(id);
+    }
+  }
+  for (const auto& k : desired.source_ranges) {
+    if (!installed.source_ranges.count(k)) {
+      p.source_range_upserts.push_back(k);
+    }
+  }
+  for (const auto& k : installed.source_ranges) {
+    if (!desired.source_ranges.count(k)) {
+      p.source_range_deletes.push_back(k);
     }
   }
   return p;

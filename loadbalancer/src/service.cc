@@ -2,6 +2,8 @@
 
 #include <netinet/in.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace plexus::lb {
@@ -206,9 +208,57 @@ Result<Service> parseServiceFields(const nlohmann::json& o) {
   }
   s.external_traffic_local = spec.value("externalTrafficPolicy", "Cluster") == "Local";
   s.internal_traffic_local = spec.value("internalTrafficPolicy", "Cluster") == "Local";
+  if (spec.contains("healthCheckNodePort") && !spec["healthCheckNodePort"].is_null()) {
+    auto hc = portNumber(spec["healthCheckNodePort"], what, "spec.healthCheckNodePort", true);
+    if (!hc.ok()) {
+      return hc.error();
+    }
+    // The API server only keeps it for LoadBalancers with externalTrafficPolicy: Local.
+    if (s.type == ServiceType::kLoadBalancer && s.external_traffic_local) {
+      s.health_check_node_port = *hc;
+    }
+  }
+  if (spec.contains("loadBalancerSourceRanges") && !spec["loadBalancerSourceRanges"].is_null()) {
+    const auto& ranges = spec["loadBalancerSourceRanges"];
+    if (!ranges.is_array()) {
+      return bad(what, "spec.loadBalancerSourceRanges", "must be a list of CIDRs");
+    }
+    for (const auto& r : ranges) {
+      s.source_ranges_set = true;
+      bool ipv6 = false;
+      auto prefix = r.is_string() ? parseSourceRange(r.get<std::string>(), &ipv6) : std::nullopt;
+      if (prefix) {
+        if (std::find(s.source_ranges.begin(), s.source_ranges.end(), *prefix) == s.source_ranges.end()) {
+          s.source_ranges.push_back(*prefix);
+        }
+      } else if (!ipv6) {
+        s.invalid_source_ranges.push_back(r.is_string() ? r.get<std::string>() : r.dump());
+      }
+    }
+  }
   return s;
 }
 
+}  // namespace
+
+std::optional<Ipv4Prefix> parseSourceRange(const std::string& text, bool* ipv6) {
+  *ipv6 = false;
+  size_t b = text.find_first_not_of(" \t");
+  size_t e = text.find_last_not_of(" \t");
+  std::string t = b == std::string::npos ? "" : text.substr(b, e - b + 1);
+  // A CIDR, as the API server validates the field: a bare address is no range.
+  if (t.find('/') == std::string::npos) {
+    return std::nullopt;
+  }
+  if (t.find(':') != std::string::npos) {
+    // Not parsed further: an IPv4-only datapath has no use for it, whether it is well formed or not.
+    *ipv6 = t.find_first_not_of("0123456789abcdefABCDEF:./") == std::string::npos;
+    return std::nullopt;
+  }
+  return Ipv4Prefix::parse(t);
+}
+
+namespace {
 // The checks, field by field; parseEndpointSlice() adds the type-error net.
 Result<EndpointSlice> parseEndpointSliceFields(const nlohmann::json& o) {
   EndpointSlice es;

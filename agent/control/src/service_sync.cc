@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace plexus::agent {
@@ -49,6 +50,12 @@ std::vector<lb::PodRecord> ServiceSync::podRecords(const std::set<std::string>& 
     }
     for (const auto& [name, port] : podNamedPorts(o)) {
       p.named_ports[name] = port;
+    }
+    // Where the pod runs (externalTrafficPolicy: Local and the health checks keep to this node's endpoints); a pod
+    // without spec.nodeName counts as local, as the planner treats an endpoint without a nodeName.
+    if (o.contains("spec") && o["spec"].is_object() && o["spec"].contains("nodeName") &&
+        o["spec"]["nodeName"].is_string()) {
+      p.node_name = o["spec"]["nodeName"].get<std::string>();
     }
     pods.push_back(std::move(p));
   }
@@ -120,9 +127,52 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
   if (!s.ok()) {
     return s;  // dirty state kept: the next sync retries (in full, the manager knows it is behind)
   }
+  updateHealthChecks(keys, slices);
   dirty_all_ = false;
   dirty_.clear();
   return Status::Ok();
+}
+
+void ServiceSync::updateHealthChecks(const std::set<std::string>& keys,
+                                     const std::map<std::string, std::vector<lb::EndpointSlice>>& slices) {
+  static const std::vector<lb::EndpointSlice> kNone;
+  bool changed = false;
+  for (const auto& key : keys) {
+    auto svc = parsed_services_.find(key);
+    auto mine = slices.find(key);
+    std::optional<lb::HealthCheck> hc;
+    if (svc != parsed_services_.end()) {
+      hc = lb::healthCheckOf(svc->second, mine == slices.end() ? kNone : mine->second, manager_.nodeName());
+    }
+    auto it = health_checks_.find(key);
+    if (!hc) {
+      if (it != health_checks_.end()) {
+        health_checks_.erase(it);
+        changed = true;
+      }
+    } else if (it == health_checks_.end() || !(it->second == *hc)) {
+      health_checks_[key] = *hc;
+      changed = true;
+    }
+  }
+  if (changed && health_) {
+    health_->publish(health_checks_);
+  }
+}
+
+void ServiceSync::reportSourceRanges(const lb::Service& svc) {
+  auto old = parsed_services_.find(svc.key());
+  if (svc.invalid_source_ranges.empty() ||
+      (old != parsed_services_.end() && old->second.invalid_source_ranges == svc.invalid_source_ranges)) {
+    return;
+  }
+  std::string list;
+  for (const auto& r : svc.invalid_source_ranges) {
+    list += (list.empty() ? "" : ", ") + fmt::format("{:?}", r);
+  }
+  spdlog::warn("service {}: spec.loadBalancerSourceRanges: {} {} no IPv4 or IPv6 CIDR; they admit no client (the "
+               "LoadBalancer addresses stay closed to all but the valid ranges)",
+               svc.key(), list, svc.invalid_source_ranges.size() == 1 ? "is" : "are");
 }
 
 bool ServiceSync::track(const ResourceEvent& e) {
@@ -131,6 +181,7 @@ bool ServiceSync::track(const ResourceEvent& e) {
       std::string key = nsOrDefault(e.key.namespace_name) + "/" + e.key.name;
       auto svc = e.type == ResourceEventType::kUpsert ? lb::parseService(e.object) : Result<lb::Service>(Error{});
       if (e.type == ResourceEventType::kUpsert && svc.ok()) {
+        reportSourceRanges(*svc);
         parsed_services_[key] = *svc;
       } else {
         parsed_services_.erase(key);

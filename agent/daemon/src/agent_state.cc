@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/iptables.h"
+#include "plexus/agent/metrics_server.h"
 #include "plexus/api/paths.h"
 #include "plexus/datapath/netlink.h"
 #include "plexus/identity.h"
@@ -100,6 +101,9 @@ struct AgentState::Ports {
 void AgentState::stop() {
   if (health) {
     health->stop();  // it reads the node list through the reconcile thread
+  }
+  if (service_health) {
+    service_health->stop();  // its answers ask the reconcile thread whether the service proxy is healthy
   }
   if (kube) {
     kube->stop();  // no more events for the reconcile thread
@@ -380,7 +384,12 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       // Not fatal: services are then written afresh, with new ids (established per-packet flows may break).
       spdlog::warn("services: {}", s.error().message);
     }
-    state->service_sync = std::make_unique<ServiceSync>(*state->services, *state->resources);
+    state->service_health = std::make_unique<ServiceHealthServers>(*state, [st = state.get()] {
+      // serviceProxyHealthy: what the kube-proxy /healthz answers (kubeProxyHealth, on the reconcile thread).
+      return st->ready && st->reconciler.submit([st] { return kubeProxyHealth(*st).status == 200; }).get();
+    });
+    state->service_sync =
+        std::make_unique<ServiceSync>(*state->services, *state->resources, state->service_health.get());
   }
   state->controller = std::make_unique<Controller>(ControllerParts{
       *state->resources, *state->identities, *state->ipcache, *state->endpoints, *state->policies,

@@ -40,6 +40,10 @@ Status KernelServiceMaps::apply(const lb::Plan& plan) {
   for (const auto& [id, t] : plan.maglev_upserts) {
     PLEXUS_TRY(maps_.setMaglevTable(id, t), fmt::format("maglev table {}", id));
   }
+  // Ranges before the masters that announce them (one at a time: LPM tries take no batches).
+  for (const auto& k : plan.source_range_upserts) {
+    PLEXUS_TRY(maps_.source_ranges.update(k, 1), "source ranges");
+  }
   PLEXUS_TRY(maps_.services.updateBatch(plan.service_upserts), "service entries");
   for (const auto& k : plan.service_deletes) {
     if (whole(k)) {
@@ -47,6 +51,11 @@ Status KernelServiceMaps::apply(const lb::Plan& plan) {
     }
     if (Status s = maps_.services.erase(k); !ignoreMissing(s)) {
       return s.error().wrap("service entry");
+    }
+  }
+  for (const auto& k : plan.source_range_deletes) {
+    if (Status s = maps_.source_ranges.erase(k); !ignoreMissing(s)) {
+      return s.error().wrap("source range");
     }
   }
   for (uint16_t id : plan.maglev_deletes) {
@@ -70,16 +79,21 @@ Result<lb::MapState> KernelServiceMaps::read() const {
   auto backends = maps_.backends.entries();
   auto revnat = maps_.revnat.entries();
   auto maglev = maps_.maglevIndexes();
-  if (!services.ok() || !backends.ok() || !revnat.ok() || !maglev.ok()) {
+  auto ranges = maps_.source_ranges.entries();
+  if (!services.ok() || !backends.ok() || !revnat.ok() || !maglev.ok() || !ranges.ok()) {
     return !services.ok() ? services.error()
            : !backends.ok() ? backends.error()
            : !revnat.ok()   ? revnat.error()
-                            : maglev.error();
+           : !maglev.ok()   ? maglev.error()
+                            : ranges.error();
   }
   lb::MapState st;
   st.services.insert(services->begin(), services->end());
   st.backends.insert(backends->begin(), backends->end());
   st.revnat.insert(revnat->begin(), revnat->end());
+  for (const auto& [k, v] : *ranges) {
+    st.source_ranges.insert(k);
+  }
   for (uint16_t id : *maglev) {
     auto table = maps_.maglevTable(id);
     st.maglev[id] = table.ok() ? *table : std::vector<uint32_t>{};  // unreadable: the first sync rewrites it

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <map>
+
 #include <fmt/format.h>
 
 #include "plexus/common/ipv4.h"
@@ -150,6 +152,30 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
         auto* row = out->add_rows();
         row->add_key(std::to_string(k));
         row->add_value(fmt::format("{}:{}", Ipv4::fromNetwork(v.address).toString(), ntohs(v.port)));
+      }
+      return Status::Ok();
+    }
+    case v1::BPF_MAP_LB_SOURCE_RANGE: {
+      out->set_name("plexus_lb4_source_range_v1");
+      columns(out, {"rev_nat_index", "source_range"}, {"frontend"});
+      auto entries = lxc.lb().source_ranges.entries();
+      auto revnat = lxc.lb().revnat.entries();
+      if (!entries.ok()) {
+        return entries.error();
+      }
+      std::map<uint16_t, plexus_lb4_reverse_nat> frontends;
+      if (revnat.ok()) {
+        frontends.insert(revnat->begin(), revnat->end());
+      }
+      for (const auto& [k, v] : *entries) {
+        auto* row = out->add_rows();
+        row->add_key(std::to_string(k.rev_nat_index));
+        int len = static_cast<int>(k.prefixlen) - PLEXUS_LB_SRC_RANGE_FIXED_PREFIX;
+        row->add_key(Ipv4Prefix(Ipv4::fromNetwork(k.address), len < 0 ? 0 : len).toString());
+        auto fe = frontends.find(k.rev_nat_index);
+        row->add_value(fe == frontends.end() ? "-"
+                                             : fmt::format("{}:{}", Ipv4::fromNetwork(fe->second.address).toString(),
+                                                           ntohs(fe->second.port)));
       }
       return Status::Ok();
     }

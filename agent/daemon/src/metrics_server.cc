@@ -140,7 +140,7 @@ KubeProxyHealth kubeProxyHealth(AgentState& state) {
   return {healthy ? 200 : 503, body.dump()};
 }
 
-Status MetricsServer::start(const std::string& address, HttpRoutes routes, const std::string& flag) {
+Status MetricsServer::listen(const std::string& address, const std::string& flag) {
   auto colon = address.rfind(':');
   if (colon == std::string::npos) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: must be host:port", flag, address));
@@ -158,6 +158,20 @@ Status MetricsServer::start(const std::string& address, HttpRoutes routes, const
   if (host.empty()) {
     host = "0.0.0.0";
   }
+  if (!server_->bind_to_port(host.c_str(), port)) {
+    return makeError(ErrorCode::kUnavailable, fmt::format("{}: cannot listen on {}", flag, address));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // httplib's stop() does nothing until the listen loop runs (it checks is_running()): wait for it (bounded), so that
+  // a listener closed right after it opened (a service deleted at once) does not leave stop() joining forever.
+  for (int i = 0; i < 400 && !server_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  spdlog::info("{}: serving http://{}", flag, address);
+  return Status::Ok();
+}
+
+Status MetricsServer::start(const std::string& address, HttpRoutes routes, const std::string& flag) {
   if (routes == HttpRoutes::kKubeProxyHealth) {
     auto health = [this](const httplib::Request&, httplib::Response& res) {
       auto h = state_.ready ? state_.reconciler.submit([this] { return kubeProxyHealth(state_); }).get()
@@ -178,12 +192,20 @@ Status MetricsServer::start(const std::string& address, HttpRoutes routes, const
       res.set_content(state_.ready ? "ok\n" : "starting\n", "text/plain");
     });
   }
-  if (!server_->bind_to_port(host.c_str(), port)) {
-    return makeError(ErrorCode::kUnavailable, fmt::format("{}: cannot listen on {}", flag, address));
-  }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  spdlog::info("{}: serving http://{}", flag, address);
-  return Status::Ok();
+  return listen(address, flag);
+}
+
+Status MetricsServer::serveAnswers(const std::string& address, std::function<lb::HealthAnswer()> answer,
+                                   const std::string& what) {
+  auto handler = [answer = std::move(answer)](const httplib::Request&, httplib::Response& res) {
+    lb::HealthAnswer a = answer();
+    res.status = a.status;
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_content(a.body, "application/json");
+  };
+  server_->Get(".*", handler);  // HEAD too (httplib answers it with the GET handler, without the body)
+  server_->Post(".*", handler);
+  return listen(address, what);
 }
 
 void MetricsServer::stop() {

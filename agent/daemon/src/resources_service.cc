@@ -72,6 +72,11 @@ void fillService(const lb::Service& svc, const lb::MapState& st, v1::ServiceInfo
   out->set_external_traffic_policy(svc.external_traffic_local ? "Local" : "Cluster");
   out->set_internal_traffic_policy(svc.internal_traffic_local ? "Local" : "Cluster");
   out->set_endpoints_source(svc.selector.empty() ? "EndpointSlice" : "EndpointSlice or pods (selector)");
+  out->set_source_ranges_set(svc.source_ranges_set);
+  for (const auto& r : svc.source_ranges) {
+    out->add_load_balancer_source_ranges(r.toString());
+  }
+  out->set_health_check_node_port(svc.health_check_node_port);
   for (const auto& f : st.frontends) {
     if (f.service != svc.key()) {
       continue;

@@ -44,6 +44,7 @@ void applyMapSizes(bpf_object* obj, const MapSizes& sizes) {
       {"plexus_lb4_reverse_nat_v1", sizes.lb},
       {"plexus_lb4_maglev_v1", sizes.lb},
       {"plexus_lb4_affinity_v1", sizes.lb},
+      {"plexus_lb4_source_range_v1", sizes.lb},
       {"plexus_snat4_v1", sizes.nat},
   };
   for (const auto& [name, size] : table) {
@@ -66,12 +67,14 @@ Result<std::unique_ptr<LbMaps>> openLbMaps(plexus_lxc* skel, uint32_t maglev_m) 
   auto rn = openMap<uint16_t, plexus_lb4_reverse_nat>(skel->maps.plexus_lb4_reverse_nat_v1);
   auto ct = openMap<plexus_ct4_key, plexus_ct4_value>(skel->maps.plexus_ct4_v2);
   auto aff = openMap<plexus_lb4_affinity_key, plexus_lb4_affinity_value>(skel->maps.plexus_lb4_affinity_v1);
-  if (!svc.ok() || !be.ok() || !rn.ok() || !ct.ok() || !aff.ok()) {
+  auto ranges = openMap<plexus_lb4_src_range_key, uint8_t>(skel->maps.plexus_lb4_source_range_v1);
+  if (!svc.ok() || !be.ok() || !rn.ok() || !ct.ok() || !aff.ok() || !ranges.ok()) {
     const Error& e = !svc.ok() ? svc.error()
                      : !be.ok() ? be.error()
                      : !rn.ok() ? rn.error()
                      : !ct.ok() ? ct.error()
-                                : aff.error();
+                     : !aff.ok() ? aff.error()
+                                 : ranges.error();
     return e.wrap("service maps");
   }
   int outer = dup(bpf_map__fd(skel->maps.plexus_lb4_maglev_v1));
@@ -79,7 +82,8 @@ Result<std::unique_ptr<LbMaps>> openLbMaps(plexus_lxc* skel, uint32_t maglev_m) 
     return errnoError("service maps: maglev outer map", errno);
   }
   return std::make_unique<LbMaps>(LbMaps{std::move(svc.value()), std::move(be.value()), std::move(rn.value()),
-                                         std::move(ct.value()), std::move(aff.value()), UniqueFd(outer), maglev_m});
+                                         std::move(ct.value()), std::move(aff.value()), std::move(ranges.value()),
+                                         UniqueFd(outer), maglev_m});
 }
 }  // namespace
 

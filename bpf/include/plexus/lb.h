@@ -12,6 +12,7 @@
 #define PLEXUS_LB_MAGLEV_OUTER_MAX 65536
 #define PLEXUS_LB_AFFINITY_MAX 65536
 #define PLEXUS_LB_SOCK_REVNAT_MAX 262144
+#define PLEXUS_LB_SRC_RANGE_MAX 65536
 #define PLEXUS_MAGLEV_DEFAULT_M 16381
 /* Hairpin: a pod reaching itself through a frontend on the per-packet path gets this source address (as Cilium's
  * IPV4_LOOPBACK), since a packet from its own address would be dropped as martian; replies are restored. */
@@ -63,6 +64,8 @@ enum plexus_lb_flags {
   PLEXUS_SVC_F_AFFINITY = 1 << 6,   /* sessionAffinity: ClientIP */
   PLEXUS_SVC_F_MAGLEV = 1 << 7,     /* backend selection through the per-service Maglev table */
   PLEXUS_SVC_F_TWO_SCOPES = 1 << 8, /* external master only: an internal-scope entry exists for local clients */
+  PLEXUS_SVC_F_SOURCE_RANGE = 1 << 9, /* external LoadBalancer master only: clients must be in
+                                       * plexus_lb4_source_range_v1 (spec.loadBalancerSourceRanges) */
 };
 
 struct plexus_lb4_service {
@@ -127,4 +130,16 @@ struct plexus_lb4_sock_revnat_value {
   __be32 address;        /* frontend, network order */
   __be16 port;           /* frontend, network order */
   __u16 rev_nat_index;   /* host order */
+};
+
+/* plexus_lb4_source_range_v1: LPM_TRIE, {rev_nat_index, client prefix} -> 1. Written by the agent (service planner):
+ * the spec.loadBalancerSourceRanges of each LoadBalancer frontend whose master carries PLEXUS_SVC_F_SOURCE_RANGE, as
+ * Cilium's lb4_src_range map. The index is always matched whole (it is part of every prefix), the address by the
+ * range's length: prefixlen = PLEXUS_LB_SRC_RANGE_FIXED_PREFIX + the range's length. */
+#define PLEXUS_LB_SRC_RANGE_FIXED_PREFIX 32 /* rev_nat_index and pad, in bits */
+struct plexus_lb4_src_range_key {
+  __u32 prefixlen;     /* LPM: bits of the rest that count (host order) */
+  __u16 rev_nat_index; /* the frontend's (host order) */
+  __u16 pad;           /* zero */
+  __be32 address;      /* the range's network address, or the client when looking up (network order) */
 };

@@ -32,7 +32,8 @@
   X(FORWARDED_FIB, 16, "FORWARDED", "forwarded by BPF host routing (fib lookup)")               \
   X(NO_TUNNEL_ENDPOINT, 17, "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT", "no tunnel endpoint for the destination") \
   X(INVALID_IDENTITY, 18, "INVALID_IDENTITY", "identity does not fit the tunnel's 24-bit VNI")               \
-  X(NAT_NO_PORT, 19, "NAT_NO_MAPPING", "no free port to masquerade the flow")
+  X(NAT_NO_PORT, 19, "NAT_NO_MAPPING", "no free port to masquerade the flow")                   \
+  X(NOT_IN_SRC_RANGE, 20, "DENIED_BY_LB_SRC_RANGE_CHECK", "client outside the service's loadBalancerSourceRanges")
 
 enum plexus_reason {
 #define PLEXUS_REASON_ENUM_(name, value, hubble, desc) PLEXUS_REASON_##name = value,

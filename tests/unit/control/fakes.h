@@ -159,6 +159,13 @@ class FakeServiceMaps final : public ServiceMaps {
     for (const auto& [id, t] : plan.maglev_upserts) {
       state.maglev[id] = t;
     }
+    for (const auto& k : plan.source_range_upserts) {
+      if (source_range_capacity && !state.source_ranges.count(k) &&
+          state.source_ranges.size() >= *source_range_capacity) {
+        return makeError(ErrorCode::kResourceExhausted, "fake source range map is full");
+      }
+      state.source_ranges.insert(k);
+    }
     for (const auto& [k, v] : plan.service_upserts) {
       if (service_capacity && !state.services.count(k) && state.services.size() >= *service_capacity) {
         return makeError(ErrorCode::kResourceExhausted, "fake services map is full");  // the writes before stay
@@ -167,6 +174,9 @@ class FakeServiceMaps final : public ServiceMaps {
     }
     for (const auto& k : plan.service_deletes) {
       state.services.erase(k);
+    }
+    for (const auto& k : plan.source_range_deletes) {
+      state.source_ranges.erase(k);
     }
     for (uint16_t id : plan.maglev_deletes) {
       state.maglev.erase(id);
@@ -191,6 +201,7 @@ class FakeServiceMaps final : public ServiceMaps {
   lb::MapState state;
   int fail_next_applies = 0;
   std::optional<size_t> service_capacity;  // service entries the map holds; a plan stops at the first beyond
+  std::optional<size_t> source_range_capacity;  // the same for the source range trie
   bool fail_reads = false;
   int applies = 0;
 };

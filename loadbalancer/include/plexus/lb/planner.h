@@ -27,6 +27,14 @@ struct KeyLess {
   }
 };
 
+// Orders source-range keys (padding is always zero).
+struct RangeKeyLess {
+  bool operator()(const plexus_lb4_src_range_key& a, const plexus_lb4_src_range_key& b) const {
+    return std::tie(a.rev_nat_index, a.prefixlen, a.address) < std::tie(b.rev_nat_index, b.prefixlen, b.address);
+  }
+};
+using SourceRangeSet = std::set<plexus_lb4_src_range_key, RangeKeyLess>;
+
 struct PlannerConfig {
   std::string node_name;
   std::vector<Ipv4> node_ips;  // NodePort frontends
@@ -60,6 +68,7 @@ struct MapState {
   std::map<uint32_t, plexus_lb4_backend> backends;
   std::map<uint16_t, plexus_lb4_reverse_nat> revnat;
   std::map<uint16_t, std::vector<uint32_t>> maglev;
+  SourceRangeSet source_ranges;  // loadBalancerSourceRanges of LoadBalancer frontends (value: always 1)
   std::vector<FrontendView> frontends;
 };
 
@@ -72,9 +81,14 @@ struct Plan {
   std::vector<uint16_t> maglev_deletes;
   std::vector<uint16_t> revnat_deletes;
   std::vector<uint32_t> backend_deletes;
+  // Written before the service entries (a master never announces ranges that are not there yet) and deleted after
+  // them (the master stops announcing them first).
+  std::vector<plexus_lb4_src_range_key> source_range_upserts;
+  std::vector<plexus_lb4_src_range_key> source_range_deletes;
   size_t size() const {
     return backend_upserts.size() + revnat_upserts.size() + maglev_upserts.size() + service_upserts.size() +
-           service_deletes.size() + maglev_deletes.size() + revnat_deletes.size() + backend_deletes.size();
+           service_deletes.size() + maglev_deletes.size() + revnat_deletes.size() + backend_deletes.size() +
+           source_range_upserts.size() + source_range_deletes.size();
   }
 };
 
@@ -83,6 +97,7 @@ class Planner {
   explicit Planner(PlannerConfig config) : config_(std::move(config)) {}
   // NodePort frontends' addresses (devices detected later); takes effect at the next compute().
   void setNodeIps(std::vector<Ipv4> ips) { config_.node_ips = std::move(ips); }
+  const std::string& nodeName() const { return config_.node_name; }
 
   // Adopts the ids the maps already hold (an agent restart), before the first compute(): a backend keeps its id and
   // a frontend its reverse-NAT index, so conntrack and affinity entries, which store them, stay valid. Ids that the
@@ -155,5 +170,6 @@ class Planner {
 
 // Zeroed ABI structs (padding included), so map keys never carry garbage.
 plexus_lb4_key makeLbKey(Ipv4 addr, uint16_t port, uint8_t proto, uint8_t scope, uint16_t slot);
+plexus_lb4_src_range_key makeSourceRangeKey(uint16_t rev_nat_index, const Ipv4Prefix& range);
 
 }  // namespace plexus::lb

@@ -40,12 +40,27 @@ struct Service {
   uint32_t affinity_timeout = 10800;  // Kubernetes' default
   bool external_traffic_local = false;
   bool internal_traffic_local = false;
+  // spec.healthCheckNodePort (externalTrafficPolicy: Local LoadBalancers): the node answers kube-proxy's health
+  // check there (lb/health_check.h); 0: none.
+  uint16_t health_check_node_port = 0;
+  // spec.loadBalancerSourceRanges. source_ranges_set: the field lists anything, so the LoadBalancer addresses admit
+  // only clients inside source_ranges. Entries that are no IPv4 CIDR are left out of source_ranges (an IPv6 range
+  // never holds an IPv4 client; a malformed one is named in invalid_source_ranges for the log) and so admit
+  // nobody: a mistake closes the service, it never opens it to all.
+  bool source_ranges_set = false;
+  std::vector<Ipv4Prefix> source_ranges;
+  std::vector<std::string> invalid_source_ranges;
 
   std::string key() const { return ns + "/" + name; }
 };
 
-// Rejects what the API server would, naming the field: "spec.ports[1].port: must be 1-65535".
+// Rejects what the API server would, naming the field: "spec.ports[1].port: must be 1-65535". Malformed
+// loadBalancerSourceRanges entries are kept aside (invalid_source_ranges), not refused: see above.
 Result<Service> parseService(const nlohmann::json& object);
+
+// One entry of spec.loadBalancerSourceRanges, as kube-proxy reads it (surrounding spaces ignored): an IPv4 CIDR, or
+// nullopt with *ipv6 set for an IPv6 CIDR (valid, but it holds no IPv4 client), or nullopt when malformed.
+std::optional<Ipv4Prefix> parseSourceRange(const std::string& text, bool* ipv6);
 
 struct EndpointPort {
   std::string name;

@@ -5,6 +5,7 @@
 // Nothing here blocks on the network: the cluster API is asynchronous and answers with events.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -20,6 +21,7 @@
 #include "plexus/common/resource.h"
 #include "plexus/common/result.h"
 #include "plexus/identity/identity.h"
+#include "plexus/lb/health_check.h"
 #include "plexus/lb/planner.h"
 
 namespace plexus::agent {
@@ -64,6 +66,14 @@ class ServiceMaps {
   virtual ~ServiceMaps() = default;
   [[nodiscard]] virtual Status apply(const lb::Plan& plan) = 0;
   [[nodiscard]] virtual Result<lb::MapState> read() const = 0;
+};
+
+// The node's kube-proxy health check listeners (spec.healthCheckNodePort): takes the whole desired set, by service
+// key, whenever it changes. Called on the reconcile thread, so it must not block: listeners open and close elsewhere.
+class HealthCheckListeners {
+ public:
+  virtual ~HealthCheckListeners() = default;
+  virtual void publish(std::map<std::string, lb::HealthCheck> checks) = 0;
 };
 
 struct PodLinkSpec {

@@ -37,6 +37,7 @@ class ServiceManager {
   // After a failed write the planner is ahead of the maps: the next sync must be a full one.
   bool needsFullSync() const { return needs_full_; }
   const lb::MapState& installed() const { return installed_; }
+  const std::string& nodeName() const { return planner_.nodeName(); }
   uint16_t nodePort(const std::string& service, const lb::ServicePort& port) const {
     return planner_.nodePort(service, port);
   }

@@ -21,6 +21,7 @@
 #include "plexus/agent/node_health.h"
 #include "plexus/agent/prometheus.h"
 #include "plexus/agent/reconciler.h"
+#include "plexus/agent/service_health.h"
 #include "plexus/agent/state_store.h"
 #include "plexus/datapath/conntrack_gc.h"
 #include "plexus/datapath/event_reader.h"
@@ -87,6 +88,8 @@ struct AgentState {
   ReconcilerSink sink{reconciler};
   std::unique_ptr<KubernetesSync> kube;  // null in standalone mode; declared after the reconciler, stopped first
   std::unique_ptr<NodeHealth> health;    // null with --health-port 0; reads through the reconciler, stopped first
+  // healthCheckNodePort listeners; null when kube-proxy replacement is off; ask through the reconciler, stopped first
+  std::unique_ptr<ServiceHealthServers> service_health;
 
   // Observability: flows decoded from the datapath's events, and what /metrics reports.
   std::unique_ptr<FlowStore> flows;  // null when hubble is off

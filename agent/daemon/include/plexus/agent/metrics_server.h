@@ -2,11 +2,13 @@
 // /metrics (Prometheus text exposition) and /healthz over HTTP, on --prometheus-serve-addr (127.0.0.1:9962 by
 // default). Each scrape reads the datapath counters and asks the reconcile thread for the agent's state.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "plexus/common/result.h"
+#include "plexus/lb/health_check.h"
 
 namespace httplib {
 class Server;
@@ -41,9 +43,15 @@ class MetricsServer {
   // "host:port"; `flag` names the address in errors.
   Status start(const std::string& address, HttpRoutes routes = HttpRoutes::kMetrics,
                const std::string& flag = "--prometheus-serve-addr");
+  // Answers every request (any path; GET, HEAD or POST) with answer(), as kube-proxy's per-service health check
+  // servers do (service_health.h); answer() runs on a server thread. `what` names the listener in errors.
+  Status serveAnswers(const std::string& address, std::function<lb::HealthAnswer()> answer, const std::string& what);
   void stop();
 
  private:
+  // Binds "host:port" (empty host: every address) and serves on a thread of its own.
+  Status listen(const std::string& address, const std::string& flag);
+
   AgentState& state_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

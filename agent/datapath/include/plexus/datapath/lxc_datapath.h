@@ -36,7 +36,8 @@ enum class RoutingMode : uint8_t {
 struct MapSizes {
   uint32_t ct = PLEXUS_CT4_DEFAULT_MAX;                   // --ct-map-size
   uint32_t events_ring_bytes = PLEXUS_EVENTS_RING_BYTES;  // a power of two, at least one page
-  uint32_t lb = PLEXUS_LB_MAP_DEFAULT_MAX;    // --bpf-lb-map-max: services, backends, rev-NAT, affinity, Maglev
+  uint32_t lb = PLEXUS_LB_MAP_DEFAULT_MAX;    // --bpf-lb-map-max: services, backends, rev-NAT, affinity, Maglev,
+                                              // source ranges
   uint32_t policy = PLEXUS_POLICY_MAP_DEFAULT_MAX;  // --bpf-policy-map-max: each endpoint's policy trie
   uint32_t ipcache = PLEXUS_IPCACHE_MAX;      // --bpf-ipcache-map-max
   uint32_t nat = PLEXUS_SNAT4_DEFAULT_MAX;    // --bpf-nat-global-max: the masquerade map
@@ -85,6 +86,7 @@ struct LbMaps {
   BpfMap<uint16_t, plexus_lb4_reverse_nat> revnat;
   BpfMap<plexus_ct4_key, plexus_ct4_value> ct;
   BpfMap<plexus_lb4_affinity_key, plexus_lb4_affinity_value> affinity;
+  BpfMap<plexus_lb4_src_range_key, uint8_t> source_ranges;  // spec.loadBalancerSourceRanges (LPM trie)
   UniqueFd maglev_outer;
   uint32_t maglev_table_size = PLEXUS_MAGLEV_DEFAULT_M;
 
