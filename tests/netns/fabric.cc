@@ -87,6 +87,16 @@ bool tcpOk(const FabricPod& from, const FabricPod& to, std::chrono::milliseconds
   return ok;
 }
 
+uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
+  uint64_t total = 0;
+  for (const auto& row : n.cliJson({"bpf", "metrics", "list"})) {
+    if (row.value("reason", "") == reason && row.contains("packets")) {
+      total += row["packets"].get<uint64_t>();
+    }
+  }
+  return total;
+}
+
 bool pingOnce(const Netns& from, const std::string& ip) { return from.exec("ping -c 1 -W 1 " + ip).exit_code == 0; }
 
 nlohmann::json nodeList(NodeFixture& n) {

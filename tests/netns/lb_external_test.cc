@@ -188,16 +188,6 @@ FabricOptions twoNodes(int cidr_base) {
   return o;
 }
 
-uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
-  uint64_t total = 0;
-  for (const auto& row : n.cliJson({"bpf", "metrics", "list"})) {
-    if (row.value("reason", "") == reason && row.contains("packets")) {
-      total += row["packets"].get<uint64_t>();
-    }
-  }
-  return total;
-}
-
 }  // namespace
 
 TEST_CASE("multinode: externalTrafficPolicy Local keeps the client's address, the node without a local backend "

@@ -23,17 +23,6 @@ using namespace plexus::testing;
 
 namespace {
 
-// Packets counted under one reason (plexus bpf metrics list), both directions.
-uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
-  uint64_t total = 0;
-  for (const auto& row : n.cliJson({"bpf", "metrics", "list"})) {
-    if (row.value("reason", "") == reason && row.contains("packets")) {
-      total += row["packets"].get<uint64_t>();
-    }
-  }
-  return total;
-}
-
 // "addresses" may hold strings or {type, address} objects: look for the quoted IP.
 bool listsAddress(const nlohmann::json& node, const std::string& ip) {
   return node.contains("addresses") && node["addresses"].dump().find("\"" + ip + "\"") != std::string::npos;
