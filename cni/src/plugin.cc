@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
