@@ -13,6 +13,7 @@
 #include "plexus/cni/grpc_unary.h"
 #include "plexus/datapath/files.h"
 #include "plexus/datapath/netlink.h"
+#include "plexus/datapath/netns_here.h"
 #include "plexus/v1/cni.pb.h"  // protobuf-lite messages (api/CMakeLists.txt: plexus_api_cni_lite)
 
 namespace plexus::cni {
@@ -68,6 +69,7 @@ class AgentClient {
 // with an error". Looked up before the agent allocates anything, for a clear error; the agent remains the
 // authority: it refuses a container and interface it already holds (a second ADD into another namespace), and
 // creating the pod's interface fails there if the name is taken. So a failed look-up is logged, not fatal.
+// plexus-cni has one thread (no gRPC runtime), so it enters the pod's namespace itself (netns_here.h).
 std::optional<CniError> interfaceAlreadyThere(const CniEnv& env, CniLog& log) {
   bool exists = false;
   auto lookUp = [&] {
@@ -76,7 +78,7 @@ std::optional<CniError> interfaceAlreadyThere(const CniEnv& env, CniLog& log) {
     return link.ok() || link.error().code == ErrorCode::kNotFound ? Status::Ok() : Status(link.error());
   };
   auto ns = datapath::openNetns(env.netns);
-  Status s = ns.ok() ? datapath::inNetns(ns->get(), lookUp) : Status(ns.error());
+  Status s = ns.ok() ? datapath::inNetnsOnThisThread(ns->get(), lookUp) : Status(ns.error());
   if (!s.ok()) {
     log.warn(fmt::format("ADD {}/{}: cannot look for {} in {} ({}); the agent checks", env.container_id,
                          env.ifname, env.ifname, env.netns, s.error().message));
@@ -169,7 +171,7 @@ Status delWithoutAgent(const CniEnv& env, const NetConf& conf) {
   if (!env.netns.empty() && std::filesystem::exists(env.netns)) {
     auto ns = datapath::openNetns(env.netns);
     if (ns.ok()) {
-      Status s = datapath::inNetns(ns->get(), [&] {
+      Status s = datapath::inNetnsOnThisThread(ns->get(), [&] {
         Status d = datapath::deleteLink(env.ifname);
         return (d.ok() || d.error().code == ErrorCode::kNotFound) ? Status::Ok() : d;
       });
