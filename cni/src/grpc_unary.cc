@@ -118,6 +118,7 @@ struct UnaryExchange::State {
   std::string grpc_message;
   std::string data;
   bool too_large = false;
+  bool goaway = false;  // the peer sent GOAWAY
 
   bool done = false;
   GrpcStatus status;
@@ -226,6 +227,13 @@ struct UnaryExchange::State {
     return 0;
   }
 
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+      static_cast<State*>(user)->goaway = true;
+    }
+    return 0;
+  }
+
   static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
     auto* st = static_cast<State*>(user);
     if (stream_id == st->stream_id) {
@@ -270,6 +278,7 @@ UnaryExchange::UnaryExchange(const std::string& method_path, const std::string& 
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &State::onHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &State::onData);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &State::onStreamClose);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &State::onFrameRecv);
   int rv = nghttp2_session_client_new(&st.session, callbacks, &st);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) {
@@ -328,8 +337,11 @@ void UnaryExchange::feed(const uint8_t* data, size_t len) {
   }
   st.drain();
   if (!st.done && nghttp2_session_want_read(st.session) == 0 && nghttp2_session_want_write(st.session) == 0) {
-    // The session ended (a GOAWAY that nghttp2 finished with) without closing our stream.
-    st.finish({GrpcCode::kUnavailable, "the agent ended the connection before answering"});
+    // The session ended without closing our stream: the agent's GOAWAY, or nghttp2 gave up on bytes that break
+    // HTTP/2 (it queues its own GOAWAY and stops). UNAVAILABLE either way, as grpc++ reports a connection that
+    // fails; the message tells them apart.
+    st.finish({GrpcCode::kUnavailable, st.goaway ? "the agent ended the connection (GOAWAY) before answering"
+                                                 : "the agent's side of the connection is not HTTP/2"});
   }
 }
 
