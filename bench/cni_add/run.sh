@@ -36,5 +36,12 @@ pct() {  # percentile values...
   local p="$1"; shift
   printf '%s\n' "$@" | sort -g | awk -v p="$p" '{a[NR]=$1} END {i=int(p*NR); if (i<1) i=1; if (i>NR) i=NR; print a[i]}'
 }
+# The agent's own time per ADD (request in to status out, its gRPC interceptor), so a run shows how the wall time
+# splits between the agent and the plugin process (docs/benchmarks.md, "CNI ADD").
+agent_s=$(bench_agent_metric 'plexus_cni_request_duration_seconds_sum{command="ADD"}' || true)
+agent_n=$(bench_agent_metric 'plexus_cni_request_duration_seconds_count{command="ADD"}' || true)
+if [ -n "$agent_s" ] && [ -n "$agent_n" ]; then
+  echo "cni_add: the agent's own time per ADD: mean $(echo "scale=2; $agent_s * 1000 / $agent_n" | bc) ms over $agent_n" >&2
+fi
 bench_emit cni_add "CNI ADD p50 over $PODS pods (ms)" "$(pct 0.50 "${plexus_ms[@]}")" "$(pct 0.50 "${bridge_ms[@]}")" lower
 bench_emit cni_add "CNI ADD p99 over $PODS pods (ms)" "$(pct 0.99 "${plexus_ms[@]}")" "$(pct 0.99 "${bridge_ms[@]}")" lower

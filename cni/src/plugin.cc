@@ -7,81 +7,70 @@
 #include <filesystem>
 
 #include <fmt/format.h>
-#include <grpcpp/grpcpp.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/spdlog.h>
 
+#include "cni_log.h"
 #include "plexus/api/paths.h"
+#include "plexus/cni/grpc_unary.h"
 #include "plexus/datapath/files.h"
 #include "plexus/datapath/netlink.h"
-#include "plexus/v1/cni.grpc.pb.h"
+#include "plexus/datapath/netns_here.h"
+#include "plexus/v1/cni.pb.h"  // protobuf-lite messages (api/CMakeLists.txt: plexus_api_cni_lite)
 
 namespace plexus::cni {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger(const NetConf& conf) {
-  if (!conf.log_file.empty()) {
-    try {
-      return spdlog::basic_logger_mt("plexus-cni-" + std::to_string(::getpid()), conf.log_file);
-    } catch (const spdlog::spdlog_ex&) {
-      // An unwritable log file must not fail the CNI call.
-    }
-  }
-  // Never stdout: it carries the result. stderr reaches the runtime's logs.
-  static auto null = std::make_shared<spdlog::logger>("plexus-cni-null");
-  return null;
-}
-
 PluginOutput fail(const CniError& e, const std::string& version) {
   return PluginOutput{1, dumpJson(errorJson(e, version))};
 }
 
-CniError fromGrpc(const grpc::Status& s, const std::string& socket, const std::string& what) {
-  switch (s.error_code()) {
-    case grpc::UNAVAILABLE:
-    case grpc::DEADLINE_EXCEEDED:
-      return CniError{kTryAgainLater, fmt::format("plexus agent unreachable on {}: {}", socket, s.error_message()),
-                      what};
-    case grpc::INVALID_ARGUMENT:
-      return CniError{kInvalidConfig, s.error_message(), what};
-    case grpc::NOT_FOUND:
-      return CniError{kUnknownContainer, s.error_message(), what};
-    case grpc::ALREADY_EXISTS:
-      return CniError{kAlreadyExists, fmt::format("plexus agent: {}", s.error_message()), what};
+CniError fromGrpc(const GrpcStatus& s, const std::string& socket, const std::string& what) {
+  switch (s.code) {
+    case GrpcCode::kUnavailable:
+    case GrpcCode::kDeadlineExceeded:
+      return CniError{kTryAgainLater, fmt::format("plexus agent unreachable on {}: {}", socket, s.message), what};
+    case GrpcCode::kInvalidArgument:
+      return CniError{kInvalidConfig, s.message, what};
+    case GrpcCode::kNotFound:
+      return CniError{kUnknownContainer, s.message, what};
+    case GrpcCode::kAlreadyExists:
+      return CniError{kAlreadyExists, fmt::format("plexus agent: {}", s.message), what};
     default:
-      return CniError{kAgentError, fmt::format("plexus agent: {}", s.error_message()), what};
+      return CniError{kAgentError, fmt::format("plexus agent: {}", s.message), what};
   }
 }
 
+// A client of the agent's plexus.v1.Cni service: one unary call per CNI command, bounded by the config's timeout.
 class AgentClient {
  public:
-  AgentClient(const std::string& socket, int timeout_seconds)
-      : socket_(socket), timeout_(timeout_seconds),
-        stub_(v1::Cni::NewStub(grpc::CreateChannel(api::grpcTarget(socket), grpc::InsecureChannelCredentials()))) {}
+  AgentClient(const std::string& socket, int timeout_seconds) : socket_(socket), timeout_(timeout_seconds) {}
 
-  template <typename Req, typename Resp, typename Call>
-  grpc::Status call(Call fn, const Req& req, Resp* resp) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_));
+  template <typename Req, typename Resp>
+  GrpcStatus call(const char* method, const Req& req, Resp* resp) {
     // Fail fast when nothing listens rather than waiting out the deadline.
     if (!std::filesystem::exists(socket_)) {
-      return grpc::Status(grpc::UNAVAILABLE, "no socket");
+      return GrpcStatus{GrpcCode::kUnavailable, "no socket"};
     }
-    return ((*stub_).*fn)(&ctx, req, resp);
+    std::string reply;
+    GrpcStatus s = callUnary(socket_, std::string("/plexus.v1.Cni/") + method, req.SerializeAsString(), timeout_,
+                             &reply);
+    if (s.ok() && !resp->ParseFromString(reply)) {
+      return GrpcStatus{GrpcCode::kInternal, fmt::format("cannot parse the agent's {} response", method)};
+    }
+    return s;
   }
 
  private:
   std::string socket_;
-  int timeout_;
-  std::unique_ptr<v1::Cni::Stub> stub_;
+  std::chrono::seconds timeout_;
 };
 
 // The spec: "if an interface of the requested name already exists in the container, the plugin MUST return
 // with an error". Looked up before the agent allocates anything, for a clear error; the agent remains the
 // authority: it refuses a container and interface it already holds (a second ADD into another namespace), and
 // creating the pod's interface fails there if the name is taken. So a failed look-up is logged, not fatal.
-std::optional<CniError> interfaceAlreadyThere(const CniEnv& env, spdlog::logger& log) {
+// plexus-cni has one thread (no gRPC runtime), so it enters the pod's namespace itself (netns_here.h).
+std::optional<CniError> interfaceAlreadyThere(const CniEnv& env, CniLog& log) {
   bool exists = false;
   auto lookUp = [&] {
     auto link = datapath::linkByName(env.ifname);
@@ -89,10 +78,10 @@ std::optional<CniError> interfaceAlreadyThere(const CniEnv& env, spdlog::logger&
     return link.ok() || link.error().code == ErrorCode::kNotFound ? Status::Ok() : Status(link.error());
   };
   auto ns = datapath::openNetns(env.netns);
-  Status s = ns.ok() ? datapath::inNetns(ns->get(), lookUp) : Status(ns.error());
+  Status s = ns.ok() ? datapath::inNetnsOnThisThread(ns->get(), lookUp) : Status(ns.error());
   if (!s.ok()) {
-    log.warn("ADD {}/{}: cannot look for {} in {} ({}); the agent checks", env.container_id, env.ifname,
-             env.ifname, env.netns, s.error().message);
+    log.warn(fmt::format("ADD {}/{}: cannot look for {} in {} ({}); the agent checks", env.container_id,
+                         env.ifname, env.ifname, env.netns, s.error().message));
     return std::nullopt;
   }
   if (!exists) {
@@ -105,11 +94,11 @@ std::optional<CniError> interfaceAlreadyThere(const CniEnv& env, spdlog::logger&
                   "ADD"};
 }
 
-PluginOutput doAdd(const CniEnv& env, const NetConf& conf, const CniArgs& args, spdlog::logger& log) {
+PluginOutput doAdd(const CniEnv& env, const NetConf& conf, const CniArgs& args, CniLog& log) {
   if (conf.chaining == ChainingMode::kNone) {
     // In generic-veth mode the previous plugin made the interface: its presence is expected.
     if (auto e = interfaceAlreadyThere(env, log)) {
-      log.error("ADD {}/{}: {}", env.container_id, env.ifname, e->msg);
+      log.error(fmt::format("ADD {}/{}: {}", env.container_id, env.ifname, e->msg));
       return fail(*e, conf.cni_version);
     }
   }
@@ -143,12 +132,12 @@ PluginOutput doAdd(const CniEnv& env, const NetConf& conf, const CniArgs& args, 
   }
   AgentClient client(conf.socket, conf.timeout_seconds);
   v1::CniAddResponse resp;
-  grpc::Status s = client.call(&v1::Cni::Stub::Add, req, &resp);
+  GrpcStatus s = client.call("Add", req, &resp);
   if (!s.ok()) {
-    log.error("ADD {}/{}: {}", env.container_id, env.ifname, s.error_message());
+    log.error(fmt::format("ADD {}/{}: {}", env.container_id, env.ifname, s.message));
     return fail(fromGrpc(s, conf.socket, "ADD"), conf.cni_version);
   }
-  log.info("ADD {}/{}: endpoint {}", env.container_id, env.ifname, resp.endpoint_id());
+  log.info(fmt::format("ADD {}/{}: endpoint {}", env.container_id, env.ifname, resp.endpoint_id()));
   if (conf.chaining == ChainingMode::kGenericVeth) {
     // The previous plugin owns the interfaces and addresses: pass its result on unchanged.
     return PluginOutput{0, dumpJson(convertResult(conf.prev_result, conf.cni_version))};
@@ -182,7 +171,7 @@ Status delWithoutAgent(const CniEnv& env, const NetConf& conf) {
   if (!env.netns.empty() && std::filesystem::exists(env.netns)) {
     auto ns = datapath::openNetns(env.netns);
     if (ns.ok()) {
-      Status s = datapath::inNetns(ns->get(), [&] {
+      Status s = datapath::inNetnsOnThisThread(ns->get(), [&] {
         Status d = datapath::deleteLink(env.ifname);
         return (d.ok() || d.error().code == ErrorCode::kNotFound) ? Status::Ok() : d;
       });
@@ -201,24 +190,24 @@ Status delWithoutAgent(const CniEnv& env, const NetConf& conf) {
   return writeFileAtomic(dir + "/" + env.container_id + "_" + env.ifname + ".json", dumpJson(j));
 }
 
-PluginOutput doDel(const CniEnv& env, const NetConf& conf, spdlog::logger& log) {
+PluginOutput doDel(const CniEnv& env, const NetConf& conf, CniLog& log) {
   v1::CniDelRequest req;
   req.set_container_id(env.container_id);
   req.set_netns(env.netns);
   req.set_ifname(env.ifname);
   AgentClient client(conf.socket, std::min(conf.timeout_seconds, 30));
   v1::CniDelResponse resp;
-  grpc::Status s = client.call(&v1::Cni::Stub::Del, req, &resp);
+  GrpcStatus s = client.call("Del", req, &resp);
   if (s.ok()) {
     return PluginOutput{0, ""};
   }
-  if (s.error_code() == grpc::UNAVAILABLE || s.error_code() == grpc::DEADLINE_EXCEEDED) {
+  if (s.code == GrpcCode::kUnavailable || s.code == GrpcCode::kDeadlineExceeded) {
     Status q = delWithoutAgent(env, conf);
     if (!q.ok()) {
       return fail(CniError{kIoFailure, fmt::format("agent down and local cleanup failed: {}", q.error().message), ""},
                   conf.cni_version);
     }
-    log.warn("DEL {}/{}: agent unreachable, queued for the agent", env.container_id, env.ifname);
+    log.warn(fmt::format("DEL {}/{}: agent unreachable, queued for the agent", env.container_id, env.ifname));
     return PluginOutput{0, ""};
   }
   return fail(fromGrpc(s, conf.socket, "DEL"), conf.cni_version);
@@ -236,7 +225,7 @@ PluginOutput doCheck(const CniEnv& env, const NetConf& conf) {
   req.set_ifname(env.ifname);
   AgentClient client(conf.socket, std::min(conf.timeout_seconds, 30));
   v1::CniCheckResponse resp;
-  grpc::Status s = client.call(&v1::Cni::Stub::Check, req, &resp);
+  GrpcStatus s = client.call("Check", req, &resp);
   if (!s.ok()) {
     return fail(fromGrpc(s, conf.socket, "CHECK"), conf.cni_version);
   }
@@ -246,9 +235,9 @@ PluginOutput doCheck(const CniEnv& env, const NetConf& conf) {
 PluginOutput doStatus(const NetConf& conf) {
   AgentClient client(conf.socket, std::min(conf.timeout_seconds, 10));
   v1::CniStatusResponse resp;
-  grpc::Status s = client.call(&v1::Cni::Stub::Status, v1::CniStatusRequest{}, &resp);
+  GrpcStatus s = client.call("Status", v1::CniStatusRequest{}, &resp);
   if (!s.ok() || !resp.ready()) {
-    std::string why = s.ok() ? resp.message() : s.error_message();
+    std::string why = s.ok() ? resp.message() : s.message;
     return fail(CniError{kPluginNotAvailable, fmt::format("plexus agent on {} is not ready: {}", conf.socket, why), ""},
                 conf.cni_version);
   }
@@ -256,7 +245,7 @@ PluginOutput doStatus(const NetConf& conf) {
 }
 
 // GC's result is empty on success (SPEC.md), so what it did goes to the log and to stderr, which runtimes keep.
-PluginOutput doGc(const NetConf& conf, spdlog::logger& log) {
+PluginOutput doGc(const NetConf& conf, CniLog& log) {
   std::optional<std::vector<GcAttachment>> keep;
   if (auto e = gcAttachments(conf, &keep)) {
     return fail(*e, conf.cni_version);
@@ -272,16 +261,16 @@ PluginOutput doGc(const NetConf& conf, spdlog::logger& log) {
   }
   AgentClient client(conf.socket, conf.timeout_seconds);
   v1::CniGcResponse resp;
-  grpc::Status s = client.call(&v1::Cni::Stub::Gc, req, &resp);
+  GrpcStatus s = client.call("Gc", req, &resp);
   if (!s.ok()) {
     return fail(fromGrpc(s, conf.socket, "GC"), conf.cni_version);
   }
   std::string what = resp.message().empty() ? fmt::format("GC: {} released", resp.released()) : "GC: " + resp.message();
   if (resp.skipped()) {
-    log.warn("{}", what);
+    log.warn(what);
     std::fprintf(stderr, "plexus-cni: %s\n", what.c_str());
   } else {
-    log.info("{}", what);
+    log.info(what);
   }
   return PluginOutput{0, ""};
 }
@@ -311,15 +300,15 @@ PluginOutput runPlugin(const EnvLookup& lookup, const std::string& stdin_text) {
   if (auto e = parseArgs(env.args, &args)) {
     return fail(*e, version);
   }
-  auto log = logger(conf);
+  CniLog log(conf.log_file);
   if (env.command == "ADD") {
     if (!std::filesystem::exists(env.netns)) {
       return fail(CniError{kInvalidEnv, fmt::format("CNI_NETNS {}: no such network namespace", env.netns), ""}, version);
     }
-    return doAdd(env, conf, args, *log);
+    return doAdd(env, conf, args, log);
   }
   if (env.command == "DEL") {
-    return doDel(env, conf, *log);
+    return doDel(env, conf, log);
   }
   if (env.command == "CHECK") {
     return doCheck(env, conf);
@@ -329,7 +318,7 @@ PluginOutput runPlugin(const EnvLookup& lookup, const std::string& stdin_text) {
                                                            conf.cni_version), ""},
                 version);
   }
-  return env.command == "STATUS" ? doStatus(conf) : doGc(conf, *log);
+  return env.command == "STATUS" ? doStatus(conf) : doGc(conf, log);
 }
 
 }  // namespace plexus::cni

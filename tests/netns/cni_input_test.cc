@@ -1,6 +1,10 @@
 // Bad input to plexus-cni against a live agent, executed exactly as a runtime does (env vars, config on stdin,
 // result on stdout): each case gets the spec's error or a success, nothing is created for a refused call, and
 // GC or a repeated ADD never takes a pod's network away.
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -67,6 +71,31 @@ std::string readFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The agent process that serves this node's socket: the one whose command line names it (a path unique to the test).
+pid_t agentPid(const NodeFixture& node) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::string cmdline = readFile(entry.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    bool agent = cmdline.find("plexus-agent") != std::string::npos;
+    if (agent && cmdline.find(" " + node.socket() + " ") != std::string::npos) {
+      return static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  return -1;
+}
+
+// Runs fn and returns how long it took.
+template <typename Fn>
+std::chrono::milliseconds timed(Fn&& fn) {
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
 }
 }  // namespace
 
@@ -323,4 +352,57 @@ TEST_CASE("ADD honours a requested address from CNI_ARGS and from the ips capabi
   CHECK(mentions(clash, "10.237.0.77"));
   CHECK(node.hostLxcCount() == 2);
   CHECK(node.cliJson({"status"})["ipam"]["used"] == 2);
+}
+
+TEST_CASE("an agent that stops answering or dies with its socket left: calls fail in time, DEL is queued",
+          "[netns][cni]") {
+  NodeFixture node("10.209.0.0/24");
+  Pod a = node.addPod("a");
+  auto cfg = node.cniConfig();
+  cfg["timeout-seconds"] = 1;
+
+  // SIGSTOP: the socket still accepts connections (the kernel queues them) but nothing answers. The call ends at
+  // the configured deadline with "try again later", never hangs.
+  pid_t pid = agentPid(node);
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGSTOP) == 0);
+  Pod late;
+  late.netns = std::make_unique<Netns>("pd");
+  late.container_id = uniqueName("late");
+  nlohmann::json add_err, check_err;
+  auto add_took = timed([&] { add_err = errorOf(node.cni("ADD", late, cfg)); });
+  auto check_took = timed([&] { check_err = errorOf(node.cni("CHECK", a, cfg)); });
+  REQUIRE(::kill(pid, SIGCONT) == 0);
+  CHECK(add_err["code"] == 11);
+  CHECK(mentions(add_err, node.socket()));
+  CHECK(mentions(add_err, "Deadline"));
+  CHECK(check_err["code"] == 11);
+  CHECK(add_took >= std::chrono::milliseconds(900));
+  CHECK(add_took < std::chrono::seconds(10));
+  CHECK(check_took < std::chrono::seconds(10));
+  // Answering again: the wired pod checks out.
+  auto check = node.cni("CHECK", a, node.cniConfig());
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+
+  // kill -9 leaves the socket file with nobody listening: refused at once (not after the 60 s default), and DEL
+  // takes the pod's interface down and queues the rest for the agent's next start.
+  node.agent().kill9();
+  REQUIRE(std::filesystem::exists(node.socket()));
+  Pod after;
+  after.netns = std::make_unique<Netns>("pd");
+  after.container_id = uniqueName("kill");
+  nlohmann::json refused;
+  auto refused_took = timed([&] { refused = errorOf(node.cni("ADD", after, node.cniConfig())); });
+  CHECK(refused["code"] == 11);
+  CHECK(mentions(refused, "refused"));
+  CHECK(refused_took < std::chrono::seconds(10));
+  auto del = node.cni("DEL", a, node.cniConfig());
+  INFO(del.out << del.err);
+  CHECK(del.exit_code == 0);
+  CHECK(a.netns->exec("ip link show eth0").exit_code != 0);
+  CHECK(std::filesystem::exists(std::filesystem::path(node.socket()).parent_path() / "cni-pending" /
+                                (a.container_id + "_eth0.json")));
+  REQUIRE(node.agent().start());
+  CHECK(endpointContainers(node).count(a.container_id) == 0);
 }
