@@ -1,5 +1,8 @@
 // [bpf] policy enforcement in bpf_lxc: the verdict contract of bpf/include/plexus/policy.h, conntrack for
 // replies, ingress judged before redirect_peer, and the two drop reasons.
+#include <chrono>
+#include <thread>
+
 #include "lxc_fixture.h"
 
 using namespace plexus;
@@ -178,4 +181,47 @@ TEST_CASE("audit mode: a packet policy would drop passes and is reported as AUDI
   Fixture enforcing;
   REQUIRE(enforcing.dp->policy().set(2, b).ok());
   CHECK(enforcing.run(enforcing.dp->fromContainerFd(), aToB(1001, 82)).retval == TC_ACT_SHOT);
+}
+
+namespace {
+uint32_t innerId(Fixture& f, uint32_t slot) {
+  uint32_t id = 0;
+  return bpf_map_lookup_elem(f.dp->policy().outerFd(), &slot, &id) == 0 ? id : 0;
+}
+}  // namespace
+
+TEST_CASE("spare policy tries: inserted ahead at free ids, filled in place by a new endpoint, never over a live one",
+          "[bpf][policy]") {
+  Fixture f;  // endpoints 1 and 2 have their tries
+  auto& maps = f.dp->policy();
+  uint32_t live_a = innerId(f, 1);
+  REQUIRE(live_a != 0);
+  maps.keepSpares(2);
+  for (int i = 0; i < 100 && maps.spares() < 2; ++i) {  // bounded: 10 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(maps.spares() == 2);
+  CHECK(innerId(f, 1) == live_a);  // untouched
+  uint32_t spare3 = innerId(f, 3);
+  CHECK(spare3 != 0);
+  CHECK(innerId(f, 4) != 0);
+  // Endpoint 3 arrives: its entries go into the spare trie, which stays in place.
+  datapath::PolicyEntries entries = allowEgressAll();
+  entries.push_back({key(kIdA, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 80), allow(7)});
+  REQUIRE(maps.set(3, entries).ok());
+  CHECK(innerId(f, 3) == spare3);
+  auto got = maps.get(3);
+  REQUIRE(got.ok());
+  CHECK(got->size() == entries.size());
+  // An update of a live endpoint still swaps a whole new trie in.
+  REQUIRE(maps.set(3, allowEgressAll()).ok());
+  CHECK(innerId(f, 3) != spare3);
+  // The thread makes another spare at the next free id; clearing a spare id empties its slot.
+  for (int i = 0; i < 100 && innerId(f, 5) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(innerId(f, 5) != 0);
+  maps.keepSpares(0);  // no more refills: a cleared spare id stays empty
+  REQUIRE(maps.clear(4).ok());
+  CHECK(innerId(f, 4) == 0);
 }

@@ -258,6 +258,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     return lxc.error();
   }
   state->lxc = std::move(lxc.value());
+  state->lxc->policy().keepSpares(2);  // new endpoints' policy tries, inserted ahead of their CNI ADD
   if (config.kube_proxy_replacement && config.enable_socket_lb) {
     auto sock = datapath::SockDatapath::load(
         {config.bpf_root, config.cgroup_root, static_cast<uint32_t>(config.maglev_table_size), lxc_cfg.sizes});

@@ -6,6 +6,7 @@
 #include <sys/statfs.h>
 
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -187,6 +188,116 @@ PolicyEntries allowAllPolicy() {
   return out;
 }
 
+class PolicyMaps::Busy {
+ public:
+  Busy(PolicyMaps& maps, uint16_t id) : maps_(maps), id_(id) {
+    std::unique_lock lock(maps_.mu_);
+    maps_.cv_.wait(lock, [&] { return maps_.preparing_ != id_ && maps_.busy_.count(id_) == 0; });
+    maps_.busy_.insert(id_);
+  }
+  ~Busy() {
+    {
+      std::lock_guard lock(maps_.mu_);
+      maps_.busy_.erase(id_);
+    }
+    maps_.cv_.notify_all();
+  }
+  // The spare trie at this id, if there is one (it is no spare any more).
+  std::optional<UniqueFd> takeSpare() {
+    std::lock_guard lock(maps_.mu_);
+    auto it = maps_.spares_.find(id_);
+    if (it == maps_.spares_.end()) {
+      return std::nullopt;
+    }
+    UniqueFd fd = std::move(it->second);
+    maps_.spares_.erase(it);
+    maps_.cv_.notify_all();  // the thread makes another
+    return fd;
+  }
+
+ private:
+  PolicyMaps& maps_;
+  uint16_t id_;
+};
+
+PolicyMaps::~PolicyMaps() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+Result<UniqueFd> PolicyMaps::createTrie(uint16_t endpoint_id) const {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  int inner = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_i", sizeof(plexus_policy_key),
+                             sizeof(plexus_policy_value), capacity_, &opts);
+  if (inner < 0) {
+    return errnoError(fmt::format("policy for endpoint {}: create", endpoint_id), errno);
+  }
+  return UniqueFd(inner);
+}
+
+void PolicyMaps::keepSpares(size_t count) {
+  std::lock_guard lock(mu_);
+  want_ = count;
+  if (!thread_.joinable() && count > 0) {
+    thread_ = std::thread([this] { spareLoop(); });
+  }
+  cv_.notify_all();
+}
+
+size_t PolicyMaps::spares() const {
+  std::lock_guard lock(mu_);
+  return spares_.size();
+}
+
+void PolicyMaps::spareLoop() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || spares_.size() < want_; });
+    if (stop_ || spares_.size() >= want_) {
+      continue;
+    }
+    // The lowest id without a trie that nobody is writing: where the next endpoint goes.
+    std::optional<uint16_t> id;
+    for (uint32_t i = 1; i < PLEXUS_POLICY_ENDPOINTS_MAX && !id; ++i) {
+      uint32_t key = i;
+      uint32_t inner_id = 0;
+      if (spares_.count(static_cast<uint16_t>(i)) == 0 && busy_.count(static_cast<uint16_t>(i)) == 0 &&
+          bpf_map_lookup_elem(outer_.get(), &key, &inner_id) != 0 && errno == ENOENT) {
+        id = static_cast<uint16_t>(i);
+      }
+    }
+    if (!id) {
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_; });
+      continue;
+    }
+    preparing_ = id;
+    lock.unlock();
+    auto trie = createTrie(*id);
+    bool ok = false;
+    if (trie.ok()) {
+      uint32_t key = *id;
+      int fd_value = trie->get();
+      // BPF_ANY: an array has no NOEXIST; the slot was empty and set()/clear() keep off it while it is prepared.
+      ok = bpf_map_update_elem(outer_.get(), &key, &fd_value, BPF_ANY) == 0;  // waits for RCU: not on ADD
+    }
+    lock.lock();
+    preparing_.reset();
+    if (ok) {
+      spares_[*id] = std::move(*trie);
+    }
+    cv_.notify_all();
+    if (!ok) {
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_; });  // a full map: try again later
+    }
+  }
+}
+
 Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
   if (entries.size() > capacity_) {
     return makeError(ErrorCode::kResourceExhausted,
@@ -194,13 +305,20 @@ Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
                                  "(--bpf-policy-map-max)",
                                  endpoint_id, entries.size(), capacity_));
   }
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-  int inner = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_i", sizeof(plexus_policy_key),
-                             sizeof(plexus_policy_value), capacity_, &opts);
-  if (inner < 0) {
-    return errnoError(fmt::format("policy for endpoint {}: create", endpoint_id), errno);
+  Busy busy(*this, endpoint_id);
+  if (auto spare = busy.takeSpare()) {
+    for (const auto& [k, v] : entries) {
+      if (bpf_map_update_elem(spare->get(), &k, &v, BPF_ANY) != 0) {
+        return errnoError(fmt::format("policy for endpoint {}: fill", endpoint_id), errno);
+      }
+    }
+    return Status::Ok();
   }
-  UniqueFd inner_fd(inner);
+  auto created = createTrie(endpoint_id);
+  if (!created.ok()) {
+    return created.error();
+  }
+  UniqueFd inner_fd = std::move(*created);
   for (const auto& [k, v] : entries) {
     if (bpf_map_update_elem(inner_fd.get(), &k, &v, BPF_ANY) != 0) {
       return errnoError(fmt::format("policy for endpoint {}: fill", endpoint_id), errno);
@@ -216,6 +334,8 @@ Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
 }
 
 Status PolicyMaps::clear(uint16_t endpoint_id) {
+  Busy busy(*this, endpoint_id);
+  (void)busy.takeSpare();
   uint32_t key = endpoint_id;
   if (bpf_map_delete_elem(outer_.get(), &key) != 0 && errno != ENOENT) {
     return errnoError(fmt::format("policy for endpoint {}: clear", endpoint_id), errno);

@@ -2,8 +2,14 @@
 // Loads the pod-veth programs (bpf_lxc.c) from the embedded skeleton, reusing the maps pinned under the
 // configured BPF root so that state survives agent restarts, and exposes typed handles to those maps.
 
+#include <condition_variable>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "plexus/common/ipv4.h"
@@ -122,18 +128,41 @@ class PolicyMaps {
  public:
   // `capacity`: entries of each endpoint's trie (--bpf-policy-map-max).
   PolicyMaps(UniqueFd outer, uint32_t capacity) : outer_(std::move(outer)), capacity_(capacity) {}
+  ~PolicyMaps();
+  PolicyMaps(const PolicyMaps&) = delete;
+  PolicyMaps& operator=(const PolicyMaps&) = delete;
   // Builds a complete new trie and swaps it in with one update: the endpoint never runs with a half-written
-  // or empty map. Refuses (and changes nothing) when the entries exceed the trie's capacity.
+  // or empty map. Refuses (and changes nothing) when the entries exceed the trie's capacity. For an id with a spare
+  // trie (keepSpares), the trie is filled in place instead: no endpoint uses that id yet.
   Status set(uint16_t endpoint_id, const PolicyEntries& entries);
   Status clear(uint16_t endpoint_id);
+  // New endpoints' tries ready ahead of need: a background thread keeps `count` empty tries in the outer map at the
+  // lowest ids that have none (where the agent allocates the next endpoint ids), so that a new endpoint's set() fills
+  // one in place. Inserting into a map-of-maps waits for an RCU grace period (the kernel's maybe_wait_bpf_programs,
+  // about 10 ms here), which CNI ADD then does not wait for.
+  void keepSpares(size_t count);
+  size_t spares() const;
   // The installed entries; NotFound when the endpoint has no trie.
   Result<PolicyEntries> get(uint16_t endpoint_id) const;
   int outerFd() const { return outer_.get(); }
   uint32_t capacity() const { return capacity_; }
 
  private:
+  Result<UniqueFd> createTrie(uint16_t endpoint_id) const;
+  // Marks the id as being written by set()/clear() (the spare thread keeps off it) until the guard goes.
+  class Busy;
+  void spareLoop();
+
   UniqueFd outer_;
   uint32_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint16_t, UniqueFd> spares_;  // empty tries already in the outer map
+  std::optional<uint16_t> preparing_;    // the id the spare thread is inserting a trie at
+  std::set<uint16_t> busy_;              // ids set()/clear() are writing
+  size_t want_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 // The state of an endpoint that no policy selects: one allow-all entry per direction.
