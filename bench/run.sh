@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 out="$BUILD/bench-results.jsonl"
 : >"$out"
 failed=()
-for b in datapath multinode masquerade nodeport cni_add events maglev services policy restart; do
+for b in datapath multinode masquerade nodeport apply cni_add events maglev services policy restart; do
   echo "=== bench $b"
   if bash "$b/run.sh" "$BUILD" | tee -a "$out"; then :; else failed+=("$b"); fi
 done

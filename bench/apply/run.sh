@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Bulk apply, side by side in one run: `plexus apply -f` of N Services with their EndpointSlices (3 backends each,
+# the YAML a user or a GitOps tool would hand us), end to end (the CLI process included), against iptables-restore of
+# the nat table kube-proxy's iptables mode writes for the same services (KUBE-SERVICES -> KUBE-SVC-* with statistic
+# random over 3 KUBE-SEP-* DNAT chains). Then P CiliumNetworkPolicies on top, and the agent's RSS after each step
+# (absolute; Maglev tables are kernel memory and not in it: their size is printed too).
+set -euo pipefail
+BUILD="$(realpath "${1:-build}")"
+cd "$(dirname "$0")/.."
+N="${N:-10000}"
+P="${P:-1000}"
+ROUNDS="${ROUNDS:-3}"
+source ./lib.sh
+trap bench_cleanup EXIT
+CLI=("$BUILD/cli/plexus" --timeout 300)
+WORK="$(mktemp -d /tmp/plexus-bench-apply.XXXXXX)"
+BENCH_DIRS+=("$WORK")
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+python3 - "$N" "$WORK" <<'PY'
+import hashlib, sys
+n, work = int(sys.argv[1]), sys.argv[2]
+h = lambda s: hashlib.sha256(s.encode()).hexdigest()[:16].upper()
+be = lambda i, k: f"10.{213 + k}.{i // 250 % 250}.{i % 250 + 1}"
+with open(f"{work}/svc.yaml", "w") as y:
+    for i in range(n):
+        eps = "".join(f"- addresses: [{be(i, k)}]\n  conditions: {{ready: true}}\n" for k in range(3))
+        y.write(f"""apiVersion: v1
+kind: Service
+metadata: {{name: s{i}, namespace: bench}}
+spec: {{clusterIP: 10.100.{i // 250}.{i % 250 + 1}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: s{i}-1, namespace: bench, labels: {{kubernetes.io/service-name: s{i}}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+{eps}---
+""")
+chains, rules = [], []
+for i in range(n):
+    svc = "KUBE-SVC-" + h(f"s{i}")
+    seps = ["KUBE-SEP-" + h(f"s{i}{k}") for k in range(3)]
+    chains += [svc] + seps
+    vip = f"10.100.{i // 250}.{i % 250 + 1}"
+    rules.append(f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "bench/s{i}:http cluster IP" -m tcp --dport 80 -j {svc}')
+    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -m statistic --mode random --probability 0.33333333349 -j {seps[0]}')
+    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -m statistic --mode random --probability 0.50000000000 -j {seps[1]}')
+    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -j {seps[2]}')
+    for k, sep in enumerate(seps):
+        rules.append(f'-A {sep} -s {be(i, k)}/32 -m comment --comment "bench/s{i}:http" -j KUBE-MARK-MASQ')
+        rules.append(f'-A {sep} -p tcp -m comment --comment "bench/s{i}:http" -m tcp -j DNAT --to-destination {be(i, k)}:8080')
+with open(f"{work}/rules", "w") as r:
+    r.write("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
+    r.write(":KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n")
+    r.write("".join(f":{c} - [0:0]\n" for c in chains))
+    r.write("-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\n")
+    r.write("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n")
+    r.write("\n".join(rules) + "\nCOMMIT\n")
+PY
+python3 - "$P" "$WORK" <<'PY'
+import sys
+p, work = int(sys.argv[1]), sys.argv[2]
+with open(f"{work}/cnp.yaml", "w") as y:
+    for i in range(p):
+        y.write(f"""apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: p{i}, namespace: bench}}
+spec:
+  endpointSelector: {{matchLabels: {{app: a{i}}}}}
+  ingress: [{{fromEndpoints: [{{matchLabels: {{app: b{i}}}}}], toPorts: [{{ports: [{{port: "{8000 + i % 1000}", protocol: TCP}}]}}]}}]
+---
+""")
+PY
+echo "bench apply: $N services ($(du -h "$WORK/svc.yaml" | cut -f1) of YAML), $(grep -c '^-A' "$WORK/rules") iptables rules" >&2
+
+ours=(); theirs=(); rss_svc=(); rss_pol=(); inodes=""
+for r in $(seq 1 "$ROUNDS"); do
+  node="bap$r$BENCH_ID"; ipt="bai$r$BENCH_ID"
+  bench_start_agent "$node" 10.212.0.0/24
+  bench_netns "$ipt"
+  t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/svc.yaml" >/dev/null; ours+=("$(ms_since "$t0")")
+  t0=$(date +%s%N); ip netns exec "$ipt" iptables-restore <"$WORK/rules"; theirs+=("$(ms_since "$t0")")
+  rss_svc+=("$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")")
+  "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/cnp.yaml" >/dev/null
+  rss_pol+=("$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")")
+  bench_stop_agent
+  ip netns del "$ipt"
+  echo "bench apply: round $r: plexus apply ${ours[-1]} ms, iptables-restore ${theirs[-1]} ms, RSS ${rss_svc[-1]} / ${rss_pol[-1]} MiB" >&2
+done
+med() { printf '%s\n' "$@" | bench_median; }
+bench_emit apply "plexus apply of $N Services + 3-backend EndpointSlices, wall (ms) / iptables-restore of kube-proxy's rules" \
+  "$(med "${ours[@]}")" "$(med "${theirs[@]}")" lower
+bench_emit apply "agent RSS after $N services (MiB; absolute)" "$(med "${rss_svc[@]}")" 0 lower
+bench_emit apply "agent RSS after $N services + $P CiliumNetworkPolicies (MiB; absolute)" "$(med "${rss_pol[@]}")" 0 lower
