@@ -42,6 +42,12 @@ static __always_inline __u16 snat4_port_at(__u32 i) {
   return (__u16)(i < low ? PLEXUS_SNAT_PORT_LOW_MIN + i : PLEXUS_SNAT_PORT_MIN + (i - low));
 }
 
+/* Whether a port (host order) is one the masquerade hands out: anything else on the node's address (a NodePort, the
+ * node's own connections) is not in the NAT map, and needs no lookup there. */
+static __always_inline int snat4_port_in_range(__u16 port) {
+  return (port >= PLEXUS_SNAT_PORT_LOW_MIN && port <= PLEXUS_SNAT_PORT_LOW_MAX) || port >= PLEXUS_SNAT_PORT_MIN;
+}
+
 static __always_inline __be32 snat4_device_addr(__u32 ifindex) {
   struct plexus_device_value *d = bpf_map_lookup_elem(&plexus_devices_v1, &ifindex);
   return d ? d->ipv4 : 0;
@@ -296,6 +302,9 @@ static __always_inline int snat4_ingress(struct __sk_buff *skb, const struct flo
   }
   __be16 local = f->proto == IPPROTO_ICMP ? f->sport : f->dport;
   __be16 remote = f->proto == IPPROTO_ICMP ? 0 : f->sport;
+  if (!snat4_port_in_range(bpf_ntohs(local))) {
+    return 0; /* e.g. a NodePort request: not a reply of a translated flow */
+  }
   struct plexus_snat4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = remote, .dport = local, .proto = f->proto,
       .dir = PLEXUS_SNAT_INGRESS};
