@@ -141,29 +141,33 @@ bench_emit() {
   python3 -c 'import json,sys; n,m,p,b,d=sys.argv[1:]; p=float(p); b=float(b); print(json.dumps({"bench":n,"metric":m,"plexus":round(p,3),"baseline":round(b,3),"ratio":round(p/b,3) if b else None,"better":d}))' "$@"
 }
 
+# A pod on a plain veth pair in node netns $1 (Calico-style, no BPF): pod netns $2 with address $3/32, host side $4,
+# a /32 route and static neighbours both ways, the pod's default route via 169.254.1.1.
+bench_routed_pod() {
+  local node="$1" pod="$2" ip="$3" host="$4"
+  bench_netns "$pod"
+  ip link add "$host" netns "$node" type veth peer name eth0 netns "$pod"
+  ip -n "$pod" addr add "$ip/32" dev eth0
+  ip -n "$pod" link set eth0 up
+  ip -n "$pod" route add 169.254.1.1 dev eth0 scope link
+  ip -n "$pod" route add default via 169.254.1.1 dev eth0
+  ip -n "$node" link set "$host" up
+  ip -n "$node" route add "$ip/32" dev "$host"
+  local host_mac pod_mac
+  host_mac="$(ip -n "$node" -o link show "$host" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+  pod_mac="$(ip -n "$pod" -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+  ip -n "$pod" neigh replace 169.254.1.1 lladdr "$host_mac" dev eth0 nud permanent
+  ip -n "$node" neigh replace "$ip" lladdr "$pod_mac" dev "$host" nud permanent
+}
+
 # Two pods on plain veth pairs in node netns $1, routed by the kernel with /32 routes and static neighbours
 # (Calico-style, no BPF): pods $2 and $3 get 10.$4.0.2 and 10.$4.0.3.
 bench_plain_pods() {
-  local node="$1" net="$4" i=0
+  local node="$1" net="$4"
   bench_netns "$node"
   ip netns exec "$node" sysctl -qw net.ipv4.ip_forward=1
-  for pod in "$2" "$3"; do
-    i=$((i + 1))
-    local ip="10.$net.0.$((i + 1))" host="bv$i$net$BENCH_ID"
-    bench_netns "$pod"
-    ip link add "$host" netns "$node" type veth peer name eth0 netns "$pod"
-    ip -n "$pod" addr add "$ip/32" dev eth0
-    ip -n "$pod" link set eth0 up
-    ip -n "$pod" route add 169.254.1.1 dev eth0 scope link
-    ip -n "$pod" route add default via 169.254.1.1 dev eth0
-    ip -n "$node" link set "$host" up
-    ip -n "$node" route add "$ip/32" dev "$host"
-    local host_mac pod_mac
-    host_mac="$(ip -n "$node" -o link show "$host" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
-    pod_mac="$(ip -n "$pod" -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
-    ip -n "$pod" neigh replace 169.254.1.1 lladdr "$host_mac" dev eth0 nud permanent
-    ip -n "$node" neigh replace "$ip" lladdr "$pod_mac" dev "$host" nud permanent
-  done
+  bench_routed_pod "$node" "$2" "10.$net.0.2" "bv1$net$BENCH_ID"
+  bench_routed_pod "$node" "$3" "10.$net.0.3" "bv2$net$BENCH_ID"
 }
 
 # Setups measured side by side: SETUPS (names), CLIENT/SERVER/TARGET (associative: client netns, server netns, the

@@ -56,23 +56,10 @@ wire_nodes "$h_a" "$h_b" "bmw$BENCH_ID"
 SETUPS+=(host); CLIENT[host]="$h_a"; SERVER[host]="$h_b"; TARGET[host]="$WIRE_B"
 
 # --- 2. kernel routes (Calico BGP-mode shape): pod on a veth, /32 route, static neighbours; other pod CIDR via peer
-routed_pod() {  # node pod ip host-ifname
-  local node="$1" pod="$2" ip="$3" host="$4"
-  bench_netns "$pod"
-  ip link add "$host" netns "$node" type veth peer name eth0 netns "$pod"
-  ip -n "$pod" addr add "$ip/32" dev eth0
-  ip -n "$pod" link set eth0 up
-  ip -n "$pod" route add 169.254.1.1 dev eth0 scope link
-  ip -n "$pod" route add default via 169.254.1.1 dev eth0
-  ip -n "$node" link set "$host" up
-  ip -n "$node" route add "$ip/32" dev "$host"
-  ip -n "$pod" neigh replace 169.254.1.1 lladdr "$(mac_of "$node" "$host")" dev eth0 nud permanent
-  ip -n "$node" neigh replace "$ip" lladdr "$(mac_of "$pod" eth0)" dev "$host" nud permanent
-}
 r_a="bmra$BENCH_ID"; r_b="bmrb$BENCH_ID"; r_pa="bmrpa$BENCH_ID"; r_pb="bmrpb$BENCH_ID"
 wire_nodes "$r_a" "$r_b" "bmw$BENCH_ID"
-routed_pod "$r_a" "$r_pa" 10.221.0.2 "bmrva$BENCH_ID"
-routed_pod "$r_b" "$r_pb" 10.222.0.2 "bmrvb$BENCH_ID"
+bench_routed_pod "$r_a" "$r_pa" 10.221.0.2 "bmrva$BENCH_ID"
+bench_routed_pod "$r_b" "$r_pb" 10.222.0.2 "bmrvb$BENCH_ID"
 ip -n "$r_a" route add 10.222.0.0/24 via "$WIRE_B" dev "bmw$BENCH_ID"
 ip -n "$r_b" route add 10.221.0.0/24 via "$WIRE_A" dev "bmw$BENCH_ID"
 SETUPS+=(routes); CLIENT[routes]="$r_pa"; SERVER[routes]="$r_pb"; TARGET[routes]=10.222.0.2

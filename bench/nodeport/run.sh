@@ -40,7 +40,6 @@ unavailable() {  # setup reason
   echo "bench nodeport: $1 unavailable: $2" >&2
 }
 last_log_line() { grep -v '^\s*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-300; }
-mac_of() { ip -n "$1" -o link show "$2" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'; }
 
 # The fabric namespace $1 (bridge + client) and nodes $2 $3 on it through veths named $4 (node side), forwarding on.
 fabric() {
@@ -129,16 +128,7 @@ iptables_setup() {
   local f="bpif$BENCH_ID" a="bpia$BENCH_ID" b="bpib$BENCH_ID" pod="bpip$BENCH_ID" dev="bpd$BENCH_ID"
   local host="bpiv$BENCH_ID" ip=10.236.0.2 rules
   fabric "$f" "$a" "$b" "$dev"
-  bench_netns "$pod"
-  ip link add "$host" netns "$b" type veth peer name eth0 netns "$pod"
-  ip -n "$pod" addr add "$ip/32" dev eth0
-  ip -n "$pod" link set eth0 up
-  ip -n "$pod" route add 169.254.1.1 dev eth0 scope link
-  ip -n "$pod" route add default via 169.254.1.1 dev eth0
-  ip -n "$b" link set "$host" up
-  ip -n "$b" route add "$ip/32" dev "$host"
-  ip -n "$pod" neigh replace 169.254.1.1 lladdr "$(mac_of "$b" "$host")" dev eth0 nud permanent
-  ip -n "$b" neigh replace "$ip" lladdr "$(mac_of "$pod" eth0)" dev "$host" nud permanent
+  bench_routed_pod "$b" "$pod" "$ip" "$host"
   ip -n "$a" route add 10.236.0.0/24 via "$NODE_B" dev "$dev"
   rules="*nat
 :KUBE-SERVICES - [0:0]
