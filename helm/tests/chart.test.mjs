@@ -878,6 +878,32 @@ extraConfig:
     expectFailure(['--set', 'tolerations=notalist'], /tolerations/);
   });
 
+  test('affinity, podAnnotations, podLabels, priorityClassName, updateStrategy and extraEnv reach the DaemonSet', () => {
+    const def = daemonSet();
+    assert.equal(def.spec.template.spec.priorityClassName, 'system-node-critical');
+    assert.deepEqual(def.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+    assert.ok(!('affinity' in def.spec.template.spec));
+    const ds = daemonSet(['--set', 'podLabels.team=net', '--set', 'podAnnotations.owner=sre',
+      '--set', 'priorityClassName=critical-net', '--set', 'updateStrategy.type=OnDelete',
+      '--set', 'updateStrategy.rollingUpdate=null',
+      '--set-json', 'affinity={"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"net","operator":"Exists"}]}]}}}',
+      '--set-json', 'extraEnv=[{"name":"GODEBUG","value":"x=1"}]']);
+    const pod = ds.spec.template;
+    assert.equal(pod.metadata.labels.team, 'net');
+    assert.equal(pod.metadata.labels['app.kubernetes.io/name'], 'plexus');  // the chart's own labels stay
+    assert.equal(pod.metadata.annotations.owner, 'sre');
+    assert.ok(pod.metadata.annotations['checksum/config']);
+    assert.equal(pod.spec.priorityClassName, 'critical-net');
+    assert.deepEqual(ds.spec.updateStrategy, { type: 'OnDelete' });
+    assert.equal(pod.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]
+      .matchExpressions[0].key, 'net');
+    const env = agentContainer(ds).env;
+    assert.deepEqual(env[env.length - 1], { name: 'GODEBUG', value: 'x=1' });
+    assert.equal(env[0].name, 'PLEXUS_NODE_NAME');
+    expectFailure(['--set-json', 'extraEnv=[{"value":"no name"}]'], /extraEnv/);
+    expectFailure(['--set', 'updateStrategy.type=Recreate'], /updateStrategy/);
+  });
+
   test('nodeSelector: linux nodes by default, replaced or extended by the value', () => {
     const ds = daemonSet(['--set', 'nodeSelector.pool=edge']);
     assert.deepEqual(ds.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux', pool: 'edge' });

@@ -631,6 +631,30 @@ spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
   close(lfd);
 }
 
+TEST_CASE("agent config: a cilium-config's key names for the settings the agent has are accepted", "[netns][config]") {
+  TempDir tmp;
+  std::string path = tmp.path() + "/cilium-config.yaml";
+  std::ofstream(path) << "ipam: cluster-pool\nbpf-lb-algorithm: random\nbpf-lb-maglev-table-size: 251\n"
+                         "bpf-lb-maglev-hash-seed: AAAAAAAAAAAAAAAA\nbpf-ct-global-tcp-max: 70000\n"
+                         "hubble-event-buffer-capacity: 1023\nbpf-lb-sock: \"false\"\ncluster-health-port: 4241\n"
+                         "enable-policy: always\npolicy-audit-mode: \"true\"\nbpf-lb-mode: dsr\n";
+  auto r = runCommand({agentBinary(), "--config", path, "--print-config"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  auto c = nlohmann::json::parse(r.out);
+  CHECK(c["ipam-mode"] == "cluster-pool");
+  CHECK(c["lb-algorithm"] == "random");
+  CHECK(c["maglev-table-size"] == 251);
+  CHECK(c["maglev-hash-seed"] == "AAAAAAAAAAAAAAAA");
+  CHECK(c["ct-map-size"] == 70000);
+  CHECK(c["hubble-flow-buffer-size"] == 1023);
+  CHECK(c["enable-socket-lb"] == false);
+  CHECK(c["health-port"] == 4241);
+  CHECK(c["enable-policy"] == "always");
+  CHECK(c["policy-audit-mode"] == true);
+  CHECK(c["bpf-lb-mode"] == "dsr");
+}
+
 TEST_CASE("the agent collects expired conntrack entries on its interval", "[netns][conntrack]") {
   // The interval is validated like every flag: a clear refusal, and the value in the effective configuration.
   auto bad = runCommand({agentBinary(), "--conntrack-gc-interval", "-5", "--print-config"});

@@ -32,7 +32,7 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--cluster-name", c.cluster_name, "cluster name for identity labels");
   app.add_option("--host-device", c.host_device, "device (veth pair <name> <-> <name>_net) that holds the pods' gateway address");
   app.add_option("--mtu", c.mtu, "pod interface MTU (0: the device MTU, less 50 in tunnel mode)");
-  app.add_option("--ipam-mode", c.ipam_mode, "standalone | kubernetes | cluster-pool")
+  app.add_option("--ipam-mode,--ipam", c.ipam_mode, "standalone | kubernetes | cluster-pool")
       ->check(CLI::IsMember({"standalone", "kubernetes", "cluster-pool"}));
   app.add_option("--cluster-pool-ipv4-cidr", c.cluster_pool_ipv4_cidr, "cluster-pool CIDRs")->delimiter(',');
   app.add_option("--cluster-pool-ipv4-mask-size", c.cluster_pool_ipv4_mask_size, "per-node mask size");
@@ -49,15 +49,15 @@ void addOptions(CLI::App& app, AgentConfig& c) {
                  "forward pods' traffic through the kernel stack instead of BPF host routing");
   app.add_option("--ipv4-native-routing-cidr", c.ipv4_native_routing_cidr,
                  "destinations reached without masquerade in native mode");
-  app.add_option("--health-port", c.health_port, "TCP port of the node health endpoint other nodes probe (0: off)");
+  app.add_option("--health-port,--cluster-health-port", c.health_port, "TCP port of the node health endpoint other nodes probe (0: off)");
   app.add_option("--enable-bpf-masquerade", c.enable_bpf_masquerade, "masquerade pod egress in eBPF");
   app.add_option("--enable-ipv4-masquerade", c.enable_ipv4_masquerade,
                  "masquerade pod egress (in eBPF with --enable-bpf-masquerade, else with an iptables rule)");
   app.add_option("--enable-hubble", c.enable_hubble, "flow events and the flow store");
-  app.add_option("--hubble-flow-buffer-size", c.hubble_flow_buffer_size, "flows kept in memory");
+  app.add_option("--hubble-flow-buffer-size,--hubble-event-buffer-capacity", c.hubble_flow_buffer_size, "flows kept in memory");
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
                  "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");
-  app.add_option("--lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
+  app.add_option("--lb-algorithm,--bpf-lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
   app.add_option("--enable-policy", c.enable_policy,
                  "policy enforcement: default (a direction selected by a policy), always (every endpoint, no rule: "
                  "deny) or never");
@@ -69,8 +69,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
                  "TCP, snat for UDP)");
   app.add_option("--bpf-lb-dsr-dispatch", c.lb_dsr_dispatch,
                  "how dsr names the frontend to the backend's node: opt (an IPv4 option)");
-  app.add_option("--maglev-table-size", c.maglev_table_size, "Maglev table size (prime)");
-  app.add_option("--maglev-hash-seed", c.maglev_hash_seed, "base64 12-byte Maglev seed");
+  app.add_option("--maglev-table-size,--bpf-lb-maglev-table-size", c.maglev_table_size, "Maglev table size (prime)");
+  app.add_option("--maglev-hash-seed,--bpf-lb-maglev-hash-seed", c.maglev_hash_seed, "base64 12-byte Maglev seed");
   app.add_option("--prometheus-serve-addr", c.prometheus_serve_addr, "host:port for /metrics and /healthz (empty: off)");
   app.add_option("--health-addr", c.health_addr, "address for /healthz (empty: off)");
   app.add_option("--kube-proxy-replacement-healthz-bind-address", c.kpr_healthz_addr,
@@ -78,8 +78,8 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--debug", c.debug, "debug logging");
   app.add_option("--cgroup-root", c.cgroup_root, "cgroup v2 root for socket load-balancing");
   app.add_option("--devices", c.devices, "external devices for NodePort")->delimiter(',');
-  app.add_option("--enable-socket-lb", c.enable_socket_lb, "socket-level load-balancing");
-  app.add_option("--ct-map-size", c.ct_map_size, "conntrack map entries");
+  app.add_option("--enable-socket-lb,--bpf-lb-sock", c.enable_socket_lb, "socket-level load-balancing");
+  app.add_option("--ct-map-size,--bpf-ct-global-tcp-max", c.ct_map_size, "conntrack map entries");
   app.add_option("--bpf-lb-map-max", c.lb_map_max,
                  "entries of each service map (services, backends, rev-NAT, affinity, Maglev tables)");
   app.add_option("--bpf-policy-map-max", c.policy_map_max, "entries of each endpoint's policy map");
