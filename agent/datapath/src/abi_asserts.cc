@@ -45,6 +45,11 @@ PLEXUS_ABI(plexus_lb4_backend, 8);
 PLEXUS_OFF(plexus_lb4_backend, port, 4);
 PLEXUS_OFF(plexus_lb4_backend, state, 7);
 PLEXUS_ABI(plexus_lb4_reverse_nat, 8);
+// The DSR option is on the wire (RFC 791 option layout: type, length, then its data), read by other nodes.
+PLEXUS_ABI(plexus_dsr_opt4, PLEXUS_DSR_OPT_LEN);
+PLEXUS_OFF(plexus_dsr_opt4, len, 1);
+PLEXUS_OFF(plexus_dsr_opt4, port, 2);
+PLEXUS_OFF(plexus_dsr_opt4, address, 4);
 PLEXUS_ABI(plexus_lb4_affinity_key, 16);
 PLEXUS_OFF(plexus_lb4_affinity_key, rev_nat_index, 8);
 PLEXUS_ABI(plexus_lb4_src_range_key, 12);
