@@ -2,13 +2,15 @@
 # Bulk apply, side by side in one run: `plexus apply -f` of N Services with their EndpointSlices (3 backends each,
 # the YAML a user or a GitOps tool would hand us), end to end (the CLI process included), against iptables-restore of
 # the nat table kube-proxy's iptables mode writes for the same services (KUBE-SERVICES -> KUBE-SVC-* with statistic
-# random over 3 KUBE-SEP-* DNAT chains). Then P CiliumNetworkPolicies on top, and the agent's RSS after each step
+# random over 3 KUBE-SEP-* DNAT chains). Then P CiliumNetworkPolicies and, in the last round, E pods wired through
+# plexus-cni on top, and the agent's RSS after each step
 # (absolute; Maglev tables are kernel memory and not in it: their size is printed too).
 set -euo pipefail
 BUILD="$(realpath "${1:-build}")"
 cd "$(dirname "$0")/.."
 N="${N:-10000}"
 P="${P:-1000}"
+E="${E:-1000}"  # endpoints (pods wired through plexus-cni) added after the policies, for the memory figure
 ROUNDS="${ROUNDS:-3}"
 source ./lib.sh
 trap bench_cleanup EXIT
@@ -75,16 +77,24 @@ spec:
 PY
 echo "bench apply: $N services ($(du -h "$WORK/svc.yaml" | cut -f1) of YAML), $(grep -c '^-A' "$WORK/rules") iptables rules" >&2
 
-ours=(); theirs=(); rss_svc=(); rss_pol=(); inodes=""
+ours=(); theirs=(); rss_svc=(); rss_pol=(); rss_eps=""; added=0
 for r in $(seq 1 "$ROUNDS"); do
   node="bap$r$BENCH_ID"; ipt="bai$r$BENCH_ID"
-  bench_start_agent "$node" 10.212.0.0/24
+  bench_start_agent "$node" 10.208.0.0/21
   bench_netns "$ipt"
   t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/svc.yaml" >/dev/null; ours+=("$(ms_since "$t0")")
   t0=$(date +%s%N); ip netns exec "$ipt" iptables-restore <"$WORK/rules"; theirs+=("$(ms_since "$t0")")
   rss_svc+=("$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")")
   "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/cnp.yaml" >/dev/null
   rss_pol+=("$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")")
+  if [ "$r" = "$ROUNDS" ] && [ "$E" -gt 0 ]; then
+    for i in $(seq 1 "$E"); do
+      bench_netns "bae$i$BENCH_ID"
+      [ -n "$(bench_plexus_add "$node" "bae$i$BENCH_ID" 2>/dev/null)" ] && added=$((added + 1))
+    done
+    rss_eps="$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")"
+    echo "bench apply: $added of $E endpoints added, RSS $rss_eps MiB" >&2
+  fi
   bench_stop_agent
   ip netns del "$ipt"
   echo "bench apply: round $r: plexus apply ${ours[-1]} ms, iptables-restore ${theirs[-1]} ms, RSS ${rss_svc[-1]} / ${rss_pol[-1]} MiB" >&2
@@ -94,3 +104,6 @@ bench_emit apply "plexus apply of $N Services + 3-backend EndpointSlices, wall (
   "$(med "${ours[@]}")" "$(med "${theirs[@]}")" lower
 bench_emit apply "agent RSS after $N services (MiB; absolute)" "$(med "${rss_svc[@]}")" 0 lower
 bench_emit apply "agent RSS after $N services + $P CiliumNetworkPolicies (MiB; absolute)" "$(med "${rss_pol[@]}")" 0 lower
+if [ -n "$rss_eps" ]; then
+  bench_emit apply "agent RSS after $N services + $P CiliumNetworkPolicies + $added endpoints (MiB; absolute)" "$rss_eps" 0 lower
+fi
