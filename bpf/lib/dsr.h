@@ -66,8 +66,7 @@ static __always_inline int dsr4_set_opt(struct __sk_buff *skb, const struct flow
  * option is not honoured otherwise). The client may be a pod of this node that reached another node's frontend (a
  * hairpin). Returns 0 or a negative reason. */
 static __always_inline int dsr4_ingress(struct __sk_buff *skb, const struct flow4 *f) {
-  if (cfg_lb_mode == PLEXUS_LB_MODE_SNAT || f->l4_off != ETH_HLEN + sizeof(struct iphdr) + PLEXUS_DSR_OPT_LEN ||
-      !f->has_ports || !lb4_dsr_wanted(f->proto)) {
+  if (!lb4_dsr_wanted(f->proto) || !f->has_ports || f->l4_off != ETH_HLEN + sizeof(struct iphdr) + PLEXUS_DSR_OPT_LEN) {
     return 0;
   }
   struct plexus_dsr_opt4 opt;
@@ -90,7 +89,7 @@ static __always_inline int dsr4_ingress(struct __sk_buff *skb, const struct flow
  * (before the node's netfilter could take the pod's address for masquerade). Returns 1 when translated, 0 when not a
  * DSR reply, or a negative reason. */
 static __always_inline int dsr4_reply(struct __sk_buff *skb, struct flow4 *f) {
-  if (cfg_lb_mode == PLEXUS_LB_MODE_SNAT || !f->has_ports) {
+  if (!lb4_dsr_wanted(f->proto) || !f->has_ports) {
     return 0;
   }
   struct plexus_snat4_key key = {.saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport,
