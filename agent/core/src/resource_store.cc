@@ -136,15 +136,16 @@ std::vector<ApplyOutcome> ResourceStore::apply(const std::vector<nlohmann::json>
       continue;
     }
     auto it = objects_.find(key);
-    if (it != objects_.end() && comparable(decode(it->second)) == comparable(o)) {
+    std::optional<nlohmann::json> old;
+    if (it != objects_.end()) {
+      old = decode(it->second);
+    }
+    if (old && comparable(*old) == comparable(o)) {
       outcome.action = ApplyAction::kUnchanged;
       out.push_back(outcome);
       continue;
     }
-    int64_t generation = 1;
-    if (it != objects_.end()) {
-      generation = decode(it->second)["metadata"].value("generation", int64_t{1}) + 1;
-    }
+    int64_t generation = old ? (*old)["metadata"].value("generation", int64_t{1}) + 1 : 1;
     o["metadata"]["generation"] = generation;
     o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
     outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;

@@ -91,3 +91,19 @@ TEST_CASE("cluster-scoped kinds drop the namespace; snapshots restore with a syn
   CHECK(copy.apply({svc("web", 80)}, &more)[0].action == ApplyAction::kUnchanged);
   CHECK_FALSE(copy.restore(nlohmann::json::array()).ok());
 }
+
+TEST_CASE("resource store: object names are DNS-1123 subdomains", "[unit][store]") {
+  ResourceStore store;
+  std::vector<ResourceEvent> events;
+  auto named = [](const std::string& name) {
+    return nlohmann::json{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}}}};
+  };
+  for (const std::string& ok : {"a", "web-1", "a.b-c.d", "0x", std::string(253, 'a')}) {
+    INFO(ok);
+    CHECK(store.apply({named(ok)}, &events)[0].action == ApplyAction::kCreated);
+  }
+  for (const std::string& bad : {"", "-a", "a-", "a..b", ".a", "a.", "A", "a_b", "a.-b", std::string(254, 'a')}) {
+    INFO(bad);
+    CHECK(store.apply({named(bad)}, &events)[0].action == ApplyAction::kRejected);
+  }
+}
