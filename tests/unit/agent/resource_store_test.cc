@@ -98,11 +98,11 @@ TEST_CASE("resource store: object names are DNS-1123 subdomains", "[unit][store]
   auto named = [](const std::string& name) {
     return nlohmann::json{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}}}};
   };
-  for (const std::string& ok : {"a", "web-1", "a.b-c.d", "0x", std::string(253, 'a')}) {
+  for (const std::string& ok : std::vector<std::string>{"a", "web-1", "a.b-c.d", "0x", std::string(253, 'a')}) {
     INFO(ok);
     CHECK(store.apply({named(ok)}, &events)[0].action == ApplyAction::kCreated);
   }
-  for (const std::string& bad : {"", "-a", "a-", "a..b", ".a", "a.", "A", "a_b", "a.-b", std::string(254, 'a')}) {
+  for (const std::string& bad : std::vector<std::string>{"", "-a", "a-", "a..b", ".a", "a.", "A", "a_b", "a.-b", std::string(254, 'a')}) {
     INFO(bad);
     CHECK(store.apply({named(bad)}, &events)[0].action == ApplyAction::kRejected);
   }
