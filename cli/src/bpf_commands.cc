@@ -80,6 +80,12 @@ void addBpfCommands(CLI::App& app, Context& ctx, int& rc) {
     if (e.map == v1::BPF_MAP_POLICY) {
       list->add_option("--endpoint", endpoint, "endpoint id")->required();
     }
+    if (e.map == v1::BPF_MAP_CONNTRACK) {
+      // cilium-dbg's `bpf ct list global`: there is one conntrack map, the global one.
+      static std::string scope;
+      list->add_option("scope", scope, "global (cilium-dbg's form; the only conntrack map)")
+          ->check(CLI::IsMember({"global"}));
+    }
     v1::BpfMap which = e.map;
     list->callback([&ctx, &rc, which] { rc = dump(ctx, which, endpoint); });
     if (e.map == v1::BPF_MAP_POLICY) {

@@ -562,6 +562,17 @@ TEST_CASE("multinode: NodePort by direct server return (dsr; hybrid: TCP only): 
     kept = kept || (row.value("direction", "") == "dsr" && row.value("translated_to", "") == entry_ip + ":30093");
   }
   CHECK(kept == tcp_dsr);
+  // The entry node's conntrack (cilium-dbg's `bpf ct list global` form): the NodePort flows' service entries, and a
+  // reverse entry (replies back through it) only without DSR.
+  bool service = false;
+  bool reverse = false;
+  for (const auto& row : f.node(0).cliJson({"bpf", "ct", "list", "global"})) {
+    service = service || (row.value("kind", "") == "service" && row.value("destination", "") == entry_ip + ":30093");
+    reverse = reverse || (row.value("kind", "") == "reverse-nodeport" && row.value("proto", "") == "TCP" &&
+                          row.value("source", "") == echo.ip() + ":8080");
+  }
+  CHECK(service);
+  CHECK(reverse != tcp_dsr);
 
   // Hairpin and host traffic: pods on either node and the nodes' own processes reach the NodePort of either node.
   FabricPod& near = f.addPod(0, "near", {{"app", "near"}});
