@@ -13,6 +13,7 @@
 #include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
 #include <sched.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <memory>
@@ -24,10 +25,36 @@ namespace plexus::datapath {
 
 namespace {
 
+// A socket the caller owns is freed with it; a thread's cached socket (see connect()) is only lent.
 struct SockDeleter {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
+  bool owned = true;
+  void operator()(nl_sock* s) const {
+    if (owned) {
+      nl_socket_free(s);
+    }
+  }
 };
 using NlSock = std::unique_ptr<nl_sock, SockDeleter>;
+
+// Each thread's route socket in the agent's own network namespace, reused by the calls that run there (a CNI ADD makes
+// a dozen; opening one costs socket, bind, getsockname and setsockopt calls). Calls made inside another namespace (a
+// pod's, on a helper thread) get a socket of their own, as a namespace's inode can be reused once it is gone. A
+// failed call drops the cached socket (nlError), so that nothing a failure left unread reaches the next call.
+thread_local nl_sock* t_cached_sock = nullptr;
+
+void dropCachedSocket() {
+  if (t_cached_sock) {
+    nl_socket_free(t_cached_sock);
+    t_cached_sock = nullptr;
+  }
+}
+
+bool inAgentNetns() {
+  struct stat self {};
+  struct stat thread {};
+  return stat("/proc/self/ns/net", &self) == 0 && stat("/proc/thread-self/ns/net", &thread) == 0 &&
+         self.st_ino == thread.st_ino && self.st_dev == thread.st_dev;
+}
 
 struct LinkDeleter {
   void operator()(rtnl_link* l) const { rtnl_link_put(l); }
@@ -40,6 +67,7 @@ struct AddrDeleter {
 using NlAddr = std::unique_ptr<nl_addr, AddrDeleter>;
 
 Error nlError(const std::string& what, int err) {
+  dropCachedSocket();
   ErrorCode code = ErrorCode::kInternal;
   switch (-err) {
     case NLE_EXIST: code = ErrorCode::kAlreadyExists; break;
@@ -53,6 +81,10 @@ Error nlError(const std::string& what, int err) {
 }
 
 Result<NlSock> connect() {
+  bool cacheable = inAgentNetns();
+  if (cacheable && t_cached_sock) {
+    return NlSock(t_cached_sock, SockDeleter{false});
+  }
   NlSock sock(nl_socket_alloc());
   if (!sock) {
     return makeError(ErrorCode::kInternal, "netlink: socket alloc failed");
@@ -61,7 +93,11 @@ Result<NlSock> connect() {
   if (err < 0) {
     return nlError("netlink connect", err);
   }
-  return sock;
+  if (!cacheable) {
+    return sock;
+  }
+  t_cached_sock = sock.release();
+  return NlSock(t_cached_sock, SockDeleter{false});
 }
 
 NlAddr ipv4Addr(Ipv4 ip, int prefix_len) {
