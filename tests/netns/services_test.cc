@@ -77,10 +77,12 @@ struct Greeter {
       for (int i = 0; i < 2000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
         int c = acceptWithin(fd, std::chrono::milliseconds(100));
         if (c >= 0) {
-          (void)!write(c, name.data(), name.size());
+          // Kept before the greeting goes out: the client reads `kept` once it has the greeting.
           if (keep_open) {
             kept.push_back(c);
-          } else {
+          }
+          (void)!write(c, name.data(), name.size());
+          if (!keep_open) {
             close(c);
           }
         }
