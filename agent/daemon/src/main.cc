@@ -18,6 +18,7 @@
 #include "plexus/agent/agent_state.h"
 #include "plexus/agent/config.h"
 #include "plexus/agent/grpc_services.h"
+#include "plexus/agent/hubble_service.h"
 #include "plexus/agent/metrics_server.h"
 #include "plexus/api/paths.h"
 
@@ -90,6 +91,34 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Hubble's observer API on a server of its own (its socket, and TCP when --hubble-listen-address is set), so
+  // `hubble` and Hubble Relay reach it as they reach Cilium's. Off with the flow store. Started before the main
+  // socket: once the agent answers there, the Hubble API answers too.
+  std::unique_ptr<agent::HubbleObserverService> hubble;
+  std::unique_ptr<grpc::Server> hubble_server;
+  std::filesystem::path hubble_sock(config->hubble_socket_path);
+  if (st.flows) {
+    std::string tcp = config->hubble_listen_address;
+    if (!tcp.empty() && tcp.front() == ':') {
+      tcp = "0.0.0.0" + tcp;  // ":4244", as Cilium's hubble.listenAddress: every address
+    }
+    hubble = std::make_unique<agent::HubbleObserverService>(st, tcp.empty() ? "unix://" + hubble_sock.string() : tcp);
+    std::filesystem::create_directories(hubble_sock.parent_path(), ec);
+    std::filesystem::remove(hubble_sock, ec);
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(api::grpcTarget(hubble_sock), grpc::InsecureServerCredentials());
+    if (!tcp.empty()) {
+      hb.AddListeningPort(tcp, grpc::InsecureServerCredentials());
+    }
+    hb.RegisterService(hubble.get());
+    hubble_server = hb.BuildAndStart();
+    if (!hubble_server) {
+      spdlog::error("Hubble API: cannot listen on {}{}", hubble_sock.string(), tcp.empty() ? "" : " and " + tcp);
+      return 1;
+    }
+    chmod(hubble_sock.c_str(), 0660);
+    spdlog::info("Hubble API on {}{}", hubble_sock.string(), tcp.empty() ? "" : " and " + tcp);
+  }
   agent::CniService cni(st);
   agent::DaemonService daemon(st);
   agent::ObserverService observer(st);
@@ -141,6 +170,10 @@ int main(int argc, char** argv) {
   spdlog::info("signal {}: stopping (programs and pinned maps stay in place)", sig);
   st.ready = false;
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (hubble_server) {
+    hubble_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    std::filesystem::remove(hubble_sock, ec);
+  }
   metrics.stop();
   st.events.stop();
   st.stop();
