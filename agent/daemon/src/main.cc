@@ -124,6 +124,8 @@ int main(int argc, char** argv) {
   agent::ObserverService observer(st);
   agent::ResourcesService resources(st);
   agent::PolicyService policy(st);
+  // Hubble's API on the main socket too: `plexus observe` reads flows through it, as `hubble observe` does.
+  agent::HubbleObserverService hubble_local(st, "unix://" + config->socket);
   grpc::ServerBuilder builder;
   // plexus apply sends at most 2 MiB of manifest per request; one larger document (a v1 List) may still come whole.
   builder.SetMaxReceiveMessageSize(64 << 20);
@@ -133,6 +135,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&observer);
   builder.RegisterService(&resources);
   builder.RegisterService(&policy);
+  builder.RegisterService(&hubble_local);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(agent::apiMetricsInterceptor(st.api_metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
