@@ -448,6 +448,10 @@ describe('ConfigMap config.yaml', () => {
     const port = agentContainer(daemonSet(args)).ports.find((p) => p.name === 'hubble-peer');
     assert.equal(port.containerPort, 4244);
     assert.equal(port.hostPort, 4244);
+    const peer = find(render(args), 'Service', 'hubble-peer');
+    assert.equal(peer.spec.internalTrafficPolicy, 'Local');
+    assert.equal(peer.spec.ports[0].targetPort, 'hubble-peer');
+    assert.ok(!render().some((d) => d.kind === 'Service' && d.metadata.name === 'hubble-peer'));
     expectFailure(['--set', 'hubble.listenAddress=4244'], /listenAddress/);
     expectFailure(['--set', 'hubble.socketPath=relative.sock'], /socketPath/);
   });

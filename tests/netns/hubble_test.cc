@@ -10,6 +10,7 @@
 
 #include "node_fixture.h"
 #include "observer/observer.grpc.pb.h"
+#include "peer/peer.grpc.pb.h"
 
 using namespace plexus::testing;
 
@@ -250,4 +251,28 @@ TEST_CASE("--hubble-listen-address serves the Hubble API over TCP too", "[netns]
   auto bad = runCommand({agentBinary(), "--hubble-listen-address", "4244", "--print-config"});
   CHECK(bad.exit_code != 0);
   CHECK(bad.err.find("--hubble-listen-address") != std::string::npos);
+}
+
+TEST_CASE("Hubble's peer service announces this node, then a node that joins", "[netns][observe][hubble]") {
+  NodeFixture node("10.206.0.0/24");
+  auto channel = grpc::CreateChannel("unix:" + hubbleSocket(node), grpc::InsecureChannelCredentials());
+  REQUIRE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+  auto stub = peer::Peer::NewStub(channel);
+  grpc::ClientContext ctx;
+  deadline(&ctx, 20);  // bounded: Notify never ends on its own
+  auto reader = stub->Notify(&ctx, {});
+  peer::ChangeNotification first;
+  REQUIRE(reader->Read(&first));
+  CHECK(first.name() == node.node().name());
+  CHECK(first.type() == peer::PEER_ADDED);
+  CHECK(first.address() == "unix://" + hubbleSocket(node));  // no InternalIP known, no TCP listener
+  node.apply("apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDR: 10.205.0.0/24}\n"
+             "status:\n  addresses: [{type: InternalIP, address: 192.0.2.77}]\n");
+  peer::ChangeNotification next;
+  REQUIRE(reader->Read(&next));
+  CHECK(next.name() == "other");
+  CHECK(next.type() == peer::PEER_ADDED);
+  CHECK(next.address() == "192.0.2.77:4244");
+  ctx.TryCancel();
+  (void)reader->Finish();
 }

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <chrono>
+#include <thread>
 
 #include "plexus/agent/grpc_services.h"
 #include "plexus/agent/hubble_flows.h"
@@ -112,6 +113,28 @@ grpc::Status HubbleObserverService::ServerStatus(grpc::ServerContext*, const obs
   resp->mutable_num_connected_nodes()->set_value(1);
   resp->mutable_num_unavailable_nodes()->set_value(0);
   resp->set_version(PLEXUS_VERSION);
+  return grpc::Status::OK;
+}
+
+grpc::Status HubblePeerService::Notify(grpc::ServerContext* ctx, const peer::NotifyRequest*,
+                                       grpc::ServerWriter<peer::ChangeNotification>* writer) {
+  HubblePeers sent;
+  while (!ctx->IsCancelled()) {
+    if (state_.ready) {
+      auto nodes = state_.reconciler.submit([this] { return state_.nodes->nodes(); }).get();
+      HubblePeers now = hubblePeers(nodes, self_);
+      for (const auto& c : peerChanges(sent, now)) {
+        if (!writer->Write(c)) {
+          return grpc::Status::OK;
+        }
+      }
+      sent = std::move(now);
+    }
+    // Cancellation (the client left, or the server stops) is noticed within 200 ms.
+    for (int i = 0; i < 10 && !ctx->IsCancelled(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
   return grpc::Status::OK;
 }
 

@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
   // `hubble` and Hubble Relay reach it as they reach Cilium's. Off with the flow store. Started before the main
   // socket: once the agent answers there, the Hubble API answers too.
   std::unique_ptr<agent::HubbleObserverService> hubble;
+  std::unique_ptr<agent::HubblePeerService> hubble_peers;
   std::unique_ptr<grpc::Server> hubble_server;
   std::filesystem::path hubble_sock(config->hubble_socket_path);
   if (st.flows) {
@@ -110,7 +111,11 @@ int main(int argc, char** argv) {
     if (!tcp.empty()) {
       hb.AddListeningPort(tcp, grpc::InsecureServerCredentials());
     }
+    hubble_peers = std::make_unique<agent::HubblePeerService>(
+        st, agent::HubblePeerSelf{config->node_name, config->cluster_name, config->hubble_listen_address,
+                                  hubble_sock.string()});
     hb.RegisterService(hubble.get());
+    hb.RegisterService(hubble_peers.get());
     hubble_server = hb.BuildAndStart();
     if (!hubble_server) {
       spdlog::error("Hubble API: cannot listen on {}{}", hubble_sock.string(), tcp.empty() ? "" : " and " + tcp);

@@ -7,7 +7,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include "observer/observer.grpc.pb.h"
+#include "peer/peer.grpc.pb.h"
 #include "plexus/agent/agent_state.h"
+#include "plexus/agent/hubble_peers.h"
 
 namespace plexus::agent {
 
@@ -29,6 +31,19 @@ class HubbleObserverService final : public observer::Observer::Service {
   uint64_t uptimeNs() const;
   AgentState& state_;
   std::string address_;
+};
+
+// Hubble's peer.Peer: the nodes whose observer API Hubble Relay should read. Notify looks at the node list (a short
+// job on the reconcile thread) every 2 s and sends what changed.
+class HubblePeerService final : public peer::Peer::Service {
+ public:
+  HubblePeerService(AgentState& state, HubblePeerSelf self) : state_(state), self_(std::move(self)) {}
+  grpc::Status Notify(grpc::ServerContext*, const peer::NotifyRequest*,
+                      grpc::ServerWriter<peer::ChangeNotification>*) override;
+
+ private:
+  AgentState& state_;
+  HubblePeerSelf self_;
 };
 
 }  // namespace plexus::agent
