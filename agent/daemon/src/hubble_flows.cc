@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include <fmt/format.h>
+#include <google/protobuf/unknown_field_set.h>
 
 #include "plexus/agent/flow_hubble.h"
 #include "plexus/agent/reason_names.h"
@@ -157,6 +158,12 @@ void toHubbleFlow(const FlowRecord& f, const std::string& node, flow::Flow* out)
 }
 
 Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& h) {
+  // A field of a newer Hubble that this file does not know would be dropped silently, widening the filter:
+  // refuse it instead.
+  const auto& unknown = h.GetReflection()->GetUnknownFields(h);
+  if (unknown.field_count() > 0) {
+    return invalid(fmt::format("FlowFilter field {} is not supported by Plexus", unknown.field(0).number()));
+  }
   FlowFilterSpec spec;
   auto copy = [](const auto& from, std::vector<std::string>* to) { to->assign(from.begin(), from.end()); };
   copy(h.source_ip(), &spec.source.ips);
