@@ -102,15 +102,16 @@ bool place(const Side& s, bool source, const char* flags, flow::FlowFilter* h, s
 
 bool eventType(const std::string& text, flow::EventTypeFilter* out, std::string* error) {
   static const std::map<std::string, int32_t> kTypes = {
-      {"drop", 1},           {"debug", 2},      {"capture", 3}, {"trace", 4},  {"policy-verdict", 5},
-      {"recorder", 6},       {"trace-sock", 7}, {"sock", 7},    {"l7", 129},   {"agent", 130}};
+      {"drop", 1},     {"debug", 2},      {"capture", 3}, {"trace", 4}, {"policy-verdict", 5},
+      {"recorder", 6}, {"trace-sock", 7}, {"sock", 7},    {"l7", 129},  {"agent", 130}};
   std::string t = text;
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   auto it = kTypes.find(t);
   if (it == kTypes.end()) {
-    *error = fmt::format("type {:?}: must be trace, drop or policy-verdict (or another of Hubble's types; subtypes "
-                         "are not supported)",
-                         text);
+    *error = fmt::format(
+        "type {:?}: must be trace, drop or policy-verdict (or another of Hubble's types; subtypes "
+        "are not supported)",
+        text);
     return false;
   }
   out->set_type(it->second);
@@ -158,8 +159,7 @@ bool hubbleFilters(const v1::FlowFilter& f, std::vector<flow::FlowFilter>* out, 
             list(f.from_ip()),        list(f.from_identity()), list(f.from_port())};
   Side to{list(f.to_namespace()), list(f.to_pod()),      list(f.to_label()),
           list(f.to_ip()),        list(f.to_identity()), list(f.to_port())};
-  Side either{list(f.namespace_()), list(f.pod()),      list(f.label()),
-              list(f.ip()),         list(f.identity()), list(f.port())};
+  Side either{list(f.namespace_()), list(f.pod()), list(f.label()), list(f.ip()), list(f.identity()), list(f.port())};
   if (!place(from, true, "--from-*", &base, error) || !place(to, false, "--to-*", &base, error)) {
     return false;
   }
@@ -258,9 +258,9 @@ std::string compactText(const flow::Flow& f) {
     std::transform(what.begin(), what.end(), what.begin(),
                    [](unsigned char c) { return c == '_' ? '-' : static_cast<char>(std::tolower(c)); });
   }
-  std::string svc = f.has_destination_service()
-                        ? fmt::format(" via {}/{}", f.destination_service().namespace_(), f.destination_service().name())
-                        : "";
+  std::string svc = f.has_destination_service() ? fmt::format(" via {}/{}", f.destination_service().namespace_(),
+                                                              f.destination_service().name())
+                                                : "";
   return fmt::format("{}: {} {} {} {}{} {} ({})", timeText(f.time(), false), reply ? dst : src, reply ? "<-" : "->",
                      reply ? src : dst, what, svc, flow::Verdict_Name(f.verdict()), f.summary());
 }

@@ -1,6 +1,5 @@
-// Hubble's observer API end to end: a C++ client generated from
-// api/observer/observer.proto talks to a real agent on its Hubble socket (and
-// over TCP), and a real flow between two pods arrives with Hubble's fields.
+// Hubble's observer API end to end: a C++ client generated from api/observer/observer.proto talks to a real agent on
+// its Hubble socket (and over TCP), and a real flow between two pods arrives with Hubble's fields.
 #include <grpcpp/grpcpp.h>
 
 #include <catch2/catch.hpp>
@@ -95,8 +94,7 @@ TEST_CASE(
   CHECK(f.node_name() == node.node().name());
   CHECK(f.time().seconds() > 1600000000);
 
-  // The reply direction: api's answers, is_reply set, matched by Hubble's reply
-  // filter.
+  // The reply direction: api's answers, is_reply set, matched by Hubble's reply filter.
   observer::GetFlowsRequest replies;
   replies.set_number(50);
   auto* r = replies.add_whitelist();
@@ -205,8 +203,7 @@ TEST_CASE(
     }
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
-  // While the follower waits, the agent's reconcile thread still serves: a pod
-  // comes and traffic flows.
+  // While the follower waits, the agent's reconcile thread still serves: a pod comes and traffic flows.
   Pod c = node.addPod("c");
   requireTcpExchange(a, b, 9099);
   follower.join();
@@ -223,11 +220,9 @@ TEST_CASE(
 }
 
 TEST_CASE("--hubble-listen-address serves the Hubble API over TCP too", "[netns][observe][hubble]") {
-  // Port 4244 (Cilium's hubble.listenAddress) inside the node's own namespace:
-  // no other test can hold it.
+  // Port 4244 (Cilium's hubble.listenAddress) inside the node's own namespace: no other test can hold it.
   NodeFixture node("10.209.0.0/24", {"--hubble-listen-address", ":4244"});
-  // gRPC over HTTP/2 with curl inside the node: ServerStatus with an empty
-  // request (a 5-byte gRPC frame).
+  // gRPC over HTTP/2 with curl inside the node: ServerStatus with an empty request (a 5-byte gRPC frame).
   std::string frame = node.dir() + "/empty.grpc";
   std::ofstream(frame, std::ios::binary).write("\0\0\0\0\0", 5);
   std::string out = node.dir() + "/status.grpc";

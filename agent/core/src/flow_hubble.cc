@@ -44,8 +44,7 @@ HubbleEvent hubbleEvent(const FlowRecord& flow) {
 }
 
 std::vector<std::string> reservedLabels(uint32_t identity) {
-  // Reserved identities per Cilium (docs/architecture.md): 1 host ... 8
-  // ingress.
+  // Reserved identities per Cilium (docs/architecture.md): 1 host ... 8 ingress.
   static const char* const kNames[] = {nullptr, "host",        "world",          "unmanaged", "health",
                                        "init",  "remote-node", "kube-apiserver", "ingress"};
   if (identity == 0 || identity >= std::size(kNames)) {

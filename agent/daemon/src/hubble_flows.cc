@@ -33,8 +33,7 @@ void toHubble(const FlowPeer& p, flow::Endpoint* out) {
   out->set_identity(p.identity);
   out->set_namespace_(p.pod_namespace);
   out->set_pod_name(p.pod_name);
-  // A peer outside the pods (the world, the host, another node) carries
-  // Hubble's reserved label.
+  // A peer outside the pods (the world, the host, another node) carries Hubble's reserved label.
   for (const auto& l : p.labels.empty() ? reservedLabels(p.identity) : p.labels) {
     out->add_labels(l);
   }
@@ -83,8 +82,7 @@ void toHubbleL4(const FlowRecord& f, flow::Layer4* out) {
       out->mutable_sctp()->set_destination_port(f.destination.port);
       break;
     case IPPROTO_ICMP:
-      // The datapath's event carries no ICMP type and code yet
-      // (bpf/include/plexus/events.h): both read 0.
+      // The datapath's event carries no ICMP type and code yet (bpf/include/plexus/events.h): both read 0.
       out->mutable_icmpv4();
       break;
     default: break;
@@ -185,8 +183,7 @@ Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& h) {
   }
   spec.source.ports = *sport;
   spec.destination.ports = *dport;
-  // Protocols Plexus flows cannot have (L7, ICMPv6) match nothing; unknown
-  // names are an error.
+  // Protocols Plexus flows cannot have (L7, ICMPv6) match nothing; unknown names are an error.
   bool never = false;
   bool any_l34 = false;
   for (const auto& p : h.protocol()) {
@@ -230,8 +227,7 @@ Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& h) {
           h.source_workload_size() || h.destination_workload_size() || h.http_status_code_size() ||
           h.http_method_size() || h.http_path_size() || h.dns_query_size() || h.trace_id_size();
   if (h.destination_service_size() > 0) {
-    // Services: the frontend of a translated flow ("namespace/name"), with the
-    // pod filter's syntax.
+    // Services: the frontend of a translated flow ("namespace/name"), with the pod filter's syntax.
     for (const auto& s : h.destination_service()) {
       auto svc = parsePodPrefix(s);
       if (!svc.ok()) {

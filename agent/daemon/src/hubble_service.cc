@@ -59,8 +59,8 @@ grpc::Status HubbleObserverService::GetFlows(grpc::ServerContext* ctx, const obs
       }
     }
   }
-  // Follow until the client goes away, the agent stops or `until` has passed;
-  // each wait is bounded so all three are noticed.
+  // Follow until the client goes away, the agent stops or `until` has passed; each wait is bounded so all three are
+  // noticed.
   int64_t until = query->filter.until_unix_nano;
   while (req->follow() && !ctx->IsCancelled() && state_.ready && (until == 0 || realtimeNs() <= until)) {
     for (const auto& f : state_.flows->waitNewer(&after, *query, std::chrono::milliseconds(200))) {

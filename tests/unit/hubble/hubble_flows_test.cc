@@ -1,5 +1,4 @@
-// Our flows as Hubble's flow.Flow, and Hubble's filters matched by the flow
-// store.
+// Our flows as Hubble's flow.Flow, and Hubble's filters matched by the flow store.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -20,8 +19,7 @@ using namespace plexus::agent;
 
 namespace {
 
-// web (endpoint 3, identity 300) -> api (endpoint 4, identity 400) port 8080,
-// seen at web's from-container.
+// web (endpoint 3, identity 300) -> api (endpoint 4, identity 400) port 8080, seen at web's from-container.
 FlowRecord podToPod(uint8_t verdict = PLEXUS_VERDICT_FORWARDED, uint8_t reason = PLEXUS_REASON_FORWARDED) {
   FlowRecord f;
   f.time_unix_nano = 1700000000123456789LL;

@@ -19,8 +19,8 @@ node::Node nodeAt(const std::string& name, std::vector<std::string> ips) {
 
 TEST_CASE("peers are the nodes at their first InternalIP and the listener's port; this node always", "[unit][hubble]") {
   HubblePeerSelf self{"a", "default", ":4245", "/run/plexus/hubble.sock"};
-  auto peers = hubblePeers({nodeAt("a", {"172.30.0.10"}), nodeAt("b", {"172.30.0.11", "10.0.0.1"}), nodeAt("c", {})},
-                           self);
+  auto peers =
+      hubblePeers({nodeAt("a", {"172.30.0.10"}), nodeAt("b", {"172.30.0.11", "10.0.0.1"}), nodeAt("c", {})}, self);
   CHECK(peers == HubblePeers{{"a", "172.30.0.10:4245"}, {"b", "172.30.0.11:4245"}});
   // Hubble's port without a listener; this node by its unix socket when no InternalIP is known.
   self.listen_address = "";

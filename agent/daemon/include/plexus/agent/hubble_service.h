@@ -1,7 +1,6 @@
 #pragma once
-// Hubble's observer.Observer over the flow store, for `hubble` clients and
-// Hubble Relay (docs/hubble.md). Thin: hubble_flows.h translates, flow_store.h
-// matches. No handler touches the reconcile thread: GetFlows reads and follows
+// Hubble's observer.Observer over the flow store, for `hubble` clients and Hubble Relay (docs/hubble.md). Thin:
+// hubble_flows.h translates, flow_store.h matches. No handler touches the reconcile thread: GetFlows reads and follows
 // the store under its own lock, so a follower never holds up reconciliation.
 
 #include <grpcpp/grpcpp.h>
