@@ -405,3 +405,15 @@ TEST_CASE("decoded flows carry the observing endpoint's interface", "[unit][hubb
   e.endpoint_id = 0;  // a host device: no endpoint interface
   CHECK(decodeFlow(e, 0, dir).interface_name.empty());
 }
+
+TEST_CASE("a filter field of a newer Hubble is refused rather than ignored", "[unit][hubble]") {
+  flow::FlowFilter h;
+  h.add_source_pod("shop/");
+  std::string wire = h.SerializeAsString();
+  wire += std::string("\xfa\x01\x03" "abc", 6);  // field 31, length-delimited: not in our flow.proto
+  flow::FlowFilter newer;
+  REQUIRE(newer.ParseFromString(wire));
+  auto r = flowFilterFromHubble(newer);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("field 31") != std::string::npos);
+}
