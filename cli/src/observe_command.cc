@@ -145,13 +145,22 @@ int observe(const Context& c, ObserveArgs& a) {
   observer::GetFlowsResponse r;
   std::vector<std::vector<std::string>> rows;
   while (reader->Read(&r)) {
+    if (a.output == "json" || a.output == "jsonpb") {
+      std::cout << jsonText(r, a.output == "json") << std::endl;
+      continue;
+    }
+    if (r.has_lost_events()) {
+      // As hubble observe: a gap in the stream is printed where it happened.
+      std::cout << fmt::format("EVENTS LOST: {} {}", flow::LostEventSource_Name(r.lost_events().source()),
+                               r.lost_events().num_events_lost())
+                << std::endl;
+      continue;
+    }
     if (!r.has_flow()) {
       continue;
     }
     const flow::Flow& f = r.flow();
-    if (a.output == "json" || a.output == "jsonpb") {
-      std::cout << jsonText(r, a.output == "json") << std::endl;
-    } else if (a.output == "table") {
+    if (a.output == "table") {
       rows.push_back({timeText(f.time(), false), peerText(f.source(), f.ip().source(), 0),
                       peerText(f.destination(), f.ip().destination(), 0),
                       flow::TrafficDirection_Name(f.traffic_direction()), f.summary(), flow::Verdict_Name(f.verdict()),

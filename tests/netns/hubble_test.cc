@@ -1,6 +1,9 @@
 // Hubble's observer API end to end: a C++ client generated from api/observer/observer.proto talks to a real agent on
 // its Hubble socket (and over TCP), and a real flow between two pods arrives with Hubble's fields.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -261,8 +264,9 @@ TEST_CASE("Hubble's peer service announces this node, then a node that joins", "
   CHECK(first.name() == node.node().name());
   CHECK(first.type() == peer::PEER_ADDED);
   CHECK(first.address() == "unix://" + hubbleSocket(node));  // no InternalIP known, no TCP listener
-  node.apply("apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDR: 10.205.0.0/24}\n"
-             "status:\n  addresses: [{type: InternalIP, address: 192.0.2.77}]\n");
+  node.apply(
+      "apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDR: 10.205.0.0/24}\n"
+      "status:\n  addresses: [{type: InternalIP, address: 192.0.2.77}]\n");
   peer::ChangeNotification next;
   REQUIRE(reader->Read(&next));
   CHECK(next.name() == "other");
@@ -270,4 +274,46 @@ TEST_CASE("Hubble's peer service announces this node, then a node that joins", "
   CHECK(next.address() == "192.0.2.77:4244");
   ctx.TryCancel();
   (void)reader->Finish();
+}
+
+TEST_CASE("events the full ring refuses while following arrive as Hubble's lost_events", "[netns][observe][hubble]") {
+  NodeFixture node("10.204.0.0/24", {"--events-ring-size", "4096", "--monitor-aggregation", "none"});
+  Pod a = node.addPod("a");
+  Pod b = node.addPod("b");
+  auto stub = hubbleStub(node);
+  observer::GetFlowsRequest req;
+  req.set_follow(true);
+  req.add_whitelist()->add_destination_port("7777");
+  grpc::ClientContext ctx;
+  deadline(&ctx, 20);
+  auto reader = stub->GetFlows(&ctx, req);
+  uint64_t lost = 0;
+  std::thread follower([&] {
+    observer::GetFlowsResponse r;
+    while (reader->Read(&r)) {
+      if (r.has_lost_events()) {
+        CHECK(r.lost_events().source() == flow::PERF_EVENT_RING_BUFFER);
+        CHECK(r.node_name() == node.node().name());
+        lost = r.lost_events().num_events_lost();
+        ctx.TryCancel();
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // Bounded: 20,000 datagrams, far more events than a 4 KiB ring holds between two reads.
+  int srv = socketInNetns(b.netns->path(), SOCK_DGRAM);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(7777);
+  REQUIRE(bind(srv, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+  inet_pton(AF_INET, b.ip.c_str(), &sa.sin_addr);
+  int u = socketInNetns(a.netns->path(), SOCK_DGRAM);
+  for (int i = 0; i < 20000; ++i) {
+    (void)sendto(u, "flood", 5, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  }
+  close(u);
+  close(srv);
+  follower.join();
+  (void)reader->Finish();
+  CHECK(lost > 0);
 }

@@ -22,6 +22,13 @@ int64_t realtimeNs() {
   return now.tv_sec * 1000000000LL + now.tv_nsec;
 }
 
+google::protobuf::Timestamp timestamp(int64_t unix_nano) {
+  google::protobuf::Timestamp t;
+  t.set_seconds(unix_nano / 1000000000);
+  t.set_nanos(static_cast<int32_t>(unix_nano % 1000000000));
+  return t;
+}
+
 bool send(const FlowRecord& f, const std::string& node, grpc::ServerWriter<observer::GetFlowsResponse>* writer) {
   observer::GetFlowsResponse r;
   toHubbleFlow(f, node, r.mutable_flow());
@@ -47,9 +54,9 @@ grpc::Status HubbleObserverService::GetFlows(grpc::ServerContext* ctx, const obs
     return toGrpc(query.error());
   }
   const std::string& node = state_.config.node_name;
-  state_.events.flush();  // events the datapath has submitted so far are in the
-                          // store before we answer
+  state_.events.flush();  // events the datapath has submitted so far are in the store before we answer
   uint64_t after = state_.flows->sequence();
+  uint64_t lost = state_.lxc->lostEvents();
   StoredSelection sel = storedSelection(*req);
   if (!sel.none) {
     auto stored = sel.oldest ? state_.flows->first(sel.count, *query) : state_.flows->last(sel.count, *query);
@@ -65,6 +72,19 @@ grpc::Status HubbleObserverService::GetFlows(grpc::ServerContext* ctx, const obs
   while (req->follow() && !ctx->IsCancelled() && state_.ready && (until == 0 || realtimeNs() <= until)) {
     for (const auto& f : state_.flows->waitNewer(&after, *query, std::chrono::milliseconds(200))) {
       if (!send(f, node, writer)) {
+        return grpc::Status::OK;
+      }
+    }
+    // Events the full ring refused while following: told as Hubble tells them, so the gap is visible.
+    uint64_t now_lost = state_.lxc->lostEvents();
+    if (now_lost > lost) {
+      observer::GetFlowsResponse r;
+      r.mutable_lost_events()->set_source(flow::PERF_EVENT_RING_BUFFER);
+      r.mutable_lost_events()->set_num_events_lost(now_lost - lost);
+      r.set_node_name(node);
+      *r.mutable_time() = timestamp(realtimeNs());
+      lost = now_lost;
+      if (!writer->Write(r)) {
         return grpc::Status::OK;
       }
     }
