@@ -166,8 +166,8 @@ bool hubbleFilters(const v1::FlowFilter& f, std::vector<flow::FlowFilter>* out, 
   for (const auto& v : f.verdict()) {
     flow::Verdict verdict;
     std::string u = upper(v);
-    if (u != "FORWARDED" && u != "DROPPED" && u != "TRANSLATED") {
-      *error = fmt::format("verdict {:?}: must be one of FORWARDED, DROPPED, TRANSLATED", v);
+    if (u != "FORWARDED" && u != "DROPPED" && u != "TRANSLATED" && u != "AUDIT") {
+      *error = fmt::format("verdict {:?}: must be one of FORWARDED, DROPPED, TRANSLATED, AUDIT", v);
       return false;
     }
     flow::Verdict_Parse(u, &verdict);
@@ -248,7 +248,7 @@ std::string compactText(const flow::Flow& f) {
   // ("to-endpoint"), a drop its reason.
   bool reply = f.has_is_reply() && f.is_reply().value();
   std::string what;
-  if (f.verdict() == flow::DROPPED) {
+  if (f.verdict() == flow::DROPPED || f.verdict() == flow::AUDIT) {
     what = flow::DropReason_Name(f.drop_reason_desc());
     if (what.empty()) {
       what = fmt::format("reason {}", f.drop_reason());

@@ -164,7 +164,7 @@ int observe(const Context& c, ObserveArgs& a) {
       rows.push_back({timeText(f.time(), false), peerText(f.source(), f.ip().source(), 0),
                       peerText(f.destination(), f.ip().destination(), 0),
                       flow::TrafficDirection_Name(f.traffic_direction()), f.summary(), flow::Verdict_Name(f.verdict()),
-                      f.verdict() == flow::DROPPED ? flow::DropReason_Name(f.drop_reason_desc()) : ""});
+                      f.drop_reason() != 0 ? flow::DropReason_Name(f.drop_reason_desc()) : ""});
     } else {
       std::cout << compactText(f) << std::endl;
     }

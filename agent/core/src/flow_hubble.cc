@@ -37,6 +37,10 @@ HubbleEvent hubbleEvent(const FlowRecord& flow) {
     e.sub_type = static_cast<int32_t>(hubbleReasonCode(flow.reason));
     return e;
   }
+  if (flow.verdict == PLEXUS_VERDICT_AUDIT) {
+    e.type = kMonitorPolicyVerdict;  // as Hubble reports audit mode: a policy verdict, verdict AUDIT
+    return e;
+  }
   e.type = kMonitorTrace;
   e.point = tracePoint(flow);
   e.sub_type = e.point == ObservationPoint::kToEndpoint ? 0 : static_cast<int32_t>(e.point);

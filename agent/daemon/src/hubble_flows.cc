@@ -44,6 +44,7 @@ flow::Verdict toHubbleVerdict(uint8_t verdict) {
     case PLEXUS_VERDICT_FORWARDED: return flow::FORWARDED;
     case PLEXUS_VERDICT_DROPPED: return flow::DROPPED;
     case PLEXUS_VERDICT_TRANSLATED: return flow::TRANSLATED;
+    case PLEXUS_VERDICT_AUDIT: return flow::AUDIT;
     default: return flow::VERDICT_UNKNOWN;
   }
 }
@@ -119,7 +120,8 @@ void toHubbleFlow(const FlowRecord& f, const std::string& node, flow::Flow* out)
   *out->mutable_time() = timestamp(f.time_unix_nano);
   out->set_uuid(f.uuid);
   out->set_verdict(toHubbleVerdict(f.verdict));
-  if (f.verdict == PLEXUS_VERDICT_DROPPED) {
+  if (f.verdict == PLEXUS_VERDICT_DROPPED || f.verdict == PLEXUS_VERDICT_AUDIT) {
+    // An audited flow keeps the reason it would have been dropped for.
     uint32_t code = hubbleReasonCode(f.reason);
     out->set_drop_reason(code);
     out->set_drop_reason_desc(static_cast<flow::DropReason>(code));
@@ -205,7 +207,8 @@ Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& h) {
       case flow::FORWARDED: f.verdicts.push_back(PLEXUS_VERDICT_FORWARDED); break;
       case flow::DROPPED: f.verdicts.push_back(PLEXUS_VERDICT_DROPPED); break;
       case flow::TRANSLATED: f.verdicts.push_back(PLEXUS_VERDICT_TRANSLATED); break;
-      default: f.verdicts.push_back(0); break;  // ERROR, AUDIT, REDIRECTED, TRACED: none of ours
+      case flow::AUDIT: f.verdicts.push_back(PLEXUS_VERDICT_AUDIT); break;
+      default: f.verdicts.push_back(0); break;  // ERROR, REDIRECTED, TRACED: none of ours
     }
   }
   for (const auto& t : h.event_type()) {

@@ -23,6 +23,7 @@ TEST_CASE("side flags fill one Hubble filter; sideless flags pair up on either s
   f.add_from_pod("default/web");
   f.add_to_pod("api");
   f.add_verdict("forwarded");
+  f.add_verdict("audit");
   f.add_protocol("tcp");
   f.add_tcp_flags("SYN,ACK");
   f.add_event_type("trace");
@@ -32,6 +33,7 @@ TEST_CASE("side flags fill one Hubble filter; sideless flags pair up on either s
   CHECK(one[0].source_pod(0) == "default/web");
   CHECK(one[0].destination_pod(0) == "api");
   CHECK(one[0].verdict(0) == flow::FORWARDED);
+  CHECK(one[0].verdict(1) == flow::AUDIT);
   CHECK(one[0].protocol(0) == "tcp");
   CHECK(one[0].tcp_flags(0).syn());
   CHECK(one[0].tcp_flags(0).ack());

@@ -417,3 +417,22 @@ TEST_CASE("a filter field of a newer Hubble is refused rather than ignored", "[u
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message.find("field 31") != std::string::npos);
 }
+
+TEST_CASE("policy audit mode: an audited flow is Hubble's AUDIT policy verdict with the would-be reason",
+          "[unit][hubble]") {
+  FlowRecord f = podToPod(PLEXUS_VERDICT_AUDIT, PLEXUS_REASON_POLICY_DENIED);
+  flow::Flow h = hubble(f);
+  CHECK(h.verdict() == flow::AUDIT);
+  CHECK(h.drop_reason_desc() == flow::POLICY_DENIED);
+  CHECK(h.event_type().type() == 5);
+  CHECK(h.trace_observation_point() == flow::UNKNOWN_POINT);
+  flow::FlowFilter audit;
+  audit.add_verdict(flow::AUDIT);
+  CHECK(hubbleMatches(f, audit));
+  CHECK_FALSE(hubbleMatches(podToPod(), audit));
+  flow::FlowFilter verdicts;
+  verdicts.add_event_type()->set_type(5);
+  CHECK(hubbleMatches(f, verdicts));
+  verdicts.mutable_event_type(0)->set_type(1);
+  CHECK_FALSE(hubbleMatches(f, verdicts));  // not a drop: it passed
+}

@@ -34,12 +34,12 @@ enum class ObservationPoint : int32_t {
 };
 
 struct HubbleEvent {
-  int32_t type = 0;                                     // kMonitorDrop or kMonitorTrace
+  int32_t type = 0;                                     // kMonitorDrop, kMonitorTrace or kMonitorPolicyVerdict
   int32_t sub_type = 0;                                 // a drop: Hubble's reason code; a trace: Cilium's TRACE_* point
   ObservationPoint point = ObservationPoint::kUnknown;  // traces only
 };
 
-// Drops are drop events with Hubble's reason code. Forwards are trace events whose point follows from where the event
+// Drops are drop events with Hubble's reason code; audited flows (policy audit mode) policy-verdict events. Forwards are trace events whose point follows from where the event
 // was taken: an endpoint's to-container, or its from-container with the destination a local endpoint (delivered with
 // bpf_redirect_peer) -> TO_ENDPOINT; a from-container to anything else -> TO_STACK; the tunnel -> TO_OVERLAY; BPF host
 // routing -> TO_NETWORK; a host device -> FROM_NETWORK in, TO_NETWORK out.
