@@ -1,18 +1,21 @@
-// plexus observe: recent and live flows, with hubble observe's flags and output habits.
+// plexus observe: recent and live flows, with hubble observe's flags and output habits. It asks the agent's
+// Hubble API (observer.Observer, also served on the main socket) exactly as hubble observe would, so the flows and
+// -o json are Hubble's own.
 #include <ctime>
 
 #include <fmt/format.h>
 
 #include "context.h"
+#include "observer/observer.grpc.pb.h"
+#include "plexus/cli/hubble_request.h"
 #include "plexus/cli/since.h"
-#include "plexus/v1/flows.grpc.pb.h"
 
 namespace plexus::cli {
 
 namespace {
 
 // The flags as hubble observe reads them: every filter flag goes into `filter`, or, right after --not, into a
-// filter of its own in `deny`. The agent matches; the CLI only carries the flags (flow_store.h).
+// filter of its own in `deny`; hubbleFilters() turns each into Hubble's filters. The agent matches (flow_store.h).
 struct ObserveArgs {
   v1::FlowFilter filter;
   std::vector<v1::FlowFilter> deny;
@@ -39,109 +42,6 @@ struct ObserveArgs {
 
 constexpr uint32_t kDefaultLast = 20;  // hubble observe without --last, --since or --follow
 
-std::string timeText(int64_t ns, bool rfc3339) {
-  time_t secs = static_cast<time_t>(ns / 1000000000);
-  struct tm tm {};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  if (rfc3339) {
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    return fmt::format("{}.{:09d}Z", buf, ns % 1000000000);
-  }
-  strftime(buf, sizeof(buf), "%b %e %H:%M:%S", &tm);
-  return fmt::format("{}.{:03d}", buf, (ns / 1000000) % 1000);
-}
-
-std::vector<std::string> tcpFlags(uint32_t f) {
-  std::vector<std::string> out;
-  static const std::pair<uint32_t, const char*> kFlags[] = {{0x02, "SYN"}, {0x10, "ACK"}, {0x01, "FIN"},
-                                                            {0x04, "RST"}, {0x08, "PSH"}, {0x20, "URG"}};
-  for (const auto& [bit, name] : kFlags) {
-    if (f & bit) {
-      out.push_back(name);
-    }
-  }
-  return out;
-}
-
-std::string peerText(const v1::FlowEndpoint& e) {
-  std::string who = e.pod_name().empty() ? e.ip() : e.namespace_() + "/" + e.pod_name();
-  std::string port = e.port() ? fmt::format(":{}", e.port()) : "";
-  return fmt::format("{}{} (ID:{})", who, port, e.identity());
-}
-
-nlohmann::json peerJson(const v1::FlowEndpoint& e) {
-  nlohmann::json j = {{"identity", e.identity()}, {"labels", std::vector<std::string>(e.labels().begin(), e.labels().end())}};
-  if (!e.pod_name().empty()) {
-    j["namespace"] = e.namespace_();
-    j["pod_name"] = e.pod_name();
-  }
-  if (e.endpoint_id()) {
-    j["ID"] = e.endpoint_id();
-  }
-  return j;
-}
-
-// The shape of `hubble observe -o json`: {"flow": {...}, "node_name": ..., "time": ...}.
-nlohmann::json flowJson(const v1::Flow& f) {
-  std::string time = timeText(f.time_unix_nano(), true);
-  nlohmann::json flow = {{"time", time},
-                         {"verdict", f.verdict()},
-                         {"IP", {{"source", f.source().ip()}, {"destination", f.destination().ip()}, {"ipVersion", "IPv4"}}},
-                         {"source", peerJson(f.source())},
-                         {"destination", peerJson(f.destination())},
-                         {"traffic_direction", f.traffic_direction()},
-                         {"is_reply", f.is_reply()},
-                         {"node_name", f.node_name()},
-                         {"Type", "L3_L4"}};
-  if (f.verdict() == "DROPPED") {
-    flow["drop_reason"] = f.drop_reason();
-    flow["drop_reason_desc"] = f.drop_reason_desc();
-  }
-  if (f.protocol() == "TCP" || f.protocol() == "UDP" || f.protocol() == "SCTP") {
-    nlohmann::json l4 = {{"source_port", f.source().port()}, {"destination_port", f.destination().port()}};
-    if (f.protocol() == "TCP") {
-      nlohmann::json flags = nlohmann::json::object();
-      for (const auto& name : tcpFlags(f.tcp_flags())) {
-        flags[name] = true;
-      }
-      l4["flags"] = flags;
-    }
-    flow["l4"] = {{f.protocol(), l4}};
-  } else if (f.protocol() == "ICMP") {
-    flow["l4"] = {{"ICMPv4", nlohmann::json::object()}};
-  }
-  if (!f.service().empty() || !f.service_frontend().empty()) {
-    auto slash = f.service().find('/');
-    flow["destination_service"] = {{"name", slash == std::string::npos ? f.service() : f.service().substr(slash + 1)},
-                                   {"namespace", slash == std::string::npos ? "" : f.service().substr(0, slash)},
-                                   {"frontend", f.service_frontend()}};
-  }
-  return {{"flow", flow}, {"node_name", f.node_name()}, {"time", time}};
-}
-
-std::string compact(const v1::Flow& f) {
-  std::string verdict = f.verdict();
-  std::string what = f.verdict() == "DROPPED" ? f.drop_reason_desc() + " DROPPED" : verdict;
-  std::string flags;
-  if (f.protocol() == "TCP") {
-    auto names = tcpFlags(f.tcp_flags());
-    std::string joined;
-    for (const auto& n : names) {
-      joined += (joined.empty() ? "" : ", ") + n;
-    }
-    flags = fmt::format(" (TCP Flags: {})", joined);
-  } else {
-    flags = fmt::format(" ({})", f.protocol());
-  }
-  std::string svc = f.service_frontend().empty() ? "" : fmt::format(" via {}", f.service().empty() ? f.service_frontend() : f.service());
-  // Like Hubble: a reply is printed from the client's side with the arrow reversed.
-  const auto& left = f.is_reply() ? f.destination() : f.source();
-  const auto& right = f.is_reply() ? f.source() : f.destination();
-  return fmt::format("{}: {} {} {} {}{} {}{}", timeText(f.time_unix_nano(), false), peerText(left),
-                     f.is_reply() ? "<-" : "->", peerText(right), f.traffic_direction(), svc, what, flags);
-}
-
 // --since/--until: a duration ago or an RFC 3339 time.
 bool timeFlag(const std::string& name, const std::string& text, int64_t* out) {
   timespec now{};
@@ -156,7 +56,7 @@ bool timeFlag(const std::string& name, const std::string& text, int64_t* out) {
 
 // Which stored flows to send, as hubble observe chooses: --first N, --last N, --all; else every match of a
 // --since/--until window; else with --follow none (only new flows); else the last 20.
-bool buildRequest(ObserveArgs& a, v1::GetFlowsRequest* req) {
+bool buildRequest(ObserveArgs& a, observer::GetFlowsRequest* req) {
   if (a.negate_next) {
     std::cerr << "error: --not must be followed by a filter flag (--not --pod web)\n";
     return false;
@@ -183,52 +83,90 @@ bool buildRequest(ObserveArgs& a, v1::GetFlowsRequest* req) {
   if (!a.until.empty() && !timeFlag("--until", a.until, &until)) {
     return false;
   }
-  a.filter.set_since_unix_nano(since);
-  a.filter.set_until_unix_nano(until);
-  *req->mutable_filter() = a.filter;
+  std::string error;
+  std::vector<flow::FlowFilter> allow;
+  if (!hubbleFilters(a.filter, &allow, &error)) {
+    std::cerr << "error: " << error << "\n";
+    return false;
+  }
+  // A filter with no flag matches every flow: no whitelist at all.
+  if (!(allow.size() == 1 && allow[0].ByteSizeLong() == 0)) {
+    for (auto& f : allow) {
+      *req->add_whitelist() = std::move(f);
+    }
+  }
   for (const auto& d : a.deny) {
-    *req->add_deny() = d;
+    std::vector<flow::FlowFilter> deny;
+    if (!hubbleFilters(d, &deny, &error)) {
+      std::cerr << "error: " << error << "\n";
+      return false;
+    }
+    for (auto& f : deny) {
+      *req->add_blacklist() = std::move(f);
+    }
+  }
+  auto stamp = [](int64_t ns, google::protobuf::Timestamp* t) {
+    t->set_seconds(ns / 1000000000);
+    t->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  };
+  if (!a.since.empty()) {
+    stamp(since, req->mutable_since());
+  }
+  if (!a.until.empty()) {
+    stamp(until, req->mutable_until());
   }
   req->set_follow(a.follow);
   if (has_first) {
-    req->set_first(a.first);
+    req->set_number(a.first);
+    req->set_first(true);
   } else if (a.all) {
-    req->set_last(0);
+    req->set_number(UINT64_MAX);  // as hubble observe --all: every stored flow
   } else if (has_last) {
-    req->set_last(a.last);
-    req->set_only_new(a.follow && a.last == 0);
+    req->set_number(a.last);  // --last 0 -f: only new flows
   } else if (!a.since.empty() || !a.until.empty()) {
-    req->set_last(0);
-  } else if (a.follow) {
-    req->set_only_new(true);
-  } else {
-    req->set_last(kDefaultLast);
+    req->set_number(0);
+  } else if (!a.follow) {
+    req->set_number(kDefaultLast);
   }
   return true;
 }
 
 int observe(const Context& c, ObserveArgs& a) {
-  v1::GetFlowsRequest req;
+  observer::GetFlowsRequest req;
   if (!buildRequest(a, &req)) {
     return 1;
   }
-  auto stub = v1::Observer::NewStub(c.channel());
+  auto stub = observer::Observer::NewStub(c.channel());
   grpc::ClientContext ctx;
   if (!a.follow) {
     c.deadline(&ctx);
   }
   auto reader = stub->GetFlows(&ctx, req);
-  v1::GetFlowsResponse r;
+  observer::GetFlowsResponse r;
   std::vector<std::vector<std::string>> rows;
   while (reader->Read(&r)) {
-    const auto& flow = r.flow();
     if (a.output == "json" || a.output == "jsonpb") {
-      std::cout << flowJson(flow).dump() << std::endl;
-    } else if (a.output == "table") {
-      rows.push_back({timeText(flow.time_unix_nano(), false), peerText(flow.source()), peerText(flow.destination()),
-                      flow.traffic_direction(), flow.protocol(), flow.verdict(), flow.drop_reason_desc()});
+      std::cout << jsonText(r, a.output == "json") << std::endl;
+      continue;
+    }
+    if (r.has_lost_events()) {
+      // As hubble observe: a gap in the stream is printed where it happened.
+      std::cout << fmt::format("EVENTS LOST: {} {}", flow::LostEventSource_Name(r.lost_events().source()),
+                               r.lost_events().num_events_lost())
+                << std::endl;
+      continue;
+    }
+    if (!r.has_flow()) {
+      continue;
+    }
+    const flow::Flow& f = r.flow();
+    if (a.output == "table") {
+      rows.push_back({timeText(f.time(), false), peerText(f.source(), f.ip().source(), 0),
+                      peerText(f.destination(), f.ip().destination(), 0),
+                      flow::TrafficDirection_Name(f.traffic_direction()), f.summary(), flow::Verdict_Name(f.verdict()),
+                      f.drop_reason() != 0 ? flow::DropReason_Name(f.drop_reason_desc()) : ""});
     } else {
-      std::cout << compact(flow) << std::endl;
+      std::cout << compactText(f) << std::endl;
     }
   }
   grpc::Status s = reader->Finish();
@@ -236,7 +174,7 @@ int observe(const Context& c, ObserveArgs& a) {
     return reportError(c, s);
   }
   if (a.output == "table") {
-    std::cout << renderTable({"TIMESTAMP", "SOURCE", "DESTINATION", "DIRECTION", "PROTOCOL", "VERDICT", "REASON"}, rows);
+    std::cout << renderTable({"TIMESTAMP", "SOURCE", "DESTINATION", "DIRECTION", "SUMMARY", "VERDICT", "REASON"}, rows);
   }
   return 0;
 }
@@ -290,7 +228,7 @@ void addObserveCommand(CLI::App& app, Context& ctx, int& rc) {
   o->add_flag("-f,--follow", a.follow, "stream new flows (with --last or --since, stored ones first)");
   o->add_option("--since", a.since, "flows since a duration ago (5m, 1h30m) or a time (2006-01-02T15:04:05Z)");
   o->add_option("--until", a.until, "flows until a duration ago (5m) or a time (2006-01-02T15:04:05Z)");
-  o->add_option("-o,--output", a.output, "compact, json or table")
+  o->add_option("-o,--output", a.output, "compact, json (Hubble's), jsonpb (Hubble's, lowerCamelCase) or table")
       ->check(CLI::IsMember({"compact", "json", "jsonpb", "table"}));
   o->callback([&] { rc = observe(ctx, a); });
 }

@@ -436,6 +436,26 @@ describe('ConfigMap config.yaml', () => {
     assert.equal(agentConfig(['--set', 'hubble.enabled=false'])['enable-hubble'], false);
   });
 
+  test('hubble.socketPath and hubble.listenAddress reach the agent; the TCP port is the container\'s', () => {
+    const cfg = agentConfig();
+    assert.equal(cfg['hubble-socket-path'], '/run/plexus/hubble.sock');
+    assert.equal(cfg['hubble-listen-address'], '');
+    assert.ok(!agentContainer(daemonSet()).ports.some((p) => p.name === 'hubble-peer'));
+    const args = ['--set', 'hubble.socketPath=/run/plexus/h.sock', '--set', 'hubble.listenAddress=:4244'];
+    const set = agentConfig(args);
+    assert.equal(set['hubble-socket-path'], '/run/plexus/h.sock');
+    assert.equal(set['hubble-listen-address'], ':4244');
+    const port = agentContainer(daemonSet(args)).ports.find((p) => p.name === 'hubble-peer');
+    assert.equal(port.containerPort, 4244);
+    assert.equal(port.hostPort, 4244);
+    const peer = find(render(args), 'Service', 'hubble-peer');
+    assert.equal(peer.spec.internalTrafficPolicy, 'Local');
+    assert.equal(peer.spec.ports[0].targetPort, 'hubble-peer');
+    assert.ok(!render().some((d) => d.kind === 'Service' && d.metadata.name === 'hubble-peer'));
+    expectFailure(['--set', 'hubble.listenAddress=4244'], /listenAddress/);
+    expectFailure(['--set', 'hubble.socketPath=relative.sock'], /socketPath/);
+  });
+
   test('ipam cluster-pool renders the CIDR list and mask size', () => {
     const cfg = agentConfig(['--set', 'ipam.mode=cluster-pool',
       '--set', 'ipam.operator.clusterPoolIPv4PodCIDRList={10.1.0.0/16,10.2.0.0/16}',

@@ -79,6 +79,9 @@ PY
   check '{"ipam-mode": "kubernetes", "enable-hubble": false, "lb-algorithm": "random", "debug": true}' \
     --set ipam.mode=kubernetes,hubble.enabled=false,loadBalancer.algorithm=random,debug.enabled=true
   check '{"prometheus-serve-addr": "", "health-addr": "127.0.0.1:9879"}' --set prometheus.enabled=false
+  check '{"hubble-socket-path": "/run/plexus/hubble.sock", "hubble-listen-address": ""}'
+  check '{"hubble-socket-path": "/run/plexus/h.sock", "hubble-listen-address": ":4244"}' \
+    --set hubble.socketPath=/run/plexus/h.sock,hubble.listenAddress=:4244
   check '{"enable-host-legacy-routing": true}' --set bpf.hostLegacyRouting=true
   check '{"conntrack-gc-interval": 300}' --set conntrackGCInterval=5m
   check '{"conntrack-gc-interval": 60}'  # "0s": the agent's default

@@ -289,7 +289,7 @@ inline std::string hex(const std::vector<uint8_t>& b) {
 
 inline bool isDropReason(uint8_t reason) {
   switch (reason) {
-#define PLEXUS_FUZZ_DROP_(name, value, hubble, desc) \
+#define PLEXUS_FUZZ_DROP_(name, value, hubble, code, desc) \
   case value:                                        \
     return std::string_view(hubble) != "FORWARDED";
     PLEXUS_REASONS(PLEXUS_FUZZ_DROP_)

@@ -515,7 +515,7 @@ ConversationStats converse(FuzzFixture& f, const Conversation& c, uint64_t seed,
 
 std::string reasonName(uint8_t r) {
   switch (r) {
-#define PLEXUS_FUZZ_NAME_(name, value, hubble, desc) \
+#define PLEXUS_FUZZ_NAME_(name, value, hubble, code, desc) \
   case value:                                        \
     return #name;
     PLEXUS_REASONS(PLEXUS_FUZZ_NAME_)

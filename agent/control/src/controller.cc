@@ -58,7 +58,8 @@ Status Controller::start(std::vector<std::string>* problems) {
   PLEXUS_TRY(p_.ipcache.restore(), "restore ipcache");
   PLEXUS_TRY(p_.endpoints.start(problems), "start endpoint manager");
   for (const auto& rec : p_.endpoints.list()) {
-    p_.flows.upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, rec.labels, rec.id});
+    p_.flows.upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, rec.labels, rec.id, rec.host_ifname,
+                                             static_cast<uint32_t>(rec.host_ifindex)});
   }
   syncHostAddresses();
   if (p_.services) {
@@ -150,7 +151,8 @@ void Controller::reidentify(const std::function<bool(const EndpointRecord&)>& af
       continue;
     }
     p_.identities.release(rec.identity);
-    p_.flows.upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, next.labels, rec.id});
+    p_.flows.upsertEndpoint(rec.ip, PeerInfo{rec.pod_namespace, rec.pod_name, next.labels, rec.id, rec.host_ifname,
+                                             static_cast<uint32_t>(rec.host_ifindex)});
     if (auto moved = p_.endpoints.get(rec.id)) {
       publish(*moved);
     }
@@ -249,7 +251,8 @@ Result<EndpointRecord> Controller::addEndpoint(const AddRequest& req) {
     p_.identities.release(id.identity);
     return rec.error();
   }
-  p_.flows.upsertEndpoint(rec->ip, PeerInfo{rec->pod_namespace, rec->pod_name, rec->labels, rec->id});
+  p_.flows.upsertEndpoint(rec->ip, PeerInfo{rec->pod_namespace, rec->pod_name, rec->labels, rec->id, rec->host_ifname,
+                                            static_cast<uint32_t>(rec->host_ifindex)});
   publish(*rec);
   endpointsChanged(rec->pod_namespace);
   return rec;

@@ -283,7 +283,7 @@ Status NodeManager::syncIpcache() {
         continue;  // its node is not known: not reachable, not named (as its entry)
       }
       auto slash = key.find('/');
-      flows_->upsertEndpoint(pod.ip, PeerInfo{key.substr(0, slash), key.substr(slash + 1), pod.labels, 0});
+      flows_->upsertEndpoint(pod.ip, PeerInfo{key.substr(0, slash), key.substr(slash + 1), pod.labels, 0, "", 0});
       now.insert(pod.ip);
     }
     for (const Ipv4& ip : named_) {

@@ -77,6 +77,17 @@ FlowRecord decodeFlow(const plexus_flow_event& e, int64_t mono_to_real_ns, const
   f.source = peer(dir, e.saddr, e.sport, e.src_identity);
   f.destination = peer(dir, e.daddr, e.dport, e.dst_identity);
   f.observed_endpoint = e.endpoint_id;
+  // The device of the observing endpoint (Hubble's Flow.interface); a host device's events carry no ifindex.
+  if (e.endpoint_id != 0) {
+    for (const FlowPeer* p : {&f.source, &f.destination}) {
+      PeerInfo info;
+      if (p->endpoint_id == e.endpoint_id && dir.lookupEndpoint(p->ip, &info)) {
+        f.interface_name = info.host_ifname;
+        f.interface_index = info.host_ifindex;
+        break;
+      }
+    }
+  }
   f.length = e.len;
   if (e.orig_daddr != 0) {
     Ipv4 fe = Ipv4::fromNetwork(e.orig_daddr);

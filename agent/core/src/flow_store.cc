@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "plexus/agent/flow_hubble.h"
 #include "plexus/events.h"
 #include "plexus/reasons.h"
 
@@ -269,16 +270,40 @@ Result<FlowFilter> parseFlowFilter(const FlowFilterSpec& spec) {
   return f;
 }
 
+namespace {
+bool eventTypeMatches(const FlowRecord& flow, const EventTypeMatch& want) {
+  HubbleEvent e = hubbleEvent(flow);
+  if (want.type == kMonitorPolicyVerdict) {
+    // Policy decisions reach us as drops (the datapath sends no separate policy-verdict event).
+    return typeMatches(flow, FlowType::kPolicyVerdict) && (!want.match_sub_type || want.sub_type == e.sub_type);
+  }
+  return e.type == want.type && (!want.match_sub_type || want.sub_type == e.sub_type);
+}
+
+bool serviceMatches(const FlowRecord& flow, const PodPrefix& want) {
+  auto slash = flow.service.find('/');
+  return slash != std::string::npos && std::string_view(flow.service).substr(0, slash) == want.pod_namespace &&
+         std::string_view(flow.service).substr(slash + 1).starts_with(want.prefix);
+}
+
+}  // namespace
+
 bool matches(const FlowRecord& flow, const FlowFilter& f) {
-  return flow.time_unix_nano >= f.since_unix_nano && (f.until_unix_nano == 0 || flow.time_unix_nano <= f.until_unix_nano) &&
-         f.source.matches(flow.source) && f.destination.matches(flow.destination) &&
+  return !f.never && flow.time_unix_nano >= f.since_unix_nano &&
+         (f.until_unix_nano == 0 || flow.time_unix_nano <= f.until_unix_nano) && f.source.matches(flow.source) &&
+         f.destination.matches(flow.destination) &&
          (f.either.matches(flow.source) || f.either.matches(flow.destination)) &&
          anyOf(f.verdicts, [&](uint8_t v) { return flow.verdict == v; }) &&
          anyOf(f.protocols, [&](uint8_t p) { return flow.protocol == p; }) &&
          anyOf(f.types, [&](FlowType t) { return typeMatches(flow, t); }) &&
          anyOf(f.tcp_flags,
                [&](uint8_t bits) { return flow.protocol == IPPROTO_TCP && (flow.tcp_flags & bits) == bits; }) &&
-         anyOf(f.node_names, [&](const std::string& n) { return nodeMatches(flow.node_name, n); });
+         anyOf(f.node_names, [&](const std::string& n) { return nodeMatches(flow.node_name, n); }) &&
+         anyOf(f.event_types, [&](const EventTypeMatch& t) { return eventTypeMatches(flow, t); }) &&
+         anyOf(f.replies, [&](bool r) { return flow.is_reply == r; }) &&
+         anyOf(f.directions, [&](uint8_t d) { return flow.direction == d; }) &&
+         anyOf(f.uuids, [&](const std::string& u) { return flow.uuid == u; }) &&
+         anyOf(f.destination_services, [&](const PodPrefix& s) { return serviceMatches(flow, s); });
 }
 
 bool matches(const FlowRecord& flow, const FlowQuery& q) {
@@ -287,12 +312,14 @@ bool matches(const FlowRecord& flow, const FlowQuery& q) {
          std::none_of(q.deny.begin(), q.deny.end(), hit);
 }
 
-FlowStore::FlowStore(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+FlowStore::FlowStore(size_t capacity, uint64_t instance)
+    : capacity_(capacity == 0 ? 1 : capacity), instance_(instance) {}
 
 void FlowStore::add(FlowRecord flow) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ring_.emplace_back(++seq_, std::move(flow));
+    flow.uuid = flowUuid(instance_, ++seq_);
+    ring_.emplace_back(seq_, std::move(flow));
     if (ring_.size() > capacity_) {
       ring_.pop_front();
     }

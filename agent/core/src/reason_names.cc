@@ -8,7 +8,7 @@ namespace plexus::agent {
 
 const char* reasonName(uint8_t reason) {
   switch (reason) {
-#define PLEXUS_REASON_NAME_(name, value, hubble, desc) \
+#define PLEXUS_REASON_NAME_(name, value, hubble, code, desc) \
   case value:                                          \
     return #name;
     PLEXUS_REASONS(PLEXUS_REASON_NAME_)
@@ -20,7 +20,7 @@ const char* reasonName(uint8_t reason) {
 
 const char* hubbleReasonName(uint8_t reason) {
   switch (reason) {
-#define PLEXUS_REASON_HUBBLE_(name, value, hubble, desc) \
+#define PLEXUS_REASON_HUBBLE_(name, value, hubble, code, desc) \
   case value:                                            \
     return hubble;
     PLEXUS_REASONS(PLEXUS_REASON_HUBBLE_)
@@ -30,9 +30,21 @@ const char* hubbleReasonName(uint8_t reason) {
   }
 }
 
+uint32_t hubbleReasonCode(uint8_t reason) {
+  switch (reason) {
+#define PLEXUS_REASON_CODE_(name, value, hubble, code, desc) \
+  case value:                                                \
+    return code;
+    PLEXUS_REASONS(PLEXUS_REASON_CODE_)
+#undef PLEXUS_REASON_CODE_
+    default:
+      return 0;
+  }
+}
+
 const char* reasonDescription(uint8_t reason) {
   switch (reason) {
-#define PLEXUS_REASON_DESC_(name, value, hubble, desc) \
+#define PLEXUS_REASON_DESC_(name, value, hubble, code, desc) \
   case value:                                          \
     return desc;
     PLEXUS_REASONS(PLEXUS_REASON_DESC_)

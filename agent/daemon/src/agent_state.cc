@@ -7,6 +7,7 @@
 #include <set>
 #include <ctime>
 #include <filesystem>
+#include <random>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -461,7 +462,10 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     e.sample("plexus_conntrack_gc_duration_seconds", {}, st->ct_gc.last_seconds);
   });
   if (config.enable_hubble) {
-    state->flows = std::make_unique<FlowStore>(static_cast<size_t>(config.hubble_flow_buffer_size));
+    // Flow UUIDs differ between agents and runs: the store's instance is random (the one place it is chosen).
+    std::random_device rd;
+    uint64_t instance = (static_cast<uint64_t>(rd()) << 32) | rd();
+    state->flows = std::make_unique<FlowStore>(static_cast<size_t>(config.hubble_flow_buffer_size), instance);
   }
   std::vector<std::string> problems;
   PLEXUS_TRY(state->controller->start(&problems), "start");

@@ -55,6 +55,10 @@ void addOptions(CLI::App& app, AgentConfig& c) {
                  "masquerade pod egress (in eBPF with --enable-bpf-masquerade, else with an iptables rule)");
   app.add_option("--enable-hubble", c.enable_hubble, "flow events and the flow store");
   app.add_option("--hubble-flow-buffer-size,--hubble-event-buffer-capacity", c.hubble_flow_buffer_size, "flows kept in memory");
+  app.add_option("--hubble-socket-path", c.hubble_socket_path,
+                 "unix socket of Hubble's observer API (default: hubble.sock next to --socket)");
+  app.add_option("--hubble-listen-address", c.hubble_listen_address,
+                 "TCP address of Hubble's observer API, e.g. :4244 (empty: unix socket only)");
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
                  "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");
   app.add_option("--lb-algorithm,--bpf-lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
@@ -165,6 +169,26 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
     return makeError(ErrorCode::kInvalidArgument, app.help());
   } catch (const CLI::ParseError& e) {
     return makeError(ErrorCode::kInvalidArgument, e.what());
+  }
+  if (app.get_option("--hubble-socket-path")->count() == 0) {
+    auto slash = c.socket.rfind('/');
+    c.hubble_socket_path = (slash == std::string::npos ? std::string() : c.socket.substr(0, slash + 1)) + "hubble.sock";
+  }
+  if (c.hubble_socket_path.empty() || c.hubble_socket_path == c.socket) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("--hubble-socket-path {:?}: must be a path other than "
+                                                              "--socket",
+                                                              c.hubble_socket_path));
+  }
+  if (!c.hubble_listen_address.empty()) {
+    auto colon = c.hubble_listen_address.rfind(':');
+    int port = 0;
+    std::string digits = colon == std::string::npos ? "" : c.hubble_listen_address.substr(colon + 1);
+    if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos ||
+        (port = std::stoi(digits)) < 1 || port > 65535) {
+      return makeError(ErrorCode::kInvalidArgument,
+                       fmt::format("--hubble-listen-address {:?}: must be [host]:port, e.g. :4244",
+                                   c.hubble_listen_address));
+    }
   }
   if (c.node_name.empty()) {
     const char* env = std::getenv("PLEXUS_NODE_NAME");
@@ -302,6 +326,8 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"enable-ipv4-masquerade", c.enable_ipv4_masquerade},
           {"enable-hubble", c.enable_hubble},
           {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},
+          {"hubble-socket-path", c.hubble_socket_path},
+          {"hubble-listen-address", c.hubble_listen_address},
           {"monitor-aggregation", c.monitor_aggregation},
           {"lb-algorithm", c.lb_algorithm},
           {"enable-policy", c.enable_policy},

@@ -18,6 +18,7 @@
 #include "plexus/agent/agent_state.h"
 #include "plexus/agent/config.h"
 #include "plexus/agent/grpc_services.h"
+#include "plexus/agent/hubble_service.h"
 #include "plexus/agent/metrics_server.h"
 #include "plexus/api/paths.h"
 
@@ -90,11 +91,46 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Hubble's observer API on a server of its own (its socket, and TCP when --hubble-listen-address is set), so
+  // `hubble` and Hubble Relay reach it as they reach Cilium's. Off with the flow store. Started before the main
+  // socket: once the agent answers there, the Hubble API answers too.
+  std::unique_ptr<agent::HubbleObserverService> hubble;
+  std::unique_ptr<agent::HubblePeerService> hubble_peers;
+  std::unique_ptr<grpc::Server> hubble_server;
+  std::filesystem::path hubble_sock(config->hubble_socket_path);
+  if (st.flows) {
+    std::string tcp = config->hubble_listen_address;
+    if (!tcp.empty() && tcp.front() == ':') {
+      tcp = "0.0.0.0" + tcp;  // ":4244", as Cilium's hubble.listenAddress: every address
+    }
+    hubble = std::make_unique<agent::HubbleObserverService>(st, tcp.empty() ? "unix://" + hubble_sock.string() : tcp);
+    std::filesystem::create_directories(hubble_sock.parent_path(), ec);
+    std::filesystem::remove(hubble_sock, ec);
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(api::grpcTarget(hubble_sock), grpc::InsecureServerCredentials());
+    if (!tcp.empty()) {
+      hb.AddListeningPort(tcp, grpc::InsecureServerCredentials());
+    }
+    hubble_peers = std::make_unique<agent::HubblePeerService>(
+        st, agent::HubblePeerSelf{config->node_name, config->cluster_name, config->hubble_listen_address,
+                                  hubble_sock.string()});
+    hb.RegisterService(hubble.get());
+    hb.RegisterService(hubble_peers.get());
+    hubble_server = hb.BuildAndStart();
+    if (!hubble_server) {
+      spdlog::error("Hubble API: cannot listen on {}{}", hubble_sock.string(), tcp.empty() ? "" : " and " + tcp);
+      return 1;
+    }
+    chmod(hubble_sock.c_str(), 0660);
+    spdlog::info("Hubble API on {}{}", hubble_sock.string(), tcp.empty() ? "" : " and " + tcp);
+  }
   agent::CniService cni(st);
   agent::DaemonService daemon(st);
   agent::ObserverService observer(st);
   agent::ResourcesService resources(st);
   agent::PolicyService policy(st);
+  // Hubble's API on the main socket too: `plexus observe` reads flows through it, as `hubble observe` does.
+  agent::HubbleObserverService hubble_local(st, "unix://" + config->socket);
   grpc::ServerBuilder builder;
   // plexus apply sends at most 2 MiB of manifest per request; one larger document (a v1 List) may still come whole.
   builder.SetMaxReceiveMessageSize(64 << 20);
@@ -104,6 +140,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&observer);
   builder.RegisterService(&resources);
   builder.RegisterService(&policy);
+  builder.RegisterService(&hubble_local);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(agent::apiMetricsInterceptor(st.api_metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -141,6 +178,10 @@ int main(int argc, char** argv) {
   spdlog::info("signal {}: stopping (programs and pinned maps stay in place)", sig);
   st.ready = false;
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (hubble_server) {
+    hubble_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    std::filesystem::remove(hubble_sock, ec);
+  }
   metrics.stop();
   st.events.stop();
   st.stop();

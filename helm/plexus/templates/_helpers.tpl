@@ -168,6 +168,8 @@ bpf-lb-map-max: {{ .Values.bpf.lbMapMax | int }}
 bpf-policy-map-max: {{ .Values.bpf.policyMapMax | int }}
 enable-hubble: {{ .Values.hubble.enabled }}
 hubble-flow-buffer-size: {{ include "plexus.eventBufferCapacity" . }}
+hubble-socket-path: {{ .Values.hubble.socketPath | quote }}
+hubble-listen-address: {{ .Values.hubble.listenAddress | quote }}
 lb-algorithm: {{ .Values.loadBalancer.algorithm | quote }}
 enable-policy: {{ .Values.policyEnforcementMode | quote }}
 policy-audit-mode: {{ .Values.policyAuditMode }}

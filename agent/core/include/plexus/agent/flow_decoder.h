@@ -19,6 +19,8 @@ struct PeerInfo {
   std::string pod_name;
   std::vector<std::string> labels;
   uint16_t endpoint_id = 0;
+  std::string host_ifname;  // the endpoint's host-side device, where its flows are observed
+  uint32_t host_ifindex = 0;
 };
 
 class FlowDirectory {

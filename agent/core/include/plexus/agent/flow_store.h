@@ -42,6 +42,9 @@ struct FlowRecord {
   uint16_t observed_endpoint = 0;
   uint32_t length = 0;
   std::string node_name;  // the node that observed it (hubble observe --node-name)
+  std::string uuid;       // set by FlowStore::add (Hubble's Flow.uuid)
+  std::string interface_name;  // the host-side device of the observing endpoint ("" at a host device)
+  uint32_t interface_index = 0;
 };
 
 const char* verdictName(uint8_t verdict);
@@ -73,6 +76,14 @@ enum class FlowType : uint8_t {
   kNeverEmitted,   // a Hubble type the datapath does not report (l7, capture, debug, ...): matches no flow
 };
 
+// Hubble's event_type filter (flow.EventTypeFilter): Cilium's monitor message type, and optionally its sub_type
+// (a drop's reason code, a trace's observation point), as hubbleEvent() (flow_hubble.h) gives them for a flow.
+struct EventTypeMatch {
+  int32_t type = 0;
+  bool match_sub_type = false;
+  int32_t sub_type = 0;
+};
+
 // One filter, as one `hubble observe` command line (without --not) builds it. `source` and `destination`
 // constrain their side. `either` holds the flags without a side (--pod, --ip, -l, ...): every one of them must
 // hold on the same side, source or destination, as Hubble pairs them (--ip A --port 80: A:80 on one side).
@@ -83,6 +94,12 @@ struct FlowFilter {
   std::vector<FlowType> types;
   std::vector<uint8_t> tcp_flags;        // each entry: flags that must all be set (SYN,ACK); entries OR
   std::vector<std::string> node_names;   // '*' globs; a "cluster/" prefix is ignored
+  std::vector<EventTypeMatch> event_types;  // Hubble's FlowFilter.event_type (the API's numeric form of `types`)
+  std::vector<bool> replies;             // is_reply (Hubble's FlowFilter.reply)
+  std::vector<uint8_t> directions;       // enum plexus_direction (Hubble's FlowFilter.traffic_direction)
+  std::vector<std::string> uuids;
+  std::vector<PodPrefix> destination_services;  // "namespace/name-prefix" of a translated flow's frontend
+  bool never = false;  // asks for what our flows never carry (Hubble's L7, FQDN, IPv6 filters): matches nothing
   int64_t since_unix_nano = 0;
   int64_t until_unix_nano = 0;           // 0: no upper bound
 };
@@ -116,8 +133,11 @@ bool matches(const FlowRecord& flow, const FlowQuery& query);
 
 class FlowStore {
  public:
-  explicit FlowStore(size_t capacity);
+  // instance: distinguishes this store's flow UUIDs from another agent's (and another run's); chosen at random
+  // by the composition root, fixed in tests.
+  explicit FlowStore(size_t capacity, uint64_t instance = 0);
 
+  // Stores the flow with its UUID (flowUuid(instance, sequence)).
   void add(FlowRecord flow);
   // The last n matching flows, oldest first (n = 0: every stored match).
   std::vector<FlowRecord> last(size_t n, const FlowQuery& query) const;
@@ -134,6 +154,7 @@ class FlowStore {
 
  private:
   size_t capacity_;
+  uint64_t instance_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::deque<std::pair<uint64_t, FlowRecord>> ring_;

@@ -7,6 +7,7 @@ namespace plexus::agent {
 
 const char* reasonName(uint8_t reason);        // e.g. "POLICY_DENIED"
 const char* hubbleReasonName(uint8_t reason);  // Hubble's drop_reason_desc, e.g. "POLICY_DENIED"
+uint32_t hubbleReasonCode(uint8_t reason);     // Hubble's flow.DropReason number, e.g. 133; 0: not a drop
 const char* reasonDescription(uint8_t reason);
 const char* directionName(uint8_t direction);  // "INGRESS", "EGRESS"
 bool isDropReason(uint8_t reason);

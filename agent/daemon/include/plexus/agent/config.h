@@ -46,6 +46,10 @@ struct AgentConfig {
   bool enable_ipv4_masquerade = false;  // netfilter's MASQUERADE when BPF masquerade is off (the chart turns it on)
   bool enable_hubble = true;
   int hubble_flow_buffer_size = 4096;
+  // Hubble's observer API (observer.Observer). Unless given, the socket sits next to --socket (so the default
+  // --socket gives /run/plexus/hubble.sock, and agents with sockets of their own get hubble sockets of their own).
+  std::string hubble_socket_path = "/run/plexus/hubble.sock";
+  std::string hubble_listen_address;  // "[host]:port" for TCP (Cilium's hubble.listenAddress ":4244"); "": off
   std::string monitor_aggregation = "medium";
   std::string lb_algorithm = "maglev";
   std::string enable_policy = "default";  // policy enforcement mode: default | always | never (Cilium's enable-policy)

@@ -1,0 +1,92 @@
+#include "plexus/agent/flow_hubble.h"
+
+#include <netinet/in.h>
+
+#include <fmt/format.h>
+
+#include "plexus/agent/reason_names.h"
+#include "plexus/events.h"
+#include "plexus/reasons.h"
+
+namespace plexus::agent {
+
+namespace {
+
+ObservationPoint tracePoint(const FlowRecord& f) {
+  if (f.reason == PLEXUS_REASON_FORWARDED_TUNNEL) {
+    return ObservationPoint::kToOverlay;
+  }
+  if (f.reason == PLEXUS_REASON_FORWARDED_FIB) {
+    return ObservationPoint::kToNetwork;
+  }
+  if (f.observed_endpoint == 0) {
+    return f.direction == PLEXUS_DIR_INGRESS ? ObservationPoint::kFromNetwork : ObservationPoint::kToNetwork;
+  }
+  if (f.direction == PLEXUS_DIR_INGRESS || f.destination.endpoint_id != 0) {
+    return ObservationPoint::kToEndpoint;
+  }
+  return ObservationPoint::kToStack;
+}
+
+}  // namespace
+
+HubbleEvent hubbleEvent(const FlowRecord& flow) {
+  HubbleEvent e;
+  if (flow.verdict == PLEXUS_VERDICT_DROPPED) {
+    e.type = kMonitorDrop;
+    e.sub_type = static_cast<int32_t>(hubbleReasonCode(flow.reason));
+    return e;
+  }
+  if (flow.verdict == PLEXUS_VERDICT_AUDIT) {
+    e.type = kMonitorPolicyVerdict;  // as Hubble reports audit mode: a policy verdict, verdict AUDIT
+    return e;
+  }
+  e.type = kMonitorTrace;
+  e.point = tracePoint(flow);
+  e.sub_type = e.point == ObservationPoint::kToEndpoint ? 0 : static_cast<int32_t>(e.point);
+  return e;
+}
+
+std::vector<std::string> reservedLabels(uint32_t identity) {
+  // Reserved identities per Cilium (docs/architecture.md): 1 host ... 8 ingress.
+  static const char* const kNames[] = {nullptr, "host",        "world",          "unmanaged", "health",
+                                       "init",  "remote-node", "kube-apiserver", "ingress"};
+  if (identity == 0 || identity >= std::size(kNames)) {
+    return {};
+  }
+  std::vector<std::string> out{std::string("reserved:") + kNames[identity]};
+  if (identity == 7) {
+    out.emplace_back("reserved:host");  // Cilium gives the API server on the node both labels
+  }
+  return out;
+}
+
+std::string flowSummary(const FlowRecord& f) {
+  switch (f.protocol) {
+    case IPPROTO_TCP: {
+      static const std::pair<uint8_t, const char*> kFlags[] = {{0x02, "SYN"}, {0x10, "ACK"}, {0x01, "FIN"},
+                                                               {0x04, "RST"}, {0x08, "PSH"}, {0x20, "URG"},
+                                                               {0x40, "ECE"}, {0x80, "CWR"}};
+      std::string names;
+      for (const auto& [bit, name] : kFlags) {
+        if (f.tcp_flags & bit) {
+          names += (names.empty() ? "" : ", ") + std::string(name);
+        }
+      }
+      return "TCP Flags: " + names;
+    }
+    case IPPROTO_UDP: return "UDP";
+    case IPPROTO_ICMP: return "ICMPv4";
+    case IPPROTO_SCTP: return "SCTP";
+    default: return fmt::format("IP protocol {}", f.protocol);
+  }
+}
+
+std::string flowUuid(uint64_t instance, uint64_t sequence) {
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", static_cast<uint32_t>(instance >> 32),
+                     static_cast<uint32_t>((instance >> 16) & 0xffff),
+                     static_cast<uint32_t>(0x4000 | (instance & 0x0fff)),
+                     static_cast<uint32_t>(0x8000 | ((sequence >> 48) & 0x3fff)), sequence & 0xffffffffffffULL);
+}
+
+}  // namespace plexus::agent

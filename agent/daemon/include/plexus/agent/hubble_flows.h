@@ -1,0 +1,35 @@
+#pragma once
+// Our flow records as Hubble's flow.Flow, and Hubble's GetFlowsRequest as our flow query: the translation between the
+// flow store (flow_store.h, which does all the matching) and Hubble's API. Pure.
+
+#include <string>
+
+#include "flow/flow.pb.h"
+#include "observer/observer.pb.h"
+#include "plexus/agent/flow_store.h"
+#include "plexus/common/result.h"
+
+namespace plexus::agent {
+
+// `node` names the flow's node when the record has none.
+void toHubbleFlow(const FlowRecord& record, const std::string& node, flow::Flow* out);
+
+// One Hubble filter as our filter. Fields that name what Plexus flows never carry (FQDNs, L7, workloads, trace ids,
+// services of the source, IPv6) make the filter match nothing, as they would match none of our flows in Hubble.
+// Malformed values (an IP, a pod, a label selector, a port) are INVALID_ARGUMENT naming the field.
+Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& filter);
+
+// whitelist -> allow, blacklist -> deny, since/until -> the query's own filter. Rejects first with follow.
+Result<FlowQuery> flowQueryFromHubble(const observer::GetFlowsRequest& request);
+
+// Which stored flows GetFlows answers with before following, as Hubble's server: `number` of them (the oldest with
+// `first`); with no number, every flow of a since/until window, none when following (only new flows), else every stored
+// flow.
+struct StoredSelection {
+  bool none = false;
+  bool oldest = false;
+  size_t count = 0;  // 0: every match
+};
+StoredSelection storedSelection(const observer::GetFlowsRequest& request);
+
+}  // namespace plexus::agent

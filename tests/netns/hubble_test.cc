@@ -1,0 +1,319 @@
+// Hubble's observer API end to end: a C++ client generated from api/observer/observer.proto talks to a real agent on
+// its Hubble socket (and over TCP), and a real flow between two pods arrives with Hubble's fields.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "node_fixture.h"
+#include "observer/observer.grpc.pb.h"
+#include "peer/peer.grpc.pb.h"
+
+using namespace plexus::testing;
+
+namespace {
+
+std::string hubbleSocket(const NodeFixture& node) { return node.dir() + "/hubble.sock"; }
+
+std::unique_ptr<observer::Observer::Stub> hubbleStub(const NodeFixture& node) {
+  auto channel = grpc::CreateChannel("unix:" + hubbleSocket(node), grpc::InsecureChannelCredentials());
+  REQUIRE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+  return observer::Observer::NewStub(channel);
+}
+
+void deadline(grpc::ClientContext* ctx, int seconds = 10) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+// GetFlows without follow: every response's flow; REQUIREs an OK status.
+std::vector<flow::Flow> getFlows(observer::Observer::Stub& stub, const observer::GetFlowsRequest& req) {
+  grpc::ClientContext ctx;
+  deadline(&ctx);
+  auto reader = stub.GetFlows(&ctx, req);
+  std::vector<flow::Flow> out;
+  observer::GetFlowsResponse r;
+  while (reader->Read(&r)) {
+    CHECK(r.node_name() == r.flow().node_name());
+    CHECK(r.time().seconds() == r.flow().time().seconds());
+    out.push_back(r.flow());
+  }
+  grpc::Status s = reader->Finish();
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the Hubble API serves a real pod-to-pod flow with Hubble's fields, "
+    "filters, status and nodes",
+    "[netns][observe][hubble]") {
+  NodeFixture node("10.207.0.0/24");
+  Pod web = node.addPod("web");
+  Pod api = node.addPod("api");
+  requireTcpExchange(web, api, 8080);
+  auto stub = hubbleStub(node);
+
+  observer::GetFlowsRequest req;
+  req.set_number(50);
+  auto* allow = req.add_whitelist();
+  allow->add_source_pod("default/web");
+  allow->add_destination_pod("default/api");
+  allow->add_destination_port("8080");
+  allow->add_verdict(flow::FORWARDED);
+  auto flows = getFlows(*stub, req);
+  REQUIRE_FALSE(flows.empty());
+  const flow::Flow& f = flows.front();  // the oldest: the SYN
+  INFO(f.DebugString());
+  CHECK(f.verdict() == flow::FORWARDED);
+  CHECK(f.type() == flow::L3_L4);
+  CHECK(f.source().pod_name() == "web");
+  CHECK(f.source().namespace_() == "default");
+  CHECK(f.source().id() != 0);
+  CHECK(f.source().identity() != 0);  // 5 (init) until the pod has labels, as in Cilium
+  CHECK(f.destination().pod_name() == "api");
+  CHECK(f.ip().source() == web.ip);
+  CHECK(f.ip().destination() == api.ip);
+  CHECK(f.ip().ipversion() == flow::IPv4);
+  REQUIRE(f.l4().has_tcp());
+  CHECK(f.l4().tcp().destination_port() == 8080);
+  CHECK(f.l4().tcp().flags().syn());
+  CHECK(f.event_type().type() == 4);
+  CHECK(f.event_type().sub_type() == 0);
+  CHECK(f.trace_observation_point() == flow::TO_ENDPOINT);  // same node: delivered to the endpoint
+  CHECK(f.traffic_direction() == flow::EGRESS);
+  REQUIRE(f.has_is_reply());
+  CHECK_FALSE(f.is_reply().value());
+  CHECK(f.uuid().size() == 36);
+  CHECK(f.interface().name() == web.host_veth);
+  CHECK(f.interface().index() != 0);
+  CHECK(f.summary().rfind("TCP Flags: SYN", 0) == 0);
+  CHECK(f.node_name() == node.node().name());
+  CHECK(f.time().seconds() > 1600000000);
+
+  // The reply direction: api's answers, is_reply set, matched by Hubble's reply filter.
+  observer::GetFlowsRequest replies;
+  replies.set_number(50);
+  auto* r = replies.add_whitelist();
+  r->add_source_pod("default/api");
+  r->add_reply(true);
+  auto back = getFlows(*stub, replies);
+  REQUIRE_FALSE(back.empty());
+  for (const auto& b : back) {
+    CHECK(b.is_reply().value());
+    CHECK(b.l4().tcp().source_port() == 8080);
+  }
+
+  // Blacklist minus: the same whitelist without port 8080 leaves nothing.
+  req.add_blacklist()->add_destination_port("8080");
+  CHECK(getFlows(*stub, req).empty());
+
+  // A drop: a spoofed source, with Hubble's reason number and event type.
+  REQUIRE(web.netns->exec("ip addr add 10.207.0.250/32 dev eth0").exit_code == 0);
+  web.netns->exec("ping -c1 -W1 -I 10.207.0.250 " + api.ip);
+  observer::GetFlowsRequest drops;
+  drops.set_number(10);
+  auto* d = drops.add_whitelist();
+  d->add_verdict(flow::DROPPED);
+  d->add_event_type()->set_type(1);
+  auto dropped = getFlows(*stub, drops);
+  REQUIRE_FALSE(dropped.empty());
+  const flow::Flow& spoof = dropped.back();
+  INFO(spoof.DebugString());
+  CHECK(spoof.drop_reason_desc() == flow::INVALID_SOURCE_IP);
+  CHECK(spoof.drop_reason() == 132);
+  CHECK(spoof.event_type().sub_type() == 132);
+  CHECK(spoof.ip().source() == "10.207.0.250");
+  CHECK(spoof.l4().has_icmpv4());
+
+  // ServerStatus and GetNodes describe this agent's ring.
+  grpc::ClientContext sctx;
+  deadline(&sctx);
+  observer::ServerStatusResponse status;
+  REQUIRE(stub->ServerStatus(&sctx, {}, &status).ok());
+  CHECK(status.max_flows() == 4096);
+  CHECK(status.num_flows() >= flows.size() + back.size() + 1);
+  CHECK(status.seen_flows() >= status.num_flows());
+  CHECK(status.uptime_ns() > 0);
+  CHECK(status.num_connected_nodes().value() == 1);
+  CHECK(status.num_unavailable_nodes().value() == 0);
+  CHECK_FALSE(status.version().empty());
+
+  grpc::ClientContext nctx;
+  deadline(&nctx);
+  observer::GetNodesResponse nodes;
+  REQUIRE(stub->GetNodes(&nctx, {}, &nodes).ok());
+  REQUIRE(nodes.nodes_size() == 1);
+  CHECK(nodes.nodes(0).name() == node.node().name());
+  CHECK(nodes.nodes(0).state() == relay::NODE_CONNECTED);
+  CHECK(nodes.nodes(0).max_flows() == 4096);
+  CHECK(nodes.nodes(0).address() == "unix://" + hubbleSocket(node));
+
+  // What Plexus does not implement says so.
+  grpc::ClientContext actx;
+  deadline(&actx);
+  auto events = stub->GetAgentEvents(&actx, {});
+  observer::GetAgentEventsResponse ev;
+  CHECK_FALSE(events->Read(&ev));
+  grpc::Status unimplemented = events->Finish();
+  CHECK(unimplemented.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK_FALSE(unimplemented.error_message().empty());
+
+  // A malformed filter is INVALID_ARGUMENT naming the value.
+  observer::GetFlowsRequest bad;
+  bad.add_whitelist()->add_source_ip("10.0.0.999");
+  grpc::ClientContext bctx;
+  deadline(&bctx);
+  auto bad_reader = stub->GetFlows(&bctx, bad);
+  observer::GetFlowsResponse ignored;
+  while (bad_reader->Read(&ignored)) {
+  }
+  grpc::Status invalid = bad_reader->Finish();
+  CHECK(invalid.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(invalid.error_message().find("10.0.0.999") != std::string::npos);
+}
+
+TEST_CASE(
+    "Hubble GetFlows with follow streams only new matching flows while "
+    "the agent keeps working",
+    "[netns][observe][hubble]") {
+  NodeFixture node("10.208.0.0/24");
+  Pod a = node.addPod("a");
+  Pod b = node.addPod("b");
+  requireTcpExchange(a, b,
+                     9098);  // stored before the follower starts: not replayed
+  auto stub = hubbleStub(node);
+  observer::GetFlowsRequest req;
+  req.set_follow(true);
+  req.add_whitelist()->add_destination_pod("default/b");
+  grpc::ClientContext ctx;
+  deadline(&ctx, 20);  // bounded: the stream never ends on its own
+  auto reader = stub->GetFlows(&ctx, req);
+  std::vector<flow::Flow> got;
+  std::thread follower([&] {
+    observer::GetFlowsResponse r;
+    while (reader->Read(&r)) {
+      got.push_back(r.flow());
+      if (r.flow().l4().tcp().destination_port() == 9099) {
+        ctx.TryCancel();
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // While the follower waits, the agent's reconcile thread still serves: a pod comes and traffic flows.
+  Pod c = node.addPod("c");
+  requireTcpExchange(a, b, 9099);
+  follower.join();
+  (void)reader->Finish();
+  REQUIRE_FALSE(got.empty());
+  bool new_flow = false;
+  for (const auto& f : got) {
+    CHECK(f.l4().tcp().destination_port() != 9098);
+    CHECK(f.destination().pod_name() == "b");
+    new_flow = new_flow || f.l4().tcp().destination_port() == 9099;
+  }
+  CHECK(new_flow);
+  CHECK_FALSE(c.ip.empty());
+}
+
+TEST_CASE("--hubble-listen-address serves the Hubble API over TCP too", "[netns][observe][hubble]") {
+  // Port 4244 (Cilium's hubble.listenAddress) inside the node's own namespace: no other test can hold it.
+  NodeFixture node("10.209.0.0/24", {"--hubble-listen-address", ":4244"});
+  // gRPC over HTTP/2 with curl inside the node: ServerStatus with an empty request (a 5-byte gRPC frame).
+  std::string frame = node.dir() + "/empty.grpc";
+  std::ofstream(frame, std::ios::binary).write("\0\0\0\0\0", 5);
+  std::string out = node.dir() + "/status.grpc";
+  auto r = node.node().exec(
+      "curl -s --http2-prior-knowledge -H 'content-type: "
+      "application/grpc' -H 'te: trailers' "
+      "--data-binary @" +
+      frame + " -o " + out +
+      " -w '%{http_code}' "
+      "http://127.0.0.1:4244/observer.Observer/ServerStatus");
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out == "200");
+  std::ifstream in(out, std::ios::binary);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(body.size() > 5);
+  observer::ServerStatusResponse status;
+  REQUIRE(status.ParseFromString(body.substr(5)));
+  CHECK(status.max_flows() == 4096);
+  CHECK(status.num_connected_nodes().value() == 1);
+  auto bad = runCommand({agentBinary(), "--hubble-listen-address", "4244", "--print-config"});
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("--hubble-listen-address") != std::string::npos);
+}
+
+TEST_CASE("Hubble's peer service announces this node, then a node that joins", "[netns][observe][hubble]") {
+  NodeFixture node("10.206.0.0/24");
+  auto channel = grpc::CreateChannel("unix:" + hubbleSocket(node), grpc::InsecureChannelCredentials());
+  REQUIRE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+  auto stub = peer::Peer::NewStub(channel);
+  grpc::ClientContext ctx;
+  deadline(&ctx, 20);  // bounded: Notify never ends on its own
+  auto reader = stub->Notify(&ctx, {});
+  peer::ChangeNotification first;
+  REQUIRE(reader->Read(&first));
+  CHECK(first.name() == node.node().name());
+  CHECK(first.type() == peer::PEER_ADDED);
+  CHECK(first.address() == "unix://" + hubbleSocket(node));  // no InternalIP known, no TCP listener
+  node.apply(
+      "apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDR: 10.205.0.0/24}\n"
+      "status:\n  addresses: [{type: InternalIP, address: 192.0.2.77}]\n");
+  peer::ChangeNotification next;
+  REQUIRE(reader->Read(&next));
+  CHECK(next.name() == "other");
+  CHECK(next.type() == peer::PEER_ADDED);
+  CHECK(next.address() == "192.0.2.77:4244");
+  ctx.TryCancel();
+  (void)reader->Finish();
+}
+
+TEST_CASE("events the full ring refuses while following arrive as Hubble's lost_events", "[netns][observe][hubble]") {
+  NodeFixture node("10.204.0.0/24", {"--events-ring-size", "4096", "--monitor-aggregation", "none"});
+  Pod a = node.addPod("a");
+  Pod b = node.addPod("b");
+  auto stub = hubbleStub(node);
+  observer::GetFlowsRequest req;
+  req.set_follow(true);
+  req.add_whitelist()->add_destination_port("7777");
+  grpc::ClientContext ctx;
+  deadline(&ctx, 20);
+  auto reader = stub->GetFlows(&ctx, req);
+  uint64_t lost = 0;
+  std::thread follower([&] {
+    observer::GetFlowsResponse r;
+    while (reader->Read(&r)) {
+      if (r.has_lost_events()) {
+        CHECK(r.lost_events().source() == flow::PERF_EVENT_RING_BUFFER);
+        CHECK(r.node_name() == node.node().name());
+        lost = r.lost_events().num_events_lost();
+        ctx.TryCancel();
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // Bounded: 20,000 datagrams, far more events than a 4 KiB ring holds between two reads.
+  int srv = socketInNetns(b.netns->path(), SOCK_DGRAM);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(7777);
+  REQUIRE(bind(srv, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+  inet_pton(AF_INET, b.ip.c_str(), &sa.sin_addr);
+  int u = socketInNetns(a.netns->path(), SOCK_DGRAM);
+  for (int i = 0; i < 20000; ++i) {
+    (void)sendto(u, "flood", 5, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  }
+  close(u);
+  close(srv);
+  follower.join();
+  (void)reader->Finish();
+  CHECK(lost > 0);
+}
