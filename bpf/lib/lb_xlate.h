@@ -74,7 +74,8 @@ struct lb4_result {
   __u8 action;         /* enum lb4_action */
   __u8 new_flow;       /* TRANSLATED: a backend was picked and conntrack entries were created for this packet */
   __u8 notify;         /* TRANSLATED: a new flow, or a TCP flag its direction had not shown (monitor aggregation) */
-  __u8 dsr;            /* TRANSLATED: direct server return (lib/dsr.h): the backend's node replies to the client */
+  __u8 dsr;            /* TRANSLATED: a direct-server-return flow (lib/dsr.h) whose packet carries the option: a new
+                        * flow, a TCP SYN or a UDP datagram (later TCP packets leave it 0) */
   __be32 frontend;     /* the service address and port the packet was sent to (network order) */
   __be16 frontend_port;
 };
@@ -118,7 +119,10 @@ static __always_inline struct lb4_result lb4_xlate(struct __sk_buff *skb, struct
         sport = ct->nat_port;
       }
       res.notify = ct4_touch(ct, f->tcp_flags, 0);
-      res.dsr = !internal && !ct->nat_port && lb4_dsr_wanted(f->proto) && lb4_dsr_backend(be->address);
+      /* Only a packet that carries the option needs to know (a retransmitted SYN, a UDP datagram): later TCP packets
+       * of the flow skip the backend's two lookups. */
+      res.dsr = !internal && !ct->nat_port && (f->proto != IPPROTO_TCP || new_syn) && lb4_dsr_wanted(f->proto) &&
+                lb4_dsr_backend(be->address);
     }
   }
   if (!be) {

@@ -20,11 +20,7 @@ struct HostFixture : Fixture {
   std::unique_ptr<datapath::HostDatapath> host;
 
   explicit HostFixture(datapath::LxcConfig cfg = {}) : Fixture(cfg) {
-    cfg.bpf_root = bpffs.path() + "/plexus";
-    auto loaded = datapath::HostDatapath::load(cfg);
-    INFO((loaded.ok() ? std::string() : loaded.error().message));
-    REQUIRE(loaded.ok());
-    host = std::move(loaded.value());
+    host = loadHost(cfg);
     // The node's address is identity host in the ipcache, as the agent writes it.
     plexus_ipcache_key k{};
     k.prefixlen = 32;

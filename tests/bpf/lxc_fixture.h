@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "packet.h"
+#include "plexus/datapath/host_datapath.h"
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/identity.h"
 #include "plexus/reasons.h"
@@ -54,6 +55,15 @@ struct Fixture {
     addEndpoint(kPodA, kPodAIfindex, 1, kPodAMac, kNodeAMac, 0);
     addEndpoint(kPodB, kPodBIfindex, 2, kPodBMac, kNodeBMac, 0);
     addEndpoint(kGateway, 0, 0, Mac{}, Mac{}, PLEXUS_EP_F_HOST);
+  }
+
+  // The host (device) programs, loaded on the fixture's bpffs so that they share its pinned maps.
+  std::unique_ptr<datapath::HostDatapath> loadHost(datapath::LxcConfig cfg = {}) {
+    cfg.bpf_root = bpffs.path() + "/plexus";
+    auto loaded = datapath::HostDatapath::load(cfg);
+    INFO((loaded.ok() ? std::string() : loaded.error().message));
+    REQUIRE(loaded.ok());
+    return std::move(loaded.value());
   }
 
   void addEndpoint(Ipv4 ip, uint32_t ifindex, uint16_t id, const Mac& pod, const Mac& node, uint16_t flags) {

@@ -215,12 +215,7 @@ struct HostRoutingFixture : Fixture {
   }
 
   HostRoutingFixture() : Fixture(config()) {
-    datapath::LxcConfig cfg = config();
-    cfg.bpf_root = bpffs.path() + "/plexus";
-    auto loaded = datapath::HostDatapath::load(cfg);
-    INFO((loaded.ok() ? std::string() : loaded.error().message));
-    REQUIRE(loaded.ok());
-    host = std::move(loaded.value());
+    host = loadHost(config());
     auto& lb = dp->lb();
     plexus_lb4_key key{};
     key.address = node_ip.networkOrder();

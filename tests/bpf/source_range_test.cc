@@ -22,12 +22,7 @@ struct RangeFixture : Fixture {
   std::unique_ptr<datapath::HostDatapath> host;
 
   RangeFixture() {
-    datapath::LxcConfig cfg;
-    cfg.bpf_root = bpffs.path() + "/plexus";
-    auto loaded = datapath::HostDatapath::load(cfg);
-    INFO((loaded.ok() ? std::string() : loaded.error().message));
-    REQUIRE(loaded.ok());
-    host = std::move(loaded.value());
+    host = loadHost();
     // The LoadBalancer frontend kLbIp:80 -> pod B :8080 (backend 1), restricted to source ranges.
     auto& lb = dp->lb();
     plexus_lb4_backend b{};
