@@ -147,7 +147,7 @@ TEST_CASE("a CNI ADD whose pod GET is slow gets init at once; other ADDs and ser
   Pod web1 = node.addPod("web1", "x");
   Pod client1 = node.addPod("client1", "x");
   const double adds_seconds = secondsSince(t1);
-  auto endpoints = node.cliJson({"endpoint", "list"});
+  nlohmann::json endpoints;
   auto endpointOf = [&](const std::string& name) {
     for (const auto& e : endpoints) {
       if (e.value("pod_namespace", "") == "x" && e.value("pod_name", "") == name) {
@@ -156,7 +156,14 @@ TEST_CASE("a CNI ADD whose pod GET is slow gets init at once; other ADDs and ser
     }
     return nlohmann::json::object();
   };
+  // Their identities follow the pod and namespace watches the test dropped, which resume at once but, under load, not
+  // within the ADD: bounded wait for them (the held GET of `late` must not be what they wait for).
+  eventually([&] {
+    endpoints = node.cliJson({"endpoint", "list"});
+    return endpointOf("web1").value("identity", 0u) >= 256 && endpointOf("client1").value("identity", 0u) >= 256;
+  });
   INFO("endpoints: " << endpoints.dump());
+  CHECK(secondsSince(t1) < kSlowPodGetSeconds);  // before the held GET of `late` was answered
   const uint32_t web_id = endpointOf("web1").value("identity", 0u);
   CHECK(web_id >= 256);
   CHECK(hasLabel(endpointOf("web1"), "k8s:app=web"));
