@@ -1,6 +1,6 @@
-/* Per-endpoint policy enforcement: an O(1)-bounded verdict (two LPM lookups) plus conntrack. Every packet in a
- * connection's own direction is judged, so that policy changes reach open connections; replies of allowed
- * connections and ICMP errors about them pass on conntrack alone. */
+/* Per-endpoint policy enforcement: a verdict of a bounded number of hash lookups (plexus/policy.h) plus conntrack.
+ * Every packet in a connection's own direction is judged, so that policy changes reach open connections; replies
+ * of allowed connections and ICMP errors about them pass on conntrack alone. */
 #pragma once
 #include "plexus/policy.h"
 #include "lib/common.h"
@@ -11,8 +11,17 @@ const volatile __u8 cfg_enable_policy = 1; /* enforce per-endpoint policy maps (
 const volatile __u8 cfg_policy_audit = 0;  /* policy audit mode: a would-be drop passes and is reported as AUDIT */
 
 /* Sizes rather than __type: clang emits struct pointees of an inner-map template only as forward
- * declarations, which libbpf cannot size. The tries themselves are created by the agent. */
+ * declarations, which libbpf cannot size. The inner maps themselves are created by the agent, each sized to what
+ * it holds. */
 struct plexus_policy_inner {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, PLEXUS_POLICY_INNER_MAX);
+  __uint(key_size, sizeof(struct plexus_policy_key));
+  __uint(value_size, sizeof(struct plexus_policy_value));
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+};
+
+struct plexus_policy_range_inner {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
   __uint(max_entries, PLEXUS_POLICY_INNER_MAX);
   __uint(key_size, sizeof(struct plexus_policy_key));
@@ -20,32 +29,89 @@ struct plexus_policy_inner {
   __uint(map_flags, BPF_F_NO_PREALLOC);
 };
 
-/* plexus_policy_v1: endpoint id -> that endpoint's LPM trie; written by the agent (policy manager), which builds each
- * trie whole and swaps it in with one update (shadow then swap). */
+/* plexus_policy_v2: endpoint id -> that endpoint's hash of entries and summaries; written by the agent (policy
+ * manager), which builds each hash whole and swaps it in with one update (shadow then swap). */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
   __uint(max_entries, PLEXUS_POLICY_ENDPOINTS_MAX);
   __type(key, __u32);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
   __array(values, struct plexus_policy_inner);
-} plexus_policy_v1 SEC(".maps");
+} plexus_policy_v2 SEC(".maps");
 
-/* Returns 0 to allow, or the drop reason. */
-static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u8 proto, __be16 dport) {
+/* plexus_policy_range_v1: endpoint id -> the LPM trie of its port-range entries, for endpoints that have some;
+ * written by the agent together with plexus_policy_v2 (the trie before the hash whose summaries name it). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, PLEXUS_POLICY_ENDPOINTS_MAX);
+  __type(key, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+  __array(values, struct plexus_policy_range_inner);
+} plexus_policy_range_v1 SEC(".maps");
+
+/* The longest entry of `identity` matching (dir, proto, dport), or NULL: its summary first, then only the prefix
+ * lengths the summary names, longest first. */
+static __always_inline struct plexus_policy_value *policy_match(void *hash, __u32 idx, __u32 identity, __u8 dir,
+                                                                 __u8 proto, __be16 dport) {
+  struct plexus_policy_key k = {.prefixlen = PLEXUS_POLICY_SUMMARY_PREFIX, .identity = identity, .direction = dir};
+  struct plexus_policy_value *v = bpf_map_lookup_elem(hash, &k);
+  if (!v) {
+    return NULL;
+  }
+  __u8 has = v->flags;
+  k.prefixlen = PLEXUS_POLICY_FULL_PREFIX;
+  k.protocol = proto;
+  k.dport = dport;
+  if (has & PLEXUS_POLICY_S_PORT) {
+    v = bpf_map_lookup_elem(hash, &k);
+    if (v) {
+      return v;
+    }
+  }
+  if (has & PLEXUS_POLICY_S_RANGE) {
+    void *trie = bpf_map_lookup_elem(&plexus_policy_range_v1, &idx);
+    v = trie ? bpf_map_lookup_elem(trie, &k) : NULL;
+    if (v) {
+      return v;
+    }
+  }
+  k.dport = 0;
+  if (has & PLEXUS_POLICY_S_PROTO) {
+    k.prefixlen = PLEXUS_POLICY_PROTO_PREFIX;
+    v = bpf_map_lookup_elem(hash, &k);
+    if (v) {
+      return v;
+    }
+  }
+  if (has & PLEXUS_POLICY_S_ANY) {
+    k.prefixlen = PLEXUS_POLICY_FIXED_PREFIX;
+    k.protocol = 0;
+    return bpf_map_lookup_elem(hash, &k);
+  }
+  return NULL;
+}
+
+/* Returns 0 to allow, or the drop reason; *rule_id is the deciding entry's rule (0 when none decided). */
+static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u8 proto, __be16 dport,
+                                          __u32 *rule_id) {
   __u32 idx = ep_id;
-  void *trie = bpf_map_lookup_elem(&plexus_policy_v1, &idx);
-  if (!trie) {
+  *rule_id = 0;
+  void *hash = bpf_map_lookup_elem(&plexus_policy_v2, &idx);
+  if (!hash) {
     return PLEXUS_DROP(POLICY_DENIED);
   }
-  struct plexus_policy_key k = {
-      .prefixlen = PLEXUS_POLICY_FULL_PREFIX, .identity = peer, .direction = dir, .protocol = proto, .dport = dport};
-  struct plexus_policy_value *exact = bpf_map_lookup_elem(trie, &k);
-  k.identity = 0;
-  struct plexus_policy_value *any = bpf_map_lookup_elem(trie, &k);
-  if ((exact && (exact->flags & PLEXUS_POLICY_F_DENY)) || (any && (any->flags & PLEXUS_POLICY_F_DENY))) {
+  struct plexus_policy_value *exact = policy_match(hash, idx, peer, dir, proto, dport);
+  if (exact && (exact->flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL))) {
+    *rule_id = exact->rule_id;
+    return (exact->flags & PLEXUS_POLICY_F_DENY) ? PLEXUS_DROP(POLICY_DENY) : 0;
+  }
+  struct plexus_policy_value *any = policy_match(hash, idx, 0, dir, proto, dport);
+  if (any && (any->flags & PLEXUS_POLICY_F_DENY)) {
+    *rule_id = any->rule_id;
     return PLEXUS_DROP(POLICY_DENY);
   }
   if (exact || any) {
+    *rule_id = exact ? exact->rule_id : any->rule_id;
     return 0;
   }
   return PLEXUS_DROP(POLICY_DENIED);
@@ -56,6 +122,7 @@ struct policy_trace {
   __u8 notify;   /* a new connection, or new TCP flags on a known one */
   __u8 is_reply;
   __u8 audit;    /* audit mode: the reason the policy would have dropped the packet for (0: none) */
+  __u32 rule_id; /* the rule that decided a judged packet (0: none, or not judged) */
 };
 
 /* How conntrack knows a packet at one enforcement point (Cilium's CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED). */
@@ -120,7 +187,7 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
   if (state == POLICY_CT_NEW) {
     pt->notify = 1;
   }
-  int ret = policy_verdict(ep_id, peer, dir, f->proto, flow4_policy_port(f));
+  int ret = policy_verdict(ep_id, peer, dir, f->proto, flow4_policy_port(f), &pt->rule_id);
   if (ret < 0 && cfg_policy_audit) {
     pt->audit = (__u8)(-ret); /* reported as AUDIT; the connection goes on as if allowed */
     ret = 0;

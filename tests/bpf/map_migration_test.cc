@@ -7,10 +7,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
 #include "plexus/datapath/lxc_datapath.h"
+#include "plexus/reasons.h"
 #include "testing.h"
 
 using namespace plexus;
@@ -251,35 +253,99 @@ TEST_CASE("a failed load puts a map moved aside back; a layout changed in place 
   CHECK(root.maxEntries("plexus_endpoints_v1") == 16);
 }
 
-TEST_CASE("a map of maps pinned with another size is recreated with its inner maps", "[bpf][migration]") {
-  Root root;
-  // The policy outer map as a build with room for 64 endpoints left it, endpoint 5 holding a trie.
+namespace {
+// A policy outer map of `slots` endpoints pinned under `name`, endpoint 5 holding an inner map of `inner_type` with
+// `entries`.
+void pinPolicyOuter(const Root& root, const char* name, bpf_map_type inner_type, uint32_t slots,
+                    const PolicyEntries& entries) {
   LIBBPF_OPTS(bpf_map_create_opts, inner_opts, .map_flags = BPF_F_NO_PREALLOC);
-  UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_i", sizeof(plexus_policy_key),
-                                sizeof(plexus_policy_value), PLEXUS_POLICY_INNER_MAX, &inner_opts));
+  UniqueFd inner(bpf_map_create(inner_type, "plexus_policy_i", sizeof(plexus_policy_key), sizeof(plexus_policy_value),
+                                PLEXUS_POLICY_INNER_MAX, &inner_opts));
   REQUIRE(inner.valid());
-  PolicyEntries policy = allowAllPolicy();
-  for (const auto& [k, v] : policy) {
+  for (const auto& [k, v] : entries) {
     REQUIRE(bpf_map_update_elem(inner.get(), &k, &v, BPF_ANY) == 0);
   }
   LIBBPF_OPTS(bpf_map_create_opts, outer_opts, .inner_map_fd = static_cast<__u32>(inner.get()));
-  UniqueFd outer(bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "plexus_policy_v1", sizeof(uint32_t), sizeof(uint32_t),
-                                64, &outer_opts));
+  UniqueFd outer(bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, name, sizeof(uint32_t), sizeof(uint32_t), slots,
+                                &outer_opts));
   REQUIRE(outer.valid());
   uint32_t ep = 5;
   int inner_fd = inner.get();
   REQUIRE(bpf_map_update_elem(outer.get(), &ep, &inner_fd, BPF_ANY) == 0);
-  REQUIRE(bpf_obj_pin(outer.get(), (root.path + "/plexus_policy_v1").c_str()) == 0);
+  REQUIRE(bpf_obj_pin(outer.get(), (root.path + "/" + name).c_str()) == 0);
+}
+}  // namespace
+
+TEST_CASE("a map of maps pinned with another size is recreated with its inner maps", "[bpf][migration]") {
+  Root root;
+  // The policy outer map as a build with room for 64 endpoints left it, endpoint 5 holding its hash.
+  PolicyEntries policy = layoutPolicy(allowAllPolicy()).hash;
+  pinPolicyOuter(root, "plexus_policy_v2", BPF_MAP_TYPE_HASH, 64, policy);
 
   auto dp = root.load();
-  CHECK(root.maxEntries("plexus_policy_v1") == PLEXUS_POLICY_ENDPOINTS_MAX);
-  const CarryReport* r = reportFrom(*dp, "plexus_policy_v1");
+  CHECK(root.maxEntries("plexus_policy_v2") == PLEXUS_POLICY_ENDPOINTS_MAX);
+  const CarryReport* r = reportFrom(*dp, "plexus_policy_v2");
   REQUIRE(r != nullptr);
   CHECK(r->read == 1);
   CHECK(r->carried == 1);
   CHECK(r->lossless());
   auto got = dp->policy().get(5);
   REQUIRE(got.ok());
-  CHECK(got->size() == policy.size());
+  REQUIRE(got->size() == 2);
+  CHECK(got->front().first.prefixlen == PLEXUS_POLICY_FIXED_PREFIX);
   CHECK_FALSE(dp->policy().get(6).ok());
+}
+
+TEST_CASE("the policy tries of plexus_policy_v1 are laid out anew in plexus_policy_v2", "[bpf][migration]") {
+  Root root;
+  // What a build before the hash layout left: endpoint 5's one trie, with an exact port, a port range (two
+  // prefixes), a protocol and a deny.
+  auto entry = [](uint32_t prefixlen, uint32_t identity, uint8_t proto, uint16_t port, uint8_t flags) {
+    plexus_policy_key k{};
+    k.prefixlen = prefixlen;
+    k.identity = identity;
+    k.direction = PLEXUS_DIR_INGRESS;
+    k.protocol = proto;
+    k.dport = htons(port);
+    plexus_policy_value v{};
+    v.flags = flags;
+    v.rule_id = prefixlen;
+    return std::pair(k, v);
+  };
+  PolicyEntries v1 = {entry(PLEXUS_POLICY_FULL_PREFIX, 300, 6, 80, 0),
+                      entry(PLEXUS_POLICY_FULL_PREFIX - 3, 300, 6, 8000, 0),
+                      entry(PLEXUS_POLICY_FULL_PREFIX - 1, 300, 6, 8008, 0),
+                      entry(PLEXUS_POLICY_PROTO_PREFIX, 301, 17, 0, 0),
+                      entry(PLEXUS_POLICY_FIXED_PREFIX, 302, 0, 0, PLEXUS_POLICY_F_DENY)};
+  pinPolicyOuter(root, "plexus_policy_v1", BPF_MAP_TYPE_LPM_TRIE, PLEXUS_POLICY_ENDPOINTS_MAX, v1);
+
+  auto dp = root.load();
+  const CarryReport* r = reportFrom(*dp, "plexus_policy_v1");
+  REQUIRE(r != nullptr);
+  CHECK(r->to == "plexus_policy_v2");
+  CHECK(r->read == 1);
+  CHECK(r->carried == 1);
+  CHECK(r->lossless());
+  CHECK_FALSE(pinned(root.path + "/plexus_policy_v1"));  // carried whole: the old pin is gone
+  auto got = dp->policy().get(5);
+  REQUIRE(got.ok());
+  auto bytes = [](const PolicyEntries& entries) {  // each entry's key and value bytes, sorted
+    std::vector<std::string> out;
+    for (const auto& [k, v] : entries) {
+      out.push_back(std::string(reinterpret_cast<const char*>(&k), sizeof(k)) +
+                    std::string(reinterpret_cast<const char*>(&v), sizeof(v)));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  CHECK(bytes(*got) == bytes(v1));
+  // The range entries are in the trie, the others in the hash.
+  uint32_t ep = 5;
+  uint32_t range_id = 0;
+  UniqueFd ranges(bpf_obj_get((root.path + "/plexus_policy_range_v1").c_str()));
+  REQUIRE(bpf_map_lookup_elem(ranges.get(), &ep, &range_id) == 0);
+  UniqueFd trie(bpf_map_get_fd_by_id(range_id));
+  auto trie_map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(trie.get());
+  REQUIRE(trie_map.ok());
+  CHECK(trie_map->entries()->size() == 2);
 }

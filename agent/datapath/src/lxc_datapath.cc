@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "plexus/datapath/map_migration.h"
 #include "plexus/datapath/tc.h"
@@ -231,14 +233,76 @@ PolicyMaps::~PolicyMaps() {
   }
 }
 
-Result<UniqueFd> PolicyMaps::createTrie(uint16_t endpoint_id) const {
+namespace {
+Result<UniqueFd> createPolicyMap(bpf_map_type type, const char* name, uint16_t endpoint_id, uint32_t entries) {
   LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-  int inner = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_i", sizeof(plexus_policy_key),
-                             sizeof(plexus_policy_value), capacity_, &opts);
-  if (inner < 0) {
-    return errnoError(fmt::format("policy for endpoint {}: create", endpoint_id), errno);
+  int fd = bpf_map_create(type, name, sizeof(plexus_policy_key), sizeof(plexus_policy_value),
+                          std::max<uint32_t>(entries, 1), &opts);
+  if (fd < 0) {
+    return errnoError(fmt::format("policy for endpoint {}: create {}", endpoint_id, name), errno);
   }
-  return UniqueFd(inner);
+  return UniqueFd(fd);
+}
+
+Status fillPolicyMap(int fd, uint16_t endpoint_id, const PolicyEntries& entries) {
+  for (const auto& [k, v] : entries) {
+    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0) {
+      return errnoError(fmt::format("policy for endpoint {}: fill", endpoint_id), errno);
+    }
+  }
+  return Status::Ok();
+}
+
+Result<PolicyEntries> innerEntries(int outer, uint16_t endpoint_id) {
+  uint32_t key = endpoint_id;
+  uint32_t inner_id = 0;
+  if (bpf_map_lookup_elem(outer, &key, &inner_id) != 0) {
+    if (errno == ENOENT) {
+      return makeError(ErrorCode::kNotFound, fmt::format("endpoint {} has no policy map", endpoint_id));
+    }
+    return errnoError("policy outer lookup", errno);
+  }
+  int inner = bpf_map_get_fd_by_id(inner_id);
+  if (inner < 0) {
+    return errnoError("policy inner map", errno);
+  }
+  auto map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(inner);
+  close(inner);
+  if (!map.ok()) {
+    return map.error();
+  }
+  return map->entries();
+}
+}  // namespace
+
+// Each map is sized to what it holds: set() never adds to an installed map, it builds a new one.
+Result<UniqueFd> PolicyMaps::createHash(uint16_t endpoint_id, uint32_t entries) const {
+  return createPolicyMap(BPF_MAP_TYPE_HASH, "plexus_policy_i", endpoint_id, entries);
+}
+
+Result<UniqueFd> PolicyMaps::createRanges(uint16_t endpoint_id, uint32_t entries) const {
+  return createPolicyMap(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_r", endpoint_id, entries);
+}
+
+Status PolicyMaps::setRanges(uint16_t endpoint_id, const PolicyEntries& ranges) {
+  uint32_t key = endpoint_id;
+  if (ranges.empty()) {
+    if (bpf_map_delete_elem(ranges_.get(), &key) != 0 && errno != ENOENT) {
+      return errnoError(fmt::format("policy for endpoint {}: remove port ranges", endpoint_id), errno);
+    }
+    return Status::Ok();
+  }
+  auto trie = createRanges(endpoint_id, static_cast<uint32_t>(ranges.size()));
+  if (!trie.ok()) {
+    return trie.error();
+  }
+  PLEXUS_TRY(fillPolicyMap(trie->get(), endpoint_id, ranges), "policy port ranges");
+  int fd_value = trie->get();
+  if (bpf_map_update_elem(ranges_.get(), &key, &fd_value, BPF_ANY) != 0) {
+    return detail::updateError(fmt::format("policy for endpoint {}: swap port ranges", endpoint_id),
+                               "plexus_policy_range_v1", PLEXUS_POLICY_ENDPOINTS_MAX, errno);
+  }
+  return Status::Ok();
 }
 
 void PolicyMaps::keepSpares(size_t count) {
@@ -278,18 +342,18 @@ void PolicyMaps::spareLoop() {
     }
     preparing_ = id;
     lock.unlock();
-    auto trie = createTrie(*id);
+    auto hash = createHash(*id, kSpareEntries);
     bool ok = false;
-    if (trie.ok()) {
+    if (hash.ok()) {
       uint32_t key = *id;
-      int fd_value = trie->get();
+      int fd_value = hash->get();
       // BPF_ANY: an array has no NOEXIST; the slot was empty and set()/clear() keep off it while it is prepared.
       ok = bpf_map_update_elem(outer_.get(), &key, &fd_value, BPF_ANY) == 0;  // waits for RCU: not on ADD
     }
     lock.lock();
     preparing_.reset();
     if (ok) {
-      spares_[*id] = std::move(*trie);
+      spares_[*id] = std::move(*hash);
     }
     cv_.notify_all();
     if (!ok) {
@@ -305,30 +369,31 @@ Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
                                  "(--bpf-policy-map-max)",
                                  endpoint_id, entries.size(), capacity_));
   }
+  PolicyLayout layout = layoutPolicy(entries);
   Busy busy(*this, endpoint_id);
-  if (auto spare = busy.takeSpare()) {
-    for (const auto& [k, v] : entries) {
-      if (bpf_map_update_elem(spare->get(), &k, &v, BPF_ANY) != 0) {
-        return errnoError(fmt::format("policy for endpoint {}: fill", endpoint_id), errno);
-      }
+  // The new trie goes in before the hash whose summaries name it; an old one goes after the hash that no longer does.
+  if (!layout.ranges.empty()) {
+    PLEXUS_TRY(setRanges(endpoint_id, layout.ranges), "policy");
+  }
+  auto spare = busy.takeSpare();
+  if (spare && layout.hash.size() <= kSpareEntries) {
+    PLEXUS_TRY(fillPolicyMap(spare->get(), endpoint_id, layout.hash), "policy");
+  } else {
+    // A spare too small for this policy is dropped: the swap below replaces it in the outer map.
+    auto created = createHash(endpoint_id, static_cast<uint32_t>(layout.hash.size()));
+    if (!created.ok()) {
+      return created.error();
     }
-    return Status::Ok();
-  }
-  auto created = createTrie(endpoint_id);
-  if (!created.ok()) {
-    return created.error();
-  }
-  UniqueFd inner_fd = std::move(*created);
-  for (const auto& [k, v] : entries) {
-    if (bpf_map_update_elem(inner_fd.get(), &k, &v, BPF_ANY) != 0) {
-      return errnoError(fmt::format("policy for endpoint {}: fill", endpoint_id), errno);
+    PLEXUS_TRY(fillPolicyMap(created->get(), endpoint_id, layout.hash), "policy");
+    uint32_t key = endpoint_id;
+    int fd_value = created->get();
+    if (bpf_map_update_elem(outer_.get(), &key, &fd_value, BPF_ANY) != 0) {
+      return detail::updateError(fmt::format("policy for endpoint {}: swap", endpoint_id), "plexus_policy_v2",
+                                 PLEXUS_POLICY_ENDPOINTS_MAX, errno);
     }
   }
-  uint32_t key = endpoint_id;
-  int fd_value = inner_fd.get();
-  if (bpf_map_update_elem(outer_.get(), &key, &fd_value, BPF_ANY) != 0) {
-    return detail::updateError(fmt::format("policy for endpoint {}: swap", endpoint_id), "plexus_policy_v1",
-                               PLEXUS_POLICY_ENDPOINTS_MAX, errno);
+  if (layout.ranges.empty()) {
+    PLEXUS_TRY(setRanges(endpoint_id, {}), "policy");
   }
   return Status::Ok();
 }
@@ -340,29 +405,73 @@ Status PolicyMaps::clear(uint16_t endpoint_id) {
   if (bpf_map_delete_elem(outer_.get(), &key) != 0 && errno != ENOENT) {
     return errnoError(fmt::format("policy for endpoint {}: clear", endpoint_id), errno);
   }
-  return Status::Ok();
+  return setRanges(endpoint_id, {});
 }
 
 Result<PolicyEntries> PolicyMaps::get(uint16_t endpoint_id) const {
-  uint32_t key = endpoint_id;
-  uint32_t inner_id = 0;
-  if (bpf_map_lookup_elem(outer_.get(), &key, &inner_id) != 0) {
-    if (errno == ENOENT) {
-      return makeError(ErrorCode::kNotFound, fmt::format("endpoint {} has no policy map", endpoint_id));
-    }
-    return errnoError("policy outer lookup", errno);
+  auto hash = innerEntries(outer_.get(), endpoint_id);
+  if (!hash.ok()) {
+    return hash.error();
   }
-  int inner = bpf_map_get_fd_by_id(inner_id);
-  if (inner < 0) {
-    return errnoError("policy inner map", errno);
+  auto ranges = innerEntries(ranges_.get(), endpoint_id);
+  if (!ranges.ok() && ranges.error().code != ErrorCode::kNotFound) {
+    return ranges.error();
   }
-  auto map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(inner);
-  close(inner);
+  return policyEntries(*hash, ranges.ok() ? *ranges : PolicyEntries{});
+}
+
+// plexus_policy_v1 (one LPM trie of every entry per endpoint; before 2026-12-06) -> plexus_policy_v2 and
+// plexus_policy_range_v1: each endpoint's entries laid out anew before any program of this build is attached, so
+// that endpoints keep their verdicts across the upgrade. The old pin goes once every endpoint is carried over.
+namespace {
+Status carryPolicyEndpoint(uint32_t inner_id, uint16_t endpoint_id, PolicyMaps& maps) {
+  UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
+  if (!inner.valid()) {
+    return errnoError("open its trie", errno);
+  }
+  auto map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(inner.get());
   if (!map.ok()) {
     return map.error();
   }
-  return map->entries();
+  auto entries = map->entries();
+  if (!entries.ok()) {
+    return entries.error();
+  }
+  return maps.set(endpoint_id, *entries);
 }
+
+std::optional<CarryReport> carryPolicyV1(const std::string& root, PolicyMaps& maps) {
+  const std::string pin = root + "/plexus_policy_v1";
+  UniqueFd old(bpf_obj_get(pin.c_str()));
+  if (!old.valid()) {
+    return std::nullopt;
+  }
+  CarryReport report;
+  report.from = "plexus_policy_v1";
+  report.to = "plexus_policy_v2";
+  report.from_max_entries = PLEXUS_POLICY_ENDPOINTS_MAX;
+  report.to_max_entries = PLEXUS_POLICY_ENDPOINTS_MAX;
+  for (uint32_t id = 1; id < PLEXUS_POLICY_ENDPOINTS_MAX; ++id) {
+    uint32_t inner_id = 0;
+    if (bpf_map_lookup_elem(old.get(), &id, &inner_id) != 0) {
+      continue;
+    }
+    ++report.read;
+    if (Status st = carryPolicyEndpoint(inner_id, static_cast<uint16_t>(id), maps); st.ok()) {
+      ++report.carried;
+    } else {
+      ++report.lost[st.error().message];
+    }
+  }
+  if (report.lossless()) {
+    (void)unlink(pin.c_str());
+    spdlog::info("bpf: {}", report.summary());
+  } else {
+    spdlog::warn("bpf: {} (its pin {} is kept for the next start)", report.summary(), pin);
+  }
+  return report;
+}
+}  // namespace
 
 Status validateRouting(const LxcConfig& config) {
   if (config.routing_mode == RoutingMode::kTunnel && config.tunnel_ifindex == 0) {
@@ -420,6 +529,9 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
                                                          std::move(ipc.value()), std::move(met.value()),
                                                          std::move(lb.value()), config.sizes.policy));
   dp->carried_ = std::move(carried.value());
+  if (auto policy = carryPolicyV1(config.bpf_root, dp->policy())) {
+    dp->carried_.push_back(std::move(*policy));
+  }
   return dp;
 }
 
@@ -429,7 +541,8 @@ LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpo
                          uint32_t policy_capacity)
     : skel_(skel), root_(std::move(root)), endpoints_(std::move(eps)), ipcache_(std::move(ipc)),
       metrics_(std::move(met)), lb_(std::move(lb)),
-      policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v1))),
+      policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v2))),
+                                           UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_range_v1))),
                                            policy_capacity)) {}
 
 // Destroying the skeleton closes our fds only: tc filters keep their programs and the maps stay pinned.
@@ -493,7 +606,8 @@ std::vector<PinnedMapInfo> LxcDatapath::maps() const {
   for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1,
                      skel_->maps.plexus_lb4_services_v1, skel_->maps.plexus_lb4_backends_v1,
                      skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
-                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v2, skel_->maps.plexus_policy_v1,
+                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v2, skel_->maps.plexus_policy_v2,
+                     skel_->maps.plexus_policy_range_v1,
                      skel_->maps.plexus_events_lost_v1, skel_->maps.plexus_snat4_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
     PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{},

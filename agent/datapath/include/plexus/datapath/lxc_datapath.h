@@ -16,6 +16,7 @@
 #include "plexus/common/result.h"
 #include "plexus/datapath/bpf_map.h"
 #include "plexus/datapath/map_convert.h"
+#include "plexus/datapath/policy_layout.h"
 #include "plexus/conntrack.h"
 #include "plexus/endpoint.h"
 #include "plexus/events.h"
@@ -121,44 +122,51 @@ struct PinnedMapInfo {
   uint32_t entries = 0;
 };
 
-using PolicyEntries = std::vector<std::pair<plexus_policy_key, plexus_policy_value>>;
-
-// The per-endpoint policy tries behind plexus_policy_v1 (ARRAY_OF_MAPS indexed by endpoint id).
+// The per-endpoint policy maps behind plexus_policy_v2 (ARRAY_OF_MAPS of hashes indexed by endpoint id) and
+// plexus_policy_range_v1 (the same for the port-range tries), laid out by layoutPolicy.
 class PolicyMaps {
  public:
-  // `capacity`: entries of each endpoint's trie (--bpf-policy-map-max).
-  PolicyMaps(UniqueFd outer, uint32_t capacity) : outer_(std::move(outer)), capacity_(capacity) {}
+  // `capacity`: the most entries one endpoint's policy may have (--bpf-policy-map-max).
+  PolicyMaps(UniqueFd outer, UniqueFd ranges, uint32_t capacity)
+      : outer_(std::move(outer)), ranges_(std::move(ranges)), capacity_(capacity) {}
   ~PolicyMaps();
   PolicyMaps(const PolicyMaps&) = delete;
   PolicyMaps& operator=(const PolicyMaps&) = delete;
-  // Builds a complete new trie and swaps it in with one update: the endpoint never runs with a half-written
-  // or empty map. Refuses (and changes nothing) when the entries exceed the trie's capacity. For an id with a spare
-  // trie (keepSpares), the trie is filled in place instead: no endpoint uses that id yet.
+  // Builds a complete new hash (and range trie, when the policy has ranges) and swaps it in with one update each:
+  // the endpoint never runs with a half-written or empty map. Refuses (and changes nothing) when the entries exceed
+  // the capacity. For an id with a spare hash (keepSpares) that has room, the hash is filled in place instead: no
+  // endpoint uses that id yet.
   Status set(uint16_t endpoint_id, const PolicyEntries& entries);
   Status clear(uint16_t endpoint_id);
-  // New endpoints' tries ready ahead of need: a background thread keeps `count` empty tries in the outer map at the
-  // lowest ids that have none (where the agent allocates the next endpoint ids), so that a new endpoint's set() fills
-  // one in place. Inserting into a map-of-maps waits for an RCU grace period (the kernel's maybe_wait_bpf_programs,
-  // about 10 ms here), which CNI ADD then does not wait for.
+  // New endpoints' hashes ready ahead of need: a background thread keeps `count` empty hashes (kSpareEntries each)
+  // in the outer map at the lowest ids that have none (where the agent allocates the next endpoint ids), so that a
+  // new endpoint's set() fills one in place. Inserting into a map-of-maps waits for an RCU grace period (the
+  // kernel's maybe_wait_bpf_programs, about 10 ms here), which CNI ADD then does not wait for.
   void keepSpares(size_t count);
   size_t spares() const;
-  // The installed entries; NotFound when the endpoint has no trie.
+  static constexpr uint32_t kSpareEntries = 1024;
+  // The installed entries (as set() was given them); NotFound when the endpoint has no map.
   Result<PolicyEntries> get(uint16_t endpoint_id) const;
   int outerFd() const { return outer_.get(); }
   uint32_t capacity() const { return capacity_; }
 
  private:
-  Result<UniqueFd> createTrie(uint16_t endpoint_id) const;
+  // A hash (or range trie) for `entries` entries, not yet in an outer map.
+  Result<UniqueFd> createHash(uint16_t endpoint_id, uint32_t entries) const;
+  Result<UniqueFd> createRanges(uint16_t endpoint_id, uint32_t entries) const;
+  // Installs the range trie of a new layout (before its hash) or removes the old one (after it).
+  Status setRanges(uint16_t endpoint_id, const PolicyEntries& ranges);
   // Marks the id as being written by set()/clear() (the spare thread keeps off it) until the guard goes.
   class Busy;
   void spareLoop();
 
   UniqueFd outer_;
+  UniqueFd ranges_;
   uint32_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<uint16_t, UniqueFd> spares_;  // empty tries already in the outer map
-  std::optional<uint16_t> preparing_;    // the id the spare thread is inserting a trie at
+  std::map<uint16_t, UniqueFd> spares_;  // empty hashes already in the outer map
+  std::optional<uint16_t> preparing_;    // the id the spare thread is inserting a hash at
   std::set<uint16_t> busy_;              // ids set()/clear() are writing
   size_t want_ = 0;
   bool stop_ = false;
