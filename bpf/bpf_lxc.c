@@ -34,6 +34,7 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
   verdict_trace_flow(c, f);
   c->t.notify |= pt->notify;
   c->t.is_reply = pt->is_reply;
+  c->t.rule_id = pt->rule_id;
   if (pt->audit) {
     c->audit = pt->audit;
   }
@@ -207,8 +208,12 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   /* Same-node delivery skips the destination's to-container program: judge its ingress policy here. */
   c->t.dst_identity = dst->identity;
   if (cfg_enable_policy) {
+    __u32 egress_rule = pt.rule_id;
     ret = policy_ingress(&judged, dst, src_identity, &pt);
     c->t.notify |= pt.notify;
+    /* The event names one rule: the ingress rule that decided, else (ingress admitted it without one, or it is a
+     * reply) the egress rule. A drop here is ingress's alone. */
+    c->t.rule_id = (pt.rule_id || ret < 0) ? pt.rule_id : egress_rule;
     if (pt.audit) {
       c->audit = pt.audit;
     }

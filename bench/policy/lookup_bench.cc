@@ -88,7 +88,7 @@ double nsPerPacket(Fixture& f, int entries, Case c, uint32_t repeat) {
   __sk_buff ctx{};
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = out.data(),
               .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(out.size()),
-              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = repeat);
+              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = static_cast<int>(repeat));
   if (bpf_prog_test_run_opts(f.dp->fromContainerFd(), &opts) != 0 || opts.retval != TC_ACT_SHOT) {
     return -1;  // every case is a policy drop
   }

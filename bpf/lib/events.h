@@ -40,6 +40,10 @@ struct trace_info {
   __be16 dport;
   __be32 orig_daddr;
   __be16 orig_dport;
+  __u8 icmp_type;
+  __u8 icmp_code;
+  __u8 event_flags; /* enum plexus_event_flags */
+  __u32 rule_id;    /* the policy rule that decided (0: none) */
 };
 
 static __always_inline void events_emit(const struct trace_info *t, __u8 verdict, __u8 reason, __u8 direction,
@@ -75,8 +79,14 @@ static __always_inline void events_emit(const struct trace_info *t, __u8 verdict
   e->dport = t->dport;
   e->orig_daddr = t->orig_daddr;
   e->orig_dport = t->orig_dport;
-  e->pad = 0;
+  e->icmp_type = t->icmp_type;
+  e->icmp_code = t->icmp_code;
   e->len = len;
+  e->rule_id = t->rule_id;
+  e->flags = t->event_flags;
+  e->pad[0] = 0;
+  e->pad[1] = 0;
+  e->pad[2] = 0;
   /* Batched wakeups: the agent drains the ring every few milliseconds, so a notification per event (a wakeup and
    * a context switch per new connection) is only needed once the ring fills up. */
   __u64 flags = BPF_RB_NO_WAKEUP;

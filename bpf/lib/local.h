@@ -33,6 +33,7 @@ static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_c
     ret = policy_ingress(&f, dst, src_identity, &pt);
     c->t.notify |= pt.notify;
     c->t.is_reply = pt.is_reply;
+    c->t.rule_id = pt.rule_id;
     c->audit = pt.audit;
     if (ret < 0) {
       return ret;

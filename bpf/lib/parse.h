@@ -64,6 +64,7 @@ struct flow4 {
   __u16 l4_off;    /* from the start of the frame */
   __u8 has_ports;  /* a TCP or UDP packet whose ports were read (not a non-first fragment) */
   __u8 icmp_type;  /* ICMP: the message type, which policy judges in the port slot */
+  __u8 icmp_code;  /* ICMP: the code (for flow events) */
   __u8 has_icmp;   /* an ICMP packet whose header was read (not a non-first fragment) */
   __u8 related;    /* an ICMP error (unreachable, time exceeded, parameter problem) whose quoted header was read:
                     * `quoted` is the tuple of the packet it reports on */
@@ -133,6 +134,7 @@ static __always_inline int flow4_parse_icmp(struct __sk_buff *skb, __u32 l4_off,
     return PLEXUS_DROP(INVALID_PACKET);
   }
   f->icmp_type = hdr.type;
+  f->icmp_code = hdr.code;
   f->has_icmp = 1;
   switch (hdr.type) {
     case ICMP_ECHO:
@@ -168,6 +170,7 @@ static __always_inline int flow4_parse(struct __sk_buff *skb, const struct iphdr
   f->tcp_flags = 0;
   f->has_ports = 0;
   f->icmp_type = 0;
+  f->icmp_code = 0;
   f->has_icmp = 0;
   f->related = 0;
   if (ip->frag_off & bpf_htons(IP_OFFSET)) {

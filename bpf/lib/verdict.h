@@ -31,6 +31,9 @@ static __always_inline void verdict_trace_flow(struct verdict_ctx *c, const stru
   c->t.dport = f->has_ports ? f->dport : 0;
   c->t.proto = f->proto;
   c->t.tcp_flags = f->tcp_flags;
+  c->t.icmp_type = f->icmp_type;
+  c->t.icmp_code = f->icmp_code;
+  c->t.event_flags = f->has_icmp ? PLEXUS_EVENT_F_ICMP : 0;
 }
 
 /* Identities are looked up only for a packet that is reported, so that aggregated packets cost no ipcache lookup. */

@@ -89,3 +89,51 @@ TEST_CASE("without aggregation every packet makes an event; a full ring counts l
   CHECK(lost > 0);
   CHECK(events.size() + lost == kPackets + 1);
 }
+
+TEST_CASE("events name the policy rule that decided, and carry an ICMP message's type and code", "[bpf][events]") {
+  Fixture f;
+  auto k = [](uint32_t identity, uint8_t dir, uint8_t proto, int port) {
+    plexus_policy_key key{};
+    key.identity = identity;
+    key.direction = dir;
+    key.protocol = proto;
+    key.dport = htons(static_cast<uint16_t>(port < 0 ? 0 : port));
+    key.prefixlen = port >= 0 ? PLEXUS_POLICY_FULL_PREFIX : proto ? PLEXUS_POLICY_PROTO_PREFIX : PLEXUS_POLICY_FIXED_PREFIX;
+    return key;
+  };
+  auto v = [](uint32_t rule, bool deny) {
+    plexus_policy_value val{};
+    val.rule_id = rule;
+    val.flags = deny ? PLEXUS_POLICY_F_DENY : 0;
+    return val;
+  };
+  // A's egress: allowed by rule 41 (egress to any); B's ingress: TCP 80 from A by rule 42, TCP 443 denied by 43,
+  // echo requests from A by rule 44.
+  REQUIRE(f.dp->policy().set(1, {{k(0, PLEXUS_DIR_EGRESS, 0, -1), v(41, false)}}).ok());
+  REQUIRE(f.dp->policy().set(2, {{k(257, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 80), v(42, false)},
+                                 {k(0, PLEXUS_DIR_INGRESS, IPPROTO_TCP, 443), v(43, true)},
+                                 {k(257, PLEXUS_DIR_INGRESS, IPPROTO_ICMP, 8), v(44, false)}})
+              .ok());
+  drain(f);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3000, 80, 0x02)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3001, 443, 0x02)).retval == TC_ACT_SHOT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3002, 8080, 0x02)).retval == TC_ACT_SHOT);
+  CHECK(f.run(f.dp->fromContainerFd(), icmpEcho(PacketSpec{kPodAMac, kNodeAMac, kPodA, kPodB}, true, 9)).retval ==
+        TC_ACT_REDIRECT);
+  auto events = drain(f);
+  REQUIRE(events.size() == 4);
+  // A forwarded same-node connection's event names the ingress rule that admitted it (else the egress rule).
+  CHECK(events[0].verdict == PLEXUS_VERDICT_FORWARDED);
+  CHECK(events[0].rule_id == 42);
+  CHECK((events[0].flags & PLEXUS_EVENT_F_ICMP) == 0);
+  CHECK(events[1].reason == PLEXUS_REASON_POLICY_DENY);
+  CHECK(events[1].rule_id == 43);
+  CHECK(events[2].reason == PLEXUS_REASON_POLICY_DENIED);  // no rule admits it: no rule to name
+  CHECK(events[2].rule_id == 0);
+  CHECK(events[3].proto == IPPROTO_ICMP);
+  CHECK(events[3].rule_id == 44);
+  CHECK((events[3].flags & PLEXUS_EVENT_F_ICMP) != 0);
+  CHECK(events[3].icmp_type == 8);
+  CHECK(events[3].icmp_code == 0);
+  CHECK(events[3].pad[0] == 0);
+}

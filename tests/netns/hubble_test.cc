@@ -130,7 +130,20 @@ TEST_CASE(
   CHECK(spoof.drop_reason() == 132);
   CHECK(spoof.event_type().sub_type() == 132);
   CHECK(spoof.ip().source() == "10.207.0.250");
-  CHECK(spoof.l4().has_icmpv4());
+  CHECK(spoof.l4().has_icmpv4());  // a spoofed packet is refused before its L4 header is read: no ICMP type
+
+  // A ping: the echo request carries its ICMP type (its reply, on the request's connection, makes no event under
+  // monitor aggregation).
+  REQUIRE(web.netns->exec("ping -c1 -W2 " + api.ip).exit_code == 0);
+  observer::GetFlowsRequest pings;
+  pings.set_number(10);
+  auto* p = pings.add_whitelist();
+  p->add_protocol("icmp");
+  p->add_verdict(flow::FORWARDED);
+  auto echo = getFlows(*stub, pings);
+  REQUIRE_FALSE(echo.empty());
+  CHECK(echo.back().l4().icmpv4().type() == 8);
+  CHECK(echo.back().summary() == "ICMPv4 EchoRequest");
 
   // ServerStatus and GetNodes describe this agent's ring.
   grpc::ClientContext sctx;

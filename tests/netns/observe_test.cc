@@ -335,6 +335,14 @@ spec:
   };
   auto fwd = flowsJson(node, {"--to-pod", "x/web", "--verdict", "FORWARDED", "--last", "100"});
   CHECK(find(fwd, "TCP", 8080)["source"]["pod_name"] == "client");
+  // The policy that admitted or denied a flow is named, as Hubble's *_allowed_by / *_denied_by.
+  auto allowed_by = find(fwd, "TCP", 8080)["ingress_allowed_by"];
+  INFO(allowed_by.dump());
+  REQUIRE(allowed_by.is_array());
+  REQUIRE(allowed_by.size() == 1);
+  CHECK(allowed_by[0]["name"] == "web");
+  CHECK(allowed_by[0]["namespace"] == "x");
+  CHECK(allowed_by[0]["kind"] == "CiliumNetworkPolicy");
   auto drops = flowsJson(node, {"--to-pod", "x/web", "--verdict", "DROPPED", "--last", "100"});
   auto tcp = find(drops, "TCP", 8081);
   CHECK(tcp["drop_reason_desc"] == "POLICY_DENIED");
@@ -343,6 +351,8 @@ spec:
   CHECK(tcp["destination"]["namespace"] == "x");
   CHECK(tcp["traffic_direction"] == "INGRESS");
   CHECK(find(drops, "UDP", 9090)["drop_reason_desc"] == "POLICY_DENY");
+  CHECK(find(drops, "UDP", 9090)["ingress_denied_by"][0]["name"] == "web");
+  CHECK_FALSE(tcp.contains("ingress_denied_by"));  // default deny: no rule to name
   CHECK(find(drops, "UDP", 5353)["drop_reason_desc"] == "POLICY_DENIED");
   // Filters narrow: UDP only.
   for (const auto& f : flowsJson(node, {"--to-pod", "x/web", "--verdict", "DROPPED", "--protocol", "udp"})) {

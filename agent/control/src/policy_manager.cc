@@ -64,10 +64,15 @@ void PolicyManager::upsert(const nlohmann::json& object) {
   for (const auto& w : p->warnings) {
     spdlog::warn("policy {}: {}", p->key(), w);
   }
+  std::vector<std::pair<uint32_t, bool>> rules;
   for (const auto& spec : p->specs) {
     for (const auto& r : spec.rules) {
       rule_origins_[r.id] = r.origin;
+      rules.emplace_back(r.id, r.direction == policy::Direction::kIngress);
     }
+  }
+  if (flows_) {
+    flows_->setPolicyRules(p->key(), FlowPolicy{policy::toString(p->kind), p->ns, p->name}, rules);
   }
   policies_[p->key()] = std::move(*p);
 }
@@ -76,6 +81,9 @@ void PolicyManager::remove(const std::string& kind, const std::string& ns, const
   std::string key = keyOf(kind, ns, name);
   policies_.erase(key);
   invalid_.erase(key);
+  if (flows_) {
+    flows_->setPolicyRules(key, {}, {});
+  }
 }
 
 std::string PolicyManager::ruleOrigin(uint32_t rule_id) const {

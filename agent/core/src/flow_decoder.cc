@@ -48,6 +48,26 @@ std::string FlowDirectory::lookupService(Ipv4 ip, uint16_t port, uint8_t proto) 
   return it == services_.end() ? std::string() : it->second;
 }
 
+void FlowDirectory::setPolicyRules(const std::string& policy_key, const FlowPolicy& policy,
+                                   const std::vector<std::pair<uint32_t, bool>>& rules) {
+  std::unique_lock lock(mu_);
+  for (uint32_t id : policy_rules_[policy_key]) {
+    rules_.erase(id);
+  }
+  policy_rules_.erase(policy_key);
+  for (auto [id, ingress] : rules) {
+    FlowPolicy& p = rules_[id] = policy;
+    p.ingress = ingress;
+    policy_rules_[policy_key].push_back(id);
+  }
+}
+
+std::optional<FlowPolicy> FlowDirectory::lookupRule(uint32_t rule_id) const {
+  std::shared_lock lock(mu_);
+  auto it = rules_.find(rule_id);
+  return it == rules_.end() ? std::nullopt : std::optional<FlowPolicy>(it->second);
+}
+
 namespace {
 FlowPeer peer(const FlowDirectory& dir, uint32_t be_addr, uint16_t be_port, uint32_t identity) {
   FlowPeer p;
@@ -89,6 +109,13 @@ FlowRecord decodeFlow(const plexus_flow_event& e, int64_t mono_to_real_ns, const
     }
   }
   f.length = e.len;
+  f.has_icmp = (e.flags & PLEXUS_EVENT_F_ICMP) != 0;
+  f.icmp_type = f.has_icmp ? e.icmp_type : 0;
+  f.icmp_code = f.has_icmp ? e.icmp_code : 0;
+  f.rule_id = e.rule_id;
+  if (e.rule_id != 0) {
+    f.policy = dir.lookupRule(e.rule_id);
+  }
   if (e.orig_daddr != 0) {
     Ipv4 fe = Ipv4::fromNetwork(e.orig_daddr);
     uint16_t port = ntohs(e.orig_dport);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "plexus/agent/reason_names.h"
+#include "plexus/policy/policy.h"
 #include "plexus/events.h"
 #include "plexus/reasons.h"
 
@@ -76,7 +77,7 @@ std::string flowSummary(const FlowRecord& f) {
       return "TCP Flags: " + names;
     }
     case IPPROTO_UDP: return "UDP";
-    case IPPROTO_ICMP: return "ICMPv4";
+    case IPPROTO_ICMP: return f.has_icmp ? "ICMPv4 " + policy::icmpV4TypeName(f.icmp_type) : "ICMPv4";
     case IPPROTO_SCTP: return "SCTP";
     default: return fmt::format("IP protocol {}", f.protocol);
   }

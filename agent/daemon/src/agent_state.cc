@@ -355,6 +355,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       ports.policy, *state->ipcache, [ids = state->identities.get()] { return ids->all(); },
       [r = state->resources.get()](const EndpointRecord& rec) { return r->namedPorts(rec.pod_namespace, rec.pod_name); },
       *policy::parseEnforcementMode(config.enable_policy));
+  state->policies->reportRulesTo(&state->flow_dir);
   state->endpoints = std::make_unique<EndpointManager>(
       EndpointManagerDeps{ports.network, ports.endpoints, *state->ipcache, *state->policies, *state->store},
       *state->ipam, EndpointManagerConfig{state->pod_mtu}, [] { return static_cast<int64_t>(std::time(nullptr)); });

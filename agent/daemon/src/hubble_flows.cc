@@ -83,8 +83,9 @@ void toHubbleL4(const FlowRecord& f, flow::Layer4* out) {
       out->mutable_sctp()->set_destination_port(f.destination.port);
       break;
     case IPPROTO_ICMP:
-      // The datapath's event carries no ICMP type and code yet (bpf/include/plexus/events.h): both read 0.
-      out->mutable_icmpv4();
+      // Both 0 for a later fragment (no ICMP header) and for events of programs older than the 56-byte layout.
+      out->mutable_icmpv4()->set_type(f.icmp_type);
+      out->mutable_icmpv4()->set_code(f.icmp_code);
       break;
     default: break;
   }
@@ -155,6 +156,21 @@ void toHubbleFlow(const FlowRecord& f, const std::string& node, flow::Flow* out)
     out->mutable_interface()->set_name(f.interface_name);
   }
   out->set_summary(flowSummary(f));
+  if (f.policy) {
+    // Cilium's policy-verdict fields: who allowed (forwarded or audited) or denied (a deny rule) the packet, where.
+    bool ingress = f.policy->ingress;
+    bool denied = f.reason == PLEXUS_REASON_POLICY_DENY;
+    auto* p = denied ? (ingress ? out->add_ingress_denied_by() : out->add_egress_denied_by())
+                     : (ingress ? out->add_ingress_allowed_by() : out->add_egress_allowed_by());
+    p->set_kind(f.policy->kind);
+    p->set_name(f.policy->name);
+    p->set_namespace_(f.policy->pod_namespace);
+    p->add_labels("k8s:io.cilium.k8s.policy.derived-from=" + f.policy->kind);
+    p->add_labels("k8s:io.cilium.k8s.policy.name=" + f.policy->name);
+    if (!f.policy->pod_namespace.empty()) {
+      p->add_labels("k8s:io.cilium.k8s.policy.namespace=" + f.policy->pod_namespace);
+    }
+  }
 }
 
 Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& h) {

@@ -80,7 +80,7 @@ PLEXUS_OFF(plexus_policy_key, dport, 10);
 PLEXUS_ABI(plexus_policy_value, 8);
 PLEXUS_OFF(plexus_policy_value, rule_id, 4);
 
-PLEXUS_ABI(plexus_flow_event, 48);
+PLEXUS_ABI(plexus_flow_event, 56);
 PLEXUS_OFF(plexus_flow_event, verdict, 8);
 PLEXUS_OFF(plexus_flow_event, endpoint_id, 14);
 PLEXUS_OFF(plexus_flow_event, src_identity, 16);
@@ -88,5 +88,8 @@ PLEXUS_OFF(plexus_flow_event, saddr, 24);
 PLEXUS_OFF(plexus_flow_event, sport, 32);
 PLEXUS_OFF(plexus_flow_event, orig_daddr, 36);
 PLEXUS_OFF(plexus_flow_event, orig_dport, 40);
+PLEXUS_OFF(plexus_flow_event, icmp_type, 42);
 PLEXUS_OFF(plexus_flow_event, len, 44);
+PLEXUS_OFF(plexus_flow_event, rule_id, PLEXUS_FLOW_EVENT_V1_SIZE);
+PLEXUS_OFF(plexus_flow_event, flags, 52);
 

@@ -2,6 +2,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -12,11 +13,13 @@ EventReader::~EventReader() { stop(); }
 
 int EventReader::onEvent(void* ctx, void* data, size_t size) {
   auto* self = static_cast<EventReader*>(ctx);
-  if (size < sizeof(plexus_flow_event)) {
-    return 0;  // an older, shorter layout: skip rather than misread
+  if (size < PLEXUS_FLOW_EVENT_V1_SIZE) {
+    return 0;  // not an event of any layout we know: skip rather than misread
   }
-  plexus_flow_event e;
-  std::memcpy(&e, data, sizeof(e));
+  // Programs loaded before the 56-byte layout (until an upgrade re-attaches them) write 48 bytes: the fields they
+  // lack read as zero (no rule, no ICMP type).
+  plexus_flow_event e{};
+  std::memcpy(&e, data, std::min(size, sizeof(e)));
   self->callback_(e);
   return 0;
 }

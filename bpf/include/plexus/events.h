@@ -35,8 +35,20 @@ struct plexus_flow_event {
   __be16 dport;
   __be32 orig_daddr;    /* service frontend before translation; 0 when none */
   __be16 orig_dport;
-  __u16 pad;            /* zero */
+  __u8 icmp_type;       /* ICMP: the message type and code (valid when flags has PLEXUS_EVENT_F_ICMP) */
+  __u8 icmp_code;
   __u32 len;            /* packet length in bytes */
+  /* Since 2026-12-06 (56 B): a reader keeps accepting the 48 bytes above, from programs loaded before. */
+  __u32 rule_id;        /* the policy rule that allowed, denied or audited the packet (0: none, or not judged) */
+  __u8 flags;           /* enum plexus_event_flags */
+  __u8 pad[3];          /* zero */
+};
+
+/* The size of an event from programs that predate rule_id and the ICMP fields. */
+#define PLEXUS_FLOW_EVENT_V1_SIZE 48
+
+enum plexus_event_flags {
+  PLEXUS_EVENT_F_ICMP = 1 << 0, /* icmp_type and icmp_code are the packet's (a first ICMP fragment or whole packet) */
 };
 
 /* plexus_events_lost_v1: PERCPU_ARRAY[PLEXUS_EVENTS_LOST_SLOTS] of __u64 at key 0, events that did not fit the

@@ -360,3 +360,26 @@ TEST_CASE("policy: largestPolicy() is the entry count of the fullest installed t
   CHECK(w.pm.largestPolicy() == std::max(w.map.tries.at(1).size(), w.map.tries.at(2).size()));
   CHECK(w.pm.largestPolicy() > 0);
 }
+
+TEST_CASE("policy: flow decoding learns each rule's policy and direction, and forgets them with the policy",
+          "[unit][policy-manager]") {
+  World w;
+  FlowDirectory flows;
+  w.pm.reportRulesTo(&flows);
+  w.apply(allowWeb());
+  REQUIRE(w.pm.regenerate(w.all()).ok());
+  auto view = w.pm.endpointPolicy(1);
+  REQUIRE(view);
+  uint32_t rule = 0;
+  for (const auto& e : view->compiled.entries) {
+    if (e.rule_id != 0) {
+      rule = e.rule_id;
+    }
+  }
+  REQUIRE(rule != 0);
+  auto p = flows.lookupRule(rule);
+  REQUIRE(p);
+  CHECK(*p == FlowPolicy{"CiliumNetworkPolicy", "default", "allow-web", true});
+  w.pm.remove("CiliumNetworkPolicy", "default", "allow-web");
+  CHECK_FALSE(flows.lookupRule(rule));
+}

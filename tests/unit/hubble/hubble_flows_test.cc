@@ -436,3 +436,82 @@ TEST_CASE("policy audit mode: an audited flow is Hubble's AUDIT policy verdict w
   verdicts.mutable_event_type(0)->set_type(1);
   CHECK_FALSE(hubbleMatches(f, verdicts));  // not a drop: it passed
 }
+
+TEST_CASE("decoded flows name the policy of their rule, and Hubble's *_allowed_by/*_denied_by carry it",
+          "[unit][hubble]") {
+  FlowDirectory dir;
+  dir.setPolicyRules("CiliumNetworkPolicy shop/api", {"CiliumNetworkPolicy", "shop", "api"}, {{11, true}, {12, false}});
+  dir.setPolicyRules("CiliumClusterwideNetworkPolicy /lockdown", {"CiliumClusterwideNetworkPolicy", "", "lockdown"},
+                     {{13, true}});
+  plexus_flow_event e{};
+  e.verdict = PLEXUS_VERDICT_FORWARDED;
+  e.direction = PLEXUS_DIR_EGRESS;
+  e.proto = IPPROTO_TCP;
+  e.saddr = Ipv4::parse("10.0.0.1")->networkOrder();
+  e.daddr = Ipv4::parse("10.0.0.2")->networkOrder();
+  e.rule_id = 11;
+  FlowRecord f = decodeFlow(e, 0, dir);
+  CHECK(f.rule_id == 11);
+  REQUIRE(f.policy);
+  CHECK(*f.policy == FlowPolicy{"CiliumNetworkPolicy", "shop", "api", true});
+  flow::Flow h = hubble(f);
+  // The rule is an ingress rule of the destination, whatever direction the event was taken in.
+  REQUIRE(h.ingress_allowed_by_size() == 1);
+  CHECK(h.egress_allowed_by_size() == 0);
+  CHECK(h.ingress_allowed_by(0).kind() == "CiliumNetworkPolicy");
+  CHECK(h.ingress_allowed_by(0).namespace_() == "shop");
+  CHECK(h.ingress_allowed_by(0).name() == "api");
+  CHECK(h.ingress_allowed_by(0).labels_size() == 3);
+
+  e.rule_id = 12;
+  h = hubble(decodeFlow(e, 0, dir));
+  REQUIRE(h.egress_allowed_by_size() == 1);
+  CHECK(h.egress_allowed_by(0).name() == "api");
+
+  e.verdict = PLEXUS_VERDICT_DROPPED;
+  e.reason = PLEXUS_REASON_POLICY_DENY;
+  e.direction = PLEXUS_DIR_INGRESS;
+  e.rule_id = 13;
+  h = hubble(decodeFlow(e, 0, dir));
+  REQUIRE(h.ingress_denied_by_size() == 1);
+  CHECK(h.ingress_allowed_by_size() == 0);
+  CHECK(h.ingress_denied_by(0).kind() == "CiliumClusterwideNetworkPolicy");
+  CHECK(h.ingress_denied_by(0).namespace_().empty());
+  CHECK(h.ingress_denied_by(0).labels_size() == 2);
+
+  // A policy replaced or deleted takes its rules with it.
+  dir.setPolicyRules("CiliumNetworkPolicy shop/api", {"CiliumNetworkPolicy", "shop", "api"}, {{14, true}});
+  CHECK_FALSE(dir.lookupRule(11));
+  CHECK(dir.lookupRule(14));
+  dir.setPolicyRules("CiliumClusterwideNetworkPolicy /lockdown", {}, {});
+  h = hubble(decodeFlow(e, 0, dir));
+  CHECK(h.ingress_denied_by_size() == 0);
+  e.rule_id = 0;  // no rule decided (default deny): no policy named
+  CHECK_FALSE(decodeFlow(e, 0, dir).policy);
+}
+
+TEST_CASE("ICMP flows carry the message's type and code, and the summary names the type", "[unit][hubble]") {
+  FlowDirectory dir;
+  plexus_flow_event e{};
+  e.verdict = PLEXUS_VERDICT_FORWARDED;
+  e.direction = PLEXUS_DIR_EGRESS;
+  e.proto = IPPROTO_ICMP;
+  e.saddr = Ipv4::parse("10.0.0.1")->networkOrder();
+  e.daddr = Ipv4::parse("10.0.0.2")->networkOrder();
+  e.icmp_type = 3;
+  e.icmp_code = 4;
+  e.flags = PLEXUS_EVENT_F_ICMP;
+  flow::Flow h = hubble(decodeFlow(e, 0, dir));
+  REQUIRE(h.l4().has_icmpv4());
+  CHECK(h.l4().icmpv4().type() == 3);
+  CHECK(h.l4().icmpv4().code() == 4);
+  CHECK(h.summary() == "ICMPv4 DestinationUnreachable");
+  e.icmp_type = 8;
+  e.icmp_code = 0;
+  CHECK(hubble(decodeFlow(e, 0, dir)).summary() == "ICMPv4 EchoRequest");
+  // Without the flag (a later fragment, or a 48-byte event of an older program) the fields are not the packet's.
+  e.flags = 0;
+  h = hubble(decodeFlow(e, 0, dir));
+  CHECK(h.l4().icmpv4().type() == 0);
+  CHECK(h.summary() == "ICMPv4");
+}

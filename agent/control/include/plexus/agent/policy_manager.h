@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "plexus/agent/endpoint_record.h"
+#include "plexus/agent/flow_decoder.h"
 #include "plexus/agent/ipcache_manager.h"
 #include "plexus/agent/seams.h"
 #include "plexus/common/result.h"
@@ -84,6 +85,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
   const std::map<uint32_t, std::vector<policy::Label>>& identities() const { return cache_.identities(); }
   // The rule behind a rule id ("" when unknown).
   std::string ruleOrigin(uint32_t rule_id) const;
+  // Where flow decoding learns which policy a flow event's rule id belongs to (kept current by upsert/remove).
+  void reportRulesTo(FlowDirectory* flows) { flows_ = flows; }
   // `remote` resolves what is not a local endpoint (may be empty): its identity judges, its own node enforces.
   Result<ExplainResult> explain(const std::vector<EndpointRecord>& endpoints, const std::string& from,
                                 const std::string& to, uint8_t proto, uint16_t port,
@@ -106,6 +109,7 @@ class PolicyManager final : public EndpointPolicyInstaller {
   std::map<std::string, policy::Policy> policies_;  // by key
   std::map<std::string, std::string> invalid_;      // key -> reason
   std::map<uint32_t, std::string> rule_origins_;
+  FlowDirectory* flows_ = nullptr;
   policy::SelectorCache cache_;
   policy::EnforcementMode mode_;
   std::map<Ipv4Prefix, uint32_t> cidr_ids_;

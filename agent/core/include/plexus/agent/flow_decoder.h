@@ -4,8 +4,10 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <shared_mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "plexus/agent/flow_store.h"
@@ -32,13 +34,21 @@ class FlowDirectory {
   // Incremental form: drops `removed` frontends, then adds `added`.
   void updateServices(const std::vector<std::string>& removed, const std::map<std::string, std::string>& added);
 
+  // The rules of one policy (by its key, e.g. "CiliumNetworkPolicy x/name") as (rule id, is an ingress rule), replacing
+  // those it had; none: it is gone.
+  void setPolicyRules(const std::string& policy_key, const FlowPolicy& policy,
+                      const std::vector<std::pair<uint32_t, bool>>& rules);
+
   bool lookupEndpoint(Ipv4 ip, PeerInfo* out) const;
   std::string lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const;
+  std::optional<FlowPolicy> lookupRule(uint32_t rule_id) const;
 
  private:
   mutable std::shared_mutex mu_;
   std::map<Ipv4, PeerInfo> endpoints_;
   std::map<std::string, std::string> services_;
+  std::map<std::string, std::vector<uint32_t>> policy_rules_;  // policy key -> its rule ids
+  std::map<uint32_t, FlowPolicy> rules_;
 };
 
 // mono_to_real_ns: CLOCK_REALTIME - CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall-clock time.

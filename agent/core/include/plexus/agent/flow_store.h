@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,15 @@ struct FlowPeer {
   std::string pod_name;
   std::vector<std::string> labels;  // "k8s:key=value" (or "key=value")
   uint16_t endpoint_id = 0;
+};
+
+// The policy whose rule decided a flow (Hubble's flow.Policy).
+struct FlowPolicy {
+  std::string kind;           // "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy", "NetworkPolicy"
+  std::string pod_namespace;  // empty for a clusterwide policy
+  std::string name;
+  bool ingress = false;  // the deciding rule's direction (an ingress or an egress rule of the policy)
+  friend bool operator==(const FlowPolicy&, const FlowPolicy&) = default;
 };
 
 struct FlowRecord {
@@ -45,6 +55,11 @@ struct FlowRecord {
   std::string uuid;       // set by FlowStore::add (Hubble's Flow.uuid)
   std::string interface_name;  // the host-side device of the observing endpoint ("" at a host device)
   uint32_t interface_index = 0;
+  bool has_icmp = false;  // icmp_type and icmp_code are the packet's
+  uint8_t icmp_type = 0;
+  uint8_t icmp_code = 0;
+  uint32_t rule_id = 0;              // the policy rule that allowed, denied or audited it (0: none)
+  std::optional<FlowPolicy> policy;  // that rule's policy, when the agent knew it
 };
 
 const char* verdictName(uint8_t verdict);
