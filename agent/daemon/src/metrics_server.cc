@@ -1,6 +1,8 @@
 #include "plexus/agent/metrics_server.h"
 
 #include <httplib.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +14,7 @@
 
 #include "plexus/agent/agent_state.h"
 #include "plexus/agent/reason_names.h"
+#include "plexus/identity/identity.h"
 #include "plexus/reasons.h"
 
 namespace plexus::agent {
@@ -27,6 +30,9 @@ std::string renderMetrics(AgentState& state) {
   if (counters.ok()) {
     std::map<Labels, std::pair<uint64_t, uint64_t>> fwd;
     std::map<Labels, std::pair<uint64_t, uint64_t>> drop;
+    // The same counters under Cilium's names and labels: drops by Cilium's reason text, forwards by direction.
+    std::map<Labels, std::pair<uint64_t, uint64_t>> cilium_fwd;
+    std::map<Labels, std::pair<uint64_t, uint64_t>> cilium_drop;
     uint64_t nat_no_port = 0;
     for (const auto& [k, per_cpu] : *counters) {
       uint64_t packets = 0;
@@ -38,14 +44,15 @@ std::string renderMetrics(AgentState& state) {
       if (k.reason == PLEXUS_REASON_NAT_NO_PORT) {
         nat_no_port += packets;
       }
-      if (isDropReason(k.reason)) {
-        auto& d = drop[{{"reason", hubbleReasonName(k.reason)}, {"direction", directionName(k.direction)}}];
-        d.first += packets;
-        d.second += bytes;
-      } else {
-        auto& f = fwd[{{"reason", reasonName(k.reason)}, {"direction", directionName(k.direction)}}];
-        f.first += packets;
-        f.second += bytes;
+      bool dropped = isDropReason(k.reason);
+      auto& ours = dropped ? drop[{{"reason", hubbleReasonName(k.reason)}, {"direction", directionName(k.direction)}}]
+                           : fwd[{{"reason", reasonName(k.reason)}, {"direction", directionName(k.direction)}}];
+      auto& cilium = dropped ? cilium_drop[{{"reason", ciliumDropReason(k.reason)},
+                                            {"direction", directionName(k.direction)}}]
+                             : cilium_fwd[{{"direction", directionName(k.direction)}}];
+      for (auto* c : {&ours, &cilium}) {
+        c->first += packets;
+        c->second += bytes;
       }
     }
     for (const auto& [l, v] : fwd) {
@@ -55,6 +62,18 @@ std::string renderMetrics(AgentState& state) {
     for (const auto& [l, v] : drop) {
       e.sample("plexus_drop_count_total", l, static_cast<double>(v.first));
       e.sample("plexus_drop_bytes_total", l, static_cast<double>(v.second));
+    }
+    e.family("cilium_forward_count_total", "counter", "Total forwarded packets, tagged by ingress/egress direction");
+    e.family("cilium_forward_bytes_total", "counter", "Total forwarded bytes, tagged by ingress/egress direction");
+    e.family("cilium_drop_count_total", "counter", "Total dropped packets, tagged by drop reason and direction");
+    e.family("cilium_drop_bytes_total", "counter", "Total dropped bytes, tagged by drop reason and direction");
+    for (const auto& [l, v] : cilium_fwd) {
+      e.sample("cilium_forward_count_total", l, static_cast<double>(v.first));
+      e.sample("cilium_forward_bytes_total", l, static_cast<double>(v.second));
+    }
+    for (const auto& [l, v] : cilium_drop) {
+      e.sample("cilium_drop_count_total", l, static_cast<double>(v.first));
+      e.sample("cilium_drop_bytes_total", l, static_cast<double>(v.second));
     }
     // New masqueraded or NodePort-SNAT flows that found no free port on the node's address (each one's packets are
     // dropped as NAT_NO_PORT until a port frees up).
@@ -90,8 +109,23 @@ std::string renderMetrics(AgentState& state) {
   // Agent state, read on the reconcile thread so it is consistent.
   state.reconciler
       .submit([&] {
+        // An endpoint waits for its identity while the cluster allocates it (it runs with init meanwhile); else it
+        // is ready. Cilium has the count and the states as two metrics.
+        std::map<std::string, size_t> states{{"ready", 0}, {"waiting-for-identity", 0}};
+        auto endpoints = state.endpoints->list();
+        for (const auto& ep : endpoints) {
+          identity::Labels labels(ep.labels.begin(), ep.labels.end());
+          bool waiting = ep.identity == identity::kInit && !labels.empty() && state.identities->waiting(labels);
+          states[waiting ? "waiting-for-identity" : "ready"] += 1;
+        }
         e.family("plexus_endpoint", "gauge", "Endpoints managed by this agent, by state");
-        e.sample("plexus_endpoint", {{"state", "ready"}}, static_cast<double>(state.endpoints->list().size()));
+        e.family("cilium_endpoint", "gauge", "Number of endpoints managed by this agent");
+        e.family("cilium_endpoint_state", "gauge", "Count of all endpoints, tagged by different endpoint states");
+        e.sample("cilium_endpoint", {}, static_cast<double>(endpoints.size()));
+        for (const auto& [name, count] : states) {
+          e.sample("plexus_endpoint", {{"state", name}}, static_cast<double>(count));
+          e.sample("cilium_endpoint_state", {{"endpoint_state", name}}, static_cast<double>(count));
+        }
         const Ipam& ipam = state.endpoints->ipam();
         e.family("plexus_ipam_capacity", "gauge", "Assignable pod addresses in the node's pool");
         e.sample("plexus_ipam_capacity", {{"pool", ipam.cidr().toString()}}, ipam.capacity());
@@ -104,10 +138,8 @@ std::string renderMetrics(AgentState& state) {
       })
       .get();
 
-  e.family("plexus_agent_api_process_time_seconds", "histogram", "Duration of the agent's API calls");
-  state.api_metrics.api_time.collect(e, "plexus_agent_api_process_time_seconds");
-  e.family("plexus_cni_request_duration_seconds", "histogram", "Duration of CNI ADD and DEL in the agent");
-  state.api_metrics.cni_time.collect(e, "plexus_cni_request_duration_seconds");
+  // The histograms: API and CNI call durations, conntrack GC durations.
+  e.add(state.instruments->Collect());
   return e.text();
 }
 
@@ -216,5 +248,25 @@ void MetricsServer::stop() {
     thread_.join();
   }
 }
+
+Result<std::unique_ptr<HubbleMetricsServer>> HubbleMetricsServer::start(const std::string& address,
+                                                                         std::shared_ptr<prometheus::Registry> registry) {
+  // civetweb takes "host:port" or "port" (every address), not ":port".
+  std::string bind = !address.empty() && address.front() == ':' ? address.substr(1) : address;
+  std::unique_ptr<HubbleMetricsServer> server(new HubbleMetricsServer());
+  server->registry_ = std::move(registry);
+  try {
+    server->exposer_ = std::make_unique<prometheus::Exposer>(bind);
+  } catch (const std::exception& e) {
+    // civetweb says only "null context when constructing CivetServer. Possible problem binding to port."
+    return makeError(ErrorCode::kUnavailable,
+                     fmt::format("--hubble-metrics-server: cannot listen on {} ({})", address, e.what()));
+  }
+  server->exposer_->RegisterCollectable(server->registry_);
+  spdlog::info("--hubble-metrics-server: serving Hubble metrics on http://{}/metrics", address);
+  return server;
+}
+
+HubbleMetricsServer::~HubbleMetricsServer() = default;
 
 }  // namespace plexus::agent
