@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 #include <ctime>
 #include <filesystem>
 #include <random>
@@ -172,7 +173,10 @@ void AgentState::collectConntrack() {
   }
   ++ct_gc.runs;
   ct_gc.deleted += r->deleted;
-  ct_gc.last_deleted = r->deleted;
+  ct_gc.alive_tcp = r->scanned_tcp - r->deleted_tcp;
+  ct_gc.alive_other = (r->scanned - r->scanned_tcp) - (r->deleted - r->deleted_tcp);
+  ct_gc.deleted_tcp = r->deleted_tcp;
+  ct_gc.deleted_other = r->deleted - r->deleted_tcp;
   ct_gc.entries = r->scanned - r->deleted;
   if (config.enable_bpf_masquerade) {
     auto nat = lxc->nat();
@@ -430,6 +434,8 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     e.family("plexus_policy", "gauge", "Policies by validity");
     e.sample("plexus_policy", {{"valid", "true"}}, static_cast<double>(p->validCount()));
     e.sample("plexus_policy", {{"valid", "false"}}, static_cast<double>(p->invalidCount()));
+    e.family("cilium_policy", "gauge", "Number of policies currently loaded");
+    e.sample("cilium_policy", {}, static_cast<double>(p->validCount()));
     if (svc) {
       size_t backends = 0;
       std::set<std::string> services;
@@ -473,6 +479,20 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     }
     e.family("plexus_nodes", "gauge", "Nodes known, this one included");
     e.sample("plexus_nodes", {}, static_cast<double>(st->nodes->nodes().size()));
+    // Cilium's names: the node count, and the other nodes whose ICMP echo (node) or health port (health endpoint)
+    // did not answer last time.
+    size_t icmp_down = 0;
+    size_t tcp_down = 0;
+    for (const auto& [name, p] : probes) {
+      icmp_down += p.icmp.ok ? 0 : 1;
+      tcp_down += p.tcp.ok ? 0 : 1;
+    }
+    e.family("cilium_nodes_all_num", "gauge", "Number of nodes managed");
+    e.sample("cilium_nodes_all_num", {}, static_cast<double>(st->nodes->nodes().size()));
+    e.family("cilium_unreachable_nodes", "gauge", "Number of nodes that cannot be reached");
+    e.sample("cilium_unreachable_nodes", {}, static_cast<double>(icmp_down));
+    e.family("cilium_unreachable_health_endpoints", "gauge", "Number of health endpoints that cannot be reached");
+    e.sample("cilium_unreachable_health_endpoints", {}, static_cast<double>(tcp_down));
     e.family("plexus_nodes_reachable", "gauge", "Other nodes that answered both health probes (ICMP and TCP) last time");
     e.sample("plexus_nodes_reachable", {}, static_cast<double>(reachable));
     e.family("plexus_conntrack_gc_runs_total", "counter", "Conntrack garbage collection passes");
@@ -493,10 +513,14 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     e.family("cilium_datapath_conntrack_gc_entries", "gauge",
              "The number of alive and deleted conntrack entries at the end of a garbage collector run labeled by "
              "datapath family");
-    e.sample("cilium_datapath_conntrack_gc_entries", {{"family", "ipv4"}, {"status", "alive"}},
-             static_cast<double>(st->ct_gc.entries));
-    e.sample("cilium_datapath_conntrack_gc_entries", {{"family", "ipv4"}, {"status", "deleted"}},
-             static_cast<double>(st->ct_gc.last_deleted));
+    for (const auto& [protocol, alive, deleted] :
+         {std::tuple{"TCP", st->ct_gc.alive_tcp, st->ct_gc.deleted_tcp},
+          std::tuple{"non-TCP", st->ct_gc.alive_other, st->ct_gc.deleted_other}}) {
+      e.sample("cilium_datapath_conntrack_gc_entries", {{"family", "ipv4"}, {"protocol", protocol}, {"status", "alive"}},
+               static_cast<double>(alive));
+      e.sample("cilium_datapath_conntrack_gc_entries",
+               {{"family", "ipv4"}, {"protocol", protocol}, {"status", "deleted"}}, static_cast<double>(deleted));
+    }
   });
   if (config.enable_hubble) {
     // Flow UUIDs differ between agents and runs: the store's instance is random (the one place it is chosen).

@@ -35,6 +35,10 @@ class Interceptor final : public grpc::experimental::Interceptor {
       grpc::Status status = methods->GetSendStatus();
       m_.api_time.Add({{"method", method_}, {"return_code", codeName(status.error_code())}}, ApiMetrics::kApiBuckets)
           .Observe(secs);
+      m_.cilium_api_time
+          .Add({{"method", "POST"}, {"path", method_}, {"return_code", codeName(status.error_code())}},
+               ApiMetrics::kApiBuckets)
+          .Observe(secs);
       if (method_ == "/plexus.v1.Cni/Add") {
         m_.cni_time.Add({{"command", "ADD"}}, ApiMetrics::kCniBuckets).Observe(secs);
       } else if (method_ == "/plexus.v1.Cni/Del") {
@@ -76,7 +80,11 @@ ApiMetrics::ApiMetrics(prometheus::Registry& registry)
       cni_time(prometheus::BuildHistogram()
                    .Name("plexus_cni_request_duration_seconds")
                    .Help("Duration of CNI ADD and DEL in the agent")
-                   .Register(registry)) {}
+                   .Register(registry)),
+      cilium_api_time(prometheus::BuildHistogram()
+                          .Name("cilium_agent_api_process_time_seconds")
+                          .Help("Duration of processed API calls labeled by path, method and return code")
+                          .Register(registry)) {}
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> apiMetricsInterceptor(ApiMetrics& metrics) {
   return std::make_unique<Factory>(metrics);

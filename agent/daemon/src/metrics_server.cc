@@ -4,9 +4,16 @@
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,6 +25,52 @@
 #include "plexus/reasons.h"
 
 namespace plexus::agent {
+
+namespace {
+
+// The agent process's CPU time, memory and file descriptors, as Prometheus client libraries' process collector
+// names them (Cilium's cilium_process_*), from /proc/self (proc(5)). Nothing when /proc cannot be read.
+void processMetrics(Exposition& e) {
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  auto paren = stat.rfind(')');  // the command name may hold spaces: fields are counted after it
+  if (paren == std::string::npos) {
+    return;
+  }
+  std::istringstream fields(stat.substr(paren + 2));
+  std::vector<std::string> f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+  // After the name: state(3) ... utime(14) stime(15) ... starttime(22) vsize(23) rss(24); index = field - 3.
+  if (f.size() < 22) {
+    return;
+  }
+  double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+  double vsize = std::stod(f[20]);
+  double rss = std::stod(f[21]) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  size_t fds = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++fds;
+  }
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  for (const char* prefix : {"plexus", "cilium"}) {
+    auto name = [&](const char* n) { return fmt::format("{}_process_{}", prefix, n); };
+    e.family(name("cpu_seconds_total"), "counter", "Total user and system CPU time spent in seconds");
+    e.sample(name("cpu_seconds_total"), {}, cpu);
+    e.family(name("virtual_memory_bytes"), "gauge", "Virtual memory size in bytes");
+    e.sample(name("virtual_memory_bytes"), {}, vsize);
+    e.family(name("resident_memory_bytes"), "gauge", "Resident memory size in bytes");
+    e.sample(name("resident_memory_bytes"), {}, rss);
+    e.family(name("open_fds"), "gauge", "Number of open file descriptors");
+    e.sample(name("open_fds"), {}, static_cast<double>(fds));
+    e.family(name("max_fds"), "gauge", "Maximum number of open file descriptors");
+    e.sample(name("max_fds"), {}, static_cast<double>(limit.rlim_cur));
+  }
+}
+
+}  // namespace
 
 std::string renderMetrics(AgentState& state) {
   Exposition e;
@@ -83,19 +136,23 @@ std::string renderMetrics(AgentState& state) {
   }
 
   e.family("plexus_bpf_map_pressure", "gauge", "Fill ratio of each BPF map (entries / max entries)");
+  e.family("cilium_bpf_map_pressure", "gauge", "Fill percentage of map, tagged by map name");
+  auto pressure = [&](const std::string& map, double fill) {
+    e.sample("plexus_bpf_map_pressure", {{"map_name", map}}, fill);
+    e.sample("cilium_bpf_map_pressure", {{"map_name", map}}, fill);
+  };
   for (const auto& m : state.lxc->maps()) {
     // Arrays always hold max_entries keys: their fill says nothing.
     bool array = m.info.type == BPF_MAP_TYPE_PERCPU_ARRAY || m.info.type == BPF_MAP_TYPE_ARRAY ||
                  m.info.type == BPF_MAP_TYPE_ARRAY_OF_MAPS;
     if (m.info.max_entries > 0 && !array) {
-      e.sample("plexus_bpf_map_pressure", {{"map_name", m.name}},
-               static_cast<double>(m.entries) / static_cast<double>(m.info.max_entries));
+      pressure(m.name, static_cast<double>(m.entries) / static_cast<double>(m.info.max_entries));
     }
   }
   // The endpoints' policy maps (one trie each, all of one size): the fullest of them, as "plexus_policy".
   size_t largest = state.reconciler.submit([&] { return state.policies->largestPolicy(); }).get();
-  e.sample("plexus_bpf_map_pressure", {{"map_name", "plexus_policy"}},
-           static_cast<double>(largest) / static_cast<double>(state.lxc->policy().capacity()));
+  pressure("plexus_policy", static_cast<double>(largest) / static_cast<double>(state.lxc->policy().capacity()));
+  processMetrics(e);
 
   state.events.flush();  // the flow counters include every event submitted before the scrape
   e.family("plexus_hubble_lost_events_total", "counter", "Flow events that did not fit the ring buffer");
@@ -132,6 +189,8 @@ std::string renderMetrics(AgentState& state) {
         e.family("plexus_ipam_addresses", "gauge", "Pod addresses by state");
         e.sample("plexus_ipam_addresses", {{"state", "used"}}, ipam.used());
         e.sample("plexus_ipam_addresses", {{"state", "free"}}, ipam.available());
+        e.family("cilium_ip_addresses", "gauge", "Number of allocated IP addresses");
+        e.sample("cilium_ip_addresses", {{"family", "ipv4"}}, ipam.used());
         for (const auto& source : state.metric_sources) {
           source(e);
         }

@@ -115,8 +115,9 @@ struct AgentState {
     uint64_t deleted = 0;
     size_t entries = 0;  // after the last run
     double last_seconds = 0;
-    uint64_t failed = 0;        // runs that did not complete
-    uint64_t last_deleted = 0;  // by the last completed run
+    uint64_t failed = 0;  // runs that did not complete
+    // The last completed run, TCP and other protocols apart (Cilium's cilium_datapath_conntrack_gc_entries).
+    size_t alive_tcp = 0, alive_other = 0, deleted_tcp = 0, deleted_other = 0;
   } ct_gc;
   void collectConntrack();
   // Without --devices: detects the devices again with the other nodes' addresses (reconcile thread); new ones get

@@ -17,6 +17,9 @@ struct ApiMetrics {
   explicit ApiMetrics(prometheus::Registry& registry);
   prometheus::Family<prometheus::Histogram>& api_time;
   prometheus::Family<prometheus::Histogram>& cni_time;
+  // Cilium's cilium_agent_api_process_time_seconds{method, path, return_code}: gRPC's HTTP method (POST), the gRPC
+  // method as the path, the status code's name.
+  prometheus::Family<prometheus::Histogram>& cilium_api_time;
   static const prometheus::Histogram::BucketBoundaries kApiBuckets;
   static const prometheus::Histogram::BucketBoundaries kCniBuckets;
 };
