@@ -61,20 +61,6 @@ std::vector<std::string> reservedLabels(uint32_t identity) {
   return out;
 }
 
-std::optional<IcmpTypeCode> icmpTypeCode(const FlowRecord& f) {
-  constexpr uint8_t kEchoReply = 0, kEchoRequest = 8;
-  if (f.protocol != IPPROTO_ICMP) {
-    return std::nullopt;
-  }
-  if (f.destination.port != 0 && f.source.port == 0) {
-    return IcmpTypeCode{kEchoRequest, 0};
-  }
-  if (f.source.port != 0 && f.destination.port == 0) {
-    return IcmpTypeCode{kEchoReply, 0};
-  }
-  return std::nullopt;
-}
-
 std::string flowSummary(const FlowRecord& f) {
   switch (f.protocol) {
     case IPPROTO_TCP: {

@@ -159,41 +159,6 @@ std::string hubbleFlowSubtype(const FlowRecord& flow) {
   return e.type == kMonitorTrace ? tracePointName(e.sub_type) : "";
 }
 
-std::string icmpv4TypeCodeName(uint8_t type, uint8_t code) {
-  // gopacket's layers.ICMPv4TypeCode.String(), which Hubble's icmp metric uses for its type label: the type's
-  // name, with the code's name in parentheses for the types that name their codes.
-  static const std::map<uint8_t, std::pair<const char*, std::vector<const char*>>> kTypes = {
-      {0, {"EchoReply", {}}},
-      {3,
-       {"DestinationUnreachable",
-        {"Net", "Host", "Protocol", "Port", "FragmentationNeeded", "SourceRoutingFailed", "NetUnknown", "HostUnknown",
-         "SourceIsolated", "NetAdminProhibited", "HostAdminProhibited", "NetTOS", "HostTOS", "CommAdminProhibited",
-         "HostPrecedence", "PrecedenceCutoff"}}},
-      {4, {"SourceQuench", {}}},
-      {5, {"Redirect", {"Network", "Host", "TOS+Network", "TOS+Host"}}},
-      {8, {"EchoRequest", {}}},
-      {11, {"TimeExceeded", {"TTLExceeded", "FragmentReassemblyTimeExceeded"}}},
-      {12, {"ParameterProblem", {"PointerIndicatesError", "MissingOption", "BadLength"}}},
-      {13, {"TimestampRequest", {}}},
-      {14, {"TimestampReply", {}}},
-      {15, {"InfoRequest", {}}},
-      {16, {"InfoReply", {}}},
-      {9, {"RouterAdvertisement", {}}},
-      {10, {"RouterSolicitation", {}}},
-      {17, {"AddressMaskRequest", {}}},
-      {18, {"AddressMaskReply", {}}},
-  };
-  auto it = kTypes.find(type);
-  if (it == kTypes.end()) {
-    return fmt::format("{}({})", type, code);
-  }
-  const auto& [name, codes] = it->second;
-  if (codes.empty()) {
-    return code == 0 ? std::string(name) : fmt::format("{}(Code: {})", name, code);
-  }
-  return code < codes.size() ? fmt::format("{}({})", name, codes[code]) : fmt::format("{}(Code: {})", name, code);
-}
-
 HubbleMetrics::HubbleMetrics(const std::vector<HubbleMetricSpec>& enabled, prometheus::Registry& registry) {
   for (const auto& spec : enabled) {
     if (spec.name == "flow") {
@@ -246,9 +211,10 @@ void HubbleMetrics::process(const FlowRecord& flow) {
     }
   }
   if (icmp_ && flow.protocol == IPPROTO_ICMP) {
-    // Our events carry no ICMP type and code; icmpTypeCode() infers echo requests and replies (flow_hubble.h).
-    auto tc = icmpTypeCode(flow);
-    icmp_->Add({{"family", "IPv4"}, {"type", tc ? icmpv4TypeCodeName(tc->type, tc->code) : "Unknown"}}).Increment();
+    // Hubble's type label is gopacket's text for the type and code ("EchoRequest"). The datapath's event carries
+    // neither (bpf/lib/verdict.h keeps no ports for ICMP, so not even the echo identifier): every message counts as
+    // "Unknown" until the event has them. Not guessed from is_reply: ICMP errors about tracked flows are replies too.
+    icmp_->Add({{"family", "IPv4"}, {"type", "Unknown"}}).Increment();
   }
 }
 

@@ -83,14 +83,8 @@ void toHubbleL4(const FlowRecord& f, flow::Layer4* out) {
       out->mutable_sctp()->set_destination_port(f.destination.port);
       break;
     case IPPROTO_ICMP:
-      // The datapath's event carries no ICMP type and code yet (bpf/include/plexus/events.h): echo requests and
-      // replies are told by where the identifier sits (icmpTypeCode); other messages read 0.
-      if (auto tc = icmpTypeCode(f)) {
-        out->mutable_icmpv4()->set_type(tc->type);
-        out->mutable_icmpv4()->set_code(tc->code);
-      } else {
-        out->mutable_icmpv4();
-      }
+      // The datapath's event carries no ICMP type and code yet (bpf/include/plexus/events.h): both read 0.
+      out->mutable_icmpv4();
       break;
     default: break;
   }

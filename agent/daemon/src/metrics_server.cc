@@ -183,6 +183,19 @@ std::string renderMetrics(AgentState& state) {
           e.sample("plexus_endpoint", {{"state", name}}, static_cast<double>(count));
           e.sample("cilium_endpoint_state", {{"endpoint_state", name}}, static_cast<double>(count));
         }
+        // Cilium's enforcement status: in which directions policy selects each endpoint (default-deny there).
+        std::map<std::string, size_t> enforcement{{"none", 0}, {"ingress", 0}, {"egress", 0}, {"both", 0}};
+        for (const auto& ep : endpoints) {
+          auto view = state.policies->endpointPolicy(ep.id);
+          bool in = view && view->compiled.ingress_enforced;
+          bool out = view && view->compiled.egress_enforced;
+          enforcement[in && out ? "both" : in ? "ingress" : out ? "egress" : "none"] += 1;
+        }
+        e.family("cilium_policy_endpoint_enforcement_status", "gauge",
+                 "Number of endpoints labeled by policy enforcement status");
+        for (const auto& [name, count] : enforcement) {
+          e.sample("cilium_policy_endpoint_enforcement_status", {{"enforcement", name}}, static_cast<double>(count));
+        }
         const Ipam& ipam = state.endpoints->ipam();
         e.family("plexus_ipam_capacity", "gauge", "Assignable pod addresses in the node's pool");
         e.sample("plexus_ipam_capacity", {{"pool", ipam.cidr().toString()}}, ipam.capacity());

@@ -4,7 +4,6 @@
 // (flow_store.cc) and the Hubble API (hubble_flows.cc), so that a filter on event_type matches what the API shows.
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,16 +48,6 @@ HubbleEvent hubbleEvent(const FlowRecord& flow);
 // Hubble's labels for a peer Plexus knows only by a reserved identity ("reserved:world", "reserved:host", ...); empty
 // for other identities.
 std::vector<std::string> reservedLabels(uint32_t identity);
-
-// An ICMPv4 flow's type and code, as far as the event tells them. The datapath's event carries no ICMP type or code
-// (bpf/include/plexus/events.h), but it carries the echo identifier where the datapath's tuple keeps it (lib/parse.h):
-// in the destination port of an echo request, in the source port of an echo reply. Empty for other messages (errors,
-// identifier 0), which the event cannot tell apart.
-struct IcmpTypeCode {
-  uint8_t type = 0;
-  uint8_t code = 0;
-};
-std::optional<IcmpTypeCode> icmpTypeCode(const FlowRecord& flow);
 
 // Hubble's Flow.Summary of an L3/L4 flow: "TCP Flags: SYN, ACK", "UDP", "ICMPv4".
 std::string flowSummary(const FlowRecord& flow);

@@ -45,8 +45,6 @@ std::string hubbleFlowProtocol(const FlowRecord& flow);  // v1.FlowProtocol: "TC
 std::string hubbleVerdictName(uint8_t verdict);          // flow.Verdict's name: "FORWARDED", "DROPPED", "AUDIT", ...
 std::string hubbleFlowTypeName(const FlowRecord& flow);  // "Trace", "Drop", "PolicyVerdict"
 std::string hubbleFlowSubtype(const FlowRecord& flow);   // a trace's observation point ("to-endpoint"), else ""
-// gopacket's ICMPv4TypeCode text ("EchoRequest", "DestinationUnreachable(Port)", "8(3)" for unknown types).
-std::string icmpv4TypeCodeName(uint8_t type, uint8_t code);
 
 class HubbleMetrics {
  public:
