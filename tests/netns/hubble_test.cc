@@ -365,16 +365,19 @@ spec:
   }
   INFO(m);
   CHECK(m.find("# TYPE hubble_flows_processed_total counter") != std::string::npos);
-  CHECK(metric(m, "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"to-endpoint\",type=\"Trace\","
-                  "verdict=\"FORWARDED\"}") >= 2);  // the SYN and the SYN-ACK at least
-  CHECK(metric(m, "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"Drop\",verdict=\"DROPPED\"}") >= 1);
+  CHECK(metric(m,
+               "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"to-endpoint\",type=\"Trace\","
+               "verdict=\"FORWARDED\"}") >= 2);  // the SYN and the SYN-ACK at least
+  CHECK(metric(m, "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"Drop\",verdict=\"DROPPED\"}") >=
+        1);
   CHECK(metric(m, denied) >= 1);
   CHECK(metric(m, "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN\"}") >= 1);
   CHECK(metric(m, "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN-ACK\"}") >= 1);
   CHECK(metric(m, "hubble_port_distribution_total{port=\"8080\",protocol=\"TCP\"}") >= 1);
   CHECK(metric(m, echo) >= 1);
-  CHECK(metric(m, "hubble_flows_processed_total{protocol=\"ICMPv4\",subtype=\"to-endpoint\",type=\"Trace\","
-                  "verdict=\"FORWARDED\"}") >= 1);
+  CHECK(metric(m,
+               "hubble_flows_processed_total{protocol=\"ICMPv4\",subtype=\"to-endpoint\",type=\"Trace\","
+               "verdict=\"FORWARDED\"}") >= 1);
   CHECK(metric(m, "hubble_port_distribution_total{port=\"0\",protocol=\"ICMPv4\"}") >= 1);
   CHECK(m.find("port=\"8081\"") == std::string::npos);  // dropped flows are not in the port distribution
   CHECK(m.find("hubble_dns") == std::string::npos);

@@ -62,8 +62,8 @@ Result<HubbleMetricSpec> parseEntry(const std::string& entry) {
 
 // Cilium's TraceObservationPoints, by Cilium's TRACE_* number (the event sub-type of a trace).
 const char* tracePointName(int32_t sub_type) {
-  static const char* const kNames[] = {"to-endpoint", "to-proxy",     "to-host",      "to-stack",
-                                       "to-overlay",  "from-endpoint", "from-proxy",  "from-host",
+  static const char* const kNames[] = {"to-endpoint", "to-proxy",      "to-host",      "to-stack",
+                                       "to-overlay",  "from-endpoint", "from-proxy",   "from-host",
                                        "from-stack",  "from-overlay",  "from-network", "to-network"};
   return sub_type >= 0 && sub_type < static_cast<int32_t>(std::size(kNames)) ? kNames[sub_type] : "";
 }
@@ -115,9 +115,10 @@ Result<HubbleMetricsPlan> parseHubbleMetrics(const std::string& list) {
     }
     for (const auto& [key, value] : spec->options) {
       // Hubble's context options (sourceContext, destinationContext, labelsContext, ...) add per-pod labels.
-      plan.skipped.push_back(fmt::format("{}: option {}={} ignored (context labels are not supported; the metric "
-                                         "keeps Hubble's base labels)",
-                                         spec->name, key, value));
+      plan.skipped.push_back(
+          fmt::format("{}: option {}={} ignored (context labels are not supported; the metric "
+                      "keeps Hubble's base labels)",
+                      spec->name, key, value));
     }
     spec->options.clear();
     plan.enabled.push_back(std::move(*spec));
@@ -168,7 +169,8 @@ HubbleMetrics::HubbleMetrics(const std::vector<HubbleMetricSpec>& enabled, prome
     } else if (spec.name == "tcp") {
       tcp_flags_ = counter(registry, "hubble_tcp_flags_total", "TCP flag occurrences");
     } else if (spec.name == "port-distribution") {
-      ports_ = counter(registry, "hubble_port_distribution_total", "Numbers of packets distributed by destination port");
+      ports_ =
+          counter(registry, "hubble_port_distribution_total", "Numbers of packets distributed by destination port");
     } else if (spec.name == "icmp") {
       icmp_ = counter(registry, "hubble_icmp_total", "Number of ICMP messages");
     }

@@ -67,8 +67,7 @@ class Factory final : public grpc::experimental::ServerInterceptorFactoryInterfa
 
 }  // namespace
 
-const prometheus::Histogram::BucketBoundaries ApiMetrics::kApiBuckets{0.0005, 0.001, 0.005, 0.01, 0.05,
-                                                                      0.1,    0.5,   1,     5};
+const prometheus::Histogram::BucketBoundaries ApiMetrics::kApiBuckets{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
 const prometheus::Histogram::BucketBoundaries ApiMetrics::kCniBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                                       0.5,   1,    2.5,   5,    10};
 

@@ -100,9 +100,9 @@ std::string renderMetrics(AgentState& state) {
       bool dropped = isDropReason(k.reason);
       auto& ours = dropped ? drop[{{"reason", hubbleReasonName(k.reason)}, {"direction", directionName(k.direction)}}]
                            : fwd[{{"reason", reasonName(k.reason)}, {"direction", directionName(k.direction)}}];
-      auto& cilium = dropped ? cilium_drop[{{"reason", ciliumDropReason(k.reason)},
-                                            {"direction", directionName(k.direction)}}]
-                             : cilium_fwd[{{"direction", directionName(k.direction)}}];
+      auto& cilium =
+          dropped ? cilium_drop[{{"reason", ciliumDropReason(k.reason)}, {"direction", directionName(k.direction)}}]
+                  : cilium_fwd[{{"direction", directionName(k.direction)}}];
       for (auto* c : {&ours, &cilium}) {
         c->first += packets;
         c->second += bytes;
@@ -321,8 +321,8 @@ void MetricsServer::stop() {
   }
 }
 
-Result<std::unique_ptr<HubbleMetricsServer>> HubbleMetricsServer::start(const std::string& address,
-                                                                         std::shared_ptr<prometheus::Registry> registry) {
+Result<std::unique_ptr<HubbleMetricsServer>> HubbleMetricsServer::start(
+    const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
   // civetweb takes "host:port" or "port" (every address), not ":port".
   std::string bind = !address.empty() && address.front() == ':' ? address.substr(1) : address;
   std::unique_ptr<HubbleMetricsServer> server(new HubbleMetricsServer());

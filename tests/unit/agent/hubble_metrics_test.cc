@@ -19,7 +19,9 @@ std::vector<HubbleMetricSpec> enabled(const std::string& list) {
   return plan->enabled;
 }
 
-std::string scrape(prometheus::Registry& registry) { return prometheus::TextSerializer().Serialize(registry.Collect()); }
+std::string scrape(prometheus::Registry& registry) {
+  return prometheus::TextSerializer().Serialize(registry.Collect());
+}
 
 bool has(const std::string& text, const std::string& line) {
   INFO(text);
@@ -77,7 +79,8 @@ TEST_CASE("--hubble-metrics takes Cilium's list, skips what Plexus cannot fill, 
   CHECK_FALSE(parseHubbleMetrics("flow:sourceContext").ok());
 }
 
-TEST_CASE("a forwarded TCP flow counts in Hubble's flow, tcp and port-distribution metrics", "[unit][metrics][hubble]") {
+TEST_CASE("a forwarded TCP flow counts in Hubble's flow, tcp and port-distribution metrics",
+          "[unit][metrics][hubble]") {
   prometheus::Registry registry;
   HubbleMetrics m(enabled("flow drop tcp port-distribution icmp"), registry);
   FlowRecord syn = podFlow(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 40000, 8080);
@@ -93,8 +96,9 @@ TEST_CASE("a forwarded TCP flow counts in Hubble's flow, tcp and port-distributi
 
   auto text = scrape(registry);
   CHECK(has(text, "# TYPE hubble_flows_processed_total counter"));
-  CHECK(has(text, "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"to-endpoint\",type=\"Trace\","
-                  "verdict=\"FORWARDED\"} 3"));
+  CHECK(has(text,
+            "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"to-endpoint\",type=\"Trace\","
+            "verdict=\"FORWARDED\"} 3"));
   CHECK(has(text, "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN\"} 1"));
   CHECK(has(text, "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN-ACK\"} 1"));
   CHECK(has(text, "hubble_tcp_flags_total{family=\"IPv4\",flag=\"FIN\"} 1"));
@@ -135,10 +139,11 @@ TEST_CASE("drops count with Hubble's reason names; flags and ports count only fo
   CHECK(has(text, "hubble_flows_processed_total{protocol=\"UDP\",subtype=\"\",type=\"Drop\",verdict=\"DROPPED\"} 2"));
   CHECK(has(text,
             "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"AUDIT\"} 1"));
-  CHECK(has(text, "hubble_flows_processed_total{protocol=\"UDP\",subtype=\"to-overlay\",type=\"Trace\","
-                  "verdict=\"FORWARDED\"} 1"));
+  CHECK(has(text,
+            "hubble_flows_processed_total{protocol=\"UDP\",subtype=\"to-overlay\",type=\"Trace\","
+            "verdict=\"FORWARDED\"} 1"));
   CHECK(has(text, "hubble_port_distribution_total{port=\"53\",protocol=\"UDP\"} 1"));  // the forwarded one only
-  CHECK(text.find("hubble_tcp_flags_total{") == std::string::npos);                     // no forwarded TCP
+  CHECK(text.find("hubble_tcp_flags_total{") == std::string::npos);                    // no forwarded TCP
   CHECK(text.find("port=\"8081\"") == std::string::npos);
 }
 
@@ -153,7 +158,7 @@ TEST_CASE("ICMP flows count under an unknown type, which the event does not carr
   m.process(podFlow(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 1, 2));
 
   auto text = scrape(registry);
-  CHECK(has(text, "hubble_icmp_total{family=\"IPv4\",type=\"Unknown\"} 3"));  // any verdict, not TCP
+  CHECK(has(text, "hubble_icmp_total{family=\"IPv4\",type=\"Unknown\"} 3"));             // any verdict, not TCP
   CHECK(has(text, "hubble_port_distribution_total{port=\"0\",protocol=\"ICMPv4\"} 1"));  // forwarded, no reply
   CHECK(has(text, "hubble_port_distribution_total{port=\"2\",protocol=\"TCP\"} 1"));
   // Only the families asked for are registered.

@@ -104,10 +104,11 @@ struct AgentState {
   std::shared_ptr<prometheus::Registry> instruments = std::make_shared<prometheus::Registry>();
   ApiMetrics api_metrics{*instruments};
   // Cilium's cilium_datapath_conntrack_gc_duration_seconds{family,status}.
-  prometheus::Family<prometheus::Histogram>& ct_gc_duration = prometheus::BuildHistogram()
-      .Name("cilium_datapath_conntrack_gc_duration_seconds")
-      .Help("Duration in seconds of the garbage collector process labeled by datapath family and completion status")
-      .Register(*instruments);
+  prometheus::Family<prometheus::Histogram>& ct_gc_duration =
+      prometheus::BuildHistogram()
+          .Name("cilium_datapath_conntrack_gc_duration_seconds")
+          .Help("Duration in seconds of the garbage collector process labeled by datapath family and completion status")
+          .Register(*instruments);
   std::vector<std::function<void(Exposition&)>> metric_sources;  // called on the reconcile thread
   // Conntrack garbage collection (reconcile thread): totals for /metrics.
   struct {
