@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <ctime>
 #include <filesystem>
@@ -415,13 +416,11 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->metric_sources.push_back([ids = state->identities.get(), svc = state->services.get(),
                                    p = state->policies.get()](Exposition& e) {
     // Reserved identities: those Cilium's numbering names (1 host ... 8 ingress), counted from the one table.
-    size_t reserved = 0;
-    for (uint32_t id = 1; id < identity::kFirstClusterIdentity; ++id) {
-      reserved += identity::reservedName(id) != nullptr ? 1 : 0;
-    }
+    size_t reserved = identity::reservedIdentityCount();
     size_t cluster = 0;  // every cluster-scope identity this node knows: its own and other nodes'
     for (const auto& [id, labels] : ids->all()) {
-      cluster += id >= identity::kFirstClusterIdentity && id <= identity::kLastClusterIdentity ? 1 : 0;
+      const char* type = identity::identityType(id);
+      cluster += type != nullptr && std::string_view(type) == "cluster_local" ? 1 : 0;
     }
     e.family("plexus_identity", "gauge", "Security identities in use, by type");
     e.sample("plexus_identity", {{"type", "cluster"}}, static_cast<double>(ids->local().size()));

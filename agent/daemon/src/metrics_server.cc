@@ -166,14 +166,16 @@ std::string renderMetrics(AgentState& state) {
   // Agent state, read on the reconcile thread so it is consistent.
   state.reconciler
       .submit([&] {
-        // An endpoint waits for its identity while the cluster allocates it (it runs with init meanwhile); else it
-        // is ready. Cilium has the count and the states as two metrics.
-        std::map<std::string, size_t> states{{"ready", 0}, {"waiting-for-identity", 0}};
+        // Cilium's endpoint states, as the API's endpoint state has them: not-ready while the endpoint's desired
+        // policy is not installed (ENDPOINT_STATE_NOT_READY), waiting-for-identity while the cluster allocates its
+        // identity (it runs with init meanwhile), else ready. Cilium has the count and the states as two metrics.
+        std::map<std::string, size_t> states{{"ready", 0}, {"waiting-for-identity", 0}, {"not-ready", 0}};
         auto endpoints = state.endpoints->list();
         for (const auto& ep : endpoints) {
           identity::Labels labels(ep.labels.begin(), ep.labels.end());
+          auto view = state.policies->endpointPolicy(ep.id);
           bool waiting = ep.identity == identity::kInit && !labels.empty() && state.identities->waiting(labels);
-          states[waiting ? "waiting-for-identity" : "ready"] += 1;
+          states[view && !view->error.empty() ? "not-ready" : waiting ? "waiting-for-identity" : "ready"] += 1;
         }
         e.family("plexus_endpoint", "gauge", "Endpoints managed by this agent, by state");
         e.family("cilium_endpoint", "gauge", "Number of endpoints managed by this agent");
