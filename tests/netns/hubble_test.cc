@@ -322,7 +322,8 @@ TEST_CASE("--hubble-metrics-server serves Hubble's flow metrics while traffic fl
           "[netns][observe][hubble][metrics]") {
   // Port 9965 (Cilium's hubble.metrics.port) inside the node's own namespace: no other test can hold it.
   NodeFixture node("10.214.0.0/24", {"--hubble-metrics-server", "127.0.0.1:9965", "--hubble-metrics",
-                                     "dns drop tcp flow port-distribution icmp httpV2:labelsContext=source_ip"});
+                                     "dns drop tcp flow port-distribution icmp flows-to-world:any-drop;port "
+                                     "httpV2:labelsContext=source_ip"});
   Pod web = node.addPod("web", "hm");
   Pod client = node.addPod("client", "hm");
   std::string path = node.dir() + "/p.yaml";

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <sstream>
 
@@ -11,6 +12,8 @@
 #include "plexus/agent/flow_hubble.h"
 #include "plexus/agent/reason_names.h"
 #include "plexus/events.h"
+#include "plexus/identity.h"
+#include "plexus/reasons.h"
 
 namespace plexus::agent {
 
@@ -24,7 +27,6 @@ const std::map<std::string, const char*>& notProvided() {
       {"httpV2", "HTTP (L7) flows need an L7 proxy"},
       {"kafka", "Kafka (L7) flows need an L7 proxy"},
       {"policy", "policy verdict events of allowed flows are not emitted"},
-      {"flows-to-world", "not built yet"},
       {"flows-per-pod", "not built yet"},
       {"sctp", "the datapath does not parse SCTP"},
       {"nld", "DNS (L7) flows need a DNS proxy"},
@@ -35,6 +37,17 @@ const std::map<std::string, const char*>& notProvided() {
 bool provided(const std::string& name) {
   return std::any_of(std::begin(kHubbleMetricsProvided), std::end(kHubbleMetricsProvided),
                      [&](const char* p) { return name == p; });
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// Options a handler itself reads (Hubble matches them case-insensitively), as opposed to the context options.
+bool isHandlerOption(const std::string& metric, const std::string& key) {
+  std::string k = lower(key);
+  return metric == "flows-to-world" && (k == "any-drop" || k == "port" || k == "syn-only");
 }
 
 Result<HubbleMetricSpec> parseEntry(const std::string& entry) {
@@ -51,11 +64,12 @@ Result<HubbleMetricSpec> parseEntry(const std::string& entry) {
       continue;
     }
     auto eq = option.find('=');
-    if (eq == std::string::npos || eq == 0) {
+    if (eq == 0) {
       return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("--hubble-metrics {:?}: option {:?} must be key=value", entry, option));
+                       fmt::format("--hubble-metrics {:?}: option {:?} has no name", entry, option));
     }
-    spec.options[option.substr(0, eq)] = option.substr(eq + 1);
+    // "key" alone is an option without a value, as Hubble's parser takes it (flows-to-world:any-drop;port).
+    spec.options[option.substr(0, eq)] = eq == std::string::npos ? "" : option.substr(eq + 1);
   }
   return spec;
 }
@@ -104,7 +118,7 @@ Result<HubbleMetricsPlan> parseHubbleMetrics(const std::string& list) {
     if (!provided(spec->name)) {
       return makeError(ErrorCode::kInvalidArgument,
                        fmt::format("--hubble-metrics: unknown metric {:?} (Plexus counts flow, drop, tcp, "
-                                   "port-distribution and icmp)",
+                                   "port-distribution, icmp and flows-to-world)",
                                    spec->name));
     }
     bool duplicate = std::any_of(plan.enabled.begin(), plan.enabled.end(),
@@ -113,15 +127,19 @@ Result<HubbleMetricsPlan> parseHubbleMetrics(const std::string& list) {
       return makeError(ErrorCode::kInvalidArgument,
                        fmt::format("--hubble-metrics: metric {:?} given twice", spec->name));
     }
+    HubbleMetricSpec kept{spec->name, {}};
     for (const auto& [key, value] : spec->options) {
+      if (isHandlerOption(spec->name, key)) {
+        kept.options[key] = value;
+        continue;
+      }
       // Hubble's context options (sourceContext, destinationContext, labelsContext, ...) add per-pod labels.
       plan.skipped.push_back(
           fmt::format("{}: option {}={} ignored (context labels are not supported; the metric "
                       "keeps Hubble's base labels)",
                       spec->name, key, value));
     }
-    spec->options.clear();
-    plan.enabled.push_back(std::move(*spec));
+    plan.enabled.push_back(std::move(kept));
   }
   return plan;
 }
@@ -173,6 +191,14 @@ HubbleMetrics::HubbleMetrics(const std::vector<HubbleMetricSpec>& enabled, prome
           counter(registry, "hubble_port_distribution_total", "Numbers of packets distributed by destination port");
     } else if (spec.name == "icmp") {
       icmp_ = counter(registry, "hubble_icmp_total", "Number of ICMP messages");
+    } else if (spec.name == "flows-to-world") {
+      to_world_ = counter(registry, "hubble_flows_to_world_total", "Total number of flows to reserved:world");
+      for (const auto& [key, value] : spec.options) {
+        std::string k = lower(key);
+        to_world_options_.any_drop |= k == "any-drop";
+        to_world_options_.port |= k == "port";
+        to_world_options_.syn_only |= k == "syn-only";
+      }
     }
   }
 }
@@ -212,12 +238,42 @@ void HubbleMetrics::process(const FlowRecord& flow) {
       ports_->Add({{"protocol", protocol}, {"port", "0"}}).Increment();
     }
   }
+  if (to_world_) {
+    countToWorld(flow, protocol);
+  }
   if (icmp_ && flow.protocol == IPPROTO_ICMP) {
     // Hubble's type label is gopacket's text for the type and code ("EchoRequest"). The datapath's event carries
     // neither (bpf/lib/verdict.h keeps no ports for ICMP, so not even the echo identifier): every message counts as
     // "Unknown" until the event has them. Not guessed from is_reply: ICMP errors about tracked flows are replies too.
     icmp_->Add({{"family", "IPv4"}, {"type", "Unknown"}}).Increment();
   }
+}
+
+void HubbleMetrics::countToWorld(const FlowRecord& flow, const std::string& protocol) {
+  // Hubble's flows-to-world handler: flows whose destination carries reserved:world and an L4 header Hubble knows;
+  // drops only for policy (POLICY_DENIED) unless any-drop; no forwarded replies (ephemeral ports).
+  bool l4 = flow.protocol == IPPROTO_TCP || flow.protocol == IPPROTO_UDP || flow.protocol == IPPROTO_ICMP ||
+            flow.protocol == IPPROTO_SCTP;
+  if (flow.destination.identity != PLEXUS_IDENTITY_WORLD || !l4) {
+    return;
+  }
+  bool dropped = flow.verdict == PLEXUS_VERDICT_DROPPED;
+  if (dropped && !to_world_options_.any_drop && flow.reason != PLEXUS_REASON_POLICY_DENIED) {
+    return;
+  }
+  if (!dropped && flow.is_reply) {
+    return;
+  }
+  constexpr uint8_t kSyn = 0x02;
+  if (to_world_options_.syn_only && (flow.protocol != IPPROTO_TCP || !(flow.tcp_flags & kSyn) || flow.is_reply)) {
+    return;
+  }
+  prometheus::Labels labels{{"protocol", protocol}, {"verdict", hubbleVerdictName(flow.verdict)}};
+  if (to_world_options_.port) {
+    bool ports = flow.protocol == IPPROTO_TCP || flow.protocol == IPPROTO_UDP || flow.protocol == IPPROTO_SCTP;
+    labels["port"] = ports ? std::to_string(flow.destination.port) : "";
+  }
+  to_world_->Add(labels).Increment();
 }
 
 }  // namespace plexus::agent

@@ -63,7 +63,7 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--hubble-metrics-server", c.hubble_metrics_server,
                  "[host]:port of Hubble's flow metrics (hubble_*) on /metrics, e.g. :9965 (empty: off)");
   app.add_option("--hubble-metrics", c.hubble_metrics,
-                 "Hubble metrics to count, in Cilium's list syntax: flow drop tcp port-distribution icmp (others "
+                 "Hubble metrics to count, in Cilium's list syntax: flow drop tcp port-distribution icmp flows-to-world (others "
                  "Hubble has, such as dns or httpV2, are skipped with a log line)");
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
                  "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");

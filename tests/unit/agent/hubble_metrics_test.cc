@@ -6,6 +6,7 @@
 
 #include "plexus/agent/hubble_metrics.h"
 #include "plexus/events.h"
+#include "plexus/identity.h"
 #include "plexus/reasons.h"
 
 using namespace plexus;
@@ -76,7 +77,59 @@ TEST_CASE("--hubble-metrics takes Cilium's list, skips what Plexus cannot fill, 
   REQUIRE_FALSE(unknown.ok());
   CHECK(unknown.error().message.find("\"dorp\"") != std::string::npos);
   CHECK_FALSE(parseHubbleMetrics("flow flow").ok());
-  CHECK_FALSE(parseHubbleMetrics("flow:sourceContext").ok());
+  CHECK_FALSE(parseHubbleMetrics("flow:=pod").ok());
+
+  // Handler options stay with their metric; a key without a value is an option too, as in Hubble.
+  auto world = parseHubbleMetrics("flows-to-world:any-drop;port;sourceContext=namespace");
+  REQUIRE(world.ok());
+  REQUIRE(world->enabled.size() == 1);
+  CHECK(world->enabled[0].options == std::map<std::string, std::string>{{"any-drop", ""}, {"port", ""}});
+  REQUIRE(world->skipped.size() == 1);
+  CHECK(world->skipped[0].find("sourceContext=namespace ignored") != std::string::npos);
+}
+
+TEST_CASE("flows to reserved:world count as Hubble's flows-to-world handler does", "[unit][metrics][hubble]") {
+  auto toWorld = [](uint8_t verdict, uint8_t proto, uint8_t flags) {
+    FlowRecord f = podFlow(verdict, proto, 40000, 443);
+    f.destination.endpoint_id = 0;
+    f.destination.identity = PLEXUS_IDENTITY_WORLD;
+    f.tcp_flags = flags;
+    return f;
+  };
+  SECTION("defaults: forwarded and policy-denied flows, no replies") {
+    prometheus::Registry registry;
+    HubbleMetrics m(enabled("flows-to-world"), registry);
+    m.process(toWorld(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 0x02));
+    m.process(toWorld(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 0x10));
+    FlowRecord reply = toWorld(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 0x12);
+    reply.is_reply = true;
+    m.process(reply);
+    FlowRecord denied = toWorld(PLEXUS_VERDICT_DROPPED, IPPROTO_UDP, 0);
+    denied.reason = PLEXUS_REASON_POLICY_DENIED;
+    m.process(denied);
+    FlowRecord no_route = toWorld(PLEXUS_VERDICT_DROPPED, IPPROTO_UDP, 0);
+    no_route.reason = PLEXUS_REASON_FIB_LOOKUP_FAILED;
+    m.process(no_route);
+    m.process(podFlow(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 40000, 443));  // to a pod
+    auto text = scrape(registry);
+    CHECK(has(text, "hubble_flows_to_world_total{protocol=\"TCP\",verdict=\"FORWARDED\"} 2"));
+    CHECK(has(text, "hubble_flows_to_world_total{protocol=\"UDP\",verdict=\"DROPPED\"} 1"));
+    CHECK(text.find("port=") == std::string::npos);
+  }
+  SECTION("any-drop, port and syn-only") {
+    prometheus::Registry registry;
+    HubbleMetrics m(enabled("flows-to-world:any-drop;port;syn-only"), registry);
+    m.process(toWorld(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 0x02));
+    m.process(toWorld(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 0x10));  // not a SYN
+    m.process(toWorld(PLEXUS_VERDICT_FORWARDED, IPPROTO_UDP, 0));     // not TCP
+    FlowRecord no_route = toWorld(PLEXUS_VERDICT_DROPPED, IPPROTO_TCP, 0x02);
+    no_route.reason = PLEXUS_REASON_FIB_LOOKUP_FAILED;
+    m.process(no_route);
+    auto text = scrape(registry);
+    CHECK(has(text, "hubble_flows_to_world_total{port=\"443\",protocol=\"TCP\",verdict=\"FORWARDED\"} 1"));
+    CHECK(has(text, "hubble_flows_to_world_total{port=\"443\",protocol=\"TCP\",verdict=\"DROPPED\"} 1"));
+    CHECK(text.find("protocol=\"UDP\"") == std::string::npos);
+  }
 }
 
 TEST_CASE("a forwarded TCP flow counts in Hubble's flow, tcp and port-distribution metrics",

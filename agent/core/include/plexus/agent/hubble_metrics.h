@@ -26,7 +26,8 @@ struct HubbleMetricSpec {
 };
 
 // The metrics this agent counts (Hubble's plugin names).
-inline constexpr const char* kHubbleMetricsProvided[] = {"flow", "drop", "tcp", "port-distribution", "icmp"};
+inline constexpr const char* kHubbleMetricsProvided[] = {"flow", "drop",          "tcp", "port-distribution",
+                                                         "icmp", "flows-to-world"};
 
 // What became of a --hubble-metrics list: the metrics to count, and a line for each entry or option left out.
 struct HubbleMetricsPlan {
@@ -35,9 +36,11 @@ struct HubbleMetricsPlan {
 };
 
 // Parses Cilium's list syntax: entries separated by spaces (the chart's form, "dns drop tcp flow") or, for entries
-// without options, commas (a YAML list in the config file arrives comma-joined). A Hubble metric Plexus cannot fill
-// (dns, httpV2, kafka, policy, ...: L7 or verdicts our flows do not carry) and context options (sourceContext, ...)
-// are skipped with a line saying so; a name Hubble does not have either is an InvalidArgument naming it.
+// without options, commas (a YAML list in the config file arrives comma-joined); options are "key=value" or "key".
+// A Hubble metric Plexus cannot fill (dns, httpV2, kafka, policy, ...: L7 or verdicts our flows do not carry) and
+// context options (sourceContext, ...) are skipped with a line saying so; the handler options Plexus has
+// (flows-to-world's any-drop, port, syn-only) stay in the spec. A name Hubble does not have either is an
+// InvalidArgument naming it.
 Result<HubbleMetricsPlan> parseHubbleMetrics(const std::string& list);
 
 // Hubble's label values for a flow, shared by the handlers (and by tests).
@@ -55,11 +58,19 @@ class HubbleMetrics {
   void process(const FlowRecord& flow);
 
  private:
+  void countToWorld(const FlowRecord& flow, const std::string& protocol);
+
   prometheus::Family<prometheus::Counter>* flows_ = nullptr;
   prometheus::Family<prometheus::Counter>* drops_ = nullptr;
   prometheus::Family<prometheus::Counter>* tcp_flags_ = nullptr;
   prometheus::Family<prometheus::Counter>* ports_ = nullptr;
   prometheus::Family<prometheus::Counter>* icmp_ = nullptr;
+  prometheus::Family<prometheus::Counter>* to_world_ = nullptr;
+  struct {
+    bool any_drop = false;  // count every drop, not only POLICY_DENIED
+    bool port = false;      // a destination port label
+    bool syn_only = false;  // TCP: only SYNs that open a connection
+  } to_world_options_;
 };
 
 }  // namespace plexus::agent
