@@ -8,7 +8,7 @@ pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev catch2 libyaml-cpp-dev libyaml-dev libcurl4-openssl-dev
   libspdlog-dev libfmt-dev libcli11-dev libbenchmark-dev
-  libnl-3-dev libnl-route-3-dev libcpp-httplib-dev libnghttp2-dev
+  libnl-3-dev libnl-route-3-dev libcpp-httplib-dev libnghttp2-dev prometheus-cpp-dev
   iproute2 iputils-ping iperf3 iptables netcat-openbsd curl bc python3
   containernetworking-plugins podman runc busybox-static
   unzip nodejs npm python3-yaml openssl debootstrap

@@ -456,6 +456,44 @@ describe('ConfigMap config.yaml', () => {
     expectFailure(['--set', 'hubble.socketPath=relative.sock'], /socketPath/);
   });
 
+  test('hubble.metrics.enabled and hubble.metrics.port render Cilium\'s agent keys, the port and the Service', () => {
+    const off = agentConfig();
+    assert.ok(!('hubble-metrics-server' in off) && !('hubble-metrics' in off), 'off by default (enabled: null)');
+    assert.ok(!render().some((d) => d.kind === 'Service' && d.metadata.name === 'hubble-metrics'));
+    assert.ok(!agentContainer(daemonSet()).ports.some((p) => p.name === 'hubble-metrics'));
+    assert.ok(!('hubble-metrics' in agentConfig(['--set', 'hubble.metrics.enabled=null'])));
+    assert.ok(!('hubble-metrics' in agentConfig(valuesFile('hubble: {metrics: {enabled: []}}\n'))));
+
+    // As Cilium's docs write it: a --set list, one entry with options whose commas are escaped.
+    const args = ['--set', 'hubble.metrics.enabled={dns,drop,tcp,flow,port-distribution,icmp,' +
+      'httpV2:exemplars=true;labelsContext=source_ip\\,source_namespace}'];
+    const cfg = agentConfig(args);
+    assert.equal(cfg['hubble-metrics-server'], ':9965');
+    assert.equal(cfg['hubble-metrics'],
+      'dns drop tcp flow port-distribution icmp httpV2:exemplars=true;labelsContext=source_ip,source_namespace');
+    const port = agentContainer(daemonSet(args)).ports.find((p) => p.name === 'hubble-metrics');
+    assert.equal(port.containerPort, 9965);
+    assert.equal(port.hostPort, 9965);
+    const svc = find(render(args), 'Service', 'hubble-metrics');
+    assert.equal(svc.spec.clusterIP, 'None');
+    assert.equal(svc.spec.ports[0].port, 9965);
+    assert.equal(svc.spec.ports[0].targetPort, 'hubble-metrics');
+    assert.equal(svc.metadata.annotations['prometheus.io/scrape'], 'true');
+    assert.equal(svc.metadata.annotations['prometheus.io/port'], '9965');
+
+    const moved = agentConfig(valuesFile('hubble: {metrics: {enabled: [flow, drop], port: 9999}}\n'));
+    assert.equal(moved['hubble-metrics-server'], ':9999');
+    assert.equal(moved['hubble-metrics'], 'flow drop');
+    // Off with hubble, as Cilium: no flows, no flow metrics.
+    assert.ok(!('hubble-metrics' in agentConfig([...args, '--set', 'hubble.enabled=false'])));
+
+    expectFailure([...args, '--set', 'hubble.metrics.port=9962'], /hubble\.metrics\.port=9962 is prometheus\.port too/);
+    expectFailure(['--set', 'hubble.metrics.enableOpenMetrics=true'], /hubble\.metrics\.enableOpenMetrics=true is not supported/);
+    expectFailure(['--set', 'hubble.metrics.port=0'], /port/);
+    expectFailure(valuesFile('hubble: {metrics: {enabled: flow}}\n'), /enabled/);
+    expectFailure(['--set', 'hubble.metrics.dashboards.enabled=true'], /dashboards/);
+  });
+
   test('ipam cluster-pool renders the CIDR list and mask size', () => {
     const cfg = agentConfig(['--set', 'ipam.mode=cluster-pool',
       '--set', 'ipam.operator.clusterPoolIPv4PodCIDRList={10.1.0.0/16,10.2.0.0/16}',

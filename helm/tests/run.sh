@@ -82,6 +82,9 @@ PY
   check '{"hubble-socket-path": "/run/plexus/hubble.sock", "hubble-listen-address": ""}'
   check '{"hubble-socket-path": "/run/plexus/h.sock", "hubble-listen-address": ":4244"}' \
     --set hubble.socketPath=/run/plexus/h.sock,hubble.listenAddress=:4244
+  check '{"hubble-metrics-server": "", "hubble-metrics": ""}'
+  check '{"hubble-metrics-server": ":9965", "hubble-metrics": "dns drop tcp flow port-distribution icmp"}' \
+    --set 'hubble.metrics.enabled={dns,drop,tcp,flow,port-distribution,icmp}'
   check '{"enable-host-legacy-routing": true}' --set bpf.hostLegacyRouting=true
   check '{"conntrack-gc-interval": 300}' --set conntrackGCInterval=5m
   check '{"conntrack-gc-interval": 60}'  # "0s": the agent's default

@@ -18,6 +18,27 @@ const char* reservedName(uint32_t id) {
   }
 }
 
+size_t reservedIdentityCount() {
+  size_t n = 0;
+  for (uint32_t id = 1; id < kFirstClusterIdentity; ++id) {
+    n += reservedName(id) != nullptr ? 1 : 0;
+  }
+  return n;
+}
+
+const char* identityType(uint32_t id) {
+  if (reservedName(id) != nullptr) {
+    return "reserved";
+  }
+  if (id >= kFirstClusterIdentity && id <= kLastClusterIdentity) {
+    return "cluster_local";
+  }
+  if (id >= kFirstLocalIdentity) {
+    return "node_local";
+  }
+  return nullptr;
+}
+
 std::string canonical(const Labels& labels) {
   std::string out;
   for (const auto& l : labels) {

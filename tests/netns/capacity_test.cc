@@ -166,6 +166,10 @@ TEST_CASE("capacity: a policy too large for the policy map leaves the endpoint o
   CHECK(why.find("needs 41 entries, the map holds 16") != std::string::npos);
   CHECK(why.find("previous policy stays enforced") != std::string::npos);
   CHECK(node.cliJson({"endpoint", "get", client.ip})["state"] == "ENDPOINT_STATE_READY");
+  // The same states under Cilium's endpoint state metric.
+  auto states = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
+  CHECK(metric(states, "cilium_endpoint_state{endpoint_state=\"not-ready\"}") == 1);
+  CHECK(metric(states, "cilium_endpoint_state{endpoint_state=\"ready\"}") == 1);
   auto problems = node.cliJson({"status"}).value("problems", nlohmann::json::array());
   REQUIRE(problems.size() == 1);
   CHECK(std::string(problems[0]).rfind("policy: ", 0) == 0);

@@ -330,3 +330,92 @@ TEST_CASE("events the full ring refuses while following arrive as Hubble's lost_
   (void)reader->Finish();
   CHECK(lost > 0);
 }
+
+TEST_CASE("--hubble-metrics-server serves Hubble's flow metrics while traffic flows and a policy drops",
+          "[netns][observe][hubble][metrics]") {
+  // Port 9965 (Cilium's hubble.metrics.port) inside the node's own namespace: no other test can hold it.
+  NodeFixture node("10.214.0.0/24", {"--hubble-metrics-server", "127.0.0.1:9965", "--hubble-metrics",
+                                     "dns drop tcp flow port-distribution icmp flows-to-world:any-drop;port "
+                                     "httpV2:labelsContext=source_ip"});
+  Pod web = node.addPod("web", "hm");
+  Pod client = node.addPod("client", "hm");
+  std::string path = node.dir() + "/p.yaml";
+  std::ofstream(path) << R"(apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: hm, labels: {app: web}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: hm, labels: {app: client}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web, namespace: hm}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+)";
+  auto applied = node.cli({"apply", "-f", path});
+  INFO(applied.out << applied.err);
+  REQUIRE(applied.exit_code == 0);
+  requireTcpExchange(client, web, 8080);
+  CHECK(tcpConnect(client.netns->path(), web.ip, 8081, std::chrono::milliseconds(500)) < 0);  // POLICY_DENIED
+  CHECK(ping(*web.netns, client.ip));  // client is selected by no policy: the echo and its reply pass
+
+  // Flows are counted as the reader decodes them, a few milliseconds after the packets: scrape until they are in
+  // (bounded), then check every series.
+  auto scrape = [&] { return node.node().exec("curl -sf http://127.0.0.1:9965/metrics").out; };
+  const std::string denied = "hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"}";
+  // The event carries no ICMP type (docs/metrics.md): every ICMP message counts under "Unknown".
+  const std::string echo = "hubble_icmp_total{family=\"IPv4\",type=\"Unknown\"}";
+  std::string m;
+  for (int i = 0; i < 100 && (metric(m, denied) < 1 || metric(m, echo) < 1); ++i) {
+    if (i > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    m = scrape();
+  }
+  INFO(m);
+  CHECK(m.find("# TYPE hubble_flows_processed_total counter") != std::string::npos);
+  CHECK(metric(m,
+               "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"to-endpoint\",type=\"Trace\","
+               "verdict=\"FORWARDED\"}") >= 2);  // the SYN and the SYN-ACK at least
+  CHECK(metric(m, "hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"Drop\",verdict=\"DROPPED\"}") >=
+        1);
+  CHECK(metric(m, denied) >= 1);
+  CHECK(metric(m, "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN\"}") >= 1);
+  CHECK(metric(m, "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN-ACK\"}") >= 1);
+  CHECK(metric(m, "hubble_port_distribution_total{port=\"8080\",protocol=\"TCP\"}") >= 1);
+  CHECK(metric(m, echo) >= 1);
+  CHECK(metric(m,
+               "hubble_flows_processed_total{protocol=\"ICMPv4\",subtype=\"to-endpoint\",type=\"Trace\","
+               "verdict=\"FORWARDED\"}") >= 1);
+  CHECK(metric(m, "hubble_port_distribution_total{port=\"0\",protocol=\"ICMPv4\"}") >= 1);
+  CHECK(m.find("port=\"8081\"") == std::string::npos);  // dropped flows are not in the port distribution
+  CHECK(m.find("hubble_dns") == std::string::npos);
+  // What the agent could not count is named in its log.
+  std::string log = node.agent().log();
+  CHECK(log.find("--hubble-metrics: dns: not provided") != std::string::npos);
+  CHECK(log.find("httpV2: not provided") != std::string::npos);
+
+  // The agent's own /metrics: the same drop under Cilium's name and reason text, endpoint states and identity
+  // types as Cilium labels them.
+  std::string agent = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
+  INFO(agent);
+  CHECK(metric(agent, "cilium_drop_count_total{direction=\"INGRESS\",reason=\"Policy denied\"}") >= 1);
+  CHECK(metric(agent, "plexus_drop_count_total{direction=\"INGRESS\",reason=\"POLICY_DENIED\"}") >= 1);
+  CHECK(metric(agent, "cilium_forward_count_total{direction=\"EGRESS\"}") >= 1);
+  CHECK(metric(agent, "cilium_endpoint") == 2);
+  CHECK(metric(agent, "cilium_endpoint_state{endpoint_state=\"ready\"}") == 2);
+  CHECK(metric(agent, "cilium_identity{type=\"reserved\"}") == 8);
+  CHECK(metric(agent, "cilium_identity{type=\"cluster_local\"}") == 2);  // web's and client's
+  CHECK(metric(agent, "cilium_policy_endpoint_enforcement_status{enforcement=\"ingress\"}") == 1);  // web
+  CHECK(metric(agent, "cilium_policy_endpoint_enforcement_status{enforcement=\"none\"}") == 1);     // client
+
+  // An unknown metric name is refused, naming it.
+  auto bad = runCommand({agentBinary(), "--hubble-metrics", "flow dorp", "--print-config"});
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("\"dorp\"") != std::string::npos);
+}

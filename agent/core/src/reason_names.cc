@@ -1,6 +1,9 @@
 #include "plexus/agent/reason_names.h"
 
 #include <cstring>
+#include <map>
+
+#include <fmt/format.h>
 
 #include "plexus/reasons.h"
 
@@ -52,6 +55,34 @@ const char* reasonDescription(uint8_t reason) {
     default:
       return "unknown";
   }
+}
+
+std::string ciliumDropReason(uint8_t reason) {
+  // Cilium's texts (pkg/monitor/api/drop.go) for the Hubble codes our reasons map to. Keyed by Hubble's number, which
+  // the one reason list gives (PLEXUS_REASONS): a reason added there with a new code needs its text here.
+  static const std::map<uint32_t, const char*> kCilium = {
+      {132, "Invalid source ip"},
+      {133, "Policy denied"},
+      {134, "Invalid packet"},
+      {139, "Unsupported L3 protocol"},
+      {141, "Error writing to packet"},
+      {142, "Unknown L4 protocol"},
+      {155, "CT: Map insertion failed"},
+      {158, "Service backend not found"},
+      {160, "No tunnel/encapsulation endpoint (datapath BUG!)"},
+      {167, "No mapping for NAT masquerade"},
+      {169, "FIB lookup failed"},
+      {171, "Invalid identity"},
+      {177, "Denied by LB src range check"},
+      {181, "Policy denied by denylist"},
+      {196, "TTL exceeded"},
+  };
+  uint32_t code = hubbleReasonCode(reason);
+  if (code == 0) {
+    return "";
+  }
+  auto it = kCilium.find(code);
+  return it != kCilium.end() ? it->second : fmt::format("{}, 0", code);  // Cilium's form for a code it has no text for
 }
 
 const char* directionName(uint8_t direction) {

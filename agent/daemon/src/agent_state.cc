@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <set>
+#include <string_view>
+#include <tuple>
 #include <ctime>
 #include <filesystem>
 #include <random>
@@ -18,6 +20,7 @@
 #include "plexus/api/paths.h"
 #include "plexus/datapath/netlink.h"
 #include "plexus/identity.h"
+#include "plexus/identity/identity.h"
 #include "plexus/node/devices.h"
 #include "plexus/node/mtu.h"
 
@@ -159,12 +162,22 @@ void AgentState::refreshDevices() {
 void AgentState::collectConntrack() {
   uint64_t now = datapath::monotonicNs();
   auto r = datapath::collectConntrack(lxc->lb().ct, now, datapath::CtLifetimes{});
+  // Cilium's default histogram buckets (client_golang's DefBuckets), as its GC duration histogram has.
+  static const prometheus::Histogram::BucketBoundaries kGcBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                  0.5,   1,    2.5,   5,    10};
   if (!r.ok()) {
     spdlog::warn("{}", r.error().message);
+    ++ct_gc.failed;
+    ct_gc_duration.Add({{"family", "ipv4"}, {"status", "uncompleted"}}, kGcBuckets)
+        .Observe(static_cast<double>(datapath::monotonicNs() - now) / 1e9);
     return;
   }
   ++ct_gc.runs;
   ct_gc.deleted += r->deleted;
+  ct_gc.alive_tcp = r->scanned_tcp - r->deleted_tcp;
+  ct_gc.alive_other = (r->scanned - r->scanned_tcp) - (r->deleted - r->deleted_tcp);
+  ct_gc.deleted_tcp = r->deleted_tcp;
+  ct_gc.deleted_other = r->deleted - r->deleted_tcp;
   ct_gc.entries = r->scanned - r->deleted;
   if (config.enable_bpf_masquerade) {
     auto nat = lxc->nat();
@@ -174,6 +187,7 @@ void AgentState::collectConntrack() {
     }
   }
   ct_gc.last_seconds = static_cast<double>(datapath::monotonicNs() - now) / 1e9;
+  ct_gc_duration.Add({{"family", "ipv4"}, {"status", "completed"}}, kGcBuckets).Observe(ct_gc.last_seconds);
   spdlog::debug("conntrack gc: {} entries, {} expired, {:.1f} ms", r->scanned, r->deleted, ct_gc.last_seconds * 1e3);
 }
 
@@ -402,12 +416,26 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   // /metrics: identities and services, read on the reconcile thread at scrape time.
   state->metric_sources.push_back([ids = state->identities.get(), svc = state->services.get(),
                                    p = state->policies.get()](Exposition& e) {
+    // Reserved identities: those Cilium's numbering names (1 host ... 8 ingress), counted from the one table.
+    size_t reserved = identity::reservedIdentityCount();
+    size_t cluster = 0;  // every cluster-scope identity this node knows: its own and other nodes'
+    for (const auto& [id, labels] : ids->all()) {
+      const char* type = identity::identityType(id);
+      cluster += type != nullptr && std::string_view(type) == "cluster_local" ? 1 : 0;
+    }
     e.family("plexus_identity", "gauge", "Security identities in use, by type");
     e.sample("plexus_identity", {{"type", "cluster"}}, static_cast<double>(ids->local().size()));
-    e.sample("plexus_identity", {{"type", "reserved"}}, PLEXUS_IDENTITY_RESERVED_MAX);
+    e.sample("plexus_identity", {{"type", "reserved"}}, static_cast<double>(reserved));
+    e.sample("plexus_identity", {{"type", "node_local"}}, static_cast<double>(p->cidrIdentityCount()));
+    e.family("cilium_identity", "gauge", "Number of identities currently allocated");
+    e.sample("cilium_identity", {{"type", "cluster_local"}}, static_cast<double>(cluster));
+    e.sample("cilium_identity", {{"type", "node_local"}}, static_cast<double>(p->cidrIdentityCount()));
+    e.sample("cilium_identity", {{"type", "reserved"}}, static_cast<double>(reserved));
     e.family("plexus_policy", "gauge", "Policies by validity");
     e.sample("plexus_policy", {{"valid", "true"}}, static_cast<double>(p->validCount()));
     e.sample("plexus_policy", {{"valid", "false"}}, static_cast<double>(p->invalidCount()));
+    e.family("cilium_policy", "gauge", "Number of policies currently loaded");
+    e.sample("cilium_policy", {}, static_cast<double>(p->validCount()));
     if (svc) {
       size_t backends = 0;
       std::set<std::string> services;
@@ -451,6 +479,20 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     }
     e.family("plexus_nodes", "gauge", "Nodes known, this one included");
     e.sample("plexus_nodes", {}, static_cast<double>(st->nodes->nodes().size()));
+    // Cilium's names: the node count, and the other nodes whose ICMP echo (node) or health port (health endpoint)
+    // did not answer last time.
+    size_t icmp_down = 0;
+    size_t tcp_down = 0;
+    for (const auto& [name, p] : probes) {
+      icmp_down += p.icmp.ok ? 0 : 1;
+      tcp_down += p.tcp.ok ? 0 : 1;
+    }
+    e.family("cilium_nodes_all_num", "gauge", "Number of nodes managed");
+    e.sample("cilium_nodes_all_num", {}, static_cast<double>(st->nodes->nodes().size()));
+    e.family("cilium_unreachable_nodes", "gauge", "Number of nodes that cannot be reached");
+    e.sample("cilium_unreachable_nodes", {}, static_cast<double>(icmp_down));
+    e.family("cilium_unreachable_health_endpoints", "gauge", "Number of health endpoints that cannot be reached");
+    e.sample("cilium_unreachable_health_endpoints", {}, static_cast<double>(tcp_down));
     e.family("plexus_nodes_reachable", "gauge", "Other nodes that answered both health probes (ICMP and TCP) last time");
     e.sample("plexus_nodes_reachable", {}, static_cast<double>(reachable));
     e.family("plexus_conntrack_gc_runs_total", "counter", "Conntrack garbage collection passes");
@@ -461,12 +503,47 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     e.sample("plexus_conntrack_entries", {}, static_cast<double>(st->ct_gc.entries));
     e.family("plexus_conntrack_gc_duration_seconds", "gauge", "Time of the last conntrack garbage collection");
     e.sample("plexus_conntrack_gc_duration_seconds", {}, st->ct_gc.last_seconds);
+    // Cilium's names (the duration histogram is an instrument: AgentState::ct_gc_duration).
+    e.family("cilium_datapath_conntrack_gc_runs_total", "counter",
+             "Number of times that the conntrack garbage collector process was run labeled by completion status");
+    e.sample("cilium_datapath_conntrack_gc_runs_total", {{"family", "ipv4"}, {"status", "completed"}},
+             static_cast<double>(st->ct_gc.runs));
+    e.sample("cilium_datapath_conntrack_gc_runs_total", {{"family", "ipv4"}, {"status", "uncompleted"}},
+             static_cast<double>(st->ct_gc.failed));
+    e.family("cilium_datapath_conntrack_gc_entries", "gauge",
+             "The number of alive and deleted conntrack entries at the end of a garbage collector run labeled by "
+             "datapath family");
+    for (const auto& [protocol, alive, deleted] :
+         {std::tuple{"TCP", st->ct_gc.alive_tcp, st->ct_gc.deleted_tcp},
+          std::tuple{"non-TCP", st->ct_gc.alive_other, st->ct_gc.deleted_other}}) {
+      e.sample("cilium_datapath_conntrack_gc_entries", {{"family", "ipv4"}, {"protocol", protocol}, {"status", "alive"}},
+               static_cast<double>(alive));
+      e.sample("cilium_datapath_conntrack_gc_entries",
+               {{"family", "ipv4"}, {"protocol", protocol}, {"status", "deleted"}}, static_cast<double>(deleted));
+    }
   });
   if (config.enable_hubble) {
     // Flow UUIDs differ between agents and runs: the store's instance is random (the one place it is chosen).
     std::random_device rd;
     uint64_t instance = (static_cast<uint64_t>(rd()) << 32) | rd();
     state->flows = std::make_unique<FlowStore>(static_cast<size_t>(config.hubble_flow_buffer_size), instance);
+  }
+  auto hubble_metrics = parseHubbleMetrics(config.hubble_metrics);  // validated by parseAgentConfig
+  if (!hubble_metrics.ok()) {
+    return hubble_metrics.error().wrap("--hubble-metrics");
+  }
+  for (const auto& line : hubble_metrics->skipped) {
+    spdlog::warn("--hubble-metrics: {}", line);
+  }
+  if (config.hubble_metrics_server.empty() != hubble_metrics->enabled.empty()) {
+    spdlog::warn("Hubble metrics off: they need both --hubble-metrics-server (now {:?}) and metrics in "
+                 "--hubble-metrics that Plexus counts (now {:?})",
+                 config.hubble_metrics_server, config.hubble_metrics);
+  } else if (!hubble_metrics->enabled.empty() && !state->flows) {
+    spdlog::warn("Hubble metrics off: they count flows, and --enable-hubble is false");
+  } else if (!hubble_metrics->enabled.empty()) {
+    state->hubble_registry = std::make_shared<prometheus::Registry>();
+    state->hubble_metrics = std::make_unique<HubbleMetrics>(hubble_metrics->enabled, *state->hubble_registry);
   }
   std::vector<std::string> problems;
   PLEXUS_TRY(state->controller->start(&problems), "start");

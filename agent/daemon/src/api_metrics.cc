@@ -33,11 +33,16 @@ class Interceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       grpc::Status status = methods->GetSendStatus();
-      m_.api_time.observe({{"method", method_}, {"return_code", codeName(status.error_code())}}, secs);
+      m_.api_time.Add({{"method", method_}, {"return_code", codeName(status.error_code())}}, ApiMetrics::kApiBuckets)
+          .Observe(secs);
+      m_.cilium_api_time
+          .Add({{"method", "POST"}, {"path", method_}, {"return_code", codeName(status.error_code())}},
+               ApiMetrics::kApiBuckets)
+          .Observe(secs);
       if (method_ == "/plexus.v1.Cni/Add") {
-        m_.cni_time.observe({{"command", "ADD"}}, secs);
+        m_.cni_time.Add({{"command", "ADD"}}, ApiMetrics::kCniBuckets).Observe(secs);
       } else if (method_ == "/plexus.v1.Cni/Del") {
-        m_.cni_time.observe({{"command", "DEL"}}, secs);
+        m_.cni_time.Add({{"command", "DEL"}}, ApiMetrics::kCniBuckets).Observe(secs);
       }
     }
     methods->Proceed();
@@ -61,6 +66,24 @@ class Factory final : public grpc::experimental::ServerInterceptorFactoryInterfa
 };
 
 }  // namespace
+
+const prometheus::Histogram::BucketBoundaries ApiMetrics::kApiBuckets{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
+const prometheus::Histogram::BucketBoundaries ApiMetrics::kCniBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                      0.5,   1,    2.5,   5,    10};
+
+ApiMetrics::ApiMetrics(prometheus::Registry& registry)
+    : api_time(prometheus::BuildHistogram()
+                   .Name("plexus_agent_api_process_time_seconds")
+                   .Help("Duration of the agent's API calls")
+                   .Register(registry)),
+      cni_time(prometheus::BuildHistogram()
+                   .Name("plexus_cni_request_duration_seconds")
+                   .Help("Duration of CNI ADD and DEL in the agent")
+                   .Register(registry)),
+      cilium_api_time(prometheus::BuildHistogram()
+                          .Name("cilium_agent_api_process_time_seconds")
+                          .Help("Duration of processed API calls labeled by path, method and return code")
+                          .Register(registry)) {}
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> apiMetricsInterceptor(ApiMetrics& metrics) {
   return std::make_unique<Factory>(metrics);

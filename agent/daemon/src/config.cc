@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "plexus/agent/hubble_metrics.h"
 #include "plexus/lb/maglev.h"
 #include "plexus/policy/compiler.h"
 
@@ -59,6 +60,11 @@ void addOptions(CLI::App& app, AgentConfig& c) {
                  "unix socket of Hubble's observer API (default: hubble.sock next to --socket)");
   app.add_option("--hubble-listen-address", c.hubble_listen_address,
                  "TCP address of Hubble's observer API, e.g. :4244 (empty: unix socket only)");
+  app.add_option("--hubble-metrics-server", c.hubble_metrics_server,
+                 "[host]:port of Hubble's flow metrics (hubble_*) on /metrics, e.g. :9965 (empty: off)");
+  app.add_option("--hubble-metrics", c.hubble_metrics,
+                 "Hubble metrics to count, in Cilium's list syntax: flow drop tcp port-distribution icmp flows-to-world (others "
+                 "Hubble has, such as dns or httpV2, are skipped with a log line)");
   app.add_option("--monitor-aggregation", c.monitor_aggregation,
                  "flow events: medium (new connections, TCP flag changes, drops) or none (every packet)");
   app.add_option("--lb-algorithm,--bpf-lb-algorithm", c.lb_algorithm, "maglev | random")->check(CLI::IsMember({"maglev", "random"}));
@@ -94,6 +100,17 @@ void addOptions(CLI::App& app, AgentConfig& c) {
   app.add_option("--events-ring-size", c.events_ring_size,
                  "bytes of the BPF ring buffer carrying flow events (a power of two, 4096-67108864)");
   app.add_flag("--print-config", c.print_config, "print the effective configuration as JSON and exit");
+}
+
+// "[host]:port" with a port of 1-65535.
+bool validListenAddress(const std::string& address) {
+  auto colon = address.rfind(':');
+  std::string digits = colon == std::string::npos ? "" : address.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  int port = std::stoi(digits);
+  return port >= 1 && port <= 65535;
 }
 
 std::string scalarText(const YAML::Node& n) {
@@ -179,16 +196,18 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
                                                               "--socket",
                                                               c.hubble_socket_path));
   }
-  if (!c.hubble_listen_address.empty()) {
-    auto colon = c.hubble_listen_address.rfind(':');
-    int port = 0;
-    std::string digits = colon == std::string::npos ? "" : c.hubble_listen_address.substr(colon + 1);
-    if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos ||
-        (port = std::stoi(digits)) < 1 || port > 65535) {
-      return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("--hubble-listen-address {:?}: must be [host]:port, e.g. :4244",
-                                   c.hubble_listen_address));
-    }
+  if (!c.hubble_listen_address.empty() && !validListenAddress(c.hubble_listen_address)) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--hubble-listen-address {:?}: must be [host]:port, e.g. :4244",
+                                 c.hubble_listen_address));
+  }
+  if (!c.hubble_metrics_server.empty() && !validListenAddress(c.hubble_metrics_server)) {
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("--hubble-metrics-server {:?}: must be [host]:port, "
+                                                              "e.g. :9965",
+                                                              c.hubble_metrics_server));
+  }
+  if (auto metrics = parseHubbleMetrics(c.hubble_metrics); !metrics.ok()) {
+    return metrics.error();
   }
   if (c.node_name.empty()) {
     const char* env = std::getenv("PLEXUS_NODE_NAME");
@@ -328,6 +347,8 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},
           {"hubble-socket-path", c.hubble_socket_path},
           {"hubble-listen-address", c.hubble_listen_address},
+          {"hubble-metrics-server", c.hubble_metrics_server},
+          {"hubble-metrics", c.hubble_metrics},
           {"monitor-aggregation", c.monitor_aggregation},
           {"lb-algorithm", c.lb_algorithm},
           {"enable-policy", c.enable_policy},

@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
     auto started = st.events.start(st.lxc->eventsFd(), [&st, offset](const plexus_flow_event& e) {
       agent::FlowRecord flow = agent::decodeFlow(e, offset, st.flow_dir);
       flow.node_name = st.config.node_name;
+      if (st.hubble_metrics) {
+        st.hubble_metrics->process(flow);  // counted once, as decoded: never from the ring
+      }
       st.flows->add(std::move(flow));
     });
     if (!started.ok()) {
@@ -89,6 +92,17 @@ int main(int argc, char** argv) {
       spdlog::error("start: {}", m.error().message);
       return 1;
     }
+  }
+
+  // Hubble's flow metrics on a listener of their own, as Cilium serves them (hubble.metrics.port).
+  std::unique_ptr<agent::HubbleMetricsServer> hubble_metrics;
+  if (st.hubble_registry) {
+    auto started = agent::HubbleMetricsServer::start(config->hubble_metrics_server, st.hubble_registry);
+    if (!started.ok()) {
+      spdlog::error("start: {}", started.error().message);
+      return 1;
+    }
+    hubble_metrics = std::move(*started);
   }
 
   // Hubble's observer API on a server of its own (its socket, and TCP when --hubble-listen-address is set), so
@@ -183,6 +197,7 @@ int main(int argc, char** argv) {
     std::filesystem::remove(hubble_sock, ec);
   }
   metrics.stop();
+  hubble_metrics.reset();
   st.events.stop();
   st.stop();
   std::filesystem::remove(sock, ec);

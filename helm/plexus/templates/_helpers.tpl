@@ -77,6 +77,15 @@ conntrackGCInterval in seconds. The schema admits Go durations of whole h/m/s pa
 Fail early on value combinations that render but cannot work, and on Cilium values for features this build lacks
 (the schema admits them so that the message can name the key).
 */}}
+{{/*
+"true" when Hubble's flow metrics are on: hubble on and hubble.metrics.enabled a non-empty list (Cilium's rule).
+*/}}
+{{- define "plexus.hubbleMetrics" -}}
+{{- if and .Values.hubble.enabled .Values.hubble.metrics.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "plexus.validate" -}}
 {{- $kprValue := toString .Values.kubeProxyReplacement -}}
 {{- if has $kprValue (list "strict" "partial" "probe" "disabled") -}}
@@ -93,6 +102,12 @@ Fail early on value combinations that render but cannot work, and on Cilium valu
 {{- $events := include "plexus.eventBufferCapacity" . | atoi -}}
 {{- if or (lt $events 1) (gt $events 1048576) -}}
 {{- fail (printf "hubble.eventBufferCapacity=%v: must be 1-1048576 (flows the agent keeps in memory)" .Values.hubble.eventBufferCapacity) -}}
+{{- end -}}
+{{- if .Values.hubble.metrics.enableOpenMetrics -}}
+{{- fail "hubble.metrics.enableOpenMetrics=true is not supported: the Hubble metrics listener serves the Prometheus text format only" -}}
+{{- end -}}
+{{- if and (include "plexus.hubbleMetrics" .) .Values.prometheus.enabled (eq (int .Values.hubble.metrics.port) (int .Values.prometheus.port)) -}}
+{{- fail (printf "hubble.metrics.port=%v is prometheus.port too: the Hubble metrics need a listener of their own" .Values.hubble.metrics.port) -}}
 {{- end -}}
 {{- $agg := toString .Values.bpf.monitorAggregation -}}
 {{- if has $agg (list "low" "maximum") -}}
@@ -170,6 +185,10 @@ enable-hubble: {{ .Values.hubble.enabled }}
 hubble-flow-buffer-size: {{ include "plexus.eventBufferCapacity" . }}
 hubble-socket-path: {{ .Values.hubble.socketPath | quote }}
 hubble-listen-address: {{ .Values.hubble.listenAddress | quote }}
+{{- if include "plexus.hubbleMetrics" . }}
+hubble-metrics-server: {{ printf ":%v" .Values.hubble.metrics.port | quote }}
+hubble-metrics: {{ join " " .Values.hubble.metrics.enabled | quote }}
+{{- end }}
 lb-algorithm: {{ .Values.loadBalancer.algorithm | quote }}
 enable-policy: {{ .Values.policyEnforcementMode | quote }}
 policy-audit-mode: {{ .Values.policyAuditMode }}

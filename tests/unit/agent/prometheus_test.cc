@@ -1,6 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
 #include "plexus/agent/prometheus.h"
+#include "plexus/agent/reason_names.h"
+#include "plexus/reasons.h"
 
 using namespace plexus::agent;
 
@@ -21,15 +27,20 @@ TEST_CASE("exposition text has HELP, TYPE and escaped labelled samples", "[unit]
         "plexus_x{name=\"a\\\"b\\\\c\\nd\"} 0.5\n");
 }
 
-TEST_CASE("histograms are cumulative with +Inf, sum and count", "[unit][metrics]") {
-  HistogramVec h({0.01, 0.1, 1});
-  h.observe({{"command", "ADD"}}, 0.005);
-  h.observe({{"command", "ADD"}}, 0.05);
-  h.observe({{"command", "ADD"}}, 5);
+TEST_CASE("registry histograms follow the scrape-time samples, cumulative with +Inf, sum and count",
+          "[unit][metrics]") {
+  prometheus::Registry registry;
+  auto& h = prometheus::BuildHistogram().Name("lat").Help("latency").Register(registry);
+  for (double v : {0.005, 0.05, 5.0}) {
+    h.Add({{"command", "ADD"}}, prometheus::Histogram::BucketBoundaries{0.01, 0.1, 1}).Observe(v);
+  }
   Exposition e;
-  e.family("lat", "histogram", "latency");
-  h.collect(e, "lat");
+  e.family("first", "gauge", "declared before");
+  e.sample("first", {}, 1);
+  e.add(registry.Collect());
   auto text = e.text();
+  INFO(text);
+  CHECK(text.find("# TYPE first gauge\n") < text.find("# TYPE lat histogram\n"));
   CHECK(text.find("lat_bucket{command=\"ADD\",le=\"0.01\"} 1\n") != std::string::npos);
   CHECK(text.find("lat_bucket{command=\"ADD\",le=\"0.1\"} 2\n") != std::string::npos);
   CHECK(text.find("lat_bucket{command=\"ADD\",le=\"1\"} 2\n") != std::string::npos);
@@ -38,13 +49,28 @@ TEST_CASE("histograms are cumulative with +Inf, sum and count", "[unit][metrics]
   CHECK(text.find("lat_sum{command=\"ADD\"} 5.055\n") != std::string::npos);
 }
 
-TEST_CASE("counter vectors add per label set", "[unit][metrics]") {
-  CounterVec c;
-  c.inc({{"method", "Add"}, {"code", "OK"}});
-  c.inc({{"method", "Add"}, {"code", "OK"}});
-  c.inc({{"method", "Del"}, {"code", "OK"}});
+TEST_CASE("a family collected twice is written once", "[unit][metrics]") {
+  prometheus::Registry registry;
+  prometheus::BuildCounter().Name("req").Help("r").Register(registry).Add({{"code", "OK"}}).Increment(2);
   Exposition e;
-  e.family("req", "counter", "r");
-  c.collect(e, "req");
-  CHECK(e.text().find("req{code=\"OK\",method=\"Add\"} 2\n") != std::string::npos);
+  e.add(registry.Collect());
+  e.add(registry.Collect());
+  auto text = e.text();
+  CHECK(text.find("req{code=\"OK\"} 2\n") != std::string::npos);
+  CHECK(text.find("# TYPE req") == text.rfind("# TYPE req"));
+}
+
+TEST_CASE("drop reasons carry Cilium's texts for Cilium's drop metrics", "[unit][metrics]") {
+  CHECK(ciliumDropReason(PLEXUS_REASON_POLICY_DENIED) == "Policy denied");
+  CHECK(ciliumDropReason(PLEXUS_REASON_POLICY_DENY) == "Policy denied by denylist");
+  CHECK(ciliumDropReason(PLEXUS_REASON_NO_SERVICE_BACKEND) == "Service backend not found");
+  CHECK(ciliumDropReason(PLEXUS_REASON_NOT_IN_SRC_RANGE) == "Denied by LB src range check");
+  CHECK(ciliumDropReason(PLEXUS_REASON_FORWARDED).empty());
+  // Every drop reason of the one list has a text of Cilium's (a reason added with a new code must add its text).
+  for (uint8_t r = 0; r < PLEXUS_REASON_MAX_; ++r) {
+    if (isDropReason(r)) {
+      INFO(reasonName(r));
+      CHECK(ciliumDropReason(r).find(", 0") == std::string::npos);
+    }
+  }
 }

@@ -58,3 +58,19 @@ TEST_CASE("allocator snapshots keep identities stable across restarts", "[unit][
   CHECK_FALSE(b.restore(nlohmann::json{{"identities", {{{"id", 7}, {"labels", {"x"}}}}}}).ok());
   CHECK_FALSE(b.restore(nlohmann::json::array()).ok());
 }
+
+TEST_CASE("identity types as Cilium's identity metric labels them; the reserved ones are counted, not assumed",
+          "[unit][identity]") {
+  CHECK(reservedIdentityCount() == 8);  // host, world, unmanaged, health, init, remote-node, kube-apiserver, ingress
+  for (uint32_t id = 1; id <= 8; ++id) {
+    INFO(id);
+    CHECK(std::string(identityType(id)) == "reserved");
+  }
+  CHECK(std::string(identityType(kFirstClusterIdentity)) == "cluster_local");
+  CHECK(std::string(identityType(kLastClusterIdentity)) == "cluster_local");
+  CHECK(std::string(identityType(kFirstLocalIdentity)) == "node_local");
+  CHECK(std::string(identityType(kFirstLocalIdentity + 7)) == "node_local");
+  CHECK(identityType(0) == nullptr);
+  CHECK(identityType(9) == nullptr);
+  CHECK(identityType(kLastClusterIdentity + 1) == nullptr);
+}

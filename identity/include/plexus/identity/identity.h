@@ -38,6 +38,12 @@ inline constexpr uint32_t kFirstLocalIdentity = PLEXUS_IDENTITY_LOCAL_FLAG;
 // The largest identity that fits a tunnel header's 24-bit VNI (reserved and cluster identities).
 inline constexpr uint32_t kMaxVniIdentity = PLEXUS_IDENTITY_VNI_MAX;
 const char* reservedName(uint32_t id);  // "host", "world", ...; nullptr when not reserved
+// The reserved identities there are (those reservedName() names): what Cilium's cilium_identity{type="reserved"}
+// counts.
+size_t reservedIdentityCount();
+// Cilium's type of an identity, as its identity metric labels it: "reserved", "cluster_local" (256-65535) or
+// "node_local" (the local flag set: CIDR identities); nullptr for a number in no scope (0, 9-255, ...).
+const char* identityType(uint32_t id);
 
 // A label set in canonical form: "source:key=value" strings, sorted, no duplicates.
 using Labels = std::set<std::string>;

@@ -93,6 +93,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
                                 const ExplainPeerLookup& remote = {});
   size_t validCount() const { return policies_.size(); }
   size_t invalidCount() const { return invalid_.size(); }
+  // Node-local (CIDR) identities the policies' CIDRs were given.
+  size_t cidrIdentityCount() const { return cidr_ids_.size(); }
 
  private:
   // Why `compiled` must not be installed yet: it uses CIDR identities the ipcache failed to take.

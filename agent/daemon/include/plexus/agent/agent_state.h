@@ -16,6 +16,7 @@
 #include "plexus/agent/controller.h"
 #include "plexus/agent/flow_decoder.h"
 #include "plexus/agent/flow_store.h"
+#include "plexus/agent/hubble_metrics.h"
 #include "plexus/agent/kernel_ports.h"
 #include "plexus/agent/kubernetes.h"
 #include "plexus/agent/node_health.h"
@@ -93,9 +94,21 @@ struct AgentState {
 
   // Observability: flows decoded from the datapath's events, and what /metrics reports.
   std::unique_ptr<FlowStore> flows;  // null when hubble is off
+  // Hubble's flow metrics, counted as the event reader decodes each flow; null unless --hubble-metrics-server and
+  // --hubble-metrics are both set (and hubble is on). The registry is what the Hubble metrics listener serves.
+  std::shared_ptr<prometheus::Registry> hubble_registry;
+  std::unique_ptr<HubbleMetrics> hubble_metrics;
   FlowDirectory flow_dir;
   datapath::EventReader events;
-  ApiMetrics api_metrics;
+  // Instruments updated between scrapes (histograms), serialized by /metrics after the scrape-time samples.
+  std::shared_ptr<prometheus::Registry> instruments = std::make_shared<prometheus::Registry>();
+  ApiMetrics api_metrics{*instruments};
+  // Cilium's cilium_datapath_conntrack_gc_duration_seconds{family,status}.
+  prometheus::Family<prometheus::Histogram>& ct_gc_duration =
+      prometheus::BuildHistogram()
+          .Name("cilium_datapath_conntrack_gc_duration_seconds")
+          .Help("Duration in seconds of the garbage collector process labeled by datapath family and completion status")
+          .Register(*instruments);
   std::vector<std::function<void(Exposition&)>> metric_sources;  // called on the reconcile thread
   // Conntrack garbage collection (reconcile thread): totals for /metrics.
   struct {
@@ -103,6 +116,9 @@ struct AgentState {
     uint64_t deleted = 0;
     size_t entries = 0;  // after the last run
     double last_seconds = 0;
+    uint64_t failed = 0;  // runs that did not complete
+    // The last completed run, TCP and other protocols apart (Cilium's cilium_datapath_conntrack_gc_entries).
+    size_t alive_tcp = 0, alive_other = 0, deleted_tcp = 0, deleted_other = 0;
   } ct_gc;
   void collectConntrack();
   // Without --devices: detects the devices again with the other nodes' addresses (reconcile thread); new ones get

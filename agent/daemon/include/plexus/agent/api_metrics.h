@@ -6,14 +6,22 @@
 #include <memory>
 
 #include <grpcpp/support/server_interceptor.h>
-
-#include "plexus/agent/prometheus.h"
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
 
 namespace plexus::agent {
 
+// The histograms, in the registry the agent's /metrics serializes (AgentState::instruments).
 struct ApiMetrics {
-  HistogramVec api_time{{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5}};
-  HistogramVec cni_time{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
+  explicit ApiMetrics(prometheus::Registry& registry);
+  prometheus::Family<prometheus::Histogram>& api_time;
+  prometheus::Family<prometheus::Histogram>& cni_time;
+  // Cilium's cilium_agent_api_process_time_seconds{method, path, return_code}: gRPC's HTTP method (POST), the gRPC
+  // method as the path, the status code's name.
+  prometheus::Family<prometheus::Histogram>& cilium_api_time;
+  static const prometheus::Histogram::BucketBoundaries kApiBuckets;
+  static const prometheus::Histogram::BucketBoundaries kCniBuckets;
 };
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> apiMetricsInterceptor(ApiMetrics& metrics);

@@ -50,6 +50,10 @@ struct AgentConfig {
   // --socket gives /run/plexus/hubble.sock, and agents with sockets of their own get hubble sockets of their own).
   std::string hubble_socket_path = "/run/plexus/hubble.sock";
   std::string hubble_listen_address;  // "[host]:port" for TCP (Cilium's hubble.listenAddress ":4244"); "": off
+  // Hubble's flow metrics (hubble_*): the listener ("[host]:port", Cilium's hubble.metrics.port ":9965"; "": off) and
+  // the metrics, in Cilium's list syntax ("dns drop tcp flow port-distribution icmp httpV2:...").
+  std::string hubble_metrics_server;
+  std::string hubble_metrics;
   std::string monitor_aggregation = "medium";
   std::string lb_algorithm = "maglev";
   std::string enable_policy = "default";  // policy enforcement mode: default | always | never (Cilium's enable-policy)

@@ -13,6 +13,10 @@
 namespace httplib {
 class Server;
 }
+namespace prometheus {
+class Exposer;
+class Registry;
+}  // namespace prometheus
 
 namespace plexus::agent {
 
@@ -55,6 +59,21 @@ class MetricsServer {
   AgentState& state_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+};
+
+// Hubble's metrics listener (--hubble-metrics-server, Cilium's hubble.metrics.port): prometheus-cpp's pull Exposer
+// serving `registry` (the hubble_* families HubbleMetrics counts into) on /metrics, on threads of its own.
+class HubbleMetricsServer {
+ public:
+  // address: "[host]:port"; an empty host is every address (":9965", as Cilium's chart writes it).
+  static Result<std::unique_ptr<HubbleMetricsServer>> start(const std::string& address,
+                                                            std::shared_ptr<prometheus::Registry> registry);
+  ~HubbleMetricsServer();
+
+ private:
+  HubbleMetricsServer() = default;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
 };
 
 }  // namespace plexus::agent

@@ -3,6 +3,9 @@
 // table holds live flows rather than waiting for LRU eviction. Lifetimes follow Cilium's defaults except for
 // closing TCP flows, which are kept for a TIME_WAIT period (the per-packet path's source-port choice reads them).
 
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -29,6 +32,8 @@ bool conntrackExpired(const plexus_ct4_key& key, const plexus_ct4_value& value, 
 struct CtGcResult {
   size_t scanned = 0;
   size_t deleted = 0;
+  size_t scanned_tcp = 0;  // of which TCP (Cilium's GC metrics split TCP and non-TCP)
+  size_t deleted_tcp = 0;
 };
 
 // One pass over a map: reads it and deletes the entries `expired` picks, both batched. A packet between the walk and
@@ -43,9 +48,13 @@ Result<CtGcResult> collectExpired(BpfMap<K, V>& map, Expired expired) {
   CtGcResult out;
   out.scanned = entries->size();
   std::vector<K> gone;
+  size_t gone_tcp = 0;
   for (const auto& [key, value] : *entries) {
+    bool tcp = key.proto == IPPROTO_TCP;
+    out.scanned_tcp += tcp ? 1 : 0;
     if (expired(key, value)) {
       gone.push_back(key);
+      gone_tcp += tcp ? 1 : 0;
     }
   }
   auto deleted = map.eraseBatch(gone);
@@ -53,6 +62,7 @@ Result<CtGcResult> collectExpired(BpfMap<K, V>& map, Expired expired) {
     return deleted.error();
   }
   out.deleted = *deleted;
+  out.deleted_tcp = std::min(gone_tcp, out.deleted);  // an entry gone meanwhile (LRU) is not told apart
   return out;
 }
 
