@@ -346,6 +346,47 @@ Result<std::vector<PortSpec>> cnpPorts(const json& rule, const std::string& fiel
   return out;
 }
 
+// ICMP type names CNP `icmps` accepts besides numbers, per family (Cilium's names; the numbers are IANA's ICMP and
+// ICMPv6 type registries).
+std::optional<uint8_t> icmpTypeByName(const std::string& name, bool v6) {
+  static const std::map<std::string, uint8_t> kV4 = {
+      {"EchoReply", 0},   {"DestinationUnreachable", 3}, {"Redirect", 5},          {"Echo", 8},
+      {"EchoRequest", 8}, {"RouterAdvertisement", 9},    {"RouterSelection", 10},  {"TimeExceeded", 11},
+      {"ParameterProblem", 12}, {"Timestamp", 13},       {"TimestampReply", 14},   {"Photuris", 40},
+      {"ExtendedEchoRequest", 42}, {"ExtendedEchoReply", 43}};
+  static const std::map<std::string, uint8_t> kV6 = {
+      {"DestinationUnreachable", 1},
+      {"PacketTooBig", 2},
+      {"TimeExceeded", 3},
+      {"ParameterProblem", 4},
+      {"EchoRequest", 128},
+      {"EchoReply", 129},
+      {"MulticastListenerQuery", 130},
+      {"MulticastListenerReport", 131},
+      {"MulticastListenerDone", 132},
+      {"RouterSolicitation", 133},
+      {"RouterAdvertisement", 134},
+      {"NeighborSolicitation", 135},
+      {"NeighborAdvertisement", 136},
+      {"RedirectMessage", 137},
+      {"RouterRenumbering", 138},
+      {"ICMPNodeInformationQuery", 139},
+      {"ICMPNodeInformationResponse", 140},
+      {"InverseNeighborDiscoverySolicitation", 141},
+      {"InverseNeighborDiscoveryAdvertisement", 142},
+      {"HomeAgentAddressDiscoveryRequest", 144},
+      {"HomeAgentAddressDiscoveryReply", 145},
+      {"MobilePrefixSolicitation", 146},
+      {"MobilePrefixAdvertisement", 147},
+      {"DuplicateAddressRequestCodeSuffix", 157},
+      {"DuplicateAddressConfirmationCodeSuffix", 158},
+      {"ExtendedEchoRequest", 160},
+      {"ExtendedEchoReply", 161}};
+  const auto& table = v6 ? kV6 : kV4;
+  auto it = table.find(name);
+  return it == table.end() ? std::nullopt : std::optional<uint8_t>(it->second);
+}
+
 // CNP `icmps: [{fields: [{type: 8, family: IPv4}]}]`: each field is one ICMP (or ICMPv6) type, a port of that
 // protocol in the policy map, as Cilium compiles it. `type` is 0-255 or a name of the family; family defaults to
 // IPv4.
@@ -833,65 +874,6 @@ Result<Policy> parsePolicy(const json& obj) {
     return parseCiliumPolicy(obj, kind == "CiliumClusterwideNetworkPolicy");
   }
   return invalid("kind", fmt::format("{}/{} is not a policy kind", api, kind));
-}
-
-// ICMP type names CNP `icmps` accepts besides numbers, per family (Cilium's names; the numbers are IANA's ICMP and
-// ICMPv6 type registries).
-namespace {
-const std::map<std::string, uint8_t>& icmpTypes(bool v6) {
-  static const std::map<std::string, uint8_t> kV4 = {
-      {"EchoReply", 0},   {"DestinationUnreachable", 3}, {"Redirect", 5},          {"Echo", 8},
-      {"EchoRequest", 8}, {"RouterAdvertisement", 9},    {"RouterSelection", 10},  {"TimeExceeded", 11},
-      {"ParameterProblem", 12}, {"Timestamp", 13},       {"TimestampReply", 14},   {"Photuris", 40},
-      {"ExtendedEchoRequest", 42}, {"ExtendedEchoReply", 43}};
-  static const std::map<std::string, uint8_t> kV6 = {
-      {"DestinationUnreachable", 1},
-      {"PacketTooBig", 2},
-      {"TimeExceeded", 3},
-      {"ParameterProblem", 4},
-      {"EchoRequest", 128},
-      {"EchoReply", 129},
-      {"MulticastListenerQuery", 130},
-      {"MulticastListenerReport", 131},
-      {"MulticastListenerDone", 132},
-      {"RouterSolicitation", 133},
-      {"RouterAdvertisement", 134},
-      {"NeighborSolicitation", 135},
-      {"NeighborAdvertisement", 136},
-      {"RedirectMessage", 137},
-      {"RouterRenumbering", 138},
-      {"ICMPNodeInformationQuery", 139},
-      {"ICMPNodeInformationResponse", 140},
-      {"InverseNeighborDiscoverySolicitation", 141},
-      {"InverseNeighborDiscoveryAdvertisement", 142},
-      {"HomeAgentAddressDiscoveryRequest", 144},
-      {"HomeAgentAddressDiscoveryReply", 145},
-      {"MobilePrefixSolicitation", 146},
-      {"MobilePrefixAdvertisement", 147},
-      {"DuplicateAddressRequestCodeSuffix", 157},
-      {"DuplicateAddressConfirmationCodeSuffix", 158},
-      {"ExtendedEchoRequest", 160},
-      {"ExtendedEchoReply", 161}};
-  return v6 ? kV6 : kV4;
-}
-}  // namespace
-
-std::optional<uint8_t> icmpTypeByName(const std::string& name, bool v6) {
-  const auto& table = icmpTypes(v6);
-  auto it = table.find(name);
-  return it == table.end() ? std::nullopt : std::optional<uint8_t>(it->second);
-}
-
-std::string icmpV4TypeName(uint8_t type) {
-  if (type == 8) {
-    return "EchoRequest";  // the table also has Cilium's older name, "Echo"
-  }
-  for (const auto& [name, t] : icmpTypes(false)) {
-    if (t == type) {
-      return name;
-    }
-  }
-  return std::to_string(type);
 }
 
 }  // namespace plexus::policy

@@ -368,8 +368,7 @@ spec:
   // (bounded), then check every series.
   auto scrape = [&] { return node.node().exec("curl -sf http://127.0.0.1:9965/metrics").out; };
   const std::string denied = "hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"}";
-  // The event carries no ICMP type (docs/metrics.md): every ICMP message counts under "Unknown".
-  const std::string echo = "hubble_icmp_total{family=\"IPv4\",type=\"Unknown\"}";
+  const std::string echo = "hubble_icmp_total{family=\"IPv4\",type=\"EchoRequest\"}";
   std::string m;
   for (int i = 0; i < 100 && (metric(m, denied) < 1 || metric(m, echo) < 1); ++i) {
     if (i > 0) {

@@ -2,10 +2,11 @@
 
 #include <netinet/in.h>
 
+#include <map>
+
 #include <fmt/format.h>
 
 #include "plexus/agent/reason_names.h"
-#include "plexus/policy/policy.h"
 #include "plexus/events.h"
 #include "plexus/reasons.h"
 
@@ -62,6 +63,59 @@ std::vector<std::string> reservedLabels(uint32_t identity) {
   return out;
 }
 
+std::string icmpV4TypeCode(uint8_t type, uint8_t code) {
+  struct Names {
+    const char* type;
+    std::map<uint8_t, const char*> codes;  // empty: the type uses no code
+  };
+  // RFC 792 and RFC 950 types, with the names gopacket gives them and their codes.
+  static const std::map<uint8_t, Names> kTypes = {
+      {0, {"EchoReply", {}}},
+      {3,
+       {"DestinationUnreachable",
+        {{0, "Net"},
+         {1, "Host"},
+         {2, "Protocol"},
+         {3, "Port"},
+         {4, "FragmentationNeeded"},
+         {5, "SourceRoutingFailed"},
+         {6, "NetUnknown"},
+         {7, "HostUnknown"},
+         {8, "SourceIsolated"},
+         {9, "NetAdminProhibited"},
+         {10, "HostAdminProhibited"},
+         {11, "NetTOS"},
+         {12, "HostTOS"},
+         {13, "CommAdminProhibited"},
+         {14, "HostPrecedence"},
+         {15, "PrecedenceCutoff"}}}},
+      {4, {"SourceQuench", {}}},
+      {5, {"Redirect", {{0, "Network"}, {1, "Host"}, {2, "TOS+Network"}, {3, "TOS+Host"}}}},
+      {8, {"EchoRequest", {}}},
+      {9, {"RouterAdvertisement", {}}},
+      {10, {"RouterSolicitation", {}}},
+      {11, {"TimeExceeded", {{0, "TTLExceeded"}, {1, "FragmentReassemblyTimeExceeded"}}}},
+      {12, {"ParameterProblem", {{0, "PointerIndicatesError"}, {1, "MissingOption"}, {2, "BadLength"}}}},
+      {13, {"TimestampRequest", {}}},
+      {14, {"TimestampReply", {}}},
+      {15, {"InfoRequest", {}}},
+      {16, {"InfoReply", {}}},
+      {17, {"AddressMaskRequest", {}}},
+      {18, {"AddressMaskReply", {}}}};
+  auto t = kTypes.find(type);
+  if (t == kTypes.end()) {
+    return fmt::format("{}({})", type, code);
+  }
+  auto c = t->second.codes.find(code);
+  if (c != t->second.codes.end()) {
+    return fmt::format("{}({})", t->second.type, c->second);
+  }
+  if (t->second.codes.empty() && code == 0) {
+    return t->second.type;
+  }
+  return fmt::format("{}(Code: {})", t->second.type, code);
+}
+
 std::string flowSummary(const FlowRecord& f) {
   switch (f.protocol) {
     case IPPROTO_TCP: {
@@ -77,7 +131,7 @@ std::string flowSummary(const FlowRecord& f) {
       return "TCP Flags: " + names;
     }
     case IPPROTO_UDP: return "UDP";
-    case IPPROTO_ICMP: return f.has_icmp ? "ICMPv4 " + policy::icmpV4TypeName(f.icmp_type) : "ICMPv4";
+    case IPPROTO_ICMP: return f.has_icmp ? "ICMPv4 " + icmpV4TypeCode(f.icmp_type, f.icmp_code) : "ICMPv4";
     case IPPROTO_SCTP: return "SCTP";
     default: return fmt::format("IP protocol {}", f.protocol);
   }

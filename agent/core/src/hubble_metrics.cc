@@ -242,10 +242,9 @@ void HubbleMetrics::process(const FlowRecord& flow) {
     countToWorld(flow, protocol);
   }
   if (icmp_ && flow.protocol == IPPROTO_ICMP) {
-    // Hubble's type label is gopacket's text for the type and code ("EchoRequest"). The datapath's event carries
-    // neither (bpf/lib/verdict.h keeps no ports for ICMP, so not even the echo identifier): every message counts as
-    // "Unknown" until the event has them. Not guessed from is_reply: ICMP errors about tracked flows are replies too.
-    icmp_->Add({{"family", "IPv4"}, {"type", "Unknown"}}).Increment();
+    // Hubble's type label is gopacket's text for the type and code; a later fragment has no ICMP header to read.
+    std::string type = flow.has_icmp ? icmpV4TypeCode(flow.icmp_type, flow.icmp_code) : "Unknown";
+    icmp_->Add({{"family", "IPv4"}, {"type", type}}).Increment();
   }
 }
 

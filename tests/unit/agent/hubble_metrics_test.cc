@@ -200,19 +200,31 @@ TEST_CASE("drops count with Hubble's reason names; flags and ports count only fo
   CHECK(text.find("port=\"8081\"") == std::string::npos);
 }
 
-TEST_CASE("ICMP flows count under an unknown type, which the event does not carry", "[unit][metrics][hubble]") {
+TEST_CASE("ICMP flows count by Hubble's type text; one without an ICMP header as Unknown", "[unit][metrics][hubble]") {
   prometheus::Registry registry;
   HubbleMetrics m(enabled("icmp port-distribution"), registry);
-  m.process(podFlow(PLEXUS_VERDICT_FORWARDED, IPPROTO_ICMP, 0, 0));
-  FlowRecord reply = podFlow(PLEXUS_VERDICT_FORWARDED, IPPROTO_ICMP, 0, 0);
+  auto icmp = [](uint8_t verdict, uint8_t type, uint8_t code) {
+    FlowRecord f = podFlow(verdict, IPPROTO_ICMP, 0, 0);
+    f.has_icmp = true;
+    f.icmp_type = type;
+    f.icmp_code = code;
+    return f;
+  };
+  m.process(icmp(PLEXUS_VERDICT_FORWARDED, 8, 0));
+  FlowRecord reply = icmp(PLEXUS_VERDICT_FORWARDED, 0, 0);
   reply.is_reply = true;
   m.process(reply);
-  m.process(podFlow(PLEXUS_VERDICT_DROPPED, IPPROTO_ICMP, 0, 0));
+  m.process(icmp(PLEXUS_VERDICT_DROPPED, 8, 0));
+  m.process(icmp(PLEXUS_VERDICT_FORWARDED, 3, 3));
+  m.process(podFlow(PLEXUS_VERDICT_FORWARDED, IPPROTO_ICMP, 0, 0));  // a later fragment: no ICMP header
   m.process(podFlow(PLEXUS_VERDICT_FORWARDED, IPPROTO_TCP, 1, 2));
 
   auto text = scrape(registry);
-  CHECK(has(text, "hubble_icmp_total{family=\"IPv4\",type=\"Unknown\"} 3"));             // any verdict, not TCP
-  CHECK(has(text, "hubble_port_distribution_total{port=\"0\",protocol=\"ICMPv4\"} 1"));  // forwarded, no reply
+  CHECK(has(text, "hubble_icmp_total{family=\"IPv4\",type=\"EchoRequest\"} 2"));  // any verdict
+  CHECK(has(text, "hubble_icmp_total{family=\"IPv4\",type=\"EchoReply\"} 1"));
+  CHECK(has(text, "hubble_icmp_total{family=\"IPv4\",type=\"DestinationUnreachable(Port)\"} 1"));
+  CHECK(has(text, "hubble_icmp_total{family=\"IPv4\",type=\"Unknown\"} 1"));
+  CHECK(has(text, "hubble_port_distribution_total{port=\"0\",protocol=\"ICMPv4\"} 3"));  // forwarded, no reply
   CHECK(has(text, "hubble_port_distribution_total{port=\"2\",protocol=\"TCP\"} 1"));
   // Only the families asked for are registered.
   CHECK(text.find("hubble_flows_processed_total") == std::string::npos);

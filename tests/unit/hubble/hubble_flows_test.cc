@@ -490,6 +490,16 @@ TEST_CASE("decoded flows name the policy of their rule, and Hubble's *_allowed_b
   CHECK_FALSE(decodeFlow(e, 0, dir).policy);
 }
 
+TEST_CASE("ICMPv4 types and codes in Hubble's (gopacket's) words", "[unit][hubble]") {
+  CHECK(icmpV4TypeCode(8, 0) == "EchoRequest");
+  CHECK(icmpV4TypeCode(0, 0) == "EchoReply");
+  CHECK(icmpV4TypeCode(3, 3) == "DestinationUnreachable(Port)");
+  CHECK(icmpV4TypeCode(11, 0) == "TimeExceeded(TTLExceeded)");
+  CHECK(icmpV4TypeCode(5, 9) == "Redirect(Code: 9)");
+  CHECK(icmpV4TypeCode(8, 1) == "EchoRequest(Code: 1)");
+  CHECK(icmpV4TypeCode(42, 0) == "42(0)");
+}
+
 TEST_CASE("ICMP flows carry the message's type and code, and the summary names the type", "[unit][hubble]") {
   FlowDirectory dir;
   plexus_flow_event e{};
@@ -505,7 +515,7 @@ TEST_CASE("ICMP flows carry the message's type and code, and the summary names t
   REQUIRE(h.l4().has_icmpv4());
   CHECK(h.l4().icmpv4().type() == 3);
   CHECK(h.l4().icmpv4().code() == 4);
-  CHECK(h.summary() == "ICMPv4 DestinationUnreachable");
+  CHECK(h.summary() == "ICMPv4 DestinationUnreachable(FragmentationNeeded)");
   e.icmp_type = 8;
   e.icmp_code = 0;
   CHECK(hubble(decodeFlow(e, 0, dir)).summary() == "ICMPv4 EchoRequest");

@@ -65,11 +65,6 @@ struct Spec {
   std::vector<Rule> rules;
 };
 
-// ICMP type names CNP `icmps` accepts besides numbers (Cilium's), per family; and the IPv4 name of a type (Hubble's
-// flow summary), or its number when it has none.
-std::optional<uint8_t> icmpTypeByName(const std::string& name, bool v6);
-std::string icmpV4TypeName(uint8_t type);
-
 enum class Kind { kNetworkPolicy, kCiliumNetworkPolicy, kCiliumClusterwideNetworkPolicy };
 const char* toString(Kind k);
 

@@ -49,7 +49,13 @@ HubbleEvent hubbleEvent(const FlowRecord& flow);
 // for other identities.
 std::vector<std::string> reservedLabels(uint32_t identity);
 
-// Hubble's Flow.Summary of an L3/L4 flow: "TCP Flags: SYN, ACK", "UDP", "ICMPv4".
+// An ICMPv4 type and code as Hubble writes them (gopacket's ICMPv4TypeCode text, in its summary and the `type` label
+// of hubble_icmp_total): "EchoRequest", "DestinationUnreachable(Port)", "TimeExceeded(TTLExceeded)"; a code the type
+// does not name "Redirect(Code: 9)"; an unknown type "42(0)".
+std::string icmpV4TypeCode(uint8_t type, uint8_t code);
+
+// Hubble's Flow.Summary of an L3/L4 flow: "TCP Flags: SYN, ACK", "UDP", "ICMPv4 EchoRequest" ("ICMPv4" when the
+// event has no ICMP header).
 std::string flowSummary(const FlowRecord& flow);
 
 // An RFC 4122 version-4-shaped UUID from the store's instance and the flow's sequence number: unique per flow and
