@@ -123,8 +123,10 @@ std::string connectionState(const flow::Flow& f) {
   return "";
 }
 
-std::string matchText(const flow::Flow& f) {
-  // The rule that decided, when the agent names it (Flow.*_allowed_by / *_denied_by); else the match type.
+// The policy match type, and the policies that decided when the flow names them (Flow.*_allowed_by / *_denied_by).
+// A deny with no match type is cilium's "none" (no rule allowed it); an allow or audit without one is "unknown":
+// the flow does not say which kind of rule matched.
+std::string matchText(const flow::Flow& f, const std::string& action) {
   const auto& by = ingress(f) ? (f.verdict() == flow::FORWARDED ? f.ingress_allowed_by() : f.ingress_denied_by())
                               : (f.verdict() == flow::FORWARDED ? f.egress_allowed_by() : f.egress_denied_by());
   std::string names;
@@ -132,7 +134,8 @@ std::string matchText(const flow::Flow& f) {
     std::string n = p.namespace_().empty() ? p.name() : p.namespace_() + "/" + p.name();
     names += (names.empty() ? "" : ",") + n;
   }
-  std::string match = policyMatchText(f.policy_match_type());
+  std::string match =
+      f.policy_match_type() == 0 && action != "deny" ? "unknown" : policyMatchText(f.policy_match_type());
   return names.empty() ? match : fmt::format("{} ({})", match, names);
 }
 
@@ -213,7 +216,7 @@ std::string monitorText(const MonitorEvent& e, bool verbose) {
     case MonitorType::kPolicyVerdict:
       line = fmt::format("Policy verdict log: local EP ID {}, remote ID {}, proto {}, {}, action {}, match {}, {}",
                          localEndpoint(f), remoteIdentity(f), protocolNumber(f), ingress(f) ? "ingress" : "egress",
-                         e.action, matchText(f), connection(f));
+                         e.action, matchText(f, e.action), connection(f));
       break;
   }
   line += "\n";
@@ -262,7 +265,7 @@ nlohmann::json monitorJson(const MonitorEvent& e) {
       j["direction"] = ingress(f) ? "ingress" : "egress";
       j["local_endpoint"] = localEndpoint(f);
       j["remote_identity"] = remoteIdentity(f);
-      j["match"] = matchText(f);
+      j["match"] = matchText(f, e.action);
       break;
   }
   std::string text;

@@ -106,6 +106,10 @@ TEST_CASE("monitor: lines as cilium monitor prints them", "[unit][cli]") {
         "SYN\n");
   auto syn_in = tcpFlow(flow::FORWARDED, flow::INGRESS, true, false);
   syn_in.set_trace_observation_point(flow::TO_ENDPOINT);
+  CHECK(monitorText(monitorEvents(syn_in)[0], false).find("ingress, action allow, match unknown, ") !=
+        std::string::npos);
+  syn_in.set_policy_match_type(2);
+  CHECK(monitorText(monitorEvents(syn_in)[0], false).find("action allow, match L3-L4, ") != std::string::npos);
   auto trace = monitorEvents(syn_in)[1];
   CHECK(monitorText(trace, false) ==
         "-> endpoint 34 identity 300->301 state new ifindex lxc1a2b: 10.0.0.1:40000 -> 10.0.0.2:8080 tcp SYN\n");
