@@ -94,7 +94,7 @@ int config(const Context& c) {
     } else {
       text = value.dump();
     }
-    std::cout << fmt::format("{:<{}} : {}\n", key, width, text);
+    std::cout << fmt::format("{:<{}} :{}{}\n", key, width, text.empty() ? "" : " ", text);
   }
   return 0;
 }
