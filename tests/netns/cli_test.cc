@@ -256,3 +256,31 @@ TEST_CASE("plexus map list, config, status lines, and -o yaml / -o jsonpath= on 
   CHECK(malformed.err.find("bad index [x]") != std::string::npos);
   CHECK(malformed.out.empty());
 }
+
+TEST_CASE("plexus monitor: in policy audit mode a denied connection is a policy verdict with action audit, not a "
+          "drop",
+          "[netns][cli]") {
+  NodeFixture node("10.183.0.0/24", {"--policy-audit-mode", "true"});
+  Pod web = node.addPod("web", "aud");
+  Pod client = node.addPod("client", "aud");
+  applyWebPolicy(node, "aud");
+  CHECK(node.cliJson({"config"})["policy-audit-mode"] == true);
+
+  CommandResult verdicts;
+  std::thread t([&] {
+    verdicts = runCommand({cliBinary(), "--socket", node.socket(), "monitor", "--type", "policy-verdict", "--type",
+                           "drop", "-o", "jsonpath={.type} {.action} {.destination.pod}:{.flow.l4.TCP.destination_port}"},
+                          "", {}, std::chrono::seconds(6));
+  });
+  for (int i = 0; i < 10; ++i) {  // bounded: the denied port, answered by a reset (nobody listens), ~10 x 500 ms
+    (void)tcpConnect(client.netns->path(), web.ip, 8081, std::chrono::milliseconds(500));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  t.join();
+  INFO(verdicts.out << verdicts.err);
+  auto got = lines(verdicts.out);
+  CHECK(std::find(got.begin(), got.end(), "policy-verdict audit aud/web:8081") != got.end());
+  for (const auto& l : got) {
+    CHECK(l.rfind("drop ", 0) != 0);  // audit mode forwards what policy would drop
+  }
+}
