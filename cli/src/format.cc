@@ -19,8 +19,8 @@ bool readsAsNonString(const std::string& s) {
   }
   std::string lower = s;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  static const char* const kWords[] = {"null", "~", "true", "false", "yes", "no", "on", "off", "y", "n",
-                                       ".inf", "-.inf", "+.inf", ".nan"};
+  static const char* const kWords[] = {"null", "~", "true", "false", "yes",   "no",    "on",
+                                       "off",  "y", "n",    ".inf",  "-.inf", "+.inf", ".nan"};
   for (const char* w : kWords) {
     if (lower == w) {
       return true;

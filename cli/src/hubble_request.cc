@@ -296,15 +296,15 @@ std::string flowTypeText(const flow::Flow& f) {
 namespace {
 
 uint32_t sourcePort(const flow::Flow& f) {
-  return f.l4().has_tcp() ? f.l4().tcp().source_port()
-         : f.l4().has_udp() ? f.l4().udp().source_port()
+  return f.l4().has_tcp()    ? f.l4().tcp().source_port()
+         : f.l4().has_udp()  ? f.l4().udp().source_port()
          : f.l4().has_sctp() ? f.l4().sctp().source_port()
                              : 0;
 }
 
 uint32_t destinationPort(const flow::Flow& f) {
-  return f.l4().has_tcp() ? f.l4().tcp().destination_port()
-         : f.l4().has_udp() ? f.l4().udp().destination_port()
+  return f.l4().has_tcp()    ? f.l4().tcp().destination_port()
+         : f.l4().has_udp()  ? f.l4().udp().destination_port()
          : f.l4().has_sctp() ? f.l4().sctp().destination_port()
                              : 0;
 }
@@ -339,9 +339,12 @@ std::string dictText(const flow::Flow& f) {
 }
 
 std::vector<std::string> tableRow(const flow::Flow& f) {
-  return {timeText(f.time(), false), hostText(f.source(), f.ip().source(), sourcePort(f)),
-          hostText(f.destination(), f.ip().destination(), destinationPort(f)), flowTypeText(f),
-          flow::Verdict_Name(f.verdict()), f.summary()};
+  return {timeText(f.time(), false),
+          hostText(f.source(), f.ip().source(), sourcePort(f)),
+          hostText(f.destination(), f.ip().destination(), destinationPort(f)),
+          flowTypeText(f),
+          flow::Verdict_Name(f.verdict()),
+          f.summary()};
 }
 
 std::string jsonText(const observer::GetFlowsResponse& r, bool proto_names) {

@@ -14,12 +14,12 @@ namespace {
 
 struct Segment {
   enum class Kind { kField, kWildcard, kIndex, kSlice, kFilter } kind = Kind::kField;
-  std::string name;                 // kField
-  long index = 0;                   // kIndex
-  std::optional<long> from, to;     // kSlice
-  std::vector<Segment> sub;         // kFilter: the path after @
-  std::string op;                   // kFilter: "==", "!=" or "" (exists)
-  nlohmann::json value;             // kFilter: the right-hand side
+  std::string name;              // kField
+  long index = 0;                // kIndex
+  std::optional<long> from, to;  // kSlice
+  std::vector<Segment> sub;      // kFilter: the path after @
+  std::string op;                // kFilter: "==", "!=" or "" (exists)
+  nlohmann::json value;          // kFilter: the right-hand side
 };
 
 struct Path {
@@ -35,8 +35,7 @@ struct Node {
 };
 
 Error parseError(const std::string& expr, size_t pos, const std::string& what) {
-  return makeError(ErrorCode::kInvalidArgument,
-                   fmt::format("jsonpath {:?}: {} at offset {}", expr, what, pos));
+  return makeError(ErrorCode::kInvalidArgument, fmt::format("jsonpath {:?}: {} at offset {}", expr, what, pos));
 }
 
 class Parser {
@@ -218,8 +217,8 @@ class Parser {
         continue;
       }
       size_t k = j;
-      while (k < p.size() && (std::isalnum(static_cast<unsigned char>(p[k])) || p[k] == '_' || p[k] == '-' ||
-                              p[k] == '/')) {
+      while (k < p.size() &&
+             (std::isalnum(static_cast<unsigned char>(p[k])) || p[k] == '_' || p[k] == '-' || p[k] == '/')) {
         ++k;
       }
       if (k == j) {
@@ -273,8 +272,10 @@ class Parser {
         }
         s.value = nlohmann::json::parse(rhs, nullptr, false);
         if (s.value.is_discarded() || s.value.is_structured()) {
-          return parseError(e_, pos + j, fmt::format("filter value {:?}: use a quoted string, a number, true, "
-                                                     "false or null", rhs));
+          return parseError(e_, pos + j,
+                            fmt::format("filter value {:?}: use a quoted string, a number, true, "
+                                        "false or null",
+                                        rhs));
         }
         j = close + 2;
         return s;

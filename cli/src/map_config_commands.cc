@@ -33,8 +33,8 @@ int mapList(const Context& c, bool verbose) {
       bool array = m.type().find("array") != std::string::npos;
       nlohmann::json j = toJson(m);
       j["errors"] = errors(m.name());
-      j["usage_percent"] =
-          array || m.max_entries() == 0 ? nlohmann::json(nullptr) : nlohmann::json(100.0 * m.entries() / m.max_entries());
+      j["usage_percent"] = array || m.max_entries() == 0 ? nlohmann::json(nullptr)
+                                                         : nlohmann::json(100.0 * m.entries() / m.max_entries());
       a.push_back(j);
     }
     return printDocument(c, a);
@@ -43,9 +43,11 @@ int mapList(const Context& c, bool verbose) {
   for (const auto& m : maps) {
     // Arrays always hold max_entries keys: their usage says nothing.
     bool array = m.type().find("array") != std::string::npos;
-    std::string usage = array || m.max_entries() == 0 ? "-" : fmt::format("{:.1f}%", 100.0 * m.entries() / m.max_entries());
-    std::vector<std::string> row = {m.name(), array ? "-" : std::to_string(m.entries()), std::to_string(m.max_entries()),
-                                    usage, std::to_string(errors(m.name())), m.cache_enabled() ? "true" : "false"};
+    std::string usage =
+        array || m.max_entries() == 0 ? "-" : fmt::format("{:.1f}%", 100.0 * m.entries() / m.max_entries());
+    std::vector<std::string> row = {
+        m.name(), array ? "-" : std::to_string(m.entries()), std::to_string(m.max_entries()),
+        usage,    std::to_string(errors(m.name())),          m.cache_enabled() ? "true" : "false"};
     if (verbose) {
       row.push_back(m.type());
       row.push_back(m.pin_path());

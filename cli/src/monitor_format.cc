@@ -27,8 +27,11 @@ uint32_t localEndpoint(const flow::Flow& f) { return ingress(f) ? f.destination(
 uint32_t remoteIdentity(const flow::Flow& f) { return ingress(f) ? f.source().identity() : f.destination().identity(); }
 
 int protocolNumber(const flow::Flow& f) {
-  return f.l4().has_tcp() ? IPPROTO_TCP : f.l4().has_udp() ? IPPROTO_UDP : f.l4().has_icmpv4() ? IPPROTO_ICMP
-         : f.l4().has_sctp() ? IPPROTO_SCTP : 0;
+  return f.l4().has_tcp()      ? IPPROTO_TCP
+         : f.l4().has_udp()    ? IPPROTO_UDP
+         : f.l4().has_icmpv4() ? IPPROTO_ICMP
+         : f.l4().has_sctp()   ? IPPROTO_SCTP
+                               : 0;
 }
 
 // A policy decision happens for a connection's first packet in its direction of enforcement; replies and later
@@ -204,8 +207,8 @@ std::string monitorText(const MonitorEvent& e, bool verbose) {
   switch (e.type) {
     case MonitorType::kDrop:
       line = fmt::format("xx drop ({}) to endpoint {}, ifindex {}, identity {}->{}: {}", dropReasonText(dropCode(f)),
-                         f.destination().id(), f.interface().index(), f.source().identity(),
-                         f.destination().identity(), connection(f));
+                         f.destination().id(), f.interface().index(), f.source().identity(), f.destination().identity(),
+                         connection(f));
       break;
     case MonitorType::kTrace: {
       std::string state = connectionState(f);
@@ -242,12 +245,12 @@ nlohmann::json monitorJson(const MonitorEvent& e) {
                  {"endpoint", f.source().id()},
                  {"identity", f.source().identity()},
                  {"pod", f.source().pod_name().empty() ? "" : f.source().namespace_() + "/" + f.source().pod_name()}};
-  j["destination"] = {{"ip", f.ip().destination()},
-                      {"endpoint", f.destination().id()},
-                      {"identity", f.destination().identity()},
-                      {"pod", f.destination().pod_name().empty()
-                                  ? ""
-                                  : f.destination().namespace_() + "/" + f.destination().pod_name()}};
+  j["destination"] = {
+      {"ip", f.ip().destination()},
+      {"endpoint", f.destination().id()},
+      {"identity", f.destination().identity()},
+      {"pod",
+       f.destination().pod_name().empty() ? "" : f.destination().namespace_() + "/" + f.destination().pod_name()}};
   j["protocol"] = protocolNumber(f);
   j["summary"] = connection(f);
   j["ifindex"] = f.interface().index();

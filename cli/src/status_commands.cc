@@ -32,8 +32,8 @@ std::string kubernetesText(const v1::KubernetesStatus& k) {
   if (!k.enabled()) {
     return "Disabled";
   }
-  std::string out = fmt::format("{}   {}   {}/{} resources synced", k.state(), k.api_server(), k.resources_synced(),
-                                k.resources());
+  std::string out =
+      fmt::format("{}   {}   {}/{} resources synced", k.state(), k.api_server(), k.resources_synced(), k.resources());
   return k.message().empty() ? out : out + "   (" + k.message() + ")";
 }
 
@@ -83,7 +83,10 @@ void kprDetails(const v1::KubeProxyReplacementStatus& k) {
   detail("Status", k.enabled() ? "True" : "False");
   detail("Socket LB", enabled(k.socket_lb()));
   detail("Devices", k.devices().empty() ? "none" : joined(k.devices()));
-  std::string mode = k.mode() == "snat" ? "SNAT" : k.mode() == "dsr" ? "DSR" : k.mode() == "hybrid" ? "Hybrid" : k.mode();
+  std::string mode = k.mode() == "snat"     ? "SNAT"
+                     : k.mode() == "dsr"    ? "DSR"
+                     : k.mode() == "hybrid" ? "Hybrid"
+                                            : k.mode();
   detail("Mode", k.dsr_dispatch().empty() ? mode : fmt::format("{} (dispatch {})", mode, k.dsr_dispatch()));
   detail("Backend Selection", k.algorithm() == "maglev" ? fmt::format("Maglev (Table Size: {})", k.maglev_table_size())
                                                         : upperFirst(k.algorithm()));
@@ -114,13 +117,13 @@ int status(const Context& c, bool verbose) {
   line("Routing", routingText(r));
   line("Masquerading", masqueradingText(r));
   line("Hubble", hubbleText(r.hubble()));
-  line("IPAM", fmt::format("IPv4: {}/{} allocated from {} ({} free)", r.ipam().used(), r.ipam().size(),
-                           r.ipam().cidr(), r.ipam().free()));
+  line("IPAM", fmt::format("IPv4: {}/{} allocated from {} ({} free)", r.ipam().used(), r.ipam().size(), r.ipam().cidr(),
+                           r.ipam().free()));
   line("Endpoints", std::to_string(r.endpoint_count()));
   line("Pod MTU", std::to_string(r.pod_mtu()));
   line("Devices", r.devices().empty() ? "none (NodePort from outside is off)" : joined(r.devices()));
-  line("Cluster health", fmt::format("{}/{} reachable   probes: {}", r.nodes_reachable(), r.nodes_total(),
-                                     r.health_probes()));
+  line("Cluster health",
+       fmt::format("{}/{} reachable   probes: {}", r.nodes_reachable(), r.nodes_total(), r.health_probes()));
   line("BPF root", r.bpf_root());
   for (const auto& p : r.problems()) {
     line("Problem", p);
@@ -149,8 +152,13 @@ int status(const Context& c, bool verbose) {
 
 std::vector<std::string> endpointRow(const v1::Endpoint& e) {
   std::string pod = e.pod_name().empty() ? "-" : e.pod_namespace() + "/" + e.pod_name();
-  return {std::to_string(e.id()), pod, e.ipv4(), std::to_string(e.identity()), e.host_ifname(),
-          e.chained() ? "chained" : "veth", v1::EndpointState_Name(e.state()).substr(15)};
+  return {std::to_string(e.id()),
+          pod,
+          e.ipv4(),
+          std::to_string(e.identity()),
+          e.host_ifname(),
+          e.chained() ? "chained" : "veth",
+          v1::EndpointState_Name(e.state()).substr(15)};
 }
 
 const std::vector<std::string> kEndpointHeader = {"ID", "POD", "IPV4", "IDENTITY", "HOST IF", "MODE", "STATE"};
@@ -262,8 +270,9 @@ int nodeList(const Context& c) {
 }  // namespace
 
 void addStatusCommands(CLI::App& app, Context& ctx, int& rc) {
-  auto* st = app.add_subcommand("status", "agent health, kube-proxy replacement, routing, Hubble, Kubernetes, "
-                                            "programs, maps and their fill, endpoints, IPAM (as cilium-dbg status)");
+  auto* st = app.add_subcommand("status",
+                                "agent health, kube-proxy replacement, routing, Hubble, Kubernetes, "
+                                "programs, maps and their fill, endpoints, IPAM (as cilium-dbg status)");
   outputOption(st, ctx);
   static bool verbose = false;
   st->add_flag("--verbose", verbose, "also the KubeProxyReplacement details");

@@ -1,7 +1,7 @@
 // cilium-dbg habits end to end: plexus monitor (drops and policy verdicts of real traffic), plexus map list,
 // plexus config, plexus status's Cilium lines, and -o yaml / -o jsonpath= on the commands that print JSON.
-#include <catch2/catch.hpp>
 #include <yaml-cpp/yaml.h>
+#include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <fstream>
@@ -150,9 +150,8 @@ TEST_CASE("plexus map list, config, status lines, and -o yaml / -o jsonpath= on 
   auto maps = node.cli({"map", "list"});
   INFO(maps.out << maps.err);
   REQUIRE(maps.exit_code == 0);
-  CHECK(words(lines(maps.out).at(0)) ==
-        std::vector<std::string>{"Name", "Num", "entries", "Max", "entries", "Usage", "Num", "errors", "Cache",
-                                 "enabled"});
+  CHECK(words(lines(maps.out).at(0)) == std::vector<std::string>{"Name", "Num", "entries", "Max", "entries", "Usage",
+                                                                 "Num", "errors", "Cache", "enabled"});
   auto ep = words(lineStarting(maps.out, "plexus_endpoints_v1 "));
   REQUIRE(ep.size() == 6);
   CHECK(std::stoul(ep[1]) >= 2);  // the two pods (and whatever else the node keeps there)
@@ -212,8 +211,8 @@ TEST_CASE("plexus map list, config, status lines, and -o yaml / -o jsonpath= on 
   // uint64 fields are JSON strings (proto3 JSON)
   CHECK(st["hubble"]["max_flows"] == std::to_string(config["hubble-flow-buffer-size"].get<int>()));
   CHECK(std::stoul(st["hubble"]["current_flows"].get<std::string>()) > 0);
-  CHECK(lineStarting(status.out, "IPAM:                    IPv4: " + std::to_string(st["ipam"]["used"].get<int>()) +
-                                     "/") != "");
+  CHECK(lineStarting(status.out,
+                     "IPAM:                    IPv4: " + std::to_string(st["ipam"]["used"].get<int>()) + "/") != "");
 
   // -o yaml and -o jsonpath= on one command, agreeing with -o json.
   auto yaml = node.cli({"endpoint", "list", "-o", "yaml"});
@@ -257,9 +256,10 @@ TEST_CASE("plexus map list, config, status lines, and -o yaml / -o jsonpath= on 
   CHECK(malformed.out.empty());
 }
 
-TEST_CASE("plexus monitor: in policy audit mode a denied connection is a policy verdict with action audit, not a "
-          "drop",
-          "[netns][cli]") {
+TEST_CASE(
+    "plexus monitor: in policy audit mode a denied connection is a policy verdict with action audit, not a "
+    "drop",
+    "[netns][cli]") {
   NodeFixture node("10.183.0.0/24", {"--policy-audit-mode", "true"});
   Pod web = node.addPod("web", "aud");
   Pod client = node.addPod("client", "aud");
@@ -268,9 +268,10 @@ TEST_CASE("plexus monitor: in policy audit mode a denied connection is a policy 
 
   CommandResult verdicts;
   std::thread t([&] {
-    verdicts = runCommand({cliBinary(), "--socket", node.socket(), "monitor", "--type", "policy-verdict", "--type",
-                           "drop", "-o", "jsonpath={.type} {.action} {.destination.pod}:{.flow.l4.TCP.destination_port}"},
-                          "", {}, std::chrono::seconds(6));
+    verdicts =
+        runCommand({cliBinary(), "--socket", node.socket(), "monitor", "--type", "policy-verdict", "--type", "drop",
+                    "-o", "jsonpath={.type} {.action} {.destination.pod}:{.flow.l4.TCP.destination_port}"},
+                   "", {}, std::chrono::seconds(6));
   });
   for (int i = 0; i < 10; ++i) {  // bounded: the denied port, answered by a reset (nobody listens), ~10 x 500 ms
     (void)tcpConnect(client.netns->path(), web.ip, 8081, std::chrono::milliseconds(500));

@@ -49,8 +49,7 @@ TEST_CASE("an unknown -o names every accepted value", "[unit][cli]") {
   CHECK(o.error().message == "unknown output format \"xml\": use table, json, yaml or jsonpath=EXPR");
   o = parseOutput("table", {"compact", "dict"});
   REQUIRE_FALSE(o.ok());
-  CHECK(o.error().message ==
-        "unknown output format \"table\": use compact, dict, json, yaml or jsonpath=EXPR");
+  CHECK(o.error().message == "unknown output format \"table\": use compact, dict, json, yaml or jsonpath=EXPR");
   CHECK_FALSE(parseOutput("jsonpath").ok());
   CHECK_FALSE(parseOutput("jsonpath=").ok());
   auto bad = parseOutput("jsonpath={.a");
@@ -64,25 +63,26 @@ TEST_CASE("yaml renders a JSON document in block style and quotes strings that w
     "version": "1.10", "flag": "true", "empty": "", "labels": ["k8s:app=web", "no"], "nested": {"a": {"b": 1}},
     "list": [], "obj": {}, "items": [{"id": 1}, {"id": 2}]})");
   std::string y = toYaml(doc);
-  CHECK(y == "empty: \"\"\n"
-             "flag: \"true\"\n"
-             "items:\n"
-             "  - id: 1\n"
-             "  - id: 2\n"
-             "labels:\n"
-             "  - k8s:app=web\n"
-             "  - \"no\"\n"
-             "list: []\n"
-             "name: web\n"
-             "nested:\n"
-             "  a:\n"
-             "    b: 1\n"
-             "none: ~\n"
-             "obj: {}\n"
-             "ok: true\n"
-             "port: 8080\n"
-             "ratio: 0.5\n"
-             "version: \"1.10\"\n");
+  CHECK(y ==
+        "empty: \"\"\n"
+        "flag: \"true\"\n"
+        "items:\n"
+        "  - id: 1\n"
+        "  - id: 2\n"
+        "labels:\n"
+        "  - k8s:app=web\n"
+        "  - \"no\"\n"
+        "list: []\n"
+        "name: web\n"
+        "nested:\n"
+        "  a:\n"
+        "    b: 1\n"
+        "none: ~\n"
+        "obj: {}\n"
+        "ok: true\n"
+        "port: 8080\n"
+        "ratio: 0.5\n"
+        "version: \"1.10\"\n");
   // What it says reads back as the same document.
   auto back = YAML::Load(y);
   CHECK(back["version"].as<std::string>() == "1.10");

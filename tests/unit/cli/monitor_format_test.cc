@@ -131,8 +131,7 @@ TEST_CASE("monitor: lines as cilium monitor prints them", "[unit][cli]") {
   ping.mutable_l4()->mutable_icmpv4()->set_type(8);
   ping.set_trace_observation_point(flow::TO_STACK);
   ping.mutable_is_reply()->set_value(false);
-  CHECK(monitorText(monitorEvents(ping).back(), false).find(": 10.0.0.1 -> 10.0.0.2 EchoRequest") !=
-        std::string::npos);
+  CHECK(monitorText(monitorEvents(ping).back(), false).find(": 10.0.0.1 -> 10.0.0.2 EchoRequest") != std::string::npos);
 }
 
 TEST_CASE("monitor -o json: one object per event with its fields and the flow", "[unit][cli]") {
