@@ -26,7 +26,7 @@ int dump(const Context& c, v1::BpfMap which, const std::string& endpoint) {
     cells.insert(cells.end(), row.value().begin(), row.value().end());
     rows.push_back(cells);
   }
-  if (c.format() == Output::kJson) {
+  if (c.structured()) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& cells : rows) {
       nlohmann::json o = nlohmann::json::object();
@@ -35,8 +35,7 @@ int dump(const Context& c, v1::BpfMap which, const std::string& endpoint) {
       }
       a.push_back(o);
     }
-    std::cout << a.dump(2) << "\n";
-    return 0;
+    return printDocument(c, a);
   }
   std::vector<std::string> upper;
   for (auto h : header) {
@@ -77,7 +76,7 @@ void addBpfCommands(CLI::App& app, Context& ctx, int& rc) {
     auto* group = bpf->add_subcommand(e.name, e.help);
     group->require_subcommand(1);
     auto* list = group->add_subcommand("list", std::string("list ") + e.help);
-    list->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+    outputOption(list, ctx);
     if (e.map == v1::BPF_MAP_POLICY) {
       list->add_option("--endpoint", endpoint, "endpoint id")->required();
     }
@@ -92,7 +91,7 @@ void addBpfCommands(CLI::App& app, Context& ctx, int& rc) {
     if (e.map == v1::BPF_MAP_POLICY) {
       auto* get = group->add_subcommand("get", "one endpoint's policy map as the kernel holds it");
       get->add_option("endpoint", endpoint, "endpoint id")->required();
-      get->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+      outputOption(get, ctx);
       get->callback([&ctx, &rc] { rc = dump(ctx, v1::BPF_MAP_POLICY, endpoint); });
     }
   }

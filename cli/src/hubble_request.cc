@@ -229,40 +229,122 @@ std::string peerText(const flow::Endpoint& e, const std::string& ip, uint32_t po
   return fmt::format("{}{} (ID:{})", who, p, e.identity());
 }
 
+std::string dropReasonText(uint32_t code) {
+  // Cilium's descriptions of its drop reasons (pkg/monitor/api drop reasons), as hubble observe prints them.
+  static const std::map<uint32_t, const char*> kText = {
+      {130, "Invalid source mac"},
+      {131, "Invalid destination mac"},
+      {132, "Invalid source ip"},
+      {133, "Policy denied"},
+      {134, "Invalid packet"},
+      {135, "CT: Truncated or invalid header"},
+      {136, "Fragmentation needed"},
+      {137, "CT: Unknown L4 protocol"},
+      {138, "CT: Can't create entry from packet"},
+      {139, "Unsupported L3 protocol"},
+      {140, "Missed tail call"},
+      {141, "Error writing to packet"},
+      {142, "Unknown L4 protocol"},
+      {143, "Unknown ICMPv4 code"},
+      {144, "Unknown ICMPv4 type"},
+      {151, "Stale or unroutable IP"},
+      {155, "CT: Map insertion failed"},
+      {158, "Service backend not found"},
+      {160, "No tunnel/encapsulation endpoint (datapath BUG!)"},
+      {167, "No mapping for NAT masquerade"},
+      {168, "Unsupported protocol for NAT masquerade"},
+      {169, "FIB lookup failed"},
+      {171, "Invalid identity"},
+      {177, "Denied by LB src range check"},
+      {181, "Policy denied by denylist"},
+      {191, "No nat map found"},
+      {196, "TTL exceeded"},
+  };
+  auto it = kText.find(code);
+  return it != kText.end() ? it->second : fmt::format("Unknown drop reason {}", code);
+}
+
+std::string observationPointText(flow::TraceObservationPoint p) {
+  std::string what = flow::TraceObservationPoint_Name(p);
+  if (p == flow::UNKNOWN_POINT || what.empty()) {
+    return "unknown";
+  }
+  std::transform(what.begin(), what.end(), what.begin(),
+                 [](unsigned char c) { return c == '_' ? '-' : static_cast<char>(std::tolower(c)); });
+  return what;
+}
+
+std::string policyMatchText(uint32_t match) {
+  // Cilium's PolicyMatchType names (pkg/monitor/api), numbered as the policy verdict event carries them.
+  static const char* const kNames[] = {"none", "L3-Only", "L3-L4", "L4-Only", "all", "L3-Proto", "Proto-Only"};
+  return match < std::size(kNames) ? kNames[match] : "unknown";
+}
+
+std::string flowTypeText(const flow::Flow& f) {
+  constexpr int32_t kPolicyVerdict = 5;
+  if (f.verdict() == flow::DROPPED) {
+    uint32_t code = f.drop_reason_desc() != 0 ? static_cast<uint32_t>(f.drop_reason_desc()) : f.drop_reason();
+    return dropReasonText(code);
+  }
+  if (f.event_type().type() == kPolicyVerdict || f.verdict() == flow::AUDIT) {
+    return fmt::format("policy-verdict:{} {}", policyMatchText(f.policy_match_type()),
+                       flow::TrafficDirection_Name(f.traffic_direction()));
+  }
+  return observationPointText(f.trace_observation_point());
+}
+
+namespace {
+
+uint32_t sourcePort(const flow::Flow& f) {
+  return f.l4().has_tcp()    ? f.l4().tcp().source_port()
+         : f.l4().has_udp()  ? f.l4().udp().source_port()
+         : f.l4().has_sctp() ? f.l4().sctp().source_port()
+                             : 0;
+}
+
+uint32_t destinationPort(const flow::Flow& f) {
+  return f.l4().has_tcp()    ? f.l4().tcp().destination_port()
+         : f.l4().has_udp()  ? f.l4().udp().destination_port()
+         : f.l4().has_sctp() ? f.l4().sctp().destination_port()
+                             : 0;
+}
+
+// hubble observe's host names: "namespace/pod:port" or "ip:port".
+std::string hostText(const flow::Endpoint& e, const std::string& ip, uint32_t port) {
+  std::string who = e.pod_name().empty() ? ip : e.namespace_() + "/" + e.pod_name();
+  return port ? fmt::format("{}:{}", who, port) : who;
+}
+
+}  // namespace
+
 std::string compactText(const flow::Flow& f) {
-  uint32_t sport = 0;
-  uint32_t dport = 0;
-  if (f.l4().has_tcp()) {
-    sport = f.l4().tcp().source_port();
-    dport = f.l4().tcp().destination_port();
-  } else if (f.l4().has_udp()) {
-    sport = f.l4().udp().source_port();
-    dport = f.l4().udp().destination_port();
-  } else if (f.l4().has_sctp()) {
-    sport = f.l4().sctp().source_port();
-    dport = f.l4().sctp().destination_port();
-  }
-  std::string src = peerText(f.source(), f.ip().source(), sport);
-  std::string dst = peerText(f.destination(), f.ip().destination(), dport);
+  std::string src = peerText(f.source(), f.ip().source(), sourcePort(f));
+  std::string dst = peerText(f.destination(), f.ip().destination(), destinationPort(f));
   // As Hubble: a reply is printed from the client's side with the arrow reversed; a trace names its point
-  // ("to-endpoint"), a drop its reason.
+  // ("to-endpoint"), a drop its reason ("Policy denied").
   bool reply = f.has_is_reply() && f.is_reply().value();
-  std::string what;
-  if (f.verdict() == flow::DROPPED || f.verdict() == flow::AUDIT) {
-    what = flow::DropReason_Name(f.drop_reason_desc());
-    if (what.empty()) {
-      what = fmt::format("reason {}", f.drop_reason());
-    }
-  } else {
-    what = flow::TraceObservationPoint_Name(f.trace_observation_point());
-    std::transform(what.begin(), what.end(), what.begin(),
-                   [](unsigned char c) { return c == '_' ? '-' : static_cast<char>(std::tolower(c)); });
-  }
   std::string svc = f.has_destination_service() ? fmt::format(" via {}/{}", f.destination_service().namespace_(),
                                                               f.destination_service().name())
                                                 : "";
   return fmt::format("{}: {} {} {} {}{} {} ({})", timeText(f.time(), false), reply ? dst : src, reply ? "<-" : "->",
-                     reply ? src : dst, what, svc, flow::Verdict_Name(f.verdict()), f.summary());
+                     reply ? src : dst, flowTypeText(f), svc, flow::Verdict_Name(f.verdict()), f.summary());
+}
+
+std::string dictText(const flow::Flow& f) {
+  return fmt::format(
+      "  TIMESTAMP: {}\n     SOURCE: {}\nDESTINATION: {}\n       TYPE: {}\n    VERDICT: {}\n    SUMMARY: {}\n",
+      timeText(f.time(), false), hostText(f.source(), f.ip().source(), sourcePort(f)),
+      hostText(f.destination(), f.ip().destination(), destinationPort(f)), flowTypeText(f),
+      flow::Verdict_Name(f.verdict()), f.summary());
+}
+
+std::vector<std::string> tableRow(const flow::Flow& f) {
+  return {timeText(f.time(), false),
+          hostText(f.source(), f.ip().source(), sourcePort(f)),
+          hostText(f.destination(), f.ip().destination(), destinationPort(f)),
+          flowTypeText(f),
+          flow::Verdict_Name(f.verdict()),
+          f.summary()};
 }
 
 std::string jsonText(const observer::GetFlowsResponse& r, bool proto_names) {

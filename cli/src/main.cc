@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   plexus::cli::addObserveCommand(app, ctx, rc);
   plexus::cli::addResourceCommands(app, ctx, rc);
   plexus::cli::addPolicyCommands(app, ctx, rc);
+  plexus::cli::addMonitorCommand(app, ctx, rc);
+  plexus::cli::addMapCommands(app, ctx, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

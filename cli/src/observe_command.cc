@@ -26,7 +26,6 @@ struct ObserveArgs {
   bool all = false;
   std::string since;
   std::string until;
-  std::string output = "compact";
   CLI::Option* last_flag = nullptr;
   CLI::Option* first_flag = nullptr;
 
@@ -144,9 +143,23 @@ int observe(const Context& c, ObserveArgs& a) {
   auto reader = stub->GetFlows(&ctx, req);
   observer::GetFlowsResponse r;
   std::vector<std::vector<std::string>> rows;
+  const std::string& form = c.out.text_form;
+  size_t printed = 0;
   while (reader->Read(&r)) {
-    if (a.output == "json" || a.output == "jsonpb") {
-      std::cout << jsonText(r, a.output == "json") << std::endl;
+    if (c.structured() || form == "jsonpb") {
+      if (c.out.kind == Output::kJson || form == "jsonpb") {
+        std::cout << jsonText(r, c.out.kind == Output::kJson) << std::endl;
+        continue;
+      }
+      // yaml and jsonpath: each response on its own, as the json form prints one per line.
+      auto doc = nlohmann::json::parse(jsonText(r, true), nullptr, false);
+      if (c.out.kind == Output::kYaml && printed++ > 0) {
+        std::cout << "---\n";
+      }
+      if (printDocument(c, doc) != 0) {
+        return 1;
+      }
+      std::cout << std::flush;
       continue;
     }
     if (r.has_lost_events()) {
@@ -160,11 +173,11 @@ int observe(const Context& c, ObserveArgs& a) {
       continue;
     }
     const flow::Flow& f = r.flow();
-    if (a.output == "table") {
-      rows.push_back({timeText(f.time(), false), peerText(f.source(), f.ip().source(), 0),
-                      peerText(f.destination(), f.ip().destination(), 0),
-                      flow::TrafficDirection_Name(f.traffic_direction()), f.summary(), flow::Verdict_Name(f.verdict()),
-                      f.drop_reason() != 0 ? flow::DropReason_Name(f.drop_reason_desc()) : ""});
+    if (form == "table") {
+      rows.push_back(tableRow(f));
+    } else if (form == "dict") {
+      // As hubble observe -o dict: a separator line between flows.
+      std::cout << (printed++ > 0 ? "------------\n" : "") << dictText(f) << std::flush;
     } else {
       std::cout << compactText(f) << std::endl;
     }
@@ -173,8 +186,8 @@ int observe(const Context& c, ObserveArgs& a) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (a.output == "table") {
-    std::cout << renderTable({"TIMESTAMP", "SOURCE", "DESTINATION", "DIRECTION", "SUMMARY", "VERDICT", "REASON"}, rows);
+  if (form == "table") {
+    std::cout << renderTable({"TIMESTAMP", "SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"}, rows);
   }
   return 0;
 }
@@ -228,8 +241,9 @@ void addObserveCommand(CLI::App& app, Context& ctx, int& rc) {
   o->add_flag("-f,--follow", a.follow, "stream new flows (with --last or --since, stored ones first)");
   o->add_option("--since", a.since, "flows since a duration ago (5m, 1h30m) or a time (2006-01-02T15:04:05Z)");
   o->add_option("--until", a.until, "flows until a duration ago (5m) or a time (2006-01-02T15:04:05Z)");
-  o->add_option("-o,--output", a.output, "compact, json (Hubble's), jsonpb (Hubble's, lowerCamelCase) or table")
-      ->check(CLI::IsMember({"compact", "json", "jsonpb", "table"}));
+  // hubble observe's forms: compact (default), dict, jsonpb (lowerCamelCase), table; json is Hubble's own
+  // (the .proto's field names, one response per line); yaml and jsonpath= take each response alike.
+  outputOption(o, ctx, {"compact", "dict", "jsonpb", "table"});
   o->callback([&] { rc = observe(ctx, a); });
 }
 

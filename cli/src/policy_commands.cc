@@ -46,9 +46,8 @@ int policyGet(const Context& c, const std::string& name) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
-    std::cout << toJson(r).dump(2) << "\n";
-    return 0;
+  if (c.structured()) {
+    return printDocument(c, toJson(r));
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : r.policies()) {
@@ -83,9 +82,8 @@ int explain(const Context& c, const std::string& from, const std::string& to, co
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
-    std::cout << toJson(r).dump(2) << "\n";
-    return 0;
+  if (c.structured()) {
+    return printDocument(c, toJson(r));
   }
   std::cout << (r.allowed() ? "ALLOWED" : "DENIED") << "\n";
   for (const auto& step : r.steps()) {
@@ -103,13 +101,12 @@ int identityList(const Context& c) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
+  if (c.structured()) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& i : r.identities()) {
       a.push_back(toJson(i));
     }
-    std::cout << a.dump(2) << "\n";
-    return 0;
+    return printDocument(c, a);
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& i : r.identities()) {
@@ -134,9 +131,8 @@ int identityGet(const Context& c, uint32_t id) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
-    std::cout << toJson(r).dump(2) << "\n";
-    return 0;
+  if (c.structured()) {
+    return printDocument(c, toJson(r));
   }
   std::cout << fmt::format("identity {} ({})\n", r.id(), r.scope());
   for (const auto& l : r.labels()) {
@@ -188,7 +184,7 @@ void addPolicyCommands(CLI::App& app, Context& ctx, int& rc) {
   auto* get = pol->add_subcommand("get", "policies with their status (valid, or the reason they were refused)");
   static std::string name;
   get->add_option("name", name, "substring of the policy key (Kind namespace/name)");
-  get->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  outputOption(get, ctx);
   get->callback([&] { rc = policyGet(ctx, name); });
 
   auto* ex = pol->add_subcommand("explain", "the verdict for a connection, and the rules that decide it");
@@ -196,18 +192,18 @@ void addPolicyCommands(CLI::App& app, Context& ctx, int& rc) {
   ex->add_option("--from", from, "namespace/pod, endpoint id, IP, world or host")->required();
   ex->add_option("--to", to, "namespace/pod, endpoint id, IP, world or host")->required();
   ex->add_option("--port", port, "PORT[/PROTOCOL] or TYPE/icmp, e.g. 80/tcp, 8/icmp (echo request)")->required();
-  ex->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  outputOption(ex, ctx);
   ex->callback([&] { rc = explain(ctx, from, to, port); });
 
   auto* id = app.add_subcommand("identity", "security identities");
   id->require_subcommand(1);
   auto* list = id->add_subcommand("list", "every identity this node knows, with its labels");
-  list->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  outputOption(list, ctx);
   list->callback([&] { rc = identityList(ctx); });
   auto* iget = id->add_subcommand("get", "one identity");
   static uint32_t which = 0;
   iget->add_option("id", which, "numeric identity")->required();
-  iget->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  outputOption(iget, ctx);
   iget->callback([&] { rc = identityGet(ctx, which); });
 }
 

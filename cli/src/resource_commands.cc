@@ -60,14 +60,14 @@ int applyOrDelete(const Context& c, const std::vector<std::string>& files, bool 
       r.MergeFrom(part);
       r.set_agent_ms(agent_ms);
     }
-    if (c.format() == Output::kJson) {
-      std::cout << toJson(r).dump(2) << "\n";
+    if (c.structured() && printDocument(c, toJson(r)) != 0) {
+      rc = 1;
     }
     for (const auto& o : r.outcomes()) {
       if (o.action() == "rejected") {
         std::cerr << "error: " << o.message() << "\n";
         rc = 1;
-      } else if (c.format() != Output::kJson) {
+      } else if (!c.structured()) {
         std::cout << fmt::format("{} {}\n", o.object(), o.action());
       }
     }
@@ -92,13 +92,12 @@ int serviceList(const Context& c) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
+  if (c.structured()) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& svc : r.services()) {
       a.push_back(toJson(svc));
     }
-    std::cout << a.dump(2) << "\n";
-    return 0;
+    return printDocument(c, a);
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& svc : r.services()) {
@@ -123,9 +122,8 @@ int serviceGet(const Context& c, const std::string& name) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
-    std::cout << toJson(r).dump(2) << "\n";
-    return 0;
+  if (c.structured()) {
+    return printDocument(c, toJson(r));
   }
   const auto& svc = r.service();
   std::cout << fmt::format("Service {}/{}  type {}  affinity {}  externalTrafficPolicy {}  endpoints from {}\n",
@@ -166,7 +164,7 @@ void addResourceCommands(CLI::App& app, Context& ctx, int& rc) {
   auto* apply = app.add_subcommand("apply", "apply Kubernetes manifests to the standalone store");
   apply->add_option("-f,--filename", apply_files, "manifest file (YAML or JSON, multi-document; - for stdin)")
       ->required();
-  apply->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  outputOption(apply, ctx);
   apply->callback([&] { rc = applyOrDelete(ctx, apply_files, false); });
 
   static std::vector<std::string> delete_files;
@@ -177,12 +175,12 @@ void addResourceCommands(CLI::App& app, Context& ctx, int& rc) {
   auto* svc = app.add_subcommand("service", "services and their backends");
   svc->require_subcommand(1);
   auto* list = svc->add_subcommand("list", "frontends, types and backends with state");
-  list->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  outputOption(list, ctx);
   list->callback([&] { rc = serviceList(ctx); });
   static std::string name;
   auto* get = svc->add_subcommand("get", "one service, with its Maglev tables");
   get->add_option("name", name, "[namespace/]name")->required();
-  get->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  outputOption(get, ctx);
   get->callback([&] { rc = serviceGet(ctx, name); });
 }
 

@@ -8,7 +8,96 @@ namespace plexus::cli {
 
 namespace {
 
-int status(const Context& c) {
+// One status line as cilium-dbg status aligns them: the label in 25 columns, then the value.
+void line(const std::string& label, const std::string& value) {
+  std::cout << fmt::format("{:<25}{}\n", label + ":", value);
+}
+
+std::string joined(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& sep = ", ") {
+  std::string out;
+  for (const auto& x : list) {
+    out += (out.empty() ? "" : sep) + x;
+  }
+  return out;
+}
+
+std::string upperFirst(std::string s) {
+  if (!s.empty()) {
+    s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
+  }
+  return s;
+}
+
+std::string kubernetesText(const v1::KubernetesStatus& k) {
+  if (!k.enabled()) {
+    return "Disabled";
+  }
+  std::string out =
+      fmt::format("{}   {}   {}/{} resources synced", k.state(), k.api_server(), k.resources_synced(), k.resources());
+  return k.message().empty() ? out : out + "   (" + k.message() + ")";
+}
+
+std::string kprText(const v1::KubeProxyReplacementStatus& k) {
+  if (!k.enabled()) {
+    return "False";
+  }
+  return k.devices().empty() ? "True" : fmt::format("True   [{}]", joined(k.devices()));
+}
+
+std::string routingText(const v1::GetStatusResponse& r) {
+  bool tunnel = !r.tunnel_protocol().empty() || r.routing_mode().rfind("tunnel", 0) == 0;
+  std::string protocol = r.tunnel_protocol().empty() ? "vxlan" : r.tunnel_protocol();
+  return fmt::format("Network: {}   Host: {}", tunnel ? "Tunnel [" + protocol + "]" : std::string("Native"),
+                     r.host_routing() ? "BPF" : "Legacy");
+}
+
+std::string masqueradingText(const v1::GetStatusResponse& r) {
+  const auto& m = r.masquerading();
+  if (!m.enabled()) {
+    return "Disabled";
+  }
+  std::string out = m.mode();
+  if (!r.devices().empty()) {
+    out += "   [" + joined(r.devices()) + "]";
+  }
+  return m.native_routing_cidr().empty() ? out : out + "   " + m.native_routing_cidr();
+}
+
+std::string hubbleText(const v1::HubbleStatus& h) {
+  if (!h.enabled()) {
+    return "Disabled";
+  }
+  double fill = h.max_flows() ? 100.0 * static_cast<double>(h.current_flows()) / static_cast<double>(h.max_flows()) : 0;
+  return fmt::format("Ok   Current/Max Flows: {}/{} ({:.2f}%), Flows/s: {:.2f}   Socket: {}{}", h.current_flows(),
+                     h.max_flows(), fill, h.flows_per_second(), h.socket_path(),
+                     h.listen_address().empty() ? "" : "   Listen: " + h.listen_address());
+}
+
+// cilium-dbg status --verbose's "KubeProxyReplacement Details".
+void kprDetails(const v1::KubeProxyReplacementStatus& k) {
+  auto enabled = [](bool on) { return on ? "Enabled" : "Disabled"; };
+  std::cout << "KubeProxyReplacement Details:\n";
+  auto detail = [](const std::string& label, const std::string& value) {
+    std::cout << fmt::format("  {:<23}{}\n", label + ":", value);
+  };
+  detail("Status", k.enabled() ? "True" : "False");
+  detail("Socket LB", enabled(k.socket_lb()));
+  detail("Devices", k.devices().empty() ? "none" : joined(k.devices()));
+  std::string mode = k.mode() == "snat"     ? "SNAT"
+                     : k.mode() == "dsr"    ? "DSR"
+                     : k.mode() == "hybrid" ? "Hybrid"
+                                            : k.mode();
+  detail("Mode", k.dsr_dispatch().empty() ? mode : fmt::format("{} (dispatch {})", mode, k.dsr_dispatch()));
+  detail("Backend Selection", k.algorithm() == "maglev" ? fmt::format("Maglev (Table Size: {})", k.maglev_table_size())
+                                                        : upperFirst(k.algorithm()));
+  detail("Host Routing", k.host_routing() ? "BPF" : "Legacy");
+  std::cout << "  Services:\n";
+  for (const char* s : {"ClusterIP", "NodePort", "LoadBalancer", "externalIPs"}) {
+    std::cout << fmt::format("  - {:<14}{}\n", std::string(s) + ":", enabled(k.enabled()));
+  }
+}
+
+int status(const Context& c, bool verbose) {
   auto stub = v1::Daemon::NewStub(c.channel());
   grpc::ClientContext ctx;
   c.deadline(&ctx);
@@ -17,27 +106,30 @@ int status(const Context& c) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
-    std::cout << toJson(r).dump(2) << "\n";
-    return 0;
+  if (c.structured()) {
+    return printDocument(c, toJson(r));
   }
-  std::cout << fmt::format("Agent:       {} ({})\n", r.healthy() ? "Ok" : "Not ready", r.message());
-  std::cout << fmt::format("Node:        {}   mode {}   version {}\n", r.node_name(), r.mode(), r.version());
-  std::cout << fmt::format("BPF root:    {}\n", r.bpf_root());
-  std::cout << fmt::format("Endpoints:   {}\n", r.endpoint_count());
-  std::cout << fmt::format("IPAM:        {} used, {} free of {} in {}\n", r.ipam().used(), r.ipam().free(),
-                           r.ipam().size(), r.ipam().cidr());
-  std::cout << fmt::format("Routing:     {}   host routing {}   pod MTU {}\n", r.routing_mode(),
-                           r.host_routing() ? "BPF" : "legacy", r.pod_mtu());
-  std::string devices;
-  for (const auto& d : r.devices()) {
-    devices += (devices.empty() ? "" : ", ") + d;
-  }
-  std::cout << fmt::format("Devices:     {}\n", devices.empty() ? "none (NodePort from outside is off)" : devices);
-  std::cout << fmt::format("Nodes:       {}/{} reachable   probes: {}\n", r.nodes_reachable(), r.nodes_total(),
-                           r.health_probes());
+  line("Plexus", fmt::format("{}   {}   node {}   mode {}", r.healthy() ? "Ok" : "Not ready", r.version(),
+                             r.node_name(), r.mode()) +
+                     (r.message() == "Ok" ? "" : "   (" + r.message() + ")"));
+  line("Kubernetes", kubernetesText(r.kubernetes()));
+  line("KubeProxyReplacement", kprText(r.kube_proxy_replacement()));
+  line("Routing", routingText(r));
+  line("Masquerading", masqueradingText(r));
+  line("Hubble", hubbleText(r.hubble()));
+  line("IPAM", fmt::format("IPv4: {}/{} allocated from {} ({} free)", r.ipam().used(), r.ipam().size(), r.ipam().cidr(),
+                           r.ipam().free()));
+  line("Endpoints", std::to_string(r.endpoint_count()));
+  line("Pod MTU", std::to_string(r.pod_mtu()));
+  line("Devices", r.devices().empty() ? "none (NodePort from outside is off)" : joined(r.devices()));
+  line("Cluster health",
+       fmt::format("{}/{} reachable   probes: {}", r.nodes_reachable(), r.nodes_total(), r.health_probes()));
+  line("BPF root", r.bpf_root());
   for (const auto& p : r.problems()) {
-    std::cout << fmt::format("Problem:     {}\n", p);
+    line("Problem", p);
+  }
+  if (verbose) {
+    kprDetails(r.kube_proxy_replacement());
   }
   std::cout << "Programs:\n";
   std::vector<std::vector<std::string>> rows;
@@ -60,8 +152,13 @@ int status(const Context& c) {
 
 std::vector<std::string> endpointRow(const v1::Endpoint& e) {
   std::string pod = e.pod_name().empty() ? "-" : e.pod_namespace() + "/" + e.pod_name();
-  return {std::to_string(e.id()), pod, e.ipv4(), std::to_string(e.identity()), e.host_ifname(),
-          e.chained() ? "chained" : "veth", v1::EndpointState_Name(e.state()).substr(15)};
+  return {std::to_string(e.id()),
+          pod,
+          e.ipv4(),
+          std::to_string(e.identity()),
+          e.host_ifname(),
+          e.chained() ? "chained" : "veth",
+          v1::EndpointState_Name(e.state()).substr(15)};
 }
 
 const std::vector<std::string> kEndpointHeader = {"ID", "POD", "IPV4", "IDENTITY", "HOST IF", "MODE", "STATE"};
@@ -75,13 +172,12 @@ int endpointList(const Context& c) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
+  if (c.structured()) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& e : r.endpoints()) {
       a.push_back(toJson(e));
     }
-    std::cout << a.dump(2) << "\n";
-    return 0;
+    return printDocument(c, a);
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& e : r.endpoints()) {
@@ -108,11 +204,10 @@ int endpointGet(const Context& c, const std::string& selector) {
     return reportError(c, s);
   }
   auto pol = endpointPolicy(c, selector);
-  if (c.format() == Output::kJson) {
+  if (c.structured()) {
     auto j = toJson(e);
     j["policy"] = pol.ok() ? toJson(*pol) : nlohmann::json{{"error", pol.error().message}};
-    std::cout << j.dump(2) << "\n";
-    return 0;
+    return printDocument(c, j);
   }
   std::cout << renderTable(kEndpointHeader, {endpointRow(e)});
   if (!e.status().empty()) {
@@ -144,13 +239,12 @@ int nodeList(const Context& c) {
   if (!s.ok()) {
     return reportError(c, s);
   }
-  if (c.format() == Output::kJson) {
+  if (c.structured()) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& n : r.nodes()) {
       a.push_back(toJson(n));
     }
-    std::cout << a.dump(2) << "\n";
-    return 0;
+    return printDocument(c, a);
   }
   auto join = [](const auto& list) {
     std::string out;
@@ -173,32 +267,32 @@ int nodeList(const Context& c) {
   return 0;
 }
 
-CLI::Option* outputFlag(CLI::App* cmd, Context& ctx) {
-  return cmd->add_option("-o,--output", ctx.output, "table or json")->check(CLI::IsMember({"table", "json"}));
-}
-
 }  // namespace
 
 void addStatusCommands(CLI::App& app, Context& ctx, int& rc) {
-  auto* st = app.add_subcommand("status", "agent health, programs, maps and their fill, endpoints, IPAM");
-  outputFlag(st, ctx);
-  st->callback([&] { rc = status(ctx); });
+  auto* st = app.add_subcommand("status",
+                                "agent health, kube-proxy replacement, routing, Hubble, Kubernetes, "
+                                "programs, maps and their fill, endpoints, IPAM (as cilium-dbg status)");
+  outputOption(st, ctx);
+  static bool verbose = false;
+  st->add_flag("--verbose", verbose, "also the KubeProxyReplacement details");
+  st->callback([&] { rc = status(ctx, verbose); });
 
   auto* ep = app.add_subcommand("endpoint", "endpoints managed by the agent");
   ep->require_subcommand(1);
   auto* list = ep->add_subcommand("list", "list endpoints");
-  outputFlag(list, ctx);
+  outputOption(list, ctx);
   list->callback([&] { rc = endpointList(ctx); });
   auto* get = ep->add_subcommand("get", "one endpoint by id, container id, namespace/pod or IP");
   static std::string selector;
   get->add_option("selector", selector, "endpoint id, container id, namespace/pod or IP")->required();
-  outputFlag(get, ctx);
+  outputOption(get, ctx);
   get->callback([&] { rc = endpointGet(ctx, selector); });
 
   auto* node = app.add_subcommand("node", "the cluster's nodes as this agent knows them");
   node->require_subcommand(1);
   auto* nlist = node->add_subcommand("list", "nodes: addresses, pod CIDRs, reachability (ICMP and TCP health probes)");
-  outputFlag(nlist, ctx);
+  outputOption(nlist, ctx);
   nlist->callback([&] { rc = nodeList(ctx); });
 }
 

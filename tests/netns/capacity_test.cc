@@ -113,7 +113,7 @@ TEST_CASE("capacity: a full service map is named, the services installed before 
   CHECK(problem.rfind("services: ", 0) == 0);
   CHECK(problem.find("map plexus_lb4_services_v1 is full (16 entries)") != std::string::npos);
   auto text = node.cli({"status"});
-  CHECK(text.out.find("Problem:     services: ") != std::string::npos);
+  CHECK(text.out.find("Problem:                 services: ") != std::string::npos);
   auto metrics = node.node().exec("curl -sf http://127.0.0.1:9962/metrics").out;
   CHECK(metrics.find("plexus_bpf_map_pressure{map_name=\"plexus_lb4_services_v1\"} 1") != std::string::npos);
   h = healthz();

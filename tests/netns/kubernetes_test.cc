@@ -191,6 +191,12 @@ TEST_CASE("two agents share one API server: identities, CIDRs, policy, status, b
   CHECK(eventually([&] { return !identityExists(other_id); }));
   CHECK(identityExists(web_id));
 
+  // plexus status's Kubernetes line (cilium-dbg's): the API server, and every watch synced.
+  auto kube_status = n1.cliJson({"status"});
+  CHECK(kube_status["mode"] == "kubernetes");
+  CHECK(kube_status["kubernetes"]["enabled"] == true);
+  CHECK(eventually([&] { return n1.cli({"status"}).out.find("Kubernetes:              Ok   ") != std::string::npos; }));
+
   // API server outage: the datapath keeps forwarding and enforcing, the agents stay healthy and retry.
   server.stop();
   requireTcpExchange(client1, web1, 80);

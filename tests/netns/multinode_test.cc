@@ -308,7 +308,7 @@ TEST_CASE("multinode: pods on different nodes reach each other (ICMP, TCP, UDP, 
     // other nodes leave by FIB lookup and redirect, counted as FORWARDED_FIB; tunnel mode redirects into the tunnel.
     auto st = f.node(i).cli({"status"});
     INFO("node " << i << " status: " << st.out);
-    CHECK(st.out.find("host routing BPF") != std::string::npos);
+    CHECK(st.out.find("Host: BPF") != std::string::npos);
     if (mode == "native") {
       CHECK(reasonPackets(f.node(i), "FORWARDED_FIB") > 0);
     }
@@ -482,7 +482,7 @@ TEST_CASE("multinode: without --devices, the underlay is detected once the other
   f.applyCluster();
   for (size_t i = 0; i < f.size(); ++i) {
     bool detected = waitUntil([&] {
-      return f.node(i).cli({"status"}).out.find("Devices:     " + f.underlayDevice(i)) != std::string::npos;
+      return f.node(i).cli({"status"}).out.find("Devices:                 " + f.underlayDevice(i)) != std::string::npos;
     });
     INFO("node " << i << " status: " << f.node(i).cli({"status"}).out << "\n" << f.node(i).agent().log());
     CHECK(detected);

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <ctime>
 #include <set>
 
 #include <fmt/format.h>
@@ -149,12 +151,98 @@ grpc::Status CniService::Status(grpc::ServerContext*, const v1::CniStatusRequest
   return grpc::Status::OK;
 }
 
+namespace {
+
+// Maps the agent fills from its model (the rest are written by the datapath: conntrack, NAT, counters, affinity,
+// socket reverse NAT, lost events).
+bool agentWritten(const std::string& map) {
+  static const char* const kKernelWritten[] = {"plexus_ct4_", "plexus_snat4_", "plexus_metrics_",
+                                               "plexus_lb4_affinity_", "plexus_lb4_sock_revnat_", "plexus_events"};
+  for (const char* prefix : kKernelWritten) {
+    if (map.rfind(prefix, 0) == 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// What cilium-dbg status shows beside the datapath: kube-proxy replacement, Hubble, Kubernetes, masquerading. From
+// the configuration and the components' own counters; no reconcile-thread state.
+void featureStatus(const AgentState& state, v1::GetStatusResponse* resp) {
+  const AgentConfig& c = state.config;
+  auto* kpr = resp->mutable_kube_proxy_replacement();
+  kpr->set_enabled(c.kube_proxy_replacement);
+  kpr->set_socket_lb(state.sock != nullptr);
+  kpr->set_mode(c.lb_mode);
+  kpr->set_dsr_dispatch(c.lb_mode == "snat" ? "" : c.lb_dsr_dispatch);
+  kpr->set_algorithm(c.lb_algorithm);
+  kpr->set_maglev_table_size(c.lb_algorithm == "maglev" ? static_cast<uint32_t>(c.maglev_table_size) : 0);
+  for (const auto& d : state.devices()) {
+    kpr->add_devices(d);
+  }
+  kpr->set_host_routing(state.host_routing);
+
+  auto* hubble = resp->mutable_hubble();
+  hubble->set_enabled(state.flows != nullptr);
+  hubble->set_socket_path(c.hubble_socket_path);
+  hubble->set_listen_address(c.hubble_listen_address);
+  if (state.flows) {
+    hubble->set_current_flows(state.flows->size());
+    hubble->set_max_flows(state.flows->capacity());
+    hubble->set_seen_flows(state.flows->seen());
+    int64_t uptime = std::max<int64_t>(1, static_cast<int64_t>(std::time(nullptr)) - state.started_unix);
+    hubble->set_flows_per_second(static_cast<double>(state.flows->seen()) / static_cast<double>(uptime));
+  }
+
+  auto* kube = resp->mutable_kubernetes();
+  kube->set_enabled(state.kube != nullptr);
+  kube->set_state("Disabled");
+  if (state.kube) {
+    kube->set_api_server(state.kube->client().config().server);
+    auto stats = state.kube->stats();
+    uint32_t synced = 0;
+    std::string error;
+    for (const auto& st : stats) {
+      synced += st.synced ? 1 : 0;
+      if (!st.last_error.empty()) {
+        error = st.last_error;
+      }
+    }
+    kube->set_resources(static_cast<uint32_t>(stats.size()));
+    kube->set_resources_synced(synced);
+    bool ok = synced == stats.size();
+    kube->set_state(ok ? "Ok" : "Warning");
+    if (!ok) {
+      kube->set_message(error.empty() ? "waiting for the first list" : error);
+    }
+  }
+
+  auto* masq = resp->mutable_masquerading();
+  masq->set_enabled(c.enable_bpf_masquerade || c.enable_ipv4_masquerade);
+  masq->set_mode(c.enable_bpf_masquerade ? "BPF" : c.enable_ipv4_masquerade ? "IPTables" : "");
+  masq->set_native_routing_cidr(c.ipv4_native_routing_cidr);
+  resp->set_tunnel_protocol(state.routing_mode == node::RoutingMode::kTunnel ? c.tunnel_protocol : "");
+}
+
+}  // namespace
+
+grpc::Status DaemonService::GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*,
+                                      v1::GetConfigResponse* resp) {
+  // The configuration is fixed once the agent runs: no reconcile-thread state is read.
+  const nlohmann::json config = toJson(state_.config);
+  for (const auto& [key, value] : config.items()) {
+    (*resp->mutable_options())[key] = value.dump();
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*,
                                       v1::GetStatusResponse* resp) {
   resp->set_healthy(state_.ready);
   resp->set_message(state_.ready ? "Ok" : "starting");
   resp->set_node_name(state_.config.node_name);
-  resp->set_mode("standalone");
+  resp->set_mode(state_.kube ? "kubernetes" : "standalone");
+  featureStatus(state_, resp);
   resp->set_version(PLEXUS_VERSION);
   resp->set_bpf_root(state_.config.bpf_root);
   resp->set_started_unix(state_.started_unix);
@@ -190,6 +278,7 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
           out->set_max_entries(m.info.max_entries);
           out->set_entries(m.entries);
           out->set_pin_path(m.pin_path);
+          out->set_cache_enabled(agentWritten(m.name));
         }
         resp->set_endpoint_count(static_cast<uint32_t>(state_.endpoints->list().size()));
         for (const auto& p : state_.controller->problems()) {

@@ -152,8 +152,15 @@ TEST_CASE("-o json is Hubble's: proto field names, enum names, RFC 3339 time; co
   CHECK(pb["flow"]["dropReasonDesc"] == "POLICY_DENIED");
 
   std::string line = compactText(*f);
-  CHECK(line.find("x/client (ID:300) -> 10.0.0.2:8080 (world) POLICY_DENIED DROPPED (TCP Flags: SYN)") !=
+  CHECK(line.find("x/client (ID:300) -> 10.0.0.2:8080 (world) Policy denied DROPPED (TCP Flags: SYN)") !=
         std::string::npos);
+  // -o dict and -o table speak the same words.
+  CHECK(dictText(*f) == "  TIMESTAMP: Nov 14 22:13:20.005\n     SOURCE: x/client\nDESTINATION: 10.0.0.2:8080\n"
+                       "       TYPE: Policy denied\n    VERDICT: DROPPED\n    SUMMARY: TCP Flags: SYN\n");
+  CHECK(tableRow(*f) == std::vector<std::string>{"Nov 14 22:13:20.005", "x/client", "10.0.0.2:8080", "Policy denied",
+                                                 "DROPPED", "TCP Flags: SYN"});
+  f->set_verdict(flow::AUDIT);
+  CHECK(compactText(*f).find("policy-verdict:none INGRESS AUDIT") != std::string::npos);
   f->set_verdict(flow::FORWARDED);
   f->set_trace_observation_point(flow::TO_ENDPOINT);
   CHECK(compactText(*f).find("to-endpoint FORWARDED") != std::string::npos);

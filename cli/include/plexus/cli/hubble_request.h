@@ -22,6 +22,17 @@ bool hubbleFilters(const v1::FlowFilter& filter, std::vector<flow::FlowFilter>* 
 // The text forms of hubble observe -o compact / json / jsonpb. json is Hubble's own: protojson with the .proto's
 // field names ("IP", "l4", "drop_reason_desc", "Summary"); jsonpb uses lowerCamelCase names.
 std::string compactText(const flow::Flow& f);
+// hubble observe -o dict: one "KEY: value" block per flow (the caller prints "------------" between blocks).
+std::string dictText(const flow::Flow& f);
+// hubble observe -o table: TIMESTAMP, SOURCE, DESTINATION, TYPE, VERDICT, SUMMARY.
+std::vector<std::string> tableRow(const flow::Flow& f);
+// Hubble's words: a flow's TYPE column ("to-endpoint", "Policy denied", "policy-verdict:none INGRESS"), Cilium's
+// description of a drop reason number (133: "Policy denied"), a trace point ("to-endpoint") and a policy match
+// type (2: "L3-L4").
+std::string flowTypeText(const flow::Flow& f);
+std::string dropReasonText(uint32_t code);
+std::string observationPointText(flow::TraceObservationPoint p);
+std::string policyMatchText(uint32_t match);
 std::string jsonText(const observer::GetFlowsResponse& r, bool proto_names);
 std::string timeText(const google::protobuf::Timestamp& t, bool rfc3339);
 // "default/web:40000 (ID:300)", "1.1.1.1:443 (world)".

@@ -37,6 +37,7 @@ class DaemonService final : public plexus::v1::Daemon::Service {
   grpc::Status GetEndpoint(grpc::ServerContext*, const v1::GetEndpointRequest*, v1::Endpoint*) override;
   grpc::Status DumpBpfMap(grpc::ServerContext*, const v1::DumpBpfMapRequest*, v1::DumpBpfMapResponse*) override;
   grpc::Status ListNodes(grpc::ServerContext*, const v1::ListNodesRequest*, v1::ListNodesResponse*) override;
+  grpc::Status GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*, v1::GetConfigResponse*) override;
 
  private:
   // Why the endpoint's desired policy is not installed ("" when it is). Reconcile thread.
