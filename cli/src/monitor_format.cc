@@ -130,12 +130,15 @@ std::string connectionState(const flow::Flow& f) {
 // A deny with no match type is cilium's "none" (no rule allowed it); an allow or audit without one is "unknown":
 // the flow does not say which kind of rule matched.
 std::string matchText(const flow::Flow& f, const std::string& action) {
-  const auto& by = ingress(f) ? (f.verdict() == flow::FORWARDED ? f.ingress_allowed_by() : f.ingress_denied_by())
-                              : (f.verdict() == flow::FORWARDED ? f.egress_allowed_by() : f.egress_denied_by());
+  // Either side's list: a same-node flow is seen at the sender's egress but may name the receiver's ingress rule.
+  bool allowed = f.verdict() == flow::FORWARDED;
   std::string names;
-  for (const auto& p : by) {
-    std::string n = p.namespace_().empty() ? p.name() : p.namespace_() + "/" + p.name();
-    names += (names.empty() ? "" : ",") + n;
+  for (const auto* by : {allowed ? &f.ingress_allowed_by() : &f.ingress_denied_by(),
+                         allowed ? &f.egress_allowed_by() : &f.egress_denied_by()}) {
+    for (const auto& p : *by) {
+      std::string n = p.namespace_().empty() ? p.name() : p.namespace_() + "/" + p.name();
+      names += (names.empty() ? "" : ",") + n;
+    }
   }
   std::string match =
       f.policy_match_type() == 0 && action != "deny" ? "unknown" : policyMatchText(f.policy_match_type());

@@ -28,6 +28,19 @@ std::string nsOf(const nlohmann::json& object, bool cluster_scoped) {
   const auto& md = object.value("metadata", nlohmann::json::object());
   return md.contains("namespace") && md["namespace"].is_string() ? md["namespace"].get<std::string>() : "default";
 }
+
+// Cilium's policy match types: which of peer (L3), protocol and port the rule constrains.
+uint8_t matchType(const policy::Rule& r) {
+  bool l3 = !r.peers.all;
+  if (r.ports.empty()) {
+    return l3 ? 1 : 4;  // L3-only; all
+  }
+  bool ports = std::any_of(r.ports.begin(), r.ports.end(), [](const auto& p) { return p.port != 0 || !p.name.empty(); });
+  if (ports) {
+    return l3 ? 2 : 3;  // L3-L4; L4-only
+  }
+  return l3 ? 5 : 6;  // L3-proto; proto-only
+}
 }  // namespace
 
 PolicyManager::PolicyManager(PolicyMap& map, IpcacheManager& ipcache, IdentitySource identities,
@@ -64,11 +77,11 @@ void PolicyManager::upsert(const nlohmann::json& object) {
   for (const auto& w : p->warnings) {
     spdlog::warn("policy {}: {}", p->key(), w);
   }
-  std::vector<std::pair<uint32_t, bool>> rules;
+  std::vector<FlowDirectory::RuleRef> rules;
   for (const auto& spec : p->specs) {
     for (const auto& r : spec.rules) {
       rule_origins_[r.id] = r.origin;
-      rules.emplace_back(r.id, r.direction == policy::Direction::kIngress);
+      rules.push_back({r.id, r.direction == policy::Direction::kIngress, matchType(r)});
     }
   }
   if (flows_) {

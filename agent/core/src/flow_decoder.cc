@@ -49,16 +49,17 @@ std::string FlowDirectory::lookupService(Ipv4 ip, uint16_t port, uint8_t proto) 
 }
 
 void FlowDirectory::setPolicyRules(const std::string& policy_key, const FlowPolicy& policy,
-                                   const std::vector<std::pair<uint32_t, bool>>& rules) {
+                                   const std::vector<RuleRef>& rules) {
   std::unique_lock lock(mu_);
   for (uint32_t id : policy_rules_[policy_key]) {
     rules_.erase(id);
   }
   policy_rules_.erase(policy_key);
-  for (auto [id, ingress] : rules) {
-    FlowPolicy& p = rules_[id] = policy;
-    p.ingress = ingress;
-    policy_rules_[policy_key].push_back(id);
+  for (const auto& r : rules) {
+    FlowPolicy& p = rules_[r.id] = policy;
+    p.ingress = r.ingress;
+    p.match_type = r.match_type;
+    policy_rules_[policy_key].push_back(r.id);
   }
 }
 

@@ -162,6 +162,7 @@ void toHubbleFlow(const FlowRecord& f, const std::string& node, flow::Flow* out)
     bool denied = f.reason == PLEXUS_REASON_POLICY_DENY;
     auto* p = denied ? (ingress ? out->add_ingress_denied_by() : out->add_egress_denied_by())
                      : (ingress ? out->add_ingress_allowed_by() : out->add_egress_allowed_by());
+    out->set_policy_match_type(f.policy->match_type);
     p->set_kind(f.policy->kind);
     p->set_name(f.policy->name);
     p->set_namespace_(f.policy->pod_namespace);

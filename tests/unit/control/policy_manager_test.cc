@@ -379,7 +379,43 @@ TEST_CASE("policy: flow decoding learns each rule's policy and direction, and fo
   REQUIRE(rule != 0);
   auto p = flows.lookupRule(rule);
   REQUIRE(p);
-  CHECK(*p == FlowPolicy{"CiliumNetworkPolicy", "default", "allow-web", true});
+  CHECK(*p == FlowPolicy{"CiliumNetworkPolicy", "default", "allow-web", true, 2});  // from client, to port 80: L3-L4
   w.pm.remove("CiliumNetworkPolicy", "default", "allow-web");
   CHECK_FALSE(flows.lookupRule(rule));
+}
+
+TEST_CASE("policy: each rule's match type is what it constrains: peer, protocol, port", "[unit][policy-manager]") {
+  World w;
+  FlowDirectory flows;
+  w.pm.reportRulesTo(&flows);
+  auto cnp = manifest(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: kinds, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+  - toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "0", protocol: UDP}]}]
+  - fromEntities: [all]
+  egressDeny:
+  - toEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "22", protocol: TCP}]}]
+)");
+  w.apply(cnp);
+  auto parsed = policy::parsePolicy(cnp);
+  REQUIRE(parsed.ok());
+  std::vector<uint8_t> types;
+  for (const auto& spec : parsed->specs) {
+    for (const auto& r : spec.rules) {
+      auto p = flows.lookupRule(r.id);
+      REQUIRE(p);
+      CHECK(p->ingress == (r.direction == Direction::kIngress));
+      types.push_back(p->match_type);
+    }
+  }
+  // L3-only, L4-only, L3-proto, all; the egress deny L3-L4.
+  CHECK(types == std::vector<uint8_t>{1, 3, 5, 4, 2});
 }

@@ -440,9 +440,10 @@ TEST_CASE("policy audit mode: an audited flow is Hubble's AUDIT policy verdict w
 TEST_CASE("decoded flows name the policy of their rule, and Hubble's *_allowed_by/*_denied_by carry it",
           "[unit][hubble]") {
   FlowDirectory dir;
-  dir.setPolicyRules("CiliumNetworkPolicy shop/api", {"CiliumNetworkPolicy", "shop", "api"}, {{11, true}, {12, false}});
+  dir.setPolicyRules("CiliumNetworkPolicy shop/api", {"CiliumNetworkPolicy", "shop", "api"},
+                     {{11, true, 2}, {12, false, 1}});
   dir.setPolicyRules("CiliumClusterwideNetworkPolicy /lockdown", {"CiliumClusterwideNetworkPolicy", "", "lockdown"},
-                     {{13, true}});
+                     {{13, true, 3}});
   plexus_flow_event e{};
   e.verdict = PLEXUS_VERDICT_FORWARDED;
   e.direction = PLEXUS_DIR_EGRESS;
@@ -453,7 +454,7 @@ TEST_CASE("decoded flows name the policy of their rule, and Hubble's *_allowed_b
   FlowRecord f = decodeFlow(e, 0, dir);
   CHECK(f.rule_id == 11);
   REQUIRE(f.policy);
-  CHECK(*f.policy == FlowPolicy{"CiliumNetworkPolicy", "shop", "api", true});
+  CHECK(*f.policy == FlowPolicy{"CiliumNetworkPolicy", "shop", "api", true, 2});
   flow::Flow h = hubble(f);
   // The rule is an ingress rule of the destination, whatever direction the event was taken in.
   REQUIRE(h.ingress_allowed_by_size() == 1);
@@ -462,6 +463,7 @@ TEST_CASE("decoded flows name the policy of their rule, and Hubble's *_allowed_b
   CHECK(h.ingress_allowed_by(0).namespace_() == "shop");
   CHECK(h.ingress_allowed_by(0).name() == "api");
   CHECK(h.ingress_allowed_by(0).labels_size() == 3);
+  CHECK(h.policy_match_type() == 2);  // L3-L4
 
   e.rule_id = 12;
   h = hubble(decodeFlow(e, 0, dir));
@@ -478,9 +480,10 @@ TEST_CASE("decoded flows name the policy of their rule, and Hubble's *_allowed_b
   CHECK(h.ingress_denied_by(0).kind() == "CiliumClusterwideNetworkPolicy");
   CHECK(h.ingress_denied_by(0).namespace_().empty());
   CHECK(h.ingress_denied_by(0).labels_size() == 2);
+  CHECK(h.policy_match_type() == 3);  // L4-only
 
   // A policy replaced or deleted takes its rules with it.
-  dir.setPolicyRules("CiliumNetworkPolicy shop/api", {"CiliumNetworkPolicy", "shop", "api"}, {{14, true}});
+  dir.setPolicyRules("CiliumNetworkPolicy shop/api", {"CiliumNetworkPolicy", "shop", "api"}, {{14, true, 1}});
   CHECK_FALSE(dir.lookupRule(11));
   CHECK(dir.lookupRule(14));
   dir.setPolicyRules("CiliumClusterwideNetworkPolicy /lockdown", {}, {});

@@ -34,10 +34,14 @@ class FlowDirectory {
   // Incremental form: drops `removed` frontends, then adds `added`.
   void updateServices(const std::vector<std::string>& removed, const std::map<std::string, std::string>& added);
 
-  // The rules of one policy (by its key, e.g. "CiliumNetworkPolicy x/name") as (rule id, is an ingress rule), replacing
-  // those it had; none: it is gone.
-  void setPolicyRules(const std::string& policy_key, const FlowPolicy& policy,
-                      const std::vector<std::pair<uint32_t, bool>>& rules);
+  // The rules of one policy (by its key, e.g. "CiliumNetworkPolicy x/name"), each with its id and its own `ingress`
+  // and `match_type` over `policy`'s kind and name, replacing those it had; none: it is gone.
+  struct RuleRef {
+    uint32_t id = 0;
+    bool ingress = false;
+    uint8_t match_type = 0;
+  };
+  void setPolicyRules(const std::string& policy_key, const FlowPolicy& policy, const std::vector<RuleRef>& rules);
 
   bool lookupEndpoint(Ipv4 ip, PeerInfo* out) const;
   std::string lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const;

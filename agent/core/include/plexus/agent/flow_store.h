@@ -33,7 +33,9 @@ struct FlowPolicy {
   std::string kind;           // "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy", "NetworkPolicy"
   std::string pod_namespace;  // empty for a clusterwide policy
   std::string name;
-  bool ingress = false;  // the deciding rule's direction (an ingress or an egress rule of the policy)
+  bool ingress = false;     // the deciding rule's direction (an ingress or an egress rule of the policy)
+  uint8_t match_type = 0;   // what the rule matches on, as Cilium's policy verdicts number it (1 L3-only, 2 L3-L4,
+                            // 3 L4-only, 4 all, 5 L3-proto, 6 proto-only)
   friend bool operator==(const FlowPolicy&, const FlowPolicy&) = default;
 };
 
