@@ -46,8 +46,11 @@ static __always_inline void ct4_delete(const struct flow4 *f, __u8 dir) {
 static __always_inline __u8 ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags, int reply) {
   v->last_seen_ns = bpf_ktime_get_ns();
   __u8 *seen = reply ? &v->rx_flags : &v->tx_flags;
-  __u8 changed = (tcp_flags & ~*seen) != 0;
-  *seen |= tcp_flags;
+  /* A reply direction's first packet is news even without TCP flags (an echo reply, a UDP answer), as Cilium reports
+   * each direction's first packet; a TCP packet always carries a flag. */
+  __u8 mark = reply && !tcp_flags ? PLEXUS_CT_RX_SEEN : tcp_flags;
+  __u8 changed = (mark & ~*seen) != 0;
+  *seen |= mark;
   return changed;
 }
 

@@ -137,3 +137,35 @@ TEST_CASE("events name the policy rule that decided, and carry an ICMP message's
   CHECK(events[3].icmp_code == 0);
   CHECK(events[3].pad[0] == 0);
 }
+
+TEST_CASE("a reply direction's first packet makes an event without TCP flags too (UDP, ICMP echo)", "[bpf][events]") {
+  Fixture f;
+  drain(f);
+  PacketSpec udp{kPodAMac, kNodeAMac, kPodA, kPodB, IPPROTO_UDP};
+  udp.sport = 5000;
+  udp.dport = 53;
+  PacketSpec answer{kPodBMac, kNodeBMac, kPodB, kPodA, IPPROTO_UDP};
+  answer.sport = 53;
+  answer.dport = 5000;
+  CHECK(f.run(f.dp->fromContainerFd(), ipv4Packet(udp)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), ipv4Packet(udp)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), icmpEcho(PacketSpec{kPodAMac, kNodeAMac, kPodA, kPodB}, true, 77)).retval ==
+        TC_ACT_REDIRECT);
+  // B answers: the test runs packets from one ifindex, which anti-spoofing ties to one pod, so the pods swap theirs.
+  f.addEndpoint(kPodB, kPodAIfindex, 2, kPodBMac, kNodeBMac, 0);
+  f.addEndpoint(kPodA, kPodBIfindex, 1, kPodAMac, kNodeAMac, 0);
+  for (int i = 0; i < 2; ++i) {
+    CHECK(f.run(f.dp->fromContainerFd(), ipv4Packet(answer)).retval == TC_ACT_REDIRECT);
+    CHECK(f.run(f.dp->fromContainerFd(), icmpEcho(PacketSpec{kPodBMac, kNodeBMac, kPodB, kPodA}, false, 77)).retval ==
+          TC_ACT_REDIRECT);
+  }
+  auto events = drain(f);
+  REQUIRE(events.size() == 4);  // the request's first packet, the echo request, the first answer, the first echo reply
+  CHECK(events[0].is_reply == 0);
+  CHECK(events[0].proto == IPPROTO_UDP);
+  CHECK(events[1].icmp_type == 8);
+  CHECK(events[2].is_reply == 1);
+  CHECK(events[2].proto == IPPROTO_UDP);
+  CHECK(events[3].is_reply == 1);
+  CHECK(events[3].icmp_type == 0);
+}

@@ -110,6 +110,16 @@ TEST_CASE(
     CHECK(b.l4().tcp().source_port() == 8080);
   }
 
+  // since/until bound the time: an hour ago until now keeps them; from an hour ahead, nothing.
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  observer::GetFlowsRequest window = req;
+  window.mutable_since()->set_seconds(now.count() - 3600);
+  window.mutable_until()->set_seconds(now.count() + 60);
+  CHECK(getFlows(*stub, window).size() == flows.size());
+  window.mutable_since()->set_seconds(now.count() + 3600);
+  window.clear_until();
+  CHECK(getFlows(*stub, window).empty());
+
   // Blacklist minus: the same whitelist without port 8080 leaves nothing.
   req.add_blacklist()->add_destination_port("8080");
   CHECK(getFlows(*stub, req).empty());
@@ -132,8 +142,7 @@ TEST_CASE(
   CHECK(spoof.ip().source() == "10.207.0.250");
   CHECK(spoof.l4().has_icmpv4());  // a spoofed packet is refused before its L4 header is read: no ICMP type
 
-  // A ping: the echo request carries its ICMP type (its reply, on the request's connection, makes no event under
-  // monitor aggregation).
+  // A ping: the echo request and its reply (the first packet of the reply direction) carry their ICMP types.
   REQUIRE(web.netns->exec("ping -c1 -W2 " + api.ip).exit_code == 0);
   observer::GetFlowsRequest pings;
   pings.set_number(10);
@@ -141,9 +150,13 @@ TEST_CASE(
   p->add_protocol("icmp");
   p->add_verdict(flow::FORWARDED);
   auto echo = getFlows(*stub, pings);
-  REQUIRE_FALSE(echo.empty());
-  CHECK(echo.back().l4().icmpv4().type() == 8);
-  CHECK(echo.back().summary() == "ICMPv4 EchoRequest");
+  REQUIRE(echo.size() >= 2);
+  const flow::Flow& request = echo[echo.size() - 2];
+  CHECK(request.l4().icmpv4().type() == 8);
+  CHECK(request.summary() == "ICMPv4 EchoRequest");
+  CHECK(echo.back().l4().icmpv4().type() == 0);
+  CHECK(echo.back().summary() == "ICMPv4 EchoReply");
+  CHECK(echo.back().is_reply().value());
 
   // ServerStatus and GetNodes describe this agent's ring.
   grpc::ClientContext sctx;

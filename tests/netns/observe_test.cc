@@ -354,6 +354,12 @@ spec:
   CHECK(find(drops, "UDP", 9090)["ingress_denied_by"][0]["name"] == "web");
   CHECK_FALSE(tcp.contains("ingress_denied_by"));  // default deny: no rule to name
   CHECK(find(drops, "UDP", 5353)["drop_reason_desc"] == "POLICY_DENIED");
+  // As a Hubble user asks for it: a label selector without the k8s: source, and the verdict.
+  auto by_label = flowsJson(node, {"-l", "app=web", "--verdict", "DROPPED"});
+  CHECK(find(by_label, "TCP", 8081)["drop_reason_desc"] == "POLICY_DENIED");
+  for (const auto& f : by_label) {
+    CHECK(f["flow"]["verdict"] == "DROPPED");
+  }
   // Filters narrow: UDP only.
   for (const auto& f : flowsJson(node, {"--to-pod", "x/web", "--verdict", "DROPPED", "--protocol", "udp"})) {
     CHECK(f["flow"]["l4"].contains("UDP"));

@@ -26,6 +26,8 @@
 #define PLEXUS_TCP_SYN 0x02
 #define PLEXUS_TCP_RST 0x04
 #define PLEXUS_TCP_ACK 0x10
+/* rx_flags of a flow without TCP flags (UDP, ICMP): its reply direction has been seen. */
+#define PLEXUS_CT_RX_SEEN 0x80
 /* Either seen in either direction: the connection is closing (lifetime PLEXUS_CT_TIME_WAIT_NS). */
 #define PLEXUS_CT_CLOSING_FLAGS (PLEXUS_TCP_FIN | PLEXUS_TCP_RST)
 
