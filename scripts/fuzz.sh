@@ -6,7 +6,7 @@
 #     --seconds N   how long each target runs (default: $FUZZ_SECONDS, else 60); make test runs 5
 #     --build DIR   the fuzz build directory (default: build-fuzz)
 #     --seed N      libFuzzer's random seed (default 0: a new one each run); make test uses 1, so a run repeats
-#     target        cni cni_grpc manifest flow_filter k8s_watch grpc_requests (default: all)
+#     target        cni cni_grpc manifest flow_filter k8s_watch grpc_requests hubble_request (default: all)
 # JOBS (default: nproc) sets the build's parallelism; FUZZ_OPT (-O0, or -O1) the optimisation of a new build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(cni cni_grpc manifest flow_filter k8s_watch grpc_requests)
+  targets=(cni cni_grpc manifest flow_filter k8s_watch grpc_requests hubble_request)
 fi
 jobs="${JOBS:-$(nproc)}"
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <google/protobuf/unknown_field_set.h>
@@ -26,7 +28,24 @@ google::protobuf::Timestamp timestamp(int64_t unix_nano) {
   return t;
 }
 
-int64_t unixNano(const google::protobuf::Timestamp& t) { return t.seconds() * 1000000000LL + t.nanos(); }
+// A request's time bound in nanoseconds since the epoch. google.protobuf.Timestamp's valid range (years 1 to 9999,
+// nanos 0 to 999,999,999) is checked; bounds past what int64 nanoseconds reach (1677 to 2262) saturate, which keeps
+// their meaning for a flow store of present-day flows.
+Result<int64_t> unixNano(const google::protobuf::Timestamp& t, const char* field) {
+  constexpr int64_t kMinSeconds = -62135596800;  // 0001-01-01T00:00:00Z
+  constexpr int64_t kMaxSeconds = 253402300799;  // 9999-12-31T23:59:59Z
+  if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 || t.nanos() > 999999999) {
+    return invalid(fmt::format("{}: {}s {}ns is not a valid timestamp", field, t.seconds(), t.nanos()));
+  }
+  constexpr int64_t kLimit = std::numeric_limits<int64_t>::max() / 1000000000 - 1;
+  if (t.seconds() > kLimit) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  if (t.seconds() < -kLimit) {
+    return std::numeric_limits<int64_t>::min();
+  }
+  return t.seconds() * 1000000000LL + t.nanos();
+}
 
 void toHubble(const FlowPeer& p, flow::Endpoint* out) {
   out->set_id(p.endpoint_id);
@@ -274,8 +293,16 @@ Result<FlowQuery> flowQueryFromHubble(const observer::GetFlowsRequest& r) {
       to->push_back(std::move(*f));
     }
   }
-  q.filter.since_unix_nano = r.has_since() ? unixNano(r.since()) : 0;
-  q.filter.until_unix_nano = r.has_until() ? unixNano(r.until()) : 0;
+  for (auto [has, t, field, out] : {std::tuple{r.has_since(), &r.since(), "since", &q.filter.since_unix_nano},
+                                    std::tuple{r.has_until(), &r.until(), "until", &q.filter.until_unix_nano}}) {
+    if (has) {
+      auto n = unixNano(*t, field);
+      if (!n.ok()) {
+        return n.error();
+      }
+      *out = *n;
+    }
+  }
   if (q.filter.until_unix_nano != 0 && q.filter.until_unix_nano < q.filter.since_unix_nano) {
     return invalid("until is before since");
   }

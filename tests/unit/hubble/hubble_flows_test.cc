@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -527,4 +528,29 @@ TEST_CASE("ICMP flows carry the message's type and code, and the summary names t
   h = hubble(decodeFlow(e, 0, dir));
   CHECK(h.l4().icmpv4().type() == 0);
   CHECK(h.summary() == "ICMPv4");
+}
+
+TEST_CASE("since and until: a timestamp outside Timestamp's range is refused, one past int64 nanoseconds saturates",
+          "[unit][hubble][fuzz]") {
+  observer::GetFlowsRequest r;
+  r.mutable_since()->set_seconds(9753063042);  // year 2279: found by fuzz_hubble_request (the product overflowed)
+  auto q = flowQueryFromHubble(r);
+  REQUIRE(q.ok());
+  CHECK(q->filter.since_unix_nano == std::numeric_limits<int64_t>::max());
+  r.mutable_until()->set_seconds(-9753063042);
+  q = flowQueryFromHubble(r);
+  REQUIRE_FALSE(q.ok());  // until before since
+  r.clear_until();
+  r.mutable_since()->set_seconds(253402300800);  // 10000-01-01: past Timestamp's range
+  q = flowQueryFromHubble(r);
+  REQUIRE_FALSE(q.ok());
+  CHECK(q.error().code == ErrorCode::kInvalidArgument);
+  CHECK(q.error().message.find("since") != std::string::npos);
+  r.mutable_since()->set_seconds(1700000000);
+  r.mutable_since()->set_nanos(-1);
+  CHECK_FALSE(flowQueryFromHubble(r).ok());
+  r.mutable_since()->set_nanos(5);
+  q = flowQueryFromHubble(r);
+  REQUIRE(q.ok());
+  CHECK(q->filter.since_unix_nano == 1700000000000000005LL);
 }
