@@ -117,24 +117,32 @@ void AgentState::stop() {
 
 AgentState::~AgentState() { stop(); }
 
-void AgentState::refreshDevices() {
-  if (!config.devices.empty() || !nodes) {
-    return;
-  }
+std::vector<Ipv4> AgentState::otherNodeAddresses() const {
   std::vector<Ipv4> others;
   for (const auto& n : nodes->nodes()) {
     if (n.name != config.node_name) {
       others.insert(others.end(), n.internal_ips.begin(), n.internal_ips.end());
     }
   }
+  return others;
+}
+
+std::optional<std::vector<std::string>> AgentState::detectChangedDevices(const std::vector<Ipv4>& others) const {
   auto found = detectDevices(others, false);
-  auto current = devices();
-  if (!found.ok() || *found == current) {
-    return;
+  if (!found.ok() || *found == devices()) {
+    return std::nullopt;
   }
   (void)detectDevices(others, true);  // the reasons, once per change
+  return *found;
+}
+
+void AgentState::selectDevices(const std::vector<std::string>& found) {
+  auto current = devices();
+  if (found == current) {
+    return;  // a detection queued twice before the first was applied
+  }
   std::vector<std::string> next;
-  for (const auto& dev : *found) {
+  for (const auto& dev : found) {
     bool known = std::find(current.begin(), current.end(), dev) != current.end();
     if (!known && host) {
       Status s = attachHostDevice(*host, dev, tunnel_ifindex);
@@ -159,19 +167,32 @@ void AgentState::refreshDevices() {
   devices_ = std::move(next);
 }
 
-void AgentState::collectConntrack() {
+AgentState::CtGcRun AgentState::runConntrackGc() {
+  CtGcRun run;
   uint64_t now = datapath::monotonicNs();
-  auto r = datapath::collectConntrack(lxc->lb().ct, now, datapath::CtLifetimes{});
+  run.ct = datapath::collectConntrack(lxc->lb().ct, now, datapath::CtLifetimes{});
+  if (run.ct.ok() && config.enable_bpf_masquerade) {
+    auto nat = lxc->nat();
+    auto n = nat.ok() ? datapath::collectNat(*nat, now, datapath::CtLifetimes{}) : Result<datapath::CtGcResult>(nat.error());
+    if (!n.ok()) {
+      spdlog::warn("{}", n.error().message);
+    }
+  }
+  run.seconds = static_cast<double>(datapath::monotonicNs() - now) / 1e9;
+  return run;
+}
+
+void AgentState::recordConntrackGc(const CtGcRun& run) {
   // Cilium's default histogram buckets (client_golang's DefBuckets), as its GC duration histogram has.
   static const prometheus::Histogram::BucketBoundaries kGcBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                                   0.5,   1,    2.5,   5,    10};
-  if (!r.ok()) {
-    spdlog::warn("{}", r.error().message);
+  if (!run.ct.ok()) {
+    spdlog::warn("{}", run.ct.error().message);
     ++ct_gc.failed;
-    ct_gc_duration.Add({{"family", "ipv4"}, {"status", "uncompleted"}}, kGcBuckets)
-        .Observe(static_cast<double>(datapath::monotonicNs() - now) / 1e9);
+    ct_gc_duration.Add({{"family", "ipv4"}, {"status", "uncompleted"}}, kGcBuckets).Observe(run.seconds);
     return;
   }
+  const auto& r = run.ct;
   ++ct_gc.runs;
   ct_gc.deleted += r->deleted;
   ct_gc.alive_tcp = r->scanned_tcp - r->deleted_tcp;
@@ -179,14 +200,7 @@ void AgentState::collectConntrack() {
   ct_gc.deleted_tcp = r->deleted_tcp;
   ct_gc.deleted_other = r->deleted - r->deleted_tcp;
   ct_gc.entries = r->scanned - r->deleted;
-  if (config.enable_bpf_masquerade) {
-    auto nat = lxc->nat();
-    auto n = nat.ok() ? datapath::collectNat(*nat, now, datapath::CtLifetimes{}) : Result<datapath::CtGcResult>(nat.error());
-    if (!n.ok()) {
-      spdlog::warn("{}", n.error().message);
-    }
-  }
-  ct_gc.last_seconds = static_cast<double>(datapath::monotonicNs() - now) / 1e9;
+  ct_gc.last_seconds = run.seconds;
   ct_gc_duration.Add({{"family", "ipv4"}, {"status", "completed"}}, kGcBuckets).Observe(ct_gc.last_seconds);
   spdlog::debug("conntrack gc: {} entries, {} expired, {:.1f} ms", r->scanned, r->deleted, ct_gc.last_seconds * 1e3);
 }
@@ -204,7 +218,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     return mode.error().wrap("--routing-mode");
   }
   state->routing_mode = *mode;
-  // Without --devices: detected now from the default route, and again once the nodes are known (refreshDevices).
+  // Without --devices: detected now from the default route, and again once the nodes are known (selectDevices).
   auto devices = config.devices.empty() ? detectDevices({}, true) : Result<std::vector<std::string>>(config.devices);
   if (!devices.ok()) {
     return devices.error();
@@ -295,7 +309,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   }
 
   // NodePort/LoadBalancer from outside the node: the external devices get bpf_host at tc ingress.
-  // Loaded even without devices: devices detected later (refreshDevices) get them then.
+  // Loaded even without devices: devices detected later (selectDevices) get them then.
   if (config.kube_proxy_replacement) {
     auto host = datapath::HostDatapath::load(lxc_cfg);
     if (!host.ok()) {

@@ -168,8 +168,10 @@ int main(int argc, char** argv) {
   spdlog::info("plexus-agent ready: node {} pod CIDR {} socket {} bpf root {}", config->node_name, config->pod_cidr,
                config->socket, config->bpf_root);
 
-  // Until SIGINT/SIGTERM, once a second on the reconcile thread (which owns every map write): retries of failed
-  // writes, the host addresses, and every --conntrack-gc-interval seconds conntrack garbage collection.
+  // Until SIGINT/SIGTERM, once a second: retries of failed writes and the host addresses on the reconcile thread
+  // (which owns every map the agent writes); here, off it, the device detection's netlink dumps and, every
+  // --conntrack-gc-interval seconds, the conntrack and NAT garbage collection's walk of the maps the datapath writes,
+  // each handing only its outcome to the reconcile thread.
   int sig = 0;
   auto next_gc = std::chrono::steady_clock::now() + std::chrono::seconds(config->conntrack_gc_interval);
   while (sig <= 0) {
@@ -180,13 +182,16 @@ int main(int argc, char** argv) {
       if (gc) {
         next_gc = std::chrono::steady_clock::now() + std::chrono::seconds(config->conntrack_gc_interval);
       }
-      (void)st.reconciler.submit([&st, gc] {
-        st.refreshDevices();
-        st.controller->tick();
-        if (gc) {
-          st.collectConntrack();
+      (void)st.reconciler.submit([&st] { st.controller->tick(); });
+      if (config->devices.empty() && st.nodes) {
+        auto others = st.reconciler.submit([&st] { return st.otherNodeAddresses(); }).get();
+        if (auto found = st.detectChangedDevices(others)) {
+          (void)st.reconciler.submit([&st, found = std::move(*found)] { st.selectDevices(found); });
         }
-      });
+      }
+      if (gc) {
+        (void)st.reconciler.submit([&st, run = st.runConntrackGc()] { st.recordConntrackGc(run); });
+      }
     }
   }
   spdlog::info("signal {}: stopping (programs and pinned maps stay in place)", sig);

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,7 +111,14 @@ struct AgentState {
           .Help("Duration in seconds of the garbage collector process labeled by datapath family and completion status")
           .Register(*instruments);
   std::vector<std::function<void(Exposition&)>> metric_sources;  // called on the reconcile thread
-  // Conntrack garbage collection (reconcile thread): totals for /metrics.
+  // Conntrack garbage collection: runConntrackGc() scans and deletes (any thread but the reconcile thread: a pass
+  // walks the whole map); recordConntrackGc() keeps its totals for /metrics (reconcile thread).
+  struct CtGcRun {
+    Result<datapath::CtGcResult> ct = datapath::CtGcResult{};
+    double seconds = 0;
+  };
+  CtGcRun runConntrackGc();
+  void recordConntrackGc(const CtGcRun& run);
   struct {
     uint64_t runs = 0;
     uint64_t deleted = 0;
@@ -120,10 +128,13 @@ struct AgentState {
     // The last completed run, TCP and other protocols apart (Cilium's cilium_datapath_conntrack_gc_entries).
     size_t alive_tcp = 0, alive_other = 0, deleted_tcp = 0, deleted_other = 0;
   } ct_gc;
-  void collectConntrack();
-  // Without --devices: detects the devices again with the other nodes' addresses (reconcile thread); new ones get
-  // the host programs, and NodePort listens on their addresses.
-  void refreshDevices();
+  // Without --devices, devices are detected again as nodes come and go, in three steps: the other nodes' addresses
+  // (reconcile thread), the detection (a netlink dump, off the reconcile thread; the devices when they differ from
+  // the selected ones), and the selection (reconcile thread): new ones get the host programs, NodePort listens on
+  // their addresses.
+  std::vector<Ipv4> otherNodeAddresses() const;
+  std::optional<std::vector<std::string>> detectChangedDevices(const std::vector<Ipv4>& others) const;
+  void selectDevices(const std::vector<std::string>& found);
   // Stops what feeds or reads through the reconcile thread, then the reconcile thread. Idempotent.
   void stop();
 
