@@ -32,16 +32,16 @@ plexus_lb4_src_range_key makeSourceRangeKey(uint16_t rev_nat_index, const Ipv4Pr
 
 namespace {
 // How the planner names a backend or a frontend for its ids: "ip:port/PROTO".
-std::string endpointKey(Ipv4 ip, uint16_t port, uint8_t proto) {
-  return fmt::format("{}:{}/{}", ip.toString(), port, protoName(proto));
+uint64_t endpointKey(Ipv4 ip, uint16_t port, uint8_t proto) {
+  return (static_cast<uint64_t>(ip.networkOrder()) << 24) | (static_cast<uint64_t>(port) << 8) | proto;
 }
-std::string endpointKey(__be32 address, __be16 port, uint8_t proto) {
+uint64_t endpointKey(__be32 address, __be16 port, uint8_t proto) {
   return endpointKey(Ipv4::fromNetwork(address), ntohs(port), proto);
 }
 
 // Takes the restored id of `key`, if any, out of `restored`.
 template <typename Id>
-std::optional<Id> claim(std::map<std::string, Id>* restored, const std::string& key) {
+std::optional<Id> claim(std::unordered_map<uint64_t, Id>* restored, uint64_t key) {
   auto it = restored->find(key);
   if (it == restored->end()) {
     return std::nullopt;
@@ -68,7 +68,7 @@ void Planner::restore(const MapState& installed) {
   }
 }
 
-uint32_t Planner::backendId(const std::string& key) {
+uint32_t Planner::backendId(EndpointKey key) {
   auto it = backend_ids_.find(key);
   if (it != backend_ids_.end()) {
     return it->second;
@@ -87,7 +87,7 @@ uint32_t Planner::backendId(const std::string& key) {
   return id;
 }
 
-uint16_t Planner::revNatIndex(const std::string& key) {
+uint16_t Planner::revNatIndex(EndpointKey key) {
   auto it = revnat_ids_.find(key);
   if (it != revnat_ids_.end()) {
     return it->second;
@@ -170,7 +170,7 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
           if (!active && !terminating) {
             continue;
           }
-          std::string bkey = endpointKey(a.ip, ep.port, ep.proto);
+          EndpointKey bkey = endpointKey(a.ip, ep.port, ep.proto);
           if (std::find(f.backend_keys.begin(), f.backend_keys.end(), bkey) == f.backend_keys.end()) {
             f.backend_keys.push_back(bkey);
           }
@@ -198,7 +198,7 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
     }
 
     auto add = [&](Ipv4 addr, uint16_t port, const std::string& type, uint16_t flag, bool north_south) {
-      std::string fkey = endpointKey(addr, port, sp.proto);
+      EndpointKey fkey = endpointKey(addr, port, sp.proto);
       f.revnat_keys.push_back(fkey);
       uint16_t rid = revNatIndex(fkey);
       plexus_lb4_reverse_nat rn{};
@@ -308,7 +308,7 @@ void Planner::hold(const Fragment& f) {
 
 void Planner::drop(const Fragment& f) {
   // True when the key's last holder went.
-  auto release = [](std::unordered_map<std::string, uint32_t>* refs, const std::string& key) {
+  auto release = [](auto* refs, const auto& key) {
     auto it = refs->find(key);
     if (it == refs->end() || --it->second > 0) {
       return false;

@@ -128,10 +128,12 @@ class Planner {
 
  private:
   // One service's share of the map state, and the id keys it holds.
+  // An address, port and protocol packed into one integer (a backend, or a frontend's reverse-NAT key).
+  using EndpointKey = uint64_t;
   struct Fragment {
     MapState st;
-    std::vector<std::string> backend_keys;
-    std::vector<std::string> revnat_keys;
+    std::vector<EndpointKey> backend_keys;
+    std::vector<EndpointKey> revnat_keys;
     std::vector<std::string> nodeport_keys;
   };
   // update() on borrowed inputs (a null service: gone), without the Change when out is null (compute() needs only
@@ -144,26 +146,26 @@ class Planner {
   // Reference counting of the ids fragments hold: an id is freed when its last holder goes.
   void hold(const Fragment& f);
   void drop(const Fragment& f);
-  uint32_t backendId(const std::string& key);
-  uint16_t revNatIndex(const std::string& key);
+  uint32_t backendId(EndpointKey key);
+  uint16_t revNatIndex(EndpointKey key);
   uint16_t allocateNodePort(const std::string& key, uint16_t requested);
 
   PlannerConfig config_;
   std::map<std::string, Fragment> fragments_;  // by service key
-  std::unordered_map<std::string, uint32_t> backend_ids_;
-  std::unordered_map<std::string, uint16_t> revnat_ids_;
+  std::unordered_map<EndpointKey, uint32_t> backend_ids_;
+  std::unordered_map<EndpointKey, uint16_t> revnat_ids_;
   std::map<std::string, uint16_t> node_ports_;
   // key -> fragments holding it
-  std::unordered_map<std::string, uint32_t> backend_refs_;
-  std::unordered_map<std::string, uint32_t> revnat_refs_;
+  std::unordered_map<EndpointKey, uint32_t> backend_refs_;
+  std::unordered_map<EndpointKey, uint32_t> revnat_refs_;
   std::unordered_map<std::string, uint32_t> nodeport_refs_;
   std::map<uint32_t, uint32_t> backend_users_;  // backend id -> fragments using it
   // Ids in use, for O(log n) allocation (a linear rebuild per new id made 10k services quadratic).
   std::set<uint32_t> used_backend_ids_;
   std::set<uint16_t> used_revnat_ids_;
   // Restored ids not yet claimed (key -> id); they count as used until the first compute() ends.
-  std::map<std::string, uint32_t> restored_backend_ids_;
-  std::map<std::string, uint16_t> restored_revnat_ids_;
+  std::unordered_map<EndpointKey, uint32_t> restored_backend_ids_;
+  std::unordered_map<EndpointKey, uint16_t> restored_revnat_ids_;
   uint32_t next_backend_id_ = 1;
   uint16_t next_revnat_id_ = 1;
 };
