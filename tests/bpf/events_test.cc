@@ -92,21 +92,8 @@ TEST_CASE("without aggregation every packet makes an event; a full ring counts l
 
 TEST_CASE("events name the policy rule that decided, and carry an ICMP message's type and code", "[bpf][events]") {
   Fixture f;
-  auto k = [](uint32_t identity, uint8_t dir, uint8_t proto, int port) {
-    plexus_policy_key key{};
-    key.identity = identity;
-    key.direction = dir;
-    key.protocol = proto;
-    key.dport = htons(static_cast<uint16_t>(port < 0 ? 0 : port));
-    key.prefixlen = port >= 0 ? PLEXUS_POLICY_FULL_PREFIX : proto ? PLEXUS_POLICY_PROTO_PREFIX : PLEXUS_POLICY_FIXED_PREFIX;
-    return key;
-  };
-  auto v = [](uint32_t rule, bool deny) {
-    plexus_policy_value val{};
-    val.rule_id = rule;
-    val.flags = deny ? PLEXUS_POLICY_F_DENY : 0;
-    return val;
-  };
+  const auto& k = policyKey;
+  const auto& v = policyValue;
   // A's egress: allowed by rule 41 (egress to any); B's ingress: TCP 80 from A by rule 42, TCP 443 denied by 43,
   // echo requests from A by rule 44.
   REQUIRE(f.dp->policy().set(1, {{k(0, PLEXUS_DIR_EGRESS, 0, -1), v(41, false)}}).ok());

@@ -13,27 +13,10 @@ constexpr uint32_t kIdA = 257;  // Fixture: identity = 256 + endpoint id
 constexpr uint32_t kIdB = 258;
 
 plexus_policy_key key(uint32_t identity, uint8_t dir, uint8_t proto = 0, int port = -1) {
-  plexus_policy_key k{};
-  k.identity = identity;
-  k.direction = dir;
-  k.protocol = proto;
-  k.dport = htons(static_cast<uint16_t>(port < 0 ? 0 : port));
-  k.prefixlen = port >= 0 ? PLEXUS_POLICY_FULL_PREFIX : proto ? PLEXUS_POLICY_PROTO_PREFIX : PLEXUS_POLICY_FIXED_PREFIX;
-  return k;
+  return policyKey(identity, dir, proto, port);
 }
-
-plexus_policy_value allow(uint32_t rule = 1) {
-  plexus_policy_value v{};
-  v.rule_id = rule;
-  return v;
-}
-
-plexus_policy_value deny(uint32_t rule = 2) {
-  plexus_policy_value v{};
-  v.flags = PLEXUS_POLICY_F_DENY;
-  v.rule_id = rule;
-  return v;
-}
+plexus_policy_value allow(uint32_t rule = 1) { return policyValue(rule); }
+plexus_policy_value deny(uint32_t rule = 2) { return policyValue(rule, true); }
 
 PacketSpec fromA() { return PacketSpec{kPodAMac, kNodeAMac, kPodA, kPodB}; }
 PacketSpec fromB() { return PacketSpec{kPodBMac, kNodeBMac, kPodB, kPodA}; }

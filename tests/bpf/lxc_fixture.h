@@ -117,6 +117,24 @@ struct Fixture {
   }
 };
 
+// A policy entry as PolicyMaps::set() takes it: `proto` 0 is every protocol, `port` < 0 every port (ICMP: the type).
+inline plexus_policy_key policyKey(uint32_t identity, uint8_t dir, uint8_t proto = 0, int port = -1) {
+  plexus_policy_key k{};
+  k.identity = identity;
+  k.direction = dir;
+  k.protocol = proto;
+  k.dport = htons(static_cast<uint16_t>(port < 0 ? 0 : port));
+  k.prefixlen = port >= 0 ? PLEXUS_POLICY_FULL_PREFIX : proto ? PLEXUS_POLICY_PROTO_PREFIX : PLEXUS_POLICY_FIXED_PREFIX;
+  return k;
+}
+
+inline plexus_policy_value policyValue(uint32_t rule, bool deny = false) {
+  plexus_policy_value v{};
+  v.rule_id = rule;
+  v.flags = deny ? PLEXUS_POLICY_F_DENY : 0;
+  return v;
+}
+
 // Reads every flow event waiting in the ring buffer (the programs share one ring through pinning).
 inline std::vector<plexus_flow_event> drainEvents(int ring_fd) {
   std::vector<plexus_flow_event> out;

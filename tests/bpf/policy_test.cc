@@ -13,28 +13,12 @@ namespace {
 constexpr uint32_t kIdA = 257;  // Fixture: identity = 256 + endpoint id
 constexpr uint32_t kIdB = 258;
 
+// Port 0: every port.
 plexus_policy_key key(uint32_t identity, uint8_t dir, uint8_t proto = 0, uint16_t port = 0) {
-  plexus_policy_key k{};
-  k.identity = identity;
-  k.direction = dir;
-  k.protocol = proto;
-  k.dport = htons(port);
-  k.prefixlen = port ? PLEXUS_POLICY_FULL_PREFIX : proto ? PLEXUS_POLICY_PROTO_PREFIX : PLEXUS_POLICY_FIXED_PREFIX;
-  return k;
+  return policyKey(identity, dir, proto, port ? port : -1);
 }
-
-plexus_policy_value allow(uint32_t rule = 1) {
-  plexus_policy_value v{};
-  v.rule_id = rule;
-  return v;
-}
-
-plexus_policy_value deny(uint32_t rule = 2) {
-  plexus_policy_value v{};
-  v.flags = PLEXUS_POLICY_F_DENY;
-  v.rule_id = rule;
-  return v;
-}
+plexus_policy_value allow(uint32_t rule = 1) { return policyValue(rule); }
+plexus_policy_value deny(uint32_t rule = 2) { return policyValue(rule, true); }
 
 datapath::PolicyEntries allowEgressAll() { return {{key(0, PLEXUS_DIR_EGRESS), allow()}}; }
 
