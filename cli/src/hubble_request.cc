@@ -164,13 +164,12 @@ bool hubbleFilters(const v1::FlowFilter& f, std::vector<flow::FlowFilter>* out, 
     return false;
   }
   for (const auto& v : f.verdict()) {
-    flow::Verdict verdict;
+    flow::Verdict verdict = flow::VERDICT_UNKNOWN;
     std::string u = upper(v);
-    if (u != "FORWARDED" && u != "DROPPED" && u != "TRANSLATED" && u != "AUDIT") {
+    if ((u != "FORWARDED" && u != "DROPPED" && u != "TRANSLATED" && u != "AUDIT") || !flow::Verdict_Parse(u, &verdict)) {
       *error = fmt::format("verdict {:?}: must be one of FORWARDED, DROPPED, TRANSLATED, AUDIT", v);
       return false;
     }
-    flow::Verdict_Parse(u, &verdict);
     base.add_verdict(verdict);
   }
   for (const auto& p : f.protocol()) {
