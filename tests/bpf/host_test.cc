@@ -172,8 +172,8 @@ datapath::LxcConfig masquerading() {
 
 // A port of the masquerade ranges (plexus/nat.h).
 bool snatPort(uint16_t port) {
-  return (port >= PLEXUS_SNAT_PORT_LOW_MIN && port <= PLEXUS_SNAT_PORT_LOW_MAX) ||
-         (port >= PLEXUS_SNAT_PORT_MIN && port <= PLEXUS_SNAT_PORT_MAX);
+  static_assert(PLEXUS_SNAT_PORT_MAX == 65535);  // the high range runs to the last port
+  return (port >= PLEXUS_SNAT_PORT_LOW_MIN && port <= PLEXUS_SNAT_PORT_LOW_MAX) || port >= PLEXUS_SNAT_PORT_MIN;
 }
 
 // Source (or destination) address and port of a frame's IPv4/TCP headers.

@@ -31,10 +31,10 @@ struct FabricOptions {
   std::vector<std::string> agent_args;  // routing flags etc. for every agent; --devices <underlay> is added
   bool detect_devices = false;          // leave --devices out: the agents detect the underlay themselves
   // Optional, per node i: agent arguments added after agent_args (e.g. a kubeconfig that differs per node).
-  std::function<std::vector<std::string>(size_t)> node_args;
+  std::function<std::vector<std::string>(size_t)> node_args = {};
   // Optional, per node i: runs in the node's setup once its underlay link is up and checked, before its agent
   // starts (e.g. a second link, or API objects the agent must find at start; the node name is netns.name()).
-  std::function<void(Netns&, size_t)> before_start;
+  std::function<void(Netns&, size_t)> before_start = {};
 };
 
 // A pod created through the fabric: the CNI-wired Pod plus what its manifest says.

@@ -38,7 +38,7 @@ struct Cluster {
   std::vector<FabricPod*> plain;
 
   Cluster(const std::string& mode, int cidr_base, size_t nodes = 3)
-      : fabric(FabricOptions{nodes, cidr_base, routingArgs(mode)}) {
+      : fabric(FabricOptions{.nodes = nodes, .cidr_base = cidr_base, .agent_args = routingArgs(mode)}) {
     frontend = &fabric.addPod(0, "frontend", {{"app", "frontend"}});
     backend = nodes > 1 ? &fabric.addPod(1, "backend", {{"app", "backend"}}) : nullptr;
     db = nodes > 2 ? &fabric.addPod(2, "db", {{"app", "database"}}) : nullptr;
@@ -221,7 +221,7 @@ uint64_t countedFrom(Netns& n, const std::string& chain) {
 
 TEST_CASE("multinode: the fabric joins node namespaces over one bridge", "[netns][multinode]") {
   // Native routing without the new flags: only the underlay is under test here (agents on, no Node manifests).
-  Fabric f(FabricOptions{3, 200, {"--routing-mode", "native"}});
+  Fabric f(FabricOptions{.nodes = 3, .cidr_base = 200, .agent_args = {"--routing-mode", "native"}});
   for (size_t i = 0; i < f.size(); ++i) {
     for (size_t j = 0; j < f.size(); ++j) {
       if (i != j) {
@@ -474,7 +474,7 @@ TEST_CASE("multinode: without --devices, the underlay is detected once the other
           "them), gets the host programs, and NodePort listens on its address",
           "[netns][multinode]") {
   // The node namespaces have no default route: at start nothing carries one, so no device is selected yet.
-  FabricOptions o{2, 250, routingArgs("native")};
+  FabricOptions o{.nodes = 2, .cidr_base = 250, .agent_args = routingArgs("native")};
   o.detect_devices = true;
   Fabric f(o);
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
@@ -501,7 +501,7 @@ TEST_CASE("multinode: NodePort on node 1 to a backend on node 2 answers a client
           "1's address), in native routing and in the tunnel", "[netns][multinode][nodeport]") {
   std::string mode = GENERATE("native", "tunnel");
   INFO("routing mode " << mode);
-  Fabric f(FabricOptions{2, 208, routingArgs(mode)});
+  Fabric f(FabricOptions{.nodes = 2, .cidr_base = 208, .agent_args = routingArgs(mode)});
   FabricPod& web = f.addPod(1, "web", {{"app", "web"}});
   f.applyCluster();
   f.applyEverywhere(nodePortService("10.96.72.10", 30092, web, f.nodeName(1)), "svc.yaml");
@@ -530,7 +530,7 @@ TEST_CASE("multinode: NodePort by direct server return (dsr; hybrid: TCP only): 
   INFO("routing mode " << mode << ", --bpf-lb-mode " << lb);
   auto args = routingArgs(mode);
   args.insert(args.end(), {"--bpf-lb-mode", lb});
-  Fabric f(FabricOptions{2, mode == "tunnel" ? 212 : 214, args});
+  Fabric f(FabricOptions{.nodes = 2, .cidr_base = mode == "tunnel" ? 212 : 214, .agent_args = args});
   FabricPod& echo = f.addPod(1, "echo", {{"app", "echo"}});
   f.applyCluster();
   f.applyEverywhere(echoNodePortService("10.96.73.10", 30093, echo, f.nodeName(1)), "svc.yaml");

@@ -67,7 +67,7 @@ struct Agent {
   Controller controller;
 
   explicit Agent(node::RoutingMode mode)
-      : nodes(NodeManagerConfig{"n1", mode, mode == node::RoutingMode::kNative}, ipcache, identities, resources,
+      : nodes(NodeManagerConfig{"n1", mode, mode == node::RoutingMode::kNative, {}}, ipcache, identities, resources,
               &routes, &flows),
         controller(ControllerParts{resources, identities, ipcache, endpoints, policies, nullptr, flows, &api, &host,
                                    &nodes},

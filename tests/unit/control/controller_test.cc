@@ -49,7 +49,7 @@ struct Agent {
         service_manager(f.service_maps, lb::PlannerConfig{}, &flows),
         services(service_manager, resources),
         controller(ControllerParts{resources, identities, ipcache, endpoints, policies, &services, flows,
-                                   cluster ? &f.api : nullptr, &f.host}) {}
+                                   cluster ? &f.api : nullptr, &f.host, nullptr}) {}
 };
 
 nlohmann::json namespaceJson() {
