@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <optional>
 #include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -62,7 +63,7 @@ void Planner::restore(const MapState& installed) {
   for (const auto& [k, v] : installed.services) {
     if (k.backend_slot == 0 && v.rev_nat_index != 0) {
       restored_revnat_ids_[endpointKey(k.address, k.dport, k.proto)] = v.rev_nat_index;
-      used_revnat_ids_.insert(v.rev_nat_index);
+      used_revnat_ids_[v.rev_nat_index] = true;
       next_revnat_id_ = std::max<uint16_t>(next_revnat_id_, static_cast<uint16_t>(v.rev_nat_index + 1));
     }
   }
@@ -71,10 +72,10 @@ void Planner::restore(const MapState& installed) {
 uint32_t Planner::backendId(EndpointKey key) {
   auto it = backend_ids_.find(key);
   if (it != backend_ids_.end()) {
-    return it->second;
+    return it->second.id;
   }
   if (auto id = claim(&restored_backend_ids_, key)) {
-    backend_ids_[key] = *id;
+    backend_ids_[key].id = *id;
     return *id;
   }
   // Next free id after the last one handed out (ids are not reused at once, like the IPAM).
@@ -83,28 +84,35 @@ uint32_t Planner::backendId(EndpointKey key) {
   }
   uint32_t id = next_backend_id_++;
   used_backend_ids_.insert(id);
-  backend_ids_[key] = id;
+  backend_ids_[key].id = id;
   return id;
 }
 
 uint16_t Planner::revNatIndex(EndpointKey key) {
   auto it = revnat_ids_.find(key);
   if (it != revnat_ids_.end()) {
-    return it->second;
+    return static_cast<uint16_t>(it->second.id);
   }
   if (auto id = claim(&restored_revnat_ids_, key)) {
-    revnat_ids_[key] = *id;
+    revnat_ids_[key].id = *id;
     return *id;
   }
   // Bounded: at most 65535 candidates; 0 is never an index.
-  for (uint32_t tries = 0; tries < 65536 && (next_revnat_id_ == 0 || used_revnat_ids_.count(next_revnat_id_));
-       ++tries) {
+  for (uint32_t tries = 0; tries < 65536 && (next_revnat_id_ == 0 || used_revnat_ids_[next_revnat_id_]); ++tries) {
     ++next_revnat_id_;
   }
   uint16_t id = next_revnat_id_++;
-  used_revnat_ids_.insert(id);
-  revnat_ids_[key] = id;
+  used_revnat_ids_[id] = true;
+  revnat_ids_[key].id = id;
   return id;
+}
+
+uint32_t Planner::nodeIndex(const std::string& name) {
+  auto [it, added] = node_index_.try_emplace(name, static_cast<uint32_t>(node_names_.size()));
+  if (added) {
+    node_names_.push_back(name);
+  }
+  return it->second;
 }
 
 uint16_t Planner::allocateNodePort(const std::string& key, uint16_t requested) {
@@ -151,9 +159,12 @@ void Planner::registerRequestedNodePorts(const Service& svc) {
   }
 }
 
-Planner::Fragment Planner::computeService(const Service& svc, const std::vector<const EndpointSlice*>& slices) {
+Planner::Fragment Planner::computeService(const std::string& key, const Service& svc,
+                                          const std::vector<const EndpointSlice*>& slices, MapState* after) {
+  // Built in a MapState (the master entries' flags are amended as the scopes are added), then flattened.
   Fragment f;
-  MapState& st = f.st;
+  MapState st;
+  std::map<uint32_t, uint32_t> nodes;  // backend id -> node index
   for (const auto& sp : svc.ports) {
     // Backends of this service port: every slice of the service with a port of the same name.
     std::vector<BackendView> all;
@@ -170,11 +181,7 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
           if (!active && !terminating) {
             continue;
           }
-          EndpointKey bkey = endpointKey(a.ip, ep.port, ep.proto);
-          if (std::find(f.backend_keys.begin(), f.backend_keys.end(), bkey) == f.backend_keys.end()) {
-            f.backend_keys.push_back(bkey);
-          }
-          BackendView b{backendId(bkey), a.ip, ep.port, terminating, a.node_name};
+          BackendView b{backendId(endpointKey(a.ip, ep.port, ep.proto)), a.ip, ep.port, terminating, a.node_name};
           if (std::none_of(all.begin(), all.end(), [&](const BackendView& x) { return x.id == b.id; })) {
             all.push_back(b);
           }
@@ -184,6 +191,7 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
           be.proto = ep.proto;
           be.state = terminating ? PLEXUS_BACKEND_TERMINATING : PLEXUS_BACKEND_ACTIVE;
           st.backends[b.id] = be;
+          nodes[b.id] = nodeIndex(a.node_name);
         }
       }
     }
@@ -197,10 +205,8 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
       }
     }
 
-    auto add = [&](Ipv4 addr, uint16_t port, const std::string& type, uint16_t flag, bool north_south) {
-      EndpointKey fkey = endpointKey(addr, port, sp.proto);
-      f.revnat_keys.push_back(fkey);
-      uint16_t rid = revNatIndex(fkey);
+    auto add = [&](Ipv4 addr, uint16_t port, FrontendType type, uint16_t flag, bool north_south) {
+      uint16_t rid = revNatIndex(endpointKey(addr, port, sp.proto));
       plexus_lb4_reverse_nat rn{};
       rn.address = addr.networkOrder();
       rn.port = htons(port);
@@ -234,7 +240,7 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
           }
           auto t = buildMaglevTable(mb, config_.maglev_m, config_.seed);
           if (auto* table = std::get_if<std::vector<uint32_t>>(&t)) {
-            st.maglev[rid] = *table;
+            st.maglev[rid] = MaglevTable::of(std::move(*table));
           }
         }
         st.services[makeLbKey(addr, port, sp.proto, scope, 0)] = master;
@@ -244,8 +250,11 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
           slot.rev_nat_index = rid;
           st.services[makeLbKey(addr, port, sp.proto, scope, static_cast<uint16_t>(i + 1))] = slot;
         }
-        st.frontends.push_back({svc.key(), addr, port, sp.proto, type, scope, rid,
-                                (master.flags & PLEXUS_SVC_F_MAGLEV) != 0, bes});
+        Frontend fe{addr, port, rid, sp.proto, scope, type, (master.flags & PLEXUS_SVC_F_MAGLEV) != 0, {}};
+        for (const auto& b : bes) {
+          fe.backends.push_back(b.id);
+        }
+        f.frontends.push_back(std::move(fe));
       };
       // External scope: traffic from outside (and from inside when no internal entry exists).
       bool external_local = north_south && svc.external_traffic_local;
@@ -269,91 +278,151 @@ Planner::Fragment Planner::computeService(const Service& svc, const std::vector<
     };
 
     if (svc.cluster_ip) {
-      add(*svc.cluster_ip, sp.port, "ClusterIP", PLEXUS_SVC_F_CLUSTERIP, false);
+      add(*svc.cluster_ip, sp.port, FrontendType::kClusterIP, PLEXUS_SVC_F_CLUSTERIP, false);
     }
     if (svc.type != ServiceType::kClusterIP) {
       std::string npkey = fmt::format("{}:{}/{}", svc.key(), sp.port, protoName(sp.proto));
       f.nodeport_keys.push_back(npkey);
       uint16_t np = allocateNodePort(npkey, sp.node_port);
       for (const auto& ip : config_.node_ips) {
-        add(ip, np, "NodePort", PLEXUS_SVC_F_NODEPORT, true);
+        add(ip, np, FrontendType::kNodePort, PLEXUS_SVC_F_NODEPORT, true);
       }
     }
     if (svc.type == ServiceType::kLoadBalancer) {
       for (const auto& ip : svc.lb_ingress_ips) {
-        add(ip, sp.port, "LoadBalancer", PLEXUS_SVC_F_LOADBALANCER, true);
+        add(ip, sp.port, FrontendType::kLoadBalancer, PLEXUS_SVC_F_LOADBALANCER, true);
       }
     }
     for (const auto& ip : svc.external_ips) {
-      add(ip, sp.port, "ExternalIP", PLEXUS_SVC_F_EXTERNAL_IP, true);
+      add(ip, sp.port, FrontendType::kExternalIP, PLEXUS_SVC_F_EXTERNAL_IP, true);
+    }
+  }
+  f.services.assign(st.services.begin(), st.services.end());
+  for (const auto& [id, be] : st.backends) {
+    f.backends.push_back({id, be, nodes[id]});
+  }
+  f.revnat.assign(st.revnat.begin(), st.revnat.end());
+  for (const auto& [rid, t] : st.maglev) {
+    f.maglev.emplace_back(rid, t.digest);
+  }
+  f.source_ranges.assign(st.source_ranges.begin(), st.source_ranges.end());
+  f.frontends.shrink_to_fit();
+  f.nodeport_keys.shrink_to_fit();
+  if (after) {
+    mergeInto(after, key, f);
+    for (auto& [rid, t] : st.maglev) {
+      after->maglev[rid] = std::move(t);  // with its slots, for the plan
     }
   }
   return f;
 }
 
 void Planner::hold(const Fragment& f) {
-  for (const auto& k : f.backend_keys) {
-    backend_refs_[k]++;
+  for (const auto& b : f.backends) {
+    backend_ids_[endpointKey(b.value.address, b.value.port, b.value.proto)].holders++;
   }
-  for (const auto& k : f.revnat_keys) {
-    revnat_refs_[k]++;
+  uint16_t last = 0;  // a frontend's two scopes share one reverse-NAT index, held once
+  for (const auto& fe : f.frontends) {
+    if (fe.rev_nat_index != last) {
+      revnat_ids_[endpointKey(fe.address, fe.port, fe.proto)].holders++;
+      last = fe.rev_nat_index;
+    }
   }
   for (const auto& k : f.nodeport_keys) {
     nodeport_refs_[k]++;
   }
-  for (const auto& [id, b] : f.st.backends) {
-    backend_users_[id]++;
-  }
 }
 
 void Planner::drop(const Fragment& f) {
-  // True when the key's last holder went.
-  auto release = [](auto* refs, const auto& key) {
-    auto it = refs->find(key);
-    if (it == refs->end() || --it->second > 0) {
-      return false;
+  // The id of a key whose last holder went, else 0.
+  auto release = [](std::unordered_map<EndpointKey, Held>* ids, EndpointKey key) -> uint32_t {
+    auto it = ids->find(key);
+    if (it == ids->end() || --it->second.holders > 0) {
+      return 0;
     }
-    refs->erase(it);
-    return true;
+    uint32_t id = it->second.id;
+    ids->erase(it);
+    return id;
   };
-  for (const auto& k : f.backend_keys) {
-    if (release(&backend_refs_, k)) {
-      used_backend_ids_.erase(backend_ids_[k]);
-      backend_ids_.erase(k);
+  for (const auto& b : f.backends) {
+    if (uint32_t id = release(&backend_ids_, endpointKey(b.value.address, b.value.port, b.value.proto))) {
+      used_backend_ids_.erase(id);
     }
   }
-  for (const auto& k : f.revnat_keys) {
-    if (release(&revnat_refs_, k)) {
-      used_revnat_ids_.erase(revnat_ids_[k]);
-      revnat_ids_.erase(k);
+  uint16_t last = 0;
+  for (const auto& fe : f.frontends) {
+    if (fe.rev_nat_index != last) {
+      if (uint32_t id = release(&revnat_ids_, endpointKey(fe.address, fe.port, fe.proto))) {
+        used_revnat_ids_[id] = false;
+      }
+      last = fe.rev_nat_index;
     }
   }
   for (const auto& k : f.nodeport_keys) {
-    if (release(&nodeport_refs_, k)) {
+    auto it = nodeport_refs_.find(k);
+    if (it != nodeport_refs_.end() && --it->second == 0) {
+      nodeport_refs_.erase(it);
       node_ports_.erase(k);
     }
   }
-  for (const auto& [id, b] : f.st.backends) {
-    if (--backend_users_[id] == 0) {
-      backend_users_.erase(id);
-    }
-  }
 }
-
-bool Planner::backendInUse(uint32_t id) const { return backend_users_.count(id) > 0; }
 
 namespace {
-void merge(MapState* into, const MapState& part) {
-  into->services.insert(part.services.begin(), part.services.end());
-  for (const auto& [id, b] : part.backends) {
-    into->backends[id] = b;
-  }
-  into->revnat.insert(part.revnat.begin(), part.revnat.end());
-  into->maglev.insert(part.maglev.begin(), part.maglev.end());
-  into->source_ranges.insert(part.source_ranges.begin(), part.source_ranges.end());
-  into->frontends.insert(into->frontends.end(), part.frontends.begin(), part.frontends.end());
+const char* typeName(uint8_t type) {
+  static constexpr const char* kNames[] = {"ClusterIP", "NodePort", "LoadBalancer", "ExternalIP"};
+  return kNames[type];
 }
 }  // namespace
+
+FrontendView Planner::view(const std::string& key, const Fragment& f, const Frontend& fe) const {
+  FrontendView v{key, fe.address, fe.port, fe.proto, typeName(static_cast<uint8_t>(fe.type)), fe.scope,
+                 fe.rev_nat_index, fe.maglev, {}};
+  for (uint32_t id : fe.backends) {
+    auto b = std::lower_bound(f.backends.begin(), f.backends.end(), id,
+                              [](const Backend& x, uint32_t want) { return x.id < want; });
+    if (b == f.backends.end() || b->id != id) {
+      continue;
+    }
+    v.backends.push_back({id, Ipv4::fromNetwork(b->value.address), ntohs(b->value.port),
+                          b->value.state == PLEXUS_BACKEND_TERMINATING, node_names_[b->node]});
+  }
+  return v;
+}
+
+void Planner::mergeInto(MapState* into, const std::string& key, const Fragment& f) const {
+  into->services.insert(f.services.begin(), f.services.end());
+  for (const auto& b : f.backends) {
+    into->backends[b.id] = b.value;
+  }
+  into->revnat.insert(f.revnat.begin(), f.revnat.end());
+  for (const auto& [rid, digest] : f.maglev) {
+    into->maglev[rid].digest = digest;
+  }
+  into->source_ranges.insert(f.source_ranges.begin(), f.source_ranges.end());
+  for (const auto& fe : f.frontends) {
+    into->frontends.push_back(view(key, f, fe));
+  }
+}
+
+std::vector<FrontendView> Planner::frontends(const std::string& service) const {
+  std::vector<FrontendView> out;
+  if (auto it = fragments_.find(service); it != fragments_.end()) {
+    for (const auto& fe : it->second.frontends) {
+      out.push_back(view(service, it->second, fe));
+    }
+  }
+  return out;
+}
+
+Planner::Counts Planner::counts() const {
+  Counts c;
+  for (const auto& [key, f] : fragments_) {
+    c.services += f.frontends.empty() ? 0 : 1;
+    c.frontends += f.frontends.size();
+  }
+  c.backends = backend_ids_.size();
+  return c;
+}
 
 Planner::Change Planner::update(const std::map<std::string, std::optional<Service>>& changed,
                                 const std::map<std::string, std::vector<EndpointSlice>>& slices) {
@@ -368,11 +437,11 @@ Planner::Change Planner::update(const std::map<std::string, std::optional<Servic
     }
   }
   Change c;
-  replace(services, by_service, &c);
+  replace(services, by_service, &c, true);
   return c;
 }
 
-void Planner::replace(const ServiceRefs& changed, const SliceRefs& slices, Change* out) {
+void Planner::replace(const ServiceRefs& changed, const SliceRefs& slices, Change* out, bool with_before) {
   // Requested node ports first, so allocation never takes one a changed service asks for.
   for (const auto& [key, svc] : changed) {
     if (svc) {
@@ -384,8 +453,8 @@ void Planner::replace(const ServiceRefs& changed, const SliceRefs& slices, Chang
   for (const auto& [key, svc] : changed) {
     auto it = fragments_.find(key);
     if (it != fragments_.end()) {
-      if (out) {
-        merge(&out->before, it->second.st);
+      if (with_before) {
+        mergeInto(&out->before, key, it->second);
       }
       old.push_back(std::move(it->second));
       fragments_.erase(it);
@@ -394,12 +463,9 @@ void Planner::replace(const ServiceRefs& changed, const SliceRefs& slices, Chang
       continue;
     }
     auto mine = slices.find(key);
-    Fragment f = computeService(*svc, mine == slices.end() ? kNone : mine->second);
+    Fragment f = computeService(key, *svc, mine == slices.end() ? kNone : mine->second, &out->after);
     hold(f);  // before the old ones are dropped, so ids shared by both stay
-    if (out) {
-      merge(&out->after, f.st);
-    }
-    fragments_[key] = std::move(f);
+    fragments_.emplace(key, std::move(f));
   }
   for (const auto& f : old) {
     drop(f);
@@ -412,34 +478,10 @@ Plan Planner::plan(const Change& change) const {
   return p;
 }
 
-void Planner::commit(MapState* installed, const Change& change, const Plan& plan) {
-  for (const auto& [k, v] : change.before.services) {
-    installed->services.erase(k);
-  }
-  for (const auto& [id, r] : change.before.revnat) {
-    installed->revnat.erase(id);
-  }
-  for (const auto& [id, t] : change.before.maglev) {
-    installed->maglev.erase(id);
-  }
-  for (uint32_t id : plan.backend_deletes) {
-    installed->backends.erase(id);
-  }
-  for (const auto& k : change.before.source_ranges) {
-    installed->source_ranges.erase(k);
-  }
-  std::set<std::string> changed;
-  for (const auto& f : change.before.frontends) {
-    changed.insert(f.service);
-  }
-  std::erase_if(installed->frontends, [&](const FrontendView& f) { return changed.count(f.service) > 0; });
-  merge(installed, change.after);  // every key of `after` that `before` held was erased above
-}
-
 MapState Planner::current() const {
   MapState st;
   for (const auto& [key, f] : fragments_) {
-    merge(&st, f.st);
+    mergeInto(&st, key, f);
   }
   return st;
 }
@@ -456,17 +498,27 @@ MapState Planner::compute(const std::vector<Service>& services, const std::vecto
   for (const auto& es : slices) {
     by_service[es.ns + "/" + es.service].push_back(&es);
   }
-  replace(changed, by_service, nullptr);  // registers every listed service's requested node ports first
+  // Every service is in `changed`, so the change's `after` is the whole desired state.
+  Change c;
+  replace(changed, by_service, &c, false);  // registers every listed service's requested node ports first
   // Restored ids no service claimed are free now.
   for (const auto& [key, id] : restored_backend_ids_) {
     used_backend_ids_.erase(id);
   }
   for (const auto& [key, id] : restored_revnat_ids_) {
-    used_revnat_ids_.erase(id);
+    used_revnat_ids_[id] = false;
   }
   restored_backend_ids_.clear();
   restored_revnat_ids_.clear();
-  return current();
+  return std::move(c.after);
+}
+
+MaglevTable MaglevTable::of(std::vector<uint32_t> slots) {
+  MaglevTable t;
+  t.digest = std::hash<std::string_view>{}(
+      std::string_view(reinterpret_cast<const char*>(slots.data()), slots.size() * sizeof(uint32_t)));
+  t.slots = std::move(slots);
+  return t;
 }
 
 namespace {
@@ -489,8 +541,8 @@ Plan Planner::diff(const MapState& installed, const MapState& desired) {
   }
   for (const auto& [id, t] : desired.maglev) {
     auto it = installed.maglev.find(id);
-    if (it == installed.maglev.end() || it->second != t) {
-      p.maglev_upserts.emplace_back(id, t);
+    if (it == installed.maglev.end() || !(it->second == t)) {
+      p.maglev_upserts.emplace_back(id, t.slots);
     }
   }
   // Slots first, then masters: a master never counts a slot that is not there yet.
@@ -536,6 +588,37 @@ Plan Planner::diff(const MapState& installed, const MapState& desired) {
     }
   }
   return p;
+}
+
+void applyPlan(MapState* st, const Plan& plan) {
+  for (const auto& [id, b] : plan.backend_upserts) {
+    st->backends[id] = b;
+  }
+  for (const auto& [id, r] : plan.revnat_upserts) {
+    st->revnat[id] = r;
+  }
+  for (const auto& [id, t] : plan.maglev_upserts) {
+    st->maglev[id] = MaglevTable::of(t);
+  }
+  st->source_ranges.insert(plan.source_range_upserts.begin(), plan.source_range_upserts.end());
+  for (const auto& [k, v] : plan.service_upserts) {
+    st->services[k] = v;
+  }
+  for (const auto& k : plan.service_deletes) {
+    st->services.erase(k);
+  }
+  for (const auto& k : plan.source_range_deletes) {
+    st->source_ranges.erase(k);
+  }
+  for (uint16_t id : plan.maglev_deletes) {
+    st->maglev.erase(id);
+  }
+  for (uint16_t id : plan.revnat_deletes) {
+    st->revnat.erase(id);
+  }
+  for (uint32_t id : plan.backend_deletes) {
+    st->backends.erase(id);
+  }
 }
 
 }  // namespace plexus::lb

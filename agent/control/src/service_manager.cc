@@ -24,12 +24,11 @@ Status ServiceManager::restore() {
   if (!read.ok()) {
     return read.error().wrap("read the service maps");
   }
-  lb::MapState st = std::move(*read);
-  planner_.restore(st);
-  installed_ = std::move(st);
+  planner_.restore(*read);
   needs_full_ = true;
+  read_maps_ = true;
   spdlog::info("services: adopted {} service entries, {} backends and {} Maglev tables from the maps",
-               installed_.services.size(), installed_.backends.size(), installed_.maglev.size());
+               read->services.size(), read->backends.size(), read->maglev.size());
   return Status::Ok();
 }
 
@@ -46,22 +45,33 @@ void record(ServiceManager::SyncRecord* r, size_t operations, std::chrono::stead
 
 Status ServiceManager::sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices) {
   auto t0 = std::chrono::steady_clock::now();
+  lb::MapState installed;
+  if (read_maps_) {
+    // Part of an earlier plan may be in the maps (a full map refuses the rest): diffing against what they hold
+    // removes entries written for objects deleted meanwhile instead of leaking them.
+    auto read = maps_.read();
+    if (!read.ok()) {
+      return read.error().wrap("read the service maps");
+    }
+    installed = std::move(*read);
+  } else {
+    installed = planner_.current();
+  }
   lb::MapState desired = planner_.compute(services, slices);
   auto t1 = std::chrono::steady_clock::now();
-  lb::Plan plan = lb::Planner::diff(installed_, desired);
+  lb::Plan plan = lb::Planner::diff(installed, desired);
   auto t2 = std::chrono::steady_clock::now();
   if (plan.size() > 0) {
     if (Status s = maps_.apply(plan); !s.ok()) {
-      failed(s);
+      needs_full_ = read_maps_ = true;
       return s.error().wrap("service maps");
     }
   }
   record(&last_full_, plan.size(), t0);
-  installed_ = std::move(desired);
-  needs_full_ = false;
-  publishNames();
+  needs_full_ = read_maps_ = false;
+  publishNames(desired);
   spdlog::info("services: full sync of {} frontends: {} map operations in {:.1f} ms (compute {:.1f}, diff {:.1f})",
-               installed_.frontends.size(), plan.size(), last_full_.milliseconds,
+               desired.frontends.size(), plan.size(), last_full_.milliseconds,
                std::chrono::duration<double, std::milli>(t1 - t0).count(),
                std::chrono::duration<double, std::milli>(t2 - t1).count());
   return Status::Ok();
@@ -77,11 +87,10 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
     return Status::Ok();
   }
   if (Status s = maps_.apply(plan); !s.ok()) {
-    failed(s);  // the planner moved on; the next sync recomputes everything against installed_
+    needs_full_ = read_maps_ = true;  // the planner moved on; the next sync diffs everything against the maps
     return s.error().wrap("service maps");
   }
   record(&last_incremental_, plan.size(), t0);
-  lb::Planner::commit(&installed_, change, plan);
   std::vector<std::string> gone;
   std::map<std::string, std::string> added;
   for (const auto& f : change.before.frontends) {
@@ -91,27 +100,13 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
     added[frontendName(f)] = f.service;
   }
   directory_->updateServices(gone, added);
-  spdlog::info("services: {} changed, {} map operations, {} frontends", changed.size(), plan.size(),
-               installed_.frontends.size());
+  spdlog::info("services: {} changed, {} map operations", changed.size(), plan.size());
   return Status::Ok();
 }
 
-void ServiceManager::failed(const Status& s) {
-  needs_full_ = true;
-  // Part of the plan may be in the maps (a full map refuses the rest): what they hold now is what the next sync
-  // diffs against, so that entries written for objects deleted meanwhile are removed, not leaked.
-  auto read = maps_.read();
-  if (!read.ok()) {
-    spdlog::warn("services: read the maps after {}: {}", s.error().message, read.error().message);
-    return;
-  }
-  read->frontends = std::move(installed_.frontends);
-  installed_ = std::move(*read);
-}
-
-void ServiceManager::publishNames() {
+void ServiceManager::publishNames(const lb::MapState& st) {
   std::map<std::string, std::string> names;
-  for (const auto& f : installed_.frontends) {
+  for (const auto& f : st.frontends) {
     names[frontendName(f)] = f.service;
   }
   directory_->setServices(std::move(names));

@@ -451,18 +451,13 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     e.family("cilium_policy", "gauge", "Number of policies currently loaded");
     e.sample("cilium_policy", {}, static_cast<double>(p->validCount()));
     if (svc) {
-      size_t backends = 0;
-      std::set<std::string> services;
-      for (const auto& f : svc->installed().frontends) {
-        services.insert(f.service);
-      }
-      backends = svc->installed().backends.size();
+      auto counts = svc->counts();
       e.family("plexus_services", "gauge", "Services programmed into the datapath");
-      e.sample("plexus_services", {}, static_cast<double>(services.size()));
+      e.sample("plexus_services", {}, static_cast<double>(counts.services));
       e.family("plexus_service_frontends", "gauge", "Service frontends (address, port, protocol, scope)");
-      e.sample("plexus_service_frontends", {}, static_cast<double>(svc->installed().frontends.size()));
+      e.sample("plexus_service_frontends", {}, static_cast<double>(counts.frontends));
       e.family("plexus_service_backends", "gauge", "Service backends, active and terminating");
-      e.sample("plexus_service_backends", {}, static_cast<double>(backends));
+      e.sample("plexus_service_backends", {}, static_cast<double>(counts.backends));
       e.family("plexus_service_sync_duration_seconds", "gauge",
                "Time of the last programming of the service maps, by kind (full sync or incremental update)");
       e.family("plexus_service_sync_operations", "gauge", "Map operations of the last programming, by kind");

@@ -96,7 +96,7 @@ Result<lb::MapState> KernelServiceMaps::read() const {
   }
   for (uint16_t id : *maglev) {
     auto table = maps_.maglevTable(id);
-    st.maglev[id] = table.ok() ? *table : std::vector<uint32_t>{};  // unreadable: the first sync rewrites it
+    st.maglev[id] = lb::MaglevTable::of(table.ok() ? std::move(*table) : std::vector<uint32_t>{});  // unreadable: the first sync rewrites it
   }
   return st;
 }

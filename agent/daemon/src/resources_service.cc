@@ -63,7 +63,7 @@ grpc::Status ResourcesService::Delete(grpc::ServerContext*, const v1::ApplyReque
 
 namespace {
 
-void fillService(const lb::Service& svc, const lb::MapState& st, v1::ServiceInfo* out) {
+void fillService(const lb::Service& svc, const std::vector<lb::FrontendView>& frontends, v1::ServiceInfo* out) {
   out->set_namespace_(svc.ns);
   out->set_name(svc.name);
   out->set_type(lb::toString(svc.type));
@@ -77,10 +77,7 @@ void fillService(const lb::Service& svc, const lb::MapState& st, v1::ServiceInfo
     out->add_load_balancer_source_ranges(r.toString());
   }
   out->set_health_check_node_port(svc.health_check_node_port);
-  for (const auto& f : st.frontends) {
-    if (f.service != svc.key()) {
-      continue;
-    }
+  for (const auto& f : frontends) {
     auto* fe = out->add_frontends();
     fe->set_address(f.address.toString());
     fe->set_port(f.port);
@@ -114,7 +111,7 @@ grpc::Status ResourcesService::ListServices(grpc::ServerContext*, const v1::List
   state_.reconciler
       .submit([&] {
         for (const auto& svc : state_.service_sync->services()) {
-          fillService(svc, state_.services->installed(), resp->add_services());
+          fillService(svc, state_.services->frontends(svc.key()), resp->add_services());
         }
       })
       .get();
@@ -139,12 +136,13 @@ grpc::Status ResourcesService::GetService(grpc::ServerContext*, const v1::GetSer
             continue;
           }
           found = true;
-          fillService(svc, state_.services->installed(), resp->mutable_service());
+          auto frontends = state_.services->frontends(name);
+          fillService(svc, frontends, resp->mutable_service());
           if (!req->with_maglev()) {
             return;
           }
-          for (const auto& f : state_.services->installed().frontends) {
-            if (f.service != name || !f.maglev) {
+          for (const auto& f : frontends) {
+            if (!f.maglev) {
               continue;
             }
             // Read back what the kernel holds, not what we meant to write.

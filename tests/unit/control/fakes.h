@@ -157,7 +157,7 @@ class FakeServiceMaps final : public ServiceMaps {
       state.revnat[id] = r;
     }
     for (const auto& [id, t] : plan.maglev_upserts) {
-      state.maglev[id] = t;
+      state.maglev[id] = lb::MaglevTable::of(t);
     }
     for (const auto& k : plan.source_range_upserts) {
       if (source_range_capacity && !state.source_ranges.count(k) &&

@@ -123,11 +123,51 @@ TEST_CASE("NodePort gets an allocated port in range, node frontends and a Maglev
   CHECK(master.flags & PLEXUS_SVC_F_NODEPORT);
   CHECK(master.flags & PLEXUS_SVC_F_MAGLEV);
   REQUIRE(st.maglev.count(master.rev_nat_index));
-  CHECK(st.maglev.at(master.rev_nat_index).size() == 251);
+  CHECK(st.maglev.at(master.rev_nat_index).slots.size() == 251);
   // Recomputing keeps the port and the ids.
   auto again = planner.compute({s}, deriveSlices(s, {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 8080)}));
   CHECK(planner.nodePort(s.key(), s.ports[0]) == np);
   CHECK(Planner::diff(st, again).size() == 0);
+}
+
+TEST_CASE("the planner keeps Maglev digests only; a plan writes a whole table when its backends change",
+          "[unit][planner]") {
+  Planner planner(config());
+  auto s = svc("web", "NodePort");
+  auto two = deriveSlices(s, {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 8080)});
+  auto st = planner.compute({s}, two);
+  REQUIRE(st.maglev.size() == 1);
+  auto [rid, table] = *st.maglev.begin();
+  REQUIRE(table.slots.size() == 251);
+  CHECK(table.digest == MaglevTable::of(table.slots).digest);
+  // Between changes the planner holds the digest, not the slots.
+  auto held = planner.current();
+  REQUIRE(held.maglev.count(rid));
+  CHECK(held.maglev.at(rid).slots.empty());
+  CHECK(held.maglev.at(rid) == table);
+  // The same backends again: nothing to write.
+  auto same = planner.update({{s.key(), s}}, {{s.key(), two}});
+  CHECK(planner.plan(same).maglev_upserts.empty());
+  // A third backend: the table is written whole, and differs.
+  auto three = deriveSlices(s, {pod("a", "10.0.0.5", 8080), pod("b", "10.0.0.6", 8080), pod("c", "10.0.0.7", 8080)});
+  auto grown = planner.update({{s.key(), s}}, {{s.key(), three}});
+  auto plan = planner.plan(grown);
+  REQUIRE(plan.maglev_upserts.size() == 1);
+  CHECK(plan.maglev_upserts[0].first == rid);
+  CHECK(plan.maglev_upserts[0].second.size() == 251);
+  CHECK(MaglevTable::of(plan.maglev_upserts[0].second).digest != table.digest);
+  // The views name the frontends and their backends from the flat state.
+  auto views = planner.frontends(s.key());
+  REQUIRE(views.size() == 2);  // the ClusterIP and the NodePort on the node's address
+  for (const auto& v : views) {
+    CHECK(v.service == s.key());
+    CHECK(v.backends.size() == 3);
+    CHECK((v.type == "ClusterIP" || v.type == "NodePort"));
+    CHECK(v.maglev == (v.type == "NodePort"));
+  }
+  CHECK(planner.counts().services == 1);
+  CHECK(planner.counts().frontends == 2);
+  CHECK(planner.counts().backends == 3);
 }
 
 TEST_CASE("no backends is a master entry with count 0 (the datapath refuses)", "[unit][planner]") {
@@ -216,8 +256,8 @@ TEST_CASE("incremental updates keep the installed state equal to a full computat
   auto step = [&](std::map<std::string, std::optional<Service>> changed,
                   std::map<std::string, std::vector<EndpointSlice>> slices) {
     auto c = inc.update(changed, slices);
-    // What ServiceManager does: the change's plan, then the commit into the installed state.
-    Planner::commit(&installed, c, inc.plan(c));
+    // What ServiceManager does: the change's plan, written into the maps.
+    applyPlan(&installed, inc.plan(c));
     for (const auto& [key, s] : changed) {
       if (s) {
         live[key] = *s;
@@ -232,7 +272,6 @@ TEST_CASE("incremental updates keep the installed state equal to a full computat
     CHECK(Planner::diff(installed, full).size() == 0);
     CHECK(installed.backends.size() == full.backends.size());
     CHECK(installed.services.size() == full.services.size());
-    CHECK(installed.frontends.size() == full.frontends.size());
   };
   for (int i = 0; i < 20; ++i) {
     auto s = service(i, i % 5 == 0 ? "NodePort" : "ClusterIP");
@@ -301,7 +340,7 @@ TEST_CASE("a restarted planner adopts the installed ids, writes nothing for unch
   for (int i : {4, 3, 2, 1}) {
     auto [s, es] = make(i);
     auto change = first.update({{s.key(), s}}, {{s.key(), {es}}});
-    Planner::commit(&installed, change, first.plan(change));
+    applyPlan(&installed, first.plan(change));
   }
   auto revnat = [](const MapState& st, int i) {
     auto k = makeLbKey(Ipv4(Ipv4::parse("10.96.0.0")->hostOrder() + static_cast<uint32_t>(i)), 80, 6,

@@ -146,7 +146,7 @@ TEST_CASE("changing the ranges plans the difference: new entries before the mast
   CHECK(plan.source_range_deletes[0].address == ip("10.1.0.0").networkOrder());
   CHECK(plan.service_upserts.empty());  // the master is unchanged
   MapState installed = before;
-  Planner::commit(&installed, change, plan);
+  applyPlan(&installed, plan);
   CHECK(rangesOf(installed, rid) == std::set<std::string>{"198.51.100.0/24", "172.16.0.0/12"});
 
   // The field removed: the flag goes and every entry with it.
@@ -156,18 +156,18 @@ TEST_CASE("changing the ranges plans the difference: new entries before the mast
   CHECK(plan2.source_range_deletes.size() == 2);
   REQUIRE(plan2.service_upserts.size() == 1);
   CHECK_FALSE(plan2.service_upserts[0].second.flags & PLEXUS_SVC_F_SOURCE_RANGE);
-  Planner::commit(&installed, change2, plan2);
+  applyPlan(&installed, plan2);
   CHECK(installed.source_ranges.empty());
 
   // The service deleted with its ranges: everything goes, and a full computation agrees.
   changed["shop/web"] = parsed(lbJson({"198.51.100.0/24"}));
   auto change3 = planner.update(changed, {});
-  Planner::commit(&installed, change3, planner.plan(change3));
+  applyPlan(&installed, planner.plan(change3));
   changed["shop/web"] = std::nullopt;
   auto change4 = planner.update(changed, {});
   auto plan4 = planner.plan(change4);
   CHECK(plan4.source_range_deletes.size() == 1);
-  Planner::commit(&installed, change4, plan4);
+  applyPlan(&installed, plan4);
   CHECK(installed.source_ranges.empty());
   CHECK(installed.services.empty());
 }

@@ -1,7 +1,8 @@
 #pragma once
 // Keeps the datapath's service maps equal to the planner's desired state: computes, diffs against what is
-// installed, applies the operations through the typed maps, and only then commits the new state (a failed
-// write leaves the previous state as the reference, and the next sync retries). Runs on the reconcile thread.
+// installed, and applies the operations through the typed maps. While the writes succeed, the planner's state is
+// what the maps hold, and no other copy is kept; after a restart or a failed write the next (full) sync reads the
+// maps back and diffs against what they hold. Runs on the reconcile thread.
 
 #include <map>
 #include <optional>
@@ -36,7 +37,9 @@ class ServiceManager {
   }
   // After a failed write the planner is ahead of the maps: the next sync must be a full one.
   bool needsFullSync() const { return needs_full_; }
-  const lb::MapState& installed() const { return installed_; }
+  // What the services hold (the views of `plexus service list`, the metrics' counts).
+  std::vector<lb::FrontendView> frontends(const std::string& service) const { return planner_.frontends(service); }
+  lb::Planner::Counts counts() const { return planner_.counts(); }
   const std::string& nodeName() const { return planner_.nodeName(); }
   uint16_t nodePort(const std::string& service, const lb::ServicePort& port) const {
     return planner_.nodePort(service, port);
@@ -53,14 +56,14 @@ class ServiceManager {
   const SyncRecord& lastIncremental() const { return last_incremental_; }
 
  private:
-  // A plan failed half-way: the next sync starts from what the maps hold.
-  void failed(const Status& s);
-  void publishNames();
+  void publishNames(const lb::MapState& st);
 
   ServiceMaps& maps_;
   lb::Planner planner_;
   FlowDirectory* directory_;
-  lb::MapState installed_;
+  // The maps may hold something else than the planner's state (a restore, a failed write): the next full sync
+  // reads them back and diffs against that.
+  bool read_maps_ = false;
   SyncRecord last_full_;
   SyncRecord last_incremental_;
   bool needs_full_ = false;
