@@ -11,11 +11,38 @@ namespace {
 std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
 }  // namespace
 
+std::optional<lb::Service> ServiceSync::service(const std::string& key) const {
+  if (auto it = pending_services_.find(key); it != pending_services_.end()) {
+    return it->second;
+  }
+  auto slash = key.find('/');
+  auto object = resources_.store().get({ResourceKind::kService, key.substr(0, slash), key.substr(slash + 1)});
+  if (!object) {
+    return std::nullopt;
+  }
+  auto svc = lb::parseService(*object);
+  return svc.ok() ? std::optional<lb::Service>(std::move(*svc)) : std::nullopt;
+}
+
+std::optional<lb::EndpointSlice> ServiceSync::slice(const ResourceKey& key) const {
+  if (auto it = pending_slices_.find(key); it != pending_slices_.end()) {
+    return it->second;
+  }
+  auto object = resources_.store().get(key);
+  if (!object) {
+    return std::nullopt;
+  }
+  auto es = lb::parseEndpointSlice(*object);
+  return es.ok() ? std::optional<lb::EndpointSlice>(std::move(*es)) : std::nullopt;
+}
+
 std::vector<lb::Service> ServiceSync::services() const {
   std::vector<lb::Service> out;
-  out.reserve(parsed_services_.size());
-  for (const auto& [key, svc] : parsed_services_) {
-    out.push_back(svc);
+  out.reserve(services_.size());
+  for (const auto& [key, selector] : services_) {
+    if (auto svc = service(key)) {
+      out.push_back(std::move(*svc));
+    }
   }
   return out;
 }
@@ -63,9 +90,10 @@ std::vector<lb::PodRecord> ServiceSync::podRecords(const std::set<std::string>& 
 }
 
 void ServiceSync::podsChanged(const std::string& ns) {
-  for (const auto& [key, svc] : parsed_services_) {
-    if (svc.ns == ns && !svc.selector.empty()) {
-      dirty_.insert(key);
+  std::string prefix = ns + "/";
+  for (auto it = services_.lower_bound(prefix); it != services_.end() && it->first.starts_with(prefix); ++it) {
+    if (it->second) {
+      dirty_.insert(it->first);
     }
   }
 }
@@ -78,7 +106,7 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
   bool full = dirty_all_ || manager_.needsFullSync();
   std::set<std::string> keys;
   if (full) {
-    for (const auto& [key, svc] : parsed_services_) {
+    for (const auto& [key, selector] : services_) {
       keys.insert(key);
     }
   } else {
@@ -89,19 +117,25 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
   }
   std::map<std::string, std::vector<lb::EndpointSlice>> slices;
   std::set<std::string> namespaces;
-  for (const auto& [rk, es] : parsed_slices_) {
-    if (keys.count(es.ns + "/" + es.service)) {
-      slices[es.ns + "/" + es.service].push_back(es);  // the user's slices win over derived ones
+  for (const auto& [rk, owner] : slice_owners_) {
+    if (keys.count(owner)) {
+      if (auto es = slice(rk)) {
+        slices[owner].push_back(std::move(*es));  // the user's slices win over derived ones
+      }
     }
   }
   std::map<std::string, std::optional<lb::Service>> changed;
   for (const auto& key : keys) {
-    auto it = parsed_services_.find(key);
-    changed[key] = it == parsed_services_.end() ? std::nullopt : std::optional<lb::Service>(it->second);
-    if (it != parsed_services_.end() && !slices.count(key) && !it->second.selector.empty()) {
-      namespaces.insert(it->second.ns);
+    auto& svc = changed[key];
+    if (services_.count(key)) {
+      svc = service(key);
+    }
+    if (svc && !slices.count(key) && !svc->selector.empty()) {
+      namespaces.insert(svc->ns);
     }
   }
+  pending_services_.clear();
+  pending_slices_.clear();
   if (!namespaces.empty()) {
     auto pods = podRecords(namespaces, endpoints);
     for (const auto& [key, svc] : changed) {
@@ -113,11 +147,17 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
   auto t1 = std::chrono::steady_clock::now();
   Status s = Status::Ok();
   if (full) {
+    std::vector<lb::Service> all_services;
+    for (auto& [key, svc] : changed) {
+      if (svc) {
+        all_services.push_back(*svc);
+      }
+    }
     std::vector<lb::EndpointSlice> all;
     for (auto& [key, list] : slices) {
       all.insert(all.end(), list.begin(), list.end());
     }
-    s = manager_.sync(services(), all);
+    s = manager_.sync(all_services, all);
   } else {
     s = manager_.update(changed, slices);
   }
@@ -127,22 +167,21 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
   if (!s.ok()) {
     return s;  // dirty state kept: the next sync retries (in full, the manager knows it is behind)
   }
-  updateHealthChecks(keys, slices);
+  updateHealthChecks(changed, slices);
   dirty_all_ = false;
   dirty_.clear();
   return Status::Ok();
 }
 
-void ServiceSync::updateHealthChecks(const std::set<std::string>& keys,
+void ServiceSync::updateHealthChecks(const std::map<std::string, std::optional<lb::Service>>& services,
                                      const std::map<std::string, std::vector<lb::EndpointSlice>>& slices) {
   static const std::vector<lb::EndpointSlice> kNone;
   bool changed = false;
-  for (const auto& key : keys) {
-    auto svc = parsed_services_.find(key);
+  for (const auto& [key, svc] : services) {
     auto mine = slices.find(key);
     std::optional<lb::HealthCheck> hc;
-    if (svc != parsed_services_.end()) {
-      hc = lb::healthCheckOf(svc->second, mine == slices.end() ? kNone : mine->second, manager_.nodeName());
+    if (svc) {
+      hc = lb::healthCheckOf(*svc, mine == slices.end() ? kNone : mine->second, manager_.nodeName());
     }
     auto it = health_checks_.find(key);
     if (!hc) {
@@ -161,11 +200,17 @@ void ServiceSync::updateHealthChecks(const std::set<std::string>& keys,
 }
 
 void ServiceSync::reportSourceRanges(const lb::Service& svc) {
-  auto old = parsed_services_.find(svc.key());
-  if (svc.invalid_source_ranges.empty() ||
-      (old != parsed_services_.end() && old->second.invalid_source_ranges == svc.invalid_source_ranges)) {
+  auto old = invalid_ranges_.find(svc.key());
+  if (svc.invalid_source_ranges.empty()) {
+    if (old != invalid_ranges_.end()) {
+      invalid_ranges_.erase(old);
+    }
     return;
   }
+  if (old != invalid_ranges_.end() && old->second == svc.invalid_source_ranges) {
+    return;
+  }
+  invalid_ranges_[svc.key()] = svc.invalid_source_ranges;
   std::string list;
   for (const auto& r : svc.invalid_source_ranges) {
     list += (list.empty() ? "" : ", ") + fmt::format("{:?}", r);
@@ -182,22 +227,28 @@ bool ServiceSync::track(const ResourceEvent& e) {
       auto svc = e.type == ResourceEventType::kUpsert ? lb::parseService(e.object) : Result<lb::Service>(Error{});
       if (e.type == ResourceEventType::kUpsert && svc.ok()) {
         reportSourceRanges(*svc);
-        parsed_services_[key] = *svc;
+        services_[key] = !svc->selector.empty();
+        pending_services_[key] = std::move(*svc);
       } else {
-        parsed_services_.erase(key);
+        services_.erase(key);
+        pending_services_.erase(key);
+        invalid_ranges_.erase(key);
       }
       dirty_.insert(key);
       return true;
     }
     case ResourceKind::kEndpointSlice: {
-      if (auto it = parsed_slices_.find(e.key); it != parsed_slices_.end()) {
-        dirty_.insert(it->second.ns + "/" + it->second.service);  // its old owner
-        parsed_slices_.erase(it);
+      if (auto it = slice_owners_.find(e.key); it != slice_owners_.end()) {
+        dirty_.insert(it->second);  // its old owner
+        slice_owners_.erase(it);
       }
+      pending_slices_.erase(e.key);
       if (e.type == ResourceEventType::kUpsert) {
         if (auto es = lb::parseEndpointSlice(e.object); es.ok()) {
-          dirty_.insert(es->ns + "/" + es->service);
-          parsed_slices_[e.key] = *es;
+          std::string owner = es->ns + "/" + es->service;
+          dirty_.insert(owner);
+          slice_owners_[e.key] = owner;
+          pending_slices_[e.key] = std::move(*es);
         }
       }
       return true;

@@ -47,6 +47,15 @@ bool validName(const std::string& name) {
 
 nlohmann::json decode(const std::vector<std::uint8_t>& bytes) { return nlohmann::json::from_cbor(bytes); }
 
+// CBOR in a vector of its exact size: encoded into a reused buffer first (an encoder's growing vector keeps up to
+// twice the bytes, and leaves the freed steps behind in the heap).
+std::vector<std::uint8_t> encode(const nlohmann::json& object) {
+  thread_local std::vector<std::uint8_t> scratch;
+  scratch.clear();
+  nlohmann::json::to_cbor(object, scratch);
+  return std::vector<std::uint8_t>(scratch.begin(), scratch.end());
+}
+
 // The part of an object that decides whether a re-apply changed anything.
 nlohmann::json comparable(const nlohmann::json& object) {
   nlohmann::json c = object;
@@ -149,7 +158,7 @@ std::vector<ApplyOutcome> ResourceStore::apply(const std::vector<nlohmann::json>
     o["metadata"]["generation"] = generation;
     o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
     outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;
-    objects_[key] = nlohmann::json::to_cbor(o);
+    objects_[key] = encode(o);
     events->push_back(ResourceEvent{ResourceEventType::kUpsert, key, std::move(o)});
     out.push_back(outcome);
   }
@@ -223,7 +232,7 @@ Result<std::vector<ResourceEvent>> ResourceStore::restore(const nlohmann::json& 
     if (!s.ok()) {
       return s.error().wrap("resource snapshot");
     }
-    objects_[key] = nlohmann::json::to_cbor(o);
+    objects_[key] = encode(o);
     events.push_back(ResourceEvent{ResourceEventType::kUpsert, key, std::move(o)});
   }
   resource_version_ = snapshot.value("resourceVersion", uint64_t{0});

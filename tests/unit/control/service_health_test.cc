@@ -73,6 +73,18 @@ struct Services {
   ServiceManager manager;
   ServiceSync sync{manager, resources, &listeners};
   explicit Services(FakeServiceMaps& maps) : manager(maps, config(), &flows) { sync.endpointsRestored(); }
+  // An event as the agent sees it: through the resource store (which the sync reads), then tracked.
+  bool track(const ResourceEvent& e) {
+    ResourceEvent in = e;
+    if (e.type == ResourceEventType::kDelete) {
+      in.object = resources.store().get(e.key).value_or(nlohmann::json());
+    }
+    bool tracked = false;
+    for (const auto& changed : resources.ingest({in})) {
+      tracked = sync.track(changed) || tracked;
+    }
+    return tracked;
+  }
 };
 }  // namespace
 
@@ -80,8 +92,8 @@ TEST_CASE("services: healthCheckNodePort is published with this node's ready end
           "[unit][services][health-check]") {
   FakeServiceMaps maps;
   Services s(maps);
-  REQUIRE(s.sync.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService())));
-  REQUIRE(s.sync.track(event(ResourceEventType::kUpsert, ResourceKind::kEndpointSlice, "web-abc",
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService())));
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kEndpointSlice, "web-abc",
                              slice({{"10.0.0.21", "n1"}, {"10.0.0.22", "n2"}}))));
   REQUIRE(s.sync.sync({}).ok());
   REQUIRE(s.listeners.published.size() == 1);
@@ -90,20 +102,20 @@ TEST_CASE("services: healthCheckNodePort is published with this node's ready end
   CHECK(hc.local_endpoints == 1);  // 10.0.0.22 runs on n2
 
   // Nothing of the health check changed: nothing is published again.
-  REQUIRE(s.sync.track(event(ResourceEventType::kUpsert, ResourceKind::kEndpointSlice, "web-abc",
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kEndpointSlice, "web-abc",
                              slice({{"10.0.0.21", "n1"}, {"10.0.0.23", "n2"}}))));
   REQUIRE(s.sync.sync({}).ok());
   CHECK(s.listeners.published.size() == 1);
 
   // The local endpoint moves away: 0, published.
-  REQUIRE(s.sync.track(event(ResourceEventType::kUpsert, ResourceKind::kEndpointSlice, "web-abc",
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kEndpointSlice, "web-abc",
                              slice({{"10.0.0.23", "n2"}}))));
   REQUIRE(s.sync.sync({}).ok());
   REQUIRE(s.listeners.published.size() == 2);
   CHECK(s.listeners.published.back().at("default/web").local_endpoints == 0);
 
   // Deleted: the listener goes.
-  REQUIRE(s.sync.track(event(ResourceEventType::kDelete, ResourceKind::kService, "web", nullptr)));
+  REQUIRE(s.track(event(ResourceEventType::kDelete, ResourceKind::kService, "web", nullptr)));
   REQUIRE(s.sync.sync({}).ok());
   REQUIRE(s.listeners.published.size() == 3);
   CHECK(s.listeners.published.back().empty());
@@ -115,7 +127,7 @@ TEST_CASE("services: endpoints derived from pods count as local by spec.nodeName
   Services s(maps);
   std::vector<ResourceEvent> changed;
   s.resources.apply({pod("a", "10.0.0.31", "n1"), pod("b", "10.0.0.32", "n2"), pod("c", "10.0.0.33", "n1")}, &changed);
-  REQUIRE(s.sync.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService(true))));
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService(true))));
   REQUIRE(s.sync.sync({}).ok());
   REQUIRE_FALSE(s.listeners.published.empty());
   CHECK(s.listeners.published.back().at("default/web").local_endpoints == 2);
@@ -137,7 +149,7 @@ TEST_CASE("services: source ranges reach the maps; a full range map fails the sy
   FakeServiceMaps maps;
   maps.source_range_capacity = 0;
   Services s(maps);
-  REQUIRE(s.sync.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService())));
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService())));
   Status first = s.sync.sync({});
   REQUIRE_FALSE(first.ok());
   CHECK(first.error().code == ErrorCode::kResourceExhausted);

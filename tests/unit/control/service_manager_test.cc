@@ -73,14 +73,26 @@ struct Services {
   ServiceManager manager;
   ServiceSync sync{manager, resources};
   explicit Services(FakeServiceMaps& maps) : manager(maps, config(), &flows) {}
+  // An event as the agent sees it: through the resource store (which the sync reads), then tracked.
+  bool track(const ResourceEvent& e) {
+    ResourceEvent in = e;
+    if (e.type == ResourceEventType::kDelete) {
+      in.object = resources.store().get(e.key).value_or(nlohmann::json());
+    }
+    bool tracked = false;
+    for (const auto& changed : resources.ingest({in})) {
+      tracked = sync.track(changed) || tracked;
+    }
+    return tracked;
+  }
 };
 }  // namespace
 
 TEST_CASE("services: a Service and its EndpointSlice become a frontend and a backend", "[unit][services]") {
   FakeServiceMaps maps;
   Services s(maps);
-  CHECK(s.sync.track(upsert(ResourceKind::kService, "web", serviceJson())));
-  CHECK(s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"}))));
+  CHECK(s.track(upsert(ResourceKind::kService, "web", serviceJson())));
+  CHECK(s.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"}))));
   // Nothing is programmed before the endpoints are restored.
   REQUIRE(s.sync.sync({}).ok());
   CHECK(maps.applies == 0);
@@ -97,7 +109,7 @@ TEST_CASE("services: a Service and its EndpointSlice become a frontend and a bac
   CHECK(s.flows.lookupService(ip("10.96.0.10"), 80, 6) == "default/web");
 
   // An incremental change: the slice gains a backend.
-  REQUIRE(s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21", "10.0.0.22"}))));
+  REQUIRE(s.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21", "10.0.0.22"}))));
   REQUIRE(s.sync.sync({}).ok());
   CHECK(master(maps.state, "10.96.0.10", 80)->count == 2);
   CHECK(idsOf(maps.state, "10.0.0.22", 8080).size() == 1);
@@ -109,8 +121,8 @@ TEST_CASE("services: a failed apply is retried by a full sync", "[unit][services
   Services s(maps);
   s.sync.endpointsRestored();
   REQUIRE(s.sync.sync({}).ok());  // nothing yet
-  s.sync.track(upsert(ResourceKind::kService, "web", serviceJson()));
-  s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"})));
+  s.track(upsert(ResourceKind::kService, "web", serviceJson()));
+  s.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"})));
   maps.fail_next_applies = 1;
   Status st = s.sync.sync({});
   REQUIRE_FALSE(st.ok());
@@ -173,13 +185,13 @@ TEST_CASE("services: deleting the Service removes its entries", "[unit][services
   FakeServiceMaps maps;
   Services s(maps);
   s.sync.endpointsRestored();
-  s.sync.track(upsert(ResourceKind::kService, "web", serviceJson()));
-  s.sync.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"})));
+  s.track(upsert(ResourceKind::kService, "web", serviceJson()));
+  s.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"})));
   REQUIRE(s.sync.sync({}).ok());
   REQUIRE_FALSE(maps.state.services.empty());
-  s.sync.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kService, "default", "web"},
+  s.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kService, "default", "web"},
                              serviceJson()});
-  s.sync.track(ResourceEvent{ResourceEventType::kDelete,
+  s.track(ResourceEvent{ResourceEventType::kDelete,
                              ResourceKey{ResourceKind::kEndpointSlice, "default", "web-abc"}, sliceJson({})});
   REQUIRE(s.sync.sync({}).ok());
   CHECK(maps.state.services.empty());
@@ -209,8 +221,8 @@ TEST_CASE("services: a plan a full map stops half-way leaks nothing: the next sy
     return j;
   };
   for (const auto& [name, address] : {std::pair{"a", "10.96.0.10"}, std::pair{"b", "10.96.0.11"}}) {
-    s.sync.track(upsert(ResourceKind::kService, name, svc(name, address)));
-    s.sync.track(upsert(ResourceKind::kEndpointSlice, std::string(name) + "-abc", slice(name)));
+    s.track(upsert(ResourceKind::kService, name, svc(name, address)));
+    s.track(upsert(ResourceKind::kEndpointSlice, std::string(name) + "-abc", slice(name)));
   }
   Status st = s.sync.sync({});
   REQUIRE_FALSE(st.ok());
@@ -218,7 +230,7 @@ TEST_CASE("services: a plan a full map stops half-way leaks nothing: the next sy
   CHECK(maps.state.services.size() == 3);  // what fitted stays in the maps (the next sync reads them back)
 
   // Service b goes away: its half-written entry is removed too, and a fits whole.
-  s.sync.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kService, "default", "b"}, {}});
+  s.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kService, "default", "b"}, {}});
   REQUIRE(s.sync.sync({}).ok());
   CHECK(maps.state.services.size() == 2);
   CHECK(master(maps.state, "10.96.0.10", 80));

@@ -65,6 +65,7 @@ class Controller {
   bool failing(const std::string& area) const { return problems_.count(area) > 0; }
 
  private:
+  std::vector<ApplyOutcome> inGroups(const std::vector<nlohmann::json>& objects, bool remove);
   struct Resolved {
     uint32_t identity;
     std::vector<std::string> labels;

@@ -1,8 +1,9 @@
 #pragma once
-// The inputs of the service maps: parsed Services and EndpointSlices, and for selector Services without slices
-// the endpoints derived from pods (labels from the manifests, addresses from CNI), as the EndpointSlice
-// controller would. Tracks which services an event touches, and programs them through the ServiceManager:
-// incrementally, or in full after a restart, a resync or a failed write. Reconcile thread only.
+// The inputs of the service maps: Services and EndpointSlices, and for selector Services without slices the
+// endpoints derived from pods (labels from the manifests, addresses from CNI), as the EndpointSlice controller
+// would. Tracks which services an event touches, and programs them through the ServiceManager: incrementally, or in
+// full after a restart, a resync or a failed write. The objects themselves stay in the resource store, once: a sync
+// parses the ones it needs (the events' own objects while they are pending). Reconcile thread only.
 
 #include <map>
 #include <optional>
@@ -25,7 +26,7 @@ class ServiceSync {
   ServiceSync(ServiceManager& manager, const ResourceState& resources, HealthCheckListeners* health = nullptr)
       : manager_(manager), resources_(resources), health_(health) {}
 
-  // Keeps the parsed services and slices current and marks what the event changes; true if services may change.
+  // Keeps the index of services and slices current and marks what the event changes; true if services may change.
   bool track(const ResourceEvent& e);
   // Selector services of a namespace derive their endpoints from its pods: a pod or an endpoint came or went.
   void podsChanged(const std::string& ns);
@@ -36,6 +37,7 @@ class ServiceSync {
   Status sync(const std::vector<EndpointRecord>& endpoints);
   bool pending() const { return endpoints_restored_ && (dirty_all_ || !dirty_.empty() || manager_.needsFullSync()); }
 
+  // Every valid Service, parsed from the store.
   std::vector<lb::Service> services() const;
   const ServiceManager& manager() const { return manager_; }
   // The health checks of the services programmed so far (what was last published).
@@ -44,9 +46,12 @@ class ServiceSync {
  private:
   std::vector<lb::PodRecord> podRecords(const std::set<std::string>& namespaces,
                                         const std::vector<EndpointRecord>& endpoints) const;
-  // After a successful programming: the health checks of the services in `keys`, from their slices; publishes the
-  // whole set when it changed.
-  void updateHealthChecks(const std::set<std::string>& keys,
+  // A service ("ns/name") or a slice: pending from an event, else parsed from the store (nullopt: gone or invalid).
+  std::optional<lb::Service> service(const std::string& key) const;
+  std::optional<lb::EndpointSlice> slice(const ResourceKey& key) const;
+  // After a successful programming: the health checks of the services in `changed`, from their slices; publishes
+  // the whole set when it changed.
+  void updateHealthChecks(const std::map<std::string, std::optional<lb::Service>>& changed,
                           const std::map<std::string, std::vector<lb::EndpointSlice>>& slices);
   // Logs (once per change of the spec) the loadBalancerSourceRanges entries of a service that are no CIDR.
   void reportSourceRanges(const lb::Service& svc);
@@ -55,8 +60,13 @@ class ServiceSync {
   const ResourceState& resources_;
   HealthCheckListeners* health_;
   std::map<std::string, lb::HealthCheck> health_checks_;
-  std::map<std::string, lb::Service> parsed_services_;      // "ns/name" -> parsed Service
-  std::map<ResourceKey, lb::EndpointSlice> parsed_slices_;  // applied slices
+  std::map<std::string, bool> services_;             // "ns/name" of each valid Service -> it has a selector
+  std::map<ResourceKey, std::string> slice_owners_;  // each valid EndpointSlice -> its service's "ns/name"
+  // Logged loadBalancerSourceRanges entries that are no CIDR, by service (only services with some).
+  std::map<std::string, std::vector<std::string>> invalid_ranges_;
+  // Objects parsed from events since the last sync (it would parse them again from the store otherwise).
+  std::map<std::string, lb::Service> pending_services_;
+  std::map<ResourceKey, lb::EndpointSlice> pending_slices_;
   std::set<std::string> dirty_;
   bool dirty_all_ = true;
   bool endpoints_restored_ = false;
