@@ -2,7 +2,7 @@
 #pragma once
 #include "plexus/types.h"
 
-#define PLEXUS_EVENTS_RING_BYTES (1 << 22) /* 4 MiB ring buffer; a full ring counts lost events */
+#define PLEXUS_EVENTS_RING_BYTES (1 << 20) /* 1 MiB ring buffer (16,384 flow events); a full ring counts lost events */
 
 enum plexus_verdict {
   PLEXUS_VERDICT_FORWARDED = 1,
