@@ -10,10 +10,7 @@
 namespace plexus::agent {
 
 namespace {
-// How flow decoding names a frontend: "ip:port/PROTO".
-std::string frontendName(const lb::FrontendView& f) {
-  return fmt::format("{}:{}/{}", f.address.toString(), f.port, lb::protoName(f.proto));
-}
+FrontendAddress frontendAddress(const lb::FrontendView& f) { return {f.address, f.port, f.proto}; }
 }  // namespace
 
 ServiceManager::ServiceManager(ServiceMaps& maps, lb::PlannerConfig config, FlowDirectory* directory)
@@ -91,13 +88,13 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
     return s.error().wrap("service maps");
   }
   record(&last_incremental_, plan.size(), t0);
-  std::vector<std::string> gone;
-  std::map<std::string, std::string> added;
+  std::vector<FrontendAddress> gone;
+  ServiceNames added;
   for (const auto& f : change.before.frontends) {
-    gone.push_back(frontendName(f));
+    gone.push_back(frontendAddress(f));
   }
   for (const auto& f : change.after.frontends) {
-    added[frontendName(f)] = f.service;
+    added.emplace_back(frontendAddress(f), f.service);
   }
   directory_->updateServices(gone, added);
   spdlog::info("services: {} changed, {} map operations", changed.size(), plan.size());
@@ -105,11 +102,11 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
 }
 
 void ServiceManager::publishNames(const lb::MapState& st) {
-  std::map<std::string, std::string> names;
+  ServiceNames names;
   for (const auto& f : st.frontends) {
-    names[frontendName(f)] = f.service;
+    names.emplace_back(frontendAddress(f), f.service);
   }
-  directory_->setServices(std::move(names));
+  directory_->setServices(names);
 }
 
 }  // namespace plexus::agent

@@ -16,19 +16,30 @@ void FlowDirectory::removeEndpoint(Ipv4 ip) {
   endpoints_.erase(ip);
 }
 
-void FlowDirectory::setServices(std::map<std::string, std::string> frontends) {
+namespace {
+uint64_t packFrontend(Ipv4 ip, uint16_t port, uint8_t proto) {
+  return (static_cast<uint64_t>(ip.hostOrder()) << 24) | (static_cast<uint64_t>(port) << 8) | proto;
+}
+uint64_t packFrontend(const FrontendAddress& f) { return packFrontend(f.ip, f.port, f.proto); }
+}  // namespace
+
+void FlowDirectory::setServices(const ServiceNames& frontends) {
+  std::unordered_map<uint64_t, std::string> next;
+  next.reserve(frontends.size());
+  for (const auto& [f, name] : frontends) {
+    next[packFrontend(f)] = name;
+  }
   std::unique_lock lock(mu_);
-  services_ = std::move(frontends);
+  services_ = std::move(next);
 }
 
-void FlowDirectory::updateServices(const std::vector<std::string>& removed,
-                                   const std::map<std::string, std::string>& added) {
+void FlowDirectory::updateServices(const std::vector<FrontendAddress>& removed, const ServiceNames& added) {
   std::unique_lock lock(mu_);
-  for (const auto& k : removed) {
-    services_.erase(k);
+  for (const auto& f : removed) {
+    services_.erase(packFrontend(f));
   }
-  for (const auto& [k, v] : added) {
-    services_[k] = v;
+  for (const auto& [f, name] : added) {
+    services_[packFrontend(f)] = name;
   }
 }
 
@@ -44,7 +55,7 @@ bool FlowDirectory::lookupEndpoint(Ipv4 ip, PeerInfo* out) const {
 
 std::string FlowDirectory::lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const {
   std::shared_lock lock(mu_);
-  auto it = services_.find(fmt::format("{}:{}/{}", ip.toString(), port, protocolName(proto)));
+  auto it = services_.find(packFrontend(ip, port, proto));
   return it == services_.end() ? std::string() : it->second;
 }
 

@@ -260,7 +260,7 @@ TEST_CASE("follow sees flows added after it started", "[unit][flows]") {
 TEST_CASE("decoded flows carry pod, labels and service, and keep them after the pod is gone", "[unit][flows]") {
   FlowDirectory dir;
   dir.upsertEndpoint(*Ipv4::parse("10.0.0.1"), {"default", "web", {"app=web"}, 3, "", 0});
-  dir.setServices({{"10.96.0.10:80/TCP", "default/web-svc"}});
+  dir.setServices({{{*Ipv4::parse("10.96.0.10"), 80, 6}, "default/web-svc"}});
   plexus_flow_event e{};
   e.timestamp_ns = 1000;
   e.verdict = PLEXUS_VERDICT_TRANSLATED;

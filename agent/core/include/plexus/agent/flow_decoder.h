@@ -7,6 +7,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -25,14 +26,22 @@ struct PeerInfo {
   uint32_t host_ifindex = 0;
 };
 
+// A service frontend as flows meet it: address, port, protocol.
+struct FrontendAddress {
+  Ipv4 ip;
+  uint16_t port = 0;
+  uint8_t proto = 0;
+};
+using ServiceNames = std::vector<std::pair<FrontendAddress, std::string>>;  // frontend -> "namespace/name"
+
 class FlowDirectory {
  public:
   void upsertEndpoint(Ipv4 ip, PeerInfo info);
   void removeEndpoint(Ipv4 ip);
-  // "ip:port/proto" of a frontend -> "namespace/name".
-  void setServices(std::map<std::string, std::string> frontends);
+  // Every frontend with its service's name.
+  void setServices(const ServiceNames& frontends);
   // Incremental form: drops `removed` frontends, then adds `added`.
-  void updateServices(const std::vector<std::string>& removed, const std::map<std::string, std::string>& added);
+  void updateServices(const std::vector<FrontendAddress>& removed, const ServiceNames& added);
 
   // The rules of one policy (by its key, e.g. "CiliumNetworkPolicy x/name"), each with its id and its own `ingress`
   // and `match_type` over `policy`'s kind and name, replacing those it had; none: it is gone.
@@ -50,7 +59,7 @@ class FlowDirectory {
  private:
   mutable std::shared_mutex mu_;
   std::map<Ipv4, PeerInfo> endpoints_;
-  std::map<std::string, std::string> services_;
+  std::unordered_map<uint64_t, std::string> services_;  // packed frontend address -> name
   std::map<std::string, std::vector<uint32_t>> policy_rules_;  // policy key -> its rule ids
   std::map<uint32_t, FlowPolicy> rules_;
 };
