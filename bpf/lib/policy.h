@@ -21,44 +21,28 @@ struct plexus_policy_inner {
   __uint(map_flags, BPF_F_NO_PREALLOC);
 };
 
-struct plexus_policy_range_inner {
-  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-  __uint(max_entries, PLEXUS_POLICY_INNER_MAX);
-  __uint(key_size, sizeof(struct plexus_policy_key));
-  __uint(value_size, sizeof(struct plexus_policy_value));
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-};
-
-/* plexus_policy_v2: endpoint id -> that endpoint's hash of entries and summaries; written by the agent (policy
- * manager), which builds each hash whole and swaps it in with one update (shadow then swap). */
+/* plexus_policy_v3: endpoint id -> that endpoint's hash of entries and summaries; written by the agent (policy
+ * manager), which builds each hash whole and swaps it in with one update (shadow then swap). v2 kept the port
+ * ranges apart in an LPM trie per endpoint (plexus_policy_range_v1); the agent carries both into v3 at load. */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
   __uint(max_entries, PLEXUS_POLICY_ENDPOINTS_MAX);
   __type(key, __u32);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
   __array(values, struct plexus_policy_inner);
-} plexus_policy_v2 SEC(".maps");
-
-/* plexus_policy_range_v1: endpoint id -> the LPM trie of its port-range entries, for endpoints that have some;
- * written by the agent together with plexus_policy_v2 (the trie before the hash whose summaries name it). */
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-  __uint(max_entries, PLEXUS_POLICY_ENDPOINTS_MAX);
-  __type(key, __u32);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-  __array(values, struct plexus_policy_range_inner);
-} plexus_policy_range_v1 SEC(".maps");
+} plexus_policy_v3 SEC(".maps");
 
 /* The longest entry of `identity` matching (dir, proto, dport), or NULL: its summary first, then only the prefix
  * lengths the summary names, longest first. */
-static __always_inline struct plexus_policy_value *policy_match(void *hash, __u32 idx, __u32 identity, __u8 dir,
-                                                                 __u8 proto, __be16 dport) {
+static __always_inline struct plexus_policy_value *policy_match(void *hash, __u32 identity, __u8 dir, __u8 proto,
+                                                                 __be16 dport) {
   struct plexus_policy_key k = {.prefixlen = PLEXUS_POLICY_SUMMARY_PREFIX, .identity = identity, .direction = dir};
   struct plexus_policy_value *v = bpf_map_lookup_elem(hash, &k);
   if (!v) {
     return NULL;
   }
   __u8 has = v->flags;
+  __u32 range_lengths = v->rule_id;
   k.prefixlen = PLEXUS_POLICY_FULL_PREFIX;
   k.protocol = proto;
   k.dport = dport;
@@ -69,10 +53,17 @@ static __always_inline struct plexus_policy_value *policy_match(void *hash, __u3
     }
   }
   if (has & PLEXUS_POLICY_S_RANGE) {
-    void *trie = bpf_map_lookup_elem(&plexus_policy_range_v1, &idx);
-    v = trie ? bpf_map_lookup_elem(trie, &k) : NULL;
-    if (v) {
-      return v;
+    __u16 port = bpf_ntohs(dport);
+#pragma unroll
+    for (int n = 15; n >= 1; n--) {
+      if (range_lengths & (1u << n)) {
+        k.prefixlen = PLEXUS_POLICY_PROTO_PREFIX + n;
+        k.dport = bpf_htons(port & (__u16)(0xffff << (16 - n)));
+        v = bpf_map_lookup_elem(hash, &k);
+        if (v) {
+          return v;
+        }
+      }
     }
   }
   k.dport = 0;
@@ -96,16 +87,16 @@ static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u
                                           __u32 *rule_id) {
   __u32 idx = ep_id;
   *rule_id = 0;
-  void *hash = bpf_map_lookup_elem(&plexus_policy_v2, &idx);
+  void *hash = bpf_map_lookup_elem(&plexus_policy_v3, &idx);
   if (!hash) {
     return PLEXUS_DROP(POLICY_DENIED);
   }
-  struct plexus_policy_value *exact = policy_match(hash, idx, peer, dir, proto, dport);
+  struct plexus_policy_value *exact = policy_match(hash, peer, dir, proto, dport);
   if (exact && (exact->flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL))) {
     *rule_id = exact->rule_id;
     return (exact->flags & PLEXUS_POLICY_F_DENY) ? PLEXUS_DROP(POLICY_DENY) : 0;
   }
-  struct plexus_policy_value *any = policy_match(hash, idx, 0, dir, proto, dport);
+  struct plexus_policy_value *any = policy_match(hash, 0, dir, proto, dport);
   if (any && (any->flags & PLEXUS_POLICY_F_DENY)) {
     *rule_id = any->rule_id;
     return PLEXUS_DROP(POLICY_DENY);

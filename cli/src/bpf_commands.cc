@@ -68,7 +68,7 @@ void addBpfCommands(CLI::App& app, Context& ctx, int& rc) {
        v1::BPF_MAP_LB_SOURCE_RANGE},
       {"ct", "connection tracking (plexus_ct4_v2)", v1::BPF_MAP_CONNTRACK},
       {"nat", "masquerade translations (plexus_snat4_v1)", v1::BPF_MAP_NAT},
-      {"policy", "an endpoint's policy maps (plexus_policy_v2, plexus_policy_range_v1); needs --endpoint",
+      {"policy", "an endpoint's policy hash (plexus_policy_v3); needs --endpoint",
        v1::BPF_MAP_POLICY},
   };
   static std::string endpoint;

@@ -279,12 +279,12 @@ void pinPolicyOuter(const Root& root, const char* name, bpf_map_type inner_type,
 TEST_CASE("a map of maps pinned with another size is recreated with its inner maps", "[bpf][migration]") {
   Root root;
   // The policy outer map as a build with room for 64 endpoints left it, endpoint 5 holding its hash.
-  PolicyEntries policy = layoutPolicy(allowAllPolicy()).hash;
-  pinPolicyOuter(root, "plexus_policy_v2", BPF_MAP_TYPE_HASH, 64, policy);
+  PolicyEntries policy = layoutPolicy(allowAllPolicy());
+  pinPolicyOuter(root, "plexus_policy_v3", BPF_MAP_TYPE_HASH, 64, policy);
 
   auto dp = root.load();
-  CHECK(root.maxEntries("plexus_policy_v2") == PLEXUS_POLICY_ENDPOINTS_MAX);
-  const CarryReport* r = reportFrom(*dp, "plexus_policy_v2");
+  CHECK(root.maxEntries("plexus_policy_v3") == PLEXUS_POLICY_ENDPOINTS_MAX);
+  const CarryReport* r = reportFrom(*dp, "plexus_policy_v3");
   REQUIRE(r != nullptr);
   CHECK(r->read == 1);
   CHECK(r->carried == 1);
@@ -296,56 +296,108 @@ TEST_CASE("a map of maps pinned with another size is recreated with its inner ma
   CHECK_FALSE(dp->policy().get(6).ok());
 }
 
-TEST_CASE("the policy tries of plexus_policy_v1 are laid out anew in plexus_policy_v2", "[bpf][migration]") {
+namespace {
+std::pair<plexus_policy_key, plexus_policy_value> policyEntry(uint32_t prefixlen, uint32_t identity, uint8_t proto,
+                                                              uint16_t port, uint8_t flags) {
+  plexus_policy_key k{};
+  k.prefixlen = prefixlen;
+  k.identity = identity;
+  k.direction = PLEXUS_DIR_INGRESS;
+  k.protocol = proto;
+  k.dport = htons(port);
+  plexus_policy_value v{};
+  v.flags = flags;
+  v.rule_id = prefixlen;
+  return std::pair(k, v);
+}
+
+// Endpoint 5's entries as older builds left them: an exact port, a port range (two prefixes), a protocol and a deny.
+PolicyEntries olderPolicy() {
+  return {policyEntry(PLEXUS_POLICY_FULL_PREFIX, 300, 6, 80, 0),
+          policyEntry(PLEXUS_POLICY_FULL_PREFIX - 3, 300, 6, 8000, 0),
+          policyEntry(PLEXUS_POLICY_FULL_PREFIX - 1, 300, 6, 8008, 0),
+          policyEntry(PLEXUS_POLICY_PROTO_PREFIX, 301, 17, 0, 0),
+          policyEntry(PLEXUS_POLICY_FIXED_PREFIX, 302, 0, 0, PLEXUS_POLICY_F_DENY)};
+}
+
+std::vector<std::string> policyBytes(const PolicyEntries& entries) {  // each entry's key and value bytes, sorted
+  std::vector<std::string> out;
+  for (const auto& [k, v] : entries) {
+    out.push_back(std::string(reinterpret_cast<const char*>(&k), sizeof(k)) +
+                  std::string(reinterpret_cast<const char*>(&v), sizeof(v)));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The v3 hash holds the ranges too: identity 300's summary names both range lengths.
+void checkV3Ranges(const Root& root) {
+  uint32_t ep = 5;
+  uint32_t inner_id = 0;
+  UniqueFd outer(bpf_obj_get((root.path + "/plexus_policy_v3").c_str()));
+  REQUIRE(bpf_map_lookup_elem(outer.get(), &ep, &inner_id) == 0);
+  UniqueFd hash(bpf_map_get_fd_by_id(inner_id));
+  auto map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(hash.get());
+  REQUIRE(map.ok());
+  plexus_policy_key summary{};
+  summary.identity = 300;
+  summary.direction = PLEXUS_DIR_INGRESS;
+  auto v = map->lookup(summary);
+  REQUIRE(v.ok());
+  REQUIRE(v->has_value());
+  CHECK((*v)->flags == (PLEXUS_POLICY_S_PORT | PLEXUS_POLICY_S_RANGE));
+  CHECK((*v)->rule_id == ((1u << 13) | (1u << 15)));
+}
+}  // namespace
+
+TEST_CASE("the policy tries of plexus_policy_v1 are laid out anew in plexus_policy_v3", "[bpf][migration]") {
   Root root;
-  // What a build before the hash layout left: endpoint 5's one trie, with an exact port, a port range (two
-  // prefixes), a protocol and a deny.
-  auto entry = [](uint32_t prefixlen, uint32_t identity, uint8_t proto, uint16_t port, uint8_t flags) {
-    plexus_policy_key k{};
-    k.prefixlen = prefixlen;
-    k.identity = identity;
-    k.direction = PLEXUS_DIR_INGRESS;
-    k.protocol = proto;
-    k.dport = htons(port);
-    plexus_policy_value v{};
-    v.flags = flags;
-    v.rule_id = prefixlen;
-    return std::pair(k, v);
-  };
-  PolicyEntries v1 = {entry(PLEXUS_POLICY_FULL_PREFIX, 300, 6, 80, 0),
-                      entry(PLEXUS_POLICY_FULL_PREFIX - 3, 300, 6, 8000, 0),
-                      entry(PLEXUS_POLICY_FULL_PREFIX - 1, 300, 6, 8008, 0),
-                      entry(PLEXUS_POLICY_PROTO_PREFIX, 301, 17, 0, 0),
-                      entry(PLEXUS_POLICY_FIXED_PREFIX, 302, 0, 0, PLEXUS_POLICY_F_DENY)};
+  PolicyEntries v1 = olderPolicy();  // one trie per endpoint, every entry in it
   pinPolicyOuter(root, "plexus_policy_v1", BPF_MAP_TYPE_LPM_TRIE, PLEXUS_POLICY_ENDPOINTS_MAX, v1);
 
   auto dp = root.load();
   const CarryReport* r = reportFrom(*dp, "plexus_policy_v1");
   REQUIRE(r != nullptr);
-  CHECK(r->to == "plexus_policy_v2");
+  CHECK(r->to == "plexus_policy_v3");
   CHECK(r->read == 1);
   CHECK(r->carried == 1);
   CHECK(r->lossless());
   CHECK_FALSE(pinned(root.path + "/plexus_policy_v1"));  // carried whole: the old pin is gone
   auto got = dp->policy().get(5);
   REQUIRE(got.ok());
-  auto bytes = [](const PolicyEntries& entries) {  // each entry's key and value bytes, sorted
-    std::vector<std::string> out;
-    for (const auto& [k, v] : entries) {
-      out.push_back(std::string(reinterpret_cast<const char*>(&k), sizeof(k)) +
-                    std::string(reinterpret_cast<const char*>(&v), sizeof(v)));
+  CHECK(policyBytes(*got) == policyBytes(v1));
+  checkV3Ranges(root);
+}
+
+TEST_CASE("the hashes and range tries of plexus_policy_v2 are laid out anew in plexus_policy_v3", "[bpf][migration]") {
+  Root root;
+  // What v2 held: a hash of the entries without the ranges (with v2's summaries, which carry no range lengths), and
+  // a trie of the ranges.
+  PolicyEntries entries = olderPolicy();
+  PolicyEntries hash, ranges;
+  for (const auto& e : layoutPolicy(entries)) {
+    bool range = e.first.prefixlen > PLEXUS_POLICY_PROTO_PREFIX && e.first.prefixlen < PLEXUS_POLICY_FULL_PREFIX;
+    auto& part = range ? ranges : hash;
+    part.push_back(e);
+    if (e.first.prefixlen == PLEXUS_POLICY_SUMMARY_PREFIX) {
+      part.back().second.rule_id = 0;
     }
-    std::sort(out.begin(), out.end());
-    return out;
-  };
-  CHECK(bytes(*got) == bytes(v1));
-  // The range entries are in the trie, the others in the hash.
-  uint32_t ep = 5;
-  uint32_t range_id = 0;
-  UniqueFd ranges(bpf_obj_get((root.path + "/plexus_policy_range_v1").c_str()));
-  REQUIRE(bpf_map_lookup_elem(ranges.get(), &ep, &range_id) == 0);
-  UniqueFd trie(bpf_map_get_fd_by_id(range_id));
-  auto trie_map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(trie.get());
-  REQUIRE(trie_map.ok());
-  CHECK(trie_map->entries()->size() == 2);
+  }
+  REQUIRE(ranges.size() == 2);
+  pinPolicyOuter(root, "plexus_policy_v2", BPF_MAP_TYPE_HASH, PLEXUS_POLICY_ENDPOINTS_MAX, hash);
+  pinPolicyOuter(root, "plexus_policy_range_v1", BPF_MAP_TYPE_LPM_TRIE, PLEXUS_POLICY_ENDPOINTS_MAX, ranges);
+
+  auto dp = root.load();
+  const CarryReport* r = reportFrom(*dp, "plexus_policy_v2");
+  REQUIRE(r != nullptr);
+  CHECK(r->to == "plexus_policy_v3");
+  CHECK(r->read == 1);
+  CHECK(r->carried == 1);
+  CHECK(r->lossless());
+  CHECK_FALSE(pinned(root.path + "/plexus_policy_v2"));
+  CHECK_FALSE(pinned(root.path + "/plexus_policy_range_v1"));
+  auto got = dp->policy().get(5);
+  REQUIRE(got.ok());
+  CHECK(policyBytes(*got) == policyBytes(entries));
+  checkV3Ranges(root);
 }

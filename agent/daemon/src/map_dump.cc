@@ -231,7 +231,7 @@ Status dumpMap(datapath::LxcDatapath& lxc, v1::BpfMap which, const std::string& 
       return Status::Ok();
     }
     case v1::BPF_MAP_POLICY: {
-      out->set_name("plexus_policy_v2");
+      out->set_name("plexus_policy_v3");
       columns(out, {"identity", "direction", "proto", "ports"}, {"verdict", "rule_id"});
       int id = 0;
       try {

@@ -280,31 +280,6 @@ Result<UniqueFd> PolicyMaps::createHash(uint16_t endpoint_id, uint32_t entries) 
   return createPolicyMap(BPF_MAP_TYPE_HASH, "plexus_policy_i", endpoint_id, entries);
 }
 
-Result<UniqueFd> PolicyMaps::createRanges(uint16_t endpoint_id, uint32_t entries) const {
-  return createPolicyMap(BPF_MAP_TYPE_LPM_TRIE, "plexus_policy_r", endpoint_id, entries);
-}
-
-Status PolicyMaps::setRanges(uint16_t endpoint_id, const PolicyEntries& ranges) {
-  uint32_t key = endpoint_id;
-  if (ranges.empty()) {
-    if (bpf_map_delete_elem(ranges_.get(), &key) != 0 && errno != ENOENT) {
-      return errnoError(fmt::format("policy for endpoint {}: remove port ranges", endpoint_id), errno);
-    }
-    return Status::Ok();
-  }
-  auto trie = createRanges(endpoint_id, static_cast<uint32_t>(ranges.size()));
-  if (!trie.ok()) {
-    return trie.error();
-  }
-  PLEXUS_TRY(fillPolicyMap(trie->get(), endpoint_id, ranges), "policy port ranges");
-  int fd_value = trie->get();
-  if (bpf_map_update_elem(ranges_.get(), &key, &fd_value, BPF_ANY) != 0) {
-    return detail::updateError(fmt::format("policy for endpoint {}: swap port ranges", endpoint_id),
-                               "plexus_policy_range_v1", PLEXUS_POLICY_ENDPOINTS_MAX, errno);
-  }
-  return Status::Ok();
-}
-
 void PolicyMaps::keepSpares(size_t count) {
   std::lock_guard lock(mu_);
   want_ = count;
@@ -369,31 +344,24 @@ Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
                                  "(--bpf-policy-map-max)",
                                  endpoint_id, entries.size(), capacity_));
   }
-  PolicyLayout layout = layoutPolicy(entries);
+  PolicyEntries hash = layoutPolicy(entries);
   Busy busy(*this, endpoint_id);
-  // The new trie goes in before the hash whose summaries name it; an old one goes after the hash that no longer does.
-  if (!layout.ranges.empty()) {
-    PLEXUS_TRY(setRanges(endpoint_id, layout.ranges), "policy");
-  }
   auto spare = busy.takeSpare();
-  if (spare && layout.hash.size() <= kSpareEntries) {
-    PLEXUS_TRY(fillPolicyMap(spare->get(), endpoint_id, layout.hash), "policy");
+  if (spare && hash.size() <= kSpareEntries) {
+    PLEXUS_TRY(fillPolicyMap(spare->get(), endpoint_id, hash), "policy");
   } else {
     // A spare too small for this policy is dropped: the swap below replaces it in the outer map.
-    auto created = createHash(endpoint_id, static_cast<uint32_t>(layout.hash.size()));
+    auto created = createHash(endpoint_id, static_cast<uint32_t>(hash.size()));
     if (!created.ok()) {
       return created.error();
     }
-    PLEXUS_TRY(fillPolicyMap(created->get(), endpoint_id, layout.hash), "policy");
+    PLEXUS_TRY(fillPolicyMap(created->get(), endpoint_id, hash), "policy");
     uint32_t key = endpoint_id;
     int fd_value = created->get();
     if (bpf_map_update_elem(outer_.get(), &key, &fd_value, BPF_ANY) != 0) {
-      return detail::updateError(fmt::format("policy for endpoint {}: swap", endpoint_id), "plexus_policy_v2",
+      return detail::updateError(fmt::format("policy for endpoint {}: swap", endpoint_id), "plexus_policy_v3",
                                  PLEXUS_POLICY_ENDPOINTS_MAX, errno);
     }
-  }
-  if (layout.ranges.empty()) {
-    PLEXUS_TRY(setRanges(endpoint_id, {}), "policy");
   }
   return Status::Ok();
 }
@@ -405,7 +373,7 @@ Status PolicyMaps::clear(uint16_t endpoint_id) {
   if (bpf_map_delete_elem(outer_.get(), &key) != 0 && errno != ENOENT) {
     return errnoError(fmt::format("policy for endpoint {}: clear", endpoint_id), errno);
   }
-  return setRanges(endpoint_id, {});
+  return Status::Ok();
 }
 
 Result<PolicyEntries> PolicyMaps::get(uint16_t endpoint_id) const {
@@ -413,61 +381,57 @@ Result<PolicyEntries> PolicyMaps::get(uint16_t endpoint_id) const {
   if (!hash.ok()) {
     return hash.error();
   }
-  auto ranges = innerEntries(ranges_.get(), endpoint_id);
-  if (!ranges.ok() && ranges.error().code != ErrorCode::kNotFound) {
-    return ranges.error();
-  }
-  return policyEntries(*hash, ranges.ok() ? *ranges : PolicyEntries{});
+  return policyEntries(*hash);
 }
 
-// plexus_policy_v1 (one LPM trie of every entry per endpoint; before 2026-12-06) -> plexus_policy_v2 and
-// plexus_policy_range_v1: each endpoint's entries laid out anew before any program of this build is attached, so
-// that endpoints keep their verdicts across the upgrade. The old pin goes once every endpoint is carried over.
+// Older policy layouts -> plexus_policy_v3: plexus_policy_v1 (one LPM trie of every entry per endpoint, until
+// 2026-12-06) and plexus_policy_v2 with plexus_policy_range_v1 (a hash, and a trie of the port ranges, that day).
+// Each endpoint's entries, read from every map of the old layout, are laid out anew before any program of this
+// build is attached, so that endpoints keep their verdicts across the upgrade. The old pins go once every endpoint
+// is carried over. names: the layout's outer maps, the first one present for every endpoint with a policy.
 namespace {
-Status carryPolicyEndpoint(uint32_t inner_id, uint16_t endpoint_id, PolicyMaps& maps) {
-  UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
-  if (!inner.valid()) {
-    return errnoError("open its trie", errno);
+std::optional<CarryReport> carryPolicy(const std::string& root, const std::vector<std::string>& names,
+                                       PolicyMaps& maps) {
+  std::vector<UniqueFd> outers;
+  for (const auto& name : names) {
+    outers.emplace_back(bpf_obj_get((root + "/" + name).c_str()));
   }
-  auto map = BpfMap<plexus_policy_key, plexus_policy_value>::fromFd(inner.get());
-  if (!map.ok()) {
-    return map.error();
-  }
-  auto entries = map->entries();
-  if (!entries.ok()) {
-    return entries.error();
-  }
-  return maps.set(endpoint_id, *entries);
-}
-
-std::optional<CarryReport> carryPolicyV1(const std::string& root, PolicyMaps& maps) {
-  const std::string pin = root + "/plexus_policy_v1";
-  UniqueFd old(bpf_obj_get(pin.c_str()));
-  if (!old.valid()) {
+  if (!outers[0].valid()) {
     return std::nullopt;
   }
   CarryReport report;
-  report.from = "plexus_policy_v1";
-  report.to = "plexus_policy_v2";
+  report.from = names[0];
+  report.to = "plexus_policy_v3";
   report.from_max_entries = PLEXUS_POLICY_ENDPOINTS_MAX;
   report.to_max_entries = PLEXUS_POLICY_ENDPOINTS_MAX;
   for (uint32_t id = 1; id < PLEXUS_POLICY_ENDPOINTS_MAX; ++id) {
-    uint32_t inner_id = 0;
-    if (bpf_map_lookup_elem(old.get(), &id, &inner_id) != 0) {
+    auto entries = innerEntries(outers[0].get(), static_cast<uint16_t>(id));
+    if (!entries.ok() && entries.error().code == ErrorCode::kNotFound) {
       continue;
     }
     ++report.read;
-    if (Status st = carryPolicyEndpoint(inner_id, static_cast<uint16_t>(id), maps); st.ok()) {
+    for (size_t i = 1; i < outers.size() && entries.ok() && outers[i].valid(); ++i) {
+      auto more = innerEntries(outers[i].get(), static_cast<uint16_t>(id));
+      if (more.ok()) {
+        entries->insert(entries->end(), more->begin(), more->end());
+      } else if (more.error().code != ErrorCode::kNotFound) {
+        entries = more.error();
+      }
+    }
+    Status st = entries.ok() ? maps.set(static_cast<uint16_t>(id), policyEntries(*entries)) : Status(entries.error());
+    if (st.ok()) {
       ++report.carried;
     } else {
       ++report.lost[st.error().message];
     }
   }
   if (report.lossless()) {
-    (void)unlink(pin.c_str());
+    for (const auto& name : names) {
+      (void)unlink((root + "/" + name).c_str());
+    }
     spdlog::info("bpf: {}", report.summary());
   } else {
-    spdlog::warn("bpf: {} (its pin {} is kept for the next start)", report.summary(), pin);
+    spdlog::warn("bpf: {} (its pins are kept for the next start)", report.summary());
   }
   return report;
 }
@@ -529,8 +493,12 @@ Result<std::unique_ptr<LxcDatapath>> LxcDatapath::load(const LxcConfig& config) 
                                                          std::move(ipc.value()), std::move(met.value()),
                                                          std::move(lb.value()), config.sizes.policy));
   dp->carried_ = std::move(carried.value());
-  if (auto policy = carryPolicyV1(config.bpf_root, dp->policy())) {
-    dp->carried_.push_back(std::move(*policy));
+  // The older layout first: a v2 pin, if both are there, holds the later state.
+  for (const auto& names : {std::vector<std::string>{"plexus_policy_v1"},
+                            std::vector<std::string>{"plexus_policy_v2", "plexus_policy_range_v1"}}) {
+    if (auto policy = carryPolicy(config.bpf_root, names, dp->policy())) {
+      dp->carried_.push_back(std::move(*policy));
+    }
   }
   return dp;
 }
@@ -541,8 +509,7 @@ LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpo
                          uint32_t policy_capacity)
     : skel_(skel), root_(std::move(root)), endpoints_(std::move(eps)), ipcache_(std::move(ipc)),
       metrics_(std::move(met)), lb_(std::move(lb)),
-      policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v2))),
-                                           UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_range_v1))),
+      policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v3))),
                                            policy_capacity)) {}
 
 // Destroying the skeleton closes our fds only: tc filters keep their programs and the maps stay pinned.
@@ -606,8 +573,7 @@ std::vector<PinnedMapInfo> LxcDatapath::maps() const {
   for (bpf_map* m : {skel_->maps.plexus_endpoints_v1, skel_->maps.plexus_ipcache_v1, skel_->maps.plexus_metrics_v1,
                      skel_->maps.plexus_lb4_services_v1, skel_->maps.plexus_lb4_backends_v1,
                      skel_->maps.plexus_lb4_reverse_nat_v1, skel_->maps.plexus_lb4_maglev_v1,
-                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v2, skel_->maps.plexus_policy_v2,
-                     skel_->maps.plexus_policy_range_v1,
+                     skel_->maps.plexus_lb4_affinity_v1, skel_->maps.plexus_ct4_v2, skel_->maps.plexus_policy_v3,
                      skel_->maps.plexus_events_lost_v1, skel_->maps.plexus_snat4_v1}) {
     auto info = mapInfo(bpf_map__fd(m));
     PinnedMapInfo p{bpf_map__name(m), root_ + "/" + bpf_map__name(m), info.ok() ? info.value() : MapInfo{},

@@ -1,5 +1,7 @@
 #include "plexus/datapath/policy_layout.h"
 
+#include <arpa/inet.h>
+
 #include <map>
 #include <tuple>
 
@@ -22,56 +24,61 @@ uint8_t summaryFlag(uint32_t prefixlen) {
 
 }  // namespace
 
-PolicyLayout layoutPolicy(const PolicyEntries& entries) {
+PolicyEntries layoutPolicy(const PolicyEntries& entries) {
   bool wildcard_deny[256] = {};
   for (const auto& [k, v] : entries) {
     if (k.identity == 0 && (v.flags & PLEXUS_POLICY_F_DENY)) {
       wildcard_deny[k.direction] = true;
     }
   }
-  PolicyLayout out;
-  std::map<std::pair<uint32_t, uint8_t>, uint8_t> summaries;  // (identity, direction) -> S_* flags
+  PolicyEntries out;
+  struct Summary {
+    uint8_t flags = 0;
+    uint32_t range_lengths = 0;
+  };
+  std::map<std::pair<uint32_t, uint8_t>, Summary> summaries;  // (identity, direction)
   for (auto [k, v] : entries) {
     uint8_t flag = summaryFlag(k.prefixlen);
-    summaries[{k.identity, k.direction}] |= flag;
+    Summary& summary = summaries[{k.identity, k.direction}];
+    summary.flags |= flag;
     v.flags &= static_cast<uint8_t>(~PLEXUS_POLICY_F_FINAL);
     if (k.identity != 0 && ((v.flags & PLEXUS_POLICY_F_DENY) || !wildcard_deny[k.direction])) {
       v.flags |= PLEXUS_POLICY_F_FINAL;
     }
     if (flag == PLEXUS_POLICY_S_RANGE) {
-      out.ranges.emplace_back(k, v);
-      continue;
-    }
-    if (k.prefixlen != PLEXUS_POLICY_FULL_PREFIX) {
+      // A length between PROTO and FULL: the port's top bits, the rest zero (as the datapath masks the packet's).
+      uint32_t bits = k.prefixlen - PLEXUS_POLICY_PROTO_PREFIX;
+      summary.range_lengths |= 1u << bits;
+      k.dport = htons(static_cast<uint16_t>(ntohs(k.dport) & (0xffffu << (16 - bits))));
+    } else if (k.prefixlen != PLEXUS_POLICY_FULL_PREFIX) {
       k.dport = 0;
     }
     if (k.prefixlen == PLEXUS_POLICY_FIXED_PREFIX) {
       k.protocol = 0;
     }
-    out.hash.emplace_back(k, v);
+    out.emplace_back(k, v);
   }
-  for (const auto& [id_dir, flags] : summaries) {
+  for (const auto& [id_dir, summary] : summaries) {
     plexus_policy_key k{};
     k.prefixlen = PLEXUS_POLICY_SUMMARY_PREFIX;
     k.identity = id_dir.first;
     k.direction = id_dir.second;
     plexus_policy_value v{};
-    v.flags = flags;
-    out.hash.emplace_back(k, v);
+    v.flags = summary.flags;
+    v.rule_id = summary.range_lengths;
+    out.emplace_back(k, v);
   }
   return out;
 }
 
-PolicyEntries policyEntries(const PolicyEntries& hash, const PolicyEntries& ranges) {
+PolicyEntries policyEntries(const PolicyEntries& hash) {
   PolicyEntries out;
-  for (const auto* part : {&hash, &ranges}) {
-    for (auto [k, v] : *part) {
-      if (k.prefixlen == PLEXUS_POLICY_SUMMARY_PREFIX) {
-        continue;
-      }
-      v.flags &= static_cast<uint8_t>(~PLEXUS_POLICY_F_FINAL);
-      out.emplace_back(k, v);
+  for (auto [k, v] : hash) {
+    if (k.prefixlen == PLEXUS_POLICY_SUMMARY_PREFIX) {
+      continue;
     }
+    v.flags &= static_cast<uint8_t>(~PLEXUS_POLICY_F_FINAL);
+    out.emplace_back(k, v);
   }
   return out;
 }

@@ -1,13 +1,14 @@
-/* Per-endpoint policy maps. Each endpoint owns a hash (inner map of plexus_policy_v2, an ARRAY_OF_MAPS indexed by
- * endpoint id) and, only when its policy has port ranges, an LPM trie of those ranges (plexus_policy_range_v1).
- * An entry matches (peer identity, direction) exactly, then protocol and destination port as a prefix: the whole
- * port (FULL_PREFIX), a port range as a handful of aligned prefixes (between PROTO_PREFIX and FULL_PREFIX: the
- * trie), every port of one protocol (PROTO_PREFIX) or every protocol (FIXED_PREFIX). The hash holds the three
- * fixed lengths, keyed with the prefix length and the uncovered bits zero, plus one summary per (identity,
- * direction): key prefixlen 0, value flags saying which lengths that identity has. A packet is matched for its peer
- * identity and for the wildcard identity 0, each the longest match in the order FULL, trie, PROTO, FIXED, asking
- * only for the lengths the summary names: a verdict costs a bounded number of hash lookups whatever the entry count
- * (a trie walk only for identities with ranges).
+/* Per-endpoint policy maps. Each endpoint owns a hash (inner map of plexus_policy_v3, an ARRAY_OF_MAPS indexed by
+ * endpoint id). An entry matches (peer identity, direction) exactly, then protocol and destination port as a prefix:
+ * the whole port (FULL_PREFIX), a port range as a handful of aligned prefixes (lengths between PROTO_PREFIX and
+ * FULL_PREFIX), every port of one protocol (PROTO_PREFIX) or every protocol (FIXED_PREFIX). The hash holds every
+ * entry keyed with its prefix length and the uncovered bits zero, plus one summary per (identity, direction): key
+ * prefixlen 0, value flags saying which kinds of entries that identity has and, in rule_id, which range lengths
+ * (bit n: entries of length PROTO_PREFIX + n). A packet is matched for its peer identity and for the wildcard
+ * identity 0, each the longest match in the order FULL, the range lengths longest first, PROTO, FIXED, asking only
+ * for the lengths the summary names: a verdict costs a bounded number of hash lookups (at most 18 per identity),
+ * whatever the entry count. (Until 2026-12-06 the ranges were an LPM trie per endpoint, plexus_policy_range_v1,
+ * whose walk deepened with the entries.)
  *
  * Verdict contract (userspace resolves deny precedence inside each identity's key space):
  *   - a DENY entry found for either identity drops the packet (POLICY_DENY);
@@ -51,7 +52,7 @@ enum plexus_policy_flags {
                                      agent's map writer, not by the compiler) */
   /* Summary values (key prefixlen 0): which prefix lengths the identity has in this direction. */
   PLEXUS_POLICY_S_PORT = 1 << 2,  /* FULL_PREFIX entries (hash) */
-  PLEXUS_POLICY_S_RANGE = 1 << 3, /* port-range entries (the range trie) */
+  PLEXUS_POLICY_S_RANGE = 1 << 3, /* port-range entries (hash; their lengths in the summary's rule_id) */
   PLEXUS_POLICY_S_PROTO = 1 << 4, /* PROTO_PREFIX entries (hash) */
   PLEXUS_POLICY_S_ANY = 1 << 5,   /* FIXED_PREFIX entries (hash) */
 };
@@ -60,5 +61,6 @@ struct plexus_policy_value {
   __be16 proxy_port; /* reserved for L7 redirection; 0 today */
   __u8 flags;        /* enum plexus_policy_flags */
   __u8 pad;          /* zero */
-  __u32 rule_id;     /* id of the deciding rule, for flow events and explain (host order) */
+  __u32 rule_id;     /* id of the deciding rule, for flow events and explain (host order); a summary's: the range
+                        lengths it has, bit n for PROTO_PREFIX + n (1..15) */
 };

@@ -1,5 +1,5 @@
-// How an endpoint's policy entries are laid out in its hash and range trie (bpf/include/plexus/policy.h): which
-// entries go where, the summaries, the FINAL marks, and the way back.
+// How an endpoint's policy entries are laid out in its hash (bpf/include/plexus/policy.h): the keys, the summaries
+// with their range lengths, the FINAL marks, and the way back.
 #include <netinet/in.h>
 
 #include <catch2/catch.hpp>
@@ -57,40 +57,34 @@ std::vector<std::string> bytes(const PolicyEntries& entries) {
 
 // The BPF program's lookup order (bpf/lib/policy.h policy_match and policy_verdict) over a layout, in userspace;
 // verdict(): 0 allow, 1 deny, 2 no entry. Checked against the longest-prefix reading of the entries (contract()).
-const plexus_policy_value* match(const PolicyLayout& l, uint32_t id, uint8_t dir, uint8_t proto, uint16_t port) {
-  const plexus_policy_value* s = find(l.hash, PLEXUS_POLICY_SUMMARY_PREFIX, id, dir);
+const plexus_policy_value* match(const PolicyEntries& l, uint32_t id, uint8_t dir, uint8_t proto, uint16_t port) {
+  const plexus_policy_value* s = find(l, PLEXUS_POLICY_SUMMARY_PREFIX, id, dir);
   if (!s) {
     return nullptr;
   }
   const plexus_policy_value* v = nullptr;
-  if ((s->flags & PLEXUS_POLICY_S_PORT) && (v = find(l.hash, PLEXUS_POLICY_FULL_PREFIX, id, dir, proto, port))) {
+  if ((s->flags & PLEXUS_POLICY_S_PORT) && (v = find(l, PLEXUS_POLICY_FULL_PREFIX, id, dir, proto, port))) {
     return v;
   }
   if (s->flags & PLEXUS_POLICY_S_RANGE) {
-    uint32_t best = 0;
-    for (const auto& [k, rv] : l.ranges) {
-      uint32_t bits = k.prefixlen - PLEXUS_POLICY_PROTO_PREFIX;
-      uint16_t mask = static_cast<uint16_t>(0xffff << (16 - bits));
-      if (k.identity == id && k.direction == dir && k.protocol == proto &&
-          (ntohs(k.dport) & mask) == (port & mask) && k.prefixlen > best) {
-        best = k.prefixlen;
-        v = &rv;
+    for (uint32_t bits = 15; bits >= 1; --bits) {  // the lengths the summary names, longest first
+      uint16_t masked = static_cast<uint16_t>(port & (0xffff << (16 - bits)));
+      if ((s->rule_id & (1u << bits)) &&
+          (v = find(l, PLEXUS_POLICY_PROTO_PREFIX + bits, id, dir, proto, masked))) {
+        return v;
       }
     }
-    if (v) {
-      return v;
-    }
   }
-  if ((s->flags & PLEXUS_POLICY_S_PROTO) && (v = find(l.hash, PLEXUS_POLICY_PROTO_PREFIX, id, dir, proto))) {
+  if ((s->flags & PLEXUS_POLICY_S_PROTO) && (v = find(l, PLEXUS_POLICY_PROTO_PREFIX, id, dir, proto))) {
     return v;
   }
   if (s->flags & PLEXUS_POLICY_S_ANY) {
-    return find(l.hash, PLEXUS_POLICY_FIXED_PREFIX, id, dir);
+    return find(l, PLEXUS_POLICY_FIXED_PREFIX, id, dir);
   }
   return nullptr;
 }
 
-int verdict(const PolicyLayout& l, uint32_t peer, uint8_t dir, uint8_t proto, uint16_t port) {
+int verdict(const PolicyEntries& l, uint32_t peer, uint8_t dir, uint8_t proto, uint16_t port) {
   const plexus_policy_value* exact = match(l, peer, dir, proto, port);
   if (exact && (exact->flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL))) {
     return (exact->flags & PLEXUS_POLICY_F_DENY) ? 1 : 0;
@@ -128,34 +122,40 @@ int contract(const PolicyEntries& entries, uint32_t peer, uint8_t dir, uint8_t p
 
 }  // namespace
 
-TEST_CASE("the hash holds exact ports, protocols and L3 entries; the trie holds port ranges", "[unit][policy]") {
+TEST_CASE("the hash holds every entry; summaries name the kinds and the range lengths", "[unit][policy]") {
   PolicyEntries in = {entry(PLEXUS_POLICY_FULL_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 80, false, 1),
                       entry(PLEXUS_POLICY_FULL_PREFIX - 4, 300, PLEXUS_DIR_INGRESS, 6, 8000, false, 2),
+                      entry(PLEXUS_POLICY_FULL_PREFIX - 1, 300, PLEXUS_DIR_INGRESS, 6, 9000, false, 4),
                       entry(PLEXUS_POLICY_PROTO_PREFIX, 301, PLEXUS_DIR_INGRESS, 17, 0, false, 3),
                       entry(PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_EGRESS)};
-  PolicyLayout l = layoutPolicy(in);
-  REQUIRE(l.ranges.size() == 1);
-  CHECK(l.ranges[0].first.dport == htons(8000));
-  CHECK(l.ranges[0].second.rule_id == 2);
-  CHECK(find(l.hash, PLEXUS_POLICY_FULL_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 80) != nullptr);
-  CHECK(find(l.hash, PLEXUS_POLICY_PROTO_PREFIX, 301, PLEXUS_DIR_INGRESS, 17) != nullptr);
-  CHECK(find(l.hash, PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_EGRESS) != nullptr);
-  // One summary per (identity, direction), naming the lengths it has.
-  const auto* s300 = find(l.hash, PLEXUS_POLICY_SUMMARY_PREFIX, 300, PLEXUS_DIR_INGRESS);
+  PolicyEntries l = layoutPolicy(in);
+  CHECK(find(l, PLEXUS_POLICY_FULL_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 80) != nullptr);
+  const auto* range = find(l, PLEXUS_POLICY_FULL_PREFIX - 4, 300, PLEXUS_DIR_INGRESS, 6, 8000);
+  REQUIRE(range != nullptr);
+  CHECK(range->rule_id == 2);
+  CHECK(find(l, PLEXUS_POLICY_FULL_PREFIX - 1, 300, PLEXUS_DIR_INGRESS, 6, 9000) != nullptr);
+  CHECK(find(l, PLEXUS_POLICY_PROTO_PREFIX, 301, PLEXUS_DIR_INGRESS, 17) != nullptr);
+  CHECK(find(l, PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_EGRESS) != nullptr);
+  // One summary per (identity, direction), naming the kinds it has and, for ranges, their lengths.
+  const auto* s300 = find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 300, PLEXUS_DIR_INGRESS);
   REQUIRE(s300 != nullptr);
   CHECK(s300->flags == (PLEXUS_POLICY_S_PORT | PLEXUS_POLICY_S_RANGE));
-  CHECK(find(l.hash, PLEXUS_POLICY_SUMMARY_PREFIX, 301, PLEXUS_DIR_INGRESS)->flags == PLEXUS_POLICY_S_PROTO);
-  CHECK(find(l.hash, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_EGRESS)->flags == PLEXUS_POLICY_S_ANY);
-  CHECK(find(l.hash, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_INGRESS) == nullptr);
-  CHECK(l.hash.size() == 3 + 3);
+  CHECK(s300->rule_id == ((1u << 12) | (1u << 15)));
+  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 301, PLEXUS_DIR_INGRESS)->flags == PLEXUS_POLICY_S_PROTO);
+  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 301, PLEXUS_DIR_INGRESS)->rule_id == 0);
+  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_EGRESS)->flags == PLEXUS_POLICY_S_ANY);
+  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_INGRESS) == nullptr);
+  CHECK(l.size() == 5 + 3);
 }
 
 TEST_CASE("bits a prefix does not cover are zero in the hash key", "[unit][policy]") {
   PolicyEntries in = {entry(PLEXUS_POLICY_PROTO_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 1234),
-                      entry(PLEXUS_POLICY_FIXED_PREFIX, 301, PLEXUS_DIR_INGRESS, 17, 53)};
-  PolicyLayout l = layoutPolicy(in);
-  CHECK(find(l.hash, PLEXUS_POLICY_PROTO_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 0) != nullptr);
-  CHECK(find(l.hash, PLEXUS_POLICY_FIXED_PREFIX, 301, PLEXUS_DIR_INGRESS, 0, 0) != nullptr);
+                      entry(PLEXUS_POLICY_FIXED_PREFIX, 301, PLEXUS_DIR_INGRESS, 17, 53),
+                      entry(PLEXUS_POLICY_FULL_PREFIX - 8, 302, PLEXUS_DIR_INGRESS, 6, 0x1234)};
+  PolicyEntries l = layoutPolicy(in);
+  CHECK(find(l, PLEXUS_POLICY_PROTO_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 0) != nullptr);
+  CHECK(find(l, PLEXUS_POLICY_FIXED_PREFIX, 301, PLEXUS_DIR_INGRESS, 0, 0) != nullptr);
+  CHECK(find(l, PLEXUS_POLICY_FULL_PREFIX - 8, 302, PLEXUS_DIR_INGRESS, 6, 0x1200) != nullptr);
 }
 
 TEST_CASE("a peer's entry is FINAL unless a wildcard deny exists in its direction", "[unit][policy]") {
@@ -164,16 +164,16 @@ TEST_CASE("a peer's entry is FINAL unless a wildcard deny exists in its directio
                       entry(PLEXUS_POLICY_FULL_PREFIX, 301, PLEXUS_DIR_EGRESS, 6, 22, true),
                       entry(PLEXUS_POLICY_FULL_PREFIX, 0, PLEXUS_DIR_EGRESS, 6, 23, true),
                       entry(PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_INGRESS)};
-  PolicyLayout l = layoutPolicy(in);
+  PolicyEntries l = layoutPolicy(in);
   // Ingress has no wildcard deny: the peer's allow decides alone.
-  CHECK(find(l.hash, PLEXUS_POLICY_FULL_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 80)->flags == PLEXUS_POLICY_F_FINAL);
+  CHECK(find(l, PLEXUS_POLICY_FULL_PREFIX, 300, PLEXUS_DIR_INGRESS, 6, 80)->flags == PLEXUS_POLICY_F_FINAL);
   // Egress has one: the peer's allow needs the wildcard lookup; a peer's deny never does.
-  CHECK(find(l.hash, PLEXUS_POLICY_FULL_PREFIX, 300, PLEXUS_DIR_EGRESS, 6, 80)->flags == 0);
-  CHECK(find(l.hash, PLEXUS_POLICY_FULL_PREFIX, 301, PLEXUS_DIR_EGRESS, 6, 22)->flags ==
+  CHECK(find(l, PLEXUS_POLICY_FULL_PREFIX, 300, PLEXUS_DIR_EGRESS, 6, 80)->flags == 0);
+  CHECK(find(l, PLEXUS_POLICY_FULL_PREFIX, 301, PLEXUS_DIR_EGRESS, 6, 22)->flags ==
         (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL));
   // Wildcard entries are the last lookup: never FINAL.
-  CHECK(find(l.hash, PLEXUS_POLICY_FULL_PREFIX, 0, PLEXUS_DIR_EGRESS, 6, 23)->flags == PLEXUS_POLICY_F_DENY);
-  CHECK(find(l.hash, PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_INGRESS)->flags == 0);
+  CHECK(find(l, PLEXUS_POLICY_FULL_PREFIX, 0, PLEXUS_DIR_EGRESS, 6, 23)->flags == PLEXUS_POLICY_F_DENY);
+  CHECK(find(l, PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_INGRESS)->flags == 0);
 }
 
 TEST_CASE("policyEntries gives back what layoutPolicy was given", "[unit][policy]") {
@@ -181,9 +181,8 @@ TEST_CASE("policyEntries gives back what layoutPolicy was given", "[unit][policy
                       entry(PLEXUS_POLICY_FULL_PREFIX - 2, 300, PLEXUS_DIR_INGRESS, 6, 96, true, 8),
                       entry(PLEXUS_POLICY_PROTO_PREFIX, 0, PLEXUS_DIR_EGRESS, 1, 0, true, 9),
                       entry(PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_INGRESS)};
-  PolicyLayout l = layoutPolicy(in);
-  CHECK(bytes(policyEntries(l.hash, l.ranges)) == bytes(in));
-  CHECK(policyEntries(layoutPolicy({}).hash, {}).empty());
+  CHECK(bytes(policyEntries(layoutPolicy(in))) == bytes(in));
+  CHECK(policyEntries(layoutPolicy({})).empty());
 }
 
 TEST_CASE("the datapath's lookup order over a layout gives the longest-prefix verdict, deny first",
@@ -213,7 +212,7 @@ TEST_CASE("the datapath's lookup order over a layout gives the longest-prefix ve
     for (const auto& [key, e] : keyed) {
       in.push_back(e);
     }
-    PolicyLayout l = layoutPolicy(in);
+    PolicyEntries l = layoutPolicy(in);
     for (uint32_t peer : {300u, 301u, 302u, 303u}) {
       for (uint8_t dir : {uint8_t{PLEXUS_DIR_INGRESS}, uint8_t{PLEXUS_DIR_EGRESS}}) {
         for (uint8_t proto : {uint8_t{6}, uint8_t{17}, uint8_t{1}}) {

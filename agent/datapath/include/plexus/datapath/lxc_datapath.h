@@ -122,18 +122,17 @@ struct PinnedMapInfo {
   uint32_t entries = 0;
 };
 
-// The per-endpoint policy maps behind plexus_policy_v2 (ARRAY_OF_MAPS of hashes indexed by endpoint id) and
-// plexus_policy_range_v1 (the same for the port-range tries), laid out by layoutPolicy.
+// The per-endpoint policy hashes behind plexus_policy_v3 (ARRAY_OF_MAPS indexed by endpoint id), laid out by
+// layoutPolicy.
 class PolicyMaps {
  public:
   // `capacity`: the most entries one endpoint's policy may have (--bpf-policy-map-max).
-  PolicyMaps(UniqueFd outer, UniqueFd ranges, uint32_t capacity)
-      : outer_(std::move(outer)), ranges_(std::move(ranges)), capacity_(capacity) {}
+  PolicyMaps(UniqueFd outer, uint32_t capacity) : outer_(std::move(outer)), capacity_(capacity) {}
   ~PolicyMaps();
   PolicyMaps(const PolicyMaps&) = delete;
   PolicyMaps& operator=(const PolicyMaps&) = delete;
-  // Builds a complete new hash (and range trie, when the policy has ranges) and swaps it in with one update each:
-  // the endpoint never runs with a half-written or empty map. Refuses (and changes nothing) when the entries exceed
+  // Builds a complete new hash and swaps it in with one update: the endpoint never runs with a half-written, empty or
+  // mixed (half old, half new policy) map. Refuses (and changes nothing) when the entries exceed
   // the capacity. For an id with a spare hash (keepSpares) that has room, the hash is filled in place instead: no
   // endpoint uses that id yet.
   Status set(uint16_t endpoint_id, const PolicyEntries& entries);
@@ -151,17 +150,13 @@ class PolicyMaps {
   uint32_t capacity() const { return capacity_; }
 
  private:
-  // A hash (or range trie) for `entries` entries, not yet in an outer map.
+  // A hash for `entries` entries, not yet in an outer map.
   Result<UniqueFd> createHash(uint16_t endpoint_id, uint32_t entries) const;
-  Result<UniqueFd> createRanges(uint16_t endpoint_id, uint32_t entries) const;
-  // Installs the range trie of a new layout (before its hash) or removes the old one (after it).
-  Status setRanges(uint16_t endpoint_id, const PolicyEntries& ranges);
   // Marks the id as being written by set()/clear() (the spare thread keeps off it) until the guard goes.
   class Busy;
   void spareLoop();
 
   UniqueFd outer_;
-  UniqueFd ranges_;
   uint32_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

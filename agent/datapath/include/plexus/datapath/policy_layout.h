@@ -1,7 +1,7 @@
 #pragma once
-// How one endpoint's policy entries are laid out in its maps (bpf/include/plexus/policy.h): a hash of the entries
-// with the three fixed prefix lengths plus a summary per (identity, direction), and an LPM trie of the port-range
-// entries. Pure, so the layout is unit-tested; PolicyMaps writes it.
+// How one endpoint's policy entries are laid out in its hash (bpf/include/plexus/policy.h): every entry keyed with
+// its prefix length and the bits the prefix does not cover zeroed, plus a summary per (identity, direction) naming
+// the kinds of entries and the port-range lengths it has. Pure, so the layout is unit-tested; PolicyMaps writes it.
 
 #include <cstdint>
 #include <utility>
@@ -14,17 +14,13 @@ namespace plexus::datapath {
 // (key, value) pairs as the compiler's encoder makes them: prefixlen FIXED, PROTO, FULL or a port-range length.
 using PolicyEntries = std::vector<std::pair<plexus_policy_key, plexus_policy_value>>;
 
-struct PolicyLayout {
-  // FULL, PROTO and FIXED entries with the bits their prefix does not cover zeroed, peer identities' entries marked
-  // FINAL where no wildcard deny exists in their direction (or they are denies themselves); then one summary per
-  // (identity, direction).
-  PolicyEntries hash;
-  PolicyEntries ranges;  // the port-range entries, as they are: the trie (empty: the endpoint needs none)
-};
+// The hash's contents: the entries with the bits their prefix does not cover zeroed, peer identities' entries marked
+// FINAL where no wildcard deny exists in their direction (or they are denies themselves); then one summary per
+// (identity, direction).
+PolicyEntries layoutPolicy(const PolicyEntries& entries);
 
-PolicyLayout layoutPolicy(const PolicyEntries& entries);
-
-// The entries back from what the maps hold: summaries left out, FINAL cleared (a layout's inverse).
-PolicyEntries policyEntries(const PolicyEntries& hash, const PolicyEntries& ranges);
+// The entries back from what a hash holds (or the concatenated contents of an older layout's maps): summaries left
+// out, FINAL cleared (a layout's inverse, up to the uncovered port bits it zeroed).
+PolicyEntries policyEntries(const PolicyEntries& hash);
 
 }  // namespace plexus::datapath
