@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 
+#include "lxc_fixture.h"
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/reasons.h"
 #include "testing.h"
@@ -297,27 +298,21 @@ TEST_CASE("a map of maps pinned with another size is recreated with its inner ma
 }
 
 namespace {
+// An ingress entry of `prefixlen` whose rule id is its length.
 std::pair<plexus_policy_key, plexus_policy_value> policyEntry(uint32_t prefixlen, uint32_t identity, uint8_t proto,
-                                                              uint16_t port, uint8_t flags) {
-  plexus_policy_key k{};
+                                                              uint16_t port, bool deny = false) {
+  plexus_policy_key k = policyKey(identity, PLEXUS_DIR_INGRESS, proto, port);
   k.prefixlen = prefixlen;
-  k.identity = identity;
-  k.direction = PLEXUS_DIR_INGRESS;
-  k.protocol = proto;
-  k.dport = htons(port);
-  plexus_policy_value v{};
-  v.flags = flags;
-  v.rule_id = prefixlen;
-  return std::pair(k, v);
+  return std::pair(k, policyValue(prefixlen, deny));
 }
 
 // Endpoint 5's entries as older builds left them: an exact port, a port range (two prefixes), a protocol and a deny.
 PolicyEntries olderPolicy() {
-  return {policyEntry(PLEXUS_POLICY_FULL_PREFIX, 300, 6, 80, 0),
-          policyEntry(PLEXUS_POLICY_FULL_PREFIX - 3, 300, 6, 8000, 0),
-          policyEntry(PLEXUS_POLICY_FULL_PREFIX - 1, 300, 6, 8008, 0),
-          policyEntry(PLEXUS_POLICY_PROTO_PREFIX, 301, 17, 0, 0),
-          policyEntry(PLEXUS_POLICY_FIXED_PREFIX, 302, 0, 0, PLEXUS_POLICY_F_DENY)};
+  return {policyEntry(PLEXUS_POLICY_FULL_PREFIX, 300, 6, 80),
+          policyEntry(PLEXUS_POLICY_FULL_PREFIX - 3, 300, 6, 8000),
+          policyEntry(PLEXUS_POLICY_FULL_PREFIX - 1, 300, 6, 8008),
+          policyEntry(PLEXUS_POLICY_PROTO_PREFIX, 301, 17, 0),
+          policyEntry(PLEXUS_POLICY_FIXED_PREFIX, 302, 0, 0, true)};
 }
 
 std::vector<std::string> policyBytes(const PolicyEntries& entries) {  // each entry's key and value bytes, sorted

@@ -18,7 +18,9 @@
 
 #include "plexus/agent/ipcache_manager.h"
 #include "plexus/agent/map_encoding.h"
+#include "plexus/agent/resource_state.h"
 #include "plexus/agent/seams.h"
+#include "plexus/agent/service_sync.h"
 
 namespace plexus::agent::testing {
 
@@ -434,5 +436,19 @@ inline const bool kQuietLogs = (spdlog::set_level(spdlog::level::off), true);
 
 inline Ipv4 ip(const char* text) { return *Ipv4::parse(text); }
 inline Ipv4Prefix prefix(const char* text) { return *Ipv4Prefix::parse(text); }
+
+// An event as the agent sees it: through the resource store (which ServiceSync reads), then tracked. A delete
+// carries the stored object, as the store's own delete events do. True if any resulting event was tracked.
+inline bool trackThroughStore(ResourceState& resources, ServiceSync& sync, const ResourceEvent& e) {
+  ResourceEvent in = e;
+  if (e.type == ResourceEventType::kDelete) {
+    in.object = resources.store().get(e.key).value_or(nlohmann::json());
+  }
+  bool tracked = false;
+  for (const auto& changed : resources.ingest({in})) {
+    tracked = sync.track(changed) || tracked;
+  }
+  return tracked;
+}
 
 }  // namespace plexus::agent::testing

@@ -73,18 +73,7 @@ struct Services {
   ServiceManager manager;
   ServiceSync sync{manager, resources};
   explicit Services(FakeServiceMaps& maps) : manager(maps, config(), &flows) {}
-  // An event as the agent sees it: through the resource store (which the sync reads), then tracked.
-  bool track(const ResourceEvent& e) {
-    ResourceEvent in = e;
-    if (e.type == ResourceEventType::kDelete) {
-      in.object = resources.store().get(e.key).value_or(nlohmann::json());
-    }
-    bool tracked = false;
-    for (const auto& changed : resources.ingest({in})) {
-      tracked = sync.track(changed) || tracked;
-    }
-    return tracked;
-  }
+  bool track(const ResourceEvent& e) { return trackThroughStore(resources, sync, e); }
 };
 }  // namespace
 
