@@ -32,6 +32,26 @@ struct {
   __array(values, struct plexus_policy_inner);
 } plexus_policy_v3 SEC(".maps");
 
+/* The longest range entry for the port among the lengths an identity's summary names (bit n: PROTO_PREFIX + n),
+ * longest first; *k holds the identity, direction and protocol. A subprogram: verified once per caller context
+ * instead of once per path through the callers' other lookups (inlined, the unrolled probes multiplied the
+ * verifier's states past its limit in audit mode). */
+static __noinline struct plexus_policy_value *policy_match_range(void *hash, struct plexus_policy_key *k,
+                                                                  __u32 lengths, __u16 port) {
+#pragma unroll
+  for (int n = 15; n >= 1; n--) {
+    if (lengths & (1u << n)) {
+      k->prefixlen = PLEXUS_POLICY_PROTO_PREFIX + n;
+      k->dport = bpf_htons(port & (__u16)(0xffff << (16 - n)));
+      struct plexus_policy_value *v = bpf_map_lookup_elem(hash, k);
+      if (v) {
+        return v;
+      }
+    }
+  }
+  return NULL;
+}
+
 /* The longest entry of `identity` matching (dir, proto, dport), or NULL: its summary first, then only the prefix
  * lengths the summary names, longest first. */
 static __always_inline struct plexus_policy_value *policy_match(void *hash, __u32 identity, __u8 dir, __u8 proto,
@@ -53,17 +73,9 @@ static __always_inline struct plexus_policy_value *policy_match(void *hash, __u3
     }
   }
   if (has & PLEXUS_POLICY_S_RANGE) {
-    __u16 port = bpf_ntohs(dport);
-#pragma unroll
-    for (int n = 15; n >= 1; n--) {
-      if (range_lengths & (1u << n)) {
-        k.prefixlen = PLEXUS_POLICY_PROTO_PREFIX + n;
-        k.dport = bpf_htons(port & (__u16)(0xffff << (16 - n)));
-        v = bpf_map_lookup_elem(hash, &k);
-        if (v) {
-          return v;
-        }
-      }
+    v = policy_match_range(hash, &k, range_lengths, bpf_ntohs(dport));
+    if (v) {
+      return v;
     }
   }
   k.dport = 0;

@@ -308,11 +308,9 @@ Planner::Fragment Planner::computeService(const std::string& key, const Service&
   f.source_ranges.assign(st.source_ranges.begin(), st.source_ranges.end());
   f.frontends.shrink_to_fit();
   f.nodeport_keys.shrink_to_fit();
-  if (after) {
-    mergeInto(after, key, f);
-    for (auto& [rid, t] : st.maglev) {
-      after->maglev[rid] = std::move(t);  // with its slots, for the plan
-    }
+  mergeInto(after, key, f);
+  for (auto& [rid, t] : st.maglev) {
+    after->maglev[rid] = std::move(t);  // with its slots, for the plan
   }
   return f;
 }

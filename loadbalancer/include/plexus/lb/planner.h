@@ -181,7 +181,7 @@ class Planner {
   using ServiceRefs = std::map<std::string, const Service*>;
   using SliceRefs = std::map<std::string, std::vector<const EndpointSlice*>>;
   void replace(const ServiceRefs& changed, const SliceRefs& slices, Change* out, bool with_before);
-  // The fragment of one service, and its state with the Maglev slots into *after (when not null).
+  // The fragment of one service; its state, Maglev slots included, is added to *after.
   Fragment computeService(const std::string& key, const Service& svc, const std::vector<const EndpointSlice*>& slices,
                           MapState* after);
   void registerRequestedNodePorts(const Service& svc);
