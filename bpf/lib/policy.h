@@ -32,34 +32,44 @@ struct {
   __array(values, struct plexus_policy_inner);
 } plexus_policy_v3 SEC(".maps");
 
-/* The longest range entry for the port among the lengths an identity's summary names (bit n: PROTO_PREFIX + n),
- * longest first; *k holds the identity, direction and protocol. A subprogram: verified once per caller context
- * instead of once per path through the callers' other lookups (inlined, the unrolled probes multiplied the
- * verifier's states past its limit in audit mode). */
-static __noinline struct plexus_policy_value *policy_match_range(void *hash, struct plexus_policy_key *k,
-                                                                  __u32 lengths, __u16 port) {
+/* The longest range entry of endpoint `idx` for the port among the lengths an identity's summary names (bit n:
+ * PROTO_PREFIX + n), longest first, copied into *out (returns 1; 0: none). *k holds the identity, direction and
+ * protocol. A global function: the verifier checks it once, on its own; inlined or as a static subprogram it was
+ * walked again for every state its callers reach it in, and the unrolled probes took some builds past the
+ * verifier's 1,000,000 instructions (tests/bpf/verifier_test.cc). */
+__noinline int policy_match_range(__u32 idx, const struct plexus_policy_key *k, __u32 lengths, __u16 port,
+                                  struct plexus_policy_value *out) {
+  if (!k || !out) {
+    return 0;
+  }
+  void *hash = bpf_map_lookup_elem(&plexus_policy_v3, &idx);
+  if (!hash) {
+    return 0;
+  }
+  struct plexus_policy_key q = *k;
 #pragma unroll
   for (int n = 15; n >= 1; n--) {
     if (lengths & (1u << n)) {
-      k->prefixlen = PLEXUS_POLICY_PROTO_PREFIX + n;
-      k->dport = bpf_htons(port & (__u16)(0xffff << (16 - n)));
-      struct plexus_policy_value *v = bpf_map_lookup_elem(hash, k);
+      q.prefixlen = PLEXUS_POLICY_PROTO_PREFIX + n;
+      q.dport = bpf_htons(port & (__u16)(0xffff << (16 - n)));
+      struct plexus_policy_value *v = bpf_map_lookup_elem(hash, &q);
       if (v) {
-        return v;
+        *out = *v;
+        return 1;
       }
     }
   }
-  return NULL;
+  return 0;
 }
 
-/* The longest entry of `identity` matching (dir, proto, dport), or NULL: its summary first, then only the prefix
- * lengths the summary names, longest first. */
-static __always_inline struct plexus_policy_value *policy_match(void *hash, __u32 identity, __u8 dir, __u8 proto,
-                                                                 __be16 dport) {
+/* The longest entry of `identity` matching (dir, proto, dport), copied into *out (returns 1; 0: none): its summary
+ * first, then only the prefix lengths the summary names, longest first. */
+static __always_inline int policy_match(void *hash, __u32 idx, __u32 identity, __u8 dir, __u8 proto, __be16 dport,
+                                        struct plexus_policy_value *out) {
   struct plexus_policy_key k = {.prefixlen = PLEXUS_POLICY_SUMMARY_PREFIX, .identity = identity, .direction = dir};
   struct plexus_policy_value *v = bpf_map_lookup_elem(hash, &k);
   if (!v) {
-    return NULL;
+    return 0;
   }
   __u8 has = v->flags;
   __u32 range_lengths = v->rule_id;
@@ -69,29 +79,32 @@ static __always_inline struct plexus_policy_value *policy_match(void *hash, __u3
   if (has & PLEXUS_POLICY_S_PORT) {
     v = bpf_map_lookup_elem(hash, &k);
     if (v) {
-      return v;
+      *out = *v;
+      return 1;
     }
   }
-  if (has & PLEXUS_POLICY_S_RANGE) {
-    v = policy_match_range(hash, &k, range_lengths, bpf_ntohs(dport));
-    if (v) {
-      return v;
-    }
+  if ((has & PLEXUS_POLICY_S_RANGE) && policy_match_range(idx, &k, range_lengths, bpf_ntohs(dport), out)) {
+    return 1;
   }
   k.dport = 0;
   if (has & PLEXUS_POLICY_S_PROTO) {
     k.prefixlen = PLEXUS_POLICY_PROTO_PREFIX;
     v = bpf_map_lookup_elem(hash, &k);
     if (v) {
-      return v;
+      *out = *v;
+      return 1;
     }
   }
   if (has & PLEXUS_POLICY_S_ANY) {
     k.prefixlen = PLEXUS_POLICY_FIXED_PREFIX;
     k.protocol = 0;
-    return bpf_map_lookup_elem(hash, &k);
+    v = bpf_map_lookup_elem(hash, &k);
+    if (v) {
+      *out = *v;
+      return 1;
+    }
   }
-  return NULL;
+  return 0;
 }
 
 /* Returns 0 to allow, or the drop reason; *rule_id is the deciding entry's rule (0 when none decided). */
@@ -103,18 +116,19 @@ static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u
   if (!hash) {
     return PLEXUS_DROP(POLICY_DENIED);
   }
-  struct plexus_policy_value *exact = policy_match(hash, peer, dir, proto, dport);
-  if (exact && (exact->flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL))) {
-    *rule_id = exact->rule_id;
-    return (exact->flags & PLEXUS_POLICY_F_DENY) ? PLEXUS_DROP(POLICY_DENY) : 0;
+  struct plexus_policy_value exact = {}, any = {};
+  int has_exact = policy_match(hash, idx, peer, dir, proto, dport, &exact);
+  if (has_exact && (exact.flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL))) {
+    *rule_id = exact.rule_id;
+    return (exact.flags & PLEXUS_POLICY_F_DENY) ? PLEXUS_DROP(POLICY_DENY) : 0;
   }
-  struct plexus_policy_value *any = policy_match(hash, 0, dir, proto, dport);
-  if (any && (any->flags & PLEXUS_POLICY_F_DENY)) {
-    *rule_id = any->rule_id;
+  int has_any = policy_match(hash, idx, 0, dir, proto, dport, &any);
+  if (has_any && (any.flags & PLEXUS_POLICY_F_DENY)) {
+    *rule_id = any.rule_id;
     return PLEXUS_DROP(POLICY_DENY);
   }
-  if (exact || any) {
-    *rule_id = exact ? exact->rule_id : any->rule_id;
+  if (has_exact || has_any) {
+    *rule_id = has_exact ? exact.rule_id : any.rule_id;
     return 0;
   }
   return PLEXUS_DROP(POLICY_DENIED);
