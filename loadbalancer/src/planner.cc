@@ -32,12 +32,10 @@ plexus_lb4_src_range_key makeSourceRangeKey(uint16_t rev_nat_index, const Ipv4Pr
 }
 
 namespace {
-// How the planner names a backend or a frontend for its ids: "ip:port/PROTO".
-uint64_t endpointKey(Ipv4 ip, uint16_t port, uint8_t proto) {
-  return (static_cast<uint64_t>(ip.networkOrder()) << 24) | (static_cast<uint64_t>(port) << 8) | proto;
-}
+// How the planner names a backend or a frontend for its ids.
+uint64_t endpointKey(Ipv4 ip, uint16_t port, uint8_t proto) { return packEndpoint(ip, port, proto); }
 uint64_t endpointKey(__be32 address, __be16 port, uint8_t proto) {
-  return endpointKey(Ipv4::fromNetwork(address), ntohs(port), proto);
+  return packEndpoint(Ipv4::fromNetwork(address), ntohs(port), proto);
 }
 
 // Takes the restored id of `key`, if any, out of `restored`.
@@ -319,12 +317,8 @@ void Planner::hold(const Fragment& f) {
   for (const auto& b : f.backends) {
     backend_ids_[endpointKey(b.value.address, b.value.port, b.value.proto)].holders++;
   }
-  uint16_t last = 0;  // a frontend's two scopes share one reverse-NAT index, held once
-  for (const auto& fe : f.frontends) {
-    if (fe.rev_nat_index != last) {
-      revnat_ids_[endpointKey(fe.address, fe.port, fe.proto)].holders++;
-      last = fe.rev_nat_index;
-    }
+  for (const auto& fe : f.frontends) {  // a frontend's two scopes hold its index twice, and drop() releases it twice
+    revnat_ids_[endpointKey(fe.address, fe.port, fe.proto)].holders++;
   }
   for (const auto& k : f.nodeport_keys) {
     nodeport_refs_[k]++;
@@ -347,13 +341,9 @@ void Planner::drop(const Fragment& f) {
       used_backend_ids_.erase(id);
     }
   }
-  uint16_t last = 0;
   for (const auto& fe : f.frontends) {
-    if (fe.rev_nat_index != last) {
-      if (uint32_t id = release(&revnat_ids_, endpointKey(fe.address, fe.port, fe.proto))) {
-        used_revnat_ids_[id] = false;
-      }
-      last = fe.rev_nat_index;
+    if (uint32_t id = release(&revnat_ids_, endpointKey(fe.address, fe.port, fe.proto))) {
+      used_revnat_ids_[id] = false;
     }
   }
   for (const auto& k : f.nodeport_keys) {

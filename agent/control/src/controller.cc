@@ -93,23 +93,24 @@ void Controller::handle(const AgentEvent& event) {
   }
 }
 
-std::vector<ApplyOutcome> Controller::apply(const std::vector<nlohmann::json>& objects) {
-  return inGroups(objects, false);
+std::vector<ApplyOutcome> Controller::apply(std::vector<nlohmann::json> objects) {
+  return inGroups(std::move(objects), false);
 }
 
-std::vector<ApplyOutcome> Controller::remove(const std::vector<nlohmann::json>& objects) {
-  return inGroups(objects, true);
+std::vector<ApplyOutcome> Controller::remove(std::vector<nlohmann::json> objects) {
+  return inGroups(std::move(objects), true);
 }
 
-std::vector<ApplyOutcome> Controller::inGroups(const std::vector<nlohmann::json>& objects, bool remove) {
-  // A bulk apply in groups: each group's change events (a copy of every object) are gone before the next group
-  // comes, so the heap they take is reused instead of left behind between the objects the agent keeps.
+std::vector<ApplyOutcome> Controller::inGroups(std::vector<nlohmann::json> objects, bool remove) {
+  // A bulk apply in groups: each group's objects and change events (a copy of every object) are gone before the
+  // next group comes, so the heap they take is reused instead of left behind between the objects the agent keeps.
   constexpr size_t kGroup = 256;
   std::vector<ApplyOutcome> out;
   out.reserve(objects.size());
   for (size_t i = 0; i < objects.size(); i += kGroup) {
-    std::vector<nlohmann::json> group(objects.begin() + static_cast<std::ptrdiff_t>(i),
-                                      objects.begin() + static_cast<std::ptrdiff_t>(std::min(objects.size(), i + kGroup)));
+    auto first = objects.begin() + static_cast<std::ptrdiff_t>(i);
+    auto last = objects.begin() + static_cast<std::ptrdiff_t>(std::min(objects.size(), i + kGroup));
+    std::vector<nlohmann::json> group(std::make_move_iterator(first), std::make_move_iterator(last));
     std::vector<ResourceEvent> events;
     auto outcomes = remove ? p_.resources.remove(group, &events) : p_.resources.apply(group, &events);
     changed(events);

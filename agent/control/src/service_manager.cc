@@ -23,9 +23,9 @@ Status ServiceManager::restore() {
   }
   planner_.restore(*read);
   needs_full_ = true;
-  read_maps_ = true;
   spdlog::info("services: adopted {} service entries, {} backends and {} Maglev tables from the maps",
                read->services.size(), read->backends.size(), read->maglev.size());
+  restored_ = std::move(*read);  // the first full sync's reference (nothing else writes these maps meanwhile)
   return Status::Ok();
 }
 
@@ -43,7 +43,10 @@ void record(ServiceManager::SyncRecord* r, size_t operations, std::chrono::stead
 Status ServiceManager::sync(const std::vector<lb::Service>& services, const std::vector<lb::EndpointSlice>& slices) {
   auto t0 = std::chrono::steady_clock::now();
   lb::MapState installed;
-  if (read_maps_) {
+  if (restored_) {
+    installed = std::move(*restored_);
+    restored_.reset();
+  } else if (read_maps_) {
     // Part of an earlier plan may be in the maps (a full map refuses the rest): diffing against what they hold
     // removes entries written for objects deleted meanwhile instead of leaking them.
     auto read = maps_.read();

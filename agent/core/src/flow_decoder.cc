@@ -17,10 +17,7 @@ void FlowDirectory::removeEndpoint(Ipv4 ip) {
 }
 
 namespace {
-uint64_t packFrontend(Ipv4 ip, uint16_t port, uint8_t proto) {
-  return (static_cast<uint64_t>(ip.hostOrder()) << 24) | (static_cast<uint64_t>(port) << 8) | proto;
-}
-uint64_t packFrontend(const FrontendAddress& f) { return packFrontend(f.ip, f.port, f.proto); }
+uint64_t packFrontend(const FrontendAddress& f) { return packEndpoint(f.ip, f.port, f.proto); }
 }  // namespace
 
 void FlowDirectory::setServices(const ServiceNames& frontends) {
@@ -55,7 +52,7 @@ bool FlowDirectory::lookupEndpoint(Ipv4 ip, PeerInfo* out) const {
 
 std::string FlowDirectory::lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const {
   std::shared_lock lock(mu_);
-  auto it = services_.find(packFrontend(ip, port, proto));
+  auto it = services_.find(packEndpoint(ip, port, proto));
   return it == services_.end() ? std::string() : it->second;
 }
 

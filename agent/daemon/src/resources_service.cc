@@ -26,17 +26,17 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
   if (!objects.ok()) {
     return toGrpc(objects.error());
   }
+  size_t count = objects->size();
   auto outcomes = state_.reconciler
                       .submit([&] {
-                        return remove ? state_.controller->remove(*objects) : state_.controller->apply(*objects);
+                        return remove ? state_.controller->remove(std::move(*objects))
+                                      : state_.controller->apply(std::move(*objects));
                       })
                       .get();
   resp->set_agent_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  if (objects->size() >= kTrimAfter) {
+  if (count >= kTrimAfter) {
     // A bulk apply leaves the parsed objects' memory free in this thread's and the reconcile thread's malloc arenas;
     // hand it back to the kernel, or the agent's RSS keeps the peak of the largest apply it ever saw.
-    objects->clear();
-    objects->shrink_to_fit();
     malloc_trim(0);
   }
   for (const auto& o : outcomes) {

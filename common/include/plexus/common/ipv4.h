@@ -26,6 +26,11 @@ class Ipv4 {
   uint32_t v_ = 0;
 };
 
+// An address, port and protocol packed into one integer: the key of tables of service frontends and backends.
+constexpr uint64_t packEndpoint(Ipv4 ip, uint16_t port, uint8_t proto) {
+  return (uint64_t{ip.hostOrder()} << 24) | (uint64_t{port} << 8) | proto;
+}
+
 class Ipv4Prefix {
  public:
   constexpr Ipv4Prefix() = default;

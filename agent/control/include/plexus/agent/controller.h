@@ -46,8 +46,9 @@ class Controller {
   Status start(std::vector<std::string>* problems);
 
   void handle(const AgentEvent& event);
-  std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects);
-  std::vector<ApplyOutcome> remove(const std::vector<nlohmann::json>& objects);
+  // `plexus apply` / `plexus delete`; the objects are consumed group by group.
+  std::vector<ApplyOutcome> apply(std::vector<nlohmann::json> objects);
+  std::vector<ApplyOutcome> remove(std::vector<nlohmann::json> objects);
 
   Result<EndpointRecord> addEndpoint(const AddRequest& req);
   Status deleteEndpoint(const std::string& container_id, const std::string& ifname);
@@ -65,7 +66,7 @@ class Controller {
   bool failing(const std::string& area) const { return problems_.count(area) > 0; }
 
  private:
-  std::vector<ApplyOutcome> inGroups(const std::vector<nlohmann::json>& objects, bool remove);
+  std::vector<ApplyOutcome> inGroups(std::vector<nlohmann::json> objects, bool remove);
   struct Resolved {
     uint32_t identity;
     std::vector<std::string> labels;

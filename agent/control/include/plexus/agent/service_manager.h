@@ -1,8 +1,8 @@
 #pragma once
 // Keeps the datapath's service maps equal to the planner's desired state: computes, diffs against what is
 // installed, and applies the operations through the typed maps. While the writes succeed, the planner's state is
-// what the maps hold, and no other copy is kept; after a restart or a failed write the next (full) sync reads the
-// maps back and diffs against what they hold. Runs on the reconcile thread.
+// what the maps hold, and no other copy is kept; after a restart (what restore() read) or a failed write (read
+// again) the next, full sync diffs against what the maps hold. Runs on the reconcile thread.
 
 #include <map>
 #include <optional>
@@ -61,8 +61,10 @@ class ServiceManager {
   ServiceMaps& maps_;
   lb::Planner planner_;
   FlowDirectory* directory_;
-  // The maps may hold something else than the planner's state (a restore, a failed write): the next full sync
-  // reads them back and diffs against that.
+  // What restore() read, until the first full sync diffs against it.
+  std::optional<lb::MapState> restored_;
+  // After a failed write the maps may hold something else than the planner's state: the next full sync reads them
+  // back and diffs against that.
   bool read_maps_ = false;
   SyncRecord last_full_;
   SyncRecord last_incremental_;
