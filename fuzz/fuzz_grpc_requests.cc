@@ -89,11 +89,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 6: {
       v1::ApplyRequest req;
       if (parse(data, size, &req)) {
-        auto objects = manifestsFromProto(req);
-        if (objects.ok()) {
-          for (const auto& o : *objects) {
-            (void)describeObject(o);
-          }
+        // As Resources.Apply reads it: one object at a time until the end or the first error.
+        ManifestStream stream(req.manifest());
+        for (auto next = stream.next(); next.ok() && *next; next = stream.next()) {
+          (void)describeObject(**next);
         }
       }
       break;

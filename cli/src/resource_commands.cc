@@ -59,6 +59,9 @@ int applyOrDelete(const Context& c, const std::vector<std::string>& files, bool 
       double agent_ms = r.agent_ms() + part.agent_ms();
       r.MergeFrom(part);
       r.set_agent_ms(agent_ms);
+      if (!part.error().empty()) {
+        break;  // a malformed document: the agent applied what came before it and stopped
+      }
     }
     if (c.structured() && printDocument(c, toJson(r)) != 0) {
       rc = 1;
@@ -70,6 +73,10 @@ int applyOrDelete(const Context& c, const std::vector<std::string>& files, bool 
       } else if (!c.structured()) {
         std::cout << fmt::format("{} {}\n", o.object(), o.action());
       }
+    }
+    if (!r.error().empty()) {
+      std::cerr << "error: " << r.error() << "\n";
+      rc = 1;
     }
   }
   return rc;

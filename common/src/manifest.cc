@@ -218,12 +218,14 @@ nlohmann::json plainScalar(const std::string& s) {
   return s;
 }
 
-// A malformed manifest, thrown inside ManifestReader and caught in parseManifests.
+// A malformed manifest, thrown inside ManifestReader and caught in ManifestStream.
 struct Malformed {
   std::string message;
 };
 
 constexpr int kMaxDepth = 512;  // collections inside collections
+
+}  // namespace
 
 // The documents of a YAML (or JSON) stream built straight into JSON from libyaml's events, without a node graph in
 // between (yaml-cpp's took several times longer than the rest of an apply). Anchors are kept per document; an alias
@@ -413,48 +415,75 @@ class ManifestReader {
   std::unordered_map<std::string, std::pair<nlohmann::json, size_t>> anchors_;
 };
 
-}  // namespace
+ManifestStream::ManifestStream(std::string_view text) : text_(text) {}
+ManifestStream::~ManifestStream() = default;
 
-Result<std::vector<nlohmann::json>> parseManifests(std::string_view text) {
-  if (size_t line = lineOfTopLevelComma(text); line > 0) {
-    return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("manifest: line {}: ',' outside a flow collection ([...] or {{...}})", line));
+Result<std::optional<nlohmann::json>> ManifestStream::next() {
+  if (done_) {
+    return std::optional<nlohmann::json>();
   }
-  std::vector<nlohmann::json> out;
-  ManifestReader reader(text);
-  for (;;) {
-    std::optional<nlohmann::json> next;
+  if (!reader_) {
+    if (size_t line = lineOfTopLevelComma(text_); line > 0) {
+      done_ = true;
+      return makeError(ErrorCode::kInvalidArgument,
+                       fmt::format("manifest: line {}: ',' outside a flow collection ([...] or {{...}})", line));
+    }
+    reader_ = std::make_unique<ManifestReader>(text_);
+  }
+  while (item_ >= items_.size()) {
+    items_.clear();
+    item_ = 0;
+    std::optional<nlohmann::json> doc;
     try {
-      next = reader.next();
+      doc = reader_->next();
     } catch (const Malformed& e) {
+      done_ = true;
       return makeError(ErrorCode::kInvalidArgument, e.message);
     } catch (const NotJson& e) {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: {}", reader.document(), e.reason));
+      done_ = true;
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: {}", reader_->document(), e.reason));
     }
-    if (!next) {
-      break;
+    if (!doc) {
+      done_ = true;
+      return std::optional<nlohmann::json>();
     }
-    size_t i = reader.document() - 1;
-    nlohmann::json& doc = *next;
-    if (doc.is_null()) {
+    if (doc->is_null()) {
       continue;
     }
-    if (!doc.is_object()) {
+    if (!doc->is_object()) {
+      done_ = true;
       return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("manifest document {}: must be an object with apiVersion and kind", i + 1));
+                       fmt::format("manifest document {}: must be an object with apiVersion and kind", reader_->document()));
     }
-    if (doc.contains("kind") && doc["kind"] == "List" && doc.contains("items")) {
-      if (!doc["items"].is_array()) {
-        return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: items: must be a list", i + 1));
+    if (doc->contains("kind") && (*doc)["kind"] == "List" && doc->contains("items")) {
+      if (!(*doc)["items"].is_array()) {
+        done_ = true;
+        return makeError(ErrorCode::kInvalidArgument,
+                         fmt::format("manifest document {}: items: must be a list", reader_->document()));
       }
-      for (auto& item : doc["items"]) {
-        out.push_back(std::move(item));
+      for (auto& item : (*doc)["items"]) {
+        items_.push_back(std::move(item));
       }
       continue;
     }
-    out.push_back(std::move(doc));
+    return std::optional<nlohmann::json>(std::move(*doc));
   }
-  return out;
+  return std::optional<nlohmann::json>(std::move(items_[item_++]));
+}
+
+Result<std::vector<nlohmann::json>> parseManifests(std::string_view text) {
+  std::vector<nlohmann::json> out;
+  ManifestStream stream(text);
+  for (;;) {
+    auto next = stream.next();
+    if (!next.ok()) {
+      return next.error();
+    }
+    if (!*next) {
+      return out;
+    }
+    out.push_back(std::move(**next));
+  }
 }
 
 std::string describeObject(const nlohmann::json& object) {

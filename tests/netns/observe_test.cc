@@ -264,6 +264,20 @@ TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with t
   auto parse = node.cli({"apply", "-f", broken});
   CHECK(parse.exit_code != 0);
   CHECK(parse.err.find("broken.yaml") != std::string::npos);
+  // A malformed document later in a manifest: what comes before it is applied (and listed), nothing after it.
+  {
+    std::ofstream(broken) << "apiVersion: v1\nkind: Namespace\nmetadata: {name: early}\n---\n"
+                             "apiVersion: v1\nkind: Pod\nmetadata: {name: p1, namespace: early}\n---\n"
+                             "kind: [\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: late}\n";
+  }
+  auto partial = node.cli({"apply", "-f", broken});
+  INFO(partial.out << partial.err);
+  CHECK(partial.exit_code != 0);
+  CHECK(partial.out.find("Namespace early created") != std::string::npos);
+  CHECK(partial.out.find("Pod early/p1 created") != std::string::npos);
+  CHECK(partial.err.find("broken.yaml: manifest: line 10") != std::string::npos);
+  CHECK(partial.err.find("the 2 objects before it were applied, nothing after it") != std::string::npos);
+  CHECK(partial.out.find("late") == std::string::npos);
 
   // The objects and the identities survive a restart of the agent, even with a journal line cut short by the
   // crash (it is the last line: ignored with a warning).

@@ -39,7 +39,9 @@ Controller::Controller(ControllerParts parts, std::string node) : p_(parts), nod
   });
   for (ResourceKind k : {ResourceKind::kNetworkPolicy, ResourceKind::kCiliumNetworkPolicy,
                          ResourceKind::kCiliumClusterwideNetworkPolicy}) {
-    r.setValidator(k, [this](const nlohmann::json& o) { return p_.policies.validate(o); });
+    r.setValidator(
+        k, [this](const nlohmann::json& o) { return p_.policies.validate(o); },
+        [this](const ResourceKey& key, const Status& verdict) { p_.policies.validated(key, verdict); });
   }
 }
 
@@ -104,19 +106,25 @@ std::vector<ApplyOutcome> Controller::remove(std::vector<nlohmann::json> objects
 std::vector<ApplyOutcome> Controller::inGroups(std::vector<nlohmann::json> objects, bool remove) {
   // A bulk apply in groups: each group's objects and change events (a copy of every object) are gone before the
   // next group comes, so the heap they take is reused instead of left behind between the objects the agent keeps.
-  constexpr size_t kGroup = 256;
   std::vector<ApplyOutcome> out;
   out.reserve(objects.size());
-  for (size_t i = 0; i < objects.size(); i += kGroup) {
-    auto first = objects.begin() + static_cast<std::ptrdiff_t>(i);
-    auto last = objects.begin() + static_cast<std::ptrdiff_t>(std::min(objects.size(), i + kGroup));
-    std::vector<nlohmann::json> group(std::make_move_iterator(first), std::make_move_iterator(last));
-    std::vector<ResourceEvent> events;
-    auto outcomes = remove ? p_.resources.remove(group, &events) : p_.resources.apply(group, &events);
-    changed(events);
-    out.insert(out.end(), std::make_move_iterator(outcomes.begin()), std::make_move_iterator(outcomes.end()));
+  std::vector<PreparedObject> group;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    group.push_back(prepare(std::move(objects[i]), remove));
+    if (group.size() == kApplyGroup || i + 1 == objects.size()) {
+      auto outcomes = commit(std::move(group), remove);
+      out.insert(out.end(), std::make_move_iterator(outcomes.begin()), std::make_move_iterator(outcomes.end()));
+      group.clear();
+    }
   }
   return out;
+}
+
+std::vector<ApplyOutcome> Controller::commit(std::vector<PreparedObject> objects, bool remove) {
+  std::vector<ResourceEvent> events;
+  auto outcomes = p_.resources.commit(std::move(objects), remove, &events);
+  changed(events);
+  return outcomes;
 }
 
 Controller::Resolved Controller::resolve(const std::string& pod_ns, const std::string& pod) {

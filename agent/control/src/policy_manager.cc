@@ -21,14 +21,6 @@ PolicyEntries encode(const std::vector<policy::Entry>& entries) {
   return out;
 }
 
-std::string nsOf(const nlohmann::json& object, bool cluster_scoped) {
-  if (cluster_scoped) {
-    return "";
-  }
-  const auto& md = object.value("metadata", nlohmann::json::object());
-  return md.contains("namespace") && md["namespace"].is_string() ? md["namespace"].get<std::string>() : "default";
-}
-
 // Cilium's policy match types: which of peer (L3), protocol and port the rule constrains.
 uint8_t matchType(const policy::Rule& r) {
   bool l3 = !r.peers.all;
@@ -55,18 +47,15 @@ std::string PolicyManager::keyOf(const std::string& kind, const std::string& ns,
   return ns.empty() ? fmt::format("{} {}", kind, name) : fmt::format("{} {}/{}", kind, ns, name);
 }
 
-Status PolicyManager::validate(const nlohmann::json& object) {
-  std::string kind = object.value("kind", "");
-  std::string name = object.value("metadata", nlohmann::json::object()).value("name", "");
-  std::string key = keyOf(kind, nsOf(object, kind == "CiliumClusterwideNetworkPolicy"), name);
-  auto p = policy::parsePolicy(object);
-  if (!p.ok()) {
-    // The previous valid version (if any) stays enforced: a bad update never opens or closes anything.
-    invalid_[key] = p.error().message;
-    return p.status();
+Status PolicyManager::validate(const nlohmann::json& object) const { return policy::parsePolicy(object).status(); }
+
+void PolicyManager::validated(const ResourceKey& key, const Status& verdict) {
+  std::string k = keyOf(toString(key.kind), key.namespace_name, key.name);
+  if (verdict.ok()) {
+    invalid_.erase(k);
+  } else {
+    invalid_[k] = verdict.error().message;
   }
-  invalid_.erase(key);
-  return Status::Ok();
 }
 
 void PolicyManager::upsert(const nlohmann::json& object) {

@@ -177,16 +177,23 @@ void ResourceState::persist(const std::vector<ResourceEvent>& events) {
   }
 }
 
-std::vector<ApplyOutcome> ResourceState::apply(const std::vector<nlohmann::json>& objects,
+std::vector<ApplyOutcome> ResourceState::apply(std::vector<nlohmann::json> objects,
                                                std::vector<ResourceEvent>* changed) {
-  auto out = store_.apply(objects, changed);
+  auto out = store_.apply(std::move(objects), changed);
   persist(*changed);
   return out;
 }
 
-std::vector<ApplyOutcome> ResourceState::remove(const std::vector<nlohmann::json>& objects,
+std::vector<ApplyOutcome> ResourceState::remove(std::vector<nlohmann::json> objects,
                                                 std::vector<ResourceEvent>* changed) {
-  auto out = store_.remove(objects, changed);
+  auto out = store_.remove(std::move(objects), changed);
+  persist(*changed);
+  return out;
+}
+
+std::vector<ApplyOutcome> ResourceState::commit(std::vector<PreparedObject> objects, bool remove,
+                                                std::vector<ResourceEvent>* changed) {
+  auto out = store_.commit(std::move(objects), remove, changed);
   persist(*changed);
   return out;
 }
@@ -203,12 +210,12 @@ std::vector<ResourceEvent> ResourceState::ingest(const std::vector<ResourceEvent
       changed.push_back(e);
     }
   }
-  for (const auto& o : store_.apply(upserts, &changed)) {
+  for (const auto& o : store_.apply(std::move(upserts), &changed)) {
     if (o.action == ApplyAction::kRejected) {
       spdlog::warn("{}: rejected, skipped: {}", o.object, o.message);
     }
   }
-  (void)store_.remove(deletes, &changed);
+  (void)store_.remove(std::move(deletes), &changed);
   persist(changed);
   return changed;
 }

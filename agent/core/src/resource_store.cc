@@ -69,7 +69,9 @@ nlohmann::json comparable(const nlohmann::json& object) {
 }
 }  // namespace
 
-void ResourceStore::setValidator(ResourceKind kind, Validator validator) { validators_[kind] = std::move(validator); }
+void ResourceStore::setValidator(ResourceKind kind, Validator validator, VerdictHook on_verdict) {
+  validators_[kind] = Check{std::move(validator), std::move(on_verdict)};
+}
 
 Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const {
   std::string what = describeObject(*object);
@@ -121,74 +123,97 @@ Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const 
   return Status::Ok();
 }
 
-std::vector<ApplyOutcome> ResourceStore::apply(const std::vector<nlohmann::json>& objects,
-                                               std::vector<ResourceEvent>* events) {
-  std::vector<ApplyOutcome> out;
-  for (const auto& in : objects) {
-    nlohmann::json o = in;
-    ResourceKey key;
-    ApplyOutcome outcome{describeObject(in), ApplyAction::kRejected, ""};
-    Status s = normalise(&o, &key);
-    if (s.ok()) {
-      outcome.object = describeObject(o);
-      auto v = validators_.find(key.kind);
-      if (v != validators_.end()) {
-        s = v->second(o);
-        if (!s.ok() && s.error().message.rfind(outcome.object, 0) != 0) {
-          s = Error{s.error().code, outcome.object + ": " + s.error().message};
-        }
+PreparedObject ResourceStore::prepare(nlohmann::json object, bool remove) const {
+  PreparedObject p;
+  p.outcome = ApplyOutcome{describeObject(object), ApplyAction::kRejected, ""};
+  Status s = normalise(&object, &p.key);
+  if (s.ok()) {
+    p.outcome.object = describeObject(object);
+    auto v = validators_.find(p.key.kind);
+    if (!remove && v != validators_.end()) {
+      p.verdict = v->second.validator(object);
+      s = *p.verdict;
+      if (!s.ok() && s.error().message.rfind(p.outcome.object, 0) != 0) {
+        s = Error{s.error().code, p.outcome.object + ": " + s.error().message};
       }
     }
-    if (!s.ok()) {
-      outcome.message = s.error().message;
-      out.push_back(outcome);
-      continue;
+  }
+  if (!s.ok()) {
+    p.outcome.message = s.error().message;
+    return p;
+  }
+  p.accepted = true;
+  p.object = std::move(object);
+  return p;
+}
+
+std::vector<ApplyOutcome> ResourceStore::commit(std::vector<PreparedObject> objects, bool remove,
+                                                std::vector<ResourceEvent>* events) {
+  std::vector<ApplyOutcome> out;
+  out.reserve(objects.size());
+  for (auto& p : objects) {
+    if (p.verdict) {
+      const auto& hook = validators_.at(p.key.kind).on_verdict;
+      if (hook) {
+        hook(p.key, *p.verdict);
+      }
     }
-    auto it = objects_.find(key);
-    std::optional<nlohmann::json> old;
-    if (it != objects_.end()) {
-      old = decode(it->second);
+    if (p.accepted) {
+      if (remove) {
+        commitRemove(p, events);
+      } else {
+        commitApply(p, events);
+      }
     }
-    if (old && comparable(*old) == comparable(o)) {
-      outcome.action = ApplyAction::kUnchanged;
-      out.push_back(outcome);
-      continue;
-    }
-    int64_t generation = old ? (*old)["metadata"].value("generation", int64_t{1}) + 1 : 1;
-    o["metadata"]["generation"] = generation;
-    o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
-    outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;
-    objects_[key] = encode(o);
-    events->push_back(ResourceEvent{ResourceEventType::kUpsert, key, std::move(o)});
-    out.push_back(outcome);
+    out.push_back(std::move(p.outcome));
   }
   return out;
 }
 
-std::vector<ApplyOutcome> ResourceStore::remove(const std::vector<nlohmann::json>& objects,
+void ResourceStore::commitApply(PreparedObject& p, std::vector<ResourceEvent>* events) {
+  auto it = objects_.find(p.key);
+  std::optional<nlohmann::json> old;
+  if (it != objects_.end()) {
+    old = decode(it->second);
+  }
+  if (old && comparable(*old) == comparable(p.object)) {
+    p.outcome.action = ApplyAction::kUnchanged;
+    return;
+  }
+  auto& o = p.object;
+  int64_t generation = old ? (*old)["metadata"].value("generation", int64_t{1}) + 1 : 1;
+  o["metadata"]["generation"] = generation;
+  o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
+  p.outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;
+  objects_[p.key] = encode(o);
+  events->push_back(ResourceEvent{ResourceEventType::kUpsert, p.key, std::move(o)});
+}
+void ResourceStore::commitRemove(PreparedObject& p, std::vector<ResourceEvent>* events) {
+  auto it = objects_.find(p.key);
+  if (it == objects_.end()) {
+    p.outcome.action = ApplyAction::kNotFound;
+    return;
+  }
+  events->push_back(ResourceEvent{ResourceEventType::kDelete, p.key, decode(it->second)});
+  objects_.erase(it);
+  p.outcome.action = ApplyAction::kDeleted;
+}
+
+std::vector<ApplyOutcome> ResourceStore::apply(std::vector<nlohmann::json> objects,
+                                               std::vector<ResourceEvent>* events) {
+  return commit(prepareAll(std::move(objects), false), false, events);
+}
+
+std::vector<ApplyOutcome> ResourceStore::remove(std::vector<nlohmann::json> objects,
                                                 std::vector<ResourceEvent>* events) {
-  std::vector<ApplyOutcome> out;
-  for (const auto& in : objects) {
-    nlohmann::json o = in;
-    ResourceKey key;
-    ApplyOutcome outcome{describeObject(in), ApplyAction::kRejected, ""};
-    Status s = normalise(&o, &key);
-    if (!s.ok()) {
-      outcome.message = s.error().message;
-      out.push_back(outcome);
-      continue;
-    }
-    outcome.object = describeObject(o);
-    auto it = objects_.find(key);
-    if (it == objects_.end()) {
-      outcome.action = ApplyAction::kNotFound;
-      out.push_back(outcome);
-      continue;
-    }
-    events->push_back(ResourceEvent{ResourceEventType::kDelete, key, decode(it->second)});
-    objects_.erase(it);
-    outcome.action = ApplyAction::kDeleted;
-    out.push_back(outcome);
+  return commit(prepareAll(std::move(objects), true), true, events);
+}
+
+std::vector<PreparedObject> ResourceStore::prepareAll(std::vector<nlohmann::json> objects, bool remove) const {
+  std::vector<PreparedObject> out;
+  out.reserve(objects.size());
+  for (auto& o : objects) {
+    out.push_back(prepare(std::move(o), remove));
   }
   return out;
 }

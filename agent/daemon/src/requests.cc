@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "plexus/common/manifest.h"
 #include "plexus/policy/policy.h"
 
 namespace plexus::agent {
@@ -163,14 +162,6 @@ Result<ExplainQuery> explainFromProto(const v1::ExplainRequest& req) {
   q.from = req.from();
   q.to = req.to();
   return q;
-}
-
-Result<std::vector<nlohmann::json>> manifestsFromProto(const v1::ApplyRequest& req) {
-  auto objects = parseManifests(req.manifest());
-  if (!objects.ok()) {
-    return invalid(fmt::format("{}: {}", req.source().empty() ? "manifest" : req.source(), objects.error().message));
-  }
-  return objects;
 }
 
 }  // namespace plexus::agent

@@ -2,17 +2,22 @@
 #include <malloc.h>
 
 #include <chrono>
+#include <deque>
+#include <future>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/grpc_services.h"
 #include "plexus/agent/requests.h"
+#include "plexus/common/manifest.h"
 
 namespace plexus::agent {
 
 namespace {
 constexpr size_t kTrimAfter = 1000;  // objects in one request
+constexpr size_t kGroupsInFlight = 2;  // handed to the reconcile thread and not committed yet
 }  // namespace
 
 grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyResponse* resp, bool remove) {
@@ -22,17 +27,59 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
                                     state_.kube->client().config().server, remove ? "delete" : "apply"));
   }
   auto start = std::chrono::steady_clock::now();
-  auto objects = manifestsFromProto(*req);
-  if (!objects.ok()) {
-    return toGrpc(objects.error());
+  // A pipeline over two threads: this one parses, normalises and validates the objects, a group at a time; the
+  // reconcile thread commits each group (store, journal, services, policies) while the next one is parsed. The
+  // objects commit in the order they are written. A malformed document ends the request there: the objects before
+  // it are applied (their outcomes come back with the error), nothing after it.
+  Controller& controller = *state_.controller;
+  ManifestStream stream(req->manifest());
+  std::deque<std::future<std::vector<ApplyOutcome>>> commits;
+  std::vector<ApplyOutcome> outcomes;
+  std::vector<PreparedObject> group;
+  auto collect = [&] {
+    auto part = commits.front().get();
+    commits.pop_front();
+    outcomes.insert(outcomes.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  };
+  auto handOn = [&] {
+    if (commits.size() == kGroupsInFlight) {
+      collect();  // the parser runs at most this far ahead: its objects wait in memory until they commit
+    }
+    commits.push_back(state_.reconciler.submit(
+        [&controller, remove, g = std::move(group)]() mutable { return controller.commit(std::move(g), remove); }));
+    group = {};
+  };
+  size_t count = 0;
+  std::optional<Error> malformed;
+  for (;;) {
+    auto next = stream.next();
+    if (!next.ok()) {
+      malformed = next.error();
+      break;
+    }
+    if (!*next) {
+      break;
+    }
+    group.push_back(controller.prepare(std::move(**next), remove));
+    ++count;
+    if (group.size() == Controller::kApplyGroup) {
+      handOn();
+    }
   }
-  size_t count = objects->size();
-  auto outcomes = state_.reconciler
-                      .submit([&] {
-                        return remove ? state_.controller->remove(std::move(*objects))
-                                      : state_.controller->apply(std::move(*objects));
-                      })
-                      .get();
+  if (!group.empty()) {
+    handOn();
+  }
+  while (!commits.empty()) {
+    collect();
+  }
+  std::string source = req->source().empty() ? "manifest" : req->source();
+  if (malformed && count == 0) {
+    return toGrpc(makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {}", source, malformed->message)));
+  }
+  if (malformed) {
+    resp->set_error(fmt::format("{}: {} (the {} objects before it were applied, nothing after it)", source,
+                                malformed->message, count));
+  }
   resp->set_agent_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   if (count >= kTrimAfter) {
     // A bulk apply leaves the parsed objects' memory free in this thread's and the reconcile thread's malloc arenas;
@@ -49,6 +96,9 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
     } else {
       spdlog::info("{} {}", o.object, toString(o.action));
     }
+  }
+  if (malformed) {
+    spdlog::warn("{}", resp->error());
   }
   return grpc::Status::OK;
 }

@@ -107,3 +107,47 @@ TEST_CASE("resource store: object names are DNS-1123 subdomains", "[unit][store]
     CHECK(store.apply({named(bad)}, &events)[0].action == ApplyAction::kRejected);
   }
 }
+
+TEST_CASE("resource store: prepare is pure; commit stores in order and tells the verdict hook", "[unit][store]") {
+  ResourceStore store;
+  std::vector<std::pair<std::string, bool>> heard;
+  store.setValidator(
+      ResourceKind::kService,
+      [](const nlohmann::json& o) -> Status {
+        return o["spec"]["ports"][0]["port"] == 0 ? Status(makeError(ErrorCode::kInvalidArgument, "port 0"))
+                                                  : Status::Ok();
+      },
+      [&](const ResourceKey& key, const Status& verdict) { heard.emplace_back(key.name, verdict.ok()); });
+  auto good = store.prepare(svc("web", 80), false);
+  auto bad = store.prepare(svc("web", 0), false);
+  auto unnamed = store.prepare(nlohmann::json{{"apiVersion", "v1"}, {"kind", "Service"}}, false);
+  CHECK(good.accepted);
+  CHECK(good.object["metadata"]["namespace"] == "default");
+  CHECK_FALSE(bad.accepted);
+  CHECK(bad.outcome.message == "Service default/web: port 0");
+  CHECK_FALSE(unnamed.accepted);
+  CHECK_FALSE(unnamed.verdict.has_value());  // refused before the kind's validator
+  // Nothing is stored and nobody hears anything until the objects commit.
+  CHECK(store.size() == 0);
+  CHECK(heard.empty());
+  std::vector<PreparedObject> group;
+  group.push_back(std::move(good));
+  group.push_back(std::move(bad));
+  group.push_back(std::move(unnamed));
+  std::vector<ResourceEvent> events;
+  auto out = store.commit(std::move(group), false, &events);
+  REQUIRE(out.size() == 3);
+  CHECK(out[0].action == ApplyAction::kCreated);
+  CHECK(out[1].action == ApplyAction::kRejected);
+  CHECK(out[2].action == ApplyAction::kRejected);
+  CHECK(heard == std::vector<std::pair<std::string, bool>>{{"web", true}, {"web", false}});
+  REQUIRE(events.size() == 1);
+  // The previous version stays: the refused update changed nothing.
+  CHECK(store.get({ResourceKind::kService, "default", "web"}).value()["spec"]["ports"][0]["port"] == 80);
+  // A delete is prepared without the kind's validator (an object that would not validate can still be deleted).
+  std::vector<PreparedObject> del;
+  del.push_back(store.prepare(svc("web", 0), true));
+  CHECK(store.commit(std::move(del), true, &events)[0].action == ApplyAction::kDeleted);
+  CHECK(heard.size() == 2);
+  CHECK(store.size() == 0);
+}

@@ -3,6 +3,7 @@
 #include "plexus/common/manifest.h"
 
 using plexus::parseManifests;
+using plexus::ManifestStream;
 
 TEST_CASE("multi-document YAML becomes JSON objects with core-schema scalars", "[unit][manifest]") {
   auto r = parseManifests(R"(
@@ -45,6 +46,36 @@ TEST_CASE("JSON manifests and Lists are accepted", "[unit][manifest]") {
   REQUIRE(r.ok());
   REQUIRE(r->size() == 2);
   CHECK((*r)[1]["metadata"]["name"] == "b");
+}
+
+TEST_CASE("a manifest stream gives the objects one at a time and stops at the first malformed document",
+          "[unit][manifest]") {
+  std::string text =
+      "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\n"
+      "apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Namespace, metadata: {name: b}},"
+      " {apiVersion: v1, kind: Namespace, metadata: {name: c}}]\n---\n"
+      "apiVersion: v1\nkind: [unclosed\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: d}\n";
+  ManifestStream stream(text);
+  std::vector<std::string> names;
+  std::string error;
+  for (int i = 0; i < 10; ++i) {
+    auto next = stream.next();
+    if (!next.ok()) {
+      error = next.error().message;
+      break;
+    }
+    REQUIRE(next->has_value());
+    names.push_back((**next)["metadata"]["name"]);
+  }
+  CHECK(names == std::vector<std::string>{"a", "b", "c"});
+  INFO(error);
+  CHECK(error.find("line 12") != std::string::npos);
+  // The stream ends at the error: nothing after it is read.
+  auto after = stream.next();
+  REQUIRE(after.ok());
+  CHECK_FALSE(after->has_value());
+  // The whole-manifest form refuses it all.
+  CHECK_FALSE(parseManifests(text).ok());
 }
 
 TEST_CASE("malformed manifests fail with the line, never crash", "[unit][manifest]") {

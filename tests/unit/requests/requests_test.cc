@@ -91,8 +91,4 @@ TEST_CASE("Cni.Del, Gc, GetEndpoint, Explain and the flow filter", "[unit][reque
   REQUIRE(q->allow.size() == 1);
   CHECK(q->allow[0].either.labels.size() == 1);
 
-  v1::ApplyRequest apply;
-  apply.set_source("x.yaml");
-  apply.set_manifest(",");
-  CHECK(manifestsFromProto(apply).error().message.find("x.yaml: manifest: line 1") == 0);
 }

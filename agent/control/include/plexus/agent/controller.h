@@ -49,6 +49,14 @@ class Controller {
   // `plexus apply` / `plexus delete`; the objects are consumed group by group.
   std::vector<ApplyOutcome> apply(std::vector<nlohmann::json> objects);
   std::vector<ApplyOutcome> remove(std::vector<nlohmann::json> objects);
+  // The same in two steps, so that a large request's objects are parsed and prepared on its own thread while the
+  // earlier groups commit: prepare() is pure and thread-safe; commit() (reconcile thread) stores, journals and
+  // hands the changes to the managers. Groups of kApplyGroup objects keep the transient heap small.
+  static constexpr size_t kApplyGroup = 256;
+  PreparedObject prepare(nlohmann::json object, bool remove) const {
+    return p_.resources.prepare(std::move(object), remove);
+  }
+  std::vector<ApplyOutcome> commit(std::vector<PreparedObject> objects, bool remove);
 
   Result<EndpointRecord> addEndpoint(const AddRequest& req);
   Status deleteEndpoint(const std::string& container_id, const std::string& ifname);

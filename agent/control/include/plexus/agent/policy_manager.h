@@ -19,6 +19,7 @@
 #include "plexus/agent/flow_decoder.h"
 #include "plexus/agent/ipcache_manager.h"
 #include "plexus/agent/seams.h"
+#include "plexus/common/resource.h"
 #include "plexus/common/result.h"
 #include "plexus/identity/identity.h"
 #include "plexus/policy/compiler.h"
@@ -62,8 +63,11 @@ class PolicyManager final : public EndpointPolicyInstaller {
   PolicyManager(PolicyMap& map, IpcacheManager& ipcache, IdentitySource identities, NamedPortsOf named_ports,
                 policy::EnforcementMode mode = policy::EnforcementMode::kDefault);
 
-  // Validates without storing; records the refusal (or clears an old one) under the object's key.
-  Status validate(const nlohmann::json& object);
+  // Validates without storing or recording anything (pure: it runs on a request's thread).
+  Status validate(const nlohmann::json& object) const;
+  // What validate() said when the object reached the store: a refusal is recorded under the policy's key (the
+  // previous version stays enforced, and the status says why), an acceptance clears an old one.
+  void validated(const ResourceKey& key, const Status& verdict);
   void upsert(const nlohmann::json& object);
   void remove(const std::string& kind, const std::string& ns, const std::string& name);
 

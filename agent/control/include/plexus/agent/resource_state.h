@@ -2,7 +2,7 @@
 // The cluster objects the agent knows (from `plexus apply` or the Kubernetes watches), validated and kept in a
 // ResourceStore, made durable through a journal in the state directory (one appended line per change, folded
 // into a snapshot when it outgrows the store), and the pod facts other managers ask about: identity labels and
-// named ports. Reconcile thread only.
+// named ports. Reconcile thread only, but for prepare().
 
 #include <map>
 #include <optional>
@@ -23,16 +23,22 @@ class ResourceState {
  public:
   explicit ResourceState(AgentStore& store);
 
-  void setValidator(ResourceKind kind, Validator validator) {
-    store_.setValidator(kind, std::move(validator));
+  void setValidator(ResourceKind kind, Validator validator, VerdictHook on_verdict = {}) {
+    store_.setValidator(kind, std::move(validator), std::move(on_verdict));
   }
   // The persisted objects (snapshot, then the journal replayed over it), as the events that replay them. A
   // corrupt file is reported, never guessed at; a cut last journal line (a crash mid-write) is ignored.
   Result<std::vector<ResourceEvent>> restore();
   // `plexus apply` / `plexus delete`: each object judged on its own. The changes are journaled before they are
   // returned in *changed.
-  std::vector<ApplyOutcome> apply(const std::vector<nlohmann::json>& objects, std::vector<ResourceEvent>* changed);
-  std::vector<ApplyOutcome> remove(const std::vector<nlohmann::json>& objects, std::vector<ResourceEvent>* changed);
+  std::vector<ApplyOutcome> apply(std::vector<nlohmann::json> objects, std::vector<ResourceEvent>* changed);
+  std::vector<ApplyOutcome> remove(std::vector<nlohmann::json> objects, std::vector<ResourceEvent>* changed);
+  // The same in two steps: prepare() is pure and may run on any thread; commit() journals.
+  PreparedObject prepare(nlohmann::json object, bool remove) const {
+    return store_.prepare(std::move(object), remove);
+  }
+  std::vector<ApplyOutcome> commit(std::vector<PreparedObject> objects, bool remove,
+                                   std::vector<ResourceEvent>* changed);
   // Watch events: upserts validated like apply (an invalid object is logged by name and skipped), deletes, and
   // kSynced markers passed through. Returns what changed.
   std::vector<ResourceEvent> ingest(const std::vector<ResourceEvent>& events);

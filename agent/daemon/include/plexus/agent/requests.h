@@ -53,7 +53,4 @@ struct ExplainQuery {
 // Policy.Explain: protocol TCP, UDP or SCTP (either case), port 1-65535.
 Result<ExplainQuery> explainFromProto(const v1::ExplainRequest& req);
 
-// Resources.Apply and Delete: the manifest's objects; the message starts with the source (or "manifest").
-Result<std::vector<nlohmann::json>> manifestsFromProto(const v1::ApplyRequest& req);
-
 }  // namespace plexus::agent
