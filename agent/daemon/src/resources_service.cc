@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <future>
 #include <optional>
 
@@ -86,16 +87,28 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
     // hand it back to the kernel, or the agent's RSS keeps the peak of the largest apply it ever saw.
     malloc_trim(0);
   }
+  // The log names every object of a small request; a bulk one gets a line per action instead (and one per rejected
+  // object), not ten thousand lines.
+  bool bulk = count >= kTrimAfter;
+  std::map<ApplyAction, size_t> actions;
   for (const auto& o : outcomes) {
     auto* out = resp->add_outcomes();
     out->set_object(o.object);
     out->set_action(toString(o.action));
     out->set_message(o.message);
+    ++actions[o.action];
     if (o.action == ApplyAction::kRejected) {
       spdlog::warn("{}: rejected: {}", o.object, o.message);
-    } else {
+    } else if (!bulk) {
       spdlog::info("{} {}", o.object, toString(o.action));
     }
+  }
+  if (bulk) {
+    std::string summary;
+    for (const auto& [action, n] : actions) {
+      summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", n, toString(action));
+    }
+    spdlog::info("{}: {} objects: {}", source, count, summary);
   }
   if (malformed) {
     spdlog::warn("{}", resp->error());
