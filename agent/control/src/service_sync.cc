@@ -1,5 +1,6 @@
 #include "plexus/agent/service_sync.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -117,10 +118,15 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
   }
   std::map<std::string, std::vector<lb::EndpointSlice>> slices;
   std::set<std::string> namespaces;
-  for (const auto& [rk, owner] : slice_owners_) {
-    if (keys.count(owner)) {
-      if (auto es = slice(rk)) {
-        slices[owner].push_back(std::move(*es));  // the user's slices win over derived ones
+  for (const auto& key : keys) {
+    auto owned = owned_slices_.find(key);
+    if (owned == owned_slices_.end()) {
+      continue;
+    }
+    std::string ns = key.substr(0, key.find('/'));
+    for (const auto& name : owned->second) {
+      if (auto es = slice({ResourceKind::kEndpointSlice, ns, name})) {
+        slices[key].push_back(std::move(*es));  // the user's slices win over derived ones
       }
     }
   }
@@ -240,6 +246,11 @@ bool ServiceSync::track(const ResourceEvent& e) {
     case ResourceKind::kEndpointSlice: {
       if (auto it = slice_owners_.find(e.key); it != slice_owners_.end()) {
         dirty_.insert(it->second);  // its old owner
+        auto owned = owned_slices_.find(it->second);
+        std::erase(owned->second, e.key.name);
+        if (owned->second.empty()) {
+          owned_slices_.erase(owned);
+        }
         slice_owners_.erase(it);
       }
       pending_slices_.erase(e.key);
@@ -247,7 +258,9 @@ bool ServiceSync::track(const ResourceEvent& e) {
         if (auto es = lb::parseEndpointSlice(e.object); es.ok()) {
           std::string owner = es->ns + "/" + es->service;
           dirty_.insert(owner);
-          slice_owners_[e.key] = owner;
+          auto& names = owned_slices_[owner];
+          names.insert(std::lower_bound(names.begin(), names.end(), e.key.name), e.key.name);
+          slice_owners_[e.key] = std::move(owner);
           pending_slices_[e.key] = std::move(*es);
         }
       }

@@ -228,3 +228,45 @@ TEST_CASE("services: a plan a full map stops half-way leaks nothing: the next sy
     CHECK(k.address == ip("10.96.0.10").networkOrder());
   }
 }
+
+TEST_CASE("services: a service's slices are found by owner, also when only the service changed or a slice moved",
+          "[unit][services]") {
+  FakeServiceMaps maps;
+  Services s(maps);
+  s.sync.endpointsRestored();
+  auto sliceOf = [](const std::string& name, const std::string& service, const char* address) {
+    auto j = sliceJson({address});
+    j["metadata"]["name"] = name;
+    j["metadata"]["labels"]["kubernetes.io/service-name"] = service;
+    return j;
+  };
+  auto api = serviceJson();
+  api["metadata"]["name"] = "api";
+  api["spec"]["clusterIP"] = "10.96.0.11";
+  s.track(upsert(ResourceKind::kService, "web", serviceJson()));
+  s.track(upsert(ResourceKind::kService, "api", api));
+  s.track(upsert(ResourceKind::kEndpointSlice, "web-b", sliceOf("web-b", "web", "10.0.0.22")));
+  s.track(upsert(ResourceKind::kEndpointSlice, "web-a", sliceOf("web-a", "web", "10.0.0.21")));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(master(maps.state, "10.96.0.10", 80)->count == 2);
+  CHECK(master(maps.state, "10.96.0.11", 80)->count == 0);
+  // The service alone changes (a new port): its stored slices still give both backends.
+  auto web = serviceJson();
+  web["spec"]["ports"][0]["port"] = 81;
+  REQUIRE(s.track(upsert(ResourceKind::kService, "web", web)));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(s.sync.manager().lastIncremental().count == 1);
+  REQUIRE(master(maps.state, "10.96.0.10", 81));
+  CHECK(master(maps.state, "10.96.0.10", 81)->count == 2);
+  // A slice moves to the other service: both change.
+  s.track(upsert(ResourceKind::kEndpointSlice, "web-b", sliceOf("web-b", "api", "10.0.0.22")));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(master(maps.state, "10.96.0.10", 81)->count == 1);
+  CHECK(master(maps.state, "10.96.0.11", 80)->count == 1);
+  // A slice deleted: its service loses its backend.
+  s.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kEndpointSlice, "default", "web-a"},
+                        sliceOf("web-a", "web", "10.0.0.21")});
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(master(maps.state, "10.96.0.10", 81)->count == 0);
+  CHECK(master(maps.state, "10.96.0.11", 80)->count == 1);
+}

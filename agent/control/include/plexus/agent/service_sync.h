@@ -62,6 +62,9 @@ class ServiceSync {
   std::map<std::string, lb::HealthCheck> health_checks_;
   std::map<std::string, bool> services_;             // "ns/name" of each valid Service -> it has a selector
   std::map<ResourceKey, std::string> slice_owners_;  // each valid EndpointSlice -> its service's "ns/name"
+  // The other way: a service's "ns/name" -> the names of its slices (in its namespace), sorted; so that a sync of a
+  // few services does not walk every slice.
+  std::map<std::string, std::vector<std::string>> owned_slices_;
   // Logged loadBalancerSourceRanges entries that are no CIDR, by service (only services with some).
   std::map<std::string, std::vector<std::string>> invalid_ranges_;
   // Objects parsed from events since the last sync (it would parse them again from the store otherwise).
