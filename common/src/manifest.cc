@@ -352,7 +352,8 @@ class ManifestReader {
         std::string text(reinterpret_cast<const char*>(e.data.scalar.value), e.data.scalar.length);
         const char* tag = reinterpret_cast<const char*>(e.data.scalar.tag);
         bool str = e.data.scalar.style != YAML_PLAIN_SCALAR_STYLE || (tag && std::string_view(tag) == YAML_STR_TAG);
-        nlohmann::json out = str ? nlohmann::json(checkedText(text)) : plainScalar(checkedText(text));
+        checkedText(text);
+        nlohmann::json out = str ? nlohmann::json(std::move(text)) : plainScalar(text);
         anchor(e.data.scalar.anchor, out);
         return out;
       }
@@ -384,21 +385,30 @@ class ManifestReader {
           throw Malformed{mark(e) + ": nested too deeply"};
         }
         nlohmann::json out = nlohmann::json::object();
+        auto& members = out.get_ref<nlohmann::json::object_t&>();
         for (;;) {
           Event key = read();
           if (key.get().type == YAML_MAPPING_END_EVENT) {
             break;
           }
-          nlohmann::json k = build(key, depth + 1);
-          if (k.is_structured()) {
-            throw Malformed{mark(key.get()) + ": a key that is not text"};
-          }
-          std::string name = k.is_string() ? k.get<std::string>() : k.is_null() ? "" : k.dump();
-          if (key.get().type == YAML_SCALAR_EVENT) {  // a key is its text as written (1.0 stays "1.0")
+          std::string name;
+          bool scalar = key.get().type == YAML_SCALAR_EVENT;
+          if (scalar && !key.get().data.scalar.anchor) {  // the common case, without a JSON value in between
+            spend(1);
             name.assign(reinterpret_cast<const char*>(key.get().data.scalar.value), key.get().data.scalar.length);
+            checkedText(name);
+          } else {
+            nlohmann::json k = build(key, depth + 1);
+            if (k.is_structured()) {
+              throw Malformed{mark(key.get()) + ": a key that is not text"};
+            }
+            name = k.is_string() ? k.get<std::string>() : k.is_null() ? "" : k.dump();
+            if (scalar) {  // a key is its text as written (1.0 stays "1.0")
+              name.assign(reinterpret_cast<const char*>(key.get().data.scalar.value), key.get().data.scalar.length);
+            }
           }
           Event value = read();
-          out[name] = build(value, depth + 1);
+          members.insert_or_assign(std::move(name), build(value, depth + 1));
         }
         anchor(e.data.mapping_start.anchor, out);
         return out;
