@@ -14,6 +14,13 @@ bool isPolicy(ResourceKind k) {
   return k == ResourceKind::kNetworkPolicy || k == ResourceKind::kCiliumNetworkPolicy ||
          k == ResourceKind::kCiliumClusterwideNetworkPolicy;
 }
+template <typename T>
+Result<std::any> decoded(Result<T> r) {
+  if (!r.ok()) {
+    return r.error();
+  }
+  return std::any(std::move(*r));
+}
 Status refuse(ResourceKind k) {
   return makeError(ErrorCode::kInvalidArgument, fmt::format("kind {} is not handled by this agent build yet", toString(k)));
 }
@@ -22,9 +29,10 @@ Status refuse(ResourceKind k) {
 Controller::Controller(ControllerParts parts, std::string node) : p_(parts), node_(std::move(node)) {
   auto& r = p_.resources;
   if (p_.services) {
-    r.setValidator(ResourceKind::kService, [](const nlohmann::json& o) { return lb::parseService(o).status(); });
-    r.setValidator(ResourceKind::kEndpointSlice,
-                   [](const nlohmann::json& o) { return lb::parseEndpointSlice(o).status(); });
+    // Decoded once, where the request is read; the service sync takes the decoded objects from the events.
+    r.setDecoder(ResourceKind::kService, [](const nlohmann::json& o) { return decoded(lb::parseService(o)); });
+    r.setDecoder(ResourceKind::kEndpointSlice,
+                 [](const nlohmann::json& o) { return decoded(lb::parseEndpointSlice(o)); });
   } else {
     r.setValidator(ResourceKind::kService, [](const nlohmann::json&) { return refuse(ResourceKind::kService); });
     r.setValidator(ResourceKind::kEndpointSlice,

@@ -10,6 +10,15 @@ namespace plexus::agent {
 
 namespace {
 std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
+
+// What the store decoded when the object came in, or a parse of it (events that did not pass a decoder).
+template <typename T, typename Parse>
+Result<T> decodedOr(const ResourceEvent& e, Parse parse) {
+  if (const auto* d = std::any_cast<T>(&e.decoded)) {
+    return *d;
+  }
+  return parse(e.object);
+}
 }  // namespace
 
 std::optional<lb::Service> ServiceSync::service(const std::string& key) const {
@@ -230,7 +239,7 @@ bool ServiceSync::track(const ResourceEvent& e) {
   switch (e.key.kind) {
     case ResourceKind::kService: {
       std::string key = nsOrDefault(e.key.namespace_name) + "/" + e.key.name;
-      auto svc = e.type == ResourceEventType::kUpsert ? lb::parseService(e.object) : Result<lb::Service>(Error{});
+      auto svc = e.type != ResourceEventType::kUpsert ? Result<lb::Service>(Error{}) : decodedOr<lb::Service>(e, lb::parseService);
       if (e.type == ResourceEventType::kUpsert && svc.ok()) {
         reportSourceRanges(*svc);
         services_[key] = !svc->selector.empty();
@@ -255,7 +264,7 @@ bool ServiceSync::track(const ResourceEvent& e) {
       }
       pending_slices_.erase(e.key);
       if (e.type == ResourceEventType::kUpsert) {
-        if (auto es = lb::parseEndpointSlice(e.object); es.ok()) {
+        if (auto es = decodedOr<lb::EndpointSlice>(e, lb::parseEndpointSlice); es.ok()) {
           std::string owner = es->ns + "/" + es->service;
           dirty_.insert(owner);
           auto& names = owned_slices_[owner];

@@ -70,7 +70,20 @@ nlohmann::json comparable(const nlohmann::json& object) {
 }  // namespace
 
 void ResourceStore::setValidator(ResourceKind kind, Validator validator, VerdictHook on_verdict) {
-  validators_[kind] = Check{std::move(validator), std::move(on_verdict)};
+  setDecoder(
+      kind,
+      [validator = std::move(validator)](const nlohmann::json& object) -> Result<std::any> {
+        Status s = validator(object);
+        if (!s.ok()) {
+          return s.error();
+        }
+        return std::any();
+      },
+      std::move(on_verdict));
+}
+
+void ResourceStore::setDecoder(ResourceKind kind, Decoder decoder, VerdictHook on_verdict) {
+  validators_[kind] = Check{std::move(decoder), std::move(on_verdict)};
 }
 
 Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const {
@@ -131,7 +144,11 @@ PreparedObject ResourceStore::prepare(nlohmann::json object, bool remove) const 
     p.outcome.object = describeObject(object);
     auto v = validators_.find(p.key.kind);
     if (!remove && v != validators_.end()) {
-      p.verdict = v->second.validator(object);
+      auto decoded = v->second.decode(object);
+      p.verdict = decoded.status();
+      if (decoded.ok()) {
+        p.decoded = std::move(*decoded);
+      }
       s = *p.verdict;
       if (!s.ok() && s.error().message.rfind(p.outcome.object, 0) != 0) {
         s = Error{s.error().code, p.outcome.object + ": " + s.error().message};
@@ -186,7 +203,7 @@ void ResourceStore::commitApply(PreparedObject& p, std::vector<ResourceEvent>* e
   o["metadata"]["resourceVersion"] = std::to_string(++resource_version_);
   p.outcome.action = it == objects_.end() ? ApplyAction::kCreated : ApplyAction::kConfigured;
   objects_[p.key] = encode(o);
-  events->push_back(ResourceEvent{ResourceEventType::kUpsert, p.key, std::move(o)});
+  events->push_back(ResourceEvent{ResourceEventType::kUpsert, p.key, std::move(o), std::move(p.decoded)});
 }
 void ResourceStore::commitRemove(PreparedObject& p, std::vector<ResourceEvent>* events) {
   auto it = objects_.find(p.key);

@@ -151,3 +151,30 @@ TEST_CASE("resource store: prepare is pure; commit stores in order and tells the
   CHECK(heard.size() == 2);
   CHECK(store.size() == 0);
 }
+
+TEST_CASE("resource store: a decoder's product rides in the upsert event", "[unit][store]") {
+  ResourceStore store;
+  int decodes = 0;
+  store.setDecoder(ResourceKind::kService, [&](const nlohmann::json& o) -> Result<std::any> {
+    ++decodes;
+    int port = o["spec"]["ports"][0]["port"];
+    if (port == 0) {
+      return makeError(ErrorCode::kInvalidArgument, "port 0");
+    }
+    return std::any(port);
+  });
+  std::vector<ResourceEvent> events;
+  auto out = store.apply({svc("web", 80), svc("bad", 0)}, &events);
+  CHECK(out[0].action == ApplyAction::kCreated);
+  CHECK(out[1].message == "Service default/bad: port 0");
+  REQUIRE(events.size() == 1);
+  REQUIRE(std::any_cast<int>(&events[0].decoded));
+  CHECK(std::any_cast<int>(events[0].decoded) == 80);
+  CHECK(decodes == 2);
+  // A plain validator hands on nothing.
+  store.setValidator(ResourceKind::kNamespace, [](const nlohmann::json&) { return Status::Ok(); });
+  events.clear();
+  store.apply({nlohmann::json{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "n"}}}}}, &events);
+  REQUIRE(events.size() == 1);
+  CHECK_FALSE(events[0].decoded.has_value());
+}

@@ -3,6 +3,7 @@
 // downstream knows which source produced an event. Objects stay in their Kubernetes JSON form here; each domain
 // library parses the kinds it owns (policy/ parses NetworkPolicy and CNP, loadbalancer/ parses Service, ...).
 
+#include <any>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +38,9 @@ struct ResourceEvent {
   ResourceEventType type = ResourceEventType::kUpsert;
   ResourceKey key;
   nlohmann::json object;  // the full object for kUpsert, the last known object for kDelete, null for kSynced
+  // For kUpsert, what the store's check of the kind decoded from `object` (an lb::Service, ...) when it keeps it:
+  // consumers use it instead of parsing the object again.
+  std::any decoded = {};
 };
 
 const char* toString(ResourceKind kind);

@@ -26,6 +26,9 @@ class ResourceState {
   void setValidator(ResourceKind kind, Validator validator, VerdictHook on_verdict = {}) {
     store_.setValidator(kind, std::move(validator), std::move(on_verdict));
   }
+  void setDecoder(ResourceKind kind, Decoder decoder, VerdictHook on_verdict = {}) {
+    store_.setDecoder(kind, std::move(decoder), std::move(on_verdict));
+  }
   // The persisted objects (snapshot, then the journal replayed over it), as the events that replay them. A
   // corrupt file is reported, never guessed at; a cut last journal line (a crash mid-write) is ignored.
   Result<std::vector<ResourceEvent>> restore();

@@ -4,6 +4,7 @@
 // register), keeps the accepted ones, and emits the same ResourceEvents the Kubernetes watchers emit. Pure:
 // persistence is the caller's (snapshot()/restore()).
 
+#include <any>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -30,6 +31,8 @@ struct ApplyOutcome {
 // A kind-specific check. Returns an error naming the field ("spec.ports[0].port: must be 1-65535"). Pure: it may run
 // on a request's thread while the store's owner commits earlier objects.
 using Validator = std::function<Status(const nlohmann::json& object)>;
+// A validator that also hands on what it decoded, in the object's upsert event (ResourceEvent::decoded).
+using Decoder = std::function<Result<std::any>(const nlohmann::json& object)>;
 // Told, on the store's thread when an object of the kind commits, what its validator said (an invalid policy update
 // keeps the previous version enforced, and its status says why).
 using VerdictHook = std::function<void(const ResourceKey& key, const Status& verdict)>;
@@ -42,12 +45,14 @@ struct PreparedObject {
   ApplyOutcome outcome;  // names the object; kRejected with the message when it was refused
   bool accepted = false;
   std::optional<Status> verdict;  // the kind validator's, when one ran
+  std::any decoded;               // what a Decoder gave
 };
 
 class ResourceStore {
  public:
   // Set before any object is prepared (validators are read without a lock).
   void setValidator(ResourceKind kind, Validator validator, VerdictHook on_verdict = {});
+  void setDecoder(ResourceKind kind, Decoder decoder, VerdictHook on_verdict = {});
 
   // Each object is judged on its own: an invalid one is rejected with a message, the others still apply.
   std::vector<ApplyOutcome> apply(std::vector<nlohmann::json> objects, std::vector<ResourceEvent>* events);
@@ -73,7 +78,7 @@ class ResourceStore {
   void commitRemove(PreparedObject& p, std::vector<ResourceEvent>* events);
 
   struct Check {
-    Validator validator;
+    Decoder decode;
     VerdictHook on_verdict;
   };
   std::map<ResourceKind, Check> validators_;
