@@ -18,6 +18,8 @@ CLI=("$BUILD/cli/plexus" --timeout 300)
 WORK="$(mktemp -d /tmp/plexus-bench-apply.XXXXXX)"
 BENCH_DIRS+=("$WORK")
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+# The agent's RSS at rest: the agent hands a bulk apply's freed memory back within a second of answering.
+rss_at_rest() { sleep 1.5; awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status"; }
 
 python3 - "$N" "$WORK" <<'PY'
 import hashlib, sys
@@ -84,15 +86,15 @@ for r in $(seq 1 "$ROUNDS"); do
   bench_netns "$ipt"
   t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/svc.yaml" >/dev/null; ours+=("$(ms_since "$t0")")
   t0=$(date +%s%N); ip netns exec "$ipt" iptables-restore <"$WORK/rules"; theirs+=("$(ms_since "$t0")")
-  rss_svc+=("$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")")
+  rss_svc+=("$(rss_at_rest)")
   "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/cnp.yaml" >/dev/null
-  rss_pol+=("$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")")
+  rss_pol+=("$(rss_at_rest)")
   if [ "$r" = "$ROUNDS" ] && [ "$E" -gt 0 ]; then
     for i in $(seq 1 "$E"); do
       bench_netns "bae$i$BENCH_ID"
       [ -n "$(bench_plexus_add "$node" "bae$i$BENCH_ID" 2>/dev/null)" ] && added=$((added + 1))
     done
-    rss_eps="$(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status")"
+    rss_eps="$(rss_at_rest)"
     echo "bench apply: $added of $E endpoints added, RSS $rss_eps MiB" >&2
   fi
   bench_stop_agent

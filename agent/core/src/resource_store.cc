@@ -83,7 +83,7 @@ void ResourceStore::setValidator(ResourceKind kind, Validator validator, Verdict
 }
 
 void ResourceStore::setDecoder(ResourceKind kind, Decoder decoder, VerdictHook on_verdict) {
-  validators_[kind] = Check{std::move(decoder), std::move(on_verdict)};
+  checks_[kind] = Check{std::move(decoder), std::move(on_verdict)};
 }
 
 Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const {
@@ -142,8 +142,8 @@ PreparedObject ResourceStore::prepare(nlohmann::json object, bool remove) const 
   Status s = normalise(&object, &p.key);
   if (s.ok()) {
     p.outcome.object = describeObject(object);
-    auto v = validators_.find(p.key.kind);
-    if (!remove && v != validators_.end()) {
+    auto v = checks_.find(p.key.kind);
+    if (!remove && v != checks_.end()) {
       auto decoded = v->second.decode(object);
       p.verdict = decoded.status();
       if (decoded.ok()) {
@@ -170,7 +170,7 @@ std::vector<ApplyOutcome> ResourceStore::commit(std::vector<PreparedObject> obje
   out.reserve(objects.size());
   for (auto& p : objects) {
     if (p.verdict) {
-      const auto& hook = validators_.at(p.key.kind).on_verdict;
+      const auto& hook = checks_.at(p.key.kind).on_verdict;
       if (hook) {
         hook(p.key, *p.verdict);
       }

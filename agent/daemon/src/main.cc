@@ -188,6 +188,9 @@ int main(int argc, char** argv) {
         next_gc = std::chrono::steady_clock::now() + std::chrono::seconds(config->conntrack_gc_interval);
       }
       (void)st.reconciler.submit([&st] { st.controller->tick(); });
+      if (st.trim_heap.exchange(false)) {
+        malloc_trim(0);
+      }
       if (config->devices.empty() && st.nodes) {
         auto others = st.reconciler.submit([&st] { return st.otherNodeAddresses(); }).get();
         if (auto found = st.detectChangedDevices(others)) {

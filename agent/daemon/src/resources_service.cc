@@ -1,10 +1,8 @@
 // The Resources API: `plexus apply -f` / `delete -f` into the standalone store.
-#include <malloc.h>
-
 #include <chrono>
 #include <deque>
-#include <map>
 #include <future>
+#include <map>
 #include <optional>
 
 #include <fmt/format.h>
@@ -84,8 +82,8 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
   resp->set_agent_ms(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   if (count >= kTrimAfter) {
     // A bulk apply leaves the parsed objects' memory free in this thread's and the reconcile thread's malloc arenas;
-    // hand it back to the kernel, or the agent's RSS keeps the peak of the largest apply it ever saw.
-    malloc_trim(0);
+    // handed back to the kernel after the response, or the agent's RSS keeps the peak of the largest apply it saw.
+    state_.trim_heap = true;
   }
   // The log names every object of a small request; a bulk one gets a line per action instead (and one per rejected
   // object), not ten thousand lines.

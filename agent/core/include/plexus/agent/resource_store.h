@@ -81,7 +81,7 @@ class ResourceStore {
     Decoder decode;
     VerdictHook on_verdict;
   };
-  std::map<ResourceKind, Check> validators_;
+  std::map<ResourceKind, Check> checks_;
   // Each object as CBOR (RFC 8949) bytes: a fifth or less of an nlohmann::json tree's memory (a node per value, a
   // map node per key); readers get a decoded copy, as they got a copy before.
   std::map<ResourceKey, std::vector<std::uint8_t>> objects_;

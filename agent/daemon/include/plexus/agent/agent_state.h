@@ -52,6 +52,9 @@ struct AgentState {
   AgentConfig config;
   int64_t started_unix = 0;
   std::atomic<bool> ready{false};
+  // A bulk apply freed much memory: the main loop hands it back to the kernel (malloc_trim) within a second, once
+  // the response is sent and freed too (a trim inside the request would leave the response's pages behind).
+  std::atomic<bool> trim_heap{false};
 
   // Kernel adapters and the seams over them.
   std::unique_ptr<datapath::LxcDatapath> lxc;
