@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -233,6 +234,16 @@ TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with t
   CHECK(std::find(labels.begin(), labels.end(), "k8s:app=web") != labels.end());
   CHECK(std::find(labels.begin(), labels.end(), "k8s:io.kubernetes.pod.namespace=shop") != labels.end());
   CHECK(node.cli({"apply", "-f", manifest}).out.find("unchanged") != std::string::npos);
+  // From a pipe too (`-f -`).
+  std::string text;
+  {
+    std::ifstream in(manifest);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  auto piped = runCommand({cliBinary(), "--socket", node.socket(), "apply", "-f", "-"}, text, {},
+                          std::chrono::seconds(20));
+  CHECK(piped.exit_code == 0);
+  CHECK(piped.out.find("Pod shop/web unchanged") != std::string::npos);
   // The labels give the endpoint a cluster identity (from 256), in the endpoint map and the ipcache too.
   uint32_t id = ep["identity"];
   CHECK(id >= 256);
