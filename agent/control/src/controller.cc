@@ -125,6 +125,7 @@ std::vector<ApplyOutcome> Controller::inGroups(std::vector<nlohmann::json> objec
       group.clear();
     }
   }
+  flush();
   return out;
 }
 

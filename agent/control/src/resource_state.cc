@@ -141,7 +141,7 @@ Result<std::vector<ResourceEvent>> ResourceState::restore() {
   return store_.restore(snapshot);
 }
 
-void ResourceState::persist(const std::vector<ResourceEvent>& events) {
+void ResourceState::persist(const std::vector<ResourceEvent>& events, bool durable) {
   // Each change is one appended line, made durable with one fsync per call, so a change costs the same whatever
   // the number of objects stored. When the journal outgrows the store it is folded into a new snapshot
   // (amortised O(1) per change).
@@ -169,8 +169,10 @@ void ResourceState::persist(const std::vector<ResourceEvent>& events) {
   if (journal_entries_ > std::max<size_t>(1024, store_.size())) {
     s = files_.writeSnapshot(store_.snapshot());
     journal_entries_ = 0;
+    unsynced_ = false;
   } else if (entries > 0) {
-    s = files_.appendJournal(lines);
+    s = files_.appendJournal(lines, durable);  // a durable append makes the earlier lines durable too
+    unsynced_ = !durable;
   }
   if (!s.ok()) {
     spdlog::error("resources: persist: {}", s.error().message);
@@ -194,8 +196,18 @@ std::vector<ApplyOutcome> ResourceState::remove(std::vector<nlohmann::json> obje
 std::vector<ApplyOutcome> ResourceState::commit(std::vector<PreparedObject> objects, bool remove,
                                                 std::vector<ResourceEvent>* changed) {
   auto out = store_.commit(std::move(objects), remove, changed);
-  persist(*changed);
+  persist(*changed, false);
   return out;
+}
+
+void ResourceState::flush() {
+  if (!unsynced_) {
+    return;
+  }
+  unsynced_ = false;
+  if (Status s = files_.syncJournal(); !s.ok()) {
+    spdlog::error("resources: persist: {}", s.error().message);
+  }
 }
 
 std::vector<ResourceEvent> ResourceState::ingest(const std::vector<ResourceEvent>& events) {

@@ -71,6 +71,9 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
   while (!commits.empty()) {
     collect();
   }
+  // One fsync for the whole request, before it is answered. Until then a crash can lose the journal's tail while
+  // the maps already hold it: the restarted agent's first full sync removes what the restored store lacks.
+  state_.reconciler.submit([&controller] { controller.flush(); }).get();
   std::string source = req->source().empty() ? "manifest" : req->source();
   if (malformed && count == 0) {
     return toGrpc(makeError(ErrorCode::kInvalidArgument, fmt::format("{}: {}", source, malformed->message)));

@@ -158,7 +158,7 @@ Result<std::optional<nlohmann::json>> StateStore::loadIdentities() const {
   return std::optional<nlohmann::json>(std::move(j));
 }
 
-Status StateStore::appendJournal(const std::string& lines) {
+Status StateStore::appendJournal(const std::string& lines, bool durable) {
   std::string path = dir_ + "/resources.log";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -177,7 +177,19 @@ Status StateStore::appendJournal(const std::string& lines) {
     }
     off += static_cast<size_t>(n);
   }
-  int rc = ::fsync(fd);
+  int rc = durable ? ::fsync(fd) : 0;
+  int err = errno;
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : errnoError("fsync " + path, err);
+}
+
+Status StateStore::syncJournal() {
+  std::string path = dir_ + "/resources.log";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno == ENOENT ? Status::Ok() : errnoError("open " + path, errno);  // folded into a snapshot meanwhile
+  }
+  int rc = ::fsync(fd);  // the file's data, whichever descriptor wrote it
   int err = errno;
   ::close(fd);
   return rc == 0 ? Status::Ok() : errnoError("fsync " + path, err);

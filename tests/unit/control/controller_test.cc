@@ -260,6 +260,16 @@ TEST_CASE("controller: apply() journals each change and a new agent restores fro
     a.controller.remove({podJson("db", "db")});
     CHECK(f.store.journalEntries().size() == 4);
     CHECK(f.store.journalEntries().back()["op"] == "delete");
+    CHECK_FALSE(f.store.unsynced);  // apply() and remove() return with the journal durable
+    // In two steps (a request's pipeline): the groups' commits journal without waiting for the disk, and one
+    // flush makes them durable before the request is answered.
+    std::vector<PreparedObject> group;
+    group.push_back(a.controller.prepare(podJson("cache", "cache"), false));
+    a.controller.commit(std::move(group), false);
+    CHECK(f.store.journalEntries().size() == 5);
+    CHECK(f.store.unsynced);
+    a.controller.flush();
+    CHECK_FALSE(f.store.unsynced);
   }
   SECTION("replayed") {
     Agent b(f, false);

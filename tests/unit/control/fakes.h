@@ -305,10 +305,16 @@ class FakeAgentStore final : public AgentStore {
     return Status::Ok();
   }
   Result<std::optional<nlohmann::json>> loadIdentities() const override { return identities; }
-  Status appendJournal(const std::string& lines) override {
+  Status appendJournal(const std::string& lines, bool durable) override {
     PLEXUS_TRY(failure(), "append journal");
     ++journal_appends;
     journal += lines;
+    unsynced = !durable;
+    return Status::Ok();
+  }
+  Status syncJournal() override {
+    PLEXUS_TRY(failure(), "sync journal");
+    unsynced = false;
     return Status::Ok();
   }
   Status writeSnapshot(const nlohmann::json& s) override {
@@ -340,6 +346,7 @@ class FakeAgentStore final : public AgentStore {
   std::optional<nlohmann::json> snapshot;
   std::string journal;
   int journal_appends = 0;
+  bool unsynced = false;  // appended without the fsync, not synced since
   int fail_next_writes = 0;
 
  private:

@@ -57,6 +57,8 @@ class Controller {
     return p_.resources.prepare(std::move(object), remove);
   }
   std::vector<ApplyOutcome> commit(std::vector<PreparedObject> objects, bool remove);
+  // Makes what the commits journaled durable; called once after a request's last commit, before it is answered.
+  void flush() { p_.resources.flush(); }
 
   Result<EndpointRecord> addEndpoint(const AddRequest& req);
   Status deleteEndpoint(const std::string& container_id, const std::string& ifname);

@@ -36,12 +36,14 @@ class ResourceState {
   // returned in *changed.
   std::vector<ApplyOutcome> apply(std::vector<nlohmann::json> objects, std::vector<ResourceEvent>* changed);
   std::vector<ApplyOutcome> remove(std::vector<nlohmann::json> objects, std::vector<ResourceEvent>* changed);
-  // The same in two steps: prepare() is pure and may run on any thread; commit() journals.
+  // The same in two steps: prepare() is pure and may run on any thread; commit() journals without waiting for the
+  // disk, and flush() makes what the commits journaled durable (one fsync for a whole request).
   PreparedObject prepare(nlohmann::json object, bool remove) const {
     return store_.prepare(std::move(object), remove);
   }
   std::vector<ApplyOutcome> commit(std::vector<PreparedObject> objects, bool remove,
                                    std::vector<ResourceEvent>* changed);
+  void flush();
   // Watch events: upserts validated like apply (an invalid object is logged by name and skipped), deletes, and
   // kSynced markers passed through. Returns what changed.
   std::vector<ResourceEvent> ingest(const std::vector<ResourceEvent>& events);
@@ -54,11 +56,12 @@ class ResourceState {
   NamedPorts namedPorts(const std::string& ns, const std::string& name) const;
 
  private:
-  void persist(const std::vector<ResourceEvent>& events);
+  void persist(const std::vector<ResourceEvent>& events, bool durable = true);
 
   AgentStore& files_;
   ResourceStore store_;
   size_t journal_entries_ = 0;
+  bool unsynced_ = false;  // journaled by commit() and not made durable yet
   identity::LabelFilter filter_ = identity::LabelFilter::defaults();
   std::string cluster_name_ = "default";
 };

@@ -123,9 +123,10 @@ class AgentStore {
   virtual std::vector<EndpointRecord> loadEndpoints(std::vector<std::string>* problems) const = 0;
   [[nodiscard]] virtual Status saveIdentities(const nlohmann::json& snapshot) = 0;
   [[nodiscard]] virtual Result<std::optional<nlohmann::json>> loadIdentities() const = 0;
-  // The resource journal: appends change entries, one JSON text line each ({op, key | object}), durably, one fsync
-  // per call.
-  [[nodiscard]] virtual Status appendJournal(const std::string& lines) = 0;
+  // The resource journal: appends change entries, one JSON text line each ({op, key | object}); durably (one fsync
+  // per call), or, when `durable` is false, left for syncJournal() to make durable with what follows.
+  [[nodiscard]] virtual Status appendJournal(const std::string& lines, bool durable = true) = 0;
+  [[nodiscard]] virtual Status syncJournal() = 0;
   // Replaces the snapshot and empties the journal.
   [[nodiscard]] virtual Status writeSnapshot(const nlohmann::json& snapshot) = 0;
   struct StoredResources {

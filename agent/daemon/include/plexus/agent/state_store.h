@@ -37,7 +37,8 @@ class StateStore final : public AgentStore {
 
   Status saveIdentities(const nlohmann::json& snapshot) override;
   Result<std::optional<nlohmann::json>> loadIdentities() const override;
-  Status appendJournal(const std::string& lines) override;
+  Status appendJournal(const std::string& lines, bool durable) override;
+  Status syncJournal() override;
   Status writeSnapshot(const nlohmann::json& snapshot) override;
   Result<StoredResources> loadResources() const override;
 
