@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -20,11 +21,30 @@ const char* toString(ServiceType t) {
 const char* protoName(uint8_t proto) { return proto == IPPROTO_UDP ? "UDP" : proto == IPPROTO_SCTP ? "SCTP" : "TCP"; }
 
 namespace {
-Error bad(const std::string& what, const std::string& field, const std::string& why) {
-  return Error{ErrorCode::kInvalidArgument, fmt::format("{}: {}: {}", what, field, why)};
+// A field's name in an error message: the name itself, or a callable that formats it ("endpoints[3].addresses[0]"),
+// so that the parsers' loops format names only for the field that is wrong.
+std::string nameOf(const std::string& field) { return field; }
+template <typename F>
+  requires std::is_invocable_r_v<std::string, const F&>
+std::string nameOf(const F& field) {
+  return field();
 }
 
-Result<uint8_t> protocol(const nlohmann::json& j, const std::string& what, const std::string& field) {
+template <typename Field>
+Error bad(const std::string& what, const Field& field, const std::string& why) {
+  return Error{ErrorCode::kInvalidArgument, fmt::format("{}: {}: {}", what, nameOf(field), why)};
+}
+
+// o[key] without the copy that value() makes; `fallback` when absent.
+const nlohmann::json& member(const nlohmann::json& o, const char* key, const nlohmann::json& fallback) {
+  auto it = o.find(key);
+  return it == o.end() ? fallback : *it;
+}
+const nlohmann::json kNoList = nlohmann::json::array();
+const nlohmann::json kNoMap = nlohmann::json::object();
+
+template <typename Field>
+Result<uint8_t> protocol(const nlohmann::json& j, const std::string& what, const Field& field) {
   std::string p = j.is_string() ? j.get<std::string>() : (j.is_null() ? "TCP" : "");
   if (p == "TCP") {
     return uint8_t{IPPROTO_TCP};
@@ -35,7 +55,8 @@ Result<uint8_t> protocol(const nlohmann::json& j, const std::string& what, const
   return bad(what, field, "must be TCP or UDP");
 }
 
-Result<uint16_t> portNumber(const nlohmann::json& j, const std::string& what, const std::string& field, bool zero_ok) {
+template <typename Field>
+Result<uint16_t> portNumber(const nlohmann::json& j, const std::string& what, const Field& field, bool zero_ok) {
   if (!j.is_number_integer()) {
     return bad(what, field, "must be an integer");
   }
@@ -47,14 +68,15 @@ Result<uint16_t> portNumber(const nlohmann::json& j, const std::string& what, co
 }
 
 // An optional boolean field (EndpointSlice conditions): absent or null gives the default.
+template <typename Field>
 Result<bool> optionalBool(const nlohmann::json& o, const char* key, bool def, const std::string& what,
-                          const std::string& field) {
+                          const Field& field) {
   auto it = o.find(key);
   if (it == o.end() || it->is_null()) {
     return def;
   }
   if (!it->is_boolean()) {
-    return bad(what, field + "." + key, "must be true or false");
+    return bad(what, nameOf(field) + "." + key, "must be true or false");
   }
   return it->get<bool>();
 }
@@ -75,7 +97,8 @@ Result<T> refuseTypeErrors(const nlohmann::json& o, const char* kind, F&& parse)
   }
 }
 
-Result<Ipv4> address(const nlohmann::json& j, const std::string& what, const std::string& field) {
+template <typename Field>
+Result<Ipv4> address(const nlohmann::json& j, const std::string& what, const Field& field) {
   auto ip = j.is_string() ? Ipv4::parse(j.get<std::string>()) : std::nullopt;
   if (!ip) {
     return bad(what, field, "must be an IPv4 address");
@@ -275,33 +298,34 @@ Result<EndpointSlice> parseEndpointSliceFields(const nlohmann::json& o) {
   if (o.value("addressType", "IPv4") != "IPv4") {
     return bad(what, "addressType", "only IPv4 is supported");
   }
-  const auto& ports = o.value("ports", nlohmann::json::array());
+  const auto& ports = member(o, "ports", kNoList);
   for (size_t i = 0; i < ports.size(); ++i) {
-    std::string f = fmt::format("ports[{}]", i);
+    auto f = [&](const char* sub) { return fmt::format("ports[{}].{}", i, sub); };
     EndpointPort p;
     p.name = ports[i].value("name", "");
-    auto proto = protocol(ports[i].value("protocol", nlohmann::json("TCP")), what, f + ".protocol");
+    auto proto = protocol(ports[i].value("protocol", nlohmann::json("TCP")), what, [&] { return f("protocol"); });
     if (!proto.ok()) {
       return proto.error();
     }
     p.proto = *proto;
-    auto port = portNumber(ports[i].value("port", nlohmann::json()), what, f + ".port", false);
+    auto port = portNumber(ports[i].value("port", nlohmann::json()), what, [&] { return f("port"); }, false);
     if (!port.ok()) {
       return port.error();
     }
     p.port = *port;
     es.ports.push_back(p);
   }
-  const auto& eps = o.value("endpoints", nlohmann::json::array());
+  const auto& eps = member(o, "endpoints", kNoList);
   for (size_t i = 0; i < eps.size(); ++i) {
     const auto& e = eps[i];
-    std::string f = fmt::format("endpoints[{}]", i);
+    auto f = [&](const std::string& sub) { return fmt::format("endpoints[{}].{}", i, sub); };
     if (!e.contains("addresses") || !e["addresses"].is_array() || e["addresses"].empty()) {
-      return bad(what, f + ".addresses", "at least one address is required");
+      return bad(what, [&] { return f("addresses"); }, "at least one address is required");
     }
-    const auto& cond = e.value("conditions", nlohmann::json::object());
+    const auto& cond = member(e, "conditions", kNoMap);
+    auto conditions = [&] { return f("conditions"); };
     for (size_t a = 0; a < e["addresses"].size(); ++a) {
-      auto ip = address(e["addresses"][a], what, fmt::format("{}.addresses[{}]", f, a));
+      auto ip = address(e["addresses"][a], what, [&] { return f(fmt::format("addresses[{}]", a)); });
       if (!ip.ok()) {
         return ip.error();
       }
@@ -309,11 +333,11 @@ Result<EndpointSlice> parseEndpointSliceFields(const nlohmann::json& o) {
       ea.ip = *ip;
       // Per the EndpointSlice API: absent ready means ready; serving defaults to ready; terminating to false.
       if (!cond.is_object()) {
-        return bad(what, f + ".conditions", "must be a map");
+        return bad(what, conditions, "must be a map");
       }
-      auto ready = optionalBool(cond, "ready", true, what, f + ".conditions");
-      auto serving = optionalBool(cond, "serving", ready.ok() && *ready, what, f + ".conditions");
-      auto terminating = optionalBool(cond, "terminating", false, what, f + ".conditions");
+      auto ready = optionalBool(cond, "ready", true, what, conditions);
+      auto serving = optionalBool(cond, "serving", ready.ok() && *ready, what, conditions);
+      auto terminating = optionalBool(cond, "terminating", false, what, conditions);
       for (const Result<bool>* r : {&ready, &serving, &terminating}) {
         if (!r->ok()) {
           return r->error();

@@ -48,3 +48,21 @@ TEST_CASE("fuzz: any other field of the wrong type is refused, not thrown", "[un
   s["metadata"]["labels"]["kubernetes.io/service-name"] = 5;
   CHECK_FALSE(parseEndpointSlice(s).ok());
 }
+
+TEST_CASE("EndpointSlice errors name the port or address that is wrong", "[unit][lb]") {
+  auto s = slice(nlohmann::json::object());
+  s["endpoints"].push_back({{"addresses", {"10.0.0.6", "10.0.0.x"}}});
+  CHECK(parseEndpointSlice(s).error().message ==
+        "EndpointSlice default/web-abc: endpoints[1].addresses[1]: must be an IPv4 address");
+  s = slice(nlohmann::json::object());
+  s["ports"].push_back({{"port", 0}});
+  CHECK(parseEndpointSlice(s).error().message == "EndpointSlice default/web-abc: ports[1].port: must be 1-65535");
+  s = slice(nlohmann::json::object());
+  s["ports"][0]["protocol"] = "ICMP";
+  CHECK(parseEndpointSlice(s).error().message ==
+        "EndpointSlice default/web-abc: ports[0].protocol: must be TCP or UDP");
+  s = slice(nlohmann::json::object());
+  s["endpoints"].push_back({{"addresses", nlohmann::json::array()}});
+  CHECK(parseEndpointSlice(s).error().message ==
+        "EndpointSlice default/web-abc: endpoints[1].addresses: at least one address is required");
+}
