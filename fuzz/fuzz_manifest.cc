@@ -62,7 +62,7 @@ struct Agent {
                   EndpointManagerConfig{1500}, [] { return int64_t{1700000000}; }),
         service_manager(f.service_maps, lb::PlannerConfig{}, &flows),
         services(service_manager, resources),
-        nodes(NodeManagerConfig{"node-1", node::RoutingMode::kNative, true}, ipcache, identities, resources,
+        nodes(NodeManagerConfig{"node-1", node::RoutingMode::kNative, true, {}}, ipcache, identities, resources,
               &f.routes, &flows),
         controller(ControllerParts{resources, identities, ipcache, endpoints, policies, &services, flows, nullptr,
                                    &f.host, &nodes},
