@@ -451,7 +451,8 @@ Result<std::optional<nlohmann::json>> ManifestStream::next() {
       return makeError(ErrorCode::kInvalidArgument, e.message);
     } catch (const NotJson& e) {
       done_ = true;
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: {}", reader_->document(), e.reason));
+      return makeError(ErrorCode::kInvalidArgument,
+                       fmt::format("manifest document {}: {}", reader_->document(), e.reason));
     }
     if (!doc) {
       done_ = true;
@@ -462,8 +463,9 @@ Result<std::optional<nlohmann::json>> ManifestStream::next() {
     }
     if (!doc->is_object()) {
       done_ = true;
-      return makeError(ErrorCode::kInvalidArgument,
-                       fmt::format("manifest document {}: must be an object with apiVersion and kind", reader_->document()));
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("manifest document {}: must be an object with "
+                                                                "apiVersion and kind",
+                                                                reader_->document()));
     }
     if (doc->contains("kind") && (*doc)["kind"] == "List" && doc->contains("items")) {
       if (!(*doc)["items"].is_array()) {

@@ -143,8 +143,8 @@ Result<std::vector<ResourceEvent>> ResourceState::restore() {
 
 void ResourceState::persist(const std::vector<ResourceEvent>& events, bool durable) {
   // Each change is one appended line, made durable with one fsync per call (a request's groups: one per request,
-  // in flush()), so a change costs the same whatever the number of objects stored. When the journal outgrows the store it is folded into a new snapshot
-  // (amortised O(1) per change).
+  // in flush()), so a change costs the same whatever the number of objects stored. When the journal outgrows the
+  // store it is folded into a new snapshot (amortised O(1) per change).
   // The lines are written as JSON text straight from the events' objects (the stored ones), without building a
   // JSON entry around a copy of each.
   std::string lines;

@@ -239,7 +239,8 @@ bool ServiceSync::track(const ResourceEvent& e) {
   switch (e.key.kind) {
     case ResourceKind::kService: {
       std::string key = nsOrDefault(e.key.namespace_name) + "/" + e.key.name;
-      auto svc = e.type != ResourceEventType::kUpsert ? Result<lb::Service>(Error{}) : decodedOr<lb::Service>(e, lb::parseService);
+      auto svc = e.type != ResourceEventType::kUpsert ? Result<lb::Service>(Error{})
+                                                      : decodedOr<lb::Service>(e, lb::parseService);
       if (e.type == ResourceEventType::kUpsert && svc.ok()) {
         reportSourceRanges(*svc);
         services_[key] = !svc->selector.empty();
