@@ -231,6 +231,7 @@ void Controller::changed(const std::vector<ResourceEvent>& events) {
     });
   }
   regenerate();  // policies or identities may have changed; unchanged endpoints are skipped
+  p_.identities.flush();  // what the remote pods of this batch acquired or released, in one snapshot
 }
 
 void Controller::reportPolicies(const std::vector<ResourceEvent>& events) {

@@ -46,18 +46,33 @@ Status IdentityManager::restore() {
 }
 
 void IdentityManager::persist() {
+  unsaved_ = false;
   if (Status s = store_.saveIdentities(allocator_.snapshot()); !s.ok()) {
     spdlog::error("identities: persist: {}", s.error().message);
   }
 }
 
-uint32_t IdentityManager::acquire(const identity::Labels& labels) {
+void IdentityManager::changedAllocator(bool durable) {
+  if (durable) {
+    persist();
+  } else {
+    unsaved_ = true;
+  }
+}
+
+void IdentityManager::flush() {
+  if (unsaved_) {
+    persist();
+  }
+}
+
+uint32_t IdentityManager::acquire(const identity::Labels& labels, bool durable) {
   if (labels.empty()) {
     return kIdentityInit;
   }
   if (!api_ || allocator_.find(labels)) {
     uint32_t id = allocator_.acquire(labels);
-    persist();
+    changedAllocator(durable);
     return id;
   }
   // The first local user of these labels: the cluster decides the number.
@@ -65,7 +80,7 @@ uint32_t IdentityManager::acquire(const identity::Labels& labels) {
   if (auto it = granted_.find(key); it != granted_.end()) {
     auto held = allocator_.acquireWithId(labels, it->second);
     if (held.ok()) {
-      persist();
+      changedAllocator(durable);
       return *held;
     }
     spdlog::warn("identity {} for {}: {}", it->second, key, held.error().message);
@@ -77,7 +92,7 @@ uint32_t IdentityManager::acquire(const identity::Labels& labels) {
   return kIdentityInit;
 }
 
-void IdentityManager::release(uint32_t id) {
+void IdentityManager::release(uint32_t id, bool durable) {
   if (id < identity::kFirstClusterIdentity) {
     return;
   }
@@ -90,7 +105,7 @@ void IdentityManager::release(uint32_t id) {
       granted_.erase(identity::canonical(*labels));
     }
   }
-  persist();
+  changedAllocator(durable);
 }
 
 void IdentityManager::allocated(const identity::Labels& labels, uint32_t id) {

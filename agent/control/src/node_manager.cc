@@ -139,7 +139,9 @@ void NodeManager::trackPod(const ResourceEvent& e) {
     it->second = next;
     return;
   }
-  next.identity = identities_.acquire(labels);
+  // Deferred persistence (flushed at the end of the batch): a remote pod's identity lives only in the ipcache, which
+  // a restart rebuilds from the stored Pod objects.
+  next.identity = identities_.acquire(labels, false);
   forgetPod(key);
   remote_pods_[key] = next;
 }
@@ -169,7 +171,7 @@ void NodeManager::forgetPod(const std::string& key) {
     return;
   }
   if (it->second.owned) {
-    identities_.release(it->second.identity);
+    identities_.release(it->second.identity, false);
   }
   remote_pods_.erase(it);
   dirty_ = true;

@@ -302,6 +302,7 @@ class FakeAgentStore final : public AgentStore {
   Status saveIdentities(const nlohmann::json& snapshot) override {
     PLEXUS_TRY(failure(), "save identities");
     identities = snapshot;
+    ++identity_saves;
     return Status::Ok();
   }
   Result<std::optional<nlohmann::json>> loadIdentities() const override { return identities; }
@@ -346,6 +347,7 @@ class FakeAgentStore final : public AgentStore {
   std::optional<nlohmann::json> snapshot;
   std::string journal;
   int journal_appends = 0;
+  int identity_saves = 0;
   bool unsynced = false;  // appended without the fsync, not synced since
   int fail_next_writes = 0;
 

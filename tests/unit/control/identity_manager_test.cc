@@ -136,3 +136,33 @@ TEST_CASE("identities: other nodes' identities join all()", "[unit][identity-man
   CHECK_FALSE(ids.all().count(12));
   CHECK(parsePlexusIdentity(bad.object) == std::nullopt);
 }
+
+TEST_CASE("identities: deferred changes are persisted once, by flush() or the next durable change",
+          "[unit][identity-manager]") {
+  FakeAgentStore store;
+  IdentityManager ids(store, nullptr);
+  REQUIRE(ids.restore().ok());
+  std::vector<uint32_t> got;
+  for (int i = 0; i < 50; ++i) {
+    got.push_back(ids.acquire(labels("remote" + std::to_string(i)), false));
+  }
+  ids.release(got[0], false);
+  CHECK(store.identity_saves == 0);
+  ids.flush();
+  CHECK(store.identity_saves == 1);
+  REQUIRE(store.identities);
+  CHECK((*store.identities)["identities"].size() == 49);
+  ids.flush();  // nothing new
+  CHECK(store.identity_saves == 1);
+  // A durable change writes everything, the deferred ones too.
+  ids.acquire(labels("remote-late"), false);
+  uint32_t local = ids.acquire(labels("local"));
+  CHECK(store.identity_saves == 2);
+  CHECK((*store.identities)["identities"].size() == 51);
+  ids.flush();
+  CHECK(store.identity_saves == 2);
+  // A restart restores what was flushed.
+  IdentityManager again(store, nullptr);
+  REQUIRE(again.restore().ok());
+  CHECK(again.acquire(labels("local")) == local);
+}

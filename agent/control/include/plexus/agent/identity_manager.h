@@ -26,9 +26,15 @@ class IdentityManager {
   Status restore();
   // The identity an endpoint with these labels runs with now, with one reference taken on it. Empty labels
   // (pod unknown) and identities still being allocated cluster-wide give init, which holds no reference.
-  uint32_t acquire(const identity::Labels& labels);
+  // The allocator is persisted before this returns, unless `durable` is false: then at the next flush() (or the
+  // next durable change). Only holders whose use of the identity is rebuilt from the resource store at a restart
+  // (remote pods: the ipcache) may defer; an endpoint's identity is in its persisted record and must be durable.
+  uint32_t acquire(const identity::Labels& labels, bool durable = true);
   // Gives back one reference; the last local user of a cluster identity tells the cluster.
-  void release(uint32_t id);
+  void release(uint32_t id, bool durable = true);
+  // Persists what acquire()/release() deferred: one snapshot for a whole batch instead of one per change (the
+  // snapshot holds every identity, so writing it per change made a batch of n new identities O(n^2)).
+  void flush();
   // The cluster's answer to an allocation request.
   void allocated(const identity::Labels& labels, uint32_t id);
   void failed(const identity::Labels& labels, const std::string& error);
@@ -44,10 +50,12 @@ class IdentityManager {
 
  private:
   void persist();
+  void changedAllocator(bool durable);
 
   AgentStore& store_;
   ClusterApi* api_;
   identity::Allocator allocator_;
+  bool unsaved_ = false;  // changed since the last persist()
   std::map<std::string, uint32_t> granted_;  // canonical labels -> cluster id answered but not yet acquired
   std::set<std::string> requested_;          // canonical labels with an allocation under way
   std::map<uint32_t, identity::Labels> remote_;
