@@ -182,16 +182,33 @@ bool coreFloat(std::string_view s) {
   return whole.empty() ? allDigits(frac) : allDigits(whole) && (frac.empty() || allDigits(frac));
 }
 
-// YAML 1.2 core schema resolution for plain (unquoted) scalars.
-nlohmann::json plainScalar(const std::string& s) {
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
+// YAML 1.2 core schema resolution for plain (unquoted) scalars. Most scalars of a manifest are names: the first
+// character decides which of the schema's forms can match at all.
+nlohmann::json plainScalar(std::string&& s) {
+  if (s.empty()) {
     return nullptr;
   }
-  if (s == "true" || s == "True" || s == "TRUE") {
-    return true;
-  }
-  if (s == "false" || s == "False" || s == "FALSE") {
-    return false;
+  switch (s[0]) {
+    case '~': case 'n': case 'N':
+      if (s == "~" || s == "null" || s == "Null" || s == "NULL") {
+        return nullptr;
+      }
+      return std::move(s);
+    case 't': case 'T':
+      if (s == "true" || s == "True" || s == "TRUE") {
+        return true;
+      }
+      return std::move(s);
+    case 'f': case 'F':
+      if (s == "false" || s == "False" || s == "FALSE") {
+        return false;
+      }
+      return std::move(s);
+    case '+': case '-': case '.': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
+    case '8': case '9':
+      break;  // a number, or text that starts like one
+    default:
+      return std::move(s);
   }
   std::string_view digits(s);
   if (digits[0] == '-' || digits[0] == '+') {
@@ -204,18 +221,18 @@ nlohmann::json plainScalar(const std::string& s) {
     if (ec == std::errc() && ptr == s.data() + s.size()) {
       return v;
     }
-    return s;  // out of range: keep the text
+    return std::move(s);  // out of range: keep the text
   }
   if (coreFloat(s)) {
     // strtod, not stod: "1e999" is out of range, which stod throws for (found by fuzz_manifest); keep the text.
     errno = 0;
     double v = std::strtod(s.c_str(), nullptr);
     if (errno == ERANGE || !std::isfinite(v)) {
-      return s;
+      return std::move(s);
     }
     return v;
   }
-  return s;
+  return std::move(s);
 }
 
 // A malformed manifest, thrown inside ManifestReader and caught in ManifestStream.
@@ -353,7 +370,7 @@ class ManifestReader {
         const char* tag = reinterpret_cast<const char*>(e.data.scalar.tag);
         bool str = e.data.scalar.style != YAML_PLAIN_SCALAR_STYLE || (tag && std::string_view(tag) == YAML_STR_TAG);
         checkedText(text);
-        nlohmann::json out = str ? nlohmann::json(std::move(text)) : plainScalar(text);
+        nlohmann::json out = str ? nlohmann::json(std::move(text)) : plainScalar(std::move(text));
         anchor(e.data.scalar.anchor, out);
         return out;
       }
@@ -408,7 +425,8 @@ class ManifestReader {
             }
           }
           Event value = read();
-          members.insert_or_assign(std::move(name), build(value, depth + 1));
+          // Keys often come in order (apiVersion, kind, metadata): the end as the hint makes those inserts O(1).
+          members.insert_or_assign(members.end(), std::move(name), build(value, depth + 1));
         }
         anchor(e.data.mapping_start.anchor, out);
         return out;

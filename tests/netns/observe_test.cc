@@ -307,7 +307,7 @@ TEST_CASE("plexus apply gives pods their labels and refuses bad manifests with t
     std::ofstream(node.stateDir() + "/resources.log") << ss.str() << "\n";
   }
   CHECK_FALSE(node.agent().start(std::chrono::seconds(5)));
-  CHECK(node.agent().log().find("resources.log: line 1: not JSON") != std::string::npos);
+  CHECK(node.agent().log().find("resources.log: entry 1: not JSON") != std::string::npos);
 }
 
 TEST_CASE("policy drops are DROPPED flows with pods, ports and the reason; metrics count them", "[netns][observe]") {

@@ -1,6 +1,5 @@
 #include "plexus/agent/resource_state.h"
 
-#include <sstream>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -17,6 +16,7 @@ std::string journalKey(const nlohmann::json& o) {
   return journalKey(o.value("kind", ""), md.value("namespace", ""), md.value("name", ""));
 }
 std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
+constexpr char kJournalCbor = '\x01';  // starts a binary upsert record; a JSON text line never does
 }  // namespace
 
 Status validatePod(const nlohmann::json& pod) {
@@ -110,29 +110,25 @@ Result<std::vector<ResourceEvent>> ResourceState::restore() {
       objects[journalKey(item)] = item;
     }
     uint64_t version = snapshot.value("resourceVersion", uint64_t{0});
-    std::stringstream lines(stored->journal);
-    std::string line;
-    size_t n = 0;
-    while (std::getline(lines, line)) {
-      ++n;
-      auto entry = nlohmann::json::parse(line, nullptr, false);
-      if (entry.is_discarded() || !entry.is_object()) {
-        if (lines.peek() == EOF) {
-          spdlog::warn("{}: line {} is incomplete (a write interrupted by a crash), ignored", stored->journal_name, n);
-          break;
-        }
-        return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: line {}: not JSON", stored->journal_name, n));
-      }
+    auto journal = readJournal(stored->journal, stored->journal_name);
+    if (!journal.ok()) {
+      return journal.error();
+    }
+    if (journal->cut) {
+      spdlog::warn("{}: the last entry is incomplete (a write interrupted by a crash), ignored", stored->journal_name);
+    }
+    for (auto& entry : journal->entries) {
       if (entry.value("op", "") == "delete") {
         objects.erase(entry.value("key", ""));
       } else if (entry.contains("object") && entry["object"].is_object()) {
         const auto& rv = entry["object"].value(nlohmann::json::json_pointer("/metadata/resourceVersion"),
                                                 std::string("0"));
         version = std::max<uint64_t>(version, std::strtoull(rv.c_str(), nullptr, 10));
-        objects[journalKey(entry["object"])] = entry["object"];
+        std::string key = journalKey(entry["object"]);
+        objects[key] = std::move(entry["object"]);
       }
     }
-    journal_entries_ = n;
+    journal_entries_ = journal->entries.size();
     snapshot = {{"resourceVersion", version}, {"items", nlohmann::json::array()}};
     for (auto& [k, o] : objects) {
       snapshot["items"].push_back(std::move(o));
@@ -145,8 +141,8 @@ void ResourceState::persist(const std::vector<ResourceEvent>& events, bool durab
   // Each change is one appended line, made durable with one fsync per call (a request's groups: one per request,
   // in flush()), so a change costs the same whatever the number of objects stored. When the journal outgrows the
   // store it is folded into a new snapshot (amortised O(1) per change).
-  // The lines are written as JSON text straight from the events' objects (the stored ones), without building a
-  // JSON entry around a copy of each.
+  // An upsert is written as the store's CBOR of the object (a binary record), not encoded again; a delete as a text
+  // line.
   std::string lines;
   size_t entries = 0;
   for (const auto& e : events) {
@@ -154,14 +150,17 @@ void ResourceState::persist(const std::vector<ResourceEvent>& events, bool durab
       lines += nlohmann::json{{"op", "delete"},
                               {"key", journalKey(toString(e.key.kind), e.key.namespace_name, e.key.name)}}
                    .dump();
+      lines += '\n';
     } else if (e.type == ResourceEventType::kUpsert) {
-      lines += R"({"object":)";
-      lines += e.object.dump();
-      lines += R"(,"op":"upsert"})";
+      if (const auto* cbor = store_.encoded(e.key)) {
+        appendJournalUpsert(&lines, *cbor);
+      } else {  // deleted again later in the same batch: the object as it was, for the order of the records
+        lines += nlohmann::json{{"op", "upsert"}, {"object", e.object}}.dump();
+        lines += '\n';
+      }
     } else {
       continue;
     }
-    lines += '\n';
     ++entries;
   }
   journal_entries_ += entries;
@@ -177,6 +176,55 @@ void ResourceState::persist(const std::vector<ResourceEvent>& events, bool durab
   if (!s.ok()) {
     spdlog::error("resources: persist: {}", s.error().message);
   }
+}
+
+void appendJournalUpsert(std::string* out, const std::vector<std::uint8_t>& cbor) {
+  auto n = static_cast<uint32_t>(cbor.size());
+  out->push_back(kJournalCbor);
+  for (int shift = 0; shift < 32; shift += 8) {
+    out->push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  out->append(reinterpret_cast<const char*>(cbor.data()), cbor.size());
+}
+
+Result<JournalEntries> readJournal(std::string_view journal, const std::string& name) {
+  JournalEntries out;
+  size_t at = 0;
+  for (size_t n = 1; at < journal.size(); ++n) {
+    if (journal[at] == kJournalCbor) {
+      uint32_t len = 0;
+      if (journal.size() - at >= 5) {
+        for (int i = 0; i < 4; ++i) {
+          len |= static_cast<uint32_t>(static_cast<unsigned char>(journal[at + 1 + i])) << (8 * i);
+        }
+      }
+      if (journal.size() - at < 5 || journal.size() - at - 5 < len) {
+        out.cut = true;
+        break;
+      }
+      const auto* bytes = reinterpret_cast<const std::uint8_t*>(journal.data() + at + 5);
+      auto object = nlohmann::json::from_cbor(bytes, bytes + len, true, false);
+      if (object.is_discarded() || !object.is_object()) {
+        return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: entry {}: not an object's CBOR", name, n));
+      }
+      out.entries.push_back({{"op", "upsert"}, {"object", std::move(object)}});
+      at += 5 + len;
+      continue;
+    }
+    size_t end = journal.find('\n', at);
+    bool last = end == std::string_view::npos || end + 1 == journal.size();
+    auto entry = nlohmann::json::parse(journal.substr(at, end == std::string_view::npos ? end : end - at), nullptr, false);
+    if (entry.is_discarded() || !entry.is_object()) {
+      if (last) {
+        out.cut = true;
+        break;
+      }
+      return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: entry {}: not JSON", name, n));
+    }
+    out.entries.push_back(std::move(entry));
+    at = end == std::string_view::npos ? journal.size() : end + 1;
+  }
+  return out;
 }
 
 std::vector<ApplyOutcome> ResourceState::apply(std::vector<nlohmann::json> objects,

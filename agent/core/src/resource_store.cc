@@ -87,27 +87,33 @@ void ResourceStore::setDecoder(ResourceKind kind, Decoder decoder, VerdictHook o
 }
 
 Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const {
-  std::string what = describeObject(*object);
   if (!object->is_object()) {
     return makeError(ErrorCode::kInvalidArgument, "object: must be a map");
   }
   auto& o = *object;
+  // Named in errors only: described when one is made (before this function changed the object: its own words).
+  auto what = [text = std::string(), &o]() mutable -> const std::string& {
+    if (text.empty()) {
+      text = describeObject(o);
+    }
+    return text;
+  };
   if (!o.contains("apiVersion") || !o["apiVersion"].is_string() || !o.contains("kind") || !o["kind"].is_string()) {
-    return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: apiVersion and kind: required strings", what));
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: apiVersion and kind: required strings", what()));
   }
   std::string api_version = o["apiVersion"];
   std::string kind = o["kind"];
   if (!resourceKindFromManifest(api_version, kind, &key->kind)) {
     return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{}: kind {} (apiVersion {}) is not supported", what, kind, api_version));
+                     fmt::format("{}: kind {} (apiVersion {}) is not supported", what(), kind, api_version));
   }
   if (!o.contains("metadata") || !o["metadata"].is_object()) {
-    return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata: required", what));
+    return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata: required", what()));
   }
   auto& md = o["metadata"];
   if (!md.contains("name") || !md["name"].is_string() || !validName(md["name"].get<std::string>())) {
     return makeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{}: metadata.name: must be a lower-case DNS-1123 subdomain", what));
+                     fmt::format("{}: metadata.name: must be a lower-case DNS-1123 subdomain", what()));
   }
   key->name = md["name"];
   if (isClusterScoped(key->kind)) {
@@ -118,18 +124,18 @@ Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const 
       md["namespace"] = "default";
     }
     if (!md["namespace"].is_string() || !validName(md["namespace"].get<std::string>())) {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata.namespace: invalid", what));
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata.namespace: invalid", what()));
     }
     key->namespace_name = md["namespace"];
   }
   if (md.contains("labels") && !md["labels"].is_null()) {
     if (!md["labels"].is_object()) {
-      return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata.labels: must be a map", what));
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: metadata.labels: must be a map", what()));
     }
     for (const auto& [k, v] : md["labels"].items()) {
       if (!v.is_string()) {
         return makeError(ErrorCode::kInvalidArgument,
-                         fmt::format("{}: metadata.labels.{}: must be a string", what, k));
+                         fmt::format("{}: metadata.labels.{}: must be a string", what(), k));
       }
     }
   }
@@ -138,10 +144,9 @@ Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const 
 
 PreparedObject ResourceStore::prepare(nlohmann::json object, bool remove) const {
   PreparedObject p;
-  p.outcome = ApplyOutcome{describeObject(object), ApplyAction::kRejected, ""};
   Status s = normalise(&object, &p.key);
+  p.outcome = ApplyOutcome{describeObject(object), ApplyAction::kRejected, ""};
   if (s.ok()) {
-    p.outcome.object = describeObject(object);
     auto v = checks_.find(p.key.kind);
     if (!remove && v != checks_.end()) {
       auto decoded = v->second.decode(object);

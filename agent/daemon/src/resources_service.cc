@@ -35,6 +35,7 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
   std::deque<std::future<std::vector<ApplyOutcome>>> commits;
   std::vector<ApplyOutcome> outcomes;
   std::vector<PreparedObject> group;
+  group.reserve(Controller::kApplyGroup);
   auto collect = [&] {
     auto part = commits.front().get();
     commits.pop_front();
@@ -47,6 +48,7 @@ grpc::Status ResourcesService::run(const v1::ApplyRequest* req, v1::ApplyRespons
     commits.push_back(state_.reconciler.submit(
         [&controller, remove, g = std::move(group)]() mutable { return controller.commit(std::move(g), remove); }));
     group = {};
+    group.reserve(Controller::kApplyGroup);
   };
   size_t count = 0;
   std::optional<Error> malformed;

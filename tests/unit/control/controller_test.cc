@@ -295,7 +295,7 @@ TEST_CASE("controller: apply() journals each change and a new agent restores fro
     std::vector<std::string> problems;
     Status s = b.controller.start(&problems);
     REQUIRE_FALSE(s.ok());
-    CHECK(s.error().message.find("line 1") != std::string::npos);
+    CHECK(s.error().message.find("entry 1: not JSON") != std::string::npos);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <utility>
@@ -328,16 +329,13 @@ class FakeAgentStore final : public AgentStore {
     return StoredResources{snapshot, journal, "fake/resources.journal"};
   }
 
-  // Journal lines, parsed.
+  // Journal entries, read as the agent reads them.
   std::vector<nlohmann::json> journalEntries() const {
-    std::vector<nlohmann::json> out;
-    size_t start = 0;
-    while (start < journal.size()) {
-      size_t end = journal.find('\n', start);
-      out.push_back(nlohmann::json::parse(journal.substr(start, end - start)));
-      start = end == std::string::npos ? journal.size() : end + 1;
+    auto read = readJournal(journal, "fake journal");
+    if (!read.ok()) {
+      throw std::runtime_error(read.error().message);  // fails the test that asked
     }
-    return out;
+    return read->entries;
   }
 
   std::optional<IpamSnapshot> ipam;

@@ -1,12 +1,13 @@
 #pragma once
 // The cluster objects the agent knows (from `plexus apply` or the Kubernetes watches), validated and kept in a
-// ResourceStore, made durable through a journal in the state directory (one appended line per change, folded
+// ResourceStore, made durable through a journal in the state directory (one appended record per change, folded
 // into a snapshot when it outgrows the store), and the pod facts other managers ask about: identity labels and
 // named ports. Reconcile thread only, but for prepare().
 
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -65,6 +66,18 @@ class ResourceState {
   identity::LabelFilter filter_ = identity::LabelFilter::defaults();
   std::string cluster_name_ = "default";
 };
+
+// The resource journal's records, in order. Each is a JSON text line ({"op":"upsert","object":{...}} or
+// {"op":"delete","key":"Kind/namespace/name"}), or a binary upsert: the byte 0x01, the length of the object's CBOR
+// (4 bytes, little-endian), the CBOR (the store's own bytes, so that journaling an object does not encode it again).
+// Journals written before the binary records existed are all text lines, and are read the same way.
+void appendJournalUpsert(std::string* out, const std::vector<std::uint8_t>& cbor);
+struct JournalEntries {
+  std::vector<nlohmann::json> entries;  // each {"op": ..., "object" | "key": ...}
+  bool cut = false;                     // the last record was incomplete (a write interrupted by a crash): ignored
+};
+// A damaged record before the last is an error naming it; nothing is guessed at.
+Result<JournalEntries> readJournal(std::string_view journal, const std::string& name);
 
 // Named container ports of a pod manifest.
 NamedPorts podNamedPorts(const nlohmann::json& pod);

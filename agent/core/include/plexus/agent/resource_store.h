@@ -65,6 +65,11 @@ class ResourceStore {
   std::vector<nlohmann::json> list(ResourceKind kind) const;
   std::optional<nlohmann::json> get(const ResourceKey& key) const;
   size_t size() const { return objects_.size(); }
+  // The stored object's CBOR (valid until the store changes), or null.
+  const std::vector<std::uint8_t>* encoded(const ResourceKey& key) const {
+    auto it = objects_.find(key);
+    return it == objects_.end() ? nullptr : &it->second;
+  }
 
   nlohmann::json snapshot() const;
   // Restores a snapshot; returns the events that replay it (upserts, then kSynced).
