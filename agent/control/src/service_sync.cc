@@ -11,6 +11,36 @@ namespace plexus::agent {
 namespace {
 std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
 
+// What a selector service needs of a Pod manifest (validated by validatePod); the address from CNI is added later.
+lb::PodRecord podFacts(const std::string& ns, const std::string& name, const nlohmann::json& o) {
+  lb::PodRecord p;
+  p.ns = ns;
+  p.name = name;
+  if (!o.contains("metadata") || !o["metadata"].is_object()) {
+    return p;
+  }
+  const auto& md = o["metadata"];
+  if (md.contains("labels") && md["labels"].is_object()) {
+    for (const auto& [k, v] : md["labels"].items()) {
+      p.labels[k] = v.get<std::string>();
+    }
+  }
+  p.terminating = md.contains("deletionTimestamp");
+  if (o.contains("status") && o["status"].is_object() && o["status"].contains("podIP")) {
+    p.ip = o["status"]["podIP"].is_string() ? Ipv4::parse(o["status"]["podIP"].get<std::string>()) : std::nullopt;
+  }
+  for (const auto& [port_name, port] : podNamedPorts(o)) {
+    p.named_ports[port_name] = port;
+  }
+  // Where the pod runs (externalTrafficPolicy: Local and the health checks keep to this node's endpoints); a pod
+  // without spec.nodeName counts as local, as the planner treats an endpoint without a nodeName.
+  if (o.contains("spec") && o["spec"].is_object() && o["spec"].contains("nodeName") &&
+      o["spec"]["nodeName"].is_string()) {
+    p.node_name = o["spec"]["nodeName"].get<std::string>();
+  }
+  return p;
+}
+
 // What the store decoded when the object came in, or a parse of it (events that did not pass a decoder).
 template <typename T, typename Parse>
 Result<T> decodedOr(const ResourceEvent& e, Parse parse) {
@@ -66,35 +96,17 @@ std::vector<lb::PodRecord> ServiceSync::podRecords(const std::set<std::string>& 
     ips[{nsOrDefault(rec.pod_namespace), rec.pod_name}] = rec.ip;
   }
   std::vector<lb::PodRecord> pods;
-  for (const auto& o : resources_.store().list(ResourceKind::kPod)) {
-    lb::PodRecord p;
-    p.ns = o["metadata"].value("namespace", "default");
-    if (!namespaces.empty() && !namespaces.count(p.ns)) {
+  for (const auto& [ns, named] : pods_) {
+    if (!namespaces.empty() && !namespaces.count(ns)) {
       continue;
     }
-    p.name = o["metadata"].value("name", "");
-    if (o["metadata"].contains("labels") && o["metadata"]["labels"].is_object()) {
-      for (const auto& [k, v] : o["metadata"]["labels"].items()) {
-        p.labels[k] = v.get<std::string>();
+    for (const auto& [name, facts] : named) {
+      lb::PodRecord p = facts;
+      if (auto it = ips.find({ns, name}); it != ips.end()) {
+        p.ip = it->second;
       }
+      pods.push_back(std::move(p));
     }
-    p.terminating = o["metadata"].contains("deletionTimestamp");
-    if (auto it = ips.find({p.ns, p.name}); it != ips.end()) {
-      p.ip = it->second;
-    }
-    if (!p.ip && o.contains("status") && o["status"].is_object() && o["status"].contains("podIP")) {
-      p.ip = o["status"]["podIP"].is_string() ? Ipv4::parse(o["status"]["podIP"].get<std::string>()) : std::nullopt;
-    }
-    for (const auto& [name, port] : podNamedPorts(o)) {
-      p.named_ports[name] = port;
-    }
-    // Where the pod runs (externalTrafficPolicy: Local and the health checks keep to this node's endpoints); a pod
-    // without spec.nodeName counts as local, as the planner treats an endpoint without a nodeName.
-    if (o.contains("spec") && o["spec"].is_object() && o["spec"].contains("nodeName") &&
-        o["spec"]["nodeName"].is_string()) {
-      p.node_name = o["spec"]["nodeName"].get<std::string>();
-    }
-    pods.push_back(std::move(p));
   }
   return pods;
 }
@@ -276,9 +288,19 @@ bool ServiceSync::track(const ResourceEvent& e) {
       }
       return true;
     }
-    case ResourceKind::kPod:
-      podsChanged(nsOrDefault(e.key.namespace_name));
+    case ResourceKind::kPod: {
+      std::string ns = nsOrDefault(e.key.namespace_name);
+      if (e.type == ResourceEventType::kUpsert && e.object.is_object()) {
+        pods_[ns][e.key.name] = podFacts(ns, e.key.name, e.object);
+      } else if (auto it = pods_.find(ns); it != pods_.end()) {
+        it->second.erase(e.key.name);
+        if (it->second.empty()) {
+          pods_.erase(it);
+        }
+      }
+      podsChanged(ns);
       return true;
+    }
     default:
       if (e.type == ResourceEventType::kSynced) {
         dirty_all_ = true;

@@ -114,8 +114,10 @@ TEST_CASE("services: healthCheckNodePort is published with this node's ready end
 TEST_CASE("services: endpoints derived from pods count as local by spec.nodeName", "[unit][services][health-check]") {
   FakeServiceMaps maps;
   Services s(maps);
-  std::vector<ResourceEvent> changed;
-  s.resources.apply({pod("a", "10.0.0.31", "n1"), pod("b", "10.0.0.32", "n2"), pod("c", "10.0.0.33", "n1")}, &changed);
+  for (const auto& [name, address, node] : {std::tuple{"a", "10.0.0.31", "n1"}, std::tuple{"b", "10.0.0.32", "n2"},
+                                           std::tuple{"c", "10.0.0.33", "n1"}}) {
+    s.track(event(ResourceEventType::kUpsert, ResourceKind::kPod, name, pod(name, address, node)));
+  }
   REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService(true))));
   REQUIRE(s.sync.sync({}).ok());
   REQUIRE_FALSE(s.listeners.published.empty());
@@ -152,4 +154,38 @@ TEST_CASE("services: source ranges reach the maps; a full range map fails the sy
   CHECK(k.prefixlen == 32 + 24);
   CHECK(k.address == ip("198.51.100.0").networkOrder());
   CHECK(s.listeners.published.size() == 1);
+}
+
+TEST_CASE("services: a selector service follows its pods' events (added, relabelled, deleted, other namespaces)",
+          "[unit][services]") {
+  FakeServiceMaps maps;
+  Services s(maps);
+  auto backends = [&] {
+    std::set<std::string> out;
+    for (const auto& [id, b] : maps.state.backends) {
+      char text[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &b.address, text, sizeof(text));
+      out.insert(text);
+    }
+    return out;
+  };
+  s.track(event(ResourceEventType::kUpsert, ResourceKind::kPod, "a", pod("a", "10.0.0.31", "n1")));
+  s.track(event(ResourceEventType::kUpsert, ResourceKind::kPod, "b", pod("b", "10.0.0.32", "n1")));
+  auto elsewhere = pod("x", "10.0.0.39", "n1");
+  elsewhere["metadata"]["namespace"] = "other";
+  s.track(ResourceEvent{ResourceEventType::kUpsert, ResourceKey{ResourceKind::kPod, "other", "x"}, elsewhere});
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", lbService(true))));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(backends() == std::set<std::string>{"10.0.0.31", "10.0.0.32"});
+
+  auto relabelled = pod("a", "10.0.0.31", "n1");
+  relabelled["metadata"]["labels"]["app"] = "db";
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kPod, "a", relabelled)));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(backends() == std::set<std::string>{"10.0.0.32"});
+
+  REQUIRE(s.track(event(ResourceEventType::kDelete, ResourceKind::kPod, "b", nullptr)));
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kPod, "c", pod("c", "10.0.0.33", "n2"))));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(backends() == std::set<std::string>{"10.0.0.33"});
 }

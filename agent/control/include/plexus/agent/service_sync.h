@@ -3,7 +3,9 @@
 // endpoints derived from pods (labels from the manifests, addresses from CNI), as the EndpointSlice controller
 // would. Tracks which services an event touches, and programs them through the ServiceManager: incrementally, or in
 // full after a restart, a resync or a failed write. The objects themselves stay in the resource store, once: a sync
-// parses the ones it needs (the events' own objects while they are pending). Reconcile thread only.
+// parses the ones it needs (the events' own objects while they are pending). Of each Pod it keeps the few facts a
+// selector service derives endpoints from, so that a sync does not decode every pod of the namespace from the store.
+// Reconcile thread only.
 
 #include <map>
 #include <optional>
@@ -70,6 +72,9 @@ class ServiceSync {
   // Objects parsed from events since the last sync (it would parse them again from the store otherwise).
   std::map<std::string, lb::Service> pending_services_;
   std::map<ResourceKey, lb::EndpointSlice> pending_slices_;
+  // Each Pod's labels, named ports, node, phase and status.podIP, by namespace and name (the address from CNI is
+  // added at a sync); from the Pod events.
+  std::map<std::string, std::map<std::string, lb::PodRecord>> pods_;
   std::set<std::string> dirty_;
   bool dirty_all_ = true;
   bool endpoints_restored_ = false;
