@@ -1,5 +1,7 @@
 #include "plexus/agent/controller.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -230,7 +232,16 @@ void Controller::changed(const std::vector<ResourceEvent>& events) {
       return pod ? (ns == e.key.namespace_name && rec.pod_name == e.key.name) : ns == e.key.name;
     });
   }
-  regenerate();  // policies or identities may have changed; unchanged endpoints are skipped
+  // Policies or identities may have changed (unchanged endpoints are skipped). Services and slices are no input of
+  // policy (toServices is refused), and a bulk apply of them commits in many groups: each would walk every
+  // identity again for nothing. A policy install that failed earlier is retried by tick().
+  bool policy_inputs = std::any_of(events.begin(), events.end(), [](const ResourceEvent& e) {
+    return e.type == ResourceEventType::kSynced ||
+           (e.key.kind != ResourceKind::kService && e.key.kind != ResourceKind::kEndpointSlice);
+  });
+  if (policy_inputs) {
+    regenerate();
+  }
   p_.identities.flush();  // what the remote pods of this batch acquired or released, in one snapshot
 }
 

@@ -10,6 +10,12 @@ namespace plexus::agent {
 
 namespace {
 std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
+std::string labelKey(const std::string& ns, const std::string& k, const std::string& v) {
+  std::string key;
+  key.reserve(ns.size() + k.size() + v.size() + 2);
+  key.append(ns).append(1, '\0').append(k).append(1, '=').append(v);
+  return key;
+}
 
 // What a selector service needs of a Pod manifest (validated by validatePod); the address from CNI is added later.
 lb::PodRecord podFacts(const std::string& ns, const std::string& name, const nlohmann::json& o) {
@@ -87,28 +93,52 @@ std::vector<lb::Service> ServiceSync::services() const {
   return out;
 }
 
-std::vector<lb::PodRecord> ServiceSync::podRecords(const std::set<std::string>& namespaces,
-                                                   const std::vector<EndpointRecord>& endpoints) const {
-  // Pods as the EndpointSlice controller sees them: labels and ports from the manifest, the IP from CNI (or
-  // status.podIP when the manifest carries one).
-  std::map<std::pair<std::string, std::string>, Ipv4> ips;
+ServiceSync::PodIndex ServiceSync::podIndex(const std::set<std::string>& namespaces,
+                                           const std::vector<EndpointRecord>& endpoints) const {
+  PodIndex index;
   for (const auto& rec : endpoints) {
-    ips[{nsOrDefault(rec.pod_namespace), rec.pod_name}] = rec.ip;
+    index.ips[{nsOrDefault(rec.pod_namespace), rec.pod_name}] = rec.ip;
   }
-  std::vector<lb::PodRecord> pods;
-  for (const auto& [ns, named] : pods_) {
-    if (!namespaces.empty() && !namespaces.count(ns)) {
+  for (const auto& ns : namespaces) {
+    auto it = pods_.find(ns);
+    if (it == pods_.end()) {
       continue;
     }
-    for (const auto& [name, facts] : named) {
-      lb::PodRecord p = facts;
-      if (auto it = ips.find({ns, name}); it != ips.end()) {
-        p.ip = it->second;
+    for (const auto& [name, pod] : it->second) {
+      for (const auto& [k, v] : pod.labels) {
+        index.by_label[labelKey(ns, k, v)].push_back(&pod);
       }
-      pods.push_back(std::move(p));
     }
   }
-  return pods;
+  return index;
+}
+
+std::vector<lb::PodRecord> ServiceSync::selectable(const lb::Service& svc, const PodIndex& index) {
+  // Pods as the EndpointSlice controller sees them: labels and ports from the manifest, the IP from CNI (or
+  // status.podIP when the manifest carries one). Only those carrying the least common of the selector's labels:
+  // deriveSlices() matches the whole selector.
+  const std::vector<const lb::PodRecord*>* fewest = nullptr;
+  for (const auto& [k, v] : svc.selector) {
+    auto it = index.by_label.find(labelKey(svc.ns, k, v));
+    if (it == index.by_label.end()) {
+      return {};  // no pod carries this label
+    }
+    if (!fewest || it->second.size() < fewest->size()) {
+      fewest = &it->second;
+    }
+  }
+  std::vector<lb::PodRecord> out;
+  if (!fewest) {
+    return out;  // no selector: endpoints come only from the slices the user applies
+  }
+  out.reserve(fewest->size());
+  for (const auto* pod : *fewest) {
+    out.push_back(*pod);
+    if (auto ip = index.ips.find({pod->ns, pod->name}); ip != index.ips.end()) {
+      out.back().ip = ip->second;
+    }
+  }
+  return out;
 }
 
 void ServiceSync::podsChanged(const std::string& ns) {
@@ -164,10 +194,10 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
   pending_services_.clear();
   pending_slices_.clear();
   if (!namespaces.empty()) {
-    auto pods = podRecords(namespaces, endpoints);
+    auto index = podIndex(namespaces, endpoints);
     for (const auto& [key, svc] : changed) {
       if (svc && !slices.count(key)) {
-        slices[key] = lb::deriveSlices(*svc, pods);
+        slices[key] = lb::deriveSlices(*svc, selectable(*svc, index));
       }
     }
   }

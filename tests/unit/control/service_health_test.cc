@@ -188,4 +188,18 @@ TEST_CASE("services: a selector service follows its pods' events (added, relabel
   REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kPod, "c", pod("c", "10.0.0.33", "n2"))));
   REQUIRE(s.sync.sync({}).ok());
   CHECK(backends() == std::set<std::string>{"10.0.0.33"});
+
+  // Every label of the selector must match, whichever of them is the least common among the pods.
+  auto tiered = pod("d", "10.0.0.34", "n1");
+  tiered["metadata"]["labels"]["tier"] = "front";
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kPod, "d", tiered)));
+  auto narrow = lbService(true);
+  narrow["spec"]["selector"]["tier"] = "front";
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", narrow)));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(backends() == std::set<std::string>{"10.0.0.34"});
+  narrow["spec"]["selector"]["tier"] = "back";  // no pod carries it
+  REQUIRE(s.track(event(ResourceEventType::kUpsert, ResourceKind::kService, "web", narrow)));
+  REQUIRE(s.sync.sync({}).ok());
+  CHECK(backends().empty());
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "plexus/agent/endpoint_record.h"
@@ -46,8 +47,14 @@ class ServiceSync {
   const std::map<std::string, lb::HealthCheck>& healthChecks() const { return health_checks_; }
 
  private:
-  std::vector<lb::PodRecord> podRecords(const std::set<std::string>& namespaces,
-                                        const std::vector<EndpointRecord>& endpoints) const;
+  // The pods of some namespaces by label, and the addresses CNI gave pods, for deriving selector services' slices.
+  struct PodIndex {
+    std::unordered_map<std::string, std::vector<const lb::PodRecord*>> by_label;  // "ns\0key=value" -> pods
+    std::map<std::pair<std::string, std::string>, Ipv4> ips;                       // (ns, name) -> address
+  };
+  PodIndex podIndex(const std::set<std::string>& namespaces, const std::vector<EndpointRecord>& endpoints) const;
+  // The pods a selector service may select, with their addresses (a superset: deriveSlices() matches them).
+  static std::vector<lb::PodRecord> selectable(const lb::Service& svc, const PodIndex& index);
   // A service ("ns/name") or a slice: pending from an event, else parsed from the store (nullopt: gone or invalid).
   std::optional<lb::Service> service(const std::string& key) const;
   std::optional<lb::EndpointSlice> slice(const ResourceKey& key) const;
