@@ -4,13 +4,16 @@
 # the nat table kube-proxy's iptables mode writes for the same services (KUBE-SERVICES -> KUBE-SVC-* with statistic
 # random over 3 KUBE-SEP-* DNAT chains). Then P CiliumNetworkPolicies and, in the last round, E pods wired through
 # plexus-cni on top, and the agent's RSS after each step
-# (absolute; Maglev tables are kernel memory and not in it: their size is printed too).
+# (absolute; Maglev tables are kernel memory and not in it: their size is printed too). Then, into another fresh node,
+# S selector Services over S Pods of another node (the agent derives each service's endpoints from the pods' labels,
+# as the EndpointSlice controller would), against iptables-restore of kube-proxy's rules for them (one endpoint each).
 set -euo pipefail
 BUILD="$(realpath "${1:-build}")"
 cd "$(dirname "$0")/.."
 N="${N:-10000}"
 P="${P:-1000}"
 E="${E:-1000}"  # endpoints (pods wired through plexus-cni) added after the policies, for the memory figure
+S="${S:-5000}"  # selector services (and pods) of the last step; 0 skips it
 ROUNDS="${ROUNDS:-3}"
 source ./lib.sh
 trap bench_cleanup EXIT
@@ -77,9 +80,49 @@ spec:
 ---
 """)
 PY
+python3 - "$S" "$WORK" <<'PY'
+import hashlib, sys
+s, work = int(sys.argv[1]), sys.argv[2]
+h = lambda t: hashlib.sha256(t.encode()).hexdigest()[:16].upper()
+ip = lambda i: f"10.209.{i // 250}.{i % 250 + 1}"
+with open(f"{work}/pods.yaml", "w") as y:
+    y.write("apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDR: 10.209.0.0/16}\n"
+            "status: {addresses: [{type: InternalIP, address: 192.168.77.2}]}\n---\n")
+    for i in range(s):
+        y.write(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: p{i}, namespace: bench, labels: {{app: a{i}, tier: web}}}}
+spec: {{nodeName: other, containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}]}}]}}
+status: {{podIP: {ip(i)}}}
+---
+""")
+with open(f"{work}/sel.yaml", "w") as y:
+    for i in range(s):
+        y.write(f"""apiVersion: v1
+kind: Service
+metadata: {{name: s{i}, namespace: bench}}
+spec: {{clusterIP: 10.100.{i // 250}.{i % 250 + 1}, selector: {{app: a{i}, tier: web}}, ports: [{{name: http, port: 80, targetPort: http}}]}}
+---
+""")
+rules, chains = [], []
+for i in range(s):
+    svc, sep = "KUBE-SVC-" + h(f"s{i}"), "KUBE-SEP-" + h(f"s{i}0")
+    chains += [svc, sep]
+    rules.append(f'-A KUBE-SERVICES -d 10.100.{i // 250}.{i % 250 + 1}/32 -p tcp -m comment --comment "bench/s{i}:http cluster IP" -m tcp --dport 80 -j {svc}')
+    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -j {sep}')
+    rules.append(f'-A {sep} -s {ip(i)}/32 -m comment --comment "bench/s{i}:http" -j KUBE-MARK-MASQ')
+    rules.append(f'-A {sep} -p tcp -m comment --comment "bench/s{i}:http" -m tcp -j DNAT --to-destination {ip(i)}:8080')
+with open(f"{work}/sel.rules", "w") as r:
+    r.write("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
+    r.write(":KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n")
+    r.write("".join(f":{c} - [0:0]\n" for c in chains))
+    r.write("-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\n")
+    r.write("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n")
+    r.write("\n".join(rules) + "\nCOMMIT\n")
+PY
 echo "bench apply: $N services ($(du -h "$WORK/svc.yaml" | cut -f1) of YAML), $(grep -c '^-A' "$WORK/rules") iptables rules" >&2
 
-ours=(); theirs=(); rss_svc=(); rss_pol=(); rss_eps=""; added=0
+ours=(); theirs=(); rss_svc=(); rss_pol=(); rss_eps=""; added=0; sel_ours=(); sel_theirs=()
 for r in $(seq 1 "$ROUNDS"); do
   node="bap$r$BENCH_ID"; ipt="bai$r$BENCH_ID"
   bench_start_agent "$node" 10.208.0.0/21
@@ -100,12 +143,34 @@ for r in $(seq 1 "$ROUNDS"); do
   bench_stop_agent
   ip netns del "$ipt"
   echo "bench apply: round $r: plexus apply ${ours[-1]} ms, iptables-restore ${theirs[-1]} ms, RSS ${rss_svc[-1]} / ${rss_pol[-1]} MiB" >&2
+  if [ "$S" -gt 0 ]; then
+    bench_start_agent "bas$r$BENCH_ID" 10.208.0.0/21
+    bench_netns "$ipt"
+    "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/pods.yaml" >/dev/null
+    t0=$(date +%s%N); "${CLI[@]}" --socket "$PLEXUS_SOCK" apply -f "$WORK/sel.yaml" >/dev/null; sel_ours+=("$(ms_since "$t0")")
+    t0=$(date +%s%N); ip netns exec "$ipt" iptables-restore <"$WORK/sel.rules"; sel_theirs+=("$(ms_since "$t0")")
+    # Each service derived its one endpoint: the last one's backend is its pod.
+    last=$((S - 1))
+    "${CLI[@]}" --socket "$PLEXUS_SOCK" service get "bench/s$last" -o json | python3 -c '
+import json, sys
+want = sys.argv[1]
+got = [b["address"] for f in json.load(sys.stdin)["service"]["frontends"] for b in f.get("backends", [])]
+sys.exit(0 if got == [want] else "bench apply: selector service s%s has backends %s, not [%s]" % (sys.argv[2], got, want))
+' "10.209.$((last / 250)).$((last % 250 + 1))" "$last"
+    bench_stop_agent
+    ip netns del "$ipt"
+    echo "bench apply: round $r: $S selector services over $S pods ${sel_ours[-1]} ms, iptables-restore ${sel_theirs[-1]} ms" >&2
+  fi
 done
 med() { printf '%s\n' "$@" | bench_median; }
 bench_emit apply "plexus apply of $N Services + 3-backend EndpointSlices, wall (ms) / iptables-restore of kube-proxy's rules" \
   "$(med "${ours[@]}")" "$(med "${theirs[@]}")" lower
 bench_emit apply "agent RSS after $N services (MiB; absolute)" "$(med "${rss_svc[@]}")" 0 lower
 bench_emit apply "agent RSS after $N services + $P CiliumNetworkPolicies (MiB; absolute)" "$(med "${rss_pol[@]}")" 0 lower
+if [ "$S" -gt 0 ]; then
+  bench_emit apply "plexus apply of $S selector Services over $S Pods (endpoints derived by the agent), wall (ms) / iptables-restore of kube-proxy's rules" \
+    "$(med "${sel_ours[@]}")" "$(med "${sel_theirs[@]}")" lower
+fi
 if [ -n "$rss_eps" ]; then
   bench_emit apply "agent RSS after $N services + $P CiliumNetworkPolicies + $added endpoints (MiB; absolute)" "$rss_eps" 0 lower
 fi
