@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(cni cni_grpc manifest flow_filter k8s_watch grpc_requests hubble_request)
+  targets=(cni cni_grpc manifest flow_filter k8s_watch grpc_requests hubble_request journal)
 fi
 jobs="${JOBS:-$(nproc)}"
 
