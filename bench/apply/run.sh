@@ -24,10 +24,35 @@ ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 # The agent's RSS at rest: the agent hands a bulk apply's freed memory back within a second of answering.
 rss_at_rest() { sleep 1.5; awk '/VmRSS/ {print $2 / 1024}' "/proc/$PLEXUS_AGENT_PID/status"; }
 
-python3 - "$N" "$WORK" <<'PY'
+python3 - "$N" "$S" "$WORK" <<'PY'
 import hashlib, sys
-n, work = int(sys.argv[1]), sys.argv[2]
-h = lambda s: hashlib.sha256(s.encode()).hexdigest()[:16].upper()
+n, s, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+h = lambda t: hashlib.sha256(t.encode()).hexdigest()[:16].upper()
+
+def kube_proxy_rules(path, services):
+    """The nat table kube-proxy's iptables mode writes: (name, cluster IP, backend addresses) per service, port 80
+    to 8080, statistic random over the backends."""
+    chains, rules = [], []
+    for name, vip, backends in services:
+        svc = "KUBE-SVC-" + h(name)
+        seps = ["KUBE-SEP-" + h(f"{name}{k}") for k in range(len(backends))]
+        chains += [svc] + seps
+        rules.append(f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "bench/{name}:http cluster IP" -m tcp --dport 80 -j {svc}')
+        for k, sep in enumerate(seps):
+            pick = "" if k == len(seps) - 1 else f" -m statistic --mode random --probability {1 / (len(seps) - k):.11f}"
+            rules.append(f'-A {svc} -m comment --comment "bench/{name}:http"{pick} -j {sep}')
+        for sep, be in zip(seps, backends):
+            rules.append(f'-A {sep} -s {be}/32 -m comment --comment "bench/{name}:http" -j KUBE-MARK-MASQ')
+            rules.append(f'-A {sep} -p tcp -m comment --comment "bench/{name}:http" -m tcp -j DNAT --to-destination {be}:8080')
+    with open(path, "w") as r:
+        r.write("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
+        r.write(":KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n")
+        r.write("".join(f":{c} - [0:0]\n" for c in chains))
+        r.write("-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\n")
+        r.write("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n")
+        r.write("\n".join(rules) + "\nCOMMIT\n")
+
+vip = lambda i: f"10.100.{i // 250}.{i % 250 + 1}"
 be = lambda i, k: f"10.{213 + k}.{i // 250 % 250}.{i % 250 + 1}"
 with open(f"{work}/svc.yaml", "w") as y:
     for i in range(n):
@@ -35,7 +60,7 @@ with open(f"{work}/svc.yaml", "w") as y:
         y.write(f"""apiVersion: v1
 kind: Service
 metadata: {{name: s{i}, namespace: bench}}
-spec: {{clusterIP: 10.100.{i // 250}.{i % 250 + 1}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+spec: {{clusterIP: {vip(i)}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -45,26 +70,30 @@ ports: [{{name: http, port: 8080, protocol: TCP}}]
 endpoints:
 {eps}---
 """)
-chains, rules = [], []
-for i in range(n):
-    svc = "KUBE-SVC-" + h(f"s{i}")
-    seps = ["KUBE-SEP-" + h(f"s{i}{k}") for k in range(3)]
-    chains += [svc] + seps
-    vip = f"10.100.{i // 250}.{i % 250 + 1}"
-    rules.append(f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "bench/s{i}:http cluster IP" -m tcp --dport 80 -j {svc}')
-    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -m statistic --mode random --probability 0.33333333349 -j {seps[0]}')
-    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -m statistic --mode random --probability 0.50000000000 -j {seps[1]}')
-    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -j {seps[2]}')
-    for k, sep in enumerate(seps):
-        rules.append(f'-A {sep} -s {be(i, k)}/32 -m comment --comment "bench/s{i}:http" -j KUBE-MARK-MASQ')
-        rules.append(f'-A {sep} -p tcp -m comment --comment "bench/s{i}:http" -m tcp -j DNAT --to-destination {be(i, k)}:8080')
-with open(f"{work}/rules", "w") as r:
-    r.write("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
-    r.write(":KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n")
-    r.write("".join(f":{c} - [0:0]\n" for c in chains))
-    r.write("-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\n")
-    r.write("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n")
-    r.write("\n".join(rules) + "\nCOMMIT\n")
+kube_proxy_rules(f"{work}/rules", [(f"s{i}", vip(i), [be(i, k) for k in range(3)]) for i in range(n)])
+
+# The selector step: S pods on another node, S services selecting one each by two labels.
+pod_ip = lambda i: f"10.209.{i // 250}.{i % 250 + 1}"
+with open(f"{work}/pods.yaml", "w") as y:
+    y.write("apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDR: 10.209.0.0/16}\n"
+            "status: {addresses: [{type: InternalIP, address: 192.168.77.2}]}\n---\n")
+    for i in range(s):
+        y.write(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: p{i}, namespace: bench, labels: {{app: a{i}, tier: web}}}}
+spec: {{nodeName: other, containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}]}}]}}
+status: {{podIP: {pod_ip(i)}}}
+---
+""")
+with open(f"{work}/sel.yaml", "w") as y:
+    for i in range(s):
+        y.write(f"""apiVersion: v1
+kind: Service
+metadata: {{name: s{i}, namespace: bench}}
+spec: {{clusterIP: {vip(i)}, selector: {{app: a{i}, tier: web}}, ports: [{{name: http, port: 80, targetPort: http}}]}}
+---
+""")
+kube_proxy_rules(f"{work}/sel.rules", [(f"s{i}", vip(i), [pod_ip(i)]) for i in range(s)])
 PY
 python3 - "$P" "$WORK" <<'PY'
 import sys
@@ -79,46 +108,6 @@ spec:
   ingress: [{{fromEndpoints: [{{matchLabels: {{app: b{i}}}}}], toPorts: [{{ports: [{{port: "{8000 + i % 1000}", protocol: TCP}}]}}]}}]
 ---
 """)
-PY
-python3 - "$S" "$WORK" <<'PY'
-import hashlib, sys
-s, work = int(sys.argv[1]), sys.argv[2]
-h = lambda t: hashlib.sha256(t.encode()).hexdigest()[:16].upper()
-ip = lambda i: f"10.209.{i // 250}.{i % 250 + 1}"
-with open(f"{work}/pods.yaml", "w") as y:
-    y.write("apiVersion: v1\nkind: Node\nmetadata: {name: other}\nspec: {podCIDR: 10.209.0.0/16}\n"
-            "status: {addresses: [{type: InternalIP, address: 192.168.77.2}]}\n---\n")
-    for i in range(s):
-        y.write(f"""apiVersion: v1
-kind: Pod
-metadata: {{name: p{i}, namespace: bench, labels: {{app: a{i}, tier: web}}}}
-spec: {{nodeName: other, containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}]}}]}}
-status: {{podIP: {ip(i)}}}
----
-""")
-with open(f"{work}/sel.yaml", "w") as y:
-    for i in range(s):
-        y.write(f"""apiVersion: v1
-kind: Service
-metadata: {{name: s{i}, namespace: bench}}
-spec: {{clusterIP: 10.100.{i // 250}.{i % 250 + 1}, selector: {{app: a{i}, tier: web}}, ports: [{{name: http, port: 80, targetPort: http}}]}}
----
-""")
-rules, chains = [], []
-for i in range(s):
-    svc, sep = "KUBE-SVC-" + h(f"s{i}"), "KUBE-SEP-" + h(f"s{i}0")
-    chains += [svc, sep]
-    rules.append(f'-A KUBE-SERVICES -d 10.100.{i // 250}.{i % 250 + 1}/32 -p tcp -m comment --comment "bench/s{i}:http cluster IP" -m tcp --dport 80 -j {svc}')
-    rules.append(f'-A {svc} -m comment --comment "bench/s{i}:http" -j {sep}')
-    rules.append(f'-A {sep} -s {ip(i)}/32 -m comment --comment "bench/s{i}:http" -j KUBE-MARK-MASQ')
-    rules.append(f'-A {sep} -p tcp -m comment --comment "bench/s{i}:http" -m tcp -j DNAT --to-destination {ip(i)}:8080')
-with open(f"{work}/sel.rules", "w") as r:
-    r.write("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
-    r.write(":KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n")
-    r.write("".join(f":{c} - [0:0]\n" for c in chains))
-    r.write("-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\n")
-    r.write("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n")
-    r.write("\n".join(rules) + "\nCOMMIT\n")
 PY
 echo "bench apply: $N services ($(du -h "$WORK/svc.yaml" | cut -f1) of YAML), $(grep -c '^-A' "$WORK/rules") iptables rules" >&2
 
