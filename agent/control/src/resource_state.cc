@@ -1,6 +1,5 @@
 #include "plexus/agent/resource_state.h"
 
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -138,7 +137,7 @@ Result<std::vector<ResourceEvent>> ResourceState::restore() {
 }
 
 void ResourceState::persist(const std::vector<ResourceEvent>& events, bool durable) {
-  // Each change is one appended line, made durable with one fsync per call (a request's groups: one per request,
+  // Each change is one appended record, made durable with one fsync per call (a request's groups: one per request,
   // in flush()), so a change costs the same whatever the number of objects stored. When the journal outgrows the
   // store it is folded into a new snapshot (amortised O(1) per change).
   // An upsert is written as the store's CBOR of the object (a binary record), not encoded again; a delete as a text
@@ -213,7 +212,8 @@ Result<JournalEntries> readJournal(std::string_view journal, const std::string& 
     }
     size_t end = journal.find('\n', at);
     bool last = end == std::string_view::npos || end + 1 == journal.size();
-    auto entry = nlohmann::json::parse(journal.substr(at, end == std::string_view::npos ? end : end - at), nullptr, false);
+    auto entry = nlohmann::json::parse(journal.substr(at, end == std::string_view::npos ? end : end - at), nullptr,
+                                       false);
     if (entry.is_discarded() || !entry.is_object()) {
       if (last) {
         out.cut = true;

@@ -91,13 +91,7 @@ Status ResourceStore::normalise(nlohmann::json* object, ResourceKey* key) const 
     return makeError(ErrorCode::kInvalidArgument, "object: must be a map");
   }
   auto& o = *object;
-  // Named in errors only: described when one is made (before this function changed the object: its own words).
-  auto what = [text = std::string(), &o]() mutable -> const std::string& {
-    if (text.empty()) {
-      text = describeObject(o);
-    }
-    return text;
-  };
+  auto what = [&o] { return describeObject(o); };  // for an error's message only: not built for every object
   if (!o.contains("apiVersion") || !o["apiVersion"].is_string() || !o.contains("kind") || !o["kind"].is_string()) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("{}: apiVersion and kind: required strings", what()));
   }
