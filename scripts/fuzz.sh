@@ -6,7 +6,8 @@
 #     --seconds N   how long each target runs (default: $FUZZ_SECONDS, else 60); make test runs 5
 #     --build DIR   the fuzz build directory (default: build-fuzz)
 #     --seed N      libFuzzer's random seed (default 0: a new one each run); make test uses 1, so a run repeats
-#     target        cni cni_grpc manifest flow_filter k8s_watch grpc_requests hubble_request (default: all)
+#     --build-only  builds the targets and stops (run-tests.sh builds them in the background during ctest)
+#     target        cni cni_grpc manifest flow_filter k8s_watch grpc_requests hubble_request journal (default: all)
 # JOBS (default: nproc) sets the build's parallelism; FUZZ_OPT (-O0, or -O1) the optimisation of a new build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,13 +15,15 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 build=build-fuzz
 seed=0
+build_only=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --build-only) build_only=1; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -49,6 +52,9 @@ if ! cmake --build "${build}" "${bins[@]}" -j "${jobs}" >"${build}/fuzz-build.lo
   exit 1
 fi
 echo "fuzz: built ${#targets[@]} targets in $(( $(date +%s) - start )) s (${build})"
+if [ ${build_only} -eq 1 ]; then
+  exit 0
+fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"

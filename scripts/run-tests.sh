@@ -9,7 +9,9 @@
 #            k8s_client    [k8s] the Kubernetes client against the wire-protocol test API server
 #   helm   chart tests (helm/tests/run.sh: lint, template, node --test), when the script exists
 #   fuzz   every libFuzzer target briefly (FUZZ_TEST_SECONDS, default 5 s each) from its committed corpus, so a
-#          crash found once stays found (scripts/fuzz.sh, its own build-fuzz tree; docs/fuzzing.md)
+#          crash found once stays found (scripts/fuzz.sh, its own build-fuzz tree; docs/fuzzing.md). Its clang
+#          build starts in the background at the lowest CPU priority while ctest runs (netns_e2e keeps about 60%
+#          of one CPU busy and waits the rest), so the tests come first and CI does not wait for the two in a row.
 # Each tier reports on its own line; the script exits non-zero if any tier failed. One ctest tier alone:
 # make unit, make bpf-test, make netns-test, make k8s-test.
 set -uo pipefail
@@ -28,6 +30,12 @@ run_tier() {
   fi
 }
 
+fuzz_build_log="$(mktemp)"
+# A process group of its own (setsid), so that an interrupted run stops the compilers too.
+setsid nice -n 19 bash scripts/fuzz.sh --build-only >"${fuzz_build_log}" 2>&1 &
+fuzz_build=$!
+trap 'kill -- -"${fuzz_build}" 2>/dev/null; rm -f "${fuzz_build_log}"' EXIT
+
 # ctest runs each binary; Catch2 prints the failing assertions. A per-test timeout keeps CI bounded.
 run_tier ctest ctest --test-dir "${build}" --output-on-failure --timeout 900
 
@@ -35,6 +43,9 @@ if [ -x helm/tests/run.sh ] || [ -f helm/tests/run.sh ]; then
   run_tier helm bash helm/tests/run.sh
 fi
 
+# The fuzz tier's own build step then finds the tree built (or builds what is left, and reports a failure).
+wait "${fuzz_build}"
+cat "${fuzz_build_log}"
 run_tier fuzz bash scripts/fuzz.sh --seconds "${FUZZ_TEST_SECONDS:-5}" --seed 1
 
 if [ ${#failed[@]} -gt 0 ]; then
