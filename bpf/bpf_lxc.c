@@ -36,7 +36,8 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
   c->t.is_reply = pt->is_reply;
   c->t.rule_id = pt->rule_id;
   if (pt->audit) {
-    c->audit = pt->audit;
+    c->audit = 1;
+    c->audit_reason = pt->audit_reason;
   }
 }
 
@@ -215,7 +216,8 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
      * reply) the egress rule. A drop here is ingress's alone. */
     c->t.rule_id = (pt.rule_id || ret < 0) ? pt.rule_id : egress_rule;
     if (pt.audit) {
-      c->audit = pt.audit;
+      c->audit = 1;
+      c->audit_reason = pt.audit_reason;
     }
     if (ret < 0) {
       c->direction = PLEXUS_DIR_INGRESS;

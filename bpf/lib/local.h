@@ -35,6 +35,7 @@ static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_c
     c->t.is_reply = pt.is_reply;
     c->t.rule_id = pt.rule_id;
     c->audit = pt.audit;
+    c->audit_reason = pt.audit_reason;
     if (ret < 0) {
       return ret;
     }

@@ -138,7 +138,11 @@ static __always_inline int policy_verdict(__u16 ep_id, __u32 peer, __u8 dir, __u
 struct policy_trace {
   __u8 notify;   /* a new connection, or new TCP flags on a known one */
   __u8 is_reply;
-  __u8 audit;    /* audit mode: the reason the policy would have dropped the packet for (0: none) */
+  __u8 audit;    /* audit mode: the policy would have dropped the packet (0: no) */
+  /* ... and the reason it would have. Apart from the flag and never branched on, so that the verifier's states after
+   * an audited verdict differ in one bit only: with the reason in the flag, it walked the rest of from-container once
+   * per reason (559,932 processed instructions instead of 341,294 with audit, tunnel and DSR). */
+  __u8 audit_reason;
   __u32 rule_id; /* the rule that decided a judged packet (0: none, or not judged) */
 };
 
@@ -206,7 +210,8 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
   }
   int ret = policy_verdict(ep_id, peer, dir, f->proto, flow4_policy_port(f), &pt->rule_id);
   if (ret < 0 && cfg_policy_audit) {
-    pt->audit = (__u8)(-ret); /* reported as AUDIT; the connection goes on as if allowed */
+    pt->audit = 1; /* reported as AUDIT; the connection goes on as if allowed */
+    pt->audit_reason = (__u8)(-ret);
     ret = 0;
   }
   if (ret < 0) {

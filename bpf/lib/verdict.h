@@ -18,7 +18,8 @@ struct verdict_ctx {
   __u8 refused;     /* the packet was turned into a refusal to its sender (no backend): a drop of `reason` for
                      * counters and events, though the program returns the redirect of the refusal */
   __u8 resolve_src; /* the source identity is not known yet: look it up in the ipcache when reporting */
-  __u8 audit;       /* policy audit mode: the packet passed though policy would have dropped it for this reason */
+  __u8 audit;       /* policy audit mode: the packet passed though policy would have dropped it... */
+  __u8 audit_reason; /* ... for this reason (struct policy_trace says why apart) */
   struct trace_info t;
 };
 
@@ -68,7 +69,7 @@ static __always_inline int verdict_exit(struct __sk_buff *skb, struct verdict_ct
     if (c->audit) {
       verdict = PLEXUS_VERDICT_AUDIT; /* with the reason it would have been dropped for */
     }
-    events_emit(&c->t, verdict, c->audit ? c->audit : c->reason, c->direction, skb->len);
+    events_emit(&c->t, verdict, c->audit ? c->audit_reason : c->reason, c->direction, skb->len);
   }
   return ret;
 }

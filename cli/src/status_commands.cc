@@ -134,9 +134,11 @@ int status(const Context& c, bool verbose) {
   std::cout << "Programs:\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : r.programs()) {
-    rows.push_back({"  " + p.name(), std::to_string(p.id()), p.attach_point()});
+    // The verifier's work at load, against its limit of 1,000,000 processed instructions.
+    rows.push_back({"  " + p.name(), std::to_string(p.id()), p.attach_point(),
+                    fmt::format("{} ({:.1f}%)", p.verified_insns(), p.verified_insns() / 10000.0)});
   }
-  std::cout << renderTable({"  NAME", "ID", "ATTACHED"}, rows);
+  std::cout << renderTable({"  NAME", "ID", "ATTACHED", "VERIFIED INSNS"}, rows);
   std::cout << "Maps:\n";
   rows.clear();
   for (const auto& m : r.maps()) {

@@ -309,6 +309,18 @@ TEST_CASE("multinode: pods on different nodes reach each other (ICMP, TCP, UDP, 
     auto st = f.node(i).cli({"status"});
     INFO("node " << i << " status: " << st.out);
     CHECK(st.out.find("Host: BPF") != std::string::npos);
+    CHECK(st.out.find("VERIFIED INSNS") != std::string::npos);
+    // Every loaded program with the verifier's cost; the tunnel device's programs in tunnel mode only.
+    auto st_json = nlohmann::json::parse(f.node(i).cli({"status", "-o", "json"}).out, nullptr, false);
+    REQUIRE(st_json.contains("programs"));
+    bool overlay_listed = false;
+    for (const auto& prog : st_json["programs"]) {
+      INFO(prog.dump());
+      CHECK(prog.value("verified_insns", 0) > 0);
+      CHECK(prog.value("verified_insns", 0) < 1000000);
+      overlay_listed = overlay_listed || prog.value("name", "") == "plexus_from_overlay";
+    }
+    CHECK(overlay_listed == (mode == "tunnel"));
     if (mode == "native") {
       CHECK(reasonPackets(f.node(i), "FORWARDED_FIB") > 0);
     }

@@ -248,27 +248,29 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
   resp->set_started_unix(state_.started_unix);
   state_.reconciler
       .submit([&] {
-        for (const auto& p : state_.lxc->programs()) {
+        auto add = [&](const datapath::ProgramHandle& p, std::string attach_point) {
           auto* out = resp->add_programs();
           out->set_name(p.name);
           out->set_id(p.id);
-          out->set_attach_point(p.name == "plexus_from_container" ? "tc ingress, lxc* (per endpoint)"
-                                                                   : "tc egress, lxc* (per endpoint)");
+          out->set_attach_point(std::move(attach_point));
+          out->set_verified_insns(p.verified_insns);
+        };
+        for (const auto& p : state_.lxc->programs()) {
+          add(p, p.name == "plexus_from_container" ? "tc ingress, lxc* (per endpoint)" : "tc egress, lxc* (per endpoint)");
         }
         if (state_.host) {
           for (const auto& p : state_.host->programs()) {
-            auto* out = resp->add_programs();
-            out->set_name(p.name);
-            out->set_id(p.id);
-            out->set_attach_point(p.name == "plexus_from_netdev" ? "tc ingress, --devices" : "tc egress, --devices");
+            add(p, p.name == "plexus_from_netdev" ? "tc ingress, --devices" : "tc egress, --devices");
+          }
+        }
+        if (state_.overlay) {
+          for (const auto& p : state_.overlay->programs()) {
+            add(p, fmt::format("tc {}, {}", p.name == "plexus_from_overlay" ? "ingress" : "egress", kTunnelDevice));
           }
         }
         if (state_.sock) {
           for (const auto& p : state_.sock->programs()) {
-            auto* out = resp->add_programs();
-            out->set_name(p.name);
-            out->set_id(p.id);
-            out->set_attach_point("cgroup " + state_.sock->cgroupPath());
+            add(p, "cgroup " + state_.sock->cgroupPath());
           }
         }
         for (const auto& m : state_.lxc->maps()) {

@@ -552,6 +552,7 @@ ProgramHandle programHandle(const bpf_program* prog) {
   ProgramHandle h{bpf_program__name(prog), 0};
   if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0) {
     h.id = info.id;
+    h.verified_insns = info.verified_insns;
   }
   return h;
 }

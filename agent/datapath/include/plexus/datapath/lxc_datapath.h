@@ -110,9 +110,15 @@ struct LbMaps {
 struct ProgramHandle {
   std::string name;
   uint32_t id = 0;
+  // Instructions the verifier processed when the program loaded (bpf_prog_info.verified_insns); its limit is
+  // kVerifierInsnLimit, and a load-time switch that enables more code can take a program there.
+  uint32_t verified_insns = 0;
 };
 
-// A loaded program's name and kernel id, for `plexus status`.
+// The kernel verifier's limit of processed instructions per program (BPF_COMPLEXITY_LIMIT_INSNS).
+inline constexpr uint32_t kVerifierInsnLimit = 1000000;
+
+// A loaded program's name, kernel id and verifier cost, for `plexus status`.
 ProgramHandle programHandle(const bpf_program* prog);
 
 struct PinnedMapInfo {
