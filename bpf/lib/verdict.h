@@ -19,7 +19,7 @@ struct verdict_ctx {
                      * counters and events, though the program returns the redirect of the refusal */
   __u8 resolve_src; /* the source identity is not known yet: look it up in the ipcache when reporting */
   __u8 audit;       /* policy audit mode: the packet passed though policy would have dropped it... */
-  __u8 audit_reason; /* ... for this reason (struct policy_trace says why apart) */
+  __u8 audit_reason; /* ... for this reason (apart from the flag: see struct policy_trace) */
   struct trace_info t;
 };
 
