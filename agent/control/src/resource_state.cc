@@ -10,9 +10,20 @@ namespace {
 std::string journalKey(const std::string& kind, const std::string& ns, const std::string& name) {
   return kind + "/" + ns + "/" + name;
 }
+// A restored entry's string member, "" when it is missing or is not a string (the store's restore then names the
+// object it refuses); json::value() would throw type_error for a number there.
+std::string stringMember(const nlohmann::json& o, const char* field) {
+  auto f = o.find(field);  // end() for a non-object too
+  return f != o.end() && f->is_string() ? f->get<std::string>() : "";
+}
+const nlohmann::json& metadataOf(const nlohmann::json& o) {
+  static const nlohmann::json kNone = nlohmann::json::object();
+  auto md = o.find("metadata");
+  return md != o.end() && md->is_object() ? *md : kNone;
+}
 std::string journalKey(const nlohmann::json& o) {
-  const auto& md = o.value("metadata", nlohmann::json::object());
-  return journalKey(o.value("kind", ""), md.value("namespace", ""), md.value("name", ""));
+  const auto& md = metadataOf(o);
+  return journalKey(stringMember(o, "kind"), stringMember(md, "namespace"), stringMember(md, "name"));
 }
 std::string nsOrDefault(const std::string& ns) { return ns.empty() ? "default" : ns; }
 constexpr char kJournalCbor = '\x01';  // starts a binary upsert record; a JSON text line never does
@@ -108,7 +119,7 @@ Result<std::vector<ResourceEvent>> ResourceState::restore() {
     for (auto& item : snapshot.value("items", nlohmann::json::array())) {
       objects[journalKey(item)] = item;
     }
-    uint64_t version = snapshot.value("resourceVersion", uint64_t{0});
+    uint64_t version = ResourceStore::snapshotVersion(snapshot);
     auto journal = readJournal(stored->journal, stored->journal_name);
     if (!journal.ok()) {
       return journal.error();
@@ -117,11 +128,10 @@ Result<std::vector<ResourceEvent>> ResourceState::restore() {
       spdlog::warn("{}: the last entry is incomplete (a write interrupted by a crash), ignored", stored->journal_name);
     }
     for (auto& entry : journal->entries) {
-      if (entry.value("op", "") == "delete") {
-        objects.erase(entry.value("key", ""));
+      if (stringMember(entry, "op") == "delete") {
+        objects.erase(stringMember(entry, "key"));
       } else if (entry.contains("object") && entry["object"].is_object()) {
-        const auto& rv = entry["object"].value(nlohmann::json::json_pointer("/metadata/resourceVersion"),
-                                                std::string("0"));
+        std::string rv = stringMember(metadataOf(entry["object"]), "resourceVersion");
         version = std::max<uint64_t>(version, std::strtoull(rv.c_str(), nullptr, 10));
         std::string key = journalKey(entry["object"]);
         objects[key] = std::move(entry["object"]);
@@ -202,7 +212,12 @@ Result<JournalEntries> readJournal(std::string_view journal, const std::string& 
         break;
       }
       const auto* bytes = reinterpret_cast<const std::uint8_t*>(journal.data() + at + 5);
-      auto object = nlohmann::json::from_cbor(bytes, bytes + len, true, false);
+      nlohmann::json object;
+      try {  // allow_exceptions=false still throws for a declared array or object size past max_size()
+        object = nlohmann::json::from_cbor(bytes, bytes + len, true, false);
+      } catch (const nlohmann::json::exception&) {
+        object = nlohmann::json::value_t::discarded;
+      }
       if (object.is_discarded() || !object.is_object()) {
         return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: entry {}: not an object's CBOR", name, n));
       }

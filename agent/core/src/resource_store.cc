@@ -260,6 +260,11 @@ nlohmann::json ResourceStore::snapshot() const {
   return {{"resourceVersion", resource_version_}, {"items", items}};
 }
 
+uint64_t ResourceStore::snapshotVersion(const nlohmann::json& snapshot) {
+  auto v = snapshot.find("resourceVersion");
+  return v != snapshot.end() && v->is_number_unsigned() ? v->get<uint64_t>() : 0;
+}
+
 Result<std::vector<ResourceEvent>> ResourceStore::restore(const nlohmann::json& snapshot) {
   if (!snapshot.is_object() || !snapshot.contains("items") || !snapshot["items"].is_array()) {
     return makeError(ErrorCode::kInvalidArgument, "resource snapshot: items: must be a list");
@@ -276,7 +281,7 @@ Result<std::vector<ResourceEvent>> ResourceStore::restore(const nlohmann::json& 
     objects_[key] = encode(o);
     events.push_back(ResourceEvent{ResourceEventType::kUpsert, key, std::move(o)});
   }
-  resource_version_ = snapshot.value("resourceVersion", uint64_t{0});
+  resource_version_ = snapshotVersion(snapshot);
   events.push_back(ResourceEvent{ResourceEventType::kSynced, {}, nullptr});
   return events;
 }

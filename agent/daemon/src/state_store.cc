@@ -211,8 +211,8 @@ Result<AgentStore::StoredResources> StateStore::loadResources() const {
       return text.error();
     }
     auto j = nlohmann::json::parse(*text, nullptr, false);
-    if (j.is_discarded()) {
-      return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: not JSON", path));
+    if (j.is_discarded() || !j.is_object()) {
+      return makeError(ErrorCode::kFailedPrecondition, fmt::format("{}: not a JSON object", path));
     }
     out.snapshot = std::move(j);
   }

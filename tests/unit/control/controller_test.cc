@@ -297,6 +297,21 @@ TEST_CASE("controller: apply() journals each change and a new agent restores fro
     REQUIRE_FALSE(s.ok());
     CHECK(s.error().message.find("entry 1: not JSON") != std::string::npos);
   }
+  SECTION("members of the wrong type fail start() with the object's error, never an exception") {
+    // Found by fuzz_journal: a number where the journal keeps strings threw type_error out of restore().
+    auto bad_kind = podJson("api", "api");
+    bad_kind["kind"] = 5;
+    auto bad_version = podJson("db", "db");
+    bad_version["metadata"]["resourceVersion"] = 7;
+    f.store.journal = nlohmann::json{{"op", 1}, {"key", 2}}.dump() + "\n" +
+                      nlohmann::json{{"op", "upsert"}, {"object", bad_version}}.dump() + "\n" +
+                      nlohmann::json{{"op", "upsert"}, {"object", bad_kind}}.dump() + "\n";
+    Agent b(f, false);
+    std::vector<std::string> problems;
+    Status s = b.controller.start(&problems);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message.find("resource snapshot") != std::string::npos);
+  }
 }
 
 TEST_CASE("controller: problems() names what a retry waits for, once per area, and forgets it once it is fixed",

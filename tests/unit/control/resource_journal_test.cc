@@ -50,6 +50,15 @@ TEST_CASE("journal: a cut last record is ignored, an earlier damaged one is an e
     REQUIRE_FALSE(read.ok());
     CHECK(read.error().message == "j: entry 2: not an object's CBOR");
   }
+  SECTION("a record declaring an array longer than any vector, before another") {
+    std::string bad;
+    // A map of one member whose value is an array of 2^64-1 elements (found by fuzz_journal: from_cbor threw
+    // out_of_range even with exceptions off).
+    appendJournalUpsert(&bad, {0xa1, 0x61, 'a', 0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff});
+    auto read = readJournal(whole + bad + second, "j");
+    REQUIRE_FALSE(read.ok());
+    CHECK(read.error().message == "j: entry 2: not an object's CBOR");
+  }
   SECTION("a text line that is not JSON, before another") {
     auto read = readJournal("{\"op\": \"upsert\", \"obj\n" + whole, "j");
     REQUIRE_FALSE(read.ok());

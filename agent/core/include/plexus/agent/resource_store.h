@@ -74,6 +74,8 @@ class ResourceStore {
   nlohmann::json snapshot() const;
   // Restores a snapshot; returns the events that replay it (upserts, then kSynced).
   Result<std::vector<ResourceEvent>> restore(const nlohmann::json& snapshot);
+  // A snapshot's resourceVersion; 0 when it is missing or not an unsigned number (a damaged file).
+  static uint64_t snapshotVersion(const nlohmann::json& snapshot);
 
  private:
   // Common checks and normalisation (namespace defaulting); fills key.
