@@ -181,6 +181,15 @@ TEST_CASE(
   CHECK(nodes.nodes(0).max_flows() == 4096);
   CHECK(nodes.nodes(0).address() == "unix://" + hubbleSocket(node));
 
+  // GetNamespaces (hubble list namespaces): the namespaces of the pods with flows, in the default cluster.
+  grpc::ClientContext nsctx;
+  deadline(&nsctx);
+  observer::GetNamespacesResponse namespaces;
+  REQUIRE(stub->GetNamespaces(&nsctx, {}, &namespaces).ok());
+  REQUIRE(namespaces.namespaces_size() == 1);
+  CHECK(namespaces.namespaces(0).cluster() == "default");
+  CHECK(namespaces.namespaces(0).namespace_() == "default");
+
   // What Plexus does not implement says so.
   grpc::ClientContext actx;
   deadline(&actx);

@@ -319,6 +319,12 @@ void FlowStore::add(FlowRecord flow) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     flow.uuid = flowUuid(instance_, ++seq_);
+    noteNamespace(flow.source.pod_namespace, flow.time_unix_nano);
+    noteNamespace(flow.destination.pod_namespace, flow.time_unix_nano);
+    if (seq_ % 4096 == 0) {  // forget namespaces without flows for an hour (namespaces come and go)
+      std::erase_if(namespaces_, [cutoff = flow.time_unix_nano - std::chrono::nanoseconds(kNamespaceTtl).count()](
+                                     const auto& n) { return n.second < cutoff; });
+    }
     ring_.emplace_back(seq_, std::move(flow));
     if (ring_.size() > capacity_) {
       ring_.pop_front();
@@ -361,6 +367,28 @@ std::vector<FlowRecord> FlowStore::waitNewer(uint64_t* after, const FlowQuery& q
     }
   }
   *after = seq_;
+  return out;
+}
+
+void FlowStore::noteNamespace(const std::string& ns, int64_t time_unix_nano) {
+  if (ns.empty()) {
+    return;
+  }
+  auto it = namespaces_.try_emplace(ns, time_unix_nano).first;
+  it->second = std::max(it->second, time_unix_nano);
+}
+
+std::vector<std::string> FlowStore::namespacesSince(int64_t since_unix_nano) const {
+  std::vector<std::string> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [ns, time] : namespaces_) {
+      if (time >= since_unix_nano) {
+        out.push_back(ns);
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

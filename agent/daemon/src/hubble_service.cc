@@ -121,6 +121,20 @@ grpc::Status HubbleObserverService::GetNodes(grpc::ServerContext*, const observe
   return grpc::Status::OK;
 }
 
+grpc::Status HubbleObserverService::GetNamespaces(grpc::ServerContext*, const observer::GetNamespacesRequest*,
+                                                  observer::GetNamespacesResponse* resp) {
+  if (!state_.flows) {
+    return hubbleOff();
+  }
+  int64_t since = realtimeNs() - std::chrono::nanoseconds(FlowStore::kNamespaceTtl).count();
+  for (const auto& ns : state_.flows->namespacesSince(since)) {
+    auto* n = resp->add_namespaces();
+    n->set_cluster(state_.config.cluster_name);
+    n->set_namespace_(ns);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status HubbleObserverService::ServerStatus(grpc::ServerContext*, const observer::ServerStatusRequest*,
                                                  observer::ServerStatusResponse* resp) {
   if (!state_.flows) {

@@ -56,6 +56,28 @@ TEST_CASE("the flow ring keeps the newest flows up to its capacity", "[unit][flo
   CHECK(two.front().destination.port == 4);
 }
 
+TEST_CASE("namespaces with flows are listed sorted, outlive the ring, and are forgotten an hour after their last",
+          "[unit][flows]") {
+  constexpr int64_t kMinute = 60'000'000'000;
+  FlowStore store(2);
+  store.add(flow("web", "db", PLEXUS_VERDICT_FORWARDED, 5432, IPPROTO_TCP, 1 * kMinute));  // default -> data
+  FlowRecord world = flow("web", "x", PLEXUS_VERDICT_DROPPED, 80, IPPROTO_TCP, 2 * kMinute);
+  world.source.pod_namespace = "shop";
+  world.destination.pod_namespace.clear();  // a peer outside the cluster has no namespace
+  store.add(world);
+  store.add(flow("a", "b", PLEXUS_VERDICT_FORWARDED, 80, IPPROTO_TCP, 3 * kMinute));
+  CHECK(store.size() == 2);  // the first flow left the ring; its namespaces stay
+  CHECK(store.namespacesSince(0) == std::vector<std::string>{"data", "default", "shop"});
+  CHECK(store.namespacesSince(2 * kMinute) == std::vector<std::string>{"default", "shop"});
+  CHECK(store.namespacesSince(4 * kMinute).empty());
+
+  // Past the hour, a namespace without new flows goes as flows keep arriving (checked every 4,096 flows).
+  for (int i = 0; i < 4096; ++i) {  // at 62 minutes: data's last flow is 61 minutes old, shop's 60
+    store.add(flow("a", "b", PLEXUS_VERDICT_FORWARDED, 80, IPPROTO_TCP, 62 * kMinute));
+  }
+  CHECK(store.namespacesSince(0) == std::vector<std::string>{"default", "shop"});
+}
+
 TEST_CASE("filters narrow by pod, direction, namespace, label, verdict, protocol, port, ip, identity, time",
           "[unit][flows]") {
   FlowStore store(100);

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "plexus/common/ipv4.h"
@@ -169,13 +170,22 @@ class FlowStore {
   size_t size() const;
   uint64_t seen() const;
 
+  // The pod namespaces of the flows' sources and destinations seen at or after `since_unix_nano`, sorted (Hubble's
+  // GetNamespaces: namespaces with flows in the last hour). Remembered apart from the ring, so a namespace stays
+  // listed after its flows leave it; those not seen for kNamespaceTtl are forgotten as flows arrive.
+  std::vector<std::string> namespacesSince(int64_t since_unix_nano) const;
+  static constexpr std::chrono::hours kNamespaceTtl{1};
+
  private:
+  void noteNamespace(const std::string& ns, int64_t time_unix_nano);  // under mu_
+
   size_t capacity_;
   uint64_t instance_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::deque<std::pair<uint64_t, FlowRecord>> ring_;
   uint64_t seq_ = 0;
+  std::unordered_map<std::string, int64_t> namespaces_;  // namespace -> its newest flow's time
 };
 
 }  // namespace plexus::agent

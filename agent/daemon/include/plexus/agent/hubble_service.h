@@ -23,6 +23,8 @@ class HubbleObserverService final : public observer::Observer::Service {
   grpc::Status GetDebugEvents(grpc::ServerContext*, const observer::GetDebugEventsRequest*,
                               grpc::ServerWriter<observer::GetDebugEventsResponse>*) override;
   grpc::Status GetNodes(grpc::ServerContext*, const observer::GetNodesRequest*, observer::GetNodesResponse*) override;
+  grpc::Status GetNamespaces(grpc::ServerContext*, const observer::GetNamespacesRequest*,
+                             observer::GetNamespacesResponse*) override;
   grpc::Status ServerStatus(grpc::ServerContext*, const observer::ServerStatusRequest*,
                             observer::ServerStatusResponse*) override;
 
