@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -454,6 +455,53 @@ describe('ConfigMap config.yaml', () => {
     assert.ok(!render().some((d) => d.kind === 'Service' && d.metadata.name === 'hubble-peer'));
     expectFailure(['--set', 'hubble.listenAddress=4244'], /listenAddress/);
     expectFailure(['--set', 'hubble.socketPath=relative.sock'], /socketPath/);
+  });
+
+  test('hubble.tls: TLS on the TCP listener by default, with helm-generated certificates mounted where the flags say', () => {
+    const args = ['--set', 'hubble.listenAddress=:4244'];
+    const cfg = agentConfig(args);
+    assert.equal(cfg['hubble-disable-tls'], false);
+    assert.equal(cfg['hubble-tls-cert-file'], '/var/lib/plexus/tls/hubble/server.crt');
+    assert.equal(cfg['hubble-tls-key-file'], '/var/lib/plexus/tls/hubble/server.key');
+    assert.deepEqual(cfg['hubble-tls-client-ca-files'], ['/var/lib/plexus/tls/hubble/client-ca.crt']);
+    const docs = render(args);
+    const server = find(docs, 'Secret', 'hubble-server-certs');
+    const client = find(docs, 'Secret', 'hubble-relay-client-certs');
+    assert.equal(server.type, 'kubernetes.io/tls');
+    assert.equal(server.data['ca.crt'], client.data['ca.crt'], 'one CA signs both');
+    // The server certificate names every node of the cluster as Hubble's peer service announces them.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'plexus-chart-'));
+    try {
+      const pem = path.join(dir, 'server.crt');
+      fs.writeFileSync(pem, Buffer.from(server.data['tls.crt'], 'base64'));
+      const text = run('openssl', ['x509', '-in', pem, '-noout', '-ext', 'subjectAltName']).stdout;
+      assert.match(text, /DNS:\*\.default\.hubble-grpc\.cilium\.io/);
+      const ca = path.join(dir, 'ca.crt');
+      fs.writeFileSync(ca, Buffer.from(server.data['ca.crt'], 'base64'));
+      assert.match(run('openssl', ['verify', '-CAfile', ca, pem]).stdout, /OK/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    const ds = daemonSet(args);
+    const volume = ds.spec.template.spec.volumes.find((v) => v.name === 'hubble-tls');
+    assert.equal(volume.projected.sources[0].secret.name, 'hubble-server-certs');
+    assert.deepEqual(volume.projected.sources[0].secret.items.map((i) => i.path), ['server.crt', 'server.key', 'client-ca.crt']);
+    assert.equal(mountOf(agentContainer(ds), 'hubble-tls').mountPath, '/var/lib/plexus/tls/hubble');
+    assert.equal(find(docs, 'Service', 'hubble-peer').spec.ports[0].port, 443);
+
+    // An existing Secret instead (cert-manager's, say); plaintext with tls.enabled=false; nothing without a listener.
+    const existing = ['--set', 'hubble.listenAddress=:4244,hubble.tls.auto.enabled=false,hubble.tls.server.existingSecret=mine'];
+    assert.ok(!render(existing).some((d) => d.kind === 'Secret'));
+    assert.equal(daemonSet(existing).spec.template.spec.volumes.find((v) => v.name === 'hubble-tls').projected.sources[0].secret.name, 'mine');
+    const plain = ['--set', 'hubble.listenAddress=:4244,hubble.tls.enabled=false'];
+    assert.equal(agentConfig(plain)['hubble-disable-tls'], true);
+    assert.ok(!('hubble-tls-cert-file' in agentConfig(plain)));
+    assert.ok(!render(plain).some((d) => d.kind === 'Secret'));
+    assert.equal(find(render(plain), 'Service', 'hubble-peer').spec.ports[0].port, 80);
+    assert.ok(!render().some((d) => d.kind === 'Secret'));
+    assert.ok(!daemonSet().spec.template.spec.volumes.some((v) => v.name === 'hubble-tls'));
+    expectFailure(['--set', 'hubble.listenAddress=:4244,hubble.tls.auto.enabled=false'], /existingSecret/);
+    expectFailure(['--set', 'hubble.listenAddress=:4244,hubble.tls.auto.method=certmanager'], /certmanager/);
   });
 
   test('hubble.metrics.enabled and hubble.metrics.port render Cilium\'s agent keys, the port and the Service', () => {

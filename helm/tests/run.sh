@@ -80,8 +80,10 @@ PY
     --set ipam.mode=kubernetes,hubble.enabled=false,loadBalancer.algorithm=random,debug.enabled=true
   check '{"prometheus-serve-addr": "", "health-addr": "127.0.0.1:9879"}' --set prometheus.enabled=false
   check '{"hubble-socket-path": "/run/plexus/hubble.sock", "hubble-listen-address": ""}'
-  check '{"hubble-socket-path": "/run/plexus/h.sock", "hubble-listen-address": ":4244"}' \
+  check '{"hubble-socket-path": "/run/plexus/h.sock", "hubble-listen-address": ":4244", "hubble-disable-tls": false, "hubble-tls-cert-file": "/var/lib/plexus/tls/hubble/server.crt", "hubble-tls-client-ca-files": ["/var/lib/plexus/tls/hubble/client-ca.crt"]}' \
     --set hubble.socketPath=/run/plexus/h.sock,hubble.listenAddress=:4244
+  check '{"hubble-listen-address": ":4244", "hubble-disable-tls": true, "hubble-tls-cert-file": ""}' \
+    --set hubble.listenAddress=:4244,hubble.tls.enabled=false
   check '{"hubble-metrics-server": "", "hubble-metrics": ""}'
   check '{"hubble-metrics-server": ":9965", "hubble-metrics": "dns drop tcp flow port-distribution icmp"}' \
     --set 'hubble.metrics.enabled={dns,drop,tcp,flow,port-distribution,icmp}'

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -46,6 +47,43 @@ std::vector<flow::Flow> getFlows(observer::Observer::Stub& stub, const observer:
   INFO(s.error_message());
   REQUIRE(s.ok());
   return out;
+}
+
+// observer.Observer/ServerStatus with curl inside the node (gRPC over HTTP/2: an empty request is a 5-byte frame).
+// `how`: curl's flags for the connection, then the URL's scheme and authority. Fills `status` on HTTP 200.
+CommandResult curlServerStatus(NodeFixture& node, const std::string& how, observer::ServerStatusResponse* status) {
+  std::string frame = node.dir() + "/empty.grpc";
+  std::ofstream(frame, std::ios::binary).write("\0\0\0\0\0", 5);
+  std::string out = node.dir() + "/status.grpc";
+  std::filesystem::remove(out);
+  auto r = node.node().exec("curl -s -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @" + frame +
+                            " -o " + out + " -w '%{http_code}' " + how + "/observer.Observer/ServerStatus");
+  if (r.exit_code == 0 && r.out == "200") {
+    std::ifstream in(out, std::ios::binary);
+    std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(body.size() > 5);
+    REQUIRE(status->ParseFromString(body.substr(5)));
+  }
+  return r;
+}
+
+// A CA, and under it a server certificate for Cilium's Hubble names (*.default.hubble-grpc.cilium.io) and a client
+// certificate, as PEM files `<prefix>ca.pem`, `<prefix>server.pem|key`, `<prefix>client.pem|key` in dir.
+void makeCertificates(const std::string& dir, const std::string& prefix) {
+  std::string p = dir + "/" + prefix;
+  std::string script =
+      "set -e; k='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'\n"
+      "openssl req -x509 $k -keyout " + p + "ca.key -out " + p + "ca.pem -days 2 -subj /CN=" + prefix + "hubble-ca\n"
+      "echo 'subjectAltName=DNS:*.default.hubble-grpc.cilium.io' > " + p + "server.ext\n"
+      "echo 'extendedKeyUsage=clientAuth' > " + p + "client.ext\n"
+      "for who in server client; do\n"
+      "  openssl req $k -keyout " + p + "$who.key -out " + p + "$who.csr -subj /CN=$who\n"
+      "  openssl x509 -req -in " + p + "$who.csr -CA " + p + "ca.pem -CAkey " + p + "ca.key -CAcreateserial -days 2"
+      " -extfile " + p + "$who.ext -out " + p + "$who.pem\n"
+      "done\n";
+  auto r = runCommand({"bash", "-c", script});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
 }
 
 }  // namespace
@@ -259,31 +297,94 @@ TEST_CASE(
 
 TEST_CASE("--hubble-listen-address serves the Hubble API over TCP too", "[netns][observe][hubble]") {
   // Port 4244 (Cilium's hubble.listenAddress) inside the node's own namespace: no other test can hold it.
-  NodeFixture node("10.209.0.0/24", {"--hubble-listen-address", ":4244"});
-  // gRPC over HTTP/2 with curl inside the node: ServerStatus with an empty request (a 5-byte gRPC frame).
-  std::string frame = node.dir() + "/empty.grpc";
-  std::ofstream(frame, std::ios::binary).write("\0\0\0\0\0", 5);
-  std::string out = node.dir() + "/status.grpc";
-  auto r = node.node().exec(
-      "curl -s --http2-prior-knowledge -H 'content-type: "
-      "application/grpc' -H 'te: trailers' "
-      "--data-binary @" +
-      frame + " -o " + out +
-      " -w '%{http_code}' "
-      "http://127.0.0.1:4244/observer.Observer/ServerStatus");
+  NodeFixture node("10.209.0.0/24", {"--hubble-listen-address", ":4244", "--hubble-disable-tls", "true"});
+  observer::ServerStatusResponse status;
+  auto r = curlServerStatus(node, "--http2-prior-knowledge http://127.0.0.1:4244", &status);
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out == "200");
-  std::ifstream in(out, std::ios::binary);
-  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  REQUIRE(body.size() > 5);
-  observer::ServerStatusResponse status;
-  REQUIRE(status.ParseFromString(body.substr(5)));
   CHECK(status.max_flows() == 4096);
   CHECK(status.num_connected_nodes().value() == 1);
   auto bad = runCommand({agentBinary(), "--hubble-listen-address", "4244", "--print-config"});
   CHECK(bad.exit_code != 0);
   CHECK(bad.err.find("--hubble-listen-address") != std::string::npos);
+  // Without --hubble-disable-tls, the TCP listener needs its certificate and key, as Cilium's.
+  auto no_cert = runCommand({agentBinary(), "--hubble-listen-address", ":4244", "--print-config"});
+  CHECK(no_cert.exit_code != 0);
+  CHECK(no_cert.err.find("--hubble-tls-cert-file") != std::string::npos);
+}
+
+TEST_CASE("Hubble over TCP is TLS by default: mutual with a client CA, and a rotated certificate is served",
+          "[netns][observe][hubble][tls]") {
+  TempDir certs;
+  makeCertificates(certs.path(), "");
+  std::string c = certs.path() + "/";
+  NodeFixture node("10.203.0.0/24", {"--hubble-listen-address", ":4244", "--hubble-tls-cert-file", c + "server.pem",
+                                     "--hubble-tls-key-file", c + "server.key", "--hubble-tls-client-ca-files",
+                                     c + "ca.pem"});
+  // The node's name as a Hubble TLS server name, resolved to the listener (Relay dials it so).
+  std::string server_name = node.node().name() + ".default.hubble-grpc.cilium.io";
+  std::string tls = "--http2 --resolve " + server_name + ":4244:127.0.0.1 --cacert " + c + "ca.pem ";
+  std::string client = "--cert " + c + "client.pem --key " + c + "client.key ";
+  std::string url = "https://" + server_name + ":4244";
+
+  observer::ServerStatusResponse status;
+  auto ok = curlServerStatus(node, tls + client + url, &status);
+  INFO(ok.out << ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out == "200");
+  CHECK(status.max_flows() == 4096);
+  // Without a client certificate, or in plaintext, there is no answer.
+  CHECK(curlServerStatus(node, tls + url, &status).out != "200");
+  CHECK(curlServerStatus(node, "--http2-prior-knowledge http://127.0.0.1:4244", &status).out != "200");
+  // Another name than the certificate's fails the client's check.
+  CHECK(curlServerStatus(node, tls + client + "https://127.0.0.1:4244", &status).out != "200");
+
+  // GetNodes and the peer service say so: TLS, and the name to check the certificate against.
+  auto stub = hubbleStub(node);
+  grpc::ClientContext nctx;
+  deadline(&nctx);
+  observer::GetNodesResponse nodes;
+  REQUIRE(stub->GetNodes(&nctx, {}, &nodes).ok());
+  REQUIRE(nodes.nodes_size() == 1);
+  CHECK(nodes.nodes(0).tls().enabled());
+  CHECK(nodes.nodes(0).tls().server_name() == server_name);
+  auto channel = grpc::CreateChannel("unix:" + hubbleSocket(node), grpc::InsecureChannelCredentials());
+  auto peers = peer::Peer::NewStub(channel);
+  grpc::ClientContext pctx;
+  deadline(&pctx);
+  auto reader = peers->Notify(&pctx, {});
+  peer::ChangeNotification me;
+  REQUIRE(reader->Read(&me));
+  CHECK(me.tls().server_name() == server_name);
+  pctx.TryCancel();
+  (void)reader->Finish();
+
+  // A new certificate from another CA written over the files: served without a restart (gRPC re-reads them every
+  // few seconds), so a client that trusts only the new CA gets through, and the old client certificate no longer.
+  makeCertificates(certs.path(), "new-");
+  for (const char* f : {"server.pem", "server.key", "ca.pem"}) {
+    std::filesystem::copy_file(c + "new-" + f, c + f, std::filesystem::copy_options::overwrite_existing);
+  }
+  std::string tls_new = "--http2 --resolve " + server_name + ":4244:127.0.0.1 --cacert " + c + "new-ca.pem ";
+  std::string client_new = "--cert " + c + "new-client.pem --key " + c + "new-client.key ";
+  bool rotated = false;
+  for (int i = 0; i < 30 && !rotated; ++i) {  // up to 15 s; the agent looks every 5 s
+    rotated = curlServerStatus(node, tls_new + client_new + url, &status).out == "200";
+    if (!rotated) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+  CHECK(rotated);
+  CHECK(curlServerStatus(node, tls_new + client + url, &status).out != "200");
+
+  // A certificate file that holds no PEM block stops the agent's start with a message naming it.
+  std::ofstream(c + "junk.pem") << "not a certificate\n";
+  node.agent().stop();
+  node.agent().setExtraArgs({"--hubble-listen-address", ":4244", "--hubble-tls-cert-file", c + "junk.pem",
+                             "--hubble-tls-key-file", c + "server.key"});
+  CHECK_FALSE(node.agent().start(std::chrono::seconds(10)));
+  CHECK(node.agent().log().find("--hubble-tls-cert-file " + c + "junk.pem: no PEM block in it") != std::string::npos);
 }
 
 TEST_CASE("Hubble's peer service announces this node, then a node that joins", "[netns][observe][hubble]") {

@@ -89,8 +89,11 @@ Status validatePod(const nlohmann::json& pod) {
 
 NamedPorts podNamedPorts(const nlohmann::json& pod) {
   NamedPorts out;
-  const auto& spec = pod.value("spec", nlohmann::json::object());
-  for (const auto& c : spec.value("containers", nlohmann::json::array())) {
+  auto spec = pod.find("spec");  // validatePod() lets a null spec through (value() would throw on it)
+  if (spec == pod.end() || !spec->is_object()) {
+    return out;
+  }
+  for (const auto& c : spec->value("containers", nlohmann::json::array())) {
     for (const auto& port : c.value("ports", nlohmann::json::array())) {
       if (port.contains("name") && port["name"].is_string()) {
         std::string proto = port.value("protocol", "TCP");

@@ -60,6 +60,13 @@ void addOptions(CLI::App& app, AgentConfig& c) {
                  "unix socket of Hubble's observer API (default: hubble.sock next to --socket)");
   app.add_option("--hubble-listen-address", c.hubble_listen_address,
                  "TCP address of Hubble's observer API, e.g. :4244 (empty: unix socket only)");
+  app.add_option("--hubble-disable-tls", c.hubble_disable_tls,
+                 "serve --hubble-listen-address in plaintext (default: TLS with --hubble-tls-cert-file and -key-file)");
+  app.add_option("--hubble-tls-cert-file", c.hubble_tls_cert_file, "PEM certificate (chain) of the Hubble TLS server");
+  app.add_option("--hubble-tls-key-file", c.hubble_tls_key_file, "PEM private key of the Hubble TLS server");
+  app.add_option("--hubble-tls-client-ca-files", c.hubble_tls_client_ca_files,
+                 "PEM CA bundle that signs the certificates Hubble clients must present (mutual TLS; one file)")
+      ->delimiter(',');
   app.add_option("--hubble-metrics-server", c.hubble_metrics_server,
                  "[host]:port of Hubble's flow metrics (hubble_*) on /metrics, e.g. :9965 (empty: off)");
   app.add_option("--hubble-metrics", c.hubble_metrics,
@@ -200,6 +207,16 @@ Result<AgentConfig> parseAgentConfig(int argc, const char* const* argv, bool* he
     return makeError(ErrorCode::kInvalidArgument,
                      fmt::format("--hubble-listen-address {:?}: must be [host]:port, e.g. :4244",
                                  c.hubble_listen_address));
+  }
+  if (!c.hubble_listen_address.empty() && !c.hubble_disable_tls &&
+      (c.hubble_tls_cert_file.empty() || c.hubble_tls_key_file.empty())) {
+    return makeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--hubble-listen-address {:?}: TLS needs --hubble-tls-cert-file and "
+                                 "--hubble-tls-key-file (or --hubble-disable-tls for plaintext)",
+                                 c.hubble_listen_address));
+  }
+  if (c.hubble_tls_client_ca_files.size() > 1) {
+    return makeError(ErrorCode::kInvalidArgument, "--hubble-tls-client-ca-files: one file (put every CA in it)");
   }
   if (!c.hubble_metrics_server.empty() && !validListenAddress(c.hubble_metrics_server)) {
     return makeError(ErrorCode::kInvalidArgument, fmt::format("--hubble-metrics-server {:?}: must be [host]:port, "
@@ -347,6 +364,10 @@ nlohmann::json toJson(const AgentConfig& c) {
           {"hubble-flow-buffer-size", c.hubble_flow_buffer_size},
           {"hubble-socket-path", c.hubble_socket_path},
           {"hubble-listen-address", c.hubble_listen_address},
+          {"hubble-disable-tls", c.hubble_disable_tls},
+          {"hubble-tls-cert-file", c.hubble_tls_cert_file},
+          {"hubble-tls-key-file", c.hubble_tls_key_file},
+          {"hubble-tls-client-ca-files", c.hubble_tls_client_ca_files},
           {"hubble-metrics-server", c.hubble_metrics_server},
           {"hubble-metrics", c.hubble_metrics},
           {"monitor-aggregation", c.monitor_aggregation},

@@ -1,5 +1,7 @@
 #include "plexus/agent/hubble_peers.h"
 
+#include <algorithm>
+
 namespace plexus::agent {
 
 namespace {
@@ -9,15 +11,26 @@ std::string peerName(const std::string& node, const std::string& cluster) {
 }
 
 peer::ChangeNotification change(const std::string& name, const std::string& address,
-                                peer::ChangeNotificationType type) {
+                                peer::ChangeNotificationType type, const HubblePeerSelf& self) {
   peer::ChangeNotification c;
   c.set_name(name);
   c.set_address(address);
   c.set_type(type);
+  if (self.tls) {
+    auto slash = name.find('/');  // "cluster/node"
+    c.mutable_tls()->set_server_name(
+        hubbleTlsServerName(slash == std::string::npos ? name : name.substr(slash + 1), self.cluster_name));
+  }
   return c;
 }
 
 }  // namespace
+
+std::string hubbleTlsServerName(const std::string& node_name, const std::string& cluster_name) {
+  std::string node = node_name;
+  std::replace(node.begin(), node.end(), '.', '-');
+  return node + "." + (cluster_name.empty() ? "default" : cluster_name) + ".hubble-grpc.cilium.io";
+}
 
 HubblePeers hubblePeers(const std::vector<node::Node>& nodes, const HubblePeerSelf& self) {
   auto colon = self.listen_address.rfind(':');
@@ -37,19 +50,20 @@ HubblePeers hubblePeers(const std::vector<node::Node>& nodes, const HubblePeerSe
   return out;
 }
 
-std::vector<peer::ChangeNotification> peerChanges(const HubblePeers& before, const HubblePeers& after) {
+std::vector<peer::ChangeNotification> peerChanges(const HubblePeers& before, const HubblePeers& after,
+                                                  const HubblePeerSelf& self) {
   std::vector<peer::ChangeNotification> out;
   for (const auto& [name, address] : before) {
     if (!after.contains(name)) {
-      out.push_back(change(name, address, peer::PEER_DELETED));
+      out.push_back(change(name, address, peer::PEER_DELETED, self));
     }
   }
   for (const auto& [name, address] : after) {
     auto it = before.find(name);
     if (it == before.end()) {
-      out.push_back(change(name, address, peer::PEER_ADDED));
+      out.push_back(change(name, address, peer::PEER_ADDED, self));
     } else if (it->second != address) {
-      out.push_back(change(name, address, peer::PEER_UPDATED));
+      out.push_back(change(name, address, peer::PEER_UPDATED, self));
     }
   }
   return out;

@@ -3,7 +3,10 @@
 #include <time.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "plexus/agent/grpc_services.h"
 #include "plexus/agent/hubble_flows.h"
@@ -113,7 +116,12 @@ grpc::Status HubbleObserverService::GetNodes(grpc::ServerContext*, const observe
   n->set_version(PLEXUS_VERSION);
   n->set_address(address_);
   n->set_state(relay::NODE_CONNECTED);
-  n->mutable_tls()->set_enabled(false);
+  if (!address_.starts_with("unix://") && !state_.config.hubble_disable_tls) {
+    n->mutable_tls()->set_enabled(true);
+    n->mutable_tls()->set_server_name(hubbleTlsServerName(state_.config.node_name, state_.config.cluster_name));
+  } else {
+    n->mutable_tls()->set_enabled(false);
+  }
   n->set_uptime_ns(uptimeNs());
   n->set_num_flows(state_.flows->size());
   n->set_max_flows(state_.flows->capacity());
@@ -157,7 +165,7 @@ grpc::Status HubblePeerService::Notify(grpc::ServerContext* ctx, const peer::Not
     if (state_.ready) {
       auto nodes = state_.reconciler.submit([this] { return state_.nodes->nodes(); }).get();
       HubblePeers now = hubblePeers(nodes, self_);
-      for (const auto& c : peerChanges(sent, now)) {
+      for (const auto& c : peerChanges(sent, now, self_)) {
         if (!writer->Write(c)) {
           return grpc::Status::OK;
         }
@@ -170,6 +178,41 @@ grpc::Status HubblePeerService::Notify(grpc::ServerContext* ctx, const peer::Not
     }
   }
   return grpc::Status::OK;
+}
+
+Result<std::shared_ptr<grpc::ServerCredentials>> hubbleTcpCredentials(const AgentConfig& c) {
+  if (c.hubble_disable_tls) {
+    return grpc::InsecureServerCredentials();
+  }
+  std::string ca = c.hubble_tls_client_ca_files.empty() ? "" : c.hubble_tls_client_ca_files.front();
+  using Flag = std::pair<const char*, std::string>;
+  for (const auto& [flag, path] : {Flag{"--hubble-tls-cert-file", c.hubble_tls_cert_file},
+                                   Flag{"--hubble-tls-key-file", c.hubble_tls_key_file},
+                                   Flag{"--hubble-tls-client-ca-files", ca}}) {
+    if (path.empty()) {
+      continue;
+    }
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) {
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: cannot be read", flag, path));
+    }
+    if (text.find("-----BEGIN ") == std::string::npos) {
+      return makeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: no PEM block in it", flag, path));
+    }
+  }
+  namespace gx = grpc::experimental;
+  auto files = ca.empty() ? std::make_shared<gx::FileWatcherCertificateProvider>(
+                                c.hubble_tls_key_file, c.hubble_tls_cert_file, kHubbleTlsRefreshSeconds)
+                          : std::make_shared<gx::FileWatcherCertificateProvider>(
+                                c.hubble_tls_key_file, c.hubble_tls_cert_file, ca, kHubbleTlsRefreshSeconds);
+  gx::TlsServerCredentialsOptions options(files);
+  options.watch_identity_key_cert_pairs();
+  if (!ca.empty()) {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return gx::TlsServerCredentials(options);
 }
 
 }  // namespace plexus::agent

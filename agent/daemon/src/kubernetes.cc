@@ -80,13 +80,20 @@ Result<Ipv4Prefix> podCidrFromApi(const k8s::Client& client, const AgentConfig& 
     for (int i = 0; i < 60; ++i) {
       auto n = client.get("/api/v1/nodes/" + k8s::urlEscape(node));
       if (n.ok()) {
-        const auto& spec = (*n).value("spec", nlohmann::json::object());
+        // Read without value()/get(), which throw on a member of another type (a null spec, a number).
+        auto spec = n->find("spec");  // end() for a non-object
         std::vector<std::string> cidrs;
-        for (const auto& c : spec.value("podCIDRs", nlohmann::json::array())) {
-          cidrs.push_back(c);
-        }
-        if (cidrs.empty() && spec.contains("podCIDR")) {
-          cidrs.push_back(spec["podCIDR"]);
+        if (spec != n->end() && spec->is_object()) {
+          if (auto list = spec->find("podCIDRs"); list != spec->end() && list->is_array()) {
+            for (const auto& c : *list) {
+              if (c.is_string()) {
+                cidrs.push_back(c.get<std::string>());
+              }
+            }
+          }
+          if (auto one = spec->find("podCIDR"); cidrs.empty() && one != spec->end() && one->is_string()) {
+            cidrs.push_back(one->get<std::string>());
+          }
         }
         for (const auto& c : cidrs) {
           if (auto p = Ipv4Prefix::parse(c); p && c.find(':') == std::string::npos) {
@@ -458,13 +465,22 @@ void KubernetesSync::writePolicyStatus(const nlohmann::json& object, bool ok, co
   const auto& md = object.value("metadata", nlohmann::json::object());
   std::string kind = object.value("kind", "");
   std::string name = md.value("name", "");
-  auto current = object.value(nlohmann::json::json_pointer("/status/nodes/" + config_.node_name), nlohmann::json());
-  if (current.is_object() && current.value("ok", !ok) == ok && current.value("enforcing", !ok) == ok &&
-      current.value("error", std::string()) == error) {
+  // Found member by member: a JSON pointer would read a node name with '/' in it as two tokens, and throws on a
+  // status that is a list.
+  nlohmann::json current;
+  if (auto status = object.find("status"); status != object.end() && status->is_object()) {
+    if (auto nodes = status->find("nodes"); nodes != status->end() && nodes->is_object()) {
+      current = nodes->value(config_.node_name, nlohmann::json());
+    }
+  }
+  nlohmann::json want_error = ok ? nlohmann::json(nullptr) : nlohmann::json(error);
+  const nlohmann::json none;  // compared as JSON values: a member of another type is a difference, not a throw
+  if (current.is_object() && current.value("ok", none) == ok && current.value("enforcing", none) == ok &&
+      current.value("error", none) == want_error) {
     return;  // already says so (our own earlier patch coming back through the watch)
   }
   nlohmann::json node = {{"ok", ok}, {"enforcing", ok}, {"lastUpdated", nowRfc3339()}};
-  node["error"] = ok ? nlohmann::json(nullptr) : nlohmann::json(error);
+  node["error"] = want_error;
   std::string path = kind == "CiliumClusterwideNetworkPolicy"
                          ? fmt::format("/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies/{}/status", name)
                          : fmt::format("/apis/cilium.io/v2/namespaces/{}/ciliumnetworkpolicies/{}/status",

@@ -128,11 +128,16 @@ int main(int argc, char** argv) {
     grpc::ServerBuilder hb;
     hb.AddListeningPort(api::grpcTarget(hubble_sock), grpc::InsecureServerCredentials());
     if (!tcp.empty()) {
-      hb.AddListeningPort(tcp, grpc::InsecureServerCredentials());
+      auto credentials = agent::hubbleTcpCredentials(*config);
+      if (!credentials.ok()) {
+        spdlog::error("Hubble API: {}", credentials.error().message);
+        return 1;
+      }
+      hb.AddListeningPort(tcp, *credentials);
     }
     hubble_peers = std::make_unique<agent::HubblePeerService>(
         st, agent::HubblePeerSelf{config->node_name, config->cluster_name, config->hubble_listen_address,
-                                  hubble_sock.string()});
+                                  hubble_sock.string(), !tcp.empty() && !config->hubble_disable_tls});
     hb.RegisterService(hubble.get());
     hb.RegisterService(hubble_peers.get());
     hubble_server = hb.BuildAndStart();
@@ -141,7 +146,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     chmod(hubble_sock.c_str(), 0660);
-    spdlog::info("Hubble API on {}{}", hubble_sock.string(), tcp.empty() ? "" : " and " + tcp);
+    spdlog::info("Hubble API on {}{}{}", hubble_sock.string(), tcp.empty() ? "" : " and " + tcp,
+                 tcp.empty() ? "" : config->hubble_disable_tls ? " (plaintext)" : " (TLS)");
   }
   agent::CniService cni(st);
   agent::DaemonService daemon(st);

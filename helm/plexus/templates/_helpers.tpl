@@ -86,7 +86,20 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the agent serves Hubble over TCP with TLS. */}}
+{{- define "plexus.hubbleTls" -}}
+{{- if and .Values.hubble.enabled .Values.hubble.listenAddress .Values.hubble.tls.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "plexus.validate" -}}
+{{- if and (include "plexus.hubbleTls" .) .Values.hubble.tls.auto.enabled (ne (toString .Values.hubble.tls.auto.method) "helm") -}}
+{{- fail (printf "hubble.tls.auto.method=%s is not supported: use helm, or auto.enabled=false with hubble.tls.server.existingSecret" (toString .Values.hubble.tls.auto.method)) -}}
+{{- end -}}
+{{- if and (include "plexus.hubbleTls" .) (not .Values.hubble.tls.auto.enabled) (not .Values.hubble.tls.server.existingSecret) -}}
+{{- fail "hubble.tls.auto.enabled=false needs hubble.tls.server.existingSecret (a Secret with tls.crt, tls.key and ca.crt), or hubble.tls.enabled=false for plaintext" -}}
+{{- end -}}
 {{- $kprValue := toString .Values.kubeProxyReplacement -}}
 {{- if has $kprValue (list "strict" "partial" "probe" "disabled") -}}
 {{- fail (printf "kubeProxyReplacement=%s is not supported: use true or false (the older Cilium modes strict, partial, probe and disabled are not)" $kprValue) -}}
@@ -185,6 +198,12 @@ enable-hubble: {{ .Values.hubble.enabled }}
 hubble-flow-buffer-size: {{ include "plexus.eventBufferCapacity" . }}
 hubble-socket-path: {{ .Values.hubble.socketPath | quote }}
 hubble-listen-address: {{ .Values.hubble.listenAddress | quote }}
+hubble-disable-tls: {{ not .Values.hubble.tls.enabled }}
+{{- if include "plexus.hubbleTls" . }}
+hubble-tls-cert-file: /var/lib/plexus/tls/hubble/server.crt
+hubble-tls-key-file: /var/lib/plexus/tls/hubble/server.key
+hubble-tls-client-ca-files: [/var/lib/plexus/tls/hubble/client-ca.crt]
+{{- end }}
 {{- if include "plexus.hubbleMetrics" . }}
 hubble-metrics-server: {{ printf ":%v" .Values.hubble.metrics.port | quote }}
 hubble-metrics: {{ join " " .Values.hubble.metrics.enabled | quote }}

@@ -31,6 +31,11 @@ TEST_CASE("fuzz: Pod fields the managers read are checked for their type", "[uni
   CHECK(validatePod(pod(nullptr, {{"podIP", {1}}})).error().message == "status.podIP: must be a string");
   CHECK(validatePod(pod(nullptr, 5)).error().message == "status: must be an object");
   CHECK(validatePod(pod("x", nullptr)).error().message == "spec: must be an object");
+  // A null spec (`spec:` with nothing after it) passes, and has no named ports: podNamedPorts() threw on it.
+  nlohmann::json null_spec = pod(nullptr, nullptr);
+  null_spec["spec"] = nullptr;
+  REQUIRE(validatePod(null_spec).ok());
+  CHECK(podNamedPorts(null_spec).empty());
   // What Kubernetes sends still passes, and the named ports are read.
   auto good = pod({{"nodeName", "node-2"},
                    {"containers", {{{"name", "c"}, {"ports", {{{"name", "http"}, {"containerPort", 80}, {"protocol", "UDP"}}}}}}}},

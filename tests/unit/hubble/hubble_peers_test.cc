@@ -36,7 +36,8 @@ TEST_CASE("peers are the nodes at their first InternalIP and the listener's port
 TEST_CASE("peer changes: deleted, added and updated by name; none for an unchanged list", "[unit][hubble]") {
   HubblePeers before{{"a", "10.0.0.1:4244"}, {"b", "10.0.0.2:4244"}};
   HubblePeers after{{"a", "10.0.0.9:4244"}, {"c", "10.0.0.3:4244"}};
-  auto changes = peerChanges(before, after);
+  HubblePeerSelf self{"a", "default", ":4244", "/run/plexus/hubble.sock"};
+  auto changes = peerChanges(before, after, self);
   REQUIRE(changes.size() == 3);
   CHECK(changes[0].name() == "b");
   CHECK(changes[0].type() == peer::PEER_DELETED);
@@ -46,6 +47,18 @@ TEST_CASE("peer changes: deleted, added and updated by name; none for an unchang
   CHECK(changes[2].name() == "c");
   CHECK(changes[2].type() == peer::PEER_ADDED);
   CHECK_FALSE(changes[2].has_tls());
-  CHECK(peerChanges(after, after).empty());
-  CHECK(peerChanges({}, after).size() == 2);
+  CHECK(peerChanges(after, after, self).empty());
+  CHECK(peerChanges({}, after, self).size() == 2);
+}
+
+TEST_CASE("with TLS, each peer carries the server name its certificate is checked against", "[unit][hubble]") {
+  CHECK(hubbleTlsServerName("node-1", "default") == "node-1.default.hubble-grpc.cilium.io");
+  CHECK(hubbleTlsServerName("ip-10-0-0-1.ec2.internal", "east") ==
+        "ip-10-0-0-1-ec2-internal.east.hubble-grpc.cilium.io");
+  HubblePeerSelf self{"a", "east", ":4244", "/run/plexus/hubble.sock", true};
+  auto changes = peerChanges({}, hubblePeers({nodeAt("b.lab", {"10.0.0.2"})}, self), self);
+  REQUIRE(changes.size() == 2);
+  CHECK(changes[1].name() == "east/b.lab");
+  REQUIRE(changes[1].has_tls());
+  CHECK(changes[1].tls().server_name() == "b-lab.east.hubble-grpc.cilium.io");
 }

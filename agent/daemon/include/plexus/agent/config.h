@@ -50,6 +50,13 @@ struct AgentConfig {
   // --socket gives /run/plexus/hubble.sock, and agents with sockets of their own get hubble sockets of their own).
   std::string hubble_socket_path = "/run/plexus/hubble.sock";
   std::string hubble_listen_address;  // "[host]:port" for TCP (Cilium's hubble.listenAddress ":4244"); "": off
+  // TLS on that TCP listener, as Cilium's flags: on unless disabled, with the server's certificate and key (PEM
+  // files, re-read when they change); with a client CA (one file), clients such as Hubble Relay must present a
+  // certificate it signed (mutual TLS). The unix socket stays plaintext, as Cilium's.
+  bool hubble_disable_tls = false;
+  std::string hubble_tls_cert_file;
+  std::string hubble_tls_key_file;
+  std::vector<std::string> hubble_tls_client_ca_files;
   // Hubble's flow metrics (hubble_*): the listener ("[host]:port", Cilium's hubble.metrics.port ":9965"; "": off) and
   // the metrics, in Cilium's list syntax ("dns drop tcp flow port-distribution icmp httpV2:...").
   std::string hubble_metrics_server;

@@ -47,4 +47,10 @@ class HubblePeerService final : public peer::Peer::Service {
   HubblePeerSelf self_;
 };
 
+// The credentials of --hubble-listen-address: plaintext with --hubble-disable-tls, else TLS with the configured
+// certificate and key, which gRPC re-reads every kHubbleTlsRefreshSeconds (a rotated certificate is served without a
+// restart), and mutual TLS with a client CA. An error names a file that cannot be read or holds no PEM block.
+Result<std::shared_ptr<grpc::ServerCredentials>> hubbleTcpCredentials(const AgentConfig& config);
+constexpr unsigned kHubbleTlsRefreshSeconds = 5;
+
 }  // namespace plexus::agent
