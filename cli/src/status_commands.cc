@@ -134,9 +134,10 @@ int status(const Context& c, bool verbose) {
   std::cout << "Programs:\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : r.programs()) {
-    // The verifier's work at load, against its limit of 1,000,000 processed instructions.
+    // The verifier's work at load, against its limit of processed instructions.
+    double share = r.verifier_insn_limit() ? 100.0 * p.verified_insns() / r.verifier_insn_limit() : 0;
     rows.push_back({"  " + p.name(), std::to_string(p.id()), p.attach_point(),
-                    fmt::format("{} ({:.1f}%)", p.verified_insns(), p.verified_insns() / 10000.0)});
+                    fmt::format("{} ({:.1f}%)", p.verified_insns(), share)});
   }
   std::cout << renderTable({"  NAME", "ID", "ATTACHED", "VERIFIED INSNS"}, rows);
   std::cout << "Maps:\n";

@@ -115,6 +115,12 @@ bool udpDelivered(const Netns& from, uint16_t sport, const Netns& to, Ipv4 dst, 
   return ok;
 }
 
+// The same datagram, expected dropped: sent once (kExpectDrop); true when it did not arrive.
+bool udpDropped(const Netns& from, uint16_t sport, const Netns& to, Ipv4 dst, uint16_t dport,
+                const std::string& src_ip = "0.0.0.0") {
+  return !udpDelivered(from, sport, to, dst, dport, src_ip, kExpectDrop);
+}
+
 void setIpcache(datapath::LxcDatapath& dp, const std::string& prefix, uint32_t identity, Ipv4 tunnel_endpoint) {
   auto p = *Ipv4Prefix::parse(prefix);
   plexus_ipcache_key k{};
@@ -308,7 +314,7 @@ TEST_CASE("tunnel: the VNI carries the sender's identity and the receiver judges
 
   SECTION("the same pod sending with another identity is denied by the receiver") {
     setIdentity(n1, kOtherIdentity);
-    CHECK_FALSE(udpDelivered(n1.pod, 41002, n2.pod, kPod2, 7002, "0.0.0.0", kExpectDrop));
+    CHECK(udpDropped(n1.pod, 41002, n2.pod, kPod2, 7002));
     CHECK(counter(*n1.dp, PLEXUS_REASON_FORWARDED_TUNNEL, PLEXUS_DIR_EGRESS) >= 1);
     CHECK(counter(*n2.dp, PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) >= 1);
     CHECK(counter(*n2.dp, PLEXUS_REASON_FORWARDED, PLEXUS_DIR_INGRESS) == 0);
@@ -354,7 +360,7 @@ TEST_CASE("tunnel: the VNI carries the sender's identity and the receiver judges
     close(a);
     close(b);
     // Pod 2 opening its own flow to pod 1 is judged as new, and pod 1 admits nobody.
-    CHECK_FALSE(udpDelivered(n2.pod, 7006, n1.pod, kPod1, 41006, "0.0.0.0", kExpectDrop));
+    CHECK(udpDropped(n2.pod, 7006, n1.pod, kPod1, 41006));
     CHECK(counter(*n1.dp, PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) >= 1);
   }
 
@@ -373,7 +379,7 @@ TEST_CASE("tunnel: the VNI carries the sender's identity and the receiver judges
   SECTION("the host's traffic is denied when the pod does not admit remote nodes") {
     REQUIRE(n2.dp->policy().set(2, ingressFrom({kPod1Identity})).ok());
     must(n1.ns, "ip route add 10.244.2.0/24 dev plexus_vxlan src " + kNode1.toString());
-    CHECK_FALSE(udpDelivered(n1.ns, 41004, n2.pod, kPod2, 7004, "0.0.0.0", kExpectDrop));
+    CHECK(udpDropped(n1.ns, 41004, n2.pod, kPod2, 7004));
     CHECK(counter(*n2.dp, PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) >= 1);
   }
 }
@@ -409,12 +415,12 @@ TEST_CASE("native routing: BPF host routing forwards past the node's FORWARD cha
     // chain drops it in both modes.
     must(n2.ns, "ip addr add 198.51.100.7/32 dev lo");
     must(n1.ns, "ip route add 198.51.100.7/32 via " + kNode2.toString());
-    CHECK_FALSE(udpDelivered(n1.pod, 42003, n2.ns, *Ipv4::parse("198.51.100.7"), 7104, "0.0.0.0", kExpectDrop));
+    CHECK(udpDropped(n1.pod, 42003, n2.ns, *Ipv4::parse("198.51.100.7"), 7104));
 
     // In: from the other node's address (remote-node, admitted) to the pod, and from an address the pod does not
     // admit (world).
     CHECK(udpDelivered(n2.ns, 42003, n1.pod, kPod1, 7103, kNode2.toString(), tries) == host_routing);
-    CHECK_FALSE(udpDelivered(n2.ns, 42004, n1.pod, kPod1, 7104, kPod2.toString(), kExpectDrop));
+    CHECK(udpDropped(n2.ns, 42004, n1.pod, kPod1, 7104, kPod2.toString()));
     CHECK((counter(*n1.dp, PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) >= 1) == host_routing);
   }
 }

@@ -246,6 +246,7 @@ grpc::Status DaemonService::GetStatus(grpc::ServerContext*, const v1::GetStatusR
   resp->set_version(PLEXUS_VERSION);
   resp->set_bpf_root(state_.config.bpf_root);
   resp->set_started_unix(state_.started_unix);
+  resp->set_verifier_insn_limit(datapath::kVerifierInsnLimit);
   state_.reconciler
       .submit([&] {
         auto add = [&](const datapath::ProgramHandle& p, std::string attach_point) {
