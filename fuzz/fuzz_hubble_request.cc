@@ -76,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   flows.insert(flows.end(), newer.begin(), newer.end());
   for (const auto& f : flows) {
     flow::Flow out;
-    toHubbleFlow(f, "fallback", &out);
+    toHubbleFlow(f, "fallback", "default", &out);
     (void)out.SerializeAsString();
   }
   return 0;

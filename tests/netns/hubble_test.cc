@@ -113,6 +113,7 @@ TEST_CASE(
   CHECK(f.type() == flow::L3_L4);
   CHECK(f.source().pod_name() == "web");
   CHECK(f.source().namespace_() == "default");
+  CHECK(f.source().cluster_name() == "default");
   CHECK(f.source().id() != 0);
   CHECK(f.source().identity() != 0);  // 5 (init) until the pod has labels, as in Cilium
   CHECK(f.destination().pod_name() == "api");
@@ -208,6 +209,9 @@ TEST_CASE(
   CHECK(status.num_connected_nodes().value() == 1);
   CHECK(status.num_unavailable_nodes().value() == 0);
   CHECK_FALSE(status.version().empty());
+  CHECK(status.flows_rate() > 0);  // this test's flows came within the last minute
+  auto cli_status = nlohmann::json::parse(node.cli({"status", "-o", "json"}).out, nullptr, false);
+  CHECK(cli_status["hubble"].value("flows_per_second", 0.0) > 0);  // the same rate, as cilium status shows it
 
   grpc::ClientContext nctx;
   deadline(&nctx);

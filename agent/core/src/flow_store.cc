@@ -392,6 +392,24 @@ std::vector<std::string> FlowStore::namespacesSince(int64_t since_unix_nano) con
   return out;
 }
 
+double FlowStore::rate(int64_t now_unix_nano) const {
+  constexpr int64_t kMinute = 60'000'000'000;
+  int64_t since = now_unix_nano - kMinute;
+  size_t count = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ring_.rbegin();
+    for (; it != ring_.rend() && it->second.time_unix_nano >= since; ++it) {
+      ++count;
+    }
+    if (it == ring_.rend() && !ring_.empty() && ring_.size() == capacity_) {
+      since = ring_.front().second.time_unix_nano;  // the ring holds less than the minute: its span
+    }
+  }
+  int64_t span = now_unix_nano - since;
+  return span > 0 ? static_cast<double>(count) * 1e9 / static_cast<double>(span) : 0.0;
+}
+
 uint64_t FlowStore::sequence() const {
   std::lock_guard<std::mutex> lock(mu_);
   return seq_;

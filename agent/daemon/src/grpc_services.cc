@@ -190,8 +190,8 @@ void featureStatus(const AgentState& state, v1::GetStatusResponse* resp) {
     hubble->set_current_flows(state.flows->size());
     hubble->set_max_flows(state.flows->capacity());
     hubble->set_seen_flows(state.flows->seen());
-    int64_t uptime = std::max<int64_t>(1, static_cast<int64_t>(std::time(nullptr)) - state.started_unix);
-    hubble->set_flows_per_second(static_cast<double>(state.flows->seen()) / static_cast<double>(uptime));
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    hubble->set_flows_per_second(state.flows->rate(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()));
   }
 
   auto* kube = resp->mutable_kubernetes();

@@ -47,11 +47,14 @@ Result<int64_t> unixNano(const google::protobuf::Timestamp& t, const char* field
   return t.seconds() * 1000000000LL + t.nanos();
 }
 
-void toHubble(const FlowPeer& p, flow::Endpoint* out) {
+void toHubble(const FlowPeer& p, const std::string& cluster, flow::Endpoint* out) {
   out->set_id(p.endpoint_id);
   out->set_identity(p.identity);
   out->set_namespace_(p.pod_namespace);
   out->set_pod_name(p.pod_name);
+  if (!p.pod_namespace.empty()) {
+    out->set_cluster_name(cluster);
+  }
   // A peer outside the pods (the world, the host, another node) carries Hubble's reserved label.
   for (const auto& l : p.labels.empty() ? reservedLabels(p.identity) : p.labels) {
     out->add_labels(l);
@@ -136,7 +139,7 @@ uint8_t tcpFlagBits(const flow::TCPFlags& f) {
 
 }  // namespace
 
-void toHubbleFlow(const FlowRecord& f, const std::string& node, flow::Flow* out) {
+void toHubbleFlow(const FlowRecord& f, const std::string& node, const std::string& cluster, flow::Flow* out) {
   *out->mutable_time() = timestamp(f.time_unix_nano);
   out->set_uuid(f.uuid);
   out->set_verdict(toHubbleVerdict(f.verdict));
@@ -151,8 +154,8 @@ void toHubbleFlow(const FlowRecord& f, const std::string& node, flow::Flow* out)
   ip->set_destination(f.destination.ip.toString());
   ip->set_ipversion(flow::IPv4);
   toHubbleL4(f, out->mutable_l4());
-  toHubble(f.source, out->mutable_source());
-  toHubble(f.destination, out->mutable_destination());
+  toHubble(f.source, cluster, out->mutable_source());
+  toHubble(f.destination, cluster, out->mutable_destination());
   out->set_type(flow::L3_L4);
   out->set_node_name(f.node_name.empty() ? node : f.node_name);
   out->set_reply(f.is_reply);

@@ -32,9 +32,9 @@ google::protobuf::Timestamp timestamp(int64_t unix_nano) {
   return t;
 }
 
-bool send(const FlowRecord& f, const std::string& node, grpc::ServerWriter<observer::GetFlowsResponse>* writer) {
+bool send(const FlowRecord& f, const AgentConfig& config, grpc::ServerWriter<observer::GetFlowsResponse>* writer) {
   observer::GetFlowsResponse r;
-  toHubbleFlow(f, node, r.mutable_flow());
+  toHubbleFlow(f, config.node_name, config.cluster_name, r.mutable_flow());
   r.set_node_name(r.flow().node_name());
   *r.mutable_time() = r.flow().time();
   return writer->Write(r);
@@ -64,7 +64,7 @@ grpc::Status HubbleObserverService::GetFlows(grpc::ServerContext* ctx, const obs
   if (!sel.none) {
     auto stored = sel.oldest ? state_.flows->first(sel.count, *query) : state_.flows->last(sel.count, *query);
     for (const auto& f : stored) {
-      if (!send(f, node, writer)) {
+      if (!send(f, state_.config, writer)) {
         return grpc::Status::OK;
       }
     }
@@ -74,7 +74,7 @@ grpc::Status HubbleObserverService::GetFlows(grpc::ServerContext* ctx, const obs
   int64_t until = query->filter.until_unix_nano;
   while (req->follow() && !ctx->IsCancelled() && state_.ready && (until == 0 || realtimeNs() <= until)) {
     for (const auto& f : state_.flows->waitNewer(&after, *query, std::chrono::milliseconds(200))) {
-      if (!send(f, node, writer)) {
+      if (!send(f, state_.config, writer)) {
         return grpc::Status::OK;
       }
     }
@@ -155,6 +155,7 @@ grpc::Status HubbleObserverService::ServerStatus(grpc::ServerContext*, const obs
   resp->mutable_num_connected_nodes()->set_value(1);
   resp->mutable_num_unavailable_nodes()->set_value(0);
   resp->set_version(PLEXUS_VERSION);
+  resp->set_flows_rate(state_.flows->rate(realtimeNs()));
   return grpc::Status::OK;
 }
 

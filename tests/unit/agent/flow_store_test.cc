@@ -78,6 +78,26 @@ TEST_CASE("namespaces with flows are listed sorted, outlive the ring, and are fo
   CHECK(store.namespacesSince(0) == std::vector<std::string>{"default", "shop"});
 }
 
+TEST_CASE("the flow rate is the last minute's flows per second, or over the full ring's span when it is shorter",
+          "[unit][flows]") {
+  constexpr int64_t kSecond = 1'000'000'000;
+  const int64_t now = 1000 * kSecond;
+  FlowStore empty(8);
+  CHECK(empty.rate(now) == 0.0);
+  FlowStore store(100);
+  store.add(flow("a", "b", PLEXUS_VERDICT_FORWARDED, 80, IPPROTO_TCP, now - 90 * kSecond));  // before the minute
+  for (int i = 0; i < 30; ++i) {
+    store.add(flow("a", "b", PLEXUS_VERDICT_FORWARDED, 80, IPPROTO_TCP, now - 30 * kSecond + i * kSecond));
+  }
+  CHECK(store.rate(now) == Approx(0.5));  // 30 flows in 60 s
+  // A full ring of 10 flows over the last 5 seconds: 10 flows in the 5 s since the oldest.
+  FlowStore small(10);
+  for (int i = 0; i < 10; ++i) {
+    small.add(flow("a", "b", PLEXUS_VERDICT_FORWARDED, 80, IPPROTO_TCP, now - 5 * kSecond + i * kSecond / 2));
+  }
+  CHECK(small.rate(now) == Approx(2.0));
+}
+
 TEST_CASE("filters narrow by pod, direction, namespace, label, verdict, protocol, port, ip, identity, time",
           "[unit][flows]") {
   FlowStore store(100);

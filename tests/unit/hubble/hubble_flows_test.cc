@@ -41,7 +41,7 @@ FlowRecord podToPod(uint8_t verdict = PLEXUS_VERDICT_FORWARDED, uint8_t reason =
 
 flow::Flow hubble(const FlowRecord& f) {
   flow::Flow out;
-  toHubbleFlow(f, "fallback", &out);
+  toHubbleFlow(f, "fallback", "default", &out);
   return out;
 }
 
@@ -75,6 +75,11 @@ TEST_CASE("a forwarded pod-to-pod flow becomes Hubble's L3_L4 trace to the endpo
   CHECK(h.source().pod_name() == "web-1");
   CHECK(h.source().labels(0) == "k8s:app=web");
   CHECK(h.destination().pod_name() == "api-1");
+  CHECK(h.source().cluster_name() == "default");  // a pod's cluster
+  CHECK(h.destination().cluster_name() == "default");
+  FlowRecord to_world = podToPod();
+  to_world.destination = {*Ipv4::parse("198.51.100.1"), 443, 2, "", "", {}, 0};
+  CHECK(hubble(to_world).destination().cluster_name().empty());  // a peer outside the pods has none
   CHECK(h.type() == flow::L3_L4);
   CHECK(h.node_name() == "node-a");
   CHECK(h.event_type().type() == 4);      // Cilium's MessageTypeTrace

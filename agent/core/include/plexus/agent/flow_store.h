@@ -174,6 +174,11 @@ class FlowStore {
   // GetNamespaces: namespaces with flows in the last hour). Remembered apart from the ring, so a namespace stays
   // listed after its flows leave it; those not seen for kNamespaceTtl are forgotten as flows arrive.
   std::vector<std::string> namespacesSince(int64_t since_unix_nano) const;
+
+  // Flows per second over the minute before `now_unix_nano` (Hubble's ServerStatus.flows_rate): the stored flows of
+  // that minute over its length, or, when the full ring holds less than that minute, over the time since its oldest
+  // flow.
+  double rate(int64_t now_unix_nano) const;
   static constexpr std::chrono::hours kNamespaceTtl{1};
 
  private:

@@ -11,8 +11,8 @@
 
 namespace plexus::agent {
 
-// `node` names the flow's node when the record has none.
-void toHubbleFlow(const FlowRecord& record, const std::string& node, flow::Flow* out);
+// `node` names the flow's node when the record has none; `cluster` is the pods' cluster (Endpoint.cluster_name).
+void toHubbleFlow(const FlowRecord& record, const std::string& node, const std::string& cluster, flow::Flow* out);
 
 // One Hubble filter as our filter. Fields that name what Plexus flows never carry (FQDNs, L7, workloads, trace ids,
 // services of the source, IPv6) make the filter match nothing, as they would match none of our flows in Hubble.
