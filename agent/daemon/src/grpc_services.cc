@@ -191,7 +191,8 @@ void featureStatus(const AgentState& state, v1::GetStatusResponse* resp) {
     hubble->set_max_flows(state.flows->capacity());
     hubble->set_seen_flows(state.flows->seen());
     auto now = std::chrono::system_clock::now().time_since_epoch();
-    hubble->set_flows_per_second(state.flows->rate(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()));
+    hubble->set_flows_per_second(
+        state.flows->rate(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()));
   }
 
   auto* kube = resp->mutable_kubernetes();
