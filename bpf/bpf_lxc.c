@@ -35,10 +35,7 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
   c->t.notify |= pt->notify;
   c->t.is_reply = pt->is_reply;
   c->t.rule_id = pt->rule_id;
-  if (pt->audit) {
-    c->audit = 1;
-    c->audit_reason = pt->audit_reason;
-  }
+  verdict_note_audit(c, pt);
 }
 
 /* A destination on another node. Tunnel mode: a destination whose ipcache entry names the node hosting it is
@@ -215,10 +212,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     /* The event names one rule: the ingress rule that decided, else (ingress admitted it without one, or it is a
      * reply) the egress rule. A drop here is ingress's alone. */
     c->t.rule_id = (pt.rule_id || ret < 0) ? pt.rule_id : egress_rule;
-    if (pt.audit) {
-      c->audit = 1;
-      c->audit_reason = pt.audit_reason;
-    }
+    verdict_note_audit(c, &pt);
     if (ret < 0) {
       c->direction = PLEXUS_DIR_INGRESS;
       c->t.endpoint_id = dst->ep_id;

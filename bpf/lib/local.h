@@ -10,6 +10,15 @@
 #include "lib/policy.h"
 #include "lib/verdict.h"
 
+/* A verdict policy audit mode let through: the event reports AUDIT with the reason (flag and reason stay apart: see
+ * struct policy_trace). */
+static __always_inline void verdict_note_audit(struct verdict_ctx *c, const struct policy_trace *pt) {
+  if (pt->audit) {
+    c->audit = 1;
+    c->audit_reason = pt->audit_reason;
+  }
+}
+
 /* Traffic entering a local endpoint from anywhere but a same-node pod's redirect: the stack's delivery (to-container),
  * the tunnel device, an external device with BPF host routing. The endpoint's ingress policy judges the flow with the
  * source's identity; then the reply of a service flow this node translated to a backend on another node gets its
@@ -34,8 +43,7 @@ static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_c
     c->t.notify |= pt.notify;
     c->t.is_reply = pt.is_reply;
     c->t.rule_id = pt.rule_id;
-    c->audit = pt.audit;
-    c->audit_reason = pt.audit_reason;
+    verdict_note_audit(c, &pt);
     if (ret < 0) {
       return ret;
     }

@@ -116,7 +116,7 @@ grpc::Status HubbleObserverService::GetNodes(grpc::ServerContext*, const observe
   n->set_version(PLEXUS_VERSION);
   n->set_address(address_);
   n->set_state(relay::NODE_CONNECTED);
-  if (!address_.starts_with("unix://") && !state_.config.hubble_disable_tls) {
+  if (!address_.starts_with("unix://") && state_.config.hubbleTcpTls()) {  // this server's TCP listener
     n->mutable_tls()->set_enabled(true);
     n->mutable_tls()->set_server_name(hubbleTlsServerName(state_.config.node_name, state_.config.cluster_name));
   } else {

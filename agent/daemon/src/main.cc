@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
     }
     hubble_peers = std::make_unique<agent::HubblePeerService>(
         st, agent::HubblePeerSelf{config->node_name, config->cluster_name, config->hubble_listen_address,
-                                  hubble_sock.string(), !tcp.empty() && !config->hubble_disable_tls});
+                                  hubble_sock.string(), config->hubbleTcpTls()});
     hb.RegisterService(hubble.get());
     hb.RegisterService(hubble_peers.get());
     hubble_server = hb.BuildAndStart();

@@ -57,6 +57,7 @@ struct AgentConfig {
   std::string hubble_tls_cert_file;
   std::string hubble_tls_key_file;
   std::vector<std::string> hubble_tls_client_ca_files;
+  bool hubbleTcpTls() const { return !hubble_listen_address.empty() && !hubble_disable_tls; }
   // Hubble's flow metrics (hubble_*): the listener ("[host]:port", Cilium's hubble.metrics.port ":9965"; "": off) and
   // the metrics, in Cilium's list syntax ("dns drop tcp flow port-distribution icmp httpV2:...").
   std::string hubble_metrics_server;
