@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake pkg-config git
   clang libclang-rt-14-dev llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  nlohmann-json3-dev catch2 libyaml-cpp-dev libyaml-dev libcurl4-openssl-dev
+  nlohmann-json3-dev catch2 libyaml-cpp-dev libyaml-dev libcurl4-openssl-dev libjemalloc-dev
   libspdlog-dev libfmt-dev libcli11-dev libbenchmark-dev
   libnl-3-dev libnl-route-3-dev libcpp-httplib-dev libnghttp2-dev prometheus-cpp-dev
   iproute2 iputils-ping iperf3 iptables netcat-openbsd curl bc python3

@@ -1,7 +1,6 @@
 // plexus-agent: loads the datapath, restores state, serves the gRPC API until SIGTERM/SIGINT.
 // A graceful stop leaves programs attached and maps pinned: pods keep their connectivity.
 
-#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -17,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "plexus/agent/agent_state.h"
+#include "plexus/agent/allocator.h"
 #include "plexus/agent/config.h"
 #include "plexus/agent/grpc_services.h"
 #include "plexus/agent/hubble_service.h"
@@ -26,10 +26,7 @@
 using namespace plexus;
 
 int main(int argc, char** argv) {
-  // Buffers from 256 KiB up (a bulk apply's request text, its parse buffers) are mapped for themselves and given
-  // back when freed. glibc otherwise raises this threshold to the largest buffer freed so far, after which such
-  // buffers come from the heap and leave it fragmented: 3-6 MiB more RSS after a 5 MB apply.
-  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  agent::initAllocator();
   bool help = false;
   auto config = agent::parseAgentConfig(argc, argv, &help);
   if (!config.ok()) {
@@ -176,8 +173,8 @@ int main(int argc, char** argv) {
   }
   chmod(config->socket.c_str(), 0660);
   st.ready = true;
-  spdlog::info("plexus-agent ready: node {} pod CIDR {} socket {} bpf root {}", config->node_name, config->pod_cidr,
-               config->socket, config->bpf_root);
+  spdlog::info("plexus-agent ready: node {} pod CIDR {} socket {} bpf root {} allocator {}", config->node_name,
+               config->pod_cidr, config->socket, config->bpf_root, agent::allocatorName());
 
   // Until SIGINT/SIGTERM, once a second: retries of failed writes and the host addresses on the reconcile thread
   // (which owns every map the agent writes); here, off it, the device detection's netlink dumps and, every
@@ -195,7 +192,7 @@ int main(int argc, char** argv) {
       }
       (void)st.reconciler.submit([&st] { st.controller->tick(); });
       if (st.trim_heap.exchange(false)) {
-        malloc_trim(0);
+        agent::releaseFreedMemory();
       }
       if (config->devices.empty() && st.nodes) {
         auto others = st.reconciler.submit([&st] { return st.otherNodeAddresses(); }).get();
