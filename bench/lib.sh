@@ -88,14 +88,14 @@ bench_median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if
 # The servers listen on 5201 (iperf3), 7000 (RR) and 7001 (CRR); clients connect to those ports plus BENCH_PORT_SHIFT
 # (0 unless set: a service whose frontend ports are the servers' shifted, e.g. NodePorts).
 
-# iperf3 throughput from client netns $1 to a server in netns $2 at $3, with $4 parallel streams (default 1); prints
-# Gbit/s (the sum over the streams).
+# iperf3 throughput from client netns $1 to a server in netns $2 at $3, with $4 parallel streams (default 1), the
+# server sending when $5 is set (iperf3 -R); prints Gbit/s (the sum over the streams).
 bench_throughput() {
   ip netns exec "$2" timeout $((SECONDS_PER_RUN + 15)) iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
   local spid=$!
   sleep 0.3
   ip netns exec "$1" timeout $((SECONDS_PER_RUN + 10)) iperf3 -c "$3" -p $((5201 + ${BENCH_PORT_SHIFT:-0})) \
-    -t "$SECONDS_PER_RUN" -P "${4:-1}" -J |
+    -t "$SECONDS_PER_RUN" -P "${4:-1}" ${5:+-R} -J |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
   wait "$spid" || true
 }
@@ -189,6 +189,10 @@ bench_rounds() {  # name
       BENCH_PORT_SHIFT="${SHIFT[$s]:-0}"
       bench_sample "$name" "$s" tp1 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 1 2>/dev/null || true)"
       bench_sample "$name" "$s" tp4 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 4 2>/dev/null || true)"
+      if [ -n "${BENCH_REVERSE:-}" ]; then  # also the server sending to the client (iperf3 -R), as a download
+        bench_sample "$name" "$s" tpr1 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 1 R 2>/dev/null || true)"
+        bench_sample "$name" "$s" tpr4 "$(bench_throughput "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 4 R 2>/dev/null || true)"
+      fi
       read -r a b < <(bench_latency "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true
       bench_sample "$name" "$s" rr50 "${a:-}"; bench_sample "$name" "$s" rr99 "${b:-}"
       read -r a b < <(bench_crr "${CLIENT[$s]}" "${SERVER[$s]}" "${TARGET[$s]}" 2>/dev/null || true) || true

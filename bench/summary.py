@@ -11,6 +11,8 @@ import statistics
 import sys
 
 METRICS = {"tp1": ("TCP throughput, 1 stream (Gbit/s)", "higher"), "tp4": ("TCP throughput, 4 streams (Gbit/s)", "higher"),
+           "tpr1": ("TCP throughput server to client, 1 stream (Gbit/s)", "higher"),
+           "tpr4": ("TCP throughput server to client, 4 streams (Gbit/s)", "higher"),
            "rr50": ("TCP_RR p50 (us)", "lower"), "rr99": ("TCP_RR p99 (us)", "lower"),
            "crr50": ("TCP_CRR p50 (us)", "lower"), "crr99": ("TCP_CRR p99 (us)", "lower")}
 

@@ -12,7 +12,8 @@
 #   iptables  no plexus: the pod on a plain veth with a /32 route on node B, node A routing B's pod CIDR, and on node A
 #             the NAT rules in the shape kube-proxy's iptables mode writes them (KUBE-NODEPORTS -> KUBE-EXT (mark for
 #             masquerade) -> KUBE-SVC -> KUBE-SEP DNAT; KUBE-POSTROUTING MASQUERADE --random-fully of marked packets).
-# Metrics, per setup: iperf3 throughput with 1 and 4 streams, TCP_RR and TCP_CRR p50/p99 (bench/lib.sh bench_rounds);
+# Metrics, per setup: iperf3 throughput with 1 and 4 streams, client to server (upload) and server to client (iperf3
+# -R: a download, the replies DSR sends straight from node B), TCP_RR and TCP_CRR p50/p99 (bench/lib.sh bench_rounds);
 # then the ratios to iptables with the targets (dsr throughput >= 1.2x and CRR p50 <= 0.8x; snat throughput >= 1.0x).
 set -euo pipefail
 BUILD="$(realpath "${1:-build}")"
@@ -171,10 +172,12 @@ plexus_setup snat s 237 238 --bpf-lb-mode snat
 plexus_setup dsr d 239 240 --bpf-lb-mode dsr
 iptables_setup
 
-bench_rounds nodeport
+BENCH_REVERSE=1 bench_rounds nodeport
 bench_summary "$STATUS" '{"bench": "nodeport", "absolute": true,
   "names": {"snat": "plexus NodePort snat", "dsr": "plexus NodePort dsr", "iptables": "iptables NodePort (kube-proxy)"},
   "ratios": [["dsr", "iptables", "tp1", ">= 1.2"], ["dsr", "iptables", "tp4", ">= 1.2"],
+             ["dsr", "iptables", "tpr1", ">= 1.2"], ["dsr", "iptables", "tpr4", ">= 1.2"],
+             ["snat", "iptables", "tpr1", ">= 1.0"], ["snat", "iptables", "tpr4", ">= 1.0"],
              ["dsr", "iptables", "crr50", "<= 0.8"], ["dsr", "iptables", "rr50", "<= 0.8"],
              ["dsr", "iptables", "crr99", null], ["dsr", "iptables", "rr99", null],
              ["snat", "iptables", "tp1", ">= 1.0"], ["snat", "iptables", "tp4", ">= 1.0"],
