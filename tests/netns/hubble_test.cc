@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <thread>
 
@@ -233,12 +234,12 @@ TEST_CASE(
   CHECK(namespaces.namespaces(0).namespace_() == "default");
 
   // What Plexus does not implement says so.
-  grpc::ClientContext actx;
-  deadline(&actx);
-  auto events = stub->GetAgentEvents(&actx, {});
-  observer::GetAgentEventsResponse ev;
-  CHECK_FALSE(events->Read(&ev));
-  grpc::Status unimplemented = events->Finish();
+  grpc::ClientContext dctx;
+  deadline(&dctx);
+  auto debug = stub->GetDebugEvents(&dctx, {});
+  observer::GetDebugEventsResponse dev;
+  CHECK_FALSE(debug->Read(&dev));
+  grpc::Status unimplemented = debug->Finish();
   CHECK(unimplemented.error_code() == grpc::StatusCode::UNIMPLEMENTED);
   CHECK_FALSE(unimplemented.error_message().empty());
 
@@ -254,6 +255,168 @@ TEST_CASE(
   grpc::Status invalid = bad_reader->Finish();
   CHECK(invalid.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(invalid.error_message().find("10.0.0.999") != std::string::npos);
+}
+
+namespace {
+
+// GetAgentEvents without follow: every event; REQUIREs an OK status.
+std::vector<flow::AgentEvent> getAgentEvents(observer::Observer::Stub& stub, const observer::GetAgentEventsRequest& req) {
+  grpc::ClientContext ctx;
+  deadline(&ctx);
+  auto reader = stub.GetAgentEvents(&ctx, req);
+  std::vector<flow::AgentEvent> out;
+  observer::GetAgentEventsResponse r;
+  while (reader->Read(&r)) {
+    CHECK_FALSE(r.node_name().empty());
+    CHECK(r.time().seconds() > 0);
+    out.push_back(r.agent_event());
+  }
+  grpc::Status st = reader->Finish();
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  return out;
+}
+
+const flow::AgentEvent* findEvent(const std::vector<flow::AgentEvent>& events, flow::AgentEventType type,
+                                  const std::function<bool(const flow::AgentEvent&)>& also = {}) {
+  for (const auto& e : events) {
+    if (e.type() == type && (!also || also(e))) {
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "Hubble GetAgentEvents reports the agent's start, endpoints, ipcache entries, policies and services, "
+    "and follows new ones",
+    "[netns][observe][hubble]") {
+  NodeFixture node("10.207.16.0/24");
+  Pod web = node.addPod("web");
+  const std::string manifest = R"(apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ae-web, namespace: default}
+specs:
+- endpointSelector: {matchLabels: {app: web}}
+  ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}]
+- endpointSelector: {matchLabels: {app: web}}
+  egress: [{toEntities: [world]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ae-svc, namespace: default}
+spec: {clusterIP: 10.96.70.7, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ae-svc-1, namespace: default, labels: {kubernetes.io/service-name: ae-svc}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [)" + web.ip + R"(], conditions: {ready: true}}]
+)";
+  node.apply(manifest);
+  auto stub = hubbleStub(node);
+
+  observer::GetAgentEventsRequest all;  // no number, no follow: every stored event
+  auto events = getAgentEvents(*stub, all);
+  REQUIRE_FALSE(events.empty());
+  const auto* started = findEvent(events, flow::AGENT_STARTED);  // after the ipcache entries written while starting
+  REQUIRE(started != nullptr);
+  CHECK(started->agent_start().time().seconds() > 0);
+
+  const auto* created = findEvent(events, flow::ENDPOINT_CREATED,
+                                  [](const flow::AgentEvent& e) { return e.endpoint_update().pod_name() == "web"; });
+  REQUIRE(created != nullptr);
+  CHECK(created->endpoint_update().namespace_() == "default");
+  CHECK(created->endpoint_update().id() > 0);
+
+  const auto* ipcache = findEvent(events, flow::IPCACHE_UPSERTED, [&](const flow::AgentEvent& e) {
+    return e.ipcache_update().cidr() == web.ip + "/32";
+  });
+  REQUIRE(ipcache != nullptr);
+  CHECK(ipcache->ipcache_update().identity() > 0);
+
+  const auto* policy = findEvent(events, flow::POLICY_UPDATED);
+  REQUIRE(policy != nullptr);
+  INFO(policy->DebugString());
+  CHECK(policy->policy_update().rule_count() == 2);
+  CHECK(policy->policy_update().revision() > 1);
+  auto labels = policy->policy_update().labels();
+  CHECK(std::find(labels.begin(), labels.end(), "k8s:io.cilium.k8s.policy.name=ae-web") != labels.end());
+  CHECK(std::find(labels.begin(), labels.end(), "k8s:io.cilium.k8s.policy.namespace=default") != labels.end());
+
+  const auto* service = findEvent(events, flow::SERVICE_UPSERTED);
+  REQUIRE(service != nullptr);
+  INFO(service->DebugString());
+  CHECK(service->service_upsert().name() == "ae-svc");
+  CHECK(service->service_upsert().namespace_() == "default");
+  CHECK(service->service_upsert().frontend_address().ip() == "10.96.70.7");
+  CHECK(service->service_upsert().frontend_address().port() == 80);
+  CHECK(service->service_upsert().type() == "ClusterIP");
+  REQUIRE(service->service_upsert().backend_addresses_size() == 1);
+  CHECK(service->service_upsert().backend_addresses(0).ip() == web.ip);
+  CHECK(service->service_upsert().backend_addresses(0).port() == 8080);
+  CHECK(service->service_upsert().ext_traffic_policy() == "Cluster");
+
+  // The last two only, oldest first; the first one only.
+  observer::GetAgentEventsRequest last2;
+  last2.set_number(2);
+  auto tail = getAgentEvents(*stub, last2);
+  REQUIRE(tail.size() == 2);
+  CHECK(tail[1].SerializeAsString() == events.back().SerializeAsString());
+  observer::GetAgentEventsRequest first1;
+  first1.set_number(1);
+  first1.set_first(true);
+  auto head = getAgentEvents(*stub, first1);
+  REQUIRE(head.size() == 1);
+  CHECK(head[0].SerializeAsString() == events.front().SerializeAsString());
+
+  // Deleting them (plexus delete -f) is reported too: the policy with its rule count, the frontend by its id.
+  std::string path = node.dir() + "/agent-events.yaml";
+  std::ofstream(path) << manifest;
+  auto removed = node.cli({"delete", "-f", path});
+  INFO(removed.out << removed.err);
+  REQUIRE(removed.exit_code == 0);
+  auto after = getAgentEvents(*stub, all);
+  const auto* policy_gone = findEvent(after, flow::POLICY_DELETED);
+  REQUIRE(policy_gone != nullptr);
+  CHECK(policy_gone->policy_update().rule_count() == 2);
+  CHECK(policy_gone->policy_update().revision() > policy->policy_update().revision());
+  CHECK(findEvent(after, flow::SERVICE_DELETED, [&](const flow::AgentEvent& e) {
+          return e.service_delete().id() == service->service_upsert().id();
+        }) != nullptr);
+
+  // follow: only what happens after the call: a new pod's ENDPOINT_CREATED, its ipcache entry.
+  grpc::ClientContext fctx;
+  deadline(&fctx, 20);
+  observer::GetAgentEventsRequest follow;
+  follow.set_follow(true);
+  auto reader = stub->GetAgentEvents(&fctx, follow);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the call is in place before the pod comes
+  Pod late = node.addPod("late");
+  observer::GetAgentEventsResponse r;
+  bool saw_created = false, saw_old = false;
+  for (int i = 0; i < 100 && !saw_created && reader->Read(&r); ++i) {
+    saw_old = saw_old || r.agent_event().type() == flow::AGENT_STARTED;
+    saw_created = r.agent_event().type() == flow::ENDPOINT_CREATED && r.agent_event().endpoint_update().pod_name() == "late";
+  }
+  fctx.TryCancel();
+  CHECK(saw_created);
+  CHECK_FALSE(saw_old);
+
+  // A malformed window is INVALID_ARGUMENT.
+  observer::GetAgentEventsRequest bad;
+  bad.set_first(true);
+  bad.set_follow(true);
+  grpc::ClientContext bctx;
+  deadline(&bctx);
+  auto bad_reader = stub->GetAgentEvents(&bctx, bad);
+  observer::GetAgentEventsResponse ignored;
+  while (bad_reader->Read(&ignored)) {
+  }
+  CHECK(bad_reader->Finish().error_code() == grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_CASE(

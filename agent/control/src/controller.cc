@@ -295,8 +295,16 @@ Result<EndpointRecord> Controller::addEndpoint(const AddRequest& req) {
   p_.flows.upsertEndpoint(rec->ip, PeerInfo{rec->pod_namespace, rec->pod_name, rec->labels, rec->id, rec->host_ifname,
                                             static_cast<uint32_t>(rec->host_ifindex)});
   publish(*rec);
+  notifyEndpoint(NotificationType::kEndpointCreated, *rec);
   endpointsChanged(rec->pod_namespace);
   return rec;
+}
+
+void Controller::notifyEndpoint(NotificationType type, const EndpointRecord& rec) {
+  if (p_.notices) {
+    p_.notices->add({.type = type, .labels = rec.labels, .id = rec.id, .pod_name = rec.pod_name,
+                     .pod_namespace = rec.pod_namespace});
+  }
 }
 
 Status Controller::deleteEndpoint(const std::string& container_id, const std::string& ifname) {
@@ -309,6 +317,7 @@ Status Controller::deleteEndpoint(const std::string& container_id, const std::st
     p_.identities.release(rec.identity);
     p_.flows.removeEndpoint(rec.ip);
     unpublish(rec);
+    notifyEndpoint(NotificationType::kEndpointDeleted, rec);
     fetching_.erase(nsOrDefault(rec.pod_namespace) + "/" + rec.pod_name);
     endpointsChanged(rec.pod_namespace);
   }
@@ -322,6 +331,7 @@ uint32_t Controller::gcEndpoints(const std::set<std::string>& valid_owners) {
     p_.identities.release(rec.identity);
     p_.flows.removeEndpoint(rec.ip);
     unpublish(rec);
+    notifyEndpoint(NotificationType::kEndpointDeleted, rec);
     if (p_.services) {
       p_.services->podsChanged(nsOrDefault(rec.pod_namespace));
     }

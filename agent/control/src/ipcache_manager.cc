@@ -104,6 +104,7 @@ Status IpcacheManager::flush(Ipv4Prefix prefix) {
         failed_[prefix] = s.error().message;
         return s.error().wrap(fmt::format("ipcache {}: remove", prefix.toString()));
       }
+      notify(NotificationType::kIpcacheDeleted, prefix, have->second, nullptr);
       installed_.erase(have);
     }
   } else if (have == installed_.end() || !(have->second == *want)) {
@@ -112,11 +113,27 @@ Status IpcacheManager::flush(Ipv4Prefix prefix) {
       failed_[prefix] = s.error().message;
       return s.error().wrap(fmt::format("ipcache {} -> identity {}", prefix.toString(), want->identity));
     }
+    notify(NotificationType::kIpcacheUpserted, prefix, *want, have == installed_.end() ? nullptr : &have->second);
     installed_[prefix] = *want;
   }
   dirty_.erase(prefix);
   failed_.erase(prefix);
   return Status::Ok();
+}
+
+void IpcacheManager::notify(NotificationType type, Ipv4Prefix prefix, const IpcacheEntry& entry,
+                            const IpcacheEntry* old) const {
+  if (!notices_) {
+    return;
+  }
+  auto node = [](Ipv4 ip) { return ip.hostOrder() == 0 ? std::string() : ip.toString(); };
+  AgentNotification n{.type = type, .cidr = prefix.toString(), .identity = entry.identity,
+                      .host_ip = node(entry.tunnel_endpoint)};
+  if (old) {
+    n.old_identity = old->identity;
+    n.old_host_ip = node(old->tunnel_endpoint);
+  }
+  notices_->add(std::move(n));
 }
 
 std::optional<IpcacheEntry> IpcacheManager::lookup(Ipv4Prefix prefix) const {

@@ -76,16 +76,40 @@ void PolicyManager::upsert(const nlohmann::json& object) {
   if (flows_) {
     flows_->setPolicyRules(p->key(), FlowPolicy{policy::toString(p->kind), p->ns, p->name}, rules);
   }
+  notify(NotificationType::kPolicyUpdated, policy::toString(p->kind), p->ns, p->name,
+         static_cast<int64_t>(p->specs.size()));
   policies_[p->key()] = std::move(*p);
 }
 
 void PolicyManager::remove(const std::string& kind, const std::string& ns, const std::string& name) {
   std::string key = keyOf(kind, ns, name);
-  policies_.erase(key);
+  auto it = policies_.find(key);
+  if (it != policies_.end()) {
+    notify(NotificationType::kPolicyDeleted, kind, ns, name, static_cast<int64_t>(it->second.specs.size()));
+    policies_.erase(it);
+  }
   invalid_.erase(key);
   if (flows_) {
     flows_->setPolicyRules(key, {}, {});
   }
+}
+
+void PolicyManager::notify(NotificationType type, const std::string& kind, const std::string& ns,
+                           const std::string& name, int64_t rules) {
+  ++revision_;
+  if (!notices_) {
+    return;
+  }
+  // The labels Cilium derives for a policy's rules.
+  AgentNotification n{.type = type,
+                      .labels = {"k8s:io.cilium.k8s.policy.derived-from=" + kind,
+                                 "k8s:io.cilium.k8s.policy.name=" + name},
+                      .revision = revision_,
+                      .rule_count = rules};
+  if (!ns.empty()) {
+    n.labels.push_back("k8s:io.cilium.k8s.policy.namespace=" + ns);
+  }
+  notices_->add(std::move(n));
 }
 
 std::string PolicyManager::ruleOrigin(uint32_t rule_id) const {

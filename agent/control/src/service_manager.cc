@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <chrono>
+#include <set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -100,8 +101,40 @@ Status ServiceManager::update(const std::map<std::string, std::optional<lb::Serv
     added.emplace_back(frontendAddress(f), f.service);
   }
   directory_->updateServices(gone, added);
+  notify(change, changed);
   spdlog::info("services: {} changed, {} map operations", changed.size(), plan.size());
   return Status::Ok();
+}
+
+void ServiceManager::notify(const lb::Planner::Change& change,
+                            const std::map<std::string, std::optional<lb::Service>>& changed) {
+  if (!notices_) {
+    return;
+  }
+  std::set<uint16_t> kept;
+  for (const auto& f : change.after.frontends) {
+    kept.insert(f.rev_nat_index);
+    AgentNotification n{.type = NotificationType::kServiceUpserted, .id = f.rev_nat_index,
+                        .frontend = {f.address.toString(), f.port}, .service_type = f.type};
+    for (const auto& b : f.backends) {
+      if (!b.terminating) {
+        n.backends.push_back({b.ip.toString(), b.port});
+      }
+    }
+    auto slash = f.service.find('/');
+    n.service_namespace = f.service.substr(0, slash == std::string::npos ? 0 : slash);
+    n.service_name = slash == std::string::npos ? f.service : f.service.substr(slash + 1);
+    if (auto it = changed.find(f.service); it != changed.end() && it->second) {
+      n.ext_traffic_policy = it->second->external_traffic_local ? "Local" : "Cluster";
+      n.int_traffic_policy = it->second->internal_traffic_local ? "Local" : "Cluster";
+    }
+    notices_->add(std::move(n));
+  }
+  for (const auto& f : change.before.frontends) {
+    if (!kept.count(f.rev_nat_index)) {
+      notices_->add({.type = NotificationType::kServiceDeleted, .id = f.rev_nat_index});
+    }
+  }
 }
 
 void ServiceManager::publishNames(const lb::MapState& st) {

@@ -379,11 +379,13 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   state->resources = std::make_unique<ResourceState>(*state->store);
   state->identities = std::make_unique<IdentityManager>(*state->store, api);
   state->ipcache = std::make_unique<IpcacheManager>(ports.ipcache);
+  state->ipcache->setNotifications(&state->notices);
   state->policies = std::make_unique<PolicyManager>(
       ports.policy, *state->ipcache, [ids = state->identities.get()] { return ids->all(); },
       [r = state->resources.get()](const EndpointRecord& rec) { return r->namedPorts(rec.pod_namespace, rec.pod_name); },
       *policy::parseEnforcementMode(config.enable_policy));
   state->policies->reportRulesTo(&state->flow_dir);
+  state->policies->setNotifications(&state->notices);
   state->endpoints = std::make_unique<EndpointManager>(
       EndpointManagerDeps{ports.network, ports.endpoints, *state->ipcache, *state->policies, *state->store},
       *state->ipam, EndpointManagerConfig{state->pod_mtu}, [] { return static_cast<int64_t>(std::time(nullptr)); });
@@ -411,6 +413,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
     }
     pc.seed = *seed;
     state->services = std::make_unique<ServiceManager>(ports.services, pc, &state->flow_dir);
+    state->services->setNotifications(&state->notices);
     if (Status s = state->services->restore(); !s.ok()) {
       // Not fatal: services are then written afresh, with new ids (established per-packet flows may break).
       spdlog::warn("services: {}", s.error().message);
@@ -424,7 +427,8 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   }
   state->controller = std::make_unique<Controller>(ControllerParts{
       *state->resources, *state->identities, *state->ipcache, *state->endpoints, *state->policies,
-      state->service_sync.get(), state->flow_dir, api, &ports.host, state->nodes.get()}, config.node_name);
+      state->service_sync.get(), state->flow_dir, api, &ports.host, state->nodes.get(), &state->notices},
+      config.node_name);
   state->sink.attach(state->controller.get());
   // Flow enrichment follows every endpoint the datapath serves.
   // /metrics: identities and services, read on the reconcile thread at scrape time.

@@ -282,11 +282,40 @@ Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& h) {
   return f;
 }
 
-Result<FlowQuery> flowQueryFromHubble(const observer::GetFlowsRequest& r) {
-  if (r.first() && r.follow()) {
+Result<EventWindow> eventWindow(const observer::GetAgentEventsRequest& r) {
+  return eventWindow(r.first(), r.follow(), r.has_since() ? &r.since() : nullptr, r.has_until() ? &r.until() : nullptr);
+}
+
+Result<EventWindow> eventWindow(bool first, bool follow, const google::protobuf::Timestamp* since,
+                                const google::protobuf::Timestamp* until) {
+  if (first && follow) {
     return invalid("first cannot be combined with follow");
   }
+  EventWindow w;
+  for (auto [t, field, out] : {std::tuple{since, "since", &w.since_unix_nano}, std::tuple{until, "until", &w.until_unix_nano}}) {
+    if (t) {
+      auto n = unixNano(*t, field);
+      if (!n.ok()) {
+        return n.error();
+      }
+      *out = *n;
+    }
+  }
+  if (w.until_unix_nano != 0 && w.until_unix_nano < w.since_unix_nano) {
+    return invalid("until is before since");
+  }
+  return w;
+}
+
+Result<FlowQuery> flowQueryFromHubble(const observer::GetFlowsRequest& r) {
+  auto window = eventWindow(r.first(), r.follow(), r.has_since() ? &r.since() : nullptr,
+                            r.has_until() ? &r.until() : nullptr);
+  if (!window.ok()) {
+    return window.error();
+  }
   FlowQuery q;
+  q.filter.since_unix_nano = window->since_unix_nano;
+  q.filter.until_unix_nano = window->until_unix_nano;
   for (const auto& [from, to] : {std::pair{&r.whitelist(), &q.allow}, std::pair{&r.blacklist(), &q.deny}}) {
     for (const auto& h : *from) {
       auto f = flowFilterFromHubble(h);
@@ -296,31 +325,90 @@ Result<FlowQuery> flowQueryFromHubble(const observer::GetFlowsRequest& r) {
       to->push_back(std::move(*f));
     }
   }
-  for (auto [has, t, field, out] : {std::tuple{r.has_since(), &r.since(), "since", &q.filter.since_unix_nano},
-                                    std::tuple{r.has_until(), &r.until(), "until", &q.filter.until_unix_nano}}) {
-    if (has) {
-      auto n = unixNano(*t, field);
-      if (!n.ok()) {
-        return n.error();
-      }
-      *out = *n;
-    }
-  }
-  if (q.filter.until_unix_nano != 0 && q.filter.until_unix_nano < q.filter.since_unix_nano) {
-    return invalid("until is before since");
-  }
   return q;
 }
 
-StoredSelection storedSelection(const observer::GetFlowsRequest& r) {
+namespace {
+
+StoredSelection selection(uint64_t number, bool first, bool windowed, bool follow) {
   StoredSelection s;
-  if (r.number() > 0) {
-    s.oldest = r.first();
-    s.count = static_cast<size_t>(r.number());
-  } else if (!r.has_since() && !r.has_until() && r.follow()) {
+  if (number > 0) {
+    s.oldest = first;
+    s.count = static_cast<size_t>(number);
+  } else if (!windowed && follow) {
     s.none = true;
   }
   return s;
+}
+
+}  // namespace
+
+StoredSelection storedSelection(const observer::GetFlowsRequest& r) {
+  return selection(r.number(), r.first(), r.has_since() || r.has_until(), r.follow());
+}
+
+StoredSelection storedSelection(const observer::GetAgentEventsRequest& r) {
+  return selection(r.number(), r.first(), r.has_since() || r.has_until(), r.follow());
+}
+
+void toHubbleAgentEvent(const AgentNotification& n, flow::AgentEvent* out) {
+  out->set_type(static_cast<flow::AgentEventType>(n.type));
+  switch (n.type) {
+    case NotificationType::kAgentStarted:
+      *out->mutable_agent_start()->mutable_time() = timestamp(n.time_unix_nano);
+      break;
+    case NotificationType::kPolicyUpdated:
+    case NotificationType::kPolicyDeleted: {
+      auto* p = out->mutable_policy_update();
+      p->mutable_labels()->Assign(n.labels.begin(), n.labels.end());
+      p->set_revision(n.revision);
+      p->set_rule_count(n.rule_count);
+      break;
+    }
+    case NotificationType::kEndpointCreated:
+    case NotificationType::kEndpointDeleted: {
+      auto* e = out->mutable_endpoint_update();
+      e->set_id(n.id);
+      e->mutable_labels()->Assign(n.labels.begin(), n.labels.end());
+      e->set_pod_name(n.pod_name);
+      e->set_namespace_(n.pod_namespace);
+      break;
+    }
+    case NotificationType::kIpcacheUpserted:
+    case NotificationType::kIpcacheDeleted: {
+      auto* i = out->mutable_ipcache_update();
+      i->set_cidr(n.cidr);
+      i->set_identity(n.identity);
+      if (n.old_identity) {
+        i->mutable_old_identity()->set_value(*n.old_identity);
+      }
+      i->set_host_ip(n.host_ip);
+      i->set_old_host_ip(n.old_host_ip);
+      i->set_namespace_(n.pod_namespace);
+      i->set_pod_name(n.pod_name);
+      break;
+    }
+    case NotificationType::kServiceUpserted: {
+      auto* s = out->mutable_service_upsert();
+      s->set_id(static_cast<uint32_t>(n.id));
+      s->mutable_frontend_address()->set_ip(n.frontend.ip);
+      s->mutable_frontend_address()->set_port(n.frontend.port);
+      for (const auto& b : n.backends) {
+        auto* a = s->add_backend_addresses();
+        a->set_ip(b.ip);
+        a->set_port(b.port);
+      }
+      s->set_type(n.service_type);
+      s->set_name(n.service_name);
+      s->set_namespace_(n.service_namespace);
+      s->set_ext_traffic_policy(n.ext_traffic_policy);
+      s->set_int_traffic_policy(n.int_traffic_policy);
+      break;
+    }
+    case NotificationType::kServiceDeleted:
+      out->mutable_service_delete()->set_id(static_cast<uint32_t>(n.id));
+      break;
+  }
 }
 
 }  // namespace plexus::agent

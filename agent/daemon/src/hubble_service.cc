@@ -95,9 +95,43 @@ grpc::Status HubbleObserverService::GetFlows(grpc::ServerContext* ctx, const obs
   return grpc::Status::OK;
 }
 
-grpc::Status HubbleObserverService::GetAgentEvents(grpc::ServerContext*, const observer::GetAgentEventsRequest*,
-                                                   grpc::ServerWriter<observer::GetAgentEventsResponse>*) {
-  return grpc::Status(grpc::UNIMPLEMENTED, "plexus does not export agent events; use GetFlows");
+grpc::Status HubbleObserverService::GetAgentEvents(grpc::ServerContext* ctx, const observer::GetAgentEventsRequest* req,
+                                                   grpc::ServerWriter<observer::GetAgentEventsResponse>* writer) {
+  if (!state_.flows) {
+    return hubbleOff();
+  }
+  auto window = eventWindow(*req);
+  if (!window.ok()) {
+    return toGrpc(window.error());
+  }
+  auto send = [&](const AgentNotification& n) {
+    if (window->until_unix_nano != 0 && n.time_unix_nano > window->until_unix_nano) {
+      return true;  // past the window: not sent, and following stops below
+    }
+    observer::GetAgentEventsResponse r;
+    toHubbleAgentEvent(n, r.mutable_agent_event());
+    r.set_node_name(state_.config.node_name);
+    *r.mutable_time() = timestamp(n.time_unix_nano);
+    return writer->Write(r);
+  };
+  uint64_t after = state_.notices.sequence();
+  StoredSelection sel = storedSelection(*req);
+  if (!sel.none) {
+    for (const auto& n : state_.notices.select(sel.count, sel.oldest, window->since_unix_nano, window->until_unix_nano)) {
+      if (!send(n)) {
+        return grpc::Status::OK;
+      }
+    }
+  }
+  int64_t until = window->until_unix_nano;
+  while (req->follow() && !ctx->IsCancelled() && state_.ready && (until == 0 || realtimeNs() <= until)) {
+    for (const auto& n : state_.notices.waitNewer(&after, std::chrono::milliseconds(200))) {
+      if (!send(n)) {
+        return grpc::Status::OK;
+      }
+    }
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status HubbleObserverService::GetDebugEvents(grpc::ServerContext*, const observer::GetDebugEventsRequest*,

@@ -173,6 +173,7 @@ int main(int argc, char** argv) {
   }
   chmod(config->socket.c_str(), 0660);
   st.ready = true;
+  st.notices.add({.type = agent::NotificationType::kAgentStarted});
   spdlog::info("plexus-agent ready: node {} pod CIDR {} socket {} bpf root {} allocator {}", config->node_name,
                config->pod_cidr, config->socket, config->bpf_root, agent::allocatorName());
 

@@ -228,3 +228,39 @@ TEST_CASE("ipcache: in a full map removals make room first, failures name the pr
   CHECK(m.failures().empty());
   CHECK_FALSE(m.failure(IpcacheSource::kPolicyCidr));
 }
+
+TEST_CASE("ipcache: each written or removed entry is reported as an agent event, with the entry it replaced",
+          "[unit][ipcache][hubble]") {
+  FakeIpcacheMap map;
+  IpcacheManager m(map);
+  NotificationLog log;
+  m.setNotifications(&log);
+  auto p = prefix("10.0.0.5/32");
+  REQUIRE(m.upsert(p, IpcacheSource::kRemoteEndpoint, IpcacheEntry{300, ip("192.168.1.2")}).ok());
+  REQUIRE(m.upsert(p, IpcacheSource::kLocalEndpoint, IpcacheEntry{400, {}}).ok());
+  REQUIRE(m.upsert(p, IpcacheSource::kNode, IpcacheEntry{6, ip("192.168.1.3")}).ok());  // loses: no write, no event
+  REQUIRE(m.remove(p, IpcacheSource::kLocalEndpoint).ok());
+  REQUIRE(m.remove(p, IpcacheSource::kRemoteEndpoint).ok());
+  REQUIRE(m.remove(p, IpcacheSource::kNode).ok());
+  auto events = log.select(0, false, 0, 0);
+  REQUIRE(events.size() == 5);
+  CHECK(events[0].type == NotificationType::kIpcacheUpserted);
+  CHECK(events[0].cidr == "10.0.0.5/32");
+  CHECK(events[0].identity == 300);
+  CHECK(events[0].host_ip == "192.168.1.2");
+  CHECK_FALSE(events[0].old_identity);
+  CHECK(events[1].identity == 400);  // the local endpoint took it over
+  CHECK(events[1].host_ip.empty());
+  CHECK(events[1].old_identity == 300u);
+  CHECK(events[1].old_host_ip == "192.168.1.2");
+  CHECK(events[2].identity == 300);  // back to the remote statement
+  CHECK(events[3].identity == 6);    // then the node's
+  CHECK(events[4].type == NotificationType::kIpcacheDeleted);
+  CHECK(events[4].identity == 6);
+  CHECK(events[4].host_ip == "192.168.1.3");
+
+  // A failed write is no event: the entry is not in the map.
+  map.fail_next_updates = 1;
+  CHECK_FALSE(m.upsert(prefix("10.0.0.6/32"), IpcacheSource::kLocalEndpoint, IpcacheEntry{401, {}}).ok());
+  CHECK(log.sequence() == 5);
+}

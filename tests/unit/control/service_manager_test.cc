@@ -270,3 +270,36 @@ TEST_CASE("services: a service's slices are found by owner, also when only the s
   CHECK(master(maps.state, "10.96.0.10", 81)->count == 0);
   CHECK(master(maps.state, "10.96.0.11", 80)->count == 1);
 }
+
+TEST_CASE("services: an incremental change reports each frontend as an agent event; a full sync reports none",
+          "[unit][services][hubble]") {
+  FakeServiceMaps maps;
+  Services s(maps);
+  NotificationLog log;
+  s.manager.setNotifications(&log);
+  s.sync.endpointsRestored();
+  REQUIRE(s.sync.sync({}).ok());  // the start-up full sync
+  CHECK(log.sequence() == 0);
+
+  s.track(upsert(ResourceKind::kService, "web", serviceJson()));
+  s.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21", "10.0.0.22"})));
+  REQUIRE(s.sync.sync({}).ok());
+  auto events = log.select(0, false, 0, 0);
+  REQUIRE(events.size() == 1);
+  const auto& up = events[0];
+  CHECK(up.type == NotificationType::kServiceUpserted);
+  CHECK(up.service_name == "web");
+  CHECK(up.service_namespace == "default");
+  CHECK(up.service_type == "ClusterIP");
+  CHECK(up.frontend == NotificationAddress{"10.96.0.10", 80});
+  CHECK(up.backends == std::vector<NotificationAddress>{{"10.0.0.21", 8080}, {"10.0.0.22", 8080}});
+  CHECK(up.ext_traffic_policy == "Cluster");
+  CHECK(up.id == master(maps.state, "10.96.0.10", 80)->rev_nat_index);
+
+  s.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kService, "default", "web"}, {}});
+  REQUIRE(s.sync.sync({}).ok());
+  events = log.select(0, false, 0, 0);
+  REQUIRE(events.size() == 2);
+  CHECK(events[1].type == NotificationType::kServiceDeleted);
+  CHECK(events[1].id == up.id);
+}

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "plexus/agent/agent_notifications.h"
 #include "plexus/agent/endpoint_manager.h"
 #include "plexus/agent/events.h"
 #include "plexus/agent/flow_decoder.h"
@@ -34,6 +35,7 @@ struct ControllerParts {
   ClusterApi* api;        // null in standalone mode
   HostAddresses* host;    // null: no host addresses in the ipcache (tests)
   NodeManager* nodes;     // null: single node (Node objects are then refused)
+  NotificationLog* notices = nullptr;  // agent events (policies, endpoints); null: none
 };
 
 class Controller {
@@ -98,6 +100,8 @@ class Controller {
   void note(const std::string& area, const Status& outcome);
   void syncServices();
   void syncNodes();
+
+  void notifyEndpoint(NotificationType type, const EndpointRecord& rec);
 
   ControllerParts p_;
   std::string node_;

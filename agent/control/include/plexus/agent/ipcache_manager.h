@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "plexus/agent/agent_notifications.h"
 #include "plexus/agent/seams.h"
 #include "plexus/common/ipv4.h"
 #include "plexus/common/result.h"
@@ -37,6 +38,8 @@ struct IpcacheEntry {
 class IpcacheManager {
  public:
   explicit IpcacheManager(IpcacheMap& map) : map_(map) {}
+  // Where each written or removed entry is reported (IPCACHE_UPSERTED / IPCACHE_DELETED); null: nowhere.
+  void setNotifications(NotificationLog* log) { notices_ = log; }
 
   // Adopts what the map holds (a previous run) as installed. Entries no source claims by the next reconcile()
   // are removed then: call it after every source has been restored.
@@ -63,7 +66,10 @@ class IpcacheManager {
  private:
   Status flush(Ipv4Prefix prefix);
 
+  void notify(NotificationType type, Ipv4Prefix prefix, const IpcacheEntry& entry, const IpcacheEntry* old) const;
+
   IpcacheMap& map_;
+  NotificationLog* notices_ = nullptr;
   std::map<Ipv4Prefix, std::map<IpcacheSource, IpcacheEntry>> statements_;
   std::map<Ipv4Prefix, IpcacheEntry> installed_;
   std::set<Ipv4Prefix> dirty_;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "plexus/agent/agent_notifications.h"
 #include "plexus/agent/endpoint_record.h"
 #include "plexus/agent/flow_decoder.h"
 #include "plexus/agent/ipcache_manager.h"
@@ -91,6 +92,10 @@ class PolicyManager final : public EndpointPolicyInstaller {
   std::string ruleOrigin(uint32_t rule_id) const;
   // Where flow decoding learns which policy a flow event's rule id belongs to (kept current by upsert/remove).
   void reportRulesTo(FlowDirectory* flows) { flows_ = flows; }
+  // Where each added, changed or deleted policy is reported (POLICY_UPDATED, POLICY_DELETED); null: nowhere.
+  void setNotifications(NotificationLog* log) { notices_ = log; }
+  // Counts the policy changes: each add, change or delete of a policy makes a new revision.
+  uint64_t revision() const { return revision_; }
   // `remote` resolves what is not a local endpoint (may be empty): its identity judges, its own node enforces.
   Result<ExplainResult> explain(const std::vector<EndpointRecord>& endpoints, const std::string& from,
                                 const std::string& to, uint8_t proto, uint16_t port,
@@ -101,6 +106,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
   size_t cidrIdentityCount() const { return cidr_ids_.size(); }
 
  private:
+  void notify(NotificationType type, const std::string& kind, const std::string& ns, const std::string& name,
+              int64_t rules);
   // Why `compiled` must not be installed yet: it uses CIDR identities the ipcache failed to take.
   std::optional<std::string> cidrHole(const policy::EndpointPolicy& compiled) const;
   static std::string keyOf(const std::string& kind, const std::string& ns, const std::string& name);
@@ -116,6 +123,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
   std::map<std::string, std::string> invalid_;      // key -> reason
   std::map<uint32_t, std::string> rule_origins_;
   FlowDirectory* flows_ = nullptr;
+  NotificationLog* notices_ = nullptr;
+  uint64_t revision_ = 1;
   policy::SelectorCache cache_;
   policy::EnforcementMode mode_;
   std::map<Ipv4Prefix, uint32_t> cidr_ids_;

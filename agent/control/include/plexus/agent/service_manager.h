@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "plexus/agent/agent_notifications.h"
 #include "plexus/agent/flow_decoder.h"
 #include "plexus/common/result.h"
 #include "plexus/agent/seams.h"
@@ -19,6 +20,9 @@ namespace plexus::agent {
 class ServiceManager {
  public:
   ServiceManager(ServiceMaps& maps, lb::PlannerConfig config, FlowDirectory* directory);
+  // Where update() reports each changed frontend (SERVICE_UPSERTED, SERVICE_DELETED); null: nowhere. A full sync
+  // (start-up, recovery) reports nothing: it changes no service the user touched.
+  void setNotifications(NotificationLog* log) { notices_ = log; }
 
   // Reads what the maps hold (left by a previous run of the agent) as the installed state, and hands its ids to
   // the planner, so that the first full sync keeps every surviving service's ids and writes only the difference:
@@ -57,10 +61,12 @@ class ServiceManager {
 
  private:
   void publishNames(const lb::MapState& st);
+  void notify(const lb::Planner::Change& change, const std::map<std::string, std::optional<lb::Service>>& changed);
 
   ServiceMaps& maps_;
   lb::Planner planner_;
   FlowDirectory* directory_;
+  NotificationLog* notices_ = nullptr;
   // What restore() read, until the first full sync diffs against it.
   std::optional<lb::MapState> restored_;
   // After a failed write the maps may hold something else than the planner's state: the next full sync reads them

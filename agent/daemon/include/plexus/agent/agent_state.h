@@ -98,6 +98,8 @@ struct AgentState {
 
   // Observability: flows decoded from the datapath's events, and what /metrics reports.
   std::unique_ptr<FlowStore> flows;  // null when hubble is off
+  // The agent's own events (Hubble's GetAgentEvents): the managers report into it from the reconcile thread.
+  NotificationLog notices;
   // Hubble's flow metrics, counted as the event reader decodes each flow; null unless --hubble-metrics-server and
   // --hubble-metrics are both set (and hubble is on). The registry is what the Hubble metrics listener serves.
   std::shared_ptr<prometheus::Registry> hubble_registry;

@@ -1,11 +1,13 @@
 #pragma once
 // Our flow records as Hubble's flow.Flow, and Hubble's GetFlowsRequest as our flow query: the translation between the
-// flow store (flow_store.h, which does all the matching) and Hubble's API. Pure.
+// flow store (flow_store.h, which does all the matching) and Hubble's API; likewise the agent's events
+// (agent_notifications.h) as Hubble's AgentEvent. Pure.
 
 #include <string>
 
 #include "flow/flow.pb.h"
 #include "observer/observer.pb.h"
+#include "plexus/agent/agent_notifications.h"
 #include "plexus/agent/flow_store.h"
 #include "plexus/common/result.h"
 
@@ -31,5 +33,19 @@ struct StoredSelection {
   size_t count = 0;  // 0: every match
 };
 StoredSelection storedSelection(const observer::GetFlowsRequest& request);
+StoredSelection storedSelection(const observer::GetAgentEventsRequest& request);
+
+// A request's since/until in nanoseconds since the epoch (0: unbounded); INVALID_ARGUMENT for a malformed bound,
+// until before since, or first with follow.
+struct EventWindow {
+  int64_t since_unix_nano = 0;
+  int64_t until_unix_nano = 0;
+};
+Result<EventWindow> eventWindow(bool first, bool follow, const google::protobuf::Timestamp* since,
+                                const google::protobuf::Timestamp* until);
+Result<EventWindow> eventWindow(const observer::GetAgentEventsRequest& request);
+
+// One agent event as Hubble's flow.AgentEvent (its type and the notification of that type).
+void toHubbleAgentEvent(const AgentNotification& notification, flow::AgentEvent* out);
 
 }  // namespace plexus::agent
