@@ -94,8 +94,6 @@ class PolicyManager final : public EndpointPolicyInstaller {
   void reportRulesTo(FlowDirectory* flows) { flows_ = flows; }
   // Where each added, changed or deleted policy is reported (POLICY_UPDATED, POLICY_DELETED); null: nowhere.
   void setNotifications(NotificationLog* log) { notices_ = log; }
-  // Counts the policy changes: each add, change or delete of a policy makes a new revision.
-  uint64_t revision() const { return revision_; }
   // `remote` resolves what is not a local endpoint (may be empty): its identity judges, its own node enforces.
   Result<ExplainResult> explain(const std::vector<EndpointRecord>& endpoints, const std::string& from,
                                 const std::string& to, uint8_t proto, uint16_t port,
@@ -124,7 +122,7 @@ class PolicyManager final : public EndpointPolicyInstaller {
   std::map<uint32_t, std::string> rule_origins_;
   FlowDirectory* flows_ = nullptr;
   NotificationLog* notices_ = nullptr;
-  uint64_t revision_ = 1;
+  uint64_t revision_ = 1;  // the policy set's revision: each add, change or delete of a policy makes a new one
   policy::SelectorCache cache_;
   policy::EnforcementMode mode_;
   std::map<Ipv4Prefix, uint32_t> cidr_ids_;
