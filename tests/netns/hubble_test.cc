@@ -338,6 +338,11 @@ endpoints: [{addresses: [)" + web.ip + R"(], conditions: {ready: true}}]
   REQUIRE(ipcache != nullptr);
   CHECK(ipcache->ipcache_update().identity() > 0);
 
+  // The CNP selects web: its policy was regenerated (installed) after the policy came.
+  CHECK(findEvent(events, flow::ENDPOINT_REGENERATE_SUCCESS, [&](const flow::AgentEvent& e) {
+          return e.endpoint_regenerate().id() == created->endpoint_update().id() && e.endpoint_regenerate().error().empty();
+        }) != nullptr);
+
   const auto* policy = findEvent(events, flow::POLICY_UPDATED);
   REQUIRE(policy != nullptr);
   INFO(policy->DebugString());

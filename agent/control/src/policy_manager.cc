@@ -213,11 +213,26 @@ Status PolicyManager::install(const EndpointRecord& rec, const std::vector<Endpo
   syncIdentities();
   auto compiled = compileFor(rec, endpoints);
   if (auto hole = cidrHole(compiled)) {
-    return makeError(ErrorCode::kResourceExhausted, fmt::format("policy for endpoint {}: {}", rec.id, *hole));
+    Error e{ErrorCode::kResourceExhausted, fmt::format("policy for endpoint {}: {}", rec.id, *hole)};
+    notifyRegenerated(rec, e.message);
+    return e;
   }
-  PLEXUS_TRY(map_.set(rec.id, encode(compiled.entries)), fmt::format("policy map for endpoint {}", rec.id));
+  if (Status s = map_.set(rec.id, encode(compiled.entries)); !s.ok()) {
+    Error e = s.error().wrap(fmt::format("policy map for endpoint {}", rec.id));
+    notifyRegenerated(rec, e.message);
+    return e;
+  }
   installed_[rec.id] = EndpointPolicyView{std::move(compiled), ""};
+  notifyRegenerated(rec, "");
   return Status::Ok();
+}
+
+void PolicyManager::notifyRegenerated(const EndpointRecord& rec, const std::string& error) {
+  if (notices_) {
+    notices_->add({.type = error.empty() ? NotificationType::kEndpointRegenerateSuccess
+                                         : NotificationType::kEndpointRegenerateFailure,
+                   .labels = rec.labels, .id = rec.id, .error = error});
+  }
 }
 
 void PolicyManager::forget(uint16_t id) {
@@ -259,8 +274,9 @@ Status PolicyManager::regenerate(const std::vector<EndpointRecord>& endpoints) {
     if (!s.ok()) {
       // The old trie stays in place: the endpoint keeps its last complete state, and the next regenerate retries.
       std::string why = s.error().message + "; the previous policy stays enforced";
-      if (it == installed_.end() || it->second.error != why) {
+      if (it == installed_.end() || it->second.error != why) {  // once per failure, not per retry
         spdlog::error("policy: endpoint {} ({}/{}): {}", rec.id, rec.pod_namespace, rec.pod_name, why);
+        notifyRegenerated(rec, why);
       }
       installed_[rec.id].error = why;  // a new endpoint without a trie drops everything meanwhile
       if (first.ok()) {
@@ -272,6 +288,7 @@ Status PolicyManager::regenerate(const std::vector<EndpointRecord>& endpoints) {
                  rec.pod_namespace, rec.pod_name, compiled.entries.size(), d.upserts.size(), d.removals.size(),
                  compiled.ingress_enforced ? "enforced" : "open", compiled.egress_enforced ? "enforced" : "open");
     installed_[rec.id] = EndpointPolicyView{std::move(compiled), ""};
+    notifyRegenerated(rec, "");
   }
   for (auto it = installed_.begin(); it != installed_.end();) {
     it = live.count(it->first) ? std::next(it) : installed_.erase(it);

@@ -11,6 +11,8 @@ const char* toString(NotificationType type) {
     case NotificationType::kAgentStarted: return "AGENT_STARTED";
     case NotificationType::kPolicyUpdated: return "POLICY_UPDATED";
     case NotificationType::kPolicyDeleted: return "POLICY_DELETED";
+    case NotificationType::kEndpointRegenerateSuccess: return "ENDPOINT_REGENERATE_SUCCESS";
+    case NotificationType::kEndpointRegenerateFailure: return "ENDPOINT_REGENERATE_FAILURE";
     case NotificationType::kEndpointCreated: return "ENDPOINT_CREATED";
     case NotificationType::kEndpointDeleted: return "ENDPOINT_DELETED";
     case NotificationType::kIpcacheUpserted: return "IPCACHE_UPSERTED";

@@ -365,6 +365,14 @@ void toHubbleAgentEvent(const AgentNotification& n, flow::AgentEvent* out) {
       p->set_rule_count(n.rule_count);
       break;
     }
+    case NotificationType::kEndpointRegenerateSuccess:
+    case NotificationType::kEndpointRegenerateFailure: {
+      auto* e = out->mutable_endpoint_regenerate();
+      e->set_id(n.id);
+      e->mutable_labels()->Assign(n.labels.begin(), n.labels.end());
+      e->set_error(n.error);
+      break;
+    }
     case NotificationType::kEndpointCreated:
     case NotificationType::kEndpointDeleted: {
       auto* e = out->mutable_endpoint_update();

@@ -422,3 +422,47 @@ spec:
   // L3-only, L4-only, L3-proto, all; the egress deny L3-L4.
   CHECK(types == std::vector<uint8_t>{1, 3, 5, 4, 2});
 }
+
+TEST_CASE("policy: changes and endpoint regenerations are reported as agent events, a failure once",
+          "[unit][policy-manager][hubble]") {
+  World w;
+  NotificationLog log;
+  w.pm.setNotifications(&log);
+  REQUIRE(w.pm.regenerate(w.all()).ok());
+  auto events = log.select(0, false, 0, 0);
+  REQUIRE(events.size() == 2);  // both endpoints' first tries
+  CHECK(events[0].type == NotificationType::kEndpointRegenerateSuccess);
+  CHECK(events[0].labels == podLabels("web"));
+
+  w.apply(allowWeb());
+  events = log.select(1, false, 0, 0);
+  CHECK(events[0].type == NotificationType::kPolicyUpdated);
+  CHECK(events[0].rule_count == 1);
+  uint64_t revision = events[0].revision;
+
+  // web's new trie fails twice: one failure event (with the error), then the success of the retry.
+  w.map.fail_next_sets = 2;
+  uint64_t before = log.sequence();
+  REQUIRE_FALSE(w.pm.regenerate(w.all()).ok());
+  REQUIRE_FALSE(w.pm.regenerate(w.all()).ok());
+  REQUIRE(w.pm.regenerate(w.all()).ok());
+  events = log.select(0, false, 0, 0);
+  REQUIRE(log.sequence() == before + 2);
+  const auto& failed = events[events.size() - 2];
+  CHECK(failed.type == NotificationType::kEndpointRegenerateFailure);
+  CHECK(failed.id == 1);
+  CHECK(failed.error.find("previous policy stays enforced") != std::string::npos);
+  CHECK(events.back().type == NotificationType::kEndpointRegenerateSuccess);
+  CHECK(events.back().id == 1);
+
+  w.pm.remove("CiliumNetworkPolicy", "default", "allow-web");
+  events = log.select(1, false, 0, 0);
+  CHECK(events[0].type == NotificationType::kPolicyDeleted);
+  CHECK(events[0].revision > revision);
+  CHECK(events[0].labels == std::vector<std::string>{"k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy",
+                                                     "k8s:io.cilium.k8s.policy.name=allow-web",
+                                                     "k8s:io.cilium.k8s.policy.namespace=default"});
+  w.pm.remove("CiliumNetworkPolicy", "default", "allow-web");  // not there any more: nothing to report
+  CHECK(log.select(1, false, 0, 0)[0].type == NotificationType::kPolicyDeleted);
+  CHECK(log.sequence() == before + 3);
+}

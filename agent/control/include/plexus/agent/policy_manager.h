@@ -92,7 +92,8 @@ class PolicyManager final : public EndpointPolicyInstaller {
   std::string ruleOrigin(uint32_t rule_id) const;
   // Where flow decoding learns which policy a flow event's rule id belongs to (kept current by upsert/remove).
   void reportRulesTo(FlowDirectory* flows) { flows_ = flows; }
-  // Where each added, changed or deleted policy is reported (POLICY_UPDATED, POLICY_DELETED); null: nowhere.
+  // Where each added, changed or deleted policy (POLICY_UPDATED, POLICY_DELETED) and each endpoint's policy install
+  // (ENDPOINT_REGENERATE_SUCCESS, _FAILURE: once per failure, not per retry) is reported; null: nowhere.
   void setNotifications(NotificationLog* log) { notices_ = log; }
   // `remote` resolves what is not a local endpoint (may be empty): its identity judges, its own node enforces.
   Result<ExplainResult> explain(const std::vector<EndpointRecord>& endpoints, const std::string& from,
@@ -106,6 +107,7 @@ class PolicyManager final : public EndpointPolicyInstaller {
  private:
   void notify(NotificationType type, const std::string& kind, const std::string& ns, const std::string& name,
               int64_t rules);
+  void notifyRegenerated(const EndpointRecord& rec, const std::string& error);  // error empty: success
   // Why `compiled` must not be installed yet: it uses CIDR identities the ipcache failed to take.
   std::optional<std::string> cidrHole(const policy::EndpointPolicy& compiled) const;
   static std::string keyOf(const std::string& kind, const std::string& ns, const std::string& name);

@@ -1,7 +1,7 @@
 #pragma once
 // The agent's own events, as Hubble's GetAgentEvents serves them (`hubble observe agent-events`): the agent started,
-// a policy was added, changed or deleted, an endpoint was created or deleted, an ipcache entry or a service frontend
-// was written or removed. The managers that make each change report it; the log keeps the newest ones in a ring.
+// a policy was added, changed or deleted, an endpoint was created, regenerated (its policy installed, or not) or
+// deleted, an ipcache entry or a service frontend was written or removed. The managers that make each change report it; the log keeps the newest ones in a ring.
 
 #include <chrono>
 #include <condition_variable>
@@ -19,6 +19,8 @@ enum class NotificationType : uint8_t {
   kAgentStarted = 2,
   kPolicyUpdated = 3,
   kPolicyDeleted = 4,
+  kEndpointRegenerateSuccess = 5,
+  kEndpointRegenerateFailure = 6,
   kEndpointCreated = 7,
   kEndpointDeleted = 8,
   kIpcacheUpserted = 9,
@@ -44,6 +46,7 @@ struct AgentNotification {
   int64_t rule_count = 0;
   uint64_t id = 0;  // endpoint id; service: the frontend's id (its reverse-NAT index)
   std::string pod_name{}, pod_namespace{};  // endpoints; ipcache entries of pods
+  std::string error{};                      // a failed endpoint regeneration: why
   // ipcache
   std::string cidr{};
   uint32_t identity = 0;
