@@ -6,23 +6,6 @@
 
 namespace plexus::agent {
 
-const char* toString(NotificationType type) {
-  switch (type) {
-    case NotificationType::kAgentStarted: return "AGENT_STARTED";
-    case NotificationType::kPolicyUpdated: return "POLICY_UPDATED";
-    case NotificationType::kPolicyDeleted: return "POLICY_DELETED";
-    case NotificationType::kEndpointRegenerateSuccess: return "ENDPOINT_REGENERATE_SUCCESS";
-    case NotificationType::kEndpointRegenerateFailure: return "ENDPOINT_REGENERATE_FAILURE";
-    case NotificationType::kEndpointCreated: return "ENDPOINT_CREATED";
-    case NotificationType::kEndpointDeleted: return "ENDPOINT_DELETED";
-    case NotificationType::kIpcacheUpserted: return "IPCACHE_UPSERTED";
-    case NotificationType::kIpcacheDeleted: return "IPCACHE_DELETED";
-    case NotificationType::kServiceUpserted: return "SERVICE_UPSERTED";
-    case NotificationType::kServiceDeleted: return "SERVICE_DELETED";
-  }
-  return "AGENT_EVENT_UNKNOWN";
-}
-
 void NotificationLog::add(AgentNotification n) {
   if (n.time_unix_nano == 0) {
     timespec now{};

@@ -58,8 +58,6 @@ struct AgentNotification {
   std::string service_type{}, service_name{}, service_namespace{}, ext_traffic_policy{}, int_traffic_policy{};
 };
 
-const char* toString(NotificationType type);
-
 // The newest `capacity` events. Thread-safe: managers add on the reconcile thread, API calls read on theirs.
 class NotificationLog {
  public:
