@@ -282,10 +282,6 @@ Result<FlowFilter> flowFilterFromHubble(const flow::FlowFilter& h) {
   return f;
 }
 
-Result<EventWindow> eventWindow(const observer::GetAgentEventsRequest& r) {
-  return eventWindow(r.first(), r.follow(), r.has_since() ? &r.since() : nullptr, r.has_until() ? &r.until() : nullptr);
-}
-
 Result<EventWindow> eventWindow(bool first, bool follow, const google::protobuf::Timestamp* since,
                                 const google::protobuf::Timestamp* until) {
   if (first && follow) {
@@ -308,8 +304,7 @@ Result<EventWindow> eventWindow(bool first, bool follow, const google::protobuf:
 }
 
 Result<FlowQuery> flowQueryFromHubble(const observer::GetFlowsRequest& r) {
-  auto window = eventWindow(r.first(), r.follow(), r.has_since() ? &r.since() : nullptr,
-                            r.has_until() ? &r.until() : nullptr);
+  auto window = eventWindow(r);
   if (!window.ok()) {
     return window.error();
   }
@@ -328,9 +323,7 @@ Result<FlowQuery> flowQueryFromHubble(const observer::GetFlowsRequest& r) {
   return q;
 }
 
-namespace {
-
-StoredSelection selection(uint64_t number, bool first, bool windowed, bool follow) {
+StoredSelection storedSelection(uint64_t number, bool first, bool windowed, bool follow) {
   StoredSelection s;
   if (number > 0) {
     s.oldest = first;
@@ -341,15 +334,6 @@ StoredSelection selection(uint64_t number, bool first, bool windowed, bool follo
   return s;
 }
 
-}  // namespace
-
-StoredSelection storedSelection(const observer::GetFlowsRequest& r) {
-  return selection(r.number(), r.first(), r.has_since() || r.has_until(), r.follow());
-}
-
-StoredSelection storedSelection(const observer::GetAgentEventsRequest& r) {
-  return selection(r.number(), r.first(), r.has_since() || r.has_until(), r.follow());
-}
 
 void toHubbleAgentEvent(const AgentNotification& n, flow::AgentEvent* out) {
   out->set_type(static_cast<flow::AgentEventType>(n.type));

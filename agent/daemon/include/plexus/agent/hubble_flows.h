@@ -32,8 +32,12 @@ struct StoredSelection {
   bool oldest = false;
   size_t count = 0;  // 0: every match
 };
-StoredSelection storedSelection(const observer::GetFlowsRequest& request);
-StoredSelection storedSelection(const observer::GetAgentEventsRequest& request);
+StoredSelection storedSelection(uint64_t number, bool first, bool windowed, bool follow);
+// GetFlowsRequest, GetAgentEventsRequest: the same fields.
+template <typename Request>
+StoredSelection storedSelection(const Request& r) {
+  return storedSelection(r.number(), r.first(), r.has_since() || r.has_until(), r.follow());
+}
 
 // A request's since/until in nanoseconds since the epoch (0: unbounded); INVALID_ARGUMENT for a malformed bound,
 // until before since, or first with follow.
@@ -43,7 +47,10 @@ struct EventWindow {
 };
 Result<EventWindow> eventWindow(bool first, bool follow, const google::protobuf::Timestamp* since,
                                 const google::protobuf::Timestamp* until);
-Result<EventWindow> eventWindow(const observer::GetAgentEventsRequest& request);
+template <typename Request>
+Result<EventWindow> eventWindow(const Request& r) {
+  return eventWindow(r.first(), r.follow(), r.has_since() ? &r.since() : nullptr, r.has_until() ? &r.until() : nullptr);
+}
 
 // One agent event as Hubble's flow.AgentEvent (its type and the notification of that type).
 void toHubbleAgentEvent(const AgentNotification& notification, flow::AgentEvent* out);
