@@ -38,26 +38,45 @@ static __always_inline void lxc_trace_flow(struct verdict_ctx *c, const struct f
   verdict_note_audit(c, pt);
 }
 
+/* Where addr lives, looked up once per packet for policy, the event and the forwarding (under load each lookup costs
+ * a few hundred ns of cache misses): returns 1 for a local endpoint, else 0 with *tunnel_endpoint the node hosting it
+ * (0: none known); *identity is identity_of(addr). A global function: the verifier sees its answers as plain values,
+ * instead of carrying a found and a missing entry through the rest of from-container (which doubled its states). */
+__noinline int lxc_resolve_dst(__be32 addr, __u32 *identity, __be32 *tunnel_endpoint) {
+  if (!identity || !tunnel_endpoint) {
+    return 0;
+  }
+  *tunnel_endpoint = 0;
+  struct plexus_endpoint_value *ep = endpoint_lookup(addr);
+  if (ep) {
+    *identity = ep->identity;
+    return 1;
+  }
+  struct plexus_ipcache_value *v = ipcache_lookup(addr);
+  *identity = v ? v->identity : PLEXUS_IDENTITY_WORLD;
+  *tunnel_endpoint = v ? v->tunnel_endpoint : 0;
+  return 0;
+}
+
 /* A destination on another node. Tunnel mode: a destination whose ipcache entry names the node hosting it is
  * encapsulated towards that node with the sender's identity as VNI and redirected into the VXLAN device. Otherwise, with
  * BPF host routing, the FIB decides; anything else is the stack's (world, node addresses, native routes). */
 static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f,
-                                              __u32 src_identity) {
+                                              __u32 src_identity, __be32 tunnel_endpoint) {
   int tunnel = cfg_routing_mode == PLEXUS_ROUTING_TUNNEL && cfg_tunnel_ifindex;
   if (!tunnel && !cfg_host_routing) {
     return TC_ACT_OK;
   }
-  /* One lookup serves both modes: a tunnel-mode destination without a tunnel endpoint falls through to the FIB. */
-  struct plexus_ipcache_value *dst = ipcache_lookup(f->daddr);
-  if (tunnel && dst && dst->tunnel_endpoint) {
-    c->t.dst_identity = dst->identity;
+  /* c->t.dst_identity and tunnel_endpoint (lxc_resolve_dst) serve both modes: a tunnel-mode destination without a tunnel
+   * endpoint falls through to the FIB. */
+  if (tunnel && tunnel_endpoint) {
     /* The reply of a NodePort flow from a pod on another node: the device's egress, where such replies get their
      * frontend back, is not on the tunnel's way. */
     int ret = f->has_ports ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
     if (ret < 0) {
       return ret;
     }
-    ret = overlay_set_key(skb, dst->tunnel_endpoint, src_identity);
+    ret = overlay_set_key(skb, tunnel_endpoint, src_identity);
     if (ret < 0) {
       return ret;
     }
@@ -68,10 +87,11 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
     /* Only destinations inside the cluster (other nodes' pods and hosts): traffic leaving the cluster, and the replies
      * of connections the node's netfilter translated (portmap's hostPort DNAT, an operator's masquerade rule), need
      * the stack's NAT until the datapath masquerades itself, as Cilium keeps legacy routing without BPF masquerade. */
-    if (!dst || dst->identity == PLEXUS_IDENTITY_WORLD || (dst->identity & PLEXUS_IDENTITY_LOCAL_FLAG)) {
+    __u32 identity = c->t.dst_identity;
+    if (identity == PLEXUS_IDENTITY_WORLD || (identity & PLEXUS_IDENTITY_LOCAL_FLAG)) {
       return TC_ACT_OK;
     }
-    int ret = fib_redirect_v4(skb, cfg_tunnel_ifindex);
+    int ret = fib_redirect_v4(skb, f, cfg_tunnel_ifindex);
     if (ret == TC_ACT_REDIRECT) {
       c->reason = PLEXUS_REASON_FORWARDED_FIB;
     }
@@ -147,10 +167,11 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     }
   }
   struct flow4 judged = f;
-  __u32 src_identity = src->identity;
   __u16 src_flags = src->flags;
+  __be32 tunnel_endpoint = 0;
+  int local = lxc_resolve_dst(judged.daddr, &c->t.dst_identity, &tunnel_endpoint);
   if (cfg_enable_policy) {
-    ret = policy_egress(&judged, src, &pt);
+    ret = policy_egress(&judged, src, c->t.dst_identity, &pt);
     lxc_trace_flow(c, &judged, &pt);
     if (ret < 0) {
       return ret;
@@ -178,8 +199,8 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
       return ret;
     }
     if (ret == 1) {
-      if (!endpoint_lookup(f.daddr)) {
-        ret = cfg_host_routing ? fib_redirect_v4(skb, cfg_tunnel_ifindex) : TC_ACT_OK;
+      if (!local) { /* f.daddr is still judged.daddr: the reply's source changed, not its destination */
+        ret = cfg_host_routing ? fib_redirect_v4(skb, &f, cfg_tunnel_ifindex) : TC_ACT_OK;
         if (ret == TC_ACT_REDIRECT) {
           c->reason = PLEXUS_REASON_FORWARDED_FIB;
         }
@@ -193,9 +214,12 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   if (!ip) {
     return PLEXUS_DROP(INVALID_PACKET);
   }
-  struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
+  if (ip->daddr != judged.daddr) { /* a hairpin flow's reply got its client back as destination */
+    local = lxc_resolve_dst(ip->daddr, &c->t.dst_identity, &tunnel_endpoint);
+  }
+  struct plexus_endpoint_value *dst = local ? endpoint_lookup(ip->daddr) : 0;
   if (!dst && !(src_flags & PLEXUS_EP_F_CHAINED)) {
-    return lxc_forward_remote(skb, c, &f, src_identity);
+    return lxc_forward_remote(skb, c, &f, c->t.src_identity, tunnel_endpoint);
   }
   if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src_flags & PLEXUS_EP_F_CHAINED) ||
       !cfg_redirect_peer) {
@@ -204,10 +228,9 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     return TC_ACT_OK;
   }
   /* Same-node delivery skips the destination's to-container program: judge its ingress policy here. */
-  c->t.dst_identity = dst->identity;
   if (cfg_enable_policy) {
     __u32 egress_rule = pt.rule_id;
-    ret = policy_ingress(&judged, dst, src_identity, &pt);
+    ret = policy_ingress(&judged, dst, c->t.src_identity, &pt);
     c->t.notify |= pt.notify;
     /* The event names one rule: the ingress rule that decided, else (ingress admitted it without one, or it is a
      * reply) the egress rule. A drop here is ingress's alone. */

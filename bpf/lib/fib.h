@@ -9,17 +9,13 @@
 
 const volatile __u8 cfg_host_routing = 0; /* 1: fib lookup + redirect; 0: the kernel stack forwards */
 
-/* Forwards the packet to the FIB's next hop. Returns TC_ACT_REDIRECT, TC_ACT_OK (the stack's turn) or a negative
- * reason when the packet could not be rewritten. `avoid_ifindex`: a device the result must not be (the VXLAN device,
- * whose packets need a tunnel key only the stack path gives them). */
-static __always_inline int fib_redirect_v4(struct __sk_buff *skb, __u32 avoid_ifindex) {
+/* Forwards the packet (whose flow, as rewritten so far, is f) to the FIB's next hop. Returns TC_ACT_REDIRECT, TC_ACT_OK
+ * (the stack's turn) or a negative reason when the packet could not be rewritten. `avoid_ifindex`: a device the result
+ * must not be (the VXLAN device, whose packets need a tunnel key only the stack path gives them). */
+static __always_inline int fib_redirect_v4(struct __sk_buff *skb, const struct flow4 *f, __u32 avoid_ifindex) {
   struct iphdr *ip = ipv4_hdr(skb);
   if (!ip || ip->ttl <= 1) {
     return TC_ACT_OK; /* the stack answers with ICMP time exceeded */
-  }
-  struct flow4 f = {};
-  if (flow4_parse(skb, ip, &f) < 0) {
-    return TC_ACT_OK;
   }
   /* An input lookup, as the stack would do for the packet arriving on the pod's veth: flags 0 (not
    * BPF_FIB_LOOKUP_OUTPUT) and the veth as ifindex, so policy routing by iif and the veth's forwarding setting apply
@@ -29,8 +25,8 @@ static __always_inline int fib_redirect_v4(struct __sk_buff *skb, __u32 avoid_if
   p.family = AF_INET;
   p.tos = ip->tos;
   p.l4_protocol = ip->protocol;
-  p.sport = f.sport;
-  p.dport = f.dport;
+  p.sport = f->sport;
+  p.dport = f->dport;
   p.tot_len = bpf_ntohs(ip->tot_len);
   p.ipv4_src = ip->saddr;
   p.ipv4_dst = ip->daddr;

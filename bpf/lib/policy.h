@@ -229,11 +229,11 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
   return policy_ct_admit(f, own);
 }
 
-/* Egress enforcement for the endpoint that sent the packet. */
+/* Egress enforcement for the endpoint that sent the packet to a peer of identity `dst_identity` (identity_of(f->daddr),
+ * which the caller has looked up already). */
 static __always_inline int policy_egress(const struct flow4 *f, const struct plexus_endpoint_value *src,
-                                         struct policy_trace *pt) {
-  return policy_enforce(f, src->ep_id, identity_of(f->daddr), PLEXUS_DIR_EGRESS, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS,
-                        pt);
+                                         __u32 dst_identity, struct policy_trace *pt) {
+  return policy_enforce(f, src->ep_id, dst_identity, PLEXUS_DIR_EGRESS, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS, pt);
 }
 
 /* Ingress enforcement for the endpoint the packet is delivered to. */
