@@ -334,7 +334,6 @@ StoredSelection storedSelection(uint64_t number, bool first, bool windowed, bool
   return s;
 }
 
-
 void toHubbleAgentEvent(const AgentNotification& n, flow::AgentEvent* out) {
   out->set_type(static_cast<flow::AgentEventType>(n.type));
   switch (n.type) {
