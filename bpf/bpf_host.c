@@ -36,20 +36,68 @@ static __always_inline int host_refuse(struct __sk_buff *skb, struct verdict_ctx
   return bpf_redirect(skb->ifindex, 0);
 }
 
-/* Traffic from outside to a node frontend. Returns a TC action or a negative reason. */
+/* A local pod's endpoint, which BPF host routing delivers into (the node's own addresses, and chained endpoints whose
+ * veth another plugin owns, are the stack's), or 0. */
+static __always_inline struct plexus_endpoint_value *host_local_pod(__be32 addr) {
+  struct plexus_endpoint_value *dst = endpoint_lookup(addr);
+  return dst && !(dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) ? dst : 0;
+}
+
+/* BPF host routing, inbound: a packet for the local pod `dst` goes into the pod at once, after its ingress policy.
+ * The source is outside the node (another node's pod or host, or the world): its identity is the ipcache's. `f` and
+ * `parsed` as local_ingress_flow() takes them. Returns a TC action or a negative reason. */
+static __always_inline int host_deliver(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f, int parsed,
+                                        const struct plexus_endpoint_value *dst) {
+  int ret = local_ingress_flow(skb, c, f, parsed, dst, identity_of(f->saddr));
+  if (ret < 0) {
+    return ret;
+  }
+  return local_deliver(skb, dst, 1);
+}
+
+/* The same for a packet whose destination was rewritten to a local pod (a NodePort flow's local backend, a
+ * masqueraded flow's reply): it is parsed again. */
+static __always_inline int host_deliver_rewritten(struct __sk_buff *skb, struct verdict_ctx *c) {
+  struct iphdr *ip = ipv4_hdr(skb);
+  if (!ip) {
+    return TC_ACT_OK;
+  }
+  struct plexus_endpoint_value *dst = host_local_pod(ip->daddr);
+  if (!dst) {
+    return TC_ACT_OK;
+  }
+  struct flow4 f = {};
+  int parsed = flow4_parse(skb, ip, &f);
+  return host_deliver(skb, c, &f, parsed, dst);
+}
+
+/* Traffic from outside: to a node frontend (translated), a masqueraded flow's reply (translated back), and with BPF
+ * host routing to a local pod (delivered). Returns a TC action or a negative reason. */
 static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct verdict_ctx *c) {
   struct iphdr *ip = ipv4_hdr(skb);
   if (!ip) {
     return TC_ACT_OK; /* not ours to judge: the stack drops what is malformed */
   }
   struct flow4 f = {};
-  if (flow4_parse(skb, ip, &f) < 0) {
+  int parsed = flow4_parse(skb, ip, &f);
+  if (cfg_host_routing) {
+    /* A pod's address is no frontend and no masquerade address: its traffic skips both lookups and the parse that
+     * delivery would repeat. */
+    struct plexus_endpoint_value *dst = host_local_pod(f.daddr);
+    if (dst) {
+      return host_deliver(skb, c, &f, parsed, dst);
+    }
+  }
+  if (parsed < 0) {
     return TC_ACT_OK;
   }
   /* A reply (or an ICMP error) of a masqueraded flow: back to its pod, which the stack or host routing delivers. */
   int masq = snat4_ingress(skb, &f);
   if (masq != 0) {
-    return masq < 0 ? masq : TC_ACT_OK;
+    if (masq < 0) {
+      return masq;
+    }
+    return cfg_host_routing ? host_deliver_rewritten(skb, c) : TC_ACT_OK;
   }
   if (!f.has_ports) {
     return TC_ACT_OK;
@@ -62,40 +110,22 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
   if (lb.action == LB4_NO_BACKEND) {
     return host_refuse(skb, c, &f);
   }
-  if (lb.action == LB4_TRANSLATED) {
-    c->observed = 1;
-    c->reason = PLEXUS_REASON_SERVICE_TRANSLATED;
-    c->t.notify = lb.notify;
-    c->t.orig_daddr = lb.frontend;
-    c->t.orig_dport = lb.frontend_port;
-    verdict_trace_flow(c, &f);
-    if (lb.dsr) {
-      int ret = dsr4_set_opt(skb, &f, lb.frontend, lb.frontend_port);
-      if (ret < 0) {
-        return ret;
-      }
+  if (lb.action != LB4_TRANSLATED) {
+    return TC_ACT_OK;
+  }
+  c->observed = 1;
+  c->reason = PLEXUS_REASON_SERVICE_TRANSLATED;
+  c->t.notify = lb.notify;
+  c->t.orig_daddr = lb.frontend;
+  c->t.orig_dport = lb.frontend_port;
+  verdict_trace_flow(c, &f);
+  if (lb.dsr) {
+    int ret = dsr4_set_opt(skb, &f, lb.frontend, lb.frontend_port);
+    if (ret < 0) {
+      return ret;
     }
   }
-  return TC_ACT_OK;
-}
-
-/* BPF host routing, inbound: a packet for a local endpoint goes into the pod at once. The source is outside the node
- * (another node's pod or host, or the world): its identity is the ipcache's. Returns a TC action or a negative
- * reason. */
-static __always_inline int host_ipv4_deliver_local(struct __sk_buff *skb, struct verdict_ctx *c) {
-  struct iphdr *ip = ipv4_hdr(skb);
-  if (!ip) {
-    return TC_ACT_OK;
-  }
-  struct plexus_endpoint_value *dst = endpoint_lookup(ip->daddr);
-  if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED))) {
-    return TC_ACT_OK;
-  }
-  int ret = local_ingress(skb, c, ip, dst, identity_of(ip->saddr));
-  if (ret < 0) {
-    return ret;
-  }
-  return local_deliver(skb, dst, 1);
+  return cfg_host_routing ? host_deliver_rewritten(skb, c) : TC_ACT_OK;
 }
 
 /* Replies of NodePort flows on their way out, and pods' traffic to the outside (masquerade). Returns a TC action or a
@@ -130,9 +160,6 @@ int plexus_from_netdev(struct __sk_buff *skb) {
   int ret = TC_ACT_OK;
   if (skb->protocol == bpf_htons(ETH_P_IP)) {
     ret = host_ipv4_from_netdev(skb, &c);
-    if (ret == TC_ACT_OK && cfg_host_routing) {
-      ret = host_ipv4_deliver_local(skb, &c);
-    }
   }
   return verdict_exit(skb, &c, ret);
 }

@@ -24,22 +24,23 @@ static __always_inline void verdict_note_audit(struct verdict_ctx *c, const stru
  * source's identity; then the reply of a service flow this node translated to a backend on another node gets its
  * frontend back (only the client's node holds that conntrack entry; a miss costs one lookup), and a direct server
  * return flow's frontend is kept for the backend's replies (lib/dsr.h). Fills the event.
+ * `f` is the packet's flow as flow4_parse() returned it (`parsed`: its result; a malformed packet is dropped here).
  * Returns 0 to go on with the delivery, or a negative reason. */
-static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_ctx *c, struct iphdr *ip,
-                                         const struct plexus_endpoint_value *dst, __u32 src_identity) {
-  struct flow4 f = {};
-  int ret = flow4_parse(skb, ip, &f);
+static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f,
+                                              int parsed, const struct plexus_endpoint_value *dst,
+                                              __u32 src_identity) {
   c->observed = 1;
   c->t.endpoint_id = dst->ep_id;
   c->t.dst_identity = dst->identity;
   c->t.src_identity = src_identity;
-  verdict_trace_flow(c, &f);
-  if (ret < 0) {
-    return ret;
+  verdict_trace_flow(c, f);
+  if (parsed < 0) {
+    return parsed;
   }
+  int ret;
   if (cfg_enable_policy) {
     struct policy_trace pt = {};
-    ret = policy_ingress(&f, dst, src_identity, &pt);
+    ret = policy_ingress(f, dst, src_identity, &pt);
     c->t.notify |= pt.notify;
     c->t.is_reply = pt.is_reply;
     c->t.rule_id = pt.rule_id;
@@ -48,14 +49,22 @@ static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_c
       return ret;
     }
   }
-  if (!f.has_ports) {
+  if (!f->has_ports) {
     return 0;
   }
-  ret = dsr4_ingress(skb, &f);
+  ret = dsr4_ingress(skb, f);
   if (ret < 0) {
     return ret;
   }
-  return lb4_rev_nat(skb, &f, PLEXUS_CT_REVERSE);
+  return lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE);
+}
+
+/* local_ingress_flow() for a caller that has not parsed the packet. */
+static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_ctx *c, struct iphdr *ip,
+                                         const struct plexus_endpoint_value *dst, __u32 src_identity) {
+  struct flow4 f = {};
+  int parsed = flow4_parse(skb, ip, &f);
+  return local_ingress_flow(skb, c, &f, parsed, dst, src_identity);
 }
 
 /* Rewrites L2 for the pod (its own MAC as destination, the host veth's as source), decrements the TTL as the router

@@ -277,4 +277,14 @@ TEST_CASE("host routing: from-netdev delivers local pods' traffic into the pod a
 
   // Not a local pod: the stack's, uncounted.
   CHECK(f.fromOutside(*Ipv4::parse("10.244.9.9"), 80, 50003).retval == TC_ACT_OK);
+
+  // A segment cut short inside its ports: dropped as invalid when it is for a local pod (it would enter the pod
+  // unjudged), left to the stack otherwise.
+  for (Ipv4 dst : {kPodB, f.node_ip}) {
+    PacketSpec s{*Mac::parse("02:aa:00:00:00:01"), *Mac::parse("02:bb:00:00:00:01"), f.client, dst, IPPROTO_TCP};
+    auto cut = ipv4Packet(s);
+    cut.resize(sizeof(ethhdr) + sizeof(iphdr) + 2);
+    CHECK(f.run(f.host->fromNetdevFd(), cut).retval == (dst == kPodB ? TC_ACT_SHOT : TC_ACT_OK));
+  }
+  CHECK(f.counter(PLEXUS_REASON_INVALID_PACKET, PLEXUS_DIR_INGRESS) == 1);
 }
