@@ -63,7 +63,8 @@ __noinline int policy_match_range(__u32 idx, const struct plexus_policy_key *k, 
 }
 
 /* The longest entry of `identity` matching (dir, proto, dport), copied into *out (returns 1; 0: none): its summary
- * first, then only the prefix lengths the summary names, longest first. */
+ * first (which carries the verdict itself when the identity's only entry covers every port: S_INLINE), then only the
+ * prefix lengths the summary names, longest first. */
 static __always_inline int policy_match(void *hash, __u32 idx, __u32 identity, __u8 dir, __u8 proto, __be16 dport,
                                         struct plexus_policy_value *out) {
   struct plexus_policy_key k = {.prefixlen = PLEXUS_POLICY_SUMMARY_PREFIX, .identity = identity, .direction = dir};
@@ -72,6 +73,11 @@ static __always_inline int policy_match(void *hash, __u32 idx, __u32 identity, _
     return 0;
   }
   __u8 has = v->flags;
+  if (has & PLEXUS_POLICY_S_INLINE) {
+    out->flags = has & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL);
+    out->rule_id = v->rule_id;
+    return 1;
+  }
   __u32 range_lengths = v->rule_id;
   k.prefixlen = PLEXUS_POLICY_FULL_PREFIX;
   k.protocol = proto;

@@ -71,6 +71,28 @@ TEST_CASE("deny beats allow, whichever lookup finds it", "[bpf][policy]") {
   CHECK(f.counter(PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) == 0);
 }
 
+TEST_CASE("a peer's only entry covering every port decides from its summary, rule included", "[bpf][policy]") {
+  Fixture f;
+  // B: any peer allowed, but A denied outright (A's one ingress entry; its summary carries the verdict, S_INLINE).
+  datapath::PolicyEntries b = allowEgressAll();
+  b.push_back({key(0, PLEXUS_DIR_INGRESS), allow(30)});
+  b.push_back({key(kIdA, PLEXUS_DIR_INGRESS), deny(31)});
+  REQUIRE(f.dp->policy().set(2, b).ok());
+  drainEvents(f.dp->eventsFd());
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3100, 80)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENY, PLEXUS_DIR_INGRESS) == 1);
+  auto events = drainEvents(f.dp->eventsFd());
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].rule_id == 31);
+  // Turned into an allow: delivered, and the new connection's event names that rule.
+  b.back().second = allow(32);
+  REQUIRE(f.dp->policy().set(2, b).ok());
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3101, 80)).retval == TC_ACT_REDIRECT);
+  events = drainEvents(f.dp->eventsFd());
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].rule_id == 32);
+}
+
 TEST_CASE("replies of an allowed connection pass although policy would not admit them", "[bpf][policy]") {
   Fixture f;
   // A may talk to B:80; B admits it. Nothing allows B to A in either direction.

@@ -37,6 +37,7 @@ PolicyEntries layoutPolicy(const PolicyEntries& entries) {
     uint32_t range_lengths = 0;
   };
   std::map<std::pair<uint32_t, uint8_t>, Summary> summaries;  // (identity, direction)
+  std::map<std::pair<uint32_t, uint8_t>, plexus_policy_value> fixed;  // the identity's FIXED_PREFIX entry, as laid out
   for (auto [k, v] : entries) {
     uint8_t flag = summaryFlag(k.prefixlen);
     Summary& summary = summaries[{k.identity, k.direction}];
@@ -55,6 +56,7 @@ PolicyEntries layoutPolicy(const PolicyEntries& entries) {
     }
     if (k.prefixlen == PLEXUS_POLICY_FIXED_PREFIX) {
       k.protocol = 0;
+      fixed[{k.identity, k.direction}] = v;
     }
     out.emplace_back(k, v);
   }
@@ -66,6 +68,13 @@ PolicyEntries layoutPolicy(const PolicyEntries& entries) {
     plexus_policy_value v{};
     v.flags = summary.flags;
     v.rule_id = summary.range_lengths;
+    auto only = fixed.find(id_dir);
+    if (summary.flags == PLEXUS_POLICY_S_ANY && only != fixed.end() && only->second.proxy_port == 0) {
+      // The identity's one entry in this direction covers every protocol and port: the summary carries its verdict,
+      // and the datapath stops at the summary (the entry stays, for programs older than S_INLINE).
+      v.flags |= PLEXUS_POLICY_S_INLINE | (only->second.flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL));
+      v.rule_id = only->second.rule_id;
+    }
     out.emplace_back(k, v);
   }
   return out;

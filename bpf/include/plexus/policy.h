@@ -55,6 +55,9 @@ enum plexus_policy_flags {
   PLEXUS_POLICY_S_RANGE = 1 << 3, /* port-range entries (hash; their lengths in the summary's rule_id) */
   PLEXUS_POLICY_S_PROTO = 1 << 4, /* PROTO_PREFIX entries (hash) */
   PLEXUS_POLICY_S_ANY = 1 << 5,   /* FIXED_PREFIX entries (hash) */
+  PLEXUS_POLICY_S_INLINE = 1 << 6, /* with S_ANY alone: that entry is the identity's only one in this direction, and
+                                    * the summary carries its verdict (its DENY and FINAL flags, its rule in rule_id),
+                                    * so the verdict costs this one lookup */
 };
 
 struct plexus_policy_value {
@@ -62,5 +65,5 @@ struct plexus_policy_value {
   __u8 flags;        /* enum plexus_policy_flags */
   __u8 pad;          /* zero */
   __u32 rule_id;     /* id of the deciding rule, for flow events and explain (host order); a summary's: the range
-                        lengths it has, bit n for PROTO_PREFIX + n (1..15) */
+                        lengths it has, bit n for PROTO_PREFIX + n (1..15), or with S_INLINE its entry's rule */
 };

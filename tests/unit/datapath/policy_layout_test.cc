@@ -57,39 +57,49 @@ std::vector<std::string> bytes(const PolicyEntries& entries) {
 
 // The BPF program's lookup order (bpf/lib/policy.h policy_match and policy_verdict) over a layout, in userspace;
 // verdict(): 0 allow, 1 deny, 2 no entry. Checked against the longest-prefix reading of the entries (contract()).
-const plexus_policy_value* match(const PolicyEntries& l, uint32_t id, uint8_t dir, uint8_t proto, uint16_t port) {
+// `inline_summaries` false reads the layout as programs older than S_INLINE do (the entries, never the summary's
+// verdict), which must give the same answers.
+std::optional<plexus_policy_value> match(const PolicyEntries& l, uint32_t id, uint8_t dir, uint8_t proto,
+                                         uint16_t port, bool inline_summaries) {
   const plexus_policy_value* s = find(l, PLEXUS_POLICY_SUMMARY_PREFIX, id, dir);
   if (!s) {
-    return nullptr;
+    return std::nullopt;
+  }
+  if (inline_summaries && (s->flags & PLEXUS_POLICY_S_INLINE)) {
+    plexus_policy_value v{};
+    v.flags = s->flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL);
+    v.rule_id = s->rule_id;
+    return v;
   }
   const plexus_policy_value* v = nullptr;
   if ((s->flags & PLEXUS_POLICY_S_PORT) && (v = find(l, PLEXUS_POLICY_FULL_PREFIX, id, dir, proto, port))) {
-    return v;
+    return *v;
   }
   if (s->flags & PLEXUS_POLICY_S_RANGE) {
     for (uint32_t bits = 15; bits >= 1; --bits) {  // the lengths the summary names, longest first
       uint16_t masked = static_cast<uint16_t>(port & (0xffff << (16 - bits)));
       if ((s->rule_id & (1u << bits)) &&
           (v = find(l, PLEXUS_POLICY_PROTO_PREFIX + bits, id, dir, proto, masked))) {
-        return v;
+        return *v;
       }
     }
   }
   if ((s->flags & PLEXUS_POLICY_S_PROTO) && (v = find(l, PLEXUS_POLICY_PROTO_PREFIX, id, dir, proto))) {
-    return v;
+    return *v;
   }
-  if (s->flags & PLEXUS_POLICY_S_ANY) {
-    return find(l, PLEXUS_POLICY_FIXED_PREFIX, id, dir);
+  if ((s->flags & PLEXUS_POLICY_S_ANY) && (v = find(l, PLEXUS_POLICY_FIXED_PREFIX, id, dir))) {
+    return *v;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
-int verdict(const PolicyEntries& l, uint32_t peer, uint8_t dir, uint8_t proto, uint16_t port) {
-  const plexus_policy_value* exact = match(l, peer, dir, proto, port);
+int verdict(const PolicyEntries& l, uint32_t peer, uint8_t dir, uint8_t proto, uint16_t port,
+            bool inline_summaries = true) {
+  auto exact = match(l, peer, dir, proto, port, inline_summaries);
   if (exact && (exact->flags & (PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL))) {
     return (exact->flags & PLEXUS_POLICY_F_DENY) ? 1 : 0;
   }
-  const plexus_policy_value* any = match(l, 0, dir, proto, port);
+  auto any = match(l, 0, dir, proto, port, inline_summaries);
   if (any && (any->flags & PLEXUS_POLICY_F_DENY)) {
     return 1;
   }
@@ -143,9 +153,37 @@ TEST_CASE("the hash holds every entry; summaries name the kinds and the range le
   CHECK(s300->rule_id == ((1u << 12) | (1u << 15)));
   CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 301, PLEXUS_DIR_INGRESS)->flags == PLEXUS_POLICY_S_PROTO);
   CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 301, PLEXUS_DIR_INGRESS)->rule_id == 0);
-  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_EGRESS)->flags == PLEXUS_POLICY_S_ANY);
+  // An identity whose only entry covers every port: its summary carries the verdict (the entry stays).
+  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_EGRESS)->flags ==
+        (PLEXUS_POLICY_S_ANY | PLEXUS_POLICY_S_INLINE));
   CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_INGRESS) == nullptr);
   CHECK(l.size() == 5 + 3);
+}
+
+TEST_CASE("a summary carries the verdict of an identity's only entry when it covers every port", "[unit][policy]") {
+  PolicyEntries in = {entry(PLEXUS_POLICY_FIXED_PREFIX, 300, PLEXUS_DIR_INGRESS, 0, 0, false, 11),
+                      entry(PLEXUS_POLICY_FIXED_PREFIX, 301, PLEXUS_DIR_INGRESS, 0, 0, true, 12),
+                      entry(PLEXUS_POLICY_FIXED_PREFIX, 302, PLEXUS_DIR_INGRESS, 0, 0, false, 13),
+                      entry(PLEXUS_POLICY_FULL_PREFIX, 302, PLEXUS_DIR_INGRESS, 6, 22, true, 14),
+                      entry(PLEXUS_POLICY_FIXED_PREFIX, 0, PLEXUS_DIR_EGRESS, 0, 0, false, 15),
+                      entry(PLEXUS_POLICY_FULL_PREFIX, 0, PLEXUS_DIR_EGRESS, 6, 23, true, 16)};
+  PolicyEntries l = layoutPolicy(in);
+  // A peer's allow and deny: FINAL (no wildcard deny in ingress), the rule where a summary keeps range lengths.
+  const auto* allow = find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 300, PLEXUS_DIR_INGRESS);
+  REQUIRE(allow != nullptr);
+  CHECK(allow->flags == (PLEXUS_POLICY_S_ANY | PLEXUS_POLICY_S_INLINE | PLEXUS_POLICY_F_FINAL));
+  CHECK(allow->rule_id == 11);
+  const auto* deny = find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 301, PLEXUS_DIR_INGRESS);
+  REQUIRE(deny != nullptr);
+  CHECK(deny->flags == (PLEXUS_POLICY_S_ANY | PLEXUS_POLICY_S_INLINE | PLEXUS_POLICY_F_DENY | PLEXUS_POLICY_F_FINAL));
+  CHECK(deny->rule_id == 12);
+  // An identity with a port entry too, and the egress wildcard with a port deny: no verdict in the summary.
+  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 302, PLEXUS_DIR_INGRESS)->flags ==
+        (PLEXUS_POLICY_S_ANY | PLEXUS_POLICY_S_PORT));
+  CHECK(find(l, PLEXUS_POLICY_SUMMARY_PREFIX, 0, PLEXUS_DIR_EGRESS)->flags ==
+        (PLEXUS_POLICY_S_ANY | PLEXUS_POLICY_S_PORT));
+  // The entries themselves are all still there, and come back unchanged.
+  CHECK(bytes(policyEntries(l)) == bytes(in));
 }
 
 TEST_CASE("bits a prefix does not cover are zero in the hash key", "[unit][policy]") {
@@ -219,7 +257,9 @@ TEST_CASE("the datapath's lookup order over a layout gives the longest-prefix ve
           for (uint16_t port = 0; port < 16; ++port) {
             INFO("round " << round << " peer " << peer << " dir " << int(dir) << " proto " << int(proto) << " port "
                           << port);
-            CHECK(verdict(l, peer, dir, proto, port) == contract(in, peer, dir, proto, port));
+            int want = contract(in, peer, dir, proto, port);
+            CHECK(verdict(l, peer, dir, proto, port) == want);
+            CHECK(verdict(l, peer, dir, proto, port, false) == want);  // programs older than S_INLINE
           }
         }
       }
