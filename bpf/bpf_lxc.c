@@ -135,9 +135,16 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   struct policy_trace pt = {};
   lxc_trace_flow(c, &f, &pt);
   /* Services: a packet to a frontend is translated first, so that policy judges the real destination; a
-   * reply of a translated flow is judged on its own tuple and gets the frontend back afterwards. */
+   * reply of a translated flow is judged on its own tuple and gets the frontend back afterwards. A packet of a live
+   * connection the pod opened untranslated (its egress entry, keyed by this very tuple) is neither: it skips both
+   * lookups, and policy is told what was found (a new connection's SYN always takes the full way). */
   int service_reply = 0;
-  if (cfg_lb_per_packet && f.has_ports) {
+  int own_seen = POLICY_OWN_UNSEEN;
+  if (cfg_lb_per_packet && f.has_ports && cfg_enable_policy &&
+      !((f.tcp_flags & PLEXUS_TCP_SYN) && !(f.tcp_flags & PLEXUS_TCP_ACK))) {
+    own_seen = policy_own_entry(&f, PLEXUS_CT_EGRESS, &pt);
+  }
+  if (cfg_lb_per_packet && f.has_ports && own_seen != POLICY_OWN_LIVE) {
     if (ct4_lookup(&f, PLEXUS_CT_REVERSE)) {
       service_reply = 1;
     } else {
@@ -149,6 +156,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
         return lxc_refuse(skb, c, &f);
       }
       if (lb.action == LB4_TRANSLATED) {
+        own_seen = POLICY_OWN_UNSEEN; /* another tuple now */
         c->reason = PLEXUS_REASON_SERVICE_TRANSLATED;
         c->t.orig_daddr = lb.frontend;
         c->t.orig_dport = lb.frontend_port;
@@ -171,7 +179,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   __be32 tunnel_endpoint = 0;
   int local = lxc_resolve_dst(judged.daddr, &c->t.dst_identity, &tunnel_endpoint);
   if (cfg_enable_policy) {
-    ret = policy_egress(&judged, src, c->t.dst_identity, &pt);
+    ret = policy_egress(&judged, src, c->t.dst_identity, &pt, own_seen);
     lxc_trace_flow(c, &judged, &pt);
     if (ret < 0) {
       return ret;

@@ -22,7 +22,8 @@ static __always_inline void verdict_note_audit(struct verdict_ctx *c, const stru
 /* Traffic entering a local endpoint from anywhere but a same-node pod's redirect: the stack's delivery (to-container),
  * the tunnel device, an external device with BPF host routing. The endpoint's ingress policy judges the flow with the
  * source's identity; then the reply of a service flow this node translated to a backend on another node gets its
- * frontend back (only the client's node holds that conntrack entry; a miss costs one lookup), and a direct server
+ * frontend back (only the client's node holds that conntrack entry; a miss costs one lookup, which a packet of a live
+ * connection the endpoint admitted in this direction skips), and a direct server
  * return flow's frontend is kept for the backend's replies (lib/dsr.h). Fills the event.
  * `f` is the packet's flow as flow4_parse() returned it (`parsed`: its result; a malformed packet is dropped here).
  * Returns 0 to go on with the delivery, or a negative reason. */
@@ -38,9 +39,11 @@ static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verd
     return parsed;
   }
   int ret;
+  int own_live = 0;
   if (cfg_enable_policy) {
     struct policy_trace pt = {};
     ret = policy_ingress(f, dst, src_identity, &pt);
+    own_live = pt.own_live;
     c->t.notify |= pt.notify;
     c->t.is_reply = pt.is_reply;
     c->t.rule_id = pt.rule_id;
@@ -56,7 +59,8 @@ static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verd
   if (ret < 0) {
     return ret;
   }
-  return lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE);
+  /* A packet of a connection the endpoint admitted in this direction is no reply of a flow translated here. */
+  return own_live ? 0 : lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE);
 }
 
 /* local_ingress_flow() for a caller that has not parsed the packet. */

@@ -149,6 +149,8 @@ struct policy_trace {
    * an audited verdict differ in one bit only: with the reason in the flag, it walked the rest of from-container once
    * per reason (559,932 processed instructions instead of 341,294 with audit, tunnel and DSR). */
   __u8 audit_reason;
+  __u8 own_live; /* the packet matched its own direction's entry, which was not closing: a packet of a connection this
+                  * point admitted, so no reply of another flow (no reverse NAT to look up) */
   __u32 rule_id; /* the rule that decided a judged packet (0: none, or not judged) */
 };
 
@@ -166,7 +168,21 @@ enum policy_ct_state {
  * direction (an `other` entry of the quoted tuple) or as its reply (an `own` entry of the quoted tuple reversed), as
  * netfilter relates errors (RFC 1122 §3.2.2.1 on which errors quote what). It refreshes nothing. An error that quotes
  * no known flow is judged as an ICMP packet of its own type. */
-static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8 other, struct policy_trace *pt) {
+/* What the caller already knows of the packet's own-direction entry (policy_own_entry): nothing, that there is none,
+ * or that it is live (and refreshed). */
+enum policy_own_seen {
+  POLICY_OWN_UNSEEN = 0,
+  POLICY_OWN_NONE = 1,
+  POLICY_OWN_LIVE = 2,
+};
+
+static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8 other, struct policy_trace *pt,
+                                           int own_seen) {
+  pt->own_live = 0;
+  if (own_seen == POLICY_OWN_LIVE) {
+    pt->own_live = 1;
+    return POLICY_CT_ESTABLISHED;
+  }
   if (f->related) {
     if (ct4_lookup_tuple(&f->quoted, other, 0) || ct4_lookup_tuple(&f->quoted, own, 1)) {
       pt->is_reply = 1;
@@ -174,7 +190,7 @@ static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8
     }
     return POLICY_CT_NEW;
   }
-  struct plexus_ct4_value *v = ct4_lookup(f, own);
+  struct plexus_ct4_value *v = own_seen == POLICY_OWN_NONE ? 0 : ct4_lookup(f, own);
   int state = POLICY_CT_ESTABLISHED;
   if (!v) {
     struct flow4_tuple t = {.saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport,
@@ -185,9 +201,28 @@ static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8
   if (!v) {
     return POLICY_CT_NEW;
   }
+  pt->own_live = state == POLICY_CT_ESTABLISHED && !ct4_closing(v);
   pt->is_reply = state == POLICY_CT_REPLY;
   pt->notify |= ct4_touch(v, f->tcp_flags, pt->is_reply);
   return state;
+}
+
+/* Looks the packet's own-direction entry up ahead of policy_enforce() (which is then told what was found): a packet
+ * of a live connection the point admitted is refreshed here. A closing entry is left for policy_ct_state to judge;
+ * so is an ICMP error. */
+static __always_inline int policy_own_entry(const struct flow4 *f, __u8 own, struct policy_trace *pt) {
+  if (f->related) {
+    return POLICY_OWN_UNSEEN;
+  }
+  struct plexus_ct4_value *v = ct4_lookup(f, own);
+  if (!v) {
+    return POLICY_OWN_NONE;
+  }
+  if (ct4_closing(v)) {
+    return POLICY_OWN_UNSEEN;
+  }
+  pt->notify |= ct4_touch(v, f->tcp_flags, 0);
+  return POLICY_OWN_LIVE;
 }
 
 static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
@@ -206,8 +241,8 @@ static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
  * included); an established connection the policy now refuses loses its entry. A new allowed connection gets one,
  * except an ICMP error, related or not (nothing to track). */
 static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __u32 peer, __u8 dir, __u8 own,
-                                          __u8 other, struct policy_trace *pt) {
-  int state = policy_ct_state(f, own, other, pt);
+                                          __u8 other, struct policy_trace *pt, int own_seen) {
+  int state = policy_ct_state(f, own, other, pt, own_seen);
   if (state == POLICY_CT_REPLY || state == POLICY_CT_RELATED) {
     return 0;
   }
@@ -236,14 +271,17 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
 }
 
 /* Egress enforcement for the endpoint that sent the packet to a peer of identity `dst_identity` (identity_of(f->daddr),
- * which the caller has looked up already). */
+ * which the caller has looked up already); `own_seen`: what policy_own_entry(f, PLEXUS_CT_EGRESS) said of this very
+ * tuple, or POLICY_OWN_UNSEEN. */
 static __always_inline int policy_egress(const struct flow4 *f, const struct plexus_endpoint_value *src,
-                                         __u32 dst_identity, struct policy_trace *pt) {
-  return policy_enforce(f, src->ep_id, dst_identity, PLEXUS_DIR_EGRESS, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS, pt);
+                                         __u32 dst_identity, struct policy_trace *pt, int own_seen) {
+  return policy_enforce(f, src->ep_id, dst_identity, PLEXUS_DIR_EGRESS, PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS, pt,
+                        own_seen);
 }
 
 /* Ingress enforcement for the endpoint the packet is delivered to. */
 static __always_inline int policy_ingress(const struct flow4 *f, const struct plexus_endpoint_value *dst,
                                           __u32 src_identity, struct policy_trace *pt) {
-  return policy_enforce(f, dst->ep_id, src_identity, PLEXUS_DIR_INGRESS, PLEXUS_CT_INGRESS, PLEXUS_CT_EGRESS, pt);
+  return policy_enforce(f, dst->ep_id, src_identity, PLEXUS_DIR_INGRESS, PLEXUS_CT_INGRESS, PLEXUS_CT_EGRESS, pt,
+                        POLICY_OWN_UNSEEN);
 }

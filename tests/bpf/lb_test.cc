@@ -115,6 +115,33 @@ TEST_CASE("a packet to a ClusterIP is translated to a backend with valid checksu
   CHECK(f.counter(PLEXUS_REASON_SERVICE_TRANSLATED, PLEXUS_DIR_EGRESS) == 1);
 }
 
+TEST_CASE("a live connection opened straight to an address keeps going there when a frontend appears on it",
+          "[bpf][lb]") {
+  // As kube-proxy's conntrack keeps a connection's (absence of) translation: the pod's egress entry of the untranslated
+  // tuple tells from-container it is no service flow, and the service lookup is skipped for it.
+  Fixture f;
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40100, 0x02)).retval == TC_ACT_OK);  // no frontend: the stack's
+  REQUIRE(ctEntry(f, kPodA, kVip, 40100, kVipPort, PLEXUS_CT_EGRESS).has_value());
+  installService(f, {{{1, kPodB}}, {1}});
+  auto next = f.run(f.dp->fromContainerFd(), clientPacket(40100, 0x10));
+  CHECK(next.retval == TC_ACT_OK);
+  CHECK(Ipv4::fromNetwork(ipOf(next.out)->daddr) == kVip);
+  CHECK_FALSE(ctEntry(f, kPodA, kVip, 40100, kVipPort, PLEXUS_CT_SERVICE).has_value());
+  // A new connection is translated; so is the old tuple once it closed (a reset) and opens again.
+  auto fresh = f.run(f.dp->fromContainerFd(), clientPacket(40101, 0x02));
+  CHECK(fresh.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(fresh.out)->daddr) == kPodB);
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40100, 0x04)).retval == TC_ACT_OK);
+  auto again = f.run(f.dp->fromContainerFd(), clientPacket(40100, 0x02));
+  CHECK(again.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(again.out)->daddr) == kPodB);
+  // Its later packets stay translated: the egress entry of the old tuple is closing, and the pod's live entry is
+  // now the backend's tuple.
+  auto later = f.run(f.dp->fromContainerFd(), clientPacket(40100, 0x10));
+  CHECK(later.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(later.out)->daddr) == kPodB);
+}
+
 TEST_CASE("replies from the backend carry the frontend address again", "[bpf][lb]") {
   Fixture f;
   installService(f, {{{1, kPodB}}, {1}});
