@@ -162,12 +162,6 @@ enum policy_ct_state {
   POLICY_CT_RELATED = 3,     /* an ICMP error about a packet of an admitted connection */
 };
 
-/* Classifies the packet at an enforcement point whose own entries are in direction `own` (the connections it
- * admitted) and `other` the opposite one (the connections whose replies it sees). An ICMP error travels against the
- * packet it quotes, so it is related when that packet was one of a known connection's: sent in the connection's
- * direction (an `other` entry of the quoted tuple) or as its reply (an `own` entry of the quoted tuple reversed), as
- * netfilter relates errors (RFC 1122 §3.2.2.1 on which errors quote what). It refreshes nothing. An error that quotes
- * no known flow is judged as an ICMP packet of its own type. */
 /* What the caller already knows of the packet's own-direction entry (policy_own_entry): nothing, that there is none,
  * or that it is live (and refreshed). */
 enum policy_own_seen {
@@ -176,6 +170,13 @@ enum policy_own_seen {
   POLICY_OWN_LIVE = 2,
 };
 
+/* Classifies the packet at an enforcement point whose own entries are in direction `own` (the connections it
+ * admitted) and `other` the opposite one (the connections whose replies it sees). An ICMP error travels against the
+ * packet it quotes, so it is related when that packet was one of a known connection's: sent in the connection's
+ * direction (an `other` entry of the quoted tuple) or as its reply (an `own` entry of the quoted tuple reversed), as
+ * netfilter relates errors (RFC 1122 §3.2.2.1 on which errors quote what). It refreshes nothing. An error that quotes
+ * no known flow is judged as an ICMP packet of its own type. `own_seen` spares the own-direction lookup the caller made
+ * already (policy_own_entry, on this very tuple). */
 static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8 other, struct policy_trace *pt,
                                            int own_seen) {
   pt->own_live = 0;
