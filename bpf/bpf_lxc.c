@@ -140,11 +140,11 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
    * lookups, and policy is told what was found (a new connection's SYN always takes the full way). */
   int service_reply = 0;
   int own_seen = POLICY_OWN_UNSEEN;
-  if (cfg_lb_per_packet && f.has_ports && cfg_enable_policy &&
-      !((f.tcp_flags & PLEXUS_TCP_SYN) && !(f.tcp_flags & PLEXUS_TCP_ACK))) {
+  int per_packet_lb = cfg_lb_per_packet && f.has_ports;
+  if (per_packet_lb && cfg_enable_policy && !flow4_opens(&f)) {
     own_seen = policy_own_entry(&f, PLEXUS_CT_EGRESS, &pt);
   }
-  if (cfg_lb_per_packet && f.has_ports && own_seen != POLICY_OWN_LIVE) {
+  if (per_packet_lb && own_seen != POLICY_OWN_LIVE) {
     if (ct4_lookup(&f, PLEXUS_CT_REVERSE)) {
       service_reply = 1;
     } else {
@@ -167,7 +167,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
             return ret;
           }
         }
-      } else if (f.proto == IPPROTO_TCP && (f.tcp_flags & PLEXUS_TCP_SYN) && !(f.tcp_flags & PLEXUS_TCP_ACK)) {
+      } else if (flow4_opens(&f)) {
         /* A new connection straight to this address (no frontend; a socket-LB connect lands here): a reverse
          * entry left by an earlier translated flow with the same tuple would rewrite its replies. */
         ct4_forget_reverse(&f, PLEXUS_CT_REVERSE);

@@ -21,7 +21,7 @@
  * would carry the backend's address, which the client drops). Returns 0 or a negative reason. */
 static __always_inline int dsr4_set_opt(struct __sk_buff *skb, const struct flow4 *f, __be32 frontend,
                                         __be16 frontend_port) {
-  if (f->proto == IPPROTO_TCP && !((f->tcp_flags & PLEXUS_TCP_SYN) && !(f->tcp_flags & PLEXUS_TCP_ACK))) {
+  if (f->proto == IPPROTO_TCP && !flow4_opens(f)) {
     return 0; /* later packets: the backend's node already knows the flow */
   }
   struct iphdr old;

@@ -108,7 +108,7 @@ static __always_inline struct lb4_result lb4_xlate(struct __sk_buff *skb, struct
   struct plexus_ct4_value *ct = ct4_lookup(f, PLEXUS_CT_SERVICE);
   if (ct) {
     be = lb4_backend(ct->backend_id);
-    int new_syn = (f->tcp_flags & PLEXUS_TCP_SYN) && !(f->tcp_flags & PLEXUS_TCP_ACK);
+    int new_syn = flow4_opens(f);
     /* A fresh SYN on a closed flow, or on a backend that no longer takes new flows, picks again. */
     if (be && new_syn && (ct4_closing(ct) || be->state != PLEXUS_BACKEND_ACTIVE)) {
       be = 0;

@@ -118,6 +118,11 @@ static __always_inline int flow4_parse_quoted(struct __sk_buff *skb, __u32 off, 
   return 1;
 }
 
+/* A TCP segment that opens a connection: SYN without ACK (tcp_flags is 0 for anything but TCP). */
+static __always_inline int flow4_opens(const struct flow4 *f) {
+  return (f->tcp_flags & (PLEXUS_TCP_SYN | PLEXUS_TCP_ACK)) == PLEXUS_TCP_SYN;
+}
+
 /* An ICMP error message (RFC 792, RFC 1122 §3.2.2): destination unreachable, time exceeded, parameter problem. Errors
  * are reports about another packet, never a flow of their own: whether or not their quote names a tracked flow
  * (f->related), they open no conntrack entry. */

@@ -99,7 +99,7 @@ static __always_inline void snat4_note_tcp(const struct flow4 *f, struct plexus_
   __u8 closing;
   if (f->tcp_flags & PLEXUS_CT_CLOSING_FLAGS) {
     closing = PLEXUS_SNAT_F_CLOSING;
-  } else if ((f->tcp_flags & (PLEXUS_TCP_SYN | PLEXUS_TCP_ACK)) == PLEXUS_TCP_SYN) {
+  } else if (flow4_opens(f)) {
     closing = 0;
   } else {
     return;
