@@ -11,22 +11,20 @@
 // rounds is kept.
 // Runs in a network namespace of its own (a veth, a route and a neighbour for the FIB), which goes with the
 // process. Prints one JSON line: ns per packet per case.
-#include <bpf/bpf.h>
 #include <linux/pkt_cls.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
-#include <memory>
 #include <vector>
 
 #include "packet.h"
 #include "plexus/datapath/host_datapath.h"
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/identity.h"
+#include "prog_run.h"
 #include "testing.h"
 
 using namespace plexus;
@@ -62,18 +60,6 @@ bool privateNetns() {
             "ip neigh add 192.0.2.20 lladdr 02:00:00:00:03:0a dev wire0 nud permanent");
 }
 
-bool addEndpoint(datapath::LxcDatapath& dp, Ipv4 ip, uint32_t ifindex, uint16_t id, const Mac& pod) {
-  plexus_endpoint_key k{};
-  k.ip = ip.networkOrder();
-  plexus_endpoint_value v{};
-  v.ifindex = ifindex;
-  v.ep_id = id;
-  v.identity = PLEXUS_IDENTITY_CLUSTER_MIN + id;
-  std::memcpy(v.pod_mac, pod.b, 6);
-  std::memcpy(v.node_mac, kNodeMac.b, 6);
-  return dp.endpoints().update(k, v).ok() && dp.policy().set(id, datapath::allowAllPolicy()).ok();
-}
-
 bool addIpcache(datapath::LxcDatapath& dp, Ipv4 ip, uint32_t prefixlen, uint32_t identity, Ipv4 tunnel_endpoint) {
   plexus_ipcache_key k{};
   k.prefixlen = prefixlen;
@@ -87,15 +73,8 @@ bool addIpcache(datapath::LxcDatapath& dp, Ipv4 ip, uint32_t prefixlen, uint32_t
 // `repeat` runs of the program on the packet; the kernel's mean duration in ns, or -1 (an error, or an unexpected
 // verdict).
 double runOnce(int prog_fd, const std::vector<uint8_t>& pkt, int want, uint32_t repeat = 1) {
-  std::vector<uint8_t> out(pkt.size() + 256);
-  __sk_buff ctx{};
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = out.data(),
-              .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(out.size()),
-              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = static_cast<int>(repeat));
-  if (bpf_prog_test_run_opts(prog_fd, &opts) != 0 || static_cast<int>(opts.retval) != want) {
-    return -1;
-  }
-  return static_cast<double>(opts.duration);
+  auto r = progRun(prog_fd, pkt, 0, repeat);
+  return r.err == 0 && r.retval == want ? static_cast<double>(r.duration) : -1;
 }
 
 struct Case {
@@ -153,7 +132,7 @@ int main() {
   auto& dp = *lxc.value();
   // Pod A behind lo (test_run's device, the anti-spoofing check's ifindex), pod B behind a made-up ifindex (test_run
   // does not follow a redirect); the remote pod and its node's CIDR in the ipcache, as the agent writes them.
-  if (!addEndpoint(dp, kPodA, 1, 1, kPodAMac) || !addEndpoint(dp, kPodB, 4242, 2, kPodBMac) ||
+  if (!seedEndpoint(dp, kPodA, 1, 1, kPodAMac, kNodeMac) || !seedEndpoint(dp, kPodB, 4242, 2, kPodBMac, kNodeMac) ||
       !addIpcache(dp, kRemotePod, 32, kRemotePodIdentity, kRemoteNode) ||
       !addIpcache(dp, *Ipv4::parse("10.244.1.0"), 24, PLEXUS_IDENTITY_UNKNOWN, kRemoteNode) ||
       !addIpcache(dp, kRemoteNode, 32, PLEXUS_IDENTITY_REMOTE_NODE, Ipv4{})) {

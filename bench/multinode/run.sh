@@ -4,6 +4,9 @@
 #   host     host networking: node to node over the wire, no pods (no CNI);
 #   routes   plain veth pods, /32 routes and static neighbours, the other node's pod CIDR routed via its wire address
 #            (Calico BGP-mode shape);
+#   floor    the routes shape plus two tc programs per node (bench/multinode/floor.c): a FIB lookup and a redirect out of
+#            the pod's veth, bpf_redirect_peer into the pod from the wire; no lookup of any CNI state. What no BPF
+#            datapath on veth pods can beat, so the ceiling of the native row's ratios;
 #   flannel  plain veth pods on a bridge (cni0), a kernel VXLAN device (id 1, port 8472, nolearning) with per-peer
 #            FDB and neighbour entries and an onlink route, as flannel's vxlan backend writes them; pod MTU = wire - 50;
 #   native   plexus agents, --routing-mode native --auto-direct-node-routes --devices <wire>;
@@ -50,6 +53,28 @@ wire_nodes() {
 }
 mac_of() { ip -n "$1" -o link show "$2" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'; }
 
+unavailable() {  # setup reason
+  echo "$1 unavailable $2" >>"$STATUS"
+  echo "bench multinode: $1 unavailable: $2" >&2
+}
+last_log_line() { grep -v '^\s*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-300; }
+# Bounded reachability check from client netns $1 to server netns $2 at $3: one new connection with one exchange, up to
+# 4 attempts of 5 s.
+reachable() {
+  local spid
+  for _ in 1 2 3 4; do
+    ip netns exec "$2" timeout 7 "$RR" crr-server 7002 1 >/dev/null 2>&1 &
+    spid=$!
+    sleep 0.2
+    if ip netns exec "$1" timeout 5 "$RR" crr-client "$3" 7002 1 >/dev/null 2>&1; then
+      kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+      return 0
+    fi
+    kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+  done
+  return 1
+}
+
 # --- 1. host networking
 h_a="bmha$BENCH_ID"; h_b="bmhb$BENCH_ID"
 wire_nodes "$h_a" "$h_b" "bmw$BENCH_ID"
@@ -63,6 +88,32 @@ bench_routed_pod "$r_b" "$r_pb" 10.222.0.2 "bmrvb$BENCH_ID"
 ip -n "$r_a" route add 10.222.0.0/24 via "$WIRE_B" dev "bmw$BENCH_ID"
 ip -n "$r_b" route add 10.221.0.0/24 via "$WIRE_A" dev "bmw$BENCH_ID"
 SETUPS+=(routes); CLIENT[routes]="$r_pa"; SERVER[routes]="$r_pb"; TARGET[routes]=10.222.0.2
+
+# --- 2b. the floor of BPF forwarding: the routes shape plus bench/multinode/floor.c's two tc programs per node (the
+# FIB lookup and the redirect, nothing else), the least any BPF datapath on veth pods does per packet
+l_a="bmla$BENCH_ID"; l_b="bmlb$BENCH_ID"; l_pa="bmlpa$BENCH_ID"; l_pb="bmlpb$BENCH_ID"
+wire_nodes "$l_a" "$l_b" "bmw$BENCH_ID"
+bench_routed_pod "$l_a" "$l_pa" 10.229.0.2 "bmlva$BENCH_ID"
+bench_routed_pod "$l_b" "$l_pb" 10.230.0.2 "bmlvb$BENCH_ID"
+ip -n "$l_a" route add 10.230.0.0/24 via "$WIRE_B" dev "bmw$BENCH_ID"
+ip -n "$l_b" route add 10.229.0.0/24 via "$WIRE_A" dev "bmw$BENCH_ID"
+floor_attach() {  # node device program
+  ip netns exec "$1" tc qdisc add dev "$2" clsact
+  ip netns exec "$1" tc filter add dev "$2" ingress bpf direct-action obj "$BUILD/bench/multinode/floor.bpf.o" \
+    sec "tc/$3"
+}
+# The stack's forwarding refuses the pods' packets (netfilter's FORWARD chain, which redirected packets skip), so the
+# reachability check shows the programs forward them.
+if ! { floor_attach "$l_a" "bmlva$BENCH_ID" from_pod && floor_attach "$l_a" "bmw$BENCH_ID" to_pod &&
+  floor_attach "$l_b" "bmlvb$BENCH_ID" from_pod && floor_attach "$l_b" "bmw$BENCH_ID" to_pod; } 2>"$WORK/floor.err"; then
+  unavailable floor "tc could not attach floor.bpf.o: $(last_log_line "$WORK/floor.err")"
+elif ! ip netns exec "$l_a" iptables -P FORWARD DROP || ! ip netns exec "$l_b" iptables -P FORWARD DROP; then
+  unavailable floor "iptables could not set the FORWARD policy"
+elif ! reachable "$l_pa" "$l_pb" 10.230.0.2; then
+  unavailable floor "the pods do not reach each other through floor.bpf.o within 4 attempts of 5 s"
+else
+  SETUPS+=(floor); CLIENT[floor]="$l_pa"; SERVER[floor]="$l_pb"; TARGET[floor]=10.230.0.2
+fi
 
 # --- 3. flannel VXLAN shape: bridge cni0 with the pod, flannel.1 VXLAN device, per-peer FDB + neighbour + route
 f_a="bmfa$BENCH_ID"; f_b="bmfb$BENCH_ID"; f_pa="bmfpa$BENCH_ID"; f_pb="bmfpb$BENCH_ID"
@@ -99,11 +150,6 @@ flannel_peer "$f_b" "$f_a" 223 "$WIRE_A"
 SETUPS+=(flannel); CLIENT[flannel]="$f_pa"; SERVER[flannel]="$f_pb"; TARGET[flannel]=10.224.0.2
 
 # --- 4/5. plexus: two agents on the wire, Node and Pod objects applied to both, pods wired by plexus-cni
-unavailable() {  # setup reason
-  echo "$1 unavailable $2" >>"$STATUS"
-  echo "bench multinode: $1 unavailable: $2" >&2
-}
-last_log_line() { grep -v '^\s*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-300; }
 plexus_setup() {  # setup tag cidr-a-net cidr-b-net agent-args...
   local setup="$1" tag="$2" na="$3" nb="$4"
   shift 4
@@ -155,17 +201,7 @@ EOF
       return 0
     fi
   done
-  # Bounded reachability check: one new connection with one exchange, up to 4 attempts of 5 s.
-  local ok=0
-  for _ in 1 2 3 4; do
-    ip netns exec "$pb" timeout 7 "$RR" crr-server 7002 1 >/dev/null 2>&1 &
-    local spid=$!
-    sleep 0.2
-    if ip netns exec "$pa" timeout 5 "$RR" crr-client "$ip_b" 7002 1 >/dev/null 2>&1; then ok=1; fi
-    kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
-    [ "$ok" = 1 ] && break
-  done
-  if [ "$ok" != 1 ]; then
+  if ! reachable "$pa" "$pb" "$ip_b"; then
     unavailable "$setup" "pod $ip_a on node $a cannot reach pod $ip_b on node $b over TCP within 4 attempts of 5 s"
     return 0
   fi
@@ -181,12 +217,17 @@ declare -A SHIFT
 bench_rounds multinode
 bench_summary "$STATUS" '{"bench": "multinode", "absolute": true,
   "names": {"host": "host networking", "routes": "kernel routes (Calico BGP shape)",
+            "floor": "the floor of BPF forwarding (FIB + redirect only)",
             "flannel": "bridge + kernel VXLAN (flannel shape)", "native": "plexus native", "vxlan": "plexus vxlan"},
   "ratios": [["native", "host", "tp1", ">= 0.98"], ["native", "host", "tp4", ">= 0.98"],
              ["native", "host", "rr50", "<= 1.05"], ["native", "host", "crr50", "<= 1.05"],
              ["native", "host", "rr99", null], ["native", "host", "crr99", null],
              ["native", "routes", "tp1", ">= 1.05"], ["native", "routes", "tp4", ">= 1.05"],
              ["native", "routes", "rr50", null], ["native", "routes", "crr50", null],
+             ["floor", "host", "tp1", null], ["floor", "host", "tp4", null], ["floor", "host", "rr50", null],
+             ["floor", "routes", "tp1", null], ["floor", "routes", "tp4", null], ["floor", "routes", "rr50", null],
+             ["native", "floor", "tp1", null], ["native", "floor", "tp4", null], ["native", "floor", "rr50", null],
+             ["native", "floor", "crr50", null],
              ["vxlan", "flannel", "tp1", ">= 1.10"], ["vxlan", "flannel", "tp4", ">= 1.10"],
              ["vxlan", "flannel", "rr50", "<= 0.90"], ["vxlan", "flannel", "crr50", "<= 0.90"],
              ["vxlan", "flannel", "rr99", null], ["vxlan", "flannel", "crr99", null]]}'

@@ -6,18 +6,15 @@
 //   range: a deny of TCP/64-127 for B (found in the endpoint's range trie, which holds the others' ranges too).
 // A deny keeps every run a full verdict and a drop, never a conntrack shortcut. Prints one JSON line with the
 // average ns per packet the kernel measured, per case and N.
-#include <bpf/bpf.h>
 #include <linux/pkt_cls.h>
 
 #include <cstdio>
-#include <vector>
-
-#include <cstring>
 #include <memory>
 
 #include "packet.h"
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/reasons.h"
+#include "prog_run.h"
 #include "testing.h"
 
 using namespace plexus;
@@ -29,18 +26,6 @@ const Mac kPodAMac = *Mac::parse("02:00:00:00:00:0a");
 const Mac kNodeAMac = *Mac::parse("02:00:00:00:01:0a");
 const Ipv4 kPodA = *Ipv4::parse("10.244.0.5");
 const Ipv4 kPodB = *Ipv4::parse("10.244.0.6");
-
-bool addEndpoint(datapath::LxcDatapath& dp, Ipv4 ip, uint32_t ifindex, uint16_t id) {
-  plexus_endpoint_key k{};
-  k.ip = ip.networkOrder();
-  plexus_endpoint_value v{};
-  v.ifindex = ifindex;
-  v.ep_id = id;
-  v.identity = 256 + id;
-  std::memcpy(v.pod_mac, kPodAMac.b, 6);
-  std::memcpy(v.node_mac, kNodeAMac.b, 6);
-  return dp.endpoints().update(k, v).ok() && dp.policy().set(id, datapath::allowAllPolicy()).ok();
-}
 
 struct Fixture {
   std::unique_ptr<datapath::LxcDatapath> dp;
@@ -83,16 +68,11 @@ double nsPerPacket(Fixture& f, int entries, Case c, uint32_t repeat) {
   s.sport = 40000;
   s.dport = 80;
   s.tcp_flags = 0x02;
-  auto pkt = ipv4Packet(s);
-  std::vector<uint8_t> out(pkt.size() + 256);
-  __sk_buff ctx{};
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = out.data(),
-              .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(out.size()),
-              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = static_cast<int>(repeat));
-  if (bpf_prog_test_run_opts(f.dp->fromContainerFd(), &opts) != 0 || opts.retval != TC_ACT_SHOT) {
+  auto r = progRun(f.dp->fromContainerFd(), ipv4Packet(s), 0, repeat);
+  if (r.err != 0 || r.retval != TC_ACT_SHOT) {
     return -1;  // every case is a policy drop
   }
-  return static_cast<double>(opts.duration);  // average ns per run, as the kernel reports it
+  return static_cast<double>(r.duration);  // average ns per run, as the kernel reports it
 }
 
 }  // namespace
@@ -110,7 +90,7 @@ int main() {
     return 1;
   }
   Fixture f{std::move(loaded.value())};
-  if (!addEndpoint(*f.dp, kPodA, 1, 1) || !addEndpoint(*f.dp, kPodB, 4242, 2)) {
+  if (!seedEndpoint(*f.dp, kPodA, 1, 1, kPodAMac, kNodeAMac) || !seedEndpoint(*f.dp, kPodB, 4242, 2, kPodAMac, kNodeAMac)) {
     return 1;
   }
   const uint32_t repeat = 200000;

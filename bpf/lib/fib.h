@@ -19,15 +19,17 @@ static __always_inline int fib_redirect_v4(struct __sk_buff *skb, const struct f
   }
   /* An input lookup, as the stack would do for the packet arriving on the pod's veth: flags 0 (not
    * BPF_FIB_LOOKUP_OUTPUT) and the veth as ifindex, so policy routing by iif and the veth's forwarding setting apply
-   * (net/core/filter.c, bpf_ipv4_fib_lookup). tot_len lets the kernel check the egress MTU (FRAG_NEEDED: the stack
-   * fragments or answers). Ports feed multipath hashing. */
+   * (net/core/filter.c, bpf_ipv4_fib_lookup). The kernel checks the packet against the egress MTU (FRAG_NEEDED: the
+   * stack fragments or answers): by tot_len, or with tot_len 0 by the skb itself, segment by segment for a GSO packet,
+   * as the stack's forwarding does. A GSO packet's tot_len is the whole super-packet's, above any MTU: given that, every
+   * TSO burst from a pod would fall back to the stack. Ports feed multipath hashing. */
   struct bpf_fib_lookup p = {};
   p.family = AF_INET;
   p.tos = ip->tos;
   p.l4_protocol = ip->protocol;
   p.sport = f->sport;
   p.dport = f->dport;
-  p.tot_len = bpf_ntohs(ip->tot_len);
+  p.tot_len = skb->gso_size ? 0 : bpf_ntohs(ip->tot_len);
   p.ipv4_src = ip->saddr;
   p.ipv4_dst = ip->daddr;
   p.ifindex = skb->ifindex;

@@ -71,14 +71,9 @@ TEST_CASE("without aggregation every packet makes an event; a full ring counts l
   // One event is 48 bytes plus an 8-byte header: 4 MiB hold about 75k. Send more without draining.
   constexpr int kPackets = 80000;
   auto pkt = aToB(3333, 80, 0x10);
-  std::vector<uint8_t> out(pkt.size() + 64);
-  __sk_buff ctx{};
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = out.data(),
-              .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(out.size()),
-              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = kPackets);
   // (The repeats reuse one skb whose TTL the redirect decrements, so most of them end as TTL drops: every one
   // of them still makes an event.)
-  REQUIRE(bpf_prog_test_run_opts(f.dp->fromContainerFd(), &opts) == 0);
+  REQUIRE(progRun(f.dp->fromContainerFd(), pkt, 0, kPackets).err == 0);
   uint64_t lost = f.dp->lostEvents();
   CHECK(lost > 0);
   // With the ring full, forwarding goes on.

@@ -15,6 +15,7 @@
 #include "plexus/datapath/lxc_datapath.h"
 #include "plexus/identity.h"
 #include "plexus/reasons.h"
+#include "prog_run.h"
 #include "testing.h"
 
 namespace plexus::testing {
@@ -67,38 +68,14 @@ struct Fixture {
   }
 
   void addEndpoint(Ipv4 ip, uint32_t ifindex, uint16_t id, const Mac& pod, const Mac& node, uint16_t flags) {
-    plexus_endpoint_key k{};
-    k.ip = ip.networkOrder();
-    plexus_endpoint_value v{};
-    v.ifindex = ifindex;
-    v.ep_id = id;
-    // The node itself is identity host; pods get cluster identities 256 + id.
-    v.identity = (flags & PLEXUS_EP_F_HOST) ? PLEXUS_IDENTITY_HOST : PLEXUS_IDENTITY_CLUSTER_MIN + id;
-    v.flags = flags;
-    std::memcpy(v.pod_mac, pod.b, 6);
-    std::memcpy(v.node_mac, node.b, 6);
-    REQUIRE(dp->endpoints().update(k, v).ok());
-    if (id != 0) {
-      REQUIRE(dp->policy().set(id, datapath::allowAllPolicy()).ok());
-    }
+    REQUIRE(seedEndpoint(*dp, ip, ifindex, id, pod, node, flags));
   }
 
-  struct Run {
-    int retval = -1;
-    std::vector<uint8_t> out;
-  };
+  using Run = ProgRun;
 
   Run run(int prog_fd, const std::vector<uint8_t>& pkt) {
-    Run r;
-    r.out.resize(pkt.size() + 256);
-    __sk_buff ctx{};
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = r.out.data(),
-                .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(r.out.size()),
-                .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
-    int err = bpf_prog_test_run_opts(prog_fd, &opts);
-    REQUIRE(err == 0);
-    r.retval = static_cast<int>(opts.retval);
-    r.out.resize(opts.data_size_out);
+    Run r = progRun(prog_fd, pkt);
+    REQUIRE(r.err == 0);
     return r;
   }
 

@@ -303,21 +303,12 @@ Stats fuzzProgram(FuzzFixture& f, const Program& prog, uint64_t seed, uint64_t c
   for (; st.packets < count && i < 2 * count; ++i) {
     Generated g = gen.packet();
     f.clearConntrack();
-    Fixture::Run r;
-    r.out.resize(g.bytes.size() + 256);
-    __sk_buff ctx{};
-    ctx.ifindex = kPodAIfindex;
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = g.bytes.data(), .data_out = r.out.data(),
-                .data_size_in = static_cast<uint32_t>(g.bytes.size()),
-                .data_size_out = static_cast<uint32_t>(r.out.size()), .ctx_in = &ctx, .ctx_size_in = sizeof(ctx),
-                .repeat = 1);
-    int err = bpf_prog_test_run_opts(prog.fd, &opts);
+    Fixture::Run r = progRun(prog.fd, g.bytes, kPodAIfindex);
+    int err = r.err;
     if (err == -EINVAL && kernelRefuses(g.bytes)) {
       st.unrunnable++;  // a frame test_run cannot carry: see kernelRefuses()
       continue;
     }
-    r.retval = static_cast<int>(opts.retval);
-    r.out.resize(std::min<size_t>(opts.data_size_out, r.out.size()));
     std::string problem;
     uint64_t evaluations = f.world.evaluations;
     Expect want = err == 0 ? prog.expect(f.world, g.bytes, r.out, &problem) : Expect{};
@@ -395,20 +386,6 @@ struct Conversation {
   bool pod_a;  // from-container then to-container
 };
 
-Fixture::Run runOne(int fd, const std::vector<uint8_t>& pkt, int* err) {
-  Fixture::Run r;
-  r.out.resize(pkt.size() + 256);
-  __sk_buff ctx{};
-  ctx.ifindex = kPodAIfindex;
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = r.out.data(),
-              .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(r.out.size()),
-              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
-  *err = bpf_prog_test_run_opts(fd, &opts);
-  r.retval = static_cast<int>(opts.retval);
-  r.out.resize(std::min<size_t>(opts.data_size_out, r.out.size()));
-  return r;
-}
-
 struct ConversationStats {
   uint64_t ran = 0;
   uint64_t replies_admitted = 0;  // replies and related errors of an admitted flow, checked to pass
@@ -433,8 +410,8 @@ ConversationStats converse(FuzzFixture& f, const Conversation& c, uint64_t seed,
   for (uint64_t i = 0; i < count; ++i) {
     f.clearConntrack();
     Generated first = gen.packet();
-    int err = 0;
-    auto p = runOne(c.first_fd, first.bytes, &err);
+    auto p = progRun(c.first_fd, first.bytes, kPodAIfindex);
+    int err = p.err;
     if (err == -EINVAL && kernelRefuses(first.bytes)) {
       continue;
     }
@@ -470,7 +447,8 @@ ConversationStats converse(FuzzFixture& f, const Conversation& c, uint64_t seed,
       if (kernelRefuses(pkt)) {
         continue;
       }
-      auto r = runOne(c.second_fd, pkt, &err);
+      auto r = progRun(c.second_fd, pkt, kPodAIfindex);
+      err = r.err;
       std::string problem2;
       Expect fresh = c.second(f.world, pkt, r.out, &problem2);
       bool is_reply = k + 1 == seconds.size();

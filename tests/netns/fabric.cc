@@ -87,11 +87,13 @@ bool tcpOk(const FabricPod& from, const FabricPod& to, std::chrono::milliseconds
   return ok;
 }
 
-uint64_t reasonPackets(NodeFixture& n, const std::string& reason) {
+uint64_t reasonCount(NodeFixture& n, const std::string& reason, const std::string& field,
+                     const std::string& direction) {
   uint64_t total = 0;
   for (const auto& row : n.cliJson({"bpf", "metrics", "list"})) {
-    if (row.value("reason", "") == reason && row.contains("packets")) {
-      total += row["packets"].get<uint64_t>();
+    if (row.value("reason", "") == reason && (direction.empty() || row.value("direction", "") == direction) &&
+        row.contains(field)) {
+      total += row[field].get<uint64_t>();
     }
   }
   return total;

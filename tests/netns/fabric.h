@@ -61,8 +61,10 @@ std::vector<std::string> routingArgs(const std::string& mode);
 // (bounded).
 bool tcpOk(const FabricPod& from, const FabricPod& to,
            std::chrono::milliseconds connect_timeout = std::chrono::seconds(3));
-// Packets counted under one reason (plexus bpf metrics list), both directions.
-uint64_t reasonPackets(NodeFixture& n, const std::string& reason);
+// Packets (field "bytes": bytes) counted under one reason (plexus bpf metrics list), in one direction ("INGRESS",
+// "EGRESS") or, with direction "", both.
+uint64_t reasonCount(NodeFixture& n, const std::string& reason, const std::string& field = "packets",
+                     const std::string& direction = "");
 // One ICMP echo with a 1 s wait.
 bool pingOnce(const Netns& from, const std::string& ip);
 // `plexus node list -o json`, or null when the command fails or prints no JSON array.

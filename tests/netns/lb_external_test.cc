@@ -224,7 +224,7 @@ TEST_CASE("multinode: externalTrafficPolicy Local keeps the client's address, th
   refused = attempt(f.fabricNetns(), kLbIp, 80);
   INFO("via node 1's LoadBalancer IP: " << refused.outcome << " [" << refused.answer << "]");
   CHECK(refused.outcome == "refused");
-  CHECK(reasonPackets(f.node(0), "NO_SERVICE_BACKEND") >= 2);
+  CHECK(reasonCount(f.node(0), "NO_SERVICE_BACKEND") >= 2);
 
   // The health checks, as a cloud load balancer probes them.
   HttpReply up;
@@ -291,7 +291,7 @@ TEST_CASE("multinode: loadBalancerSourceRanges admit a client inside them and dr
   Attempt b = attempt(*other.netns, kLbIp, 80);
   INFO("outside the ranges: " << b.outcome << " [" << b.answer << "]");
   CHECK(b.outcome == "timeout");  // dropped, not refused
-  CHECK(reasonPackets(f.node(0), "NOT_IN_SRC_RANGE") >= 1);
+  CHECK(reasonCount(f.node(0), "NOT_IN_SRC_RANGE") >= 1);
   bool reported = false;
   waitUntil([&] {
     for (const auto& fl : droppedFlows(f.node(0))) {

@@ -322,44 +322,8 @@ TEST_CASE("masquerade: a large TCP download from the internet through a smaller 
   Pod pod = node.addPod("client");
 
   constexpr size_t kSize = 4 << 20;
-  auto [listener, port] = tcpListen(inet.path(), 0);
-  REQUIRE(listener >= 0);
-  std::atomic<size_t> written{0};
-  std::thread server([&, listener = listener] {
-    int c = acceptWithin(listener, std::chrono::seconds(10));
-    if (c < 0) {
-      return;
-    }
-    timeval tv{20, 0};
-    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    std::string chunk(64 << 10, 'd');
-    while (written < kSize) {
-      ssize_t n = write(c, chunk.data(), std::min(chunk.size(), kSize - written));
-      if (n <= 0) {
-        break;
-      }
-      written += static_cast<size_t>(n);
-    }
-    close(c);
-  });
-  int client = tcpConnect(pod.netns->path(), "198.51.100.2", port);
-  size_t received = 0;
-  if (client >= 0) {
-    receiveTimeout(client, 10);
-    std::vector<char> buf(64 << 10);
-    for (int i = 0; i < 100000 && received < kSize; ++i) {  // bounded by count and by the 10 s receive timeout
-      ssize_t n = read(client, buf.data(), buf.size());
-      if (n <= 0) {
-        break;
-      }
-      received += static_cast<size_t>(n);
-    }
-    close(client);
-  }
-  server.join();
-  close(listener);
-  INFO("written " << written << ", received " << received << "\n" << node.agent().log());
-  CHECK(client >= 0);
+  size_t received = tcpDownload(pod.netns->path(), inet.path(), "198.51.100.2", kSize);
+  INFO("received " << received << "\n" << node.agent().log());
   CHECK(received == kSize);
   // The internet side learnt the smaller path MTU towards the node's address.
   CHECK(inet.exec("ip route get 192.0.2.1").out.find("mtu 1280") != std::string::npos);

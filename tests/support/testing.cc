@@ -427,6 +427,49 @@ int acceptWithin(int listen_fd, std::chrono::milliseconds timeout) {
   return accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
 }
 
+size_t tcpDownload(const std::string& client_netns, const std::string& server_netns, const std::string& server_ip,
+                   size_t bytes) {
+  auto [listener, port] = tcpListen(server_netns, 0);
+  if (listener < 0) {
+    return 0;
+  }
+  std::thread server([&, listener = listener] {
+    int c = acceptWithin(listener, std::chrono::seconds(10));
+    if (c < 0) {
+      return;
+    }
+    timeval tv{10, 0};
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    std::string chunk(64 << 10, 'd');
+    for (size_t written = 0; written < bytes;) {
+      ssize_t n = write(c, chunk.data(), std::min(chunk.size(), bytes - written));
+      if (n <= 0) {
+        break;
+      }
+      written += static_cast<size_t>(n);
+    }
+    close(c);
+  });
+  size_t received = 0;
+  int client = tcpConnect(client_netns, server_ip, port, std::chrono::seconds(10));
+  if (client >= 0) {
+    timeval tv{10, 0};
+    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::vector<char> buf(64 << 10);
+    for (int i = 0; i < 1000000 && received < bytes; ++i) {  // bounded by count and by the receive timeout
+      ssize_t n = read(client, buf.data(), buf.size());
+      if (n <= 0) {
+        break;
+      }
+      received += static_cast<size_t>(n);
+    }
+    close(client);
+  }
+  server.join();
+  close(listener);
+  return received;
+}
+
 bool exchange(int from_fd, int to_fd, const std::string& msg, std::chrono::milliseconds timeout) {
   if (send(from_fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) {
     return false;

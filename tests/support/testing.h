@@ -157,6 +157,11 @@ int tcpConnect(const std::string& netns_path, const std::string& ip, uint16_t po
 int acceptWithin(int listen_fd, std::chrono::milliseconds timeout = std::chrono::seconds(3));
 // Sends msg and reads it back on the other fd; true when the bytes arrive intact within the timeout.
 bool exchange(int from_fd, int to_fd, const std::string& msg, std::chrono::milliseconds timeout = std::chrono::seconds(3));
+// A download: a connection from client_netns to a listener in server_netns (at server_ip), whose server writes `bytes`
+// in 64 KiB writes (full-size segments, TSO bursts on a veth) that the client reads. Returns the bytes the client
+// received (bounded: 10 s to connect and per read or write).
+size_t tcpDownload(const std::string& client_netns, const std::string& server_netns, const std::string& server_ip,
+                   size_t bytes);
 // UDP: bind in one namespace, send from another, receive within the timeout.
 bool udpRoundTrip(const std::string& from_netns, const std::string& to_netns, const std::string& to_ip,
                   std::chrono::milliseconds timeout = std::chrono::seconds(3));
