@@ -87,9 +87,11 @@ static __always_inline int local_deliver(struct __sk_buff *skb, const struct ple
   __builtin_memcpy(dst_mac, dst->pod_mac, ETH_ALEN);
   /* From outside and larger than the pod's device takes (a pod MTU below the node's): the stack forwards it instead,
    * so that it answers with ICMP fragmentation needed (path MTU discovery) or fragments it; redirect_peer would let
-   * the pod's device drop it silently. */
+   * the pod's device drop it silently. A GSO packet (GRO'd, or a TSO burst a veth carried whole) is checked segment by
+   * segment (BPF_MTU_CHK_SEGS): its length is all of them together. */
   __u32 mtu_len = 0;
-  if (from_outside && bpf_check_mtu(skb, ifindex, &mtu_len, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED) {
+  long mtu = from_outside ? bpf_check_mtu(skb, ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS) : BPF_MTU_CHK_RET_SUCCESS;
+  if (mtu == BPF_MTU_CHK_RET_FRAG_NEEDED || mtu == BPF_MTU_CHK_RET_SEGS_TOOBIG) {
     return TC_ACT_OK;
   }
   struct iphdr *ip = ipv4_hdr(skb);
