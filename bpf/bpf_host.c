@@ -6,6 +6,8 @@
  *   With BPF host routing (cfg_host_routing), plexus_from_netdev also delivers traffic for local endpoints (after any
  *   NodePort translation) straight into the pod with bpf_redirect_peer, after the endpoint's ingress policy judged
  *   it with the source's ipcache identity; the stack path would have reached the pod's to-container program instead.
+ *   A translated packet for elsewhere (a NodePort backend on another node, a NodePort reply to its client) leaves by
+ *   the FIB at once (bpf_redirect to its device's egress, where plexus_to_netdev still sees it).
  * Like bpf_lxc.c, each entry parses, dispatches to lib/ helpers and leaves through verdict_exit() (lib/verdict.h),
  * which turns a negative reason into TC_ACT_SHOT, a counter and a flow event. Only packets that touch a service are
  * counted and reported: the rest of the device's traffic is not ours to judge. */
@@ -16,6 +18,7 @@
 #include "lib/fib.h"
 #include "lib/lb_xlate.h"
 #include "lib/local.h"
+#include "lib/overlay.h"
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/reject.h"
@@ -55,20 +58,22 @@ static __always_inline int host_deliver(struct __sk_buff *skb, struct verdict_ct
   return local_deliver(skb, dst, 1);
 }
 
-/* The same for a packet whose destination was rewritten to a local pod (a NodePort flow's local backend, a
- * masqueraded flow's reply): it is parsed again. */
-static __always_inline int host_deliver_rewritten(struct __sk_buff *skb, struct verdict_ctx *c) {
+/* BPF host routing for a packet whose destination was rewritten (a NodePort flow's backend, a masqueraded flow's pod,
+ * a NodePort reply's client): into a local pod as above (parsed again), anywhere else out by the FIB at once, skipping
+ * the stack's forwarding as the stack would route it; the device's egress program still sees it on its way out (the
+ * NodePort SNAT and the frontend of replies). */
+static __always_inline int host_forward_rewritten(struct __sk_buff *skb, struct verdict_ctx *c) {
   struct iphdr *ip = ipv4_hdr(skb);
   if (!ip) {
     return TC_ACT_OK;
   }
-  struct plexus_endpoint_value *dst = host_local_pod(ip->daddr);
-  if (!dst) {
-    return TC_ACT_OK;
-  }
   struct flow4 f = {};
   int parsed = flow4_parse(skb, ip, &f);
-  return host_deliver(skb, c, &f, parsed, dst);
+  struct plexus_endpoint_value *dst = host_local_pod(f.daddr);
+  if (dst) {
+    return host_deliver(skb, c, &f, parsed, dst);
+  }
+  return parsed < 0 ? TC_ACT_OK : fib_redirect_v4(skb, &f, cfg_tunnel_ifindex, 1);
 }
 
 /* Traffic from outside: to a node frontend (translated), a masqueraded flow's reply (translated back), and with BPF
@@ -97,7 +102,7 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
     if (masq < 0) {
       return masq;
     }
-    return cfg_host_routing ? host_deliver_rewritten(skb, c) : TC_ACT_OK;
+    return cfg_host_routing ? host_forward_rewritten(skb, c) : TC_ACT_OK;
   }
   if (!f.has_ports) {
     return TC_ACT_OK;
@@ -125,7 +130,7 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
       return ret;
     }
   }
-  return cfg_host_routing ? host_deliver_rewritten(skb, c) : TC_ACT_OK;
+  return cfg_host_routing ? host_forward_rewritten(skb, c) : TC_ACT_OK;
 }
 
 /* Replies of NodePort flows on their way out, and pods' traffic to the outside (masquerade). Returns a TC action or a

@@ -91,7 +91,7 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
     if (identity == PLEXUS_IDENTITY_WORLD || (identity & PLEXUS_IDENTITY_LOCAL_FLAG)) {
       return TC_ACT_OK;
     }
-    int ret = fib_redirect_v4(skb, f, cfg_tunnel_ifindex);
+    int ret = fib_redirect_v4(skb, f, cfg_tunnel_ifindex, 0);
     if (ret == TC_ACT_REDIRECT) {
       c->reason = PLEXUS_REASON_FORWARDED_FIB;
     }
@@ -208,7 +208,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
     }
     if (ret == 1) {
       if (!local) { /* f.daddr is still judged.daddr: the reply's source changed, not its destination */
-        ret = cfg_host_routing ? fib_redirect_v4(skb, &f, cfg_tunnel_ifindex) : TC_ACT_OK;
+        ret = cfg_host_routing ? fib_redirect_v4(skb, &f, cfg_tunnel_ifindex, 0) : TC_ACT_OK;
         if (ret == TC_ACT_REDIRECT) {
           c->reason = PLEXUS_REASON_FORWARDED_FIB;
         }

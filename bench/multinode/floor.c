@@ -23,7 +23,7 @@ int floor_from_pod(struct __sk_buff *skb) {
   }
   /* No parse: the flow's ports only feed multipath hashing, and these routes have one path. */
   struct flow4 f = {};
-  int ret = fib_redirect_v4(skb, &f, 0);
+  int ret = fib_redirect_v4(skb, &f, 0, 0);
   return ret < 0 ? TC_ACT_SHOT : ret;
 }
 

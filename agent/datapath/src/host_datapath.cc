@@ -26,8 +26,10 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
   // so its size must match theirs), under the same switches.
   skel->rodata->cfg_enable_events = config.enable_events ? 1 : 0;
   skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
-  // BPF host routing delivers local pods' traffic here, after their ingress policy.
+  // BPF host routing delivers local pods' traffic here, after their ingress policy, and forwards translated NodePort
+  // packets by the FIB (never into the tunnel device, which needs a key).
   skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
+  skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
   skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
   skel->rodata->cfg_masquerade = config.masquerade ? 1 : 0;
   skel->rodata->cfg_policy_audit = config.policy_audit ? 1 : 0;
