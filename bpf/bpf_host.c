@@ -59,9 +59,9 @@ static __always_inline int host_deliver(struct __sk_buff *skb, struct verdict_ct
 }
 
 /* BPF host routing for a packet whose destination was rewritten (a NodePort flow's backend, a masqueraded flow's pod,
- * a NodePort reply's client): into a local pod as above (parsed again), anywhere else out by the FIB at once, skipping
- * the stack's forwarding as the stack would route it; the device's egress program still sees it on its way out (the
- * NodePort SNAT and the frontend of replies). */
+ * a NodePort reply's client): into a local pod as above (parsed again); to an address of no local endpoint out by the
+ * FIB at once, skipping the stack's forwarding as the stack would route it; the device's egress program still sees it
+ * on its way out (the NodePort SNAT and the frontend of replies). */
 static __always_inline int host_forward_rewritten(struct __sk_buff *skb, struct verdict_ctx *c) {
   struct iphdr *ip = ipv4_hdr(skb);
   if (!ip) {
@@ -69,11 +69,12 @@ static __always_inline int host_forward_rewritten(struct __sk_buff *skb, struct 
   }
   struct flow4 f = {};
   int parsed = flow4_parse(skb, ip, &f);
-  struct plexus_endpoint_value *dst = host_local_pod(f.daddr);
-  if (dst) {
-    return host_deliver(skb, c, &f, parsed, dst);
+  struct plexus_endpoint_value *ep = endpoint_lookup(f.daddr);
+  if (!ep) {
+    return parsed < 0 ? TC_ACT_OK : fib_redirect_v4(skb, &f, cfg_tunnel_ifindex, 1);
   }
-  return parsed < 0 ? TC_ACT_OK : fib_redirect_v4(skb, &f, cfg_tunnel_ifindex, 1);
+  /* The node's own addresses, and chained endpoints (another plugin's veth and rules), are the stack's. */
+  return ep->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED) ? TC_ACT_OK : host_deliver(skb, c, &f, parsed, ep);
 }
 
 /* Traffic from outside: to a node frontend (translated), a masqueraded flow's reply (translated back), and with BPF
