@@ -81,22 +81,21 @@ wire_nodes "$h_a" "$h_b" "bmw$BENCH_ID"
 SETUPS+=(host); CLIENT[host]="$h_a"; SERVER[host]="$h_b"; TARGET[host]="$WIRE_B"
 
 # --- 2. kernel routes (Calico BGP-mode shape): pod on a veth, /32 route, static neighbours; other pod CIDR via peer
-r_a="bmra$BENCH_ID"; r_b="bmrb$BENCH_ID"; r_pa="bmrpa$BENCH_ID"; r_pb="bmrpb$BENCH_ID"
-wire_nodes "$r_a" "$r_b" "bmw$BENCH_ID"
-bench_routed_pod "$r_a" "$r_pa" 10.221.0.2 "bmrva$BENCH_ID"
-bench_routed_pod "$r_b" "$r_pb" 10.222.0.2 "bmrvb$BENCH_ID"
-ip -n "$r_a" route add 10.222.0.0/24 via "$WIRE_B" dev "bmw$BENCH_ID"
-ip -n "$r_b" route add 10.221.0.0/24 via "$WIRE_A" dev "bmw$BENCH_ID"
-SETUPS+=(routes); CLIENT[routes]="$r_pa"; SERVER[routes]="$r_pb"; TARGET[routes]=10.222.0.2
+routed_nodes() {  # tag net-a net-b: nodes bm${tag}a/b with pods bm${tag}pa/pb (10.net.0.2) on host veths bm${tag}va/vb
+  local t="$1" na="$2" nb="$3"
+  wire_nodes "bm${t}a$BENCH_ID" "bm${t}b$BENCH_ID" "bmw$BENCH_ID"
+  bench_routed_pod "bm${t}a$BENCH_ID" "bm${t}pa$BENCH_ID" "10.$na.0.2" "bm${t}va$BENCH_ID"
+  bench_routed_pod "bm${t}b$BENCH_ID" "bm${t}pb$BENCH_ID" "10.$nb.0.2" "bm${t}vb$BENCH_ID"
+  ip -n "bm${t}a$BENCH_ID" route add "10.$nb.0.0/24" via "$WIRE_B" dev "bmw$BENCH_ID"
+  ip -n "bm${t}b$BENCH_ID" route add "10.$na.0.0/24" via "$WIRE_A" dev "bmw$BENCH_ID"
+}
+routed_nodes r 221 222
+SETUPS+=(routes); CLIENT[routes]="bmrpa$BENCH_ID"; SERVER[routes]="bmrpb$BENCH_ID"; TARGET[routes]=10.222.0.2
 
 # --- 2b. the floor of BPF forwarding: the routes shape plus bench/multinode/floor.c's two tc programs per node (the
 # FIB lookup and the redirect, nothing else), the least any BPF datapath on veth pods does per packet
+routed_nodes l 229 230
 l_a="bmla$BENCH_ID"; l_b="bmlb$BENCH_ID"; l_pa="bmlpa$BENCH_ID"; l_pb="bmlpb$BENCH_ID"
-wire_nodes "$l_a" "$l_b" "bmw$BENCH_ID"
-bench_routed_pod "$l_a" "$l_pa" 10.229.0.2 "bmlva$BENCH_ID"
-bench_routed_pod "$l_b" "$l_pb" 10.230.0.2 "bmlvb$BENCH_ID"
-ip -n "$l_a" route add 10.230.0.0/24 via "$WIRE_B" dev "bmw$BENCH_ID"
-ip -n "$l_b" route add 10.229.0.0/24 via "$WIRE_A" dev "bmw$BENCH_ID"
 floor_attach() {  # node device program
   ip netns exec "$1" tc qdisc add dev "$2" clsact
   ip netns exec "$1" tc filter add dev "$2" ingress bpf direct-action obj "$BUILD/bench/multinode/floor.bpf.o" \
