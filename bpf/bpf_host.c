@@ -7,7 +7,8 @@
  *   NodePort translation) straight into the pod with bpf_redirect_peer, after the endpoint's ingress policy judged
  *   it with the source's ipcache identity; the stack path would have reached the pod's to-container program instead.
  *   A translated packet for elsewhere (a NodePort backend on another node, a NodePort reply to its client) leaves by
- *   the FIB at once (bpf_redirect to its device's egress, where plexus_to_netdev still sees it).
+ *   the FIB at once (bpf_redirect to its device's egress, where plexus_to_netdev still sees it), or in tunnel mode into
+ *   the tunnel device (where plexus_to_overlay keys it).
  * Like bpf_lxc.c, each entry parses, dispatches to lib/ helpers and leaves through verdict_exit() (lib/verdict.h),
  * which turns a negative reason into TC_ACT_SHOT, a counter and a flow event. Only packets that touch a service are
  * counted and reported: the rest of the device's traffic is not ours to judge. */
@@ -58,6 +59,23 @@ static __always_inline int host_deliver(struct __sk_buff *skb, struct verdict_ct
   return local_deliver(skb, dst, 1);
 }
 
+/* BPF host routing, a rewritten packet for an address of no local endpoint. In tunnel mode, a destination behind
+ * another node's tunnel endpoint goes into the tunnel device at once, whose egress program keys it (and SNATs a NodePort
+ * flow), as the stack's route into it would; a packet the tunnel's MTU does not take is left to the stack, which
+ * answers with fragmentation needed. Anything else leaves by the FIB. */
+static __always_inline int host_forward_remote(struct __sk_buff *skb, const struct flow4 *f) {
+  if (cfg_tunnel_ifindex) {
+    struct plexus_ipcache_value *info = ipcache_lookup(f->daddr);
+    if (info && info->tunnel_endpoint) {
+      __u32 mtu_len = 0;
+      return bpf_check_mtu(skb, cfg_tunnel_ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS) == BPF_MTU_CHK_RET_SUCCESS
+                 ? bpf_redirect(cfg_tunnel_ifindex, 0)
+                 : TC_ACT_OK;
+    }
+  }
+  return fib_redirect_v4(skb, f, cfg_tunnel_ifindex, 1);
+}
+
 /* BPF host routing for a packet whose destination was rewritten (a NodePort flow's backend, a masqueraded flow's pod,
  * a NodePort reply's client): into a local pod as above (parsed again); to an address of no local endpoint out by the
  * FIB at once, skipping the stack's forwarding as the stack would route it; the device's egress program still sees it
@@ -71,7 +89,7 @@ static __always_inline int host_forward_rewritten(struct __sk_buff *skb, struct 
   int parsed = flow4_parse(skb, ip, &f);
   struct plexus_endpoint_value *ep = endpoint_lookup(f.daddr);
   if (!ep) {
-    return parsed < 0 ? TC_ACT_OK : fib_redirect_v4(skb, &f, cfg_tunnel_ifindex, 1);
+    return parsed < 0 ? TC_ACT_OK : host_forward_remote(skb, &f);
   }
   /* The node's own addresses, and chained endpoints (another plugin's veth and rules), are the stack's. */
   return ep->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED) ? TC_ACT_OK : host_deliver(skb, c, &f, parsed, ep);

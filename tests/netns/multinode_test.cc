@@ -584,12 +584,10 @@ TEST_CASE("multinode: NodePort by direct server return (dsr; hybrid: TCP only): 
     }
   }
   REQUIRE(f.fabricNetns().exec(rules + "true").exit_code == 0);
-  Netns& entry = f.node(0).node();
-  if (mode == "native") {
-    // BPF host routing forwards the NodePort flows at the entry node (translated requests to the backend's node, and
-    // SNAT's replies to the client) by FIB lookup and redirect: its stack's forwarding is never needed.
-    REQUIRE(entry.exec("iptables -P FORWARD DROP").exit_code == 0);
-  }
+  // BPF host routing forwards the NodePort flows at the entry node itself (translated requests to the backend's node,
+  // by FIB lookup and redirect or into the tunnel; SNAT's replies to the client by the FIB): its stack's forwarding is
+  // never needed.
+  REQUIRE(f.node(0).node().exec("iptables -P FORWARD DROP").exit_code == 0);
 
   std::string answer;
   bool reached = greetedBy(f.fabricNetns(), entry_ip, 30093, tcp_dsr ? client : entry_ip, &answer);
