@@ -40,11 +40,16 @@ static __always_inline int host_refuse(struct __sk_buff *skb, struct verdict_ctx
   return bpf_redirect(skb->ifindex, 0);
 }
 
-/* A local pod's endpoint, which BPF host routing delivers into (the node's own addresses, and chained endpoints whose
- * veth another plugin owns, are the stack's), or 0. */
+/* Whether BPF host routing delivers into endpoint `ep`: a local pod (the node's own addresses, and chained endpoints
+ * whose veth another plugin owns, are the stack's). */
+static __always_inline int host_delivers_into(const struct plexus_endpoint_value *ep) {
+  return !(ep->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED));
+}
+
+/* A local pod's endpoint, which BPF host routing delivers into, or 0. */
 static __always_inline struct plexus_endpoint_value *host_local_pod(__be32 addr) {
   struct plexus_endpoint_value *dst = endpoint_lookup(addr);
-  return dst && !(dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) ? dst : 0;
+  return dst && host_delivers_into(dst) ? dst : 0;
 }
 
 /* BPF host routing, inbound: a packet for the local pod `dst` goes into the pod at once, after its ingress policy.
@@ -67,10 +72,7 @@ static __always_inline int host_forward_remote(struct __sk_buff *skb, const stru
   if (cfg_tunnel_ifindex) {
     struct plexus_ipcache_value *info = ipcache_lookup(f->daddr);
     if (info && info->tunnel_endpoint) {
-      __u32 mtu_len = 0;
-      return bpf_check_mtu(skb, cfg_tunnel_ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS) == BPF_MTU_CHK_RET_SUCCESS
-                 ? bpf_redirect(cfg_tunnel_ifindex, 0)
-                 : TC_ACT_OK;
+      return ipv4_too_big_for(skb, cfg_tunnel_ifindex) ? TC_ACT_OK : bpf_redirect(cfg_tunnel_ifindex, 0);
     }
   }
   return fib_redirect_v4(skb, f, cfg_tunnel_ifindex, 1);
@@ -91,8 +93,7 @@ static __always_inline int host_forward_rewritten(struct __sk_buff *skb, struct 
   if (!ep) {
     return parsed < 0 ? TC_ACT_OK : host_forward_remote(skb, &f);
   }
-  /* The node's own addresses, and chained endpoints (another plugin's veth and rules), are the stack's. */
-  return ep->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED) ? TC_ACT_OK : host_deliver(skb, c, &f, parsed, ep);
+  return host_delivers_into(ep) ? host_deliver(skb, c, &f, parsed, ep) : TC_ACT_OK;
 }
 
 /* Traffic from outside: to a node frontend (translated), a masqueraded flow's reply (translated back), and with BPF

@@ -4,6 +4,14 @@
 #include "lib/common.h"
 #include "lib/parse.h"
 
+/* 1 when the packet is larger than device `ifindex` takes, a GSO packet judged segment by segment (BPF_MTU_CHK_SEGS:
+ * its length is all of them together); 0 otherwise, also when the kernel cannot tell (no such device). */
+static __always_inline int ipv4_too_big_for(struct __sk_buff *skb, __u32 ifindex) {
+  __u32 mtu_len = 0;
+  long ret = bpf_check_mtu(skb, ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS);
+  return ret == BPF_MTU_CHK_RET_FRAG_NEEDED || ret == BPF_MTU_CHK_RET_SEGS_TOOBIG;
+}
+
 /* Decrements the TTL as a router would (RFC 1812 §5.3.1) and fixes the header checksum
  * incrementally (RFC 1624). The 16-bit word holding TTL also holds the protocol byte. */
 static __always_inline int ipv4_dec_ttl(struct __sk_buff *skb, struct iphdr *ip) {

@@ -87,11 +87,8 @@ static __always_inline int local_deliver(struct __sk_buff *skb, const struct ple
   __builtin_memcpy(dst_mac, dst->pod_mac, ETH_ALEN);
   /* From outside and larger than the pod's device takes (a pod MTU below the node's): the stack forwards it instead,
    * so that it answers with ICMP fragmentation needed (path MTU discovery) or fragments it; redirect_peer would let
-   * the pod's device drop it silently. A GSO packet (GRO'd, or a TSO burst a veth carried whole) is checked segment by
-   * segment (BPF_MTU_CHK_SEGS): its length is all of them together. */
-  __u32 mtu_len = 0;
-  long mtu = from_outside ? bpf_check_mtu(skb, ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS) : BPF_MTU_CHK_RET_SUCCESS;
-  if (mtu == BPF_MTU_CHK_RET_FRAG_NEEDED || mtu == BPF_MTU_CHK_RET_SEGS_TOOBIG) {
+   * the pod's device drop it silently (a GSO packet, GRO'd or a TSO burst a veth carried whole, by its segments). */
+  if (from_outside && ipv4_too_big_for(skb, ifindex)) {
     return TC_ACT_OK;
   }
   struct iphdr *ip = ipv4_hdr(skb);
