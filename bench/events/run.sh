@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Flow events cost: pod-to-pod throughput and request/response latency with events on (default aggregation)
-# against events off (--enable-hubble=false), side by side; then the event rate the agent sustains with
-# aggregation off (every packet an event) under a UDP flood, and how many were lost.
+# Flow events cost: pod-to-pod throughput, request/response latency and new-connection latency (TCP_CRR, where every
+# connection's packets with new TCP flags are events) with events on (default aggregation) against events off
+# (--enable-hubble=false), side by side; then the event rate the agent sustains with aggregation off (every packet an
+# event) under a UDP flood, and how many were lost; then the agent's own work per event (bench_flow_events).
 set -euo pipefail
 BUILD="$(realpath "${1:-build}")"
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 RR_N="${RR_N:-20000}"
+CRR_N="${CRR_N:-2000}"
 source ./lib.sh
 trap bench_cleanup EXIT
 
@@ -23,16 +25,20 @@ setup() {  # tag cidr agent-args -> sets ${tag}_a ${tag}_b ${tag}_bip ${tag}_soc
 setup on 10.205.0.0/24 ""
 setup off 10.206.0.0/24 "--enable-hubble=false"
 
-tp_on=(); tp_off=(); p50_on=(); p50_off=()
+tp_on=(); tp_off=(); p50_on=(); p50_off=(); crr50_on=(); crr50_off=(); crr99_on=(); crr99_off=()
 for r in $(seq 1 "$ROUNDS"); do
   tp_on+=("$(bench_throughput "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip")")
   tp_off+=("$(bench_throughput "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip")")
   read -r a _ < <(bench_latency "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip"); p50_on+=("$a")
   read -r a _ < <(bench_latency "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip"); p50_off+=("$a")
+  read -r a b < <(bench_crr "beona$BENCH_ID" "beonb$BENCH_ID" "$on_bip"); crr50_on+=("$a"); crr99_on+=("$b")
+  read -r a b < <(bench_crr "beoffa$BENCH_ID" "beoffb$BENCH_ID" "$off_bip"); crr50_off+=("$a"); crr99_off+=("$b")
 done
 med() { printf '%s\n' "$@" | bench_median; }
 bench_emit events "throughput, events on vs off (Gbit/s)" "$(med "${tp_on[@]}")" "$(med "${tp_off[@]}")" higher
 bench_emit events "RR p50, events on vs off (us)" "$(med "${p50_on[@]}")" "$(med "${p50_off[@]}")" lower
+bench_emit events "TCP_CRR p50, events on vs off (us)" "$(med "${crr50_on[@]}")" "$(med "${crr50_off[@]}")" lower
+bench_emit events "TCP_CRR p99, events on vs off (us)" "$(med "${crr99_on[@]}")" "$(med "${crr99_off[@]}")" lower
 
 # Sustained event rate: aggregation off, a UDP flood for a few seconds, events processed and lost per second.
 setup flood 10.207.0.0/24 "--monitor-aggregation=none"
@@ -50,3 +56,7 @@ after="$(scrape)"
 seen=$(( $(echo "$after" | value plexus_hubble_flows_processed_total) - $(echo "$before" | value plexus_hubble_flows_processed_total) ))
 lost=$(( $(echo "$after" | value 'plexus_hubble_lost_events_total{source="perf_event_ring_buffer"}') - $(echo "$before" | value 'plexus_hubble_lost_events_total{source="perf_event_ring_buffer"}') ))
 python3 -c 'import json,sys; s,l,ns=map(int,sys.argv[1:]); secs=ns/1e9; print(json.dumps({"bench":"events","metric":"events processed per second, aggregation off (lost per second)","plexus":round(s/secs),"baseline":round(l/secs),"ratio":None,"better":"higher"}))' "$seen" "$lost" "$((t1 - t0))"
+
+# The agent's own work per event: decode, enrich and store (bench/events/flow_bench.cc).
+bench_gbench events "agent work per flow event: decode, enrich, store in a full ring of {n} (ns)" \
+  "$BUILD/bench/events/bench_flow_events"

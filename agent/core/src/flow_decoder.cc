@@ -7,13 +7,21 @@
 namespace plexus::agent {
 
 void FlowDirectory::upsertEndpoint(Ipv4 ip, PeerInfo info) {
+  Endpoint ep{std::make_shared<const FlowPod>(
+                  FlowPod{std::move(info.pod_namespace), std::move(info.pod_name), std::move(info.labels)}),
+              info.endpoint_id, std::move(info.host_ifname), info.host_ifindex};
   std::unique_lock lock(mu_);
-  endpoints_[ip] = std::move(info);
+  endpoints_[ip.hostOrder()] = std::move(ep);  // flows seen before keep the pod as it was
 }
 
 void FlowDirectory::removeEndpoint(Ipv4 ip) {
   std::unique_lock lock(mu_);
-  endpoints_.erase(ip);
+  endpoints_.erase(ip.hostOrder());
+}
+
+const FlowDirectory::Endpoint* FlowDirectory::find(Ipv4 ip) const {
+  auto it = endpoints_.find(ip.hostOrder());
+  return it == endpoints_.end() ? nullptr : &it->second;
 }
 
 namespace {
@@ -42,11 +50,12 @@ void FlowDirectory::updateServices(const std::vector<FrontendAddress>& removed, 
 
 bool FlowDirectory::lookupEndpoint(Ipv4 ip, PeerInfo* out) const {
   std::shared_lock lock(mu_);
-  auto it = endpoints_.find(ip);
-  if (it == endpoints_.end()) {
+  const Endpoint* ep = find(ip);
+  if (!ep) {
     return false;
   }
-  *out = it->second;
+  *out = PeerInfo{ep->pod->pod_namespace, ep->pod->pod_name, ep->pod->labels, ep->endpoint_id, ep->host_ifname,
+                  ep->host_ifindex};
   return true;
 }
 
@@ -64,35 +73,50 @@ void FlowDirectory::setPolicyRules(const std::string& policy_key, const FlowPoli
   }
   policy_rules_.erase(policy_key);
   for (const auto& r : rules) {
-    FlowPolicy& p = rules_[r.id] = policy;
+    FlowPolicy p = policy;
     p.ingress = r.ingress;
     p.match_type = r.match_type;
+    rules_[r.id] = std::make_shared<const FlowPolicy>(std::move(p));
     policy_rules_[policy_key].push_back(r.id);
   }
 }
 
-std::optional<FlowPolicy> FlowDirectory::lookupRule(uint32_t rule_id) const {
+std::shared_ptr<const FlowPolicy> FlowDirectory::lookupRule(uint32_t rule_id) const {
   std::shared_lock lock(mu_);
   auto it = rules_.find(rule_id);
-  return it == rules_.end() ? std::nullopt : std::optional<FlowPolicy>(it->second);
+  return it == rules_.end() ? nullptr : it->second;
 }
 
-namespace {
-FlowPeer peer(const FlowDirectory& dir, uint32_t be_addr, uint16_t be_port, uint32_t identity) {
-  FlowPeer p;
-  p.ip = Ipv4::fromNetwork(be_addr);
-  p.port = ntohs(be_port);
-  p.identity = identity;
-  PeerInfo info;
-  if (dir.lookupEndpoint(p.ip, &info)) {
-    p.pod_namespace = info.pod_namespace;
-    p.pod_name = info.pod_name;
-    p.labels = info.labels;
-    p.endpoint_id = info.endpoint_id;
+void FlowDirectory::enrich(const plexus_flow_event& e, FlowRecord* f) const {
+  std::shared_lock lock(mu_);
+  const Endpoint* observer = nullptr;
+  for (FlowPeer* p : {&f->source, &f->destination}) {
+    if (const Endpoint* ep = find(p->ip)) {
+      p->pod = ep->pod;
+      p->endpoint_id = ep->endpoint_id;
+      if (!observer && e.endpoint_id != 0 && ep->endpoint_id == e.endpoint_id) {
+        observer = ep;
+      }
+    }
   }
-  return p;
+  // The device of the observing endpoint (Hubble's Flow.interface); a host device's events carry no ifindex.
+  if (observer) {
+    f->interface_name = observer->host_ifname;
+    f->interface_index = observer->host_ifindex;
+  }
+  if (e.rule_id != 0) {
+    auto it = rules_.find(e.rule_id);
+    if (it != rules_.end()) {
+      f->policy = it->second;
+    }
+  }
+  if (e.orig_daddr != 0) {
+    auto it = services_.find(packFrontend({Ipv4::fromNetwork(e.orig_daddr), ntohs(e.orig_dport), e.proto}));
+    if (it != services_.end()) {
+      f->service = it->second;
+    }
+  }
 }
-}  // namespace
 
 FlowRecord decodeFlow(const plexus_flow_event& e, int64_t mono_to_real_ns, const FlowDirectory& dir) {
   FlowRecord f;
@@ -103,34 +127,22 @@ FlowRecord decodeFlow(const plexus_flow_event& e, int64_t mono_to_real_ns, const
   f.protocol = e.proto;
   f.tcp_flags = e.tcp_flags;
   f.is_reply = e.is_reply != 0;
-  f.source = peer(dir, e.saddr, e.sport, e.src_identity);
-  f.destination = peer(dir, e.daddr, e.dport, e.dst_identity);
+  f.source.ip = Ipv4::fromNetwork(e.saddr);
+  f.source.port = ntohs(e.sport);
+  f.source.identity = e.src_identity;
+  f.destination.ip = Ipv4::fromNetwork(e.daddr);
+  f.destination.port = ntohs(e.dport);
+  f.destination.identity = e.dst_identity;
   f.observed_endpoint = e.endpoint_id;
-  // The device of the observing endpoint (Hubble's Flow.interface); a host device's events carry no ifindex.
-  if (e.endpoint_id != 0) {
-    for (const FlowPeer* p : {&f.source, &f.destination}) {
-      PeerInfo info;
-      if (p->endpoint_id == e.endpoint_id && dir.lookupEndpoint(p->ip, &info)) {
-        f.interface_name = info.host_ifname;
-        f.interface_index = info.host_ifindex;
-        break;
-      }
-    }
-  }
   f.length = e.len;
   f.has_icmp = (e.flags & PLEXUS_EVENT_F_ICMP) != 0;
   f.icmp_type = f.has_icmp ? e.icmp_type : 0;
   f.icmp_code = f.has_icmp ? e.icmp_code : 0;
   f.rule_id = e.rule_id;
-  if (e.rule_id != 0) {
-    f.policy = dir.lookupRule(e.rule_id);
-  }
   if (e.orig_daddr != 0) {
-    Ipv4 fe = Ipv4::fromNetwork(e.orig_daddr);
-    uint16_t port = ntohs(e.orig_dport);
-    f.service_frontend = fmt::format("{}:{}", fe.toString(), port);
-    f.service = dir.lookupService(fe, port, e.proto);
+    f.service_frontend = fmt::format("{}:{}", Ipv4::fromNetwork(e.orig_daddr).toString(), ntohs(e.orig_dport));
   }
+  dir.enrich(e, &f);
   return f;
 }
 

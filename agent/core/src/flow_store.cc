@@ -48,8 +48,10 @@ bool anyOf(const std::vector<T>& wanted, Pred pred) {
 }
 
 bool podMatches(const FlowPeer& p, const PodPrefix& want) {
-  return !p.pod_name.empty() && p.pod_namespace == want.pod_namespace && p.pod_name.starts_with(want.prefix);
+  return !p.podName().empty() && p.podNamespace() == want.pod_namespace && p.podName().starts_with(want.prefix);
 }
+
+bool namesUuids(const FlowFilter& f) { return !f.uuids.empty(); }
 
 // '*' matches any run of characters (hubble observe --node-name "node-*").
 bool globMatches(std::string_view pattern, std::string_view text) {
@@ -195,8 +197,8 @@ bool PeerFilter::matches(const FlowPeer& p) const {
   if (empty()) {
     return true;
   }
-  std::vector<policy::Label> parsed = labels.empty() ? std::vector<policy::Label>{} : policy::parseLabels(p.labels);
-  return anyOf(namespaces, [&](const std::string& n) { return !p.pod_name.empty() && p.pod_namespace == n; }) &&
+  std::vector<policy::Label> parsed = labels.empty() ? std::vector<policy::Label>{} : policy::parseLabels(p.labels());
+  return anyOf(namespaces, [&](const std::string& n) { return !p.podName().empty() && p.podNamespace() == n; }) &&
          anyOf(pods, [&](const PodPrefix& want) { return podMatches(p, want); }) &&
          anyOf(labels, [&](const policy::Selector& s) { return s.matches(parsed); }) &&
          anyOf(identities, [&](uint32_t id) { return p.identity == id; }) &&
@@ -312,15 +314,40 @@ bool matches(const FlowRecord& flow, const FlowQuery& q) {
          std::none_of(q.deny.begin(), q.deny.end(), hit);
 }
 
+namespace {
+const std::string kNoName;
+const std::vector<std::string> kNoLabels;
+}  // namespace
+
+const std::string& FlowPeer::podNamespace() const { return pod ? pod->pod_namespace : kNoName; }
+const std::string& FlowPeer::podName() const { return pod ? pod->pod_name : kNoName; }
+const std::vector<std::string>& FlowPeer::labels() const { return pod ? pod->labels : kNoLabels; }
+
 FlowStore::FlowStore(size_t capacity, uint64_t instance)
     : capacity_(capacity == 0 ? 1 : capacity), instance_(instance) {}
+
+bool FlowStore::hit(uint64_t seq, const FlowRecord& flow, const FlowQuery& query) const {
+  bool uuids = namesUuids(query.filter) || std::any_of(query.allow.begin(), query.allow.end(), namesUuids) ||
+               std::any_of(query.deny.begin(), query.deny.end(), namesUuids);
+  if (!uuids) {
+    return matches(flow, query);
+  }
+  FlowRecord named = flow;  // rare: only a query for given flows needs the UUID made to match it
+  named.uuid = flowUuid(instance_, seq);
+  return matches(named, query);
+}
+
+void FlowStore::emit(uint64_t seq, const FlowRecord& flow, std::vector<FlowRecord>* out) const {
+  out->push_back(flow);
+  out->back().uuid = flowUuid(instance_, seq);
+}
 
 void FlowStore::add(FlowRecord flow) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    flow.uuid = flowUuid(instance_, ++seq_);
-    noteNamespace(flow.source.pod_namespace, flow.time_unix_nano);
-    noteNamespace(flow.destination.pod_namespace, flow.time_unix_nano);
+    ++seq_;  // the flow's UUID is made from it when the flow is handed out (emit): no formatting per event
+    noteNamespace(flow.source.podNamespace(), flow.time_unix_nano);
+    noteNamespace(flow.destination.podNamespace(), flow.time_unix_nano);
     if (seq_ % 4096 == 0) {  // forget namespaces without flows for an hour (namespaces come and go)
       std::erase_if(namespaces_, [cutoff = flow.time_unix_nano - std::chrono::nanoseconds(kNamespaceTtl).count()](
                                      const auto& n) { return n.second < cutoff; });
@@ -337,8 +364,8 @@ std::vector<FlowRecord> FlowStore::first(size_t n, const FlowQuery& query) const
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<FlowRecord> out;
   for (auto it = ring_.begin(); it != ring_.end() && (n == 0 || out.size() < n); ++it) {
-    if (matches(it->second, query)) {
-      out.push_back(it->second);
+    if (hit(it->first, it->second, query)) {
+      emit(it->first, it->second, &out);
     }
   }
   return out;
@@ -348,8 +375,8 @@ std::vector<FlowRecord> FlowStore::last(size_t n, const FlowQuery& query) const 
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<FlowRecord> out;
   for (auto it = ring_.rbegin(); it != ring_.rend() && (n == 0 || out.size() < n); ++it) {
-    if (matches(it->second, query)) {
-      out.push_back(it->second);
+    if (hit(it->first, it->second, query)) {
+      emit(it->first, it->second, &out);
     }
   }
   std::reverse(out.begin(), out.end());
@@ -362,8 +389,8 @@ std::vector<FlowRecord> FlowStore::waitNewer(uint64_t* after, const FlowQuery& q
   cv_.wait_for(lock, timeout, [&] { return seq_ > *after; });
   std::vector<FlowRecord> out;
   for (const auto& [seq, flow] : ring_) {
-    if (seq > *after && matches(flow, query)) {
-      out.push_back(flow);
+    if (seq > *after && hit(seq, flow, query)) {
+      emit(seq, flow, &out);
     }
   }
   *after = seq_;

@@ -50,13 +50,13 @@ Result<int64_t> unixNano(const google::protobuf::Timestamp& t, const char* field
 void toHubble(const FlowPeer& p, const std::string& cluster, flow::Endpoint* out) {
   out->set_id(p.endpoint_id);
   out->set_identity(p.identity);
-  out->set_namespace_(p.pod_namespace);
-  out->set_pod_name(p.pod_name);
-  if (!p.pod_namespace.empty()) {
+  out->set_namespace_(p.podNamespace());
+  out->set_pod_name(p.podName());
+  if (!p.podNamespace().empty()) {
     out->set_cluster_name(cluster);
   }
   // A peer outside the pods (the world, the host, another node) carries Hubble's reserved label.
-  for (const auto& l : p.labels.empty() ? reservedLabels(p.identity) : p.labels) {
+  for (const auto& l : p.labels().empty() ? reservedLabels(p.identity) : p.labels()) {
     out->add_labels(l);
   }
 }

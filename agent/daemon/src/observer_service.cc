@@ -13,9 +13,9 @@ void toProto(const FlowPeer& p, v1::FlowEndpoint* out) {
   out->set_ip(p.ip.toString());
   out->set_port(p.port);
   out->set_identity(p.identity);
-  out->set_namespace_(p.pod_namespace);
-  out->set_pod_name(p.pod_name);
-  for (const auto& l : p.labels) {
+  out->set_namespace_(p.podNamespace());
+  out->set_pod_name(p.podName());
+  for (const auto& l : p.labels()) {
     out->add_labels(l);
   }
   out->set_endpoint_id(p.endpoint_id);

@@ -20,13 +20,10 @@ FlowRecord flow(const std::string& from_pod, const std::string& to_pod, uint8_t 
   f.time_unix_nano = t;
   f.verdict = verdict;
   f.protocol = proto;
-  f.source.pod_namespace = "default";
-  f.source.pod_name = from_pod;
-  f.source.labels = {"app=" + from_pod};
+  f.source.pod = std::make_shared<FlowPod>(FlowPod{"default", from_pod, {"app=" + from_pod}});
   f.source.ip = *Ipv4::parse("10.0.0.1");
   f.source.identity = 300;
-  f.destination.pod_namespace = to_pod == "db" ? "data" : "default";
-  f.destination.pod_name = to_pod;
+  f.destination.pod = std::make_shared<FlowPod>(FlowPod{to_pod == "db" ? "data" : "default", to_pod, {}});
   f.destination.ip = *Ipv4::parse("10.0.0.2");
   f.destination.port = dport;
   f.destination.identity = 400;
@@ -62,8 +59,8 @@ TEST_CASE("namespaces with flows are listed sorted, outlive the ring, and are fo
   FlowStore store(2);
   store.add(flow("web", "db", PLEXUS_VERDICT_FORWARDED, 5432, IPPROTO_TCP, 1 * kMinute));  // default -> data
   FlowRecord world = flow("web", "x", PLEXUS_VERDICT_DROPPED, 80, IPPROTO_TCP, 2 * kMinute);
-  world.source.pod_namespace = "shop";
-  world.destination.pod_namespace.clear();  // a peer outside the cluster has no namespace
+  world.source.pod = std::make_shared<FlowPod>(FlowPod{"shop", "web", {}});
+  world.destination.pod = nullptr;  // a peer outside the cluster has no namespace
   store.add(world);
   store.add(flow("a", "b", PLEXUS_VERDICT_FORWARDED, 80, IPPROTO_TCP, 3 * kMinute));
   CHECK(store.size() == 2);  // the first flow left the ring; its namespaces stay
@@ -130,15 +127,15 @@ namespace {
 FlowRecord shopFlow(const std::string& from, const std::string& to, uint16_t dport) {
   auto peer = [](const std::string& name, uint16_t port) {
     FlowPeer p;
-    p.pod_namespace = name == "client" ? "default" : "shop";
-    p.pod_name = name;
+    FlowPod pod{name == "client" ? "default" : "shop", name, {}};
     p.port = port;
     p.ip = *Ipv4::parse(name == "web-7f9c" ? "10.0.1.10" : name == "api-55d" ? "10.0.1.11" : "10.0.2.5");
     p.identity = name == "client" ? 300 : 400;
-    p.labels = {"k8s:app=" + name.substr(0, name.find('-')), "k8s:io.kubernetes.pod.namespace=" + p.pod_namespace};
+    pod.labels = {"k8s:app=" + name.substr(0, name.find('-')), "k8s:io.kubernetes.pod.namespace=" + pod.pod_namespace};
     if (name != "client") {
-      p.labels.push_back("k8s:tier=" + std::string(name == "web-7f9c" ? "front" : "back"));
+      pod.labels.push_back("k8s:tier=" + std::string(name == "web-7f9c" ? "front" : "back"));
     }
+    p.pod = std::make_shared<FlowPod>(std::move(pod));
     return p;
   };
   FlowRecord f;
@@ -296,7 +293,7 @@ TEST_CASE("follow sees flows added after it started", "[unit][flows]") {
   }
   producer.join();
   REQUIRE(got.size() == 1);
-  CHECK(got[0].source.pod_name == "new");
+  CHECK(got[0].source.podName() == "new");
 }
 
 TEST_CASE("decoded flows carry pod, labels and service, and keep them after the pod is gone", "[unit][flows]") {
@@ -321,11 +318,11 @@ TEST_CASE("decoded flows carry pod, labels and service, and keep them after the 
   REQUIRE(flows.size() == 1);
   const auto& f = flows[0];
   CHECK(f.time_unix_nano == 6000);
-  CHECK(f.source.pod_name == "web");
-  CHECK(f.source.labels == std::vector<std::string>{"app=web"});
+  CHECK(f.source.podName() == "web");
+  CHECK(f.source.labels() == std::vector<std::string>{"app=web"});
   CHECK(f.source.port == 40000);
   CHECK(f.destination.port == 8080);
-  CHECK(f.destination.pod_name.empty());
+  CHECK(f.destination.podName().empty());
   CHECK(f.service == "default/web-svc");
   CHECK(f.service_frontend == "10.96.0.10:80");
 }

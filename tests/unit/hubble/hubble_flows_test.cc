@@ -29,8 +29,11 @@ FlowRecord podToPod(uint8_t verdict = PLEXUS_VERDICT_FORWARDED, uint8_t reason =
   f.direction = PLEXUS_DIR_EGRESS;
   f.protocol = IPPROTO_TCP;
   f.tcp_flags = 0x02;
-  f.source = {*Ipv4::parse("10.0.0.1"), 40000, 300, "shop", "web-1", {"k8s:app=web"}, 3};
-  f.destination = {*Ipv4::parse("10.0.0.2"), 8080, 400, "shop", "api-1", {"k8s:app=api"}, 4};
+  auto pod = [](const char* name, const char* label) {
+    return std::make_shared<FlowPod>(FlowPod{"shop", name, {label}});
+  };
+  f.source = {*Ipv4::parse("10.0.0.1"), 40000, 300, pod("web-1", "k8s:app=web"), 3};
+  f.destination = {*Ipv4::parse("10.0.0.2"), 8080, 400, pod("api-1", "k8s:app=api"), 4};
   f.observed_endpoint = 3;
   f.node_name = "node-a";
   f.uuid = flowUuid(7, 1);
@@ -78,7 +81,7 @@ TEST_CASE("a forwarded pod-to-pod flow becomes Hubble's L3_L4 trace to the endpo
   CHECK(h.source().cluster_name() == "default");  // a pod's cluster
   CHECK(h.destination().cluster_name() == "default");
   FlowRecord to_world = podToPod();
-  to_world.destination = {*Ipv4::parse("198.51.100.1"), 443, 2, "", "", {}, 0};
+  to_world.destination = {*Ipv4::parse("198.51.100.1"), 443, 2, nullptr, 0};
   CHECK(hubble(to_world).destination().cluster_name().empty());  // a peer outside the pods has none
   CHECK(h.type() == flow::L3_L4);
   CHECK(h.node_name() == "node-a");
@@ -139,7 +142,7 @@ TEST_CASE(
 
 TEST_CASE("the observation point follows where the event was taken", "[unit][hubble]") {
   FlowRecord to_stack = podToPod();
-  to_stack.destination = {*Ipv4::parse("1.1.1.1"), 443, 2, "", "", {}, 0};
+  to_stack.destination = {*Ipv4::parse("1.1.1.1"), 443, 2, nullptr, 0};
   CHECK(hubble(to_stack).trace_observation_point() == flow::TO_STACK);
   CHECK(hubble(to_stack).event_type().sub_type() == 3);
 
@@ -170,7 +173,7 @@ TEST_CASE(
     "ICMP as Hubble shows them",
     "[unit][hubble]") {
   FlowRecord f = podToPod();
-  f.destination = {*Ipv4::parse("1.1.1.1"), 53, 2, "", "", {}, 0};
+  f.destination = {*Ipv4::parse("1.1.1.1"), 53, 2, nullptr, 0};
   f.protocol = IPPROTO_UDP;
   f.is_reply = true;
   flow::Flow h = hubble(f);
@@ -220,6 +223,17 @@ TEST_CASE("flow UUIDs are unique per flow and per store instance, and stable", "
   REQUIRE(flows.size() == 2);
   CHECK(flows[0].uuid == flowUuid(9, 1));
   CHECK(flows[1].uuid == flowUuid(9, 2));
+  // The store keeps sequence numbers and makes the UUIDs as it hands flows out: a query by UUID still finds its flow.
+  FlowQuery by_uuid;
+  by_uuid.filter.uuids = {flowUuid(9, 2)};
+  auto found = store.first(0, by_uuid);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].uuid == flowUuid(9, 2));
+  FlowQuery but_not;
+  but_not.deny.push_back(by_uuid.filter);
+  found = store.last(0, but_not);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].uuid == flowUuid(9, 1));
 }
 
 TEST_CASE("Hubble's filter fields map onto the flow store's matching", "[unit][hubble]") {

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
+#include <memory>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -54,14 +54,26 @@ class FlowDirectory {
 
   bool lookupEndpoint(Ipv4 ip, PeerInfo* out) const;
   std::string lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const;
-  std::optional<FlowPolicy> lookupRule(uint32_t rule_id) const;
+  std::shared_ptr<const FlowPolicy> lookupRule(uint32_t rule_id) const;
+
+  // Fills what the directory knows of the event's flow (both peers' pods, the observing endpoint's device, the
+  // deciding rule's policy, the service of a translated flow's frontend) under one read lock, sharing what it keeps.
+  void enrich(const plexus_flow_event& e, FlowRecord* f) const;
 
  private:
+  struct Endpoint {
+    std::shared_ptr<const FlowPod> pod;  // shared by every flow of the pod
+    uint16_t endpoint_id = 0;
+    std::string host_ifname;
+    uint32_t host_ifindex = 0;
+  };
+  const Endpoint* find(Ipv4 ip) const;  // under mu_
+
   mutable std::shared_mutex mu_;
-  std::map<Ipv4, PeerInfo> endpoints_;
+  std::unordered_map<uint32_t, Endpoint> endpoints_;  // by address (host order)
   std::unordered_map<uint64_t, std::string> services_;  // packed frontend address -> name
   std::map<std::string, std::vector<uint32_t>> policy_rules_;  // policy key -> its rule ids
-  std::map<uint32_t, FlowPolicy> rules_;
+  std::unordered_map<uint32_t, std::shared_ptr<const FlowPolicy>> rules_;
 };
 
 // mono_to_real_ns: CLOCK_REALTIME - CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall-clock time.

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -19,14 +20,24 @@
 
 namespace plexus::agent {
 
+// What the agent knew of a pod when one of its flows was seen. Immutable and shared: the flows of a pod hold the same
+// one (a flow costs a reference, not a copy of the labels), and keep it after the pod is gone.
+struct FlowPod {
+  std::string pod_namespace;
+  std::string pod_name;
+  std::vector<std::string> labels;  // "k8s:key=value" (or "key=value")
+};
+
 struct FlowPeer {
   Ipv4 ip;
   uint16_t port = 0;
   uint32_t identity = 0;
-  std::string pod_namespace;
-  std::string pod_name;
-  std::vector<std::string> labels;  // "k8s:key=value" (or "key=value")
+  std::shared_ptr<const FlowPod> pod;  // null: no pod the agent knows (the world, a node, a pod it never heard of)
   uint16_t endpoint_id = 0;
+
+  const std::string& podNamespace() const;  // "" without a pod
+  const std::string& podName() const;
+  const std::vector<std::string>& labels() const;
 };
 
 // The policy whose rule decided a flow (Hubble's flow.Policy).
@@ -55,14 +66,14 @@ struct FlowRecord {
   uint16_t observed_endpoint = 0;
   uint32_t length = 0;
   std::string node_name;  // the node that observed it (hubble observe --node-name)
-  std::string uuid;       // set by FlowStore::add (Hubble's Flow.uuid)
+  std::string uuid;       // Hubble's Flow.uuid: set on the flows FlowStore hands out (it keeps the sequence number)
   std::string interface_name;  // the host-side device of the observing endpoint ("" at a host device)
   uint32_t interface_index = 0;
   bool has_icmp = false;  // icmp_type and icmp_code are the packet's
   uint8_t icmp_type = 0;
   uint8_t icmp_code = 0;
-  uint32_t rule_id = 0;              // the policy rule that allowed, denied or audited it (0: none)
-  std::optional<FlowPolicy> policy;  // that rule's policy, when the agent knew it
+  uint32_t rule_id = 0;                      // the policy rule that allowed, denied or audited it (0: none)
+  std::shared_ptr<const FlowPolicy> policy;  // that rule's policy, when the agent knew it (shared, immutable)
 };
 
 const char* verdictName(uint8_t verdict);
@@ -155,7 +166,8 @@ class FlowStore {
   // by the composition root, fixed in tests.
   explicit FlowStore(size_t capacity, uint64_t instance = 0);
 
-  // Stores the flow with its UUID (flowUuid(instance, sequence)).
+  // Stores the flow under the next sequence number; the flows handed out carry their UUID (flowUuid(instance,
+  // sequence)).
   void add(FlowRecord flow);
   // The last n matching flows, oldest first (n = 0: every stored match).
   std::vector<FlowRecord> last(size_t n, const FlowQuery& query) const;
@@ -183,6 +195,10 @@ class FlowStore {
 
  private:
   void noteNamespace(const std::string& ns, int64_t time_unix_nano);  // under mu_
+  // Whether the stored flow `seq` matches (with its UUID, when the query names flows by theirs); under mu_.
+  bool hit(uint64_t seq, const FlowRecord& flow, const FlowQuery& query) const;
+  // Appends a copy of stored flow `seq` with its UUID; under mu_.
+  void emit(uint64_t seq, const FlowRecord& flow, std::vector<FlowRecord>* out) const;
 
   size_t capacity_;
   uint64_t instance_;
