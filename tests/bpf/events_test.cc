@@ -1,6 +1,12 @@
 // [bpf] flow events: what reaches the ring buffer under monitor aggregation, and what a full ring does.
 #include "lxc_fixture.h"
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "plexus/datapath/event_reader.h"
+
 using namespace plexus;
 using namespace plexus::testing;
 
@@ -150,4 +156,32 @@ TEST_CASE("a reply direction's first packet makes an event without TCP flags too
   CHECK(events[2].proto == IPPROTO_UDP);
   CHECK(events[3].is_reply == 1);
   CHECK(events[3].icmp_type == 0);
+}
+
+TEST_CASE("the agent's event reader hands over every event: by itself while idle, and all of them at flush",
+          "[bpf][events]") {
+  datapath::LxcConfig cfg;
+  cfg.monitor_aggregation = PLEXUS_AGGREGATION_NONE;
+  Fixture f(cfg);
+  drain(f);
+  std::atomic<uint64_t> seen{0};
+  datapath::EventReader reader;
+  REQUIRE(reader.start(f.dp->eventsFd(), [&seen](const plexus_flow_event&) { ++seen; }).ok());
+  // Idle first, so the reader has lengthened its period; then a burst without flush: it still drains it by itself.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  constexpr int kBurst = 500;
+  REQUIRE(progRun(f.dp->fromContainerFd(), aToB(4444, 80, 0x10), 0, kBurst).err == 0);
+  for (int i = 0; i < 100 && seen < kBurst; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(seen == kBurst);
+  // flush(): what the ring holds when it is called is handed over before it returns.
+  for (int round = 0; round < 5; ++round) {
+    uint64_t before = seen;
+    REQUIRE(progRun(f.dp->fromContainerFd(), aToB(4445, 80, 0x10), 0, 64).err == 0);
+    reader.flush();
+    CHECK(seen == before + 64);
+  }
+  reader.stop();
+  CHECK(f.dp->lostEvents() == 0);
 }
