@@ -32,6 +32,25 @@ struct {
   __array(values, struct plexus_policy_inner);
 } plexus_policy_v3 SEC(".maps");
 
+/* plexus_policy_epoch_v1: 0 -> the policy epoch; written by the agent, which moves it on after every write to a map a
+ * verdict reads (the policy hashes, the endpoints map, the ipcache). A conntrack entry of a connection policy allowed
+ * keeps the epoch of that verdict (verdict_epoch) and its rule: while the epoch is the same, the connection's next
+ * packets take the verdict from the entry instead of the policy hashes (the peer's identity, the policy and the
+ * endpoint's identity cannot have changed since). 0: none yet (nothing is cached). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} plexus_policy_epoch_v1 SEC(".maps");
+
+static __always_inline __u32 policy_epoch_now(void) {
+  __u32 zero = 0;
+  __u32 *epoch = bpf_map_lookup_elem(&plexus_policy_epoch_v1, &zero);
+  return epoch ? *epoch : 0;
+}
+
 /* The longest range entry of endpoint `idx` for the port among the lengths an identity's summary names (bit n:
  * PROTO_PREFIX + n), longest first, copied into *out (returns 1; 0: none). *k holds the identity, direction and
  * protocol. A global function: the verifier checks it once, on its own; inlined or as a static subprogram it was
@@ -151,8 +170,19 @@ struct policy_trace {
   __u8 audit_reason;
   __u8 own_live; /* the packet matched its own direction's entry, which was not closing: a packet of a connection this
                   * point admitted, so no reply of another flow (no reverse NAT to look up) */
+  __u8 cached;   /* that entry holds a verdict of the current policy epoch: rule_id is its rule, nothing to look up */
   __u32 rule_id; /* the rule that decided a judged packet (0: none, or not judged) */
 };
+
+/* Takes the verdict an established connection's entry holds, when it was made in the current policy epoch (never in
+ * audit mode, whose verdicts pass packets policy would drop). */
+static __always_inline void policy_take_cached(const struct plexus_ct4_value *v, struct policy_trace *pt) {
+  __u32 epoch = policy_epoch_now();
+  if (!cfg_policy_audit && epoch && v->verdict_epoch == epoch) {
+    pt->cached = 1;
+    pt->rule_id = v->backend_id;
+  }
+}
 
 /* How conntrack knows a packet at one enforcement point (Cilium's CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED). */
 enum policy_ct_state {
@@ -182,8 +212,9 @@ static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8
   pt->own_live = 0;
   if (own_seen == POLICY_OWN_LIVE) {
     pt->own_live = 1;
-    return POLICY_CT_ESTABLISHED;
+    return POLICY_CT_ESTABLISHED; /* pt->cached as policy_own_entry found it */
   }
+  pt->cached = 0; /* not another enforcement point's (from-container judges egress, then a local peer's ingress) */
   if (f->related) {
     if (ct4_lookup_tuple(&f->quoted, other, 0) || ct4_lookup_tuple(&f->quoted, own, 1)) {
       pt->is_reply = 1;
@@ -205,6 +236,9 @@ static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8
   pt->own_live = state == POLICY_CT_ESTABLISHED && !ct4_closing(v);
   pt->is_reply = state == POLICY_CT_REPLY;
   pt->notify |= ct4_touch(v, f->tcp_flags, pt->is_reply);
+  if (state == POLICY_CT_ESTABLISHED) {
+    policy_take_cached(v, pt);
+  }
   return state;
 }
 
@@ -223,17 +257,29 @@ static __always_inline int policy_own_entry(const struct flow4 *f, __u8 own, str
     return POLICY_OWN_UNSEEN;
   }
   pt->notify |= ct4_touch(v, f->tcp_flags, 0);
+  policy_take_cached(v, pt);
   return POLICY_OWN_LIVE;
 }
 
-static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
+/* A new connection policy allowed: its entry, with the verdict cached as of `epoch` (0: not cached). */
+static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir, __u32 epoch, __u32 rule_id) {
   struct plexus_ct4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
-  struct plexus_ct4_value v = {.last_seen_ns = bpf_ktime_get_ns(), .tx_flags = f->tcp_flags};
+  struct plexus_ct4_value v = {
+      .last_seen_ns = bpf_ktime_get_ns(), .backend_id = rule_id, .tx_flags = f->tcp_flags, .verdict_epoch = epoch};
   if (bpf_map_update_elem(&plexus_ct4_v2, &key, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
   }
   return 0;
+}
+
+/* An established connection policy allowed again: the verdict is cached in its entry as of `epoch`. */
+static __always_inline void policy_ct_note(const struct flow4 *f, __u8 dir, __u32 epoch, __u32 rule_id) {
+  struct plexus_ct4_value *v = ct4_lookup(f, dir);
+  if (v) {
+    v->backend_id = rule_id;
+    v->verdict_epoch = epoch;
+  }
 }
 
 /* One enforcement point, as Cilium's bpf_lxc does it: replies and related ICMP errors pass on conntrack alone; every
@@ -243,9 +289,14 @@ static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir) {
  * except an ICMP error, related or not (nothing to track). */
 static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __u32 peer, __u8 dir, __u8 own,
                                           __u8 other, struct policy_trace *pt, int own_seen) {
+  /* Read before the verdict's lookups: a map written meanwhile moves the epoch past the one the verdict is kept with. */
+  __u32 epoch = policy_epoch_now();
   int state = policy_ct_state(f, own, other, pt, own_seen);
   if (state == POLICY_CT_REPLY || state == POLICY_CT_RELATED) {
     return 0;
+  }
+  if (state == POLICY_CT_ESTABLISHED && pt->cached) {
+    return 0; /* allowed in this epoch already, by pt->rule_id */
   }
   if (state == POLICY_CT_NEW) {
     pt->notify = 1;
@@ -265,10 +316,17 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
   /* An ICMP error opens nothing, related or not: an entry for one whose quote names no known flow (a garbled or
    * truncated quote, another packet's source) would be keyed with ports 0, and every later non-echo ICMP message
    * of the peer (redirect, timestamp, an error of its own) would then pass as its reply, unjudged. */
-  if (state == POLICY_CT_ESTABLISHED || flow4_icmp_error(f)) {
+  __u32 keep = pt->audit ? 0 : epoch; /* an audited pass is no verdict to keep */
+  if (state == POLICY_CT_ESTABLISHED) {
+    if (keep) {
+      policy_ct_note(f, own, keep, pt->rule_id);
+    }
     return 0;
   }
-  return policy_ct_admit(f, own);
+  if (flow4_icmp_error(f)) {
+    return 0;
+  }
+  return policy_ct_admit(f, own, keep, pt->rule_id);
 }
 
 /* Egress enforcement for the endpoint that sent the packet to a peer of identity `dst_identity` (identity_of(f->daddr),

@@ -231,3 +231,32 @@ TEST_CASE("spare policy tries: inserted ahead at free ids, filled in place by a 
   REQUIRE(maps.clear(4).ok());
   CHECK(innerId(f, 4) == 0);
 }
+
+TEST_CASE("an allowed connection keeps its verdict in conntrack until the policy epoch moves on", "[bpf][policy]") {
+  Fixture f;  // allow-all everywhere
+  REQUIRE(f.run(f.dp->fromContainerFd(), aToB(3000, 80, 0x02)).retval == TC_ACT_REDIRECT);  // SYN: judged, kept
+  uint32_t epoch = f.dp->verdictEpoch().current();
+  REQUIRE(epoch != 0);
+  for (uint8_t dir : {PLEXUS_CT_EGRESS, PLEXUS_CT_INGRESS}) {  // A's egress and B's ingress (same node)
+    auto v = f.dp->lb().ct.lookup(ctKey(kPodA, kPodB, 3000, 80, IPPROTO_TCP, dir));
+    REQUIRE(v.ok());
+    REQUIRE(v->has_value());
+    CHECK((*v)->verdict_epoch == epoch);
+  }
+  // B's ingress now refuses A, written past the epoch (a policy map without one): the open connection keeps the
+  // verdict it was given, a new connection is judged by the new policy.
+  datapath::PolicyMaps unversioned(datapath::UniqueFd(dup(f.dp->policy().outerFd())), f.dp->policy().capacity());
+  datapath::PolicyEntries closed = allowEgressAll();
+  closed.push_back({key(kIdA, PLEXUS_DIR_INGRESS), deny(50)});
+  REQUIRE(unversioned.set(2, closed).ok());
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3000, 80, 0x10)).retval == TC_ACT_REDIRECT);
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3001, 80, 0x02)).retval == TC_ACT_SHOT);
+  // The epoch moves on (as every write through the agent's writers does): the open connection is judged again.
+  REQUIRE(f.dp->verdictEpoch().bump().ok());
+  CHECK(f.run(f.dp->fromContainerFd(), aToB(3000, 80, 0x10)).retval == TC_ACT_SHOT);
+  CHECK(f.counter(PLEXUS_REASON_POLICY_DENY, PLEXUS_DIR_INGRESS) == 2);
+  // A write through the datapath's own policy maps moves it by itself.
+  uint32_t before = f.dp->verdictEpoch().current();
+  REQUIRE(f.dp->policy().set(2, allowEgressAll()).ok());
+  CHECK(f.dp->verdictEpoch().current() == before + 1);
+}

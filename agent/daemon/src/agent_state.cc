@@ -367,8 +367,8 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   }
 
   state->ports = std::make_unique<AgentState::Ports>(AgentState::Ports{
-      BpfMapWriter<plexus_endpoint_key, plexus_endpoint_value>(state->lxc->endpoints()),
-      BpfMapWriter<plexus_ipcache_key, plexus_ipcache_value>(state->lxc->ipcache()),
+      BpfMapWriter<plexus_endpoint_key, plexus_endpoint_value>(state->lxc->endpoints(), &state->lxc->verdictEpoch()),
+      BpfMapWriter<plexus_ipcache_key, plexus_ipcache_value>(state->lxc->ipcache(), &state->lxc->verdictEpoch()),
       KernelPolicyMap(state->lxc->policy()), KernelServiceMaps(state->lxc->lb()),
       KernelPodNetwork(*state->lxc, KernelPodNetworkConfig{config.host_device}), KernelHostAddresses{}});
   auto& ports = *state->ports;

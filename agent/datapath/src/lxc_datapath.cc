@@ -338,6 +338,16 @@ void PolicyMaps::spareLoop() {
 }
 
 Status PolicyMaps::set(uint16_t endpoint_id, const PolicyEntries& entries) {
+  return afterWrite(write(endpoint_id, entries));
+}
+
+Status PolicyMaps::afterWrite(Status written) {
+  // Moved on whatever the write did (a failed swap may have left some of it): connections judge again.
+  Status moved = epoch_ ? epoch_->bump() : Status::Ok();
+  return !written.ok() ? written : moved;
+}
+
+Status PolicyMaps::write(uint16_t endpoint_id, const PolicyEntries& entries) {
   if (entries.size() > capacity_) {
     return makeError(ErrorCode::kResourceExhausted,
                      fmt::format("policy map of endpoint {} is full: the policy needs {} entries, the map holds {} "
@@ -371,9 +381,38 @@ Status PolicyMaps::clear(uint16_t endpoint_id) {
   (void)busy.takeSpare();
   uint32_t key = endpoint_id;
   if (bpf_map_delete_elem(outer_.get(), &key) != 0 && errno != ENOENT) {
-    return errnoError(fmt::format("policy for endpoint {}: clear", endpoint_id), errno);
+    return afterWrite(errnoError(fmt::format("policy for endpoint {}: clear", endpoint_id), errno));
   }
+  return afterWrite(Status::Ok());
+}
+
+VerdictEpoch::VerdictEpoch(UniqueFd map) : fd_(std::move(map)) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fd_.get(), &zero, &value_) != 0 || value_ == 0) {
+    value_ = 0;
+    (void)store(1);  // a new map: verdicts are cached from now on (0 caches none); bump() retries a failure
+  }
+}
+
+Status VerdictEpoch::store(uint32_t next) {
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(fd_.get(), &zero, &next, BPF_ANY) != 0) {
+    return errnoError("policy epoch (plexus_policy_epoch_v1): update", errno);
+  }
+  value_ = next;
   return Status::Ok();
+}
+
+Status VerdictEpoch::bump() {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint32_t next = value_ + 1;
+  return store(next == 0 ? 1 : next);  // 0 means "none cached"
+}
+
+uint32_t VerdictEpoch::current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return value_;
 }
 
 Result<PolicyEntries> PolicyMaps::get(uint16_t endpoint_id) const {
@@ -509,8 +548,9 @@ LxcDatapath::LxcDatapath(plexus_lxc* skel, std::string root, BpfMap<plexus_endpo
                          uint32_t policy_capacity)
     : skel_(skel), root_(std::move(root)), endpoints_(std::move(eps)), ipcache_(std::move(ipc)),
       metrics_(std::move(met)), lb_(std::move(lb)),
+      epoch_(std::make_unique<VerdictEpoch>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_epoch_v1))))),
       policy_(std::make_unique<PolicyMaps>(UniqueFd(dup(bpf_map__fd(skel->maps.plexus_policy_v3))),
-                                           policy_capacity)) {}
+                                           policy_capacity, epoch_.get())) {}
 
 // Destroying the skeleton closes our fds only: tc filters keep their programs and the maps stay pinned.
 LxcDatapath::~LxcDatapath() { plexus_lxc__destroy(skel_); }

@@ -53,13 +53,16 @@ struct plexus_ct4_key {
 
 struct plexus_ct4_value {
   __u64 last_seen_ns;    /* bpf_ktime_get_ns() */
-  __u32 backend_id;      /* SERVICE entries */
-  __u16 rev_nat_index;   /* both kinds */
+  __u32 backend_id;      /* SERVICE entries. EGRESS and INGRESS: the rule of the verdict cached with verdict_epoch */
+  __u16 rev_nat_index;   /* SERVICE and REVERSE */
   __u8 tx_flags;         /* TCP flags seen in the entry's own direction */
   __u8 rx_flags;         /* TCP flags seen in replies; FIN or RST in either means closing */
   __be16 nat_port;       /* SERVICE: the source port the flow was moved to (0: kept); REVERSE: the client's own
                           * port, restored on replies (0: none). See ct4_pick_port. */
-  __u16 pad[3];          /* zero */
+  __u16 pad;             /* zero */
+  __u32 verdict_epoch;   /* EGRESS and INGRESS: the policy epoch (plexus_policy_epoch_v1) in which policy last allowed
+                          * the connection; while it is current, the connection's packets skip the verdict's lookups
+                          * (0: none cached). Entries of agents before it have 0 here (the pad). */
 };
 
 /* The value of plexus_ct4_v1 (retired by v2, same key). BPF never uses it: the agent reads a leftover v1 pin with it

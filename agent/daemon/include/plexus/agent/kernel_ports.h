@@ -12,17 +12,25 @@
 
 namespace plexus::agent {
 
+// `epoch`: for a map policy verdicts read (endpoints, ipcache), moved on after each write, so that connections whose
+// verdict the datapath cached are judged again (datapath::VerdictEpoch).
 template <typename K, typename V>
 class BpfMapWriter final : public MapWriter<K, V> {
  public:
-  explicit BpfMapWriter(datapath::BpfMap<K, V>& map) : map_(map) {}
+  explicit BpfMapWriter(datapath::BpfMap<K, V>& map, datapath::VerdictEpoch* epoch = nullptr)
+      : map_(map), epoch_(epoch) {}
   Result<std::optional<V>> lookup(const K& key) const override { return map_.lookup(key); }
-  Status update(const K& key, const V& value) override { return map_.update(key, value); }
-  Status erase(const K& key) override { return map_.erase(key); }
+  Status update(const K& key, const V& value) override { return moved(map_.update(key, value)); }
+  Status erase(const K& key) override { return moved(map_.erase(key)); }
   Result<std::vector<std::pair<K, V>>> entries() const override { return map_.entries(); }
 
  private:
+  Status moved(Status written) {
+    Status bumped = epoch_ && written.ok() ? epoch_->bump() : Status::Ok();
+    return written.ok() ? bumped : written;
+  }
   datapath::BpfMap<K, V>& map_;
+  datapath::VerdictEpoch* epoch_;
 };
 
 class KernelPolicyMap final : public PolicyMap {

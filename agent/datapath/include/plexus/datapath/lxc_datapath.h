@@ -128,12 +128,31 @@ struct PinnedMapInfo {
   uint32_t entries = 0;
 };
 
+// The policy epoch (plexus_policy_epoch_v1, bpf/lib/policy.h): conntrack entries keep the epoch of the verdict that
+// allowed their connection, and their packets skip the verdict's lookups while it is current. It must move on after
+// every write to a map a verdict reads: the policy hashes (PolicyMaps does it), the endpoints map and the ipcache (the
+// agent's writers of those). Starts at 1 on a new map. Thread-safe.
+class VerdictEpoch {
+ public:
+  explicit VerdictEpoch(UniqueFd map);
+  Status bump();
+  uint32_t current() const;
+
+ private:
+  Status store(uint32_t next);  // under mu_
+  UniqueFd fd_;
+  mutable std::mutex mu_;
+  uint32_t value_ = 0;
+};
+
 // The per-endpoint policy hashes behind plexus_policy_v3 (ARRAY_OF_MAPS indexed by endpoint id), laid out by
 // layoutPolicy.
 class PolicyMaps {
  public:
-  // `capacity`: the most entries one endpoint's policy may have (--bpf-policy-map-max).
-  PolicyMaps(UniqueFd outer, uint32_t capacity) : outer_(std::move(outer)), capacity_(capacity) {}
+  // `capacity`: the most entries one endpoint's policy may have (--bpf-policy-map-max). `epoch`: moved on after each
+  // set() and clear() (none: a policy map no program caches verdicts of).
+  PolicyMaps(UniqueFd outer, uint32_t capacity, VerdictEpoch* epoch = nullptr)
+      : outer_(std::move(outer)), capacity_(capacity), epoch_(epoch) {}
   ~PolicyMaps();
   PolicyMaps(const PolicyMaps&) = delete;
   PolicyMaps& operator=(const PolicyMaps&) = delete;
@@ -156,6 +175,8 @@ class PolicyMaps {
   uint32_t capacity() const { return capacity_; }
 
  private:
+  Status write(uint16_t endpoint_id, const PolicyEntries& entries);
+  Status afterWrite(Status written);  // moves the epoch on, keeping the write's error first
   // A hash for `entries` entries, not yet in an outer map.
   Result<UniqueFd> createHash(uint16_t endpoint_id, uint32_t entries) const;
   // Marks the id as being written by set()/clear() (the spare thread keeps off it) until the guard goes.
@@ -164,6 +185,7 @@ class PolicyMaps {
 
   UniqueFd outer_;
   uint32_t capacity_;
+  VerdictEpoch* epoch_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint16_t, UniqueFd> spares_;  // empty hashes already in the outer map
@@ -197,6 +219,8 @@ class LxcDatapath {
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value>& metrics() { return metrics_; }
   LbMaps& lb() { return *lb_; }
   PolicyMaps& policy() { return *policy_; }
+  // Writers of endpoints() and ipcache() move it on after each write (policy() does it itself).
+  VerdictEpoch& verdictEpoch() { return *epoch_; }
   // The flow-event ring buffer and the count of events that did not fit it.
   int eventsFd() const;
   uint64_t lostEvents() const;
@@ -220,6 +244,7 @@ class LxcDatapath {
   BpfMap<plexus_ipcache_key, plexus_ipcache_value> ipcache_;
   PerCpuBpfMap<plexus_metrics_key, plexus_metrics_value> metrics_;
   std::unique_ptr<LbMaps> lb_;
+  std::unique_ptr<VerdictEpoch> epoch_;  // before policy_, which holds it
   std::unique_ptr<PolicyMaps> policy_;
   std::vector<CarryReport> carried_;
 };
