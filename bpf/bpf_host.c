@@ -57,7 +57,7 @@ static __always_inline struct plexus_endpoint_value *host_local_pod(__be32 addr)
  * `parsed` as local_ingress_flow() takes them. Returns a TC action or a negative reason. */
 static __always_inline int host_deliver(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f, int parsed,
                                         const struct plexus_endpoint_value *dst) {
-  int ret = local_ingress_flow(skb, c, f, parsed, dst, identity_of(f->saddr));
+  int ret = local_ingress_flow(skb, c, f, parsed, dst, identity_of(f->saddr), 0);
   if (ret < 0) {
     return ret;
   }

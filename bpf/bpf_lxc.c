@@ -262,7 +262,7 @@ static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct v
   if (!dst || (dst->flags & PLEXUS_EP_F_HOST) || dst->ifindex != skb->ifindex) {
     return TC_ACT_OK;
   }
-  int ret = local_ingress(skb, c, ip, dst, identity_of(ip->saddr));
+  int ret = local_ingress(skb, c, ip, dst, identity_of(ip->saddr), 0);
   return ret < 0 ? ret : TC_ACT_OK;
 }
 

@@ -26,10 +26,11 @@ static __always_inline void verdict_note_audit(struct verdict_ctx *c, const stru
  * connection the endpoint admitted in this direction skips), and a direct server
  * return flow's frontend is kept for the backend's replies (lib/dsr.h). Fills the event.
  * `f` is the packet's flow as flow4_parse() returned it (`parsed`: its result; a malformed packet is dropped here).
- * Returns 0 to go on with the delivery, or a negative reason. */
+ * `identity_from_packet`: src_identity is the packet's own claim (the tunnel's VNI) rather than the maps' (see
+ * struct policy_trace). Returns 0 to go on with the delivery, or a negative reason. */
 static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f,
-                                              int parsed, const struct plexus_endpoint_value *dst,
-                                              __u32 src_identity) {
+                                              int parsed, const struct plexus_endpoint_value *dst, __u32 src_identity,
+                                              int identity_from_packet) {
   c->observed = 1;
   c->t.endpoint_id = dst->ep_id;
   c->t.dst_identity = dst->identity;
@@ -41,7 +42,7 @@ static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verd
   int ret;
   int own_live = 0;
   if (cfg_enable_policy) {
-    struct policy_trace pt = {};
+    struct policy_trace pt = {.peer_from_packet = identity_from_packet};
     ret = policy_ingress(f, dst, src_identity, &pt);
     own_live = pt.own_live;
     c->t.notify |= pt.notify;
@@ -65,10 +66,11 @@ static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verd
 
 /* local_ingress_flow() for a caller that has not parsed the packet. */
 static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_ctx *c, struct iphdr *ip,
-                                         const struct plexus_endpoint_value *dst, __u32 src_identity) {
+                                         const struct plexus_endpoint_value *dst, __u32 src_identity,
+                                         int identity_from_packet) {
   struct flow4 f = {};
   int parsed = flow4_parse(skb, ip, &f);
-  return local_ingress_flow(skb, c, &f, parsed, dst, src_identity);
+  return local_ingress_flow(skb, c, &f, parsed, dst, src_identity, identity_from_packet);
 }
 
 /* Rewrites L2 for the pod (its own MAC as destination, the host veth's as source), decrements the TTL as the router

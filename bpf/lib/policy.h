@@ -171,6 +171,8 @@ struct policy_trace {
   __u8 own_live; /* the packet matched its own direction's entry, which was not closing: a packet of a connection this
                   * point admitted, so no reply of another flow (no reverse NAT to look up) */
   __u8 cached;   /* that entry holds a verdict of the current policy epoch: rule_id is its rule, nothing to look up */
+  __u8 peer_from_packet; /* set by the caller: the peer's identity came with the packet (a tunnel's VNI), not from the
+                          * maps whose writes move the epoch on, so no kept verdict applies and none is kept */
   __u32 rule_id; /* the rule that decided a judged packet (0: none, or not judged) */
 };
 
@@ -178,7 +180,7 @@ struct policy_trace {
  * audit mode, whose verdicts pass packets policy would drop). */
 static __always_inline void policy_take_cached(const struct plexus_ct4_value *v, struct policy_trace *pt) {
   __u32 epoch = policy_epoch_now();
-  if (!cfg_policy_audit && epoch && v->verdict_epoch == epoch) {
+  if (!cfg_policy_audit && !pt->peer_from_packet && epoch && v->verdict_epoch == epoch) {
     pt->cached = 1;
     pt->rule_id = v->backend_id;
   }
@@ -316,7 +318,7 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
   /* An ICMP error opens nothing, related or not: an entry for one whose quote names no known flow (a garbled or
    * truncated quote, another packet's source) would be keyed with ports 0, and every later non-echo ICMP message
    * of the peer (redirect, timestamp, an error of its own) would then pass as its reply, unjudged. */
-  __u32 keep = pt->audit ? 0 : epoch; /* an audited pass is no verdict to keep */
+  __u32 keep = pt->audit || pt->peer_from_packet ? 0 : epoch; /* an audited pass is no verdict to keep */
   if (state == POLICY_CT_ESTABLISHED) {
     if (keep) {
       policy_ct_note(f, own, keep, pt->rule_id);

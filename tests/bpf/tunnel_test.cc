@@ -325,6 +325,15 @@ TEST_CASE("tunnel: the VNI carries the sender's identity and the receiver judges
     CHECK(events[0].src_identity == kOtherIdentity);
   }
 
+  SECTION("a flow admitted by its VNI is judged by the VNI of each packet: a verdict kept for one is none for another") {
+    REQUIRE(udpDelivered(n1.pod, 41007, n2.pod, kPod2, 7007));
+    // The same flow (same tuple) now carries another identity; node 2's maps, and so its policy epoch, stay as they
+    // were: a verdict kept in its conntrack entry would still let it through.
+    setIdentity(n1, kOtherIdentity);
+    CHECK(udpDropped(n1.pod, 41007, n2.pod, kPod2, 7007));
+    CHECK(counter(*n2.dp, PLEXUS_REASON_POLICY_DENIED, PLEXUS_DIR_INGRESS) >= 1);
+  }
+
   SECTION("replies of an admitted flow come back through the tunnel; a new flow the other way is denied") {
     REQUIRE(n1.dp->policy().set(1, ingressFrom({})).ok());  // pod 1 admits nobody: only replies may reach it
     int a = socketInNetns(n1.pod.path(), SOCK_DGRAM);
