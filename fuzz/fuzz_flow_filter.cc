@@ -89,17 +89,14 @@ FlowRecord flow(const char* src, const char* src_pod, const char* dst, const cha
   f.source.ip = *Ipv4::parse(src);
   f.source.port = 40000;
   f.source.identity = 300;
-  f.source.pod_namespace = "default";
-  f.source.pod_name = src_pod;
-  f.source.labels = {"app=client", "k8s:tier=front"};
+  f.source.pod = std::make_shared<FlowPod>(FlowPod{"default", src_pod, {"app=client", "k8s:tier=front"}});
   f.tcp_flags = 0x12;
   f.node_name = "kind-worker";
   f.destination.ip = *Ipv4::parse(dst);
   f.destination.port = dport;
   f.destination.identity = 301;
-  f.destination.pod_namespace = dst_pod[0] ? "prod" : "";
-  f.destination.pod_name = dst_pod;
-  f.destination.labels = {"k8s:app=web", "k8s:io.kubernetes.pod.namespace=prod"};
+  f.destination.pod = std::make_shared<FlowPod>(
+      FlowPod{dst_pod[0] ? "prod" : "", dst_pod, {"k8s:app=web", "k8s:io.kubernetes.pod.namespace=prod"}});
   return f;
 }
 

@@ -31,11 +31,13 @@ FlowRecord flow(const char* src, const char* dst, const char* dst_pod, uint8_t v
   f.has_icmp = proto == 1;
   f.icmp_type = 8;
   f.node_name = "kind-worker";
-  f.source = {*Ipv4::parse(src), 40000, 300, "default", "client", {"k8s:app=client", "k8s:tier=front"}, 3};
-  f.destination = {*Ipv4::parse(dst), dport, 301, dst_pod[0] ? "prod" : "", dst_pod, {"k8s:app=web"}, 0};
+  f.source = {*Ipv4::parse(src), 40000, 300,
+              std::make_shared<FlowPod>(FlowPod{"default", "client", {"k8s:app=client", "k8s:tier=front"}}), 3};
+  f.destination = {*Ipv4::parse(dst), dport, 301,
+                   std::make_shared<FlowPod>(FlowPod{dst_pod[0] ? "prod" : "", dst_pod, {"k8s:app=web"}}), 0};
   f.observed_endpoint = 3;
   f.rule_id = 7;
-  f.policy = FlowPolicy{"CiliumNetworkPolicy", "prod", "web", true, 2};
+  f.policy = std::make_shared<FlowPolicy>(FlowPolicy{"CiliumNetworkPolicy", "prod", "web", true, 2});
   return f;
 }
 
