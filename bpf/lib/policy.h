@@ -178,8 +178,8 @@ struct policy_trace {
 
 /* Takes the verdict an established connection's entry holds, when it was made in the current policy epoch (never in
  * audit mode, whose verdicts pass packets policy would drop). */
-static __always_inline void policy_take_cached(const struct plexus_ct4_value *v, struct policy_trace *pt) {
-  __u32 epoch = policy_epoch_now();
+static __always_inline void policy_take_cached(const struct plexus_ct4_value *v, struct policy_trace *pt,
+                                               __u32 epoch) {
   if (!cfg_policy_audit && !pt->peer_from_packet && epoch && v->verdict_epoch == epoch) {
     pt->cached = 1;
     pt->rule_id = v->backend_id;
@@ -208,9 +208,9 @@ enum policy_own_seen {
  * direction (an `other` entry of the quoted tuple) or as its reply (an `own` entry of the quoted tuple reversed), as
  * netfilter relates errors (RFC 1122 §3.2.2.1 on which errors quote what). It refreshes nothing. An error that quotes
  * no known flow is judged as an ICMP packet of its own type. `own_seen` spares the own-direction lookup the caller made
- * already (policy_own_entry, on this very tuple). */
+ * already (policy_own_entry, on this very tuple). `epoch`: the policy epoch, read once by the caller. */
 static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8 other, struct policy_trace *pt,
-                                           int own_seen) {
+                                           int own_seen, __u32 epoch) {
   pt->own_live = 0;
   if (own_seen == POLICY_OWN_LIVE) {
     pt->own_live = 1;
@@ -239,7 +239,7 @@ static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8
   pt->is_reply = state == POLICY_CT_REPLY;
   pt->notify |= ct4_touch(v, f->tcp_flags, pt->is_reply);
   if (state == POLICY_CT_ESTABLISHED) {
-    policy_take_cached(v, pt);
+    policy_take_cached(v, pt, epoch);
   }
   return state;
 }
@@ -259,7 +259,7 @@ static __always_inline int policy_own_entry(const struct flow4 *f, __u8 own, str
     return POLICY_OWN_UNSEEN;
   }
   pt->notify |= ct4_touch(v, f->tcp_flags, 0);
-  policy_take_cached(v, pt);
+  policy_take_cached(v, pt, policy_epoch_now());
   return POLICY_OWN_LIVE;
 }
 
@@ -293,7 +293,7 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
                                           __u8 other, struct policy_trace *pt, int own_seen) {
   /* Read before the verdict's lookups: a map written meanwhile moves the epoch past the one the verdict is kept with. */
   __u32 epoch = policy_epoch_now();
-  int state = policy_ct_state(f, own, other, pt, own_seen);
+  int state = policy_ct_state(f, own, other, pt, own_seen, epoch);
   if (state == POLICY_CT_REPLY || state == POLICY_CT_RELATED) {
     return 0;
   }

@@ -59,10 +59,15 @@ bool FlowDirectory::lookupEndpoint(Ipv4 ip, PeerInfo* out) const {
   return true;
 }
 
+const std::string* FlowDirectory::findService(const FrontendAddress& f) const {
+  auto it = services_.find(packFrontend(f));
+  return it == services_.end() ? nullptr : &it->second;
+}
+
 std::string FlowDirectory::lookupService(Ipv4 ip, uint16_t port, uint8_t proto) const {
   std::shared_lock lock(mu_);
-  auto it = services_.find(packEndpoint(ip, port, proto));
-  return it == services_.end() ? std::string() : it->second;
+  const std::string* name = findService({ip, port, proto});
+  return name ? *name : std::string();
 }
 
 void FlowDirectory::setPolicyRules(const std::string& policy_key, const FlowPolicy& policy,
@@ -81,10 +86,14 @@ void FlowDirectory::setPolicyRules(const std::string& policy_key, const FlowPoli
   }
 }
 
-std::shared_ptr<const FlowPolicy> FlowDirectory::lookupRule(uint32_t rule_id) const {
-  std::shared_lock lock(mu_);
+std::shared_ptr<const FlowPolicy> FlowDirectory::findRule(uint32_t rule_id) const {
   auto it = rules_.find(rule_id);
   return it == rules_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const FlowPolicy> FlowDirectory::lookupRule(uint32_t rule_id) const {
+  std::shared_lock lock(mu_);
+  return findRule(rule_id);
 }
 
 void FlowDirectory::enrich(const plexus_flow_event& e, FlowRecord* f) const {
@@ -105,15 +114,11 @@ void FlowDirectory::enrich(const plexus_flow_event& e, FlowRecord* f) const {
     f->interface_index = observer->host_ifindex;
   }
   if (e.rule_id != 0) {
-    auto it = rules_.find(e.rule_id);
-    if (it != rules_.end()) {
-      f->policy = it->second;
-    }
+    f->policy = findRule(e.rule_id);
   }
   if (e.orig_daddr != 0) {
-    auto it = services_.find(packFrontend({Ipv4::fromNetwork(e.orig_daddr), ntohs(e.orig_dport), e.proto}));
-    if (it != services_.end()) {
-      f->service = it->second;
+    if (const std::string* name = findService({Ipv4::fromNetwork(e.orig_daddr), ntohs(e.orig_dport), e.proto})) {
+      f->service = *name;
     }
   }
 }

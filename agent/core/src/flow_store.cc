@@ -53,6 +53,13 @@ bool podMatches(const FlowPeer& p, const PodPrefix& want) {
 
 bool namesUuids(const FlowFilter& f) { return !f.uuids.empty(); }
 
+// Whether a query names flows by their UUIDs, which the store makes only for the flows it hands out.
+bool namesUuids(const FlowQuery& q) {
+  auto names = [](const FlowFilter& f) { return namesUuids(f); };
+  return namesUuids(q.filter) || std::any_of(q.allow.begin(), q.allow.end(), names) ||
+         std::any_of(q.deny.begin(), q.deny.end(), names);
+}
+
 // '*' matches any run of characters (hubble observe --node-name "node-*").
 bool globMatches(std::string_view pattern, std::string_view text) {
   size_t p = 0;
@@ -326,10 +333,8 @@ const std::vector<std::string>& FlowPeer::labels() const { return pod ? pod->lab
 FlowStore::FlowStore(size_t capacity, uint64_t instance)
     : capacity_(capacity == 0 ? 1 : capacity), instance_(instance) {}
 
-bool FlowStore::hit(uint64_t seq, const FlowRecord& flow, const FlowQuery& query) const {
-  bool uuids = namesUuids(query.filter) || std::any_of(query.allow.begin(), query.allow.end(), namesUuids) ||
-               std::any_of(query.deny.begin(), query.deny.end(), namesUuids);
-  if (!uuids) {
+bool FlowStore::hit(uint64_t seq, const FlowRecord& flow, const FlowQuery& query, bool by_uuid) const {
+  if (!by_uuid) {
     return matches(flow, query);
   }
   FlowRecord named = flow;  // rare: only a query for given flows needs the UUID made to match it
@@ -361,10 +366,11 @@ void FlowStore::add(FlowRecord flow) {
 }
 
 std::vector<FlowRecord> FlowStore::first(size_t n, const FlowQuery& query) const {
+  bool by_uuid = namesUuids(query);
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<FlowRecord> out;
   for (auto it = ring_.begin(); it != ring_.end() && (n == 0 || out.size() < n); ++it) {
-    if (hit(it->first, it->second, query)) {
+    if (hit(it->first, it->second, query, by_uuid)) {
       emit(it->first, it->second, &out);
     }
   }
@@ -372,10 +378,11 @@ std::vector<FlowRecord> FlowStore::first(size_t n, const FlowQuery& query) const
 }
 
 std::vector<FlowRecord> FlowStore::last(size_t n, const FlowQuery& query) const {
+  bool by_uuid = namesUuids(query);
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<FlowRecord> out;
   for (auto it = ring_.rbegin(); it != ring_.rend() && (n == 0 || out.size() < n); ++it) {
-    if (hit(it->first, it->second, query)) {
+    if (hit(it->first, it->second, query, by_uuid)) {
       emit(it->first, it->second, &out);
     }
   }
@@ -385,11 +392,12 @@ std::vector<FlowRecord> FlowStore::last(size_t n, const FlowQuery& query) const 
 
 std::vector<FlowRecord> FlowStore::waitNewer(uint64_t* after, const FlowQuery& query,
                                              std::chrono::milliseconds timeout) const {
+  bool by_uuid = namesUuids(query);
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return seq_ > *after; });
   std::vector<FlowRecord> out;
   for (const auto& [seq, flow] : ring_) {
-    if (seq > *after && hit(seq, flow, query)) {
+    if (seq > *after && hit(seq, flow, query, by_uuid)) {
       emit(seq, flow, &out);
     }
   }

@@ -67,7 +67,10 @@ class FlowDirectory {
     std::string host_ifname;
     uint32_t host_ifindex = 0;
   };
-  const Endpoint* find(Ipv4 ip) const;  // under mu_
+  // Under mu_.
+  const Endpoint* find(Ipv4 ip) const;
+  const std::string* findService(const FrontendAddress& f) const;
+  std::shared_ptr<const FlowPolicy> findRule(uint32_t rule_id) const;
 
   mutable std::shared_mutex mu_;
   std::unordered_map<uint32_t, Endpoint> endpoints_;  // by address (host order)

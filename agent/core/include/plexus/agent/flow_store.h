@@ -195,8 +195,9 @@ class FlowStore {
 
  private:
   void noteNamespace(const std::string& ns, int64_t time_unix_nano);  // under mu_
-  // Whether the stored flow `seq` matches (with its UUID, when the query names flows by theirs); under mu_.
-  bool hit(uint64_t seq, const FlowRecord& flow, const FlowQuery& query) const;
+  // Whether the stored flow `seq` matches (with its UUID made first when `by_uuid`: the query names flows by theirs);
+  // under mu_.
+  bool hit(uint64_t seq, const FlowRecord& flow, const FlowQuery& query, bool by_uuid) const;
   // Appends a copy of stored flow `seq` with its UUID; under mu_.
   void emit(uint64_t seq, const FlowRecord& flow, std::vector<FlowRecord>* out) const;
 
