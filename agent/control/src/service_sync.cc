@@ -142,6 +142,9 @@ std::vector<lb::PodRecord> ServiceSync::selectable(const lb::Service& svc, const
 }
 
 void ServiceSync::podsChanged(const std::string& ns) {
+  if (!derive_) {
+    return;
+  }
   std::string prefix = ns + "/";
   for (auto it = services_.lower_bound(prefix); it != services_.end() && it->first.starts_with(prefix); ++it) {
     if (it->second) {
@@ -187,7 +190,7 @@ Status ServiceSync::sync(const std::vector<EndpointRecord>& endpoints) {
     if (services_.count(key)) {
       svc = service(key);
     }
-    if (svc && !slices.count(key) && !svc->selector.empty()) {
+    if (derive_ && svc && !slices.count(key) && !svc->selector.empty()) {
       namespaces.insert(svc->ns);
     }
   }
@@ -319,6 +322,9 @@ bool ServiceSync::track(const ResourceEvent& e) {
       return true;
     }
     case ResourceKind::kPod: {
+      if (!derive_) {
+        return false;  // no input of any service
+      }
       std::string ns = nsOrDefault(e.key.namespace_name);
       if (e.type == ResourceEventType::kUpsert && e.object.is_object()) {
         pods_[ns][e.key.name] = podFacts(ns, e.key.name, e.object);

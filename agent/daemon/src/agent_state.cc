@@ -422,8 +422,9 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
       // serviceProxyHealthy: what the kube-proxy /healthz answers (kubeProxyHealth, on the reconcile thread).
       return st->ready && st->reconciler.submit([st] { return kubeProxyHealth(*st).status == 200; }).get();
     });
-    state->service_sync =
-        std::make_unique<ServiceSync>(*state->services, *state->resources, state->service_health.get());
+    state->service_sync = std::make_unique<ServiceSync>(
+        *state->services, *state->resources, state->service_health.get(),
+        kubernetesMode(config) ? ServiceSync::Endpoints::kSlicesOnly : ServiceSync::Endpoints::kDeriveFromPods);
   }
   state->controller = std::make_unique<Controller>(ControllerParts{
       *state->resources, *state->identities, *state->ipcache, *state->endpoints, *state->policies,

@@ -25,6 +25,19 @@ nlohmann::json sliceJson(const std::vector<std::string>& addresses) {
   }
   return j;
 }
+// A selector Service (app=web) and a Pod it selects, with the address in its status.
+nlohmann::json selectorServiceJson() {
+  auto j = serviceJson();
+  j["spec"]["selector"] = {{"app", "web"}};
+  return j;
+}
+nlohmann::json podJson(const std::string& name, const std::string& address) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Pod"},
+          {"metadata", {{"name", name}, {"namespace", "default"}, {"labels", {{"app", "web"}}}}},
+          {"spec", {{"nodeName", "n1"}, {"containers", {{{"name", "c"}, {"image", "i"}}}}}},
+          {"status", {{"podIP", address}}}};
+}
 ResourceEvent upsert(ResourceKind kind, const std::string& name, nlohmann::json object) {
   return ResourceEvent{ResourceEventType::kUpsert, ResourceKey{kind, "default", name}, std::move(object)};
 }
@@ -71,8 +84,9 @@ struct Services {
   ResourceState resources{store};
   FlowDirectory flows;
   ServiceManager manager;
-  ServiceSync sync{manager, resources};
-  explicit Services(FakeServiceMaps& maps) : manager(maps, config(), &flows) {}
+  ServiceSync sync;
+  explicit Services(FakeServiceMaps& maps, ServiceSync::Endpoints endpoints = ServiceSync::Endpoints::kDeriveFromPods)
+      : manager(maps, config(), &flows), sync(manager, resources, nullptr, endpoints) {}
   bool track(const ResourceEvent& e) { return trackThroughStore(resources, sync, e); }
 };
 }  // namespace
@@ -302,4 +316,45 @@ TEST_CASE("services: an incremental change reports each frontend as an agent eve
   REQUIRE(events.size() == 2);
   CHECK(events[1].type == NotificationType::kServiceDeleted);
   CHECK(events[1].id == up.id);
+}
+
+TEST_CASE("services: a selector service derives its endpoints from pods in standalone mode only", "[unit][services]") {
+  FakeServiceMaps maps;
+  SECTION("standalone: the pods its selector matches, until slices come") {
+    Services s(maps);
+    s.sync.endpointsRestored();
+    CHECK(s.track(upsert(ResourceKind::kService, "web", selectorServiceJson())));
+    CHECK(s.track(upsert(ResourceKind::kPod, "web-1", podJson("web-1", "10.0.0.31"))));
+    REQUIRE(s.sync.sync({}).ok());
+    REQUIRE(master(maps.state, "10.96.0.10", 80));
+    CHECK(master(maps.state, "10.96.0.10", 80)->count == 1);
+    CHECK(idsOf(maps.state, "10.0.0.31", 8080).size() == 1);
+    // A slice of the user's wins over the derived endpoints.
+    CHECK(s.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"}))));
+    REQUIRE(s.sync.sync({}).ok());
+    CHECK(master(maps.state, "10.96.0.10", 80)->count == 1);
+    CHECK(idsOf(maps.state, "10.0.0.21", 8080).size() == 1);
+    CHECK(idsOf(maps.state, "10.0.0.31", 8080).empty());
+  }
+  SECTION("Kubernetes: only the EndpointSlice controller's slices; a matching pod is no backend") {
+    Services s(maps, ServiceSync::Endpoints::kSlicesOnly);
+    s.sync.endpointsRestored();
+    CHECK(s.track(upsert(ResourceKind::kService, "web", selectorServiceJson())));
+    CHECK_FALSE(s.track(upsert(ResourceKind::kPod, "web-1", podJson("web-1", "10.0.0.31"))));
+    REQUIRE(s.sync.sync({}).ok());
+    REQUIRE(master(maps.state, "10.96.0.10", 80));
+    CHECK(master(maps.state, "10.96.0.10", 80)->count == 0);
+    CHECK(maps.state.backends.empty());
+    CHECK(s.track(upsert(ResourceKind::kEndpointSlice, "web-abc", sliceJson({"10.0.0.21"}))));
+    REQUIRE(s.sync.sync({}).ok());
+    CHECK(master(maps.state, "10.96.0.10", 80)->count == 1);
+    CHECK(idsOf(maps.state, "10.0.0.21", 8080).size() == 1);
+    // The slice is listed again (a dropped watch): while it is away the service has no backend, never the pod.
+    s.track(ResourceEvent{ResourceEventType::kDelete, ResourceKey{ResourceKind::kEndpointSlice, "default", "web-abc"},
+                          nlohmann::json()});
+    s.sync.podsChanged("default");
+    REQUIRE(s.sync.sync({}).ok());
+    CHECK(master(maps.state, "10.96.0.10", 80)->count == 0);
+    CHECK(idsOf(maps.state, "10.0.0.31", 8080).empty());
+  }
 }

@@ -1,7 +1,9 @@
 #pragma once
-// The inputs of the service maps: Services and EndpointSlices, and for selector Services without slices the
-// endpoints derived from pods (labels from the manifests, addresses from CNI), as the EndpointSlice controller
-// would. Tracks which services an event touches, and programs them through the ServiceManager: incrementally, or in
+// The inputs of the service maps: Services and EndpointSlices, and in standalone mode, for selector Services without
+// slices, the endpoints derived from pods (labels from the manifests, addresses from CNI), as the EndpointSlice
+// controller would. In Kubernetes mode that controller runs in the cluster and its slices are the only endpoints, as
+// for kube-proxy and Cilium: a selector service whose slices have not arrived (or are being listed again) has no
+// backends, never every pod its labels match (ready or not). Tracks which services an event touches, and programs them through the ServiceManager: incrementally, or in
 // full after a restart, a resync or a failed write. The objects themselves stay in the resource store, once: a sync
 // parses the ones it needs (the events' own objects while they are pending). Of each Pod it keeps the few facts a
 // selector service derives endpoints from, so that a sync does not decode every pod of the namespace from the store.
@@ -25,13 +27,20 @@ namespace plexus::agent {
 
 class ServiceSync {
  public:
+  // How a selector service without EndpointSlices gets endpoints.
+  enum class Endpoints {
+    kDeriveFromPods,  // standalone: from the pods its selector matches
+    kSlicesOnly,      // Kubernetes: none (the cluster's EndpointSlice controller writes them)
+  };
   // health: where the node's healthCheckNodePort listeners are published (null: none).
-  ServiceSync(ServiceManager& manager, const ResourceState& resources, HealthCheckListeners* health = nullptr)
-      : manager_(manager), resources_(resources), health_(health) {}
+  ServiceSync(ServiceManager& manager, const ResourceState& resources, HealthCheckListeners* health = nullptr,
+              Endpoints endpoints = Endpoints::kDeriveFromPods)
+      : manager_(manager), resources_(resources), health_(health), derive_(endpoints == Endpoints::kDeriveFromPods) {}
 
   // Keeps the index of services and slices current and marks what the event changes; true if services may change.
   bool track(const ResourceEvent& e);
-  // Selector services of a namespace derive their endpoints from its pods: a pod or an endpoint came or went.
+  // Selector services of a namespace derive their endpoints from its pods: a pod or an endpoint came or went (nothing
+  // to do with kSlicesOnly).
   void podsChanged(const std::string& ns);
   // Nothing is programmed before this: services derived from pods need the restored endpoints' addresses, and
   // a sync without them would empty the services of a running node.
@@ -68,6 +77,7 @@ class ServiceSync {
   ServiceManager& manager_;
   const ResourceState& resources_;
   HealthCheckListeners* health_;
+  const bool derive_;  // Endpoints::kDeriveFromPods
   std::map<std::string, lb::HealthCheck> health_checks_;
   std::map<std::string, bool> services_;             // "ns/name" of each valid Service -> it has a selector
   std::map<ResourceKey, std::string> slice_owners_;  // each valid EndpointSlice -> its service's "ns/name"
