@@ -2,7 +2,8 @@
  *   plexus_from_netdev: tc ingress. NodePort, LoadBalancer and externalIPs traffic arriving from outside the
  *   node is translated to a backend here, with conntrack; everything else passes to the stack untouched.
  *   plexus_to_netdev: tc egress. Replies of those flows get the frontend back as their source on their way
- *   out (not earlier: a node address as source would be a martian on the pod's side of the stack).
+ *   out (not earlier: a node address as source would be a martian on the pod's side of the stack). A pod's packet
+ *   that from-container sent here by the FIB carries PLEXUS_MARK_HOST_ROUTED (plexus/routing.h): nothing to do.
  *   With BPF host routing (cfg_host_routing), plexus_from_netdev also delivers traffic for local endpoints (after any
  *   NodePort translation) straight into the pod with bpf_redirect_peer, after the endpoint's ingress policy judged
  *   it with the source's ipcache identity; the stack path would have reached the pod's to-container program instead.
@@ -156,6 +157,10 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
 /* Replies of NodePort flows on their way out, and pods' traffic to the outside (masquerade). Returns a TC action or a
  * negative reason. */
 static __always_inline int host_ipv4_to_netdev(struct __sk_buff *skb, struct verdict_ctx *c) {
+  if (skb->mark == PLEXUS_MARK_HOST_ROUTED) {
+    skb->mark = 0; /* from-container did this program's part */
+    return TC_ACT_OK;
+  }
   struct iphdr *ip = ipv4_hdr(skb);
   if (!ip) {
     return TC_ACT_OK;

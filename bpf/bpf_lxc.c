@@ -62,7 +62,7 @@ __noinline int lxc_resolve_dst(__be32 addr, __u32 *identity, __be32 *tunnel_endp
  * encapsulated towards that node with the sender's identity as VNI and redirected into the VXLAN device. Otherwise, with
  * BPF host routing, the FIB decides; anything else is the stack's (world, node addresses, native routes). */
 static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f,
-                                              __u32 src_identity, __be32 tunnel_endpoint) {
+                                              __u32 src_identity, __be32 tunnel_endpoint, __u8 own_live) {
   int tunnel = cfg_routing_mode == PLEXUS_ROUTING_TUNNEL && cfg_tunnel_ifindex;
   if (!tunnel && !cfg_host_routing) {
     return TC_ACT_OK;
@@ -71,8 +71,8 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
    * endpoint falls through to the FIB. */
   if (tunnel && tunnel_endpoint) {
     /* The reply of a NodePort flow from a pod on another node: the device's egress, where such replies get their
-     * frontend back, is not on the tunnel's way. */
-    int ret = f->has_ports ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
+     * frontend back, is not on the tunnel's way. A packet of a connection the pod opened is none. */
+    int ret = f->has_ports && !own_live ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
     if (ret < 0) {
       return ret;
     }
@@ -91,9 +91,16 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
     if (identity == PLEXUS_IDENTITY_WORLD || (identity & PLEXUS_IDENTITY_LOCAL_FLAG)) {
       return TC_ACT_OK;
     }
-    int ret = fib_redirect_v4(skb, f, cfg_tunnel_ifindex, 0);
+    /* A NodePort flow's reply gets its frontend back here, as in the tunnel, so that the device's egress program has
+     * nothing to do for what leaves by the FIB (PLEXUS_MARK_HOST_ROUTED): a cluster destination is never masqueraded. */
+    int ret = f->has_ports && !own_live ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
+    if (ret < 0) {
+      return ret;
+    }
+    ret = fib_redirect_v4(skb, f, cfg_tunnel_ifindex, 0);
     if (ret == TC_ACT_REDIRECT) {
       c->reason = PLEXUS_REASON_FORWARDED_FIB;
+      skb->mark = PLEXUS_MARK_HOST_ROUTED;
     }
     return ret;
   }
@@ -227,7 +234,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   }
   struct plexus_endpoint_value *dst = local ? endpoint_lookup(ip->daddr) : 0;
   if (!dst && !(src_flags & PLEXUS_EP_F_CHAINED)) {
-    return lxc_forward_remote(skb, c, &f, c->t.src_identity, tunnel_endpoint);
+    return lxc_forward_remote(skb, c, &f, c->t.src_identity, tunnel_endpoint, pt.own_live);
   }
   if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src_flags & PLEXUS_EP_F_CHAINED) ||
       !cfg_redirect_peer) {

@@ -17,6 +17,22 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } plexus_ct4_v2 SEC(".maps");
 
+/* The clock of conntrack and masquerade stamps: CLOCK_MONOTONIC at tick resolution (bpf_ktime_get_coarse_ns), which
+ * reads no clocksource (in a VM, bpf_ktime_get_ns reads the paravirtual clock on every call). The agent's garbage
+ * collector reads CLOCK_MONOTONIC itself. */
+static __always_inline __u64 ct_clock(void) { return bpf_ktime_get_coarse_ns(); }
+
+/* How long ago `stamp` was at `now`, signed: a stamp taken from the precise clock a moment ago (the agent, a test) may
+ * be up to a tick ahead of ct_clock(), and is then recent, not 500 years old. */
+static __always_inline __s64 ct_age(__u64 now, __u64 stamp) { return (__s64)(now - stamp); }
+
+/* Refreshes a last-seen stamp, only when it is PLEXUS_CT_STAMP_NS old or older: most packets write nothing. */
+static __always_inline void ct_stamp(__u64 *stamp, __u64 now) {
+  if (ct_age(now, *stamp) >= (__s64)PLEXUS_CT_STAMP_NS) {
+    *stamp = now;
+  }
+}
+
 static __always_inline struct plexus_ct4_value *ct4_lookup(const struct flow4 *f, __u8 dir) {
   struct plexus_ct4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
@@ -40,17 +56,19 @@ static __always_inline void ct4_delete(const struct flow4 *f, __u8 dir) {
   bpf_map_delete_elem(&plexus_ct4_v2, &key);
 }
 
-/* Refreshes an entry on each packet: last use and the TCP flags of the packet's direction (replies are
- * tracked apart, as in Cilium's tx/rx flags). Returns 1 when the packet carries a TCP flag its direction had
- * not shown yet (monitor aggregation reports those). */
+/* Refreshes an entry on a packet: last use (ct_stamp) and the TCP flags of the packet's direction (replies are
+ * tracked apart, as in Cilium's tx/rx flags), writing only what changed. Returns 1 when the packet carries a TCP flag
+ * its direction had not shown yet (monitor aggregation reports those). */
 static __always_inline __u8 ct4_touch(struct plexus_ct4_value *v, __u8 tcp_flags, int reply) {
-  v->last_seen_ns = bpf_ktime_get_ns();
+  ct_stamp(&v->last_seen_ns, ct_clock());
   __u8 *seen = reply ? &v->rx_flags : &v->tx_flags;
   /* A reply direction's first packet is news even without TCP flags (an echo reply, a UDP answer), as Cilium reports
    * each direction's first packet; a TCP packet always carries a flag. */
   __u8 mark = reply && !tcp_flags ? PLEXUS_CT_RX_SEEN : tcp_flags;
   __u8 changed = (mark & ~*seen) != 0;
-  *seen |= mark;
+  if (changed) {
+    *seen |= mark;
+  }
   return changed;
 }
 
@@ -69,7 +87,7 @@ static __always_inline void ct4_forget_reverse(const struct flow4 *f, __u8 rever
 
 /* An entry older than PLEXUS_CT_TIME_WAIT_NS no longer holds its tuple (plexus/conntrack.h). */
 static __always_inline int ct4_recent(const struct plexus_ct4_value *v, __u64 now) {
-  return v && now - v->last_seen_ns < PLEXUS_CT_TIME_WAIT_NS;
+  return v && ct_age(now, v->last_seen_ns) < (__s64)PLEXUS_CT_TIME_WAIT_NS;
 }
 
 /* The source port a new translated flow uses towards its backend. Normally the client's own. But when a reverse
@@ -85,7 +103,7 @@ static __always_inline __be16 ct4_pick_port(const struct flow4 *f, __be32 backen
   struct plexus_ct4_key rev = {
       .saddr = backend_addr, .daddr = f->saddr, .sport = backend_port, .dport = f->sport, .proto = f->proto,
       .dir = reverse_dir};
-  __u64 now = bpf_ktime_get_ns();
+  __u64 now = ct_clock();
   struct plexus_ct4_value *held = bpf_map_lookup_elem(&plexus_ct4_v2, &rev);
   if (!ct4_recent(held, now) || (held->rev_nat_index == rev_nat_index && held->nat_port == 0)) {
     return f->sport;
@@ -117,7 +135,7 @@ static __always_inline int ct4_create(const struct flow4 *f, __be32 backend_addr
   struct plexus_ct4_key fwd = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto,
       .dir = PLEXUS_CT_SERVICE};
-  struct plexus_ct4_value v = {.last_seen_ns = bpf_ktime_get_ns(), .backend_id = backend_id,
+  struct plexus_ct4_value v = {.last_seen_ns = ct_clock(), .backend_id = backend_id,
                                .rev_nat_index = rev_nat_index, .tx_flags = f->tcp_flags, .nat_port = moved};
   if (bpf_map_update_elem(&plexus_ct4_v2, &fwd, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);

@@ -78,7 +78,7 @@ static __always_inline int dsr4_ingress(struct __sk_buff *skb, const struct flow
   }
   struct plexus_snat4_key key = {.saddr = f->daddr, .daddr = f->saddr, .sport = f->dport, .dport = f->sport,
                                  .proto = f->proto, .dir = PLEXUS_SNAT_DSR};
-  struct plexus_snat4_value v = {.last_seen_ns = bpf_ktime_get_ns(), .to_addr = opt.address, .to_port = opt.port};
+  struct plexus_snat4_value v = {.last_seen_ns = ct_clock(), .to_addr = opt.address, .to_port = opt.port};
   if (bpf_map_update_elem(&plexus_snat4_v1, &key, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(NAT_FAILED);
   }
@@ -98,7 +98,7 @@ static __always_inline int dsr4_reply(struct __sk_buff *skb, struct flow4 *f) {
   if (!v) {
     return 0;
   }
-  v->last_seen_ns = bpf_ktime_get_ns();
+  ct_stamp(&v->last_seen_ns, ct_clock());
   if (f->proto == IPPROTO_TCP && (f->tcp_flags & PLEXUS_CT_CLOSING_FLAGS)) {
     v->flags |= PLEXUS_SNAT_F_CLOSING;
   }

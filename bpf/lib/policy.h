@@ -268,7 +268,7 @@ static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir, __u3
   struct plexus_ct4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
   struct plexus_ct4_value v = {
-      .last_seen_ns = bpf_ktime_get_ns(), .backend_id = rule_id, .tx_flags = f->tcp_flags, .verdict_epoch = epoch};
+      .last_seen_ns = ct_clock(), .backend_id = rule_id, .tx_flags = f->tcp_flags, .verdict_epoch = epoch};
   if (bpf_map_update_elem(&plexus_ct4_v2, &key, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
   }

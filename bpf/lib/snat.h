@@ -86,7 +86,7 @@ static __always_inline int snat4_rewrite(struct __sk_buff *skb, const struct flo
 /* A closed TCP flow's entries hold their port for a TIME_WAIT period after its last packet (plexus/conntrack.h: the
  * remote side may still hold the old connection), then free it for a new flow. */
 static __always_inline int snat4_expired(const struct plexus_snat4_value *v, __u64 now) {
-  return (v->flags & PLEXUS_SNAT_F_CLOSING) && now - v->last_seen_ns > PLEXUS_CT_TIME_WAIT_NS;
+  return (v->flags & PLEXUS_SNAT_F_CLOSING) && ct_age(now, v->last_seen_ns) > (__s64)PLEXUS_CT_TIME_WAIT_NS;
 }
 
 /* TCP state in the entries: a FIN or RST marks the flow closing, a new SYN on the same tuple (the pod reused its port
@@ -147,13 +147,13 @@ static __always_inline int snat4_translate(struct __sk_buff *skb, const struct f
   struct plexus_snat4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = local, .dport = remote, .proto = f->proto,
       .dir = PLEXUS_SNAT_EGRESS};
-  __u64 now = bpf_ktime_get_ns();
+  __u64 now = ct_clock();
   __be16 port;
   struct plexus_snat4_key rev = {
       .saddr = f->daddr, .daddr = node, .sport = remote, .proto = f->proto, .dir = PLEXUS_SNAT_INGRESS};
   struct plexus_snat4_value *v = bpf_map_lookup_elem(&plexus_snat4_v1, &key);
   if (v && v->to_addr == node && !snat4_expired(v, now)) {
-    v->last_seen_ns = now;
+    ct_stamp(&v->last_seen_ns, now);
     port = v->to_port;
     rev.dport = port;
     snat4_note_tcp(f, v, &rev);
@@ -312,7 +312,7 @@ static __always_inline int snat4_ingress(struct __sk_buff *skb, const struct flo
   if (!v) {
     return 0;
   }
-  v->last_seen_ns = bpf_ktime_get_ns();
+  ct_stamp(&v->last_seen_ns, ct_clock());
   struct plexus_snat4_key out = {.saddr = v->to_addr, .daddr = f->saddr, .sport = v->to_port, .dport = remote,
                                  .proto = f->proto, .dir = PLEXUS_SNAT_EGRESS};
   snat4_note_tcp(f, v, &out);

@@ -226,6 +226,13 @@ TEST_CASE("to-netdev masquerades a pod's flow to the world; from-netdev takes th
   inside.sport = 40002;
   CHECK(endpointOf(f.run(f.host->toNetdevFd(), ipv4Packet(inside)).out, true).first == kPodA);
   REQUIRE(f.dp->ipcache().erase(k).ok());
+  // A packet from-container sent here by the FIB is marked as needing nothing: it passes as it is, mark cleared (that
+  // program only forwards cluster destinations so, never this world one: the mark alone decides here).
+  auto marked = progRun(f.host->toNetdevFd(), ipv4Packet(inside), 0, 1, PLEXUS_MARK_HOST_ROUTED);
+  REQUIRE(marked.err == 0);
+  CHECK(marked.retval == TC_ACT_OK);
+  CHECK(endpointOf(marked.out, true).first == kPodA);
+  CHECK(marked.mark == 0);
 
   // Every port towards the client's :80 taken: a new flow is dropped, counted under NAT_NO_PORT.
   auto nat = f.dp->nat();

@@ -93,6 +93,26 @@ std::optional<plexus_ct4_value> ctEntry(Fixture& f, Ipv4 s, Ipv4 d, uint16_t sp,
   return *v;
 }
 
+// A second frontend, 10.96.0.11 (reverse NAT index 8), on the same backend 1 (pod B).
+Ipv4 installFrontendB(Fixture& f) {
+  const Ipv4 vip_b = *Ipv4::parse("10.96.0.11");
+  auto& lb = f.dp->lb();
+  plexus_lb4_service master{};
+  master.count = 1;
+  master.rev_nat_index = 8;
+  master.flags = PLEXUS_SVC_F_CLUSTERIP;
+  plexus_lb4_service slot{};
+  slot.backend_id = 1;
+  slot.rev_nat_index = 8;
+  REQUIRE(lb.services.update(lb::makeLbKey(vip_b, kVipPort, IPPROTO_TCP, PLEXUS_LB_SCOPE_EXTERNAL, 1), slot).ok());
+  REQUIRE(lb.services.update(lb::makeLbKey(vip_b, kVipPort, IPPROTO_TCP, PLEXUS_LB_SCOPE_EXTERNAL, 0), master).ok());
+  plexus_lb4_reverse_nat rn{};
+  rn.address = vip_b.networkOrder();
+  rn.port = htons(kVipPort);
+  REQUIRE(lb.revnat.update(8, rn).ok());
+  return vip_b;
+}
+
 }  // namespace
 
 TEST_CASE("a packet to a ClusterIP is translated to a backend with valid checksums and tracked", "[bpf][lb]") {
@@ -196,21 +216,8 @@ TEST_CASE("a client port reused towards the same backend through another fronten
   // towards B's address are another sequence, so the same tuple through B would be refused. It moves.
   Fixture f;
   installService(f, {{{1, kPodB}}, {1}});
-  const Ipv4 vip_b = *Ipv4::parse("10.96.0.11");
+  const Ipv4 vip_b = installFrontendB(f);
   auto& lb = f.dp->lb();
-  plexus_lb4_service master{};
-  master.count = 1;
-  master.rev_nat_index = 8;
-  master.flags = PLEXUS_SVC_F_CLUSTERIP;
-  plexus_lb4_service slot{};
-  slot.backend_id = 1;
-  slot.rev_nat_index = 8;
-  REQUIRE(lb.services.update(lb::makeLbKey(vip_b, kVipPort, IPPROTO_TCP, PLEXUS_LB_SCOPE_EXTERNAL, 1), slot).ok());
-  REQUIRE(lb.services.update(lb::makeLbKey(vip_b, kVipPort, IPPROTO_TCP, PLEXUS_LB_SCOPE_EXTERNAL, 0), master).ok());
-  plexus_lb4_reverse_nat rn{};
-  rn.address = vip_b.networkOrder();
-  rn.port = htons(kVipPort);
-  REQUIRE(lb.revnat.update(8, rn).ok());
 
   auto a = f.run(f.dp->fromContainerFd(), clientPacket(41000, 0x02));
   REQUIRE(a.retval == TC_ACT_REDIRECT);
@@ -464,4 +471,53 @@ TEST_CASE("from-netdev translates NodePort traffic from outside and refuses it w
   auto refused = f.run((*host)->fromNetdevFd(), ipv4Packet(s));
   CHECK(refused.retval == TC_ACT_REDIRECT);
   CHECK(tcpOf(refused.out)->rst == 1);
+}
+
+TEST_CASE("conntrack stamps: a packet refreshes its entry's last use only once it is PLEXUS_CT_STAMP_NS old; new TCP "
+          "flags are always kept; a stamp a moment ahead of the datapath's clock is recent",
+          "[bpf][lb][conntrack]") {
+  Fixture f;
+  installService(f, {{{1, kPodB}}, {1}});
+  auto& ct = f.dp->lb().ct;
+  const auto key = ctKey(kPodA, kVip, 40200, kVipPort, IPPROTO_TCP, PLEXUS_CT_SERVICE);
+  auto now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * PLEXUS_NSEC_PER_SEC + static_cast<uint64_t>(ts.tv_nsec);
+  };
+  auto stampTo = [&](uint64_t at) {
+    auto v = ctEntry(f, kPodA, kVip, 40200, kVipPort, PLEXUS_CT_SERVICE);
+    REQUIRE(v.has_value());
+    v->last_seen_ns = at;
+    REQUIRE(ct.update(key, *v).ok());
+  };
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40200, 0x02)).retval == TC_ACT_REDIRECT);
+  REQUIRE(ctEntry(f, kPodA, kVip, 40200, kVipPort, PLEXUS_CT_SERVICE).has_value());
+
+  // Stamped 10 ms ago: the next packet writes no new stamp, but its new flag (ACK) is kept.
+  const uint64_t recent = now() - 10'000'000;
+  stampTo(recent);
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40200, 0x10)).retval == TC_ACT_REDIRECT);
+  auto v = ctEntry(f, kPodA, kVip, 40200, kVipPort, PLEXUS_CT_SERVICE);
+  CHECK(v->last_seen_ns == recent);
+  CHECK(v->tx_flags == (0x02 | 0x10));
+
+  // Stamped a second ago: refreshed to about now (the coarse clock lags by a tick at most).
+  const uint64_t before = now();
+  stampTo(before - PLEXUS_NSEC_PER_SEC);
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40200, 0x10)).retval == TC_ACT_REDIRECT);
+  v = ctEntry(f, kPodA, kVip, 40200, kVipPort, PLEXUS_CT_SERVICE);
+  CHECK(v->last_seen_ns > before - PLEXUS_CT_STAMP_NS);
+  CHECK(v->last_seen_ns <= now());
+
+  // A reverse entry stamped 2 ms in the future (as the precise clock may be ahead of the coarse one) still holds its
+  // tuple: another frontend's flow from the same client port is moved to another port, not given this one.
+  auto rev = ctEntry(f, kPodB, kPodA, kBackendPort, 40200, PLEXUS_CT_REVERSE);
+  REQUIRE(rev.has_value());
+  rev->last_seen_ns = now() + 2'000'000;
+  REQUIRE(ct.update(ctKey(kPodB, kPodA, kBackendPort, 40200, IPPROTO_TCP, PLEXUS_CT_REVERSE), *rev).ok());
+  const Ipv4 vip_b = installFrontendB(f);
+  auto other = f.run(f.dp->fromContainerFd(), clientPacket(40200, 0x02, IPPROTO_TCP, vip_b));
+  REQUIRE(other.retval == TC_ACT_REDIRECT);
+  CHECK(ntohs(tcpOf(other.out)->source) != 40200);
 }

@@ -19,20 +19,27 @@ struct ProgRun {
   int retval = -1;           // the program's verdict
   uint32_t duration = 0;     // the kernel's mean ns per run (the program only, not the syscall)
   std::vector<uint8_t> out;  // the packet as the program left it
+  uint32_t mark = 0;         // skb->mark as the program left it
 };
 
-// `repeat` runs of the program on `pkt`, arriving on `ifindex` (0: test_run's loopback device, ifindex 1).
-inline ProgRun progRun(int prog_fd, const std::vector<uint8_t>& pkt, uint32_t ifindex = 0, uint32_t repeat = 1) {
+// `repeat` runs of the program on `pkt`, arriving on `ifindex` (0: test_run's loopback device, ifindex 1) with
+// skb->mark `mark`.
+inline ProgRun progRun(int prog_fd, const std::vector<uint8_t>& pkt, uint32_t ifindex = 0, uint32_t repeat = 1,
+                       uint32_t mark = 0) {
   ProgRun r;
   r.out.resize(pkt.size() + 256);
   __sk_buff ctx{};
   ctx.ifindex = ifindex;
+  ctx.mark = mark;
+  __sk_buff ctx_out{};
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_out = r.out.data(),
               .data_size_in = static_cast<uint32_t>(pkt.size()), .data_size_out = static_cast<uint32_t>(r.out.size()),
-              .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = static_cast<int>(repeat));
+              .ctx_in = &ctx, .ctx_out = &ctx_out, .ctx_size_in = sizeof(ctx), .ctx_size_out = sizeof(ctx_out),
+              .repeat = static_cast<int>(repeat));
   r.err = bpf_prog_test_run_opts(prog_fd, &opts);
   r.retval = static_cast<int>(opts.retval);
   r.duration = opts.duration;
+  r.mark = ctx_out.mark;
   r.out.resize(std::min<size_t>(opts.data_size_out, r.out.size()));
   return r;
 }

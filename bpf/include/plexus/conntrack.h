@@ -14,6 +14,10 @@
  * twice: the datapath's source-port choice treats older entries as holding nothing, and the garbage collector keeps
  * a closing TCP entry (FIN or RST seen) this long, so that the choice can still read it (Cilium: 10 s). */
 #define PLEXUS_CT_TIME_WAIT_NS (120ULL * PLEXUS_NSEC_PER_SEC)
+/* A packet refreshes its entry's last_seen_ns only when the stamp is at least this old (conntrack and masquerade
+ * entries alike): the lifetimes above are seconds to hours, and a connection's two directions, handled on two CPUs,
+ * would otherwise write the same cache line on every packet and take turns missing it. */
+#define PLEXUS_CT_STAMP_NS (100ULL * 1000 * 1000)
 
 /* Source ports a translated flow may be moved to: the kernel's default ephemeral range
  * (net.ipv4.ip_local_port_range 32768-60999), and how many random candidates are tried. */
@@ -52,7 +56,7 @@ struct plexus_ct4_key {
 };
 
 struct plexus_ct4_value {
-  __u64 last_seen_ns;    /* bpf_ktime_get_ns() */
+  __u64 last_seen_ns;    /* CLOCK_MONOTONIC at tick resolution (ct_clock), refreshed every PLEXUS_CT_STAMP_NS at most */
   __u32 backend_id;      /* SERVICE entries. EGRESS and INGRESS: the rule of the verdict cached with verdict_epoch */
   __u16 rev_nat_index;   /* SERVICE and REVERSE */
   __u8 tx_flags;         /* TCP flags seen in the entry's own direction */

@@ -43,7 +43,7 @@ enum plexus_snat_flags {
 };
 
 struct plexus_snat4_value {
-  __u64 last_seen_ns;
+  __u64 last_seen_ns; /* as the conntrack entries' (plexus/conntrack.h): CLOCK_MONOTONIC, every PLEXUS_CT_STAMP_NS at most */
   __be32 to_addr; /* EGRESS: the node address; INGRESS: the pod */
   __be16 to_port; /* EGRESS: the allocated port; INGRESS: the pod's port */
   __u8 flags;     /* enum plexus_snat_flags */

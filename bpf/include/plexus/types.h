@@ -5,4 +5,4 @@
 #include <linux/types.h>
 #endif
 
-#define PLEXUS_NSEC_PER_SEC 1000000000ULL /* timestamps are bpf_ktime_get_ns(), CLOCK_MONOTONIC */
+#define PLEXUS_NSEC_PER_SEC 1000000000ULL /* timestamps are CLOCK_MONOTONIC (bpf_ktime_get_ns, or coarse) */
