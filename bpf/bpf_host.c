@@ -55,10 +55,10 @@ static __always_inline struct plexus_endpoint_value *host_local_pod(__be32 addr)
 
 /* BPF host routing, inbound: a packet for the local pod `dst` goes into the pod at once, after its ingress policy.
  * The source is outside the node (another node's pod or host, or the world): its identity is the ipcache's. `f` and
- * `parsed` as local_ingress_flow() takes them. Returns a TC action or a negative reason. */
+ * `parsed` and `untranslated` as local_ingress_flow() takes them. Returns a TC action or a negative reason. */
 static __always_inline int host_deliver(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f, int parsed,
-                                        const struct plexus_endpoint_value *dst) {
-  int ret = local_ingress_flow(skb, c, f, parsed, dst, identity_of(f->saddr), 0);
+                                        const struct plexus_endpoint_value *dst, int untranslated) {
+  int ret = local_ingress_flow(skb, c, f, parsed, dst, identity_of(f->saddr), 0, untranslated);
   if (ret < 0) {
     return ret;
   }
@@ -94,7 +94,7 @@ static __always_inline int host_forward_rewritten(struct __sk_buff *skb, struct 
   if (!ep) {
     return parsed < 0 ? TC_ACT_OK : host_forward_remote(skb, &f);
   }
-  return host_delivers_into(ep) ? host_deliver(skb, c, &f, parsed, ep) : TC_ACT_OK;
+  return host_delivers_into(ep) ? host_deliver(skb, c, &f, parsed, ep, 0) : TC_ACT_OK;
 }
 
 /* Traffic from outside: to a node frontend (translated), a masqueraded flow's reply (translated back), and with BPF
@@ -111,7 +111,7 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
      * delivery would repeat. */
     struct plexus_endpoint_value *dst = host_local_pod(f.daddr);
     if (dst) {
-      return host_deliver(skb, c, &f, parsed, dst);
+      return host_deliver(skb, c, &f, parsed, dst, 1);
     }
   }
   if (parsed < 0) {

@@ -150,8 +150,14 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   int per_packet_lb = cfg_lb_per_packet && f.has_ports;
   if (per_packet_lb && cfg_enable_policy && !flow4_opens(&f)) {
     own_seen = policy_own_entry(&f, PLEXUS_CT_EGRESS, &pt);
+    if (own_seen == POLICY_OWN_NONE) {
+      /* A reply of a connection into the pod that nothing here translated: no reverse entry, no frontend. */
+      own_seen = policy_reply_entry(&f, PLEXUS_CT_INGRESS, &pt);
+    }
   }
-  if (per_packet_lb && own_seen != POLICY_OWN_LIVE) {
+  /* Whatever opens here and is not translated has no reverse entry on this node (a leftover one is forgotten below). */
+  pt.untranslated = 1;
+  if (per_packet_lb && own_seen != POLICY_OWN_LIVE && own_seen != POLICY_OWN_REPLY) {
     if (ct4_lookup(&f, PLEXUS_CT_REVERSE)) {
       service_reply = 1;
     } else {
@@ -164,6 +170,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
       }
       if (lb.action == LB4_TRANSLATED) {
         own_seen = POLICY_OWN_UNSEEN; /* another tuple now */
+        pt.untranslated = 0;
         c->reason = PLEXUS_REASON_SERVICE_TRANSLATED;
         c->t.orig_daddr = lb.frontend;
         c->t.orig_dport = lb.frontend_port;
@@ -234,7 +241,7 @@ static __always_inline int lxc_ipv4_from_container(struct __sk_buff *skb, struct
   }
   struct plexus_endpoint_value *dst = local ? endpoint_lookup(ip->daddr) : 0;
   if (!dst && !(src_flags & PLEXUS_EP_F_CHAINED)) {
-    return lxc_forward_remote(skb, c, &f, c->t.src_identity, tunnel_endpoint, pt.own_live);
+    return lxc_forward_remote(skb, c, &f, c->t.src_identity, tunnel_endpoint, pt.own_live || pt.reply_untranslated);
   }
   if (!dst || (dst->flags & (PLEXUS_EP_F_HOST | PLEXUS_EP_F_CHAINED)) || (src_flags & PLEXUS_EP_F_CHAINED) ||
       !cfg_redirect_peer) {
@@ -269,7 +276,7 @@ static __always_inline int lxc_ipv4_to_container(struct __sk_buff *skb, struct v
   if (!dst || (dst->flags & PLEXUS_EP_F_HOST) || dst->ifindex != skb->ifindex) {
     return TC_ACT_OK;
   }
-  int ret = local_ingress(skb, c, ip, dst, identity_of(ip->saddr), 0);
+  int ret = local_ingress(skb, c, ip, dst, identity_of(ip->saddr), 0, 0);
   return ret < 0 ? ret : TC_ACT_OK;
 }
 

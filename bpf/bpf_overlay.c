@@ -37,7 +37,8 @@ static __always_inline int overlay_ipv4_ingress(struct __sk_buff *skb, struct ve
     bpf_skb_change_type(skb, PACKET_HOST);
     return TC_ACT_OK;
   }
-  int ret = local_ingress(skb, c, ip, dst, overlay_identity_of_vni(key.tunnel_id), 1);
+  /* Nothing on this node translated what the tunnel brings (the sender's node did). */
+  int ret = local_ingress(skb, c, ip, dst, overlay_identity_of_vni(key.tunnel_id), 1, 1);
   if (ret < 0) {
     return ret;
   }

@@ -27,10 +27,11 @@ static __always_inline void verdict_note_audit(struct verdict_ctx *c, const stru
  * return flow's frontend is kept for the backend's replies (lib/dsr.h). Fills the event.
  * `f` is the packet's flow as flow4_parse() returned it (`parsed`: its result; a malformed packet is dropped here).
  * `identity_from_packet`: src_identity is the packet's own claim (the tunnel's VNI) rather than the maps' (see
- * struct policy_trace). Returns 0 to go on with the delivery, or a negative reason. */
+ * struct policy_trace); `untranslated`: nothing on this node translated the packet (its connection's entry says so
+ * to the replies). Returns 0 to go on with the delivery, or a negative reason. */
 static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f,
                                               int parsed, const struct plexus_endpoint_value *dst, __u32 src_identity,
-                                              int identity_from_packet) {
+                                              int identity_from_packet, int untranslated) {
   c->observed = 1;
   c->t.endpoint_id = dst->ep_id;
   c->t.dst_identity = dst->identity;
@@ -42,9 +43,9 @@ static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verd
   int ret;
   int own_live = 0;
   if (cfg_enable_policy) {
-    struct policy_trace pt = {.peer_from_packet = identity_from_packet};
+    struct policy_trace pt = {.peer_from_packet = identity_from_packet, .untranslated = untranslated};
     ret = policy_ingress(f, dst, src_identity, &pt);
-    own_live = pt.own_live;
+    own_live = pt.own_live || pt.reply_untranslated;
     c->t.notify |= pt.notify;
     c->t.is_reply = pt.is_reply;
     c->t.rule_id = pt.rule_id;
@@ -60,17 +61,18 @@ static __always_inline int local_ingress_flow(struct __sk_buff *skb, struct verd
   if (ret < 0) {
     return ret;
   }
-  /* A packet of a connection the endpoint admitted in this direction is no reply of a flow translated here. */
+  /* A packet of a connection the endpoint admitted in this direction is no reply of a flow translated here, nor is
+   * the reply of a connection whose entry says nothing here translated it. */
   return own_live ? 0 : lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE);
 }
 
 /* local_ingress_flow() for a caller that has not parsed the packet. */
 static __always_inline int local_ingress(struct __sk_buff *skb, struct verdict_ctx *c, struct iphdr *ip,
                                          const struct plexus_endpoint_value *dst, __u32 src_identity,
-                                         int identity_from_packet) {
+                                         int identity_from_packet, int untranslated) {
   struct flow4 f = {};
   int parsed = flow4_parse(skb, ip, &f);
-  return local_ingress_flow(skb, c, &f, parsed, dst, src_identity, identity_from_packet);
+  return local_ingress_flow(skb, c, &f, parsed, dst, src_identity, identity_from_packet, untranslated);
 }
 
 /* Rewrites L2 for the pod (its own MAC as destination, the host veth's as source), decrements the TTL as the router

@@ -173,6 +173,10 @@ struct policy_trace {
   __u8 cached;   /* that entry holds a verdict of the current policy epoch: rule_id is its rule, nothing to look up */
   __u8 peer_from_packet; /* set by the caller: the peer's identity came with the packet (a tunnel's VNI), not from the
                           * maps whose writes move the epoch on, so no kept verdict applies and none is kept */
+  __u8 untranslated;     /* set by the caller: nothing on this node translated the flow (an entry it opens is marked
+                          * PLEXUS_CT_F_UNTRANSLATED) */
+  __u8 reply_untranslated; /* a reply whose connection's entry is marked PLEXUS_CT_F_UNTRANSLATED: no reverse
+                            * translation to look up */
   __u32 rule_id; /* the rule that decided a judged packet (0: none, or not judged) */
 };
 
@@ -200,6 +204,7 @@ enum policy_own_seen {
   POLICY_OWN_UNSEEN = 0,
   POLICY_OWN_NONE = 1,
   POLICY_OWN_LIVE = 2,
+  POLICY_OWN_REPLY = 3, /* none, and the packet is a reply of a live untranslated connection (policy_reply_entry) */
 };
 
 /* Classifies the packet at an enforcement point whose own entries are in direction `own` (the connections it
@@ -217,6 +222,10 @@ static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8
     return POLICY_CT_ESTABLISHED; /* pt->cached as policy_own_entry found it */
   }
   pt->cached = 0; /* not another enforcement point's (from-container judges egress, then a local peer's ingress) */
+  if (own_seen == POLICY_OWN_REPLY) {
+    return POLICY_CT_REPLY; /* refreshed, and pt->is_reply set, by policy_reply_entry */
+  }
+  pt->reply_untranslated = 0;
   if (f->related) {
     if (ct4_lookup_tuple(&f->quoted, other, 0) || ct4_lookup_tuple(&f->quoted, own, 1)) {
       pt->is_reply = 1;
@@ -237,6 +246,7 @@ static __always_inline int policy_ct_state(const struct flow4 *f, __u8 own, __u8
   }
   pt->own_live = state == POLICY_CT_ESTABLISHED && !ct4_closing(v);
   pt->is_reply = state == POLICY_CT_REPLY;
+  pt->reply_untranslated = pt->is_reply && (v->flags & PLEXUS_CT_F_UNTRANSLATED);
   pt->notify |= ct4_touch(v, f->tcp_flags, pt->is_reply);
   if (state == POLICY_CT_ESTABLISHED) {
     policy_take_cached(v, pt, epoch);
@@ -263,12 +273,29 @@ static __always_inline int policy_own_entry(const struct flow4 *f, __u8 own, str
   return POLICY_OWN_LIVE;
 }
 
-/* A new connection policy allowed: its entry, with the verdict cached as of `epoch` (0: not cached). */
-static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir, __u32 epoch, __u32 rule_id) {
+/* After policy_own_entry found no own-direction entry: whether the packet is a reply of a live connection the point
+ * admitted that nothing on this node translated (its other-direction entry, marked PLEXUS_CT_F_UNTRANSLATED): then it
+ * is refreshed, and neither reverse translation nor a frontend is to be looked up for it (POLICY_OWN_REPLY). Else
+ * POLICY_OWN_NONE, and policy_enforce looks again. */
+static __always_inline int policy_reply_entry(const struct flow4 *f, __u8 other, struct policy_trace *pt) {
+  struct flow4_tuple t = {.saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto};
+  struct plexus_ct4_value *v = ct4_lookup_tuple(&t, other, 1);
+  if (!v || !(v->flags & PLEXUS_CT_F_UNTRANSLATED) || ct4_closing(v)) {
+    return POLICY_OWN_NONE;
+  }
+  pt->is_reply = 1;
+  pt->reply_untranslated = 1;
+  pt->notify |= ct4_touch(v, f->tcp_flags, 1);
+  return POLICY_OWN_REPLY;
+}
+
+/* A new connection policy allowed: its entry, with the verdict cached as of `epoch` (0: not cached) and `flags`. */
+static __always_inline int policy_ct_admit(const struct flow4 *f, __u8 dir, __u32 epoch, __u32 rule_id,
+                                           __u16 flags) {
   struct plexus_ct4_key key = {
       .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport, .proto = f->proto, .dir = dir};
-  struct plexus_ct4_value v = {
-      .last_seen_ns = ct_clock(), .backend_id = rule_id, .tx_flags = f->tcp_flags, .verdict_epoch = epoch};
+  struct plexus_ct4_value v = {.last_seen_ns = ct_clock(), .backend_id = rule_id, .tx_flags = f->tcp_flags,
+                               .flags = flags, .verdict_epoch = epoch};
   if (bpf_map_update_elem(&plexus_ct4_v2, &key, &v, BPF_ANY) < 0) {
     return PLEXUS_DROP(CT_MAP_FULL);
   }
@@ -328,7 +355,7 @@ static __always_inline int policy_enforce(const struct flow4 *f, __u16 ep_id, __
   if (flow4_icmp_error(f)) {
     return 0;
   }
-  return policy_ct_admit(f, own, keep, pt->rule_id);
+  return policy_ct_admit(f, own, keep, pt->rule_id, pt->untranslated ? PLEXUS_CT_F_UNTRANSLATED : 0);
 }
 
 /* Egress enforcement for the endpoint that sent the packet to a peer of identity `dst_identity` (identity_of(f->daddr),

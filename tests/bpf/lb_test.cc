@@ -521,3 +521,47 @@ TEST_CASE("conntrack stamps: a packet refreshes its entry's last use only once i
   REQUIRE(other.retval == TC_ACT_REDIRECT);
   CHECK(ntohs(tcpOf(other.out)->source) != 40200);
 }
+
+TEST_CASE("a connection nothing on the node translated is marked so in its policy entries, and its replies are "
+          "never rewritten by a reverse entry of another flow",
+          "[bpf][lb][conntrack]") {
+  Fixture f;
+  installService(f, {{{1, kPodB}}, {1}});
+  // Straight to pod B: egress and (same-node delivery) ingress entries say nothing here translated it.
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40300, 0x02, IPPROTO_TCP, kPodB)).retval == TC_ACT_REDIRECT);
+  auto egress = ctEntry(f, kPodA, kPodB, 40300, kVipPort, PLEXUS_CT_EGRESS);
+  auto ingress = ctEntry(f, kPodA, kPodB, 40300, kVipPort, PLEXUS_CT_INGRESS);
+  REQUIRE(egress.has_value());
+  REQUIRE(ingress.has_value());
+  CHECK(egress->flags == PLEXUS_CT_F_UNTRANSLATED);
+  CHECK(ingress->flags == PLEXUS_CT_F_UNTRANSLATED);
+  // Through the frontend: translated, so its entries are not marked (replies look their reverse entry up).
+  REQUIRE(f.run(f.dp->fromContainerFd(), clientPacket(40301, 0x02)).retval == TC_ACT_REDIRECT);
+  auto translated = ctEntry(f, kPodA, kPodB, 40301, kBackendPort, PLEXUS_CT_EGRESS);
+  REQUIRE(translated.has_value());
+  CHECK(translated->flags == 0);
+
+  // A reverse entry for the untranslated connection's reply tuple (another flow's, left behind) is not applied.
+  plexus_ct4_value stray{};
+  stray.rev_nat_index = kRevNat;
+  stray.last_seen_ns = 1;
+  REQUIRE(f.dp->lb().ct.update(ctKey(kPodB, kPodA, kVipPort, 40300, IPPROTO_TCP, PLEXUS_CT_REVERSE), stray).ok());
+  f.addEndpoint(kPodB, kPodAIfindex, 2, kPodBMac, kNodeBMac, 0);
+  f.addEndpoint(kPodA, kPodBIfindex, 1, kPodAMac, kNodeAMac, 0);
+  auto replyFrom = [&](uint16_t sport, uint16_t dport) {
+    PacketSpec s{kPodBMac, kNodeBMac, kPodB, kPodA, IPPROTO_TCP};
+    s.sport = sport;
+    s.dport = dport;
+    s.tcp_flags = 0x10;
+    return f.run(f.dp->fromContainerFd(), withL4Checksum(ipv4Packet(s)));
+  };
+  auto plain = replyFrom(kVipPort, 40300);
+  REQUIRE(plain.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(plain.out)->saddr) == kPodB);
+  CHECK(ntohs(tcpOf(plain.out)->source) == kVipPort);
+  // The translated connection's reply still gets its frontend back.
+  auto back = replyFrom(kBackendPort, 40301);
+  REQUIRE(back.retval == TC_ACT_REDIRECT);
+  CHECK(Ipv4::fromNetwork(ipOf(back.out)->saddr) == kVip);
+  CHECK(ntohs(tcpOf(back.out)->source) == kVipPort);
+}

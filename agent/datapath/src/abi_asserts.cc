@@ -64,6 +64,7 @@ PLEXUS_OFF(plexus_ct4_value, backend_id, 8);
 PLEXUS_OFF(plexus_ct4_value, rev_nat_index, 12);
 PLEXUS_OFF(plexus_ct4_value, tx_flags, 14);
 PLEXUS_OFF(plexus_ct4_value, nat_port, 16);
+PLEXUS_OFF(plexus_ct4_value, flags, 18);
 PLEXUS_OFF(plexus_ct4_value, verdict_epoch, 20);
 // The retired v1 value: what a leftover plexus_ct4_v1 pin holds (read by the migration only).
 PLEXUS_ABI(plexus_ct4_value_v1, 16);

@@ -32,6 +32,9 @@
 #define PLEXUS_TCP_ACK 0x10
 /* rx_flags of a flow without TCP flags (UDP, ICMP): its reply direction has been seen. */
 #define PLEXUS_CT_RX_SEEN 0x80
+/* flags of an EGRESS or INGRESS entry: this node translated nothing of the connection (no REVERSE or REVERSE_NODEPORT
+ * entry of it here), so its replies need no reverse translation and skip those lookups, and the service lookup. */
+#define PLEXUS_CT_F_UNTRANSLATED 0x1
 /* Either seen in either direction: the connection is closing (lifetime PLEXUS_CT_TIME_WAIT_NS). */
 #define PLEXUS_CT_CLOSING_FLAGS (PLEXUS_TCP_FIN | PLEXUS_TCP_RST)
 
@@ -63,7 +66,7 @@ struct plexus_ct4_value {
   __u8 rx_flags;         /* TCP flags seen in replies; FIN or RST in either means closing */
   __be16 nat_port;       /* SERVICE: the source port the flow was moved to (0: kept); REVERSE: the client's own
                           * port, restored on replies (0: none). See ct4_pick_port. */
-  __u16 pad;             /* zero */
+  __u16 flags;           /* EGRESS and INGRESS: PLEXUS_CT_F_* (0 in entries of agents before them: nothing known) */
   __u32 verdict_epoch;   /* EGRESS and INGRESS: the policy epoch (plexus_policy_epoch_v1) in which policy last allowed
                           * the connection; while it is current, the connection's packets skip the verdict's lookups
                           * (0: none cached). Entries of agents before it have 0 here (the pad). */
