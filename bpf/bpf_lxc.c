@@ -58,11 +58,13 @@ __noinline int lxc_resolve_dst(__be32 addr, __u32 *identity, __be32 *tunnel_endp
   return 0;
 }
 
-/* A destination on another node. Tunnel mode: a destination whose ipcache entry names the node hosting it is
- * encapsulated towards that node with the sender's identity as VNI and redirected into the VXLAN device. Otherwise, with
- * BPF host routing, the FIB decides; anything else is the stack's (world, node addresses, native routes). */
+/* A destination on another node (`no_reverse`: the packet is known to be no NodePort flow's reply: one of a connection
+ * the pod opened, or the reply of one nothing on this node translated). Tunnel mode: a destination whose ipcache entry
+ * names the node hosting it is encapsulated towards that node with the sender's identity as VNI and redirected into the
+ * VXLAN device. Otherwise, with BPF host routing, the FIB decides; anything else is the stack's (world, node addresses,
+ * native routes). */
 static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verdict_ctx *c, struct flow4 *f,
-                                              __u32 src_identity, __be32 tunnel_endpoint, __u8 own_live) {
+                                              __u32 src_identity, __be32 tunnel_endpoint, __u8 no_reverse) {
   int tunnel = cfg_routing_mode == PLEXUS_ROUTING_TUNNEL && cfg_tunnel_ifindex;
   if (!tunnel && !cfg_host_routing) {
     return TC_ACT_OK;
@@ -71,8 +73,8 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
    * endpoint falls through to the FIB. */
   if (tunnel && tunnel_endpoint) {
     /* The reply of a NodePort flow from a pod on another node: the device's egress, where such replies get their
-     * frontend back, is not on the tunnel's way. A packet of a connection the pod opened is none. */
-    int ret = f->has_ports && !own_live ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
+     * frontend back, is not on the tunnel's way. */
+    int ret = f->has_ports && !no_reverse ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
     if (ret < 0) {
       return ret;
     }
@@ -93,7 +95,7 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
     }
     /* A NodePort flow's reply gets its frontend back here, as in the tunnel, so that the device's egress program has
      * nothing to do for what leaves by the FIB (PLEXUS_MARK_HOST_ROUTED): a cluster destination is never masqueraded. */
-    int ret = f->has_ports && !own_live ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
+    int ret = f->has_ports && !no_reverse ? lb4_rev_nat(skb, f, PLEXUS_CT_REVERSE_NODEPORT) : 0;
     if (ret < 0) {
       return ret;
     }
