@@ -82,6 +82,8 @@ static __always_inline int lxc_forward_remote(struct __sk_buff *skb, struct verd
     if (ret < 0) {
       return ret;
     }
+    /* The encapsulated packet keeps the mark (same namespace): the device's egress program passes it as it is. */
+    skb->mark = PLEXUS_MARK_HOST_ROUTED;
     c->reason = PLEXUS_REASON_FORWARDED_TUNNEL;
     return bpf_redirect(cfg_tunnel_ifindex, 0);
   }
