@@ -117,6 +117,12 @@ static __always_inline int host_ipv4_from_netdev(struct __sk_buff *skb, struct v
   if (parsed < 0) {
     return TC_ACT_OK;
   }
+  /* The tunnel's own packets, for this node's tunnel port: the stack hands them to the tunnel device, whose program
+   * judges what they carry. No masqueraded flow's reply and no frontend is on that port of the node's address. */
+  if (cfg_tunnel_port && f.proto == IPPROTO_UDP && f.dport == cfg_tunnel_port &&
+      f.daddr == snat4_device_addr(skb->ifindex)) {
+    return TC_ACT_OK;
+  }
   /* A reply (or an ICMP error) of a masqueraded flow: back to its pod, which the stack or host routing delivers. */
   int masq = snat4_ingress(skb, &f);
   if (masq != 0) {

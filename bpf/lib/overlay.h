@@ -9,6 +9,7 @@
 /* Load-time switches (STYLE.md rule 6), set by the agent through the skeleton before load. */
 const volatile __u8 cfg_routing_mode = PLEXUS_ROUTING_NATIVE; /* enum plexus_routing_mode */
 const volatile __u32 cfg_tunnel_ifindex = 0;                  /* plexus_vxlan; 0: no tunnel */
+const volatile __be16 cfg_tunnel_port = 0;                    /* its UDP port, network order; 0: no tunnel */
 
 /* Sets the tunnel key the VXLAN device encapsulates with: outer destination `remote` (network order; the helper takes
  * host order), VNI = identity. A node-local identity (bit 24, policy CIDRs) never names a sender on the wire, and

@@ -444,3 +444,23 @@ TEST_CASE("DSR modes: hybrid gives TCP direct server return and UDP SNAT; snat n
     CHECK(entries->empty());
   }
 }
+
+TEST_CASE("from-netdev leaves the tunnel's own packets to the tunnel device: nothing on the node's tunnel port is "
+          "translated", "[bpf][host][tunnel]") {
+  // A frontend on the node's address and the tunnel's port (a NodePort here, for the fixture's sake): without a tunnel
+  // it is translated; with one, that port's UDP packets for the node are VXLAN's and pass as they are.
+  for (bool tunnel : {false, true}) {
+    INFO("tunnel " << tunnel);
+    datapath::LxcConfig cfg;
+    if (tunnel) {
+      cfg.tunnel_ifindex = 1000;
+      cfg.tunnel_port = kNodePort;
+    }
+    HostFixture f(cfg);
+    REQUIRE(f.host->setMasqueradeAddress(1, kNodeIp).ok());
+    f.installNodePort({1}, kPodB, IPPROTO_UDP);
+    auto r = f.fromOutside(40000, 0, kNodeIp, IPPROTO_UDP);
+    CHECK(r.retval == TC_ACT_OK);
+    CHECK(endpointOf(r.out, false).first == (tunnel ? kNodeIp : kPodB));
+  }
+}

@@ -275,6 +275,7 @@ Result<std::unique_ptr<AgentState>> startAgent(const AgentConfig& config) {
   lxc_cfg.routing_mode =
       *mode == node::RoutingMode::kTunnel ? datapath::RoutingMode::kTunnel : datapath::RoutingMode::kNative;
   lxc_cfg.tunnel_ifindex = static_cast<uint32_t>(state->tunnel_ifindex);
+  lxc_cfg.tunnel_port = state->tunnel_ifindex > 0 ? static_cast<uint16_t>(config.tunnel_port) : 0;
   // BPF host routing (FIB lookup + redirect out, the devices' redirect_peer in), as Cilium enables it: it needs the
   // host programs on the devices, which come with kube-proxy replacement. Otherwise the stack forwards ("legacy").
   state->host_routing = !config.enable_host_legacy_routing && config.kube_proxy_replacement;

@@ -30,6 +30,7 @@ Result<std::unique_ptr<HostDatapath>> HostDatapath::load(const LxcConfig& config
   // packets by the FIB (never into the tunnel device, which needs a key).
   skel->rodata->cfg_host_routing = config.host_routing ? 1 : 0;
   skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
+  skel->rodata->cfg_tunnel_port = htons(config.tunnel_port);
   skel->rodata->cfg_enable_policy = config.enable_policy ? 1 : 0;
   skel->rodata->cfg_masquerade = config.masquerade ? 1 : 0;
   skel->rodata->cfg_policy_audit = config.policy_audit ? 1 : 0;
@@ -95,6 +96,7 @@ Result<std::unique_ptr<OverlayDatapath>> OverlayDatapath::load(const LxcConfig& 
   skel->rodata->cfg_monitor_aggregation = config.monitor_aggregation;
   skel->rodata->cfg_routing_mode = static_cast<uint8_t>(config.routing_mode);
   skel->rodata->cfg_tunnel_ifindex = config.tunnel_ifindex;
+  skel->rodata->cfg_tunnel_port = htons(config.tunnel_port);
   skel->rodata->cfg_lb_mode = config.lb_mode;
   skel->rodata->cfg_policy_audit = config.policy_audit ? 1 : 0;
   applyMapSizes(skel->obj, config.sizes);

@@ -69,6 +69,7 @@ struct LxcConfig {
   // ifindex of plexus_vxlan (in the node's namespace); 0: none. Tunnel mode needs it, so the device must exist before
   // the lxc programs load.
   uint32_t tunnel_ifindex = 0;
+  uint16_t tunnel_port = 0;  // its UDP port (host order); the device programs leave the tunnel's packets to it
   // BPF host routing: pods' traffic to other nodes leaves through bpf_fib_lookup + redirect (never dropped: any
   // other FIB answer goes to the stack), and the external devices' traffic for local pods enters them with
   // bpf_redirect_peer after their ingress policy.
