@@ -4,9 +4,10 @@
 // controller would. In Kubernetes mode that controller runs in the cluster and its slices are the only endpoints, as
 // for kube-proxy and Cilium: a selector service whose slices have not arrived (or are being listed again) has no
 // backends, never every pod its labels match (ready or not). Tracks which services an event touches, and programs
-// them through the ServiceManager: incrementally, or in full after a restart, a resync or a failed write. The objects themselves stay in the resource store, once: a sync
-// parses the ones it needs (the events' own objects while they are pending). Of each Pod it keeps the few facts a
-// selector service derives endpoints from, so that a sync does not decode every pod of the namespace from the store.
+// them through the ServiceManager: incrementally, or in full after a restart, a resync or a failed write. The
+// objects themselves stay in the resource store, once: a sync parses the ones it needs (the events' own objects while
+// they are pending). Of each Pod it keeps the few facts a selector service derives endpoints from, so that a sync does
+// not decode every pod of the namespace from the store.
 // Reconcile thread only.
 
 #include <map>
